@@ -1,0 +1,30 @@
+# sluice: thin wrapper around meson. `make run` and `make test` work on a fresh Debian 12.
+BUILD   ?= build
+CONFIG  ?= etc/sluice.toml
+JOBS    ?= $(shell nproc)
+
+.PHONY: all deps build run test bench clean
+
+all: build
+
+deps:
+	@bash third_party/install.sh
+
+$(BUILD)/build.ninja: | deps
+	meson setup $(BUILD)
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+run: build
+	./$(BUILD)/src/main/sluiced --config $(CONFIG)
+
+# One Criterion binary holds every unit and integration test; its summary ends the run.
+test: build
+	./$(BUILD)/tests/sluice-tests --jobs $(JOBS)
+
+bench: build
+	bash bench/run.sh
+
+clean:
+	rm -rf $(BUILD)

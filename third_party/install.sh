@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# install.sh: installs the Debian packages named in packages.txt that are missing.
+# Untrusted input: none (the manifest is ours). Run as root it uses apt-get; otherwise
+# it lists what is missing and how to install it, and fails.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+manifest="$here/packages.txt"
+missing=()
+while read -r pkg _pc _min; do
+  case "$pkg" in ''|'#'*) continue ;; esac
+  # python3 may come from elsewhere (pyenv): a working interpreter is enough.
+  if [ "$pkg" = python3 ] && command -v python3 >/dev/null 2>&1; then continue; fi
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$pkg")
+  fi
+done < "$manifest"
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "sluice: missing Debian packages: ${missing[*]}" >&2
+  echo "sluice: install them with: sudo apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+echo "sluice: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+if ! apt-get install -y -q --no-install-recommends "${missing[@]}"; then
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
