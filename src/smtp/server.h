@@ -1,0 +1,127 @@
+// server.h: the SMTP server state machine: bytes in, replies and actions out, no I/O.
+// Untrusted input: every byte passed to feed() comes from a remote client.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "smtp/envelope.h"
+#include "smtp/reply.h"
+
+namespace sluice::smtp {
+
+// What a receive connector allows a session; fixed for the life of the session.
+struct server_settings {
+  std::string hostname = "localhost";   // our name in the banner, EHLO and replies
+  std::string banner;                   // text after "220 "; "" means "<hostname> ESMTP sluice ready at <date>"
+  uint64_t max_message_size = 36u << 20;  // SIZE advertised; larger messages get 552 5.3.4
+  size_t max_recipients = 200;          // more get 452 4.5.3 Too many recipients
+  size_t max_command_line = 512;        // RFC 5321 4.5.3.1.4, including CRLF
+  size_t max_text_line = 1000;          // RFC 5321 4.5.3.1.6, including CRLF
+  int max_errors = 10;                  // after this many error replies the session is closed (421)
+  bool helo_required = false;           // the seed's telnet session sends MAIL without HELO
+  bool pipelining = true;
+  bool chunking = true;
+  bool smtputf8 = true;
+  bool dsn = true;
+  bool eightbitmime = true;
+  // Seams for TLS and AUTH (the TLS issue fills them in).
+  bool starttls_offered = false;        // advertise STARTTLS (only before TLS is active)
+  bool starttls_required = false;       // 530 5.7.0 before MAIL until TLS is active
+  bool auth_offered = false;            // advertise AUTH PLAIN LOGIN
+  bool auth_required = false;           // 530 5.7.0 Authentication required before MAIL
+};
+
+// The session's side effects, implemented by the caller (smtpd over a socket, or a test).
+// Every check_* call is synchronous and must not call back into the server.
+class server_delegate {
+ public:
+  virtual ~server_delegate() = default;
+  // A reply whose code is 250 accepts; any other code is sent as the refusal.
+  virtual reply check_helo(std::string_view domain) { (void)domain; return {250, "", ""}; }
+  virtual reply check_mail(const envelope& env) { (void)env; return {250, "2.1.0", "Sender OK"}; }
+  virtual reply check_recipient(const envelope& env, const recipient& rcpt) = 0;
+  // The message is complete, within limits and syntactically clean. The body holds
+  // the de-stuffed content with CRLF line ends; the delegate takes it (move out) and
+  // later calls server::submit_done() exactly once. Until then no input is processed.
+  virtual void submit(envelope& env, std::string& body) = 0;
+  // STARTTLS was accepted (220 already queued): the caller starts the TLS handshake
+  // after writing pending output, then calls server::tls_started().
+  virtual void start_tls() {}
+  // AUTH: called with the mechanism and decoded identity/password once complete.
+  virtual reply check_auth(std::string_view mechanism, std::string_view authzid,
+                           std::string_view user, std::string_view password) {
+    (void)mechanism; (void)authzid; (void)user; (void)password;
+    return {535, "5.7.8", "Authentication credentials invalid"};
+  }
+  // Protocol log hooks: a received command line (without CRLF; AUTH secrets masked)
+  // and a sent reply (wire form without the final CRLF).
+  virtual void on_command(std::string_view line) { (void)line; }
+  virtual void on_reply(std::string_view text) { (void)text; }
+};
+
+class server {
+ public:
+  server(const server_settings& settings, server_delegate& delegate);
+
+  // Queue the 220 greeting. Call once, before feed().
+  void greet();
+  // Queue "554 5.7.1 <text>" and close after it (no connector matched the peer, etc.).
+  void refuse(std::string_view text);
+
+  // Consume input from the client. Complete command lines are executed in order
+  // (pipelining); partial lines and DATA/BDAT content are buffered internally.
+  // Input that arrives while a submit or STARTTLS is pending is held until it resolves.
+  void feed(std::string_view bytes);
+
+  // Bytes to send to the client. The caller writes them and calls consume_output().
+  const std::string& output() const { return out_; }
+  void consume_output(size_t n) { out_.erase(0, n); }
+
+  // Completes the pending submit: reply is "250 2.6.0 <id> Queued mail for delivery"
+  // or a 4xx/5xx refusal. Then executes any pipelined input held meanwhile.
+  void submit_done(const reply& r);
+  // TLS is active: reset to the just-connected state (RFC 3207 4.2) and drop any
+  // plaintext that arrived after the STARTTLS command line.
+  void tls_started();
+
+  // True once the session should end: after QUIT, a 421, or refuse(). The caller
+  // flushes output() and closes.
+  bool closing() const { return closing_; }
+  // Idle/timeout handling by the caller: queue "421 4.4.2 <hostname> Error: timeout exceeded" and close.
+  void timeout();
+
+  bool tls_active() const { return tls_active_; }
+  bool authenticated() const { return !auth_user_.empty(); }
+  const std::string& auth_user() const { return auth_user_; }
+  const envelope& current_envelope() const { return env_; }
+  uint64_t messages_accepted() const { return messages_accepted_; }
+
+ private:
+  // Implementation state (owned by the smtp module); see server.cc.
+  enum class state : uint8_t { command, data, bdat, auth, waiting_submit, waiting_tls, closed };
+  const server_settings& settings_;
+  server_delegate& delegate_;
+  std::string in_;          // unconsumed input
+  std::string out_;         // replies not yet taken by the caller
+  std::string body_;        // message content being received
+  envelope env_;
+  state state_ = state::command;
+  bool greeted_ = false;    // HELO/EHLO seen
+  bool mail_given_ = false;
+  bool closing_ = false;
+  bool tls_active_ = false;
+  bool data_bad_ = false;   // DATA/BDAT content had a fault (bare LF/CR, long line, too big)
+  reply data_fault_{};
+  uint64_t bdat_remaining_ = 0;
+  bool bdat_last_ = false;
+  bool bdat_used_ = false;
+  int errors_ = 0;
+  std::string auth_mech_;
+  std::string auth_user_;
+  std::string auth_pending_user_;
+  uint64_t messages_accepted_ = 0;
+};
+
+}  // namespace sluice::smtp
