@@ -1,0 +1,299 @@
+// connection.cc: libuv TCP connections, SO_REUSEPORT listeners and outbound connects.
+// Untrusted input: peer bytes pass through to the handler; nothing here parses them.
+#include "net/connection.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+
+namespace sluice::net {
+
+std::string endpoint::host() const {
+  char buf[INET6_ADDRSTRLEN] = "";
+  if (addr.ss_family == AF_INET) {
+    auto* in = reinterpret_cast<const sockaddr_in*>(&addr);
+    inet_ntop(AF_INET, &in->sin_addr, buf, sizeof buf);
+  } else if (addr.ss_family == AF_INET6) {
+    auto* in6 = reinterpret_cast<const sockaddr_in6*>(&addr);
+    inet_ntop(AF_INET6, &in6->sin6_addr, buf, sizeof buf);
+  }
+  return buf;
+}
+
+uint16_t endpoint::port() const {
+  if (addr.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in*>(&addr)->sin_port);
+  if (addr.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_port);
+  return 0;
+}
+
+std::string endpoint::text() const {
+  if (addr.ss_family == AF_INET6) return "[" + host() + "]:" + std::to_string(port());
+  return host() + ":" + std::to_string(port());
+}
+
+bool endpoint::parse(std::string_view text, endpoint& out) {
+  std::string host;
+  std::string_view port_text;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') return false;
+    host.assign(text.substr(1, close - 1));
+    port_text = text.substr(close + 2);
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) return false;
+    host.assign(text.substr(0, colon));
+    port_text = text.substr(colon + 1);
+  }
+  unsigned port = 0;
+  auto [end, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (ec != std::errc() || end != port_text.data() + port_text.size() || port > 65535) return false;
+  out = endpoint{};
+  auto* in = reinterpret_cast<sockaddr_in*>(&out.addr);
+  auto* in6 = reinterpret_cast<sockaddr_in6*>(&out.addr);
+  if (inet_pton(AF_INET, host.c_str(), &in->sin_addr) == 1) {
+    in->sin_family = AF_INET;
+    in->sin_port = htons(static_cast<uint16_t>(port));
+    return true;
+  }
+  if (inet_pton(AF_INET6, host.c_str(), &in6->sin6_addr) == 1) {
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(static_cast<uint16_t>(port));
+    return true;
+  }
+  return false;
+}
+
+struct connection::state {
+  uv_tcp_t tcp{};
+  connection_handler* handler = nullptr;  // null once the connection object is gone
+  size_t queued_bytes = 0;
+  bool closing = false;
+};
+
+namespace {
+
+using state = connection::state;
+
+// Reads land in one buffer per loop thread: handlers consume them synchronously,
+// so a connection never holds read memory while idle.
+thread_local char read_buffer[64 * 1024];
+
+void on_alloc(uv_handle_t*, size_t, uv_buf_t* buf) {
+  buf->base = read_buffer;
+  buf->len = sizeof read_buffer;
+}
+
+void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+  auto* s = static_cast<state*>(stream->data);
+  if (s == nullptr || s->handler == nullptr || s->closing) return;
+  if (nread > 0) {
+    s->handler->on_read(std::string_view(buf->base, static_cast<size_t>(nread)));
+  } else if (nread < 0) {
+    uv_read_stop(stream);
+    s->handler->on_read_end(static_cast<int>(nread));
+  }
+}
+
+void on_closed(uv_handle_t* handle) {
+  std::unique_ptr<state> owned(static_cast<state*>(handle->data));
+}
+
+// A write request owns its bytes (or borrows the caller's) until libuv is done with them.
+struct write_request {
+  uv_write_t req{};
+  std::string owned;
+  size_t size = 0;
+};
+
+void on_written(uv_write_t* req, int) {
+  std::unique_ptr<write_request> owned(static_cast<write_request*>(req->data));
+  auto* s = static_cast<state*>(req->handle->data);
+  if (s == nullptr) return;
+  s->queued_bytes -= owned->size;
+  if (s->queued_bytes == 0 && s->handler != nullptr && !s->closing) s->handler->on_drained();
+}
+
+void begin_close(state* s) {
+  if (s->closing) return;
+  s->closing = true;
+  s->handler = nullptr;
+  uv_read_stop(reinterpret_cast<uv_stream_t*>(&s->tcp));
+  // uv_close would cancel queued writes (a final 221 or 421 must reach the peer), so
+  // shut the write side down first: the callback runs once every queued write is done.
+  auto shutdown = std::make_unique<uv_shutdown_t>();
+  int rc = uv_shutdown(shutdown.get(), reinterpret_cast<uv_stream_t*>(&s->tcp), [](uv_shutdown_t* req, int) {
+    std::unique_ptr<uv_shutdown_t> owned(req);
+    uv_close(reinterpret_cast<uv_handle_t*>(req->handle), on_closed);
+  });
+  if (rc == 0) {
+    shutdown.release();
+  } else {
+    uv_close(reinterpret_cast<uv_handle_t*>(&s->tcp), on_closed);
+  }
+}
+
+void fill_endpoints(uv_tcp_t* tcp, endpoint& local, endpoint& peer) {
+  int len = sizeof local.addr;
+  uv_tcp_getsockname(tcp, reinterpret_cast<sockaddr*>(&local.addr), &len);
+  len = sizeof peer.addr;
+  uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&peer.addr), &len);
+}
+
+}  // namespace
+
+connection::connection(state* s) : state_(s) {
+  fill_endpoints(&s->tcp, local_, peer_);
+  uv_tcp_nodelay(&s->tcp, 1);
+}
+
+connection::~connection() { close(); }
+
+void connection::start_reading(connection_handler* handler) {
+  if (state_ == nullptr) return;
+  state_->handler = handler;
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&state_->tcp), on_alloc, on_read);
+}
+
+void connection::pause_reading() {
+  if (state_ != nullptr && !state_->closing) uv_read_stop(reinterpret_cast<uv_stream_t*>(&state_->tcp));
+}
+
+void connection::resume_reading() {
+  if (state_ != nullptr && !state_->closing)
+    uv_read_start(reinterpret_cast<uv_stream_t*>(&state_->tcp), on_alloc, on_read);
+}
+
+void connection::write(std::string&& data) {
+  if (state_ == nullptr || state_->closing || data.empty()) return;
+  auto req = std::make_unique<write_request>();
+  req->owned = std::move(data);
+  req->size = req->owned.size();
+  uv_buf_t buf = uv_buf_init(req->owned.data(), static_cast<unsigned>(req->owned.size()));
+  req->req.data = req.get();
+  if (uv_write(&req->req, reinterpret_cast<uv_stream_t*>(&state_->tcp), &buf, 1, on_written) == 0) {
+    state_->queued_bytes += req->size;
+    req.release();
+  }
+}
+
+void connection::write_borrowed(const char* data, size_t size) {
+  if (state_ == nullptr || state_->closing || size == 0) return;
+  auto req = std::make_unique<write_request>();
+  req->size = size;
+  uv_buf_t buf = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(size));
+  req->req.data = req.get();
+  if (uv_write(&req->req, reinterpret_cast<uv_stream_t*>(&state_->tcp), &buf, 1, on_written) == 0) {
+    state_->queued_bytes += size;
+    req.release();
+  }
+}
+
+size_t connection::write_queue_size() const { return state_ == nullptr ? 0 : state_->queued_bytes; }
+
+void connection::close() {
+  if (state_ == nullptr) return;
+  begin_close(state_);
+  state_ = nullptr;
+}
+
+uv_loop_t* connection::uv_loop() const { return state_ == nullptr ? nullptr : state_->tcp.loop; }
+
+listener::listener(loop& l, accept_fn on_accept) : on_accept_(std::move(on_accept)), loop_(l.get()) {}
+
+listener::~listener() { close(); }
+
+std::string listener::error_text(int code) const { return uv_strerror(code); }
+
+int listener::listen(const endpoint& where, int backlog) {
+  int family = where.addr.ss_family;
+  int fd = ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return uv_translate_sys_error(errno);
+  int one = 1;
+  // libuv 1.44 has no SO_REUSEPORT flag: set it before bind so every loop can bind.
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    int err = errno;
+    ::close(fd);
+    return uv_translate_sys_error(err);
+  }
+  if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  socklen_t len = family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&where.addr), len) != 0) {
+    int err = errno;
+    ::close(fd);
+    return uv_translate_sys_error(err);
+  }
+  handle_ = static_cast<uv_tcp_t*>(std::calloc(1, sizeof(uv_tcp_t)));
+  uv_tcp_init(loop_, handle_);
+  handle_->data = this;
+  int rc = uv_tcp_open(handle_, fd);
+  if (rc == 0) {
+    rc = uv_listen(reinterpret_cast<uv_stream_t*>(handle_), backlog, [](uv_stream_t* server, int status) {
+      auto* self = static_cast<listener*>(server->data);
+      if (self == nullptr || status < 0) return;
+      auto s = std::make_unique<connection::state>();
+      uv_tcp_init(server->loop, &s->tcp);
+      if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&s->tcp)) != 0) {
+        uv_close(reinterpret_cast<uv_handle_t*>(&s->tcp), on_closed);
+        s->tcp.data = s.release();
+        return;
+      }
+      s->tcp.data = s.get();
+      self->on_accept_(std::make_unique<connection>(s.release()));
+    });
+  }
+  if (rc != 0) close();
+  return rc;
+}
+
+endpoint listener::bound() const {
+  endpoint e;
+  int len = sizeof e.addr;
+  if (handle_ != nullptr) uv_tcp_getsockname(handle_, reinterpret_cast<sockaddr*>(&e.addr), &len);
+  return e;
+}
+
+void listener::close() {
+  close_and_free(reinterpret_cast<uv_handle_t*>(handle_));
+  handle_ = nullptr;
+}
+
+void connect(loop& l, const endpoint& to, std::function<void(std::unique_ptr<connection>, int)> done) {
+  struct connect_request {
+    uv_connect_t req{};
+    std::unique_ptr<connection::state> s = std::make_unique<connection::state>();
+    std::function<void(std::unique_ptr<connection>, int)> done;
+  };
+  auto r = std::make_unique<connect_request>();
+  r->done = std::move(done);
+  uv_tcp_init(l.get(), &r->s->tcp);
+  r->s->tcp.data = r->s.get();
+  r->req.data = r.get();
+  int rc = uv_tcp_connect(&r->req, &r->s->tcp, reinterpret_cast<const sockaddr*>(&to.addr),
+                          [](uv_connect_t* req, int status) {
+                            std::unique_ptr<connect_request> owned(static_cast<connect_request*>(req->data));
+                            if (status != 0) {
+                              uv_close(reinterpret_cast<uv_handle_t*>(&owned->s->tcp), on_closed);
+                              owned->s.release();
+                              owned->done(nullptr, status);
+                              return;
+                            }
+                            owned->done(std::make_unique<connection>(owned->s.release()), 0);
+                          });
+  if (rc != 0) {
+    auto cb = std::move(r->done);
+    uv_close(reinterpret_cast<uv_handle_t*>(&r->s->tcp), on_closed);
+    r->s.release();
+    cb(nullptr, rc);
+    return;
+  }
+  r.release();
+}
+
+}  // namespace sluice::net

@@ -1,0 +1,102 @@
+// connection.h: a TCP connection and SO_REUSEPORT listeners on a libuv loop.
+// Untrusted input: bytes read from remote peers are handed to the owner unexamined.
+#pragma once
+#include <sys/socket.h>
+#include <uv.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "net/loop.h"
+
+namespace sluice::net {
+
+// A socket address with its text form, for logs and connector matching.
+struct endpoint {
+  sockaddr_storage addr{};
+  std::string text() const;        // "127.0.0.1:2525" or "[::1]:2525"
+  std::string host() const;        // address only
+  uint16_t port() const;
+  static bool parse(std::string_view text, endpoint& out);  // "1.2.3.4:25", "[::1]:25"
+};
+
+// The owner's side of a connection. Callbacks run on the loop thread.
+class connection_handler {
+ public:
+  virtual ~connection_handler() = default;
+  // Bytes read from the peer. `data` is valid only during the call (it points into
+  // the loop's shared read buffer).
+  virtual void on_read(std::string_view data) = 0;
+  // The peer closed (status UV_EOF) or the socket failed; the owner should close().
+  virtual void on_read_end(int status) = 0;
+  // All queued writes have reached the kernel (write_queue_size() is 0 again).
+  virtual void on_drained() {}
+};
+
+// One TCP connection. The connection object may be destroyed at any time; the uv
+// handle and in-flight write requests outlive it and are freed by their callbacks,
+// which no longer reach the handler once it is detached.
+class connection {
+ public:
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+  ~connection();  // closes the socket if still open
+
+  void start_reading(connection_handler* handler);
+  void pause_reading();
+  void resume_reading();
+
+  // Queue bytes for the peer. The connection takes ownership of `data` until the
+  // write completes; the caller keeps nothing.
+  void write(std::string&& data);
+  // Queue bytes the caller keeps alive until on_drained() (or close): zero-copy writes
+  // from memory the caller pins, such as an LMDB read transaction.
+  void write_borrowed(const char* data, size_t size);
+  size_t write_queue_size() const;
+
+  // Stop reading, let queued writes finish, then close. Safe to call twice.
+  void close();
+  bool closed() const { return state_ == nullptr; }
+
+  const endpoint& local() const { return local_; }
+  const endpoint& peer() const { return peer_; }
+  uv_loop_t* uv_loop() const;
+
+  // Used by listener and connect(): wraps an initialised, connected uv_tcp_t.
+  struct state;
+  explicit connection(state* s);
+
+ private:
+  state* state_;  // owned by the uv handle's data; freed in the close callback
+  endpoint local_, peer_;
+};
+
+// Listens on one address on one loop with SO_REUSEPORT, so every worker loop can
+// listen on the same binding and the kernel spreads connections across them.
+class listener {
+ public:
+  using accept_fn = std::function<void(std::unique_ptr<connection>)>;
+  listener(loop& l, accept_fn on_accept);
+  ~listener();
+  listener(const listener&) = delete;
+  listener& operator=(const listener&) = delete;
+
+  // Returns 0 or a negative errno / uv error code; error_text() explains it.
+  int listen(const endpoint& where, int backlog = 1024);
+  std::string error_text(int code) const;
+  endpoint bound() const;  // the actual address (port 0 resolves here)
+  void close();
+
+ private:
+  uv_tcp_t* handle_ = nullptr;
+  accept_fn on_accept_;
+  uv_loop_t* loop_;
+};
+
+// Outbound connection. The callback gets the connection, or nullptr and the uv error.
+void connect(loop& l, const endpoint& to, std::function<void(std::unique_ptr<connection>, int)> done);
+
+}  // namespace sluice::net

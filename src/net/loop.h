@@ -1,0 +1,67 @@
+// loop.h: one libuv event loop, its cross-thread wake-ups and timers (RAII over uv handles).
+#pragma once
+#include <uv.h>
+
+#include <functional>
+#include <memory>
+
+namespace sluice::net {
+
+// A uv handle is freed only in its close callback, after the loop has let go of it,
+// so wrappers own the handle memory through this deleter-on-close helper.
+void close_and_free(uv_handle_t* handle);
+
+// One uv_loop_t. Created and run on the same thread; stop() may be called from any thread.
+class loop {
+ public:
+  loop();
+  ~loop();  // closes every handle still open, runs the loop until they are freed
+  loop(const loop&) = delete;
+  loop& operator=(const loop&) = delete;
+
+  uv_loop_t* get() { return &loop_; }
+  void run();             // until stop() or no more active handles
+  void stop();            // thread-safe
+  // Called on the loop thread when stop() is requested, before the loop returns, so
+  // owners can close listeners and sessions gracefully.
+  void on_stop(std::function<void()> fn) { on_stop_ = std::move(fn); }
+
+ private:
+  uv_loop_t loop_{};
+  uv_async_t* stop_async_ = nullptr;  // freed by close_and_free
+  std::function<void()> on_stop_;
+};
+
+// uv_async_t: send() is safe from any thread and coalesces; the callback runs on the loop.
+class async_signal {
+ public:
+  async_signal(loop& l, std::function<void()> callback);
+  ~async_signal();
+  async_signal(const async_signal&) = delete;
+  async_signal& operator=(const async_signal&) = delete;
+  void send();
+
+ private:
+  uv_async_t* handle_;
+  std::function<void()> callback_;
+};
+
+// uv_timer_t with a callback; stopping or destroying it cancels a pending expiry.
+class timer {
+ public:
+  explicit timer(loop& l);
+  ~timer();
+  timer(const timer&) = delete;
+  timer& operator=(const timer&) = delete;
+  void start(uint64_t timeout_ms, uint64_t repeat_ms, std::function<void()> callback);
+  void again();           // restart a repeating or one-shot timer with its last timeout
+  void stop();
+  void fire() { callback_(); }  // called by the uv callback
+
+ private:
+  uv_timer_t* handle_;
+  std::function<void()> callback_;
+  uint64_t timeout_ms_ = 0;
+};
+
+}  // namespace sluice::net
