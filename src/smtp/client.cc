@@ -1,0 +1,513 @@
+// client.cc: the SMTP/LMTP client state machine (RFC 5321, RFC 2920 pipelining, RFC 2033 LMTP).
+// Untrusted input: replies from the remote server, parsed by reply_parser.
+#include "smtp/client.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+
+namespace sluice::smtp {
+
+namespace {
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+// Length of an RFC 3463 code ("4.7.1") at the start of `s` whose class is `klass`,
+// followed by a space or the end; 0 if there is none.
+size_t enhanced_length(std::string_view s, char klass) {
+  if (s.size() < 5 || s[0] != klass || s[1] != '.') return 0;
+  size_t i = 2, n = 0;
+  while (i < s.size() && is_digit(s[i]) && n < 3) ++i, ++n;
+  if (n == 0 || i >= s.size() || s[i] != '.') return 0;
+  ++i;
+  n = 0;
+  while (i < s.size() && is_digit(s[i]) && n < 3) ++i, ++n;
+  if (n == 0) return 0;
+  if (i < s.size() && s[i] != ' ') return 0;
+  return i;
+}
+
+std::string upper(std::string_view s) {
+  std::string r(s);
+  for (auto& c : r) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return r;
+}
+
+void append_base64(std::string& out, std::string_view in) {
+  static constexpr char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  size_t i = 0;
+  for (; i + 3 <= in.size(); i += 3) {
+    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
+    out += tbl[v >> 18];
+    out += tbl[(v >> 12) & 63];
+    out += tbl[(v >> 6) & 63];
+    out += tbl[v & 63];
+  }
+  if (i + 1 == in.size()) {
+    uint32_t v = uint8_t(in[i]) << 16;
+    out += tbl[v >> 18];
+    out += tbl[(v >> 12) & 63];
+    out += "==";
+  } else if (i + 2 == in.size()) {
+    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
+    out += tbl[v >> 18];
+    out += tbl[(v >> 12) & 63];
+    out += tbl[(v >> 6) & 63];
+    out += '=';
+  }
+}
+
+}  // namespace
+
+reply_parser::status reply_parser::next(reply& out) {
+  size_t p = pos_;
+  int code = -1;
+  std::string enhanced, text;
+  for (;;) {
+    size_t nl = buf_.find('\n', p);
+    if (nl == std::string::npos) {
+      if (buf_.size() - p > max_line) {
+        error_ = "reply line too long";
+        return status::error;
+      }
+      // Drop consumed bytes once they dominate, so the buffer does not grow forever.
+      if (pos_ > 0 && pos_ * 2 >= buf_.size()) {
+        buf_.erase(0, pos_);
+        pos_ = 0;
+      }
+      return status::need_more;
+    }
+    size_t end = nl;
+    if (end > p && buf_[end - 1] == '\r') --end;
+    std::string_view line(buf_.data() + p, end - p);
+    if (line.size() > max_line) {
+      error_ = "reply line too long";
+      return status::error;
+    }
+    if (line.size() < 3 || !is_digit(line[0]) || !is_digit(line[1]) || !is_digit(line[2]) ||
+        (line.size() > 3 && line[3] != ' ' && line[3] != '-')) {
+      error_ = "malformed reply line: " + std::string(line.substr(0, 80));
+      return status::error;
+    }
+    int c = (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
+    if (code < 0) {
+      code = c;
+    } else if (c != code) {
+      error_ = "reply code changed within a multi-line reply";
+      return status::error;
+    } else {
+      text += '\n';
+    }
+    std::string_view rest = line.size() > 4 ? line.substr(4) : std::string_view{};
+    if (size_t n = enhanced_length(rest, line[0]); n > 0) {
+      if (enhanced.empty() && code == c && text.empty()) enhanced.assign(rest.substr(0, n));
+      rest.remove_prefix(std::min(rest.size(), n + 1));
+    }
+    text.append(rest);
+    p = nl + 1;
+    if (line.size() == 3 || line[3] == ' ') {
+      out.code = code;
+      out.enhanced = std::move(enhanced);
+      out.text = std::move(text);
+      pos_ = p;
+      if (pos_ == buf_.size()) {
+        buf_.clear();
+        pos_ = 0;
+      }
+      return status::complete;
+    }
+  }
+}
+
+bool capabilities::has_auth(std::string_view mech) const {
+  return std::find(auth.begin(), auth.end(), mech) != auth.end();
+}
+
+capabilities capabilities::parse(std::string_view text) {
+  capabilities c;
+  c.esmtp = true;
+  size_t start = text.find('\n');
+  while (start != std::string_view::npos) {
+    size_t next = text.find('\n', start + 1);
+    std::string_view line = text.substr(start + 1, next == std::string_view::npos ? std::string_view::npos
+                                                                                  : next - start - 1);
+    start = next;
+    size_t sp = line.find_first_of(" =");
+    std::string key = upper(line.substr(0, sp));
+    std::string_view params = sp == std::string_view::npos ? std::string_view{} : line.substr(sp + 1);
+    if (key == "PIPELINING") c.pipelining = true;
+    else if (key == "STARTTLS") c.starttls = true;
+    else if (key == "CHUNKING") c.chunking = true;
+    else if (key == "8BITMIME") c.eightbitmime = true;
+    else if (key == "SMTPUTF8") c.smtputf8 = true;
+    else if (key == "DSN") c.dsn = true;
+    else if (key == "SIZE") {
+      c.size_offered = true;
+      uint64_t v = 0;
+      for (char ch : params) {
+        if (!is_digit(ch)) break;
+        v = v * 10 + uint64_t(ch - '0');
+      }
+      c.size = v;
+    } else if (key == "AUTH") {
+      while (!params.empty()) {
+        size_t e = params.find(' ');
+        std::string m = upper(params.substr(0, e));
+        if (!m.empty() && !c.has_auth(m)) c.auth.push_back(std::move(m));
+        if (e == std::string_view::npos) break;
+        params.remove_prefix(e + 1);
+      }
+    }
+  }
+  return c;
+}
+
+size_t message_result::accepted_recipients() const {
+  return size_t(std::count_if(recipients.begin(), recipients.end(),
+                              [](const reply& r) { return r.code >= 200 && r.code < 300; }));
+}
+
+void append_dot_stuffed(std::string& out, std::string_view c) {
+  out.reserve(out.size() + c.size() + c.size() / 64 + 8);
+  size_t i = 0;
+  bool line_start = true;
+  while (i < c.size()) {
+    if (line_start && c[i] == '.') out += '.';
+    const void* nl = std::memchr(c.data() + i, '\n', c.size() - i);
+    size_t end = nl ? size_t(static_cast<const char*>(nl) - c.data()) + 1 : c.size();
+    out.append(c.data() + i, end - i);
+    i = end;
+    line_start = nl != nullptr;
+  }
+  if (!c.empty() && !(c.size() >= 2 && c[c.size() - 2] == '\r' && c[c.size() - 1] == '\n')) out += "\r\n";
+  out += ".\r\n";
+}
+
+client::client(const client_settings& settings) : settings_(settings) {}
+
+bool client::next_event(client_event& out) {
+  if (events_.empty()) return false;
+  out = std::move(events_.front());
+  events_.pop_front();
+  return true;
+}
+
+void client::emit(client_event::kind k) {
+  events_.emplace_back();
+  events_.back().what = k;
+}
+
+void client::feed(std::string_view bytes) {
+  if (state_ == state::closed) return;
+  parser_.feed(bytes);
+  reply r;
+  while (state_ != state::closed) {
+    auto st = parser_.next(r);
+    if (st == reply_parser::status::need_more) break;
+    if (st == reply_parser::status::error) {
+      fail(parser_.error());
+      break;
+    }
+    on_reply(r);
+  }
+}
+
+void client::send_helo() {
+  out_ += settings_.lmtp ? "LHLO " : "EHLO ";
+  out_ += settings_.helo;
+  out_ += "\r\n";
+  state_ = state::helo;
+}
+
+void client::become_ready() {
+  state_ = state::ready;
+  emit(client_event::kind::ready);
+}
+
+void client::after_helo() {
+  if (settings_.starttls && !tls_active_) {
+    if (!caps_.starttls) return fail("server does not offer STARTTLS");
+    out_ += "STARTTLS\r\n";
+    state_ = state::starttls;
+    return;
+  }
+  if (!settings_.auth_user.empty() && !authenticated_) {
+    if (!caps_.has_auth("PLAIN")) return fail("server does not offer AUTH PLAIN");
+    std::string cred;
+    cred += '\0';
+    cred += settings_.auth_user;
+    cred += '\0';
+    cred += settings_.auth_password;
+    out_ += "AUTH PLAIN ";
+    append_base64(out_, cred);
+    out_ += "\r\n";
+    state_ = state::auth;
+    return;
+  }
+  become_ready();
+}
+
+// A refusal outside a transaction ends the session politely.
+static void refuse_session(std::string& out) { out += "QUIT\r\n"; }
+
+void client::on_reply(const reply& r) {
+  if (r.code == 421 && state_ != state::quit) {
+    // The server is closing the channel (RFC 5321 3.8): whatever was in flight is over.
+    if (state_ == state::transaction) {
+      if (!failed_) {
+        failed_ = true;
+        result_.final = r;
+      }
+      finish_message();
+    }
+    state_ = state::closed;
+    emit(client_event::kind::closed);
+    events_.back().why = r;
+    return;
+  }
+  auto end_session = [&] {
+    refuse_session(out_);
+    state_ = state::closed;
+    emit(client_event::kind::closed);
+    events_.back().why = r;
+  };
+  switch (state_) {
+    case state::greeting:
+      if (r.code == 220) return send_helo();
+      return end_session();
+    case state::helo:
+      if (r.code == 250) {
+        caps_ = helo_fallback_ ? capabilities{} : capabilities::parse(r.text);
+        return after_helo();
+      }
+      if (!settings_.lmtp && !helo_fallback_ && r.code >= 500) {
+        // A pre-ESMTP server: plain HELO, no extensions (RFC 5321 3.2).
+        helo_fallback_ = true;
+        out_ += "HELO " + settings_.helo + "\r\n";
+        return;
+      }
+      return end_session();
+    case state::starttls:
+      if (r.code != 220) return end_session();
+      state_ = state::waiting_tls;
+      emit(client_event::kind::need_tls);
+      return;
+    case state::auth:
+      if (r.code != 235) return end_session();
+      authenticated_ = true;
+      return become_ready();
+    case state::transaction:
+      return on_transaction_reply(r);
+    case state::rset:
+      if (r.code != 250) return end_session();
+      return become_ready();
+    case state::quit:
+      state_ = state::closed;
+      emit(client_event::kind::closed);
+      events_.back().why = r;
+      return;
+    case state::waiting_tls:
+    case state::ready:
+      return fail("unexpected reply " + std::to_string(r.code) + " while idle");
+    case state::closed:
+      return;
+  }
+}
+
+void client::send(const outgoing_message& msg) {
+  if (state_ != state::ready) return;
+  msg_ = &msg;
+  state_ = state::transaction;
+  pipelined_ = settings_.pipelining && caps_.pipelining;
+  pending_.clear();
+  next_rcpt_ = rcpt_replies_ = rcpt_accepted_ = lmtp_seen_ = 0;
+  accepted_index_.clear();
+  mail_ok_ = failed_ = false;
+  result_ = message_result{};
+  result_.final.code = 0;
+  result_.recipients.assign(msg.recipients.size(), reply{0, "", ""});
+
+  out_ += "MAIL FROM:<";
+  out_ += msg.mail_from;
+  out_ += '>';
+  if (caps_.size_offered) {
+    out_ += " SIZE=";
+    out_ += std::to_string(msg.content.size());
+  }
+  if (!msg.mail_params.empty()) {
+    out_ += ' ';
+    out_ += msg.mail_params;
+  }
+  out_ += "\r\n";
+  pending_.push_back(expect::mail);
+  if (pipelined_) {
+    for (const auto& rcpt : msg.recipients) {
+      out_ += "RCPT TO:<";
+      out_ += rcpt;
+      out_ += ">\r\n";
+      pending_.push_back(expect::rcpt);
+    }
+    out_ += "DATA\r\n";
+    pending_.push_back(expect::data);
+  }
+}
+
+void client::send_next_lockstep() {
+  if (next_rcpt_ < msg_->recipients.size()) {
+    out_ += "RCPT TO:<";
+    out_ += msg_->recipients[next_rcpt_++];
+    out_ += ">\r\n";
+    pending_.push_back(expect::rcpt);
+  } else if (rcpt_accepted_ > 0) {
+    out_ += "DATA\r\n";
+    pending_.push_back(expect::data);
+  }
+}
+
+void client::on_transaction_reply(const reply& r) {
+  if (pending_.empty()) return fail("unexpected reply " + std::to_string(r.code));
+  expect e = pending_.front();
+  pending_.pop_front();
+  bool content_sent = false;
+  switch (e) {
+    case expect::mail:
+      if (r.positive()) {
+        mail_ok_ = true;
+        if (!pipelined_) send_next_lockstep();
+      } else {
+        failed_ = true;
+        result_.final = r;
+      }
+      break;
+    case expect::rcpt: {
+      size_t idx = rcpt_replies_++;
+      if (idx >= result_.recipients.size()) return fail("more RCPT replies than recipients");
+      if (r.positive() && mail_ok_) {
+        ++rcpt_accepted_;
+        accepted_index_.push_back(idx);
+      } else {
+        // After a refused MAIL the 503s to pipelined RCPTs say less than the refusal.
+        result_.recipients[idx] = mail_ok_ ? r : result_.final;
+      }
+      if (!pipelined_) send_next_lockstep();
+      break;
+    }
+    case expect::data:
+      if (r.code == 354) {
+        content_sent = true;
+        if (failed_ || rcpt_accepted_ == 0) {
+          // RFC 2920 3.1: a 354 after every RCPT failed still needs the terminating dot.
+          out_ += ".\r\n";
+          failed_ = true;
+          pending_.push_back(expect::content);
+        } else {
+          append_dot_stuffed(out_, msg_->content);
+          if (settings_.lmtp) {
+            for (size_t i = 0; i < rcpt_accepted_; ++i) pending_.push_back(expect::lmtp_content);
+          } else {
+            pending_.push_back(expect::content);
+          }
+        }
+      } else if (!failed_) {
+        failed_ = true;
+        // With every RCPT refused the DATA refusal (503/554) says less than the RCPT one.
+        if (rcpt_accepted_ > 0) result_.final = r;
+      }
+      break;
+    case expect::content:
+      content_sent = true;
+      if (!failed_) {
+        result_.final = r;
+        for (size_t idx : accepted_index_) result_.recipients[idx] = r;
+      }
+      break;
+    case expect::lmtp_content: {
+      content_sent = true;
+      size_t idx = accepted_index_[lmtp_seen_++];
+      result_.recipients[idx] = r;
+      break;
+    }
+  }
+  if (!pending_.empty()) return;
+  if (settings_.lmtp && lmtp_seen_ > 0 && !failed_) {
+    const reply* first_ok = nullptr;
+    const reply* first_bad = nullptr;
+    for (size_t idx : accepted_index_) {
+      const reply& x = result_.recipients[idx];
+      if (x.positive() && !first_ok) first_ok = &x;
+      if (!x.positive() && !first_bad) first_bad = &x;
+    }
+    result_.final = first_ok ? *first_ok : *first_bad;
+  }
+  // The end-of-data reply closes the transaction either way; otherwise a transaction
+  // opened by an accepted MAIL must be reset before the next one.
+  bool need_rset = !content_sent && mail_ok_;
+  finish_message();
+  if (need_rset) {
+    out_ += "RSET\r\n";
+    state_ = state::rset;
+  } else {
+    become_ready();
+  }
+}
+
+void client::finish_message() {
+  if (result_.final.code == 0 && rcpt_accepted_ == 0 && rcpt_replies_ > 0) {
+    // Every recipient was refused: the last refusal speaks for the message.
+    for (auto it = result_.recipients.rbegin(); it != result_.recipients.rend(); ++it) {
+      if (it->code != 0) {
+        result_.final = *it;
+        break;
+      }
+    }
+  }
+  for (auto& x : result_.recipients)
+    if (x.code == 0) x = result_.final;
+  ++messages_done_;
+  emit(client_event::kind::message_done);
+  events_.back().result = std::move(result_);
+  result_ = message_result{};
+  msg_ = nullptr;
+  pending_.clear();
+}
+
+void client::fail(std::string detail) {
+  if (state_ == state::transaction) {
+    if (!failed_) {
+      failed_ = true;
+      result_.final = reply{0, "", "protocol error: " + detail};
+    }
+    finish_message();
+  }
+  state_ = state::closed;
+  emit(client_event::kind::protocol_error);
+  events_.back().detail = std::move(detail);
+}
+
+void client::quit() {
+  if (state_ == state::closed || state_ == state::quit) return;
+  out_ += "QUIT\r\n";
+  state_ = state::quit;
+}
+
+void client::tls_started() {
+  tls_active_ = true;
+  caps_ = capabilities{};
+  send_helo();
+}
+
+void client::connection_lost(std::string_view why) {
+  if (state_ == state::closed) return;
+  if (state_ == state::transaction) {
+    if (!failed_) {
+      failed_ = true;
+      result_.final = reply{0, "", std::string(why)};
+    }
+    finish_message();
+  }
+  state_ = state::closed;
+  emit(client_event::kind::closed);
+  events_.back().why = reply{0, "", std::string(why)};
+}
+
+}  // namespace sluice::smtp

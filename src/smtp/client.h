@@ -1,0 +1,174 @@
+// client.h: the SMTP/LMTP client state machine: server bytes in, commands and events out, no I/O.
+// Untrusted input: every byte passed to feed() comes from a remote server.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "smtp/reply.h"
+
+namespace sluice::smtp {
+
+// Splits a byte stream into complete (possibly multi-line) replies. Lines may end in
+// CRLF or a bare LF; a reply whose lines disagree on the code is a protocol error.
+class reply_parser {
+ public:
+  enum class status : uint8_t { need_more, complete, error };
+  void feed(std::string_view bytes) { buf_.append(bytes); }
+  // Extracts the next complete reply into `out`. The enhanced code (RFC 2034) is taken
+  // from the first line when its class digit matches the reply code, and stripped from
+  // every line of `out.text`; lines are joined with '\n'.
+  status next(reply& out);
+  const std::string& error() const { return error_; }
+
+  static constexpr size_t max_line = 4096;  // RFC 5321 allows 512; be lenient, not unbounded
+
+ private:
+  std::string buf_;
+  size_t pos_ = 0;     // start of the unparsed part of buf_
+  std::string error_;
+};
+
+// What the server offered in its EHLO/LHLO reply.
+struct capabilities {
+  bool esmtp = false;
+  bool pipelining = false;
+  bool starttls = false;
+  bool chunking = false;
+  bool eightbitmime = false;
+  bool smtputf8 = false;
+  bool dsn = false;
+  bool size_offered = false;
+  uint64_t size = 0;                 // 0: no limit announced
+  std::vector<std::string> auth;     // mechanisms, upper case
+  bool has_auth(std::string_view mech) const;
+  // Parses the EHLO reply text (lines after the first are keywords).
+  static capabilities parse(std::string_view ehlo_text);
+};
+
+struct client_settings {
+  std::string helo = "localhost";    // EHLO/LHLO argument
+  bool lmtp = false;                 // LHLO, and one reply per accepted recipient after DATA
+  bool pipelining = true;            // use PIPELINING when the server offers it
+  bool starttls = false;             // require STARTTLS before any message
+  std::string auth_user;             // AUTH PLAIN when non-empty (after TLS if starttls)
+  std::string auth_password;
+};
+
+// One message to send. The client keeps a pointer to it: the caller keeps the object
+// and everything it refers to (content included) valid and unchanged until that
+// message's message_done event. Content uses CRLF line ends and is not yet dot-stuffed.
+struct outgoing_message {
+  std::string mail_from;             // without angle brackets; "" for the null sender
+  std::vector<std::string> recipients;
+  std::string_view content;
+  std::string mail_params;           // extra MAIL FROM parameters ("BODY=8BITMIME"), "" if none
+};
+
+struct message_result {
+  // SMTP: the end-of-data reply, or the reply that stopped the transaction (MAIL, DATA,
+  // the last RCPT refusal when none was accepted). LMTP: the first positive per-
+  // recipient reply if any, else the first refusal. code 0: the session ended first.
+  reply final;
+  // One entry per recipient, in order: the RCPT refusal, or the final delivery reply
+  // (SMTP: the end-of-data reply for all; LMTP: that recipient's own reply).
+  std::vector<reply> recipients;
+  bool accepted() const { return final.code >= 200 && final.code < 300; }
+  size_t accepted_recipients() const;
+};
+
+struct client_event {
+  enum class kind : uint8_t {
+    ready,           // greeted (and TLS/AUTH done): send() may be called
+    message_done,    // `result` holds the outcome of the oldest message sent
+    need_tls,        // STARTTLS accepted: flush output, start TLS, then call tls_started()
+    closed,          // session over (221 after QUIT, 421, refused greeting); `why` is that reply
+    protocol_error,  // unparseable or unexpected reply; `detail` explains; the caller closes
+  };
+  kind what;
+  message_result result;
+  reply why;
+  std::string detail;
+};
+
+class client {
+ public:
+  explicit client(const client_settings& settings);
+
+  // Consume server bytes; complete replies advance the session and queue events.
+  void feed(std::string_view bytes);
+  // Events in the order they happened; the caller drains them after each feed()/send().
+  bool next_event(client_event& out);
+
+  // Bytes to send. The caller writes them and calls consume_output().
+  const std::string& output() const { return out_; }
+  std::string& mutable_output() { return out_; }  // for callers that move the buffer out
+  void consume_output(size_t n) { out_.erase(0, n); }
+
+  // Only after a ready event, and only one message at a time: the next ready event
+  // follows its message_done.
+  void send(const outgoing_message& msg);
+  // Queue QUIT; a closed event follows the 221 (or the caller just closes).
+  void quit();
+  // TLS is now active: the session restarts with EHLO (RFC 3207 4.2).
+  void tls_started();
+  // The connection dropped: the message in flight (if any) ends with code 0 and a
+  // closed event is queued.
+  void connection_lost(std::string_view why);
+
+  bool is_ready() const { return state_ == state::ready; }
+  bool is_closed() const { return state_ == state::closed; }
+  const capabilities& caps() const { return caps_; }
+  bool tls_active() const { return tls_active_; }
+  uint64_t messages_done() const { return messages_done_; }
+
+ private:
+  enum class state : uint8_t {
+    greeting, helo, starttls, waiting_tls, auth, ready, transaction, rset, quit, closed
+  };
+  // In a transaction, which reply comes next.
+  enum class expect : uint8_t { mail, rcpt, data, content, lmtp_content };
+
+  void on_reply(const reply& r);
+  void on_transaction_reply(const reply& r);
+  void send_helo();
+  void after_helo();
+  void become_ready();
+  void send_next_lockstep();
+  void finish_message();
+  void fail(std::string detail);
+  void emit(client_event::kind k);
+
+  const client_settings& settings_;
+  reply_parser parser_;
+  std::string out_;
+  std::deque<client_event> events_;
+  capabilities caps_;
+  state state_ = state::greeting;
+  bool tls_active_ = false;
+  bool authenticated_ = false;
+  bool helo_fallback_ = false;  // EHLO refused: retried with HELO
+
+  // The message in flight.
+  const outgoing_message* msg_ = nullptr;
+  bool pipelined_ = false;
+  std::deque<expect> pending_;   // replies still expected, oldest first
+  size_t next_rcpt_ = 0;         // lock-step: next recipient to send
+  size_t rcpt_replies_ = 0;      // RCPT replies seen so far
+  size_t rcpt_accepted_ = 0;
+  std::vector<size_t> accepted_index_;  // LMTP: which recipients await a final reply
+  size_t lmtp_seen_ = 0;
+  bool mail_ok_ = false;
+  bool failed_ = false;          // the transaction cannot deliver any more
+  message_result result_;
+  uint64_t messages_done_ = 0;
+};
+
+// Appends `content` to `out` with leading dots doubled (RFC 5321 4.5.2), a CRLF
+// added if the content does not end with one, and the terminating ".\r\n".
+void append_dot_stuffed(std::string& out, std::string_view content);
+
+}  // namespace sluice::smtp
