@@ -129,7 +129,9 @@ void begin_close(state* s) {
   auto shutdown = std::make_unique<uv_shutdown_t>();
   int rc = uv_shutdown(shutdown.get(), reinterpret_cast<uv_stream_t*>(&s->tcp), [](uv_shutdown_t* req, int) {
     std::unique_ptr<uv_shutdown_t> owned(req);
-    uv_close(reinterpret_cast<uv_handle_t*>(req->handle), on_closed);
+    // A loop being torn down may have closed the handle already.
+    auto* handle = reinterpret_cast<uv_handle_t*>(req->handle);
+    if (!uv_is_closing(handle)) uv_close(handle, on_closed);
   });
   if (rc == 0) {
     shutdown.release();

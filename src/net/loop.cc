@@ -27,8 +27,11 @@ loop::loop() {
   uv_async_init(&loop_, stop_async_, [](uv_async_t* a) {
     auto* self = static_cast<loop*>(a->data);
     if (self == nullptr) return;
-    if (self->on_stop_) self->on_stop_();
-    uv_stop(&self->loop_);
+    if (self->on_stop_) {
+      self->on_stop_();
+    } else {
+      self->halt();
+    }
   });
   stop_async_->data = this;
   // The stop wake-up must not keep the loop alive on its own.

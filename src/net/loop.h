@@ -20,11 +20,12 @@ class loop {
   loop& operator=(const loop&) = delete;
 
   uv_loop_t* get() { return &loop_; }
-  void run();             // until stop() or no more active handles
-  void stop();            // thread-safe
-  // Called on the loop thread when stop() is requested, before the loop returns, so
-  // owners can close listeners and sessions gracefully.
+  void run();             // until halt() or no more active handles
+  // Thread-safe request to stop. Without an on_stop handler the loop halts at once;
+  // with one, the handler runs on the loop thread and calls halt() when it has drained.
+  void stop();
   void on_stop(std::function<void()> fn) { on_stop_ = std::move(fn); }
+  void halt() { uv_stop(&loop_); }  // loop thread only
 
  private:
   uv_loop_t loop_{};

@@ -1,0 +1,122 @@
+// main.cc: sluiced: loads the configuration, opens the queue, starts the worker loops, handles signals.
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/config.h"
+#include "main/worker.h"
+#include "smtpd/connection_limits.h"
+#include "smtpd/receiver.h"
+#include "store/store.h"
+
+namespace {
+
+constexpr int exit_config = 78;  // EX_CONFIG from sysexits.h
+
+bool make_dir(const std::string& dir, const char* what) {
+  if (dir.empty()) return true;
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    std::fprintf(stderr, "sluiced: cannot create %s directory %s: %s\n", what, dir.c_str(), ec.message().c_str());
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace sluice;
+  CLI::App app{"sluiced: the sluice mail transfer agent"};
+  std::string config_path = "etc/sluice.toml";
+  bool check_only = false;
+  app.add_option("-c,--config", config_path, "configuration file (TOML)");
+  app.add_flag("--check-config", check_only, "validate the configuration and exit");
+  CLI11_PARSE(app, argc, argv);
+
+  auto loaded = config::load_file(config_path);
+  if (!loaded) {
+    std::fprintf(stderr, "%s\n", loaded.error_text().c_str());
+    return exit_config;
+  }
+  std::shared_ptr<const config::config> cfg = loaded.value;
+  if (check_only) {
+    std::printf("%s: configuration OK\n", config_path.c_str());
+    return 0;
+  }
+  if (!make_dir(cfg->server.queue_dir, "queue") || !make_dir(cfg->server.log_dir, "log") ||
+      !make_dir(cfg->server.pickup_dir, "pickup"))
+    return 1;
+
+  // Signals are taken synchronously by this thread alone; workers never see them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  const unsigned workers_count = cfg->server.workers;
+  std::vector<std::unique_ptr<main::worker>> workers;
+
+  store::store_options opts;
+  opts.dir = cfg->server.queue_dir;
+  opts.map_size = cfg->server.map_size;
+  opts.producers = workers_count;
+  opts.notify = [&workers](unsigned producer) { workers[producer]->notify_completions(); };
+  std::string error;
+  auto queue = std::make_unique<store::queue_store>();
+  if (!queue->open(opts, error)) {
+    std::fprintf(stderr, "sluiced: cannot open the queue in %s: %s\n", opts.dir.c_str(), error.c_str());
+    return 1;
+  }
+
+  auto policies = smtpd::connector_policies::build(cfg, error);
+  if (!policies) {
+    std::fprintf(stderr, "sluiced: %s\n", error.c_str());
+    return 1;
+  }
+  smtpd::connection_limits limits(cfg->receive_connectors.size());
+  for (unsigned i = 0; i < workers_count; ++i)
+    workers.push_back(std::make_unique<main::worker>(i, *queue, policies, limits));
+  for (auto& w : workers) {
+    error = w->start();
+    if (!error.empty()) {
+      std::fprintf(stderr, "sluiced: %s\n", error.c_str());
+      for (auto& other : workers) other->stop();
+      for (auto& other : workers) other->join();
+      return 1;
+    }
+  }
+
+  std::string bindings;
+  for (const auto& b : cfg->all_bindings()) bindings += (bindings.empty() ? "" : " ") + b.to_string();
+  std::fprintf(stderr, "sluiced: %s ready: %u workers, listening on %s, queue %s\n", cfg->server.hostname.c_str(),
+               workers_count, bindings.c_str(), cfg->server.queue_dir.c_str());
+
+  for (;;) {
+    int sig = 0;
+    if (sigwait(&signals, &sig) != 0) continue;
+    if (sig == SIGHUP) {
+      std::fprintf(stderr, "sluiced: SIGHUP: reload is not supported yet; configuration unchanged\n");
+      continue;
+    }
+    std::fprintf(stderr, "sluiced: signal %d: shutting down\n", sig);
+    break;
+  }
+
+  for (auto& w : workers) w->stop();
+  for (auto& w : workers) w->join();
+  queue.reset();  // drains and stops the writer thread
+  workers.clear();
+  std::fprintf(stderr, "sluiced: stopped\n");
+  return 0;
+}

@@ -1,0 +1,106 @@
+// worker.cc: the body of a worker thread.
+#include "main/worker.h"
+
+#include "net/loop.h"
+#include "smtpd/pickup.h"
+#include "store/store.h"
+
+namespace sluice::main {
+
+worker::worker(unsigned index, store::queue_store& store, std::shared_ptr<const smtpd::connector_policies> policies,
+               smtpd::connection_limits& limits)
+    : index_(index), store_(store), policies_(std::move(policies)), limits_(limits) {}
+
+worker::~worker() {
+  stop();
+  join();
+  completions_.store(nullptr);
+  loop_.store(nullptr);
+  completions_owner_.reset();
+  loop_owner_.reset();
+}
+
+std::string worker::start() {
+  std::promise<std::string> ready;
+  auto result = ready.get_future();
+  thread_ = std::thread([this, &ready] { run(ready); });
+  return result.get();
+}
+
+void worker::notify_completions() {
+  if (auto* c = completions_.load(std::memory_order_acquire)) c->send();
+}
+
+void worker::stop() {
+  stop_requested_.store(true);
+  if (auto* l = loop_.load(std::memory_order_acquire)) l->stop();
+}
+
+void worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void worker::run(std::promise<std::string>& ready) {
+  loop_owner_ = std::make_unique<net::loop>();
+  net::loop& loop = *loop_owner_;
+  smtpd::receiver receiver(loop, index_, policies_, limits_,
+                           [this](store::submit_request* r) { return store_.submit(index_, r); });
+
+  auto drain_completions = [this] {
+    // The async handle outlives run(); after it returns there is nobody to deliver to.
+    if (!running_.load(std::memory_order_relaxed)) return;
+    store::submit_request* done[256];
+    size_t n;
+    while ((n = store_.take_completed(index_, done, 256)) != 0) {
+      for (size_t i = 0; i < n; ++i) static_cast<smtpd::submit_client*>(done[i]->user)->submitted(done[i]);
+    }
+  };
+  completions_owner_ = std::make_unique<net::async_signal>(loop, drain_completions);
+
+  // Protocol log batches leave the loop five times a second, not once per event.
+  net::timer log_flush(loop);
+  log_flush.start(200, 200, [&] { receiver.flush_logs(); });
+
+  // The pickup directory is scanned by the first worker only, so no file is read twice.
+  std::unique_ptr<smtpd::pickup> pickup;
+  const auto& server = policies_->cfg->server;
+  if (index_ == 0 && !server.pickup_dir.empty()) {
+    smtpd::pickup_settings ps;
+    ps.dir = server.pickup_dir;
+    ps.interval_ms = server.pickup_interval_ms;
+    ps.max_message_size = server.max_message_size;
+    ps.hostname = server.hostname;
+    pickup = std::make_unique<smtpd::pickup>(loop, ps, index_,
+                                             [this](store::submit_request* r) { return store_.submit(index_, r); });
+    pickup->start();
+  }
+
+  net::timer drain_check(loop);
+  loop.on_stop([&] {
+    receiver.shutdown();
+    if (pickup) pickup->stop();
+    // Sessions with a message in the store finish it before the loop ends: an
+    // acknowledged 250 must reach its client, and nothing may be left half-done.
+    drain_check.start(0, 20, [&] {
+      drain_completions();
+      if (receiver.session_count() == 0 && (!pickup || pickup->idle())) {
+        receiver.flush_logs();
+        log_flush.stop();
+        drain_check.stop();
+        loop.halt();
+      }
+    });
+  });
+
+  std::string error = receiver.listen();
+  loop_.store(&loop, std::memory_order_release);
+  completions_.store(completions_owner_.get(), std::memory_order_release);
+  ready.set_value(error);
+  if (!error.empty()) return;
+  if (stop_requested_.load()) loop.stop();
+  running_.store(true);
+  loop.run();
+  running_.store(false);
+}
+
+}  // namespace sluice::main

@@ -1,0 +1,54 @@
+// worker.h: one worker thread and its libuv loop: receive connectors, store completions, pickup.
+#pragma once
+#include <atomic>
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "smtpd/connection_limits.h"
+#include "smtpd/receiver.h"
+
+namespace sluice::store {
+class queue_store;
+}
+
+namespace sluice::main {
+
+class worker {
+ public:
+  worker(unsigned index, store::queue_store& store, std::shared_ptr<const smtpd::connector_policies> policies,
+         smtpd::connection_limits& limits);
+  ~worker();
+  worker(const worker&) = delete;
+  worker& operator=(const worker&) = delete;
+
+  // Starts the thread; returns "" once it listens on every binding, or the error.
+  std::string start();
+  // Any thread: the store has completions for this worker's producer slot.
+  void notify_completions();
+  // Any thread: stop accepting, let sessions finish, then end the thread.
+  void stop();
+  void join();
+
+ private:
+  void run(std::promise<std::string>& ready);
+
+  unsigned index_;
+  store::queue_store& store_;
+  std::shared_ptr<const smtpd::connector_policies> policies_;
+  smtpd::connection_limits& limits_;
+  std::thread thread_;
+  // Created on the worker thread, published through the atomics, and destroyed only by
+  // ~worker (after the store has stopped), so the store's writer thread can always wake
+  // a worker safely, even one that has just finished.
+  std::unique_ptr<net::loop> loop_owner_;
+  std::unique_ptr<net::async_signal> completions_owner_;
+  std::atomic<net::loop*> loop_{nullptr};
+  std::atomic<net::async_signal*> completions_{nullptr};
+  std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> running_{false};
+};
+
+}  // namespace sluice::main

@@ -1,0 +1,27 @@
+// policy.h: what a receive connector grants one inbound session, resolved at accept time.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "smtp/server.h"
+
+namespace sluice::smtpd {
+
+// Everything the session needs from its connector, copied out of the config snapshot so
+// that a reload never changes a session half-way through.
+struct connector_policy {
+  std::string name;                   // connector name, for logs and Received:
+  smtp::server_settings smtp;         // limits and advertised extensions
+  bool anonymous_submit = true;       // may unauthenticated clients submit at all
+  bool relay = false;                 // may relay to non-accepted domains
+  bool relay_authenticated = false;   // may relay once authenticated
+  bool protocol_log = false;
+  size_t protocol_log_file = 0;       // index into the worker's protocol log files
+  uint32_t command_timeout_ms = 300000;
+  uint32_t data_timeout_ms = 600000;
+  uint32_t connection_timeout_ms = 1800000;
+  unsigned max_received_headers = 100;  // mail loop defence (RFC 5321 6.3)
+};
+
+}  // namespace sluice::smtpd

@@ -1,0 +1,216 @@
+// receiver.cc: accepts connections, picks the governing receive connector, enforces limits,
+// and answers recipient checks from the accepted domains.
+// Untrusted input: peer addresses and RCPT addresses.
+#include "smtpd/receiver.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <filesystem>
+
+#include "net/file_writer.h"
+
+namespace sluice::smtpd {
+
+namespace {
+
+smtp::server_settings smtp_settings_for(const config::config& cfg, const config::receive_connector& rc) {
+  smtp::server_settings s;
+  s.hostname = cfg.server.hostname;
+  s.banner = rc.banner;
+  uint64_t size = rc.max_message_size != 0 ? rc.max_message_size : cfg.server.max_message_size;
+  // The lowest limit on the path wins: the organisation's cannot be raised per connector.
+  if (cfg.server.max_message_size != 0 && cfg.server.max_message_size < size) size = cfg.server.max_message_size;
+  s.max_message_size = size;
+  s.max_recipients = rc.max_recipients;
+  s.max_errors = static_cast<int>(rc.max_errors);
+  s.helo_required = rc.helo_required;
+  s.starttls_offered = false;  // TLS arrives with the tls module wiring
+  s.starttls_required = false;
+  s.auth_offered = false;
+  s.auth_required = rc.permissions.auth_required;
+  return s;
+}
+
+std::string sanitize_file_name(std::string_view name) {
+  std::string out;
+  for (char c : name) out.push_back(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ? c : '_');
+  return out;
+}
+
+uint64_t hash_source(const net::endpoint& peer) {
+  // FNV-1a over the address bytes only (not the port).
+  const unsigned char* p = nullptr;
+  size_t n = 0;
+  if (peer.addr.ss_family == AF_INET) {
+    p = reinterpret_cast<const unsigned char*>(&reinterpret_cast<const sockaddr_in*>(&peer.addr)->sin_addr);
+    n = 4;
+  } else if (peer.addr.ss_family == AF_INET6) {
+    p = reinterpret_cast<const unsigned char*>(&reinterpret_cast<const sockaddr_in6*>(&peer.addr)->sin6_addr);
+    n = 16;
+  }
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  return h;
+}
+
+std::string_view domain_part(std::string_view address) {
+  auto at = address.rfind('@');
+  return at == std::string_view::npos ? std::string_view{} : address.substr(at + 1);
+}
+
+}  // namespace
+
+std::shared_ptr<const connector_policies> connector_policies::build(std::shared_ptr<const config::config> cfg,
+                                                                    std::string& error) {
+  auto out = std::make_shared<connector_policies>();
+  out->cfg = cfg;
+  std::error_code ec;
+  bool any_log = false;
+  for (const auto& rc : cfg->receive_connectors) any_log |= rc.protocol_log;
+  std::string dir = cfg->server.log_dir + "/protocol";
+  if (any_log) std::filesystem::create_directories(dir, ec);
+  for (const auto& rc : cfg->receive_connectors) {
+    auto p = std::make_shared<connector_policy>();
+    p->name = rc.name;
+    p->smtp = smtp_settings_for(*cfg, rc);
+    p->anonymous_submit = rc.permissions.anonymous || rc.permissions.auth_required;
+    p->relay = rc.permissions.relay;
+    p->relay_authenticated = rc.permissions.relay_authenticated;
+    p->protocol_log = rc.protocol_log;
+    p->command_timeout_ms = rc.timeouts.command_s * 1000;
+    p->data_timeout_ms = rc.timeouts.data_s * 1000;
+    p->connection_timeout_ms = rc.timeouts.connection_s * 1000;
+    p->max_received_headers = cfg->server.max_received_headers;
+    if (rc.protocol_log) {
+      std::string path = dir + "/" + sanitize_file_name(rc.name) + ".csv";
+      bool fresh = !std::filesystem::exists(path, ec);
+      int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+      if (fd < 0) {
+        error = "cannot open protocol log " + path + ": " + std::strerror(errno);
+        return nullptr;
+      }
+      if (fresh) {
+        const char* header = log::protocol_log_buffer::header();
+        (void)!::write(fd, header, std::strlen(header));
+      }
+      p->protocol_log_file = out->protocol_log_fds.size();
+      out->protocol_log_fds.push_back(fd);
+    }
+    out->by_connector.push_back(std::move(p));
+  }
+  return out;
+}
+
+connector_policies::~connector_policies() {
+  for (int fd : protocol_log_fds) ::close(fd);
+}
+
+receiver::receiver(net::loop& loop, unsigned worker_index, std::shared_ptr<const connector_policies> policies,
+                   connection_limits& limits, std::function<bool(store::submit_request*)> submit_fn)
+    : loop_(loop),
+      worker_index_(worker_index),
+      policies_(std::move(policies)),
+      limits_(limits),
+      submit_fn_(std::move(submit_fn)),
+      ids_(worker_index),
+      protocol_log_(policies_->protocol_log_fds.size()),
+      reaper_(loop, [this] { reap(); }),
+      next_session_id_(static_cast<uint64_t>(worker_index) << 48) {}
+
+receiver::~receiver() {
+  listeners_.clear();
+  reap();
+  sessions_.clear();
+}
+
+std::string receiver::listen() {
+  for (const auto& b : policies_->cfg->all_bindings()) {
+    net::endpoint where;
+    if (!net::endpoint::parse(b.to_string(), where)) return "cannot parse binding " + b.to_string();
+    auto l = std::make_unique<net::listener>(loop_, [this](std::unique_ptr<net::connection> c) { accept(std::move(c)); });
+    int rc = l->listen(where);
+    if (rc != 0) return "cannot listen on " + b.to_string() + ": " + l->error_text(rc);
+    listeners_.push_back(std::move(l));
+  }
+  return "";
+}
+
+void receiver::accept(std::unique_ptr<net::connection> conn) {
+  if (shutting_down_) return;
+  const auto& cfg = *policies_->cfg;
+  auto local = config::ip_address::from_sockaddr(reinterpret_cast<const sockaddr*>(&conn->local().addr));
+  auto peer = config::ip_address::from_sockaddr(reinterpret_cast<const sockaddr*>(&conn->peer().addr));
+  const config::receive_connector* rc = nullptr;
+  if (local && peer) rc = cfg.select_receive_connector(*local, conn->local().port(), *peer);
+
+  session_slot slot;
+  std::shared_ptr<const connector_policy> policy;
+  if (rc != nullptr) {
+    slot.connector = static_cast<size_t>(rc - cfg.receive_connectors.data());
+    slot.source_hash = hash_source(conn->peer());
+    if (!limits_.acquire(slot.connector, slot.source_hash, rc->max_connections, rc->max_connections_per_ip)) {
+      conn->write("421 4.7.0 " + cfg.server.hostname + " Too many connections, try again later\r\n");
+      conn->close();
+      return;
+    }
+    slot.counted = true;
+    policy = policies_->by_connector[slot.connector];
+  }
+  auto s = std::make_unique<session>(*this, std::move(conn), std::move(policy), next_session_id_++);
+  session* raw = s.get();
+  slot.owner = std::move(s);
+  sessions_.emplace(raw, std::move(slot));
+  raw->start();
+}
+
+smtp::reply receiver::check_recipient(const connector_policy& policy, bool authenticated, const smtp::recipient& rcpt) {
+  const auto& cfg = *policies_->cfg;
+  std::string_view domain = domain_part(rcpt.address);
+  if (domain.empty()) {
+    // RFC 5321 allows only <postmaster> without a domain: it means ours.
+    return {250, "2.1.5", "Recipient OK"};
+  }
+  if (const auto* d = cfg.find_accepted_domain(domain)) {
+    if (d->type == config::domain_type::authoritative && !cfg.recipient_exists(*d, rcpt.address))
+      return {550, "5.1.10", "RESOLVER.ADR.RecipNotFound; Recipient not found by SMTP address lookup"};
+    return {250, "2.1.5", "Recipient OK"};
+  }
+  if (policy.relay || (authenticated && policy.relay_authenticated)) return {250, "2.1.5", "Recipient OK"};
+  return {550, "5.7.54", "SMTP; Unable to relay recipient in non-accepted domain"};
+}
+
+void receiver::retire(session* s) {
+  retired_.push_back(s);
+  reaper_.send();
+}
+
+void receiver::reap() {
+  auto batch = std::move(retired_);
+  retired_.clear();
+  for (session* s : batch) {
+    auto it = sessions_.find(s);
+    if (it == sessions_.end()) continue;
+    if (it->second.counted) limits_.release(it->second.connector, it->second.source_hash);
+    sessions_.erase(it);
+  }
+}
+
+void receiver::shutdown() {
+  shutting_down_ = true;
+  for (auto& l : listeners_) l->close();
+  std::vector<session*> all;
+  for (auto& [ptr, slot] : sessions_) all.push_back(ptr);
+  for (session* s : all) s->shutdown();
+}
+
+void receiver::flush_logs() {
+  for (size_t f = 0; f < protocol_log_.files(); ++f) {
+    if (protocol_log_.pending_bytes(f) == 0) continue;
+    net::append_async(loop_, policies_->protocol_log_fds[f], protocol_log_.take(f));
+  }
+}
+
+}  // namespace sluice::smtpd

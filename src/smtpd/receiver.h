@@ -1,0 +1,84 @@
+// receiver.h: the receive connectors of one worker loop: listeners, sessions and recipient policy.
+// Untrusted input: inbound connections and the addresses clients give at RCPT.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "base/queue_id.h"
+#include "config/config.h"
+#include "log/protocol_log.h"
+#include "net/connection.h"
+#include "net/loop.h"
+#include "smtpd/connection_limits.h"
+#include "smtpd/session.h"
+
+namespace sluice::smtpd {
+
+// The session policies of a config snapshot, one per receive connector, shared by the
+// sessions that connector governs. Built once per (re)load, read-only afterwards.
+// It also owns the protocol log files (one per connector with logging on), opened
+// O_APPEND so that every loop can write its batches to them.
+struct connector_policies {
+  std::shared_ptr<const config::config> cfg;
+  std::vector<std::shared_ptr<const connector_policy>> by_connector;
+  std::vector<int> protocol_log_fds;
+  // Returns null and sets error when a protocol log file cannot be opened.
+  static std::shared_ptr<const connector_policies> build(std::shared_ptr<const config::config> cfg,
+                                                         std::string& error);
+  ~connector_policies();
+};
+
+class receiver final : public session_host {
+ public:
+  // `submit_fn` forwards a request to the store on this loop's producer slot.
+  receiver(net::loop& loop, unsigned worker_index, std::shared_ptr<const connector_policies> policies,
+           connection_limits& limits, std::function<bool(store::submit_request*)> submit_fn);
+  ~receiver() override;
+
+  // Listens on every binding of every connector. Returns "" or the first error.
+  std::string listen();
+  // Stop accepting, send 421 to idle sessions; sessions with a submit in flight finish it.
+  void shutdown();
+  // Writes the protocol log batches gathered since the last call (called on a timer).
+  void flush_logs();
+  size_t session_count() const { return sessions_.size(); }
+
+  // session_host
+  net::loop& event_loop() override { return loop_; }
+  base::queue_id next_queue_id() override { return ids_.next(); }
+  bool submit(store::submit_request* request) override { return submit_fn_(request); }
+  smtp::reply check_recipient(const connector_policy& policy, bool authenticated,
+                              const smtp::recipient& rcpt) override;
+  log::protocol_log_buffer& protocol_log() override { return protocol_log_; }
+  void retire(session* s) override;
+
+ private:
+  struct session_slot {
+    std::unique_ptr<session> owner;
+    size_t connector = 0;
+    uint64_t source_hash = 0;
+    bool counted = false;
+  };
+  void accept(std::unique_ptr<net::connection> conn);
+  void reap();
+
+  net::loop& loop_;
+  unsigned worker_index_;
+  std::shared_ptr<const connector_policies> policies_;
+  connection_limits& limits_;
+  std::function<bool(store::submit_request*)> submit_fn_;
+  base::queue_id_generator ids_;
+  log::protocol_log_buffer protocol_log_;
+  std::vector<std::unique_ptr<net::listener>> listeners_;
+  std::unordered_map<session*, session_slot> sessions_;
+  std::vector<session*> retired_;
+  net::async_signal reaper_;  // frees retired sessions after the callback that retired them
+  uint64_t next_session_id_;
+  bool shutting_down_ = false;
+};
+
+}  // namespace sluice::smtpd

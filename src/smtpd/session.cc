@@ -1,0 +1,250 @@
+// session.cc: drives smtp::server over a libuv connection, submits to the store, logs the protocol.
+// Untrusted input: client bytes (passed to the state machine), client HELO and addresses
+// (quoted into Received: and the protocol log).
+#include "smtpd/session.h"
+
+#include <chrono>
+
+#include "base/clock.h"
+#include "store/store.h"
+
+namespace sluice::smtpd {
+
+namespace {
+
+int64_t now_ms() {
+  using namespace std::chrono;
+  return static_cast<int64_t>(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
+}
+
+// Counts Received: header fields in the header block: a message that has passed through
+// too many hops is looping (RFC 5321 6.3).
+unsigned count_received_headers(std::string_view body) {
+  unsigned count = 0;
+  size_t pos = 0;
+  while (pos < body.size()) {
+    size_t eol = body.find("\r\n", pos);
+    if (eol == std::string_view::npos || eol == pos) break;  // end of header block
+    std::string_view line = body.substr(pos, eol - pos);
+    if (line.size() >= 9) {
+      bool match = true;
+      static const char name[] = "received:";
+      for (size_t i = 0; i < 9 && match; ++i) match = (line[i] | 0x20) == name[i] || (i == 8 && line[i] == ':');
+      if (match) ++count;
+    }
+    pos = eol + 2;
+  }
+  return count;
+}
+
+// HELO arguments are client-chosen text: keep only what a domain or address literal may
+// hold, so they cannot inject header syntax into Received:.
+std::string sanitize_helo(std::string_view helo) {
+  std::string out;
+  for (char c : helo.substr(0, 255)) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
+        c == '[' || c == ']' || c == ':' || c == '_')
+      out.push_back(c);
+  }
+  return out.empty() ? "unknown" : out;
+}
+
+}  // namespace
+
+session::session(session_host& host, std::unique_ptr<net::connection> conn,
+                 std::shared_ptr<const connector_policy> policy, uint64_t id)
+    : host_(host),
+      conn_(std::move(conn)),
+      policy_(std::move(policy)),
+      server_(policy_ ? policy_->smtp : refused_settings_, *this),
+      request_(std::make_unique<store::submit_request>()),
+      idle_timer_(host.event_loop()),
+      id_(id) {
+  local_text_ = conn_->local().text();
+  peer_text_ = conn_->peer().text();
+  peer_host_ = conn_->peer().host();
+}
+
+session::~session() = default;
+
+const std::string& session::connector_name() const {
+  static const std::string none = "(none)";
+  return policy_ ? policy_->name : none;
+}
+
+void session::start() {
+  log_event(log::event::connect, "");
+  conn_->start_reading(this);
+  if (!policy_) {
+    log_event(log::event::info, "no receive connector covers " + peer_host_);
+    server_.refuse("Connection refused: no receive connector accepts this address");
+  } else {
+    server_.greet();
+  }
+  arm_timer();
+  flush();
+}
+
+void session::arm_timer() {
+  uint32_t ms = policy_ ? policy_->command_timeout_ms : 30000;
+  idle_timer_.start(ms, 0, [this] {
+    if (submit_in_flight_) {
+      // The store is slow, not the client: wait for it rather than drop an acknowledged
+      // transaction's reply.
+      arm_timer();
+      return;
+    }
+    log_event(log::event::info, "timeout");
+    server_.timeout();
+    flush();
+  });
+}
+
+void session::on_read(std::string_view data) {
+  if (finished_) return;
+  arm_timer();
+  server_.feed(data);
+  flush();
+}
+
+void session::on_read_end(int status) {
+  (void)status;
+  log_event(log::event::info, "client disconnected");
+  finish();
+}
+
+void session::on_drained() {}
+
+void session::flush() {
+  if (finished_) return;
+  const std::string& out = server_.output();
+  if (!out.empty()) {
+    conn_->write(std::string(out));
+    server_.consume_output(out.size());
+  }
+  if (server_.closing()) finish();
+}
+
+void session::finish() {
+  if (finished_) return;
+  finished_ = true;
+  idle_timer_.stop();
+  conn_->close();
+  log_event(log::event::disconnect, "");
+  // A request the store still holds must outlive this session object's use of it:
+  // retire only once submitted() has run.
+  if (!submit_in_flight_) host_.retire(this);
+}
+
+void session::shutdown() {
+  if (finished_ || submit_in_flight_) return;
+  conn_->write(std::string("421 4.3.2 ") + (policy_ ? policy_->smtp.hostname : "") +
+               " Service shutting down, closing transmission channel\r\n");
+  finish();
+}
+
+smtp::reply session::check_mail(const smtp::envelope& env) {
+  (void)env;
+  if (policy_ && !policy_->anonymous_submit && !server_.authenticated())
+    return {530, "5.7.1", "Client was not authenticated"};
+  return {250, "2.1.0", "Sender OK"};
+}
+
+smtp::reply session::check_recipient(const smtp::envelope& env, const smtp::recipient& rcpt) {
+  (void)env;
+  return host_.check_recipient(*policy_, server_.authenticated(), rcpt);
+}
+
+std::string session::received_header(const smtp::envelope& env, const base::queue_id& id) const {
+  std::string protocol = env.esmtp ? "ESMTP" : "SMTP";
+  if (server_.tls_active()) protocol += "S";
+  if (server_.authenticated()) protocol += "A";
+  if (env.smtputf8) protocol = "UTF8" + protocol;
+  std::string h = "Received: from ";
+  h += sanitize_helo(env.helo);
+  h += " ([";
+  h += peer_host_;
+  h += "])\r\n\tby ";
+  h += policy_->smtp.hostname;
+  h += " (sluice) with ";
+  h += protocol;
+  h += " id ";
+  h += id.text();
+  if (env.recipients.size() == 1) {
+    h += "\r\n\tfor <";
+    h += env.recipients.front().address;
+    h += ">";
+  }
+  h += "; ";
+  h += base::rfc5322_now();
+  h += "\r\n";
+  return h;
+}
+
+void session::submit(smtp::envelope& env, std::string& body) {
+  if (count_received_headers(body) >= policy_->max_received_headers) {
+    log_event(log::event::info, "mail loop: too many Received: headers");
+    server_.submit_done({554, "5.4.6", "Hop count exceeded - possible mail loop"});
+    return;
+  }
+  store::submit_request& req = *request_;
+  req.id = host_.next_queue_id();
+  req.envelope = std::move(env);
+  // The body is moved in and the Received: line slid in front of it: no second copy.
+  req.body = std::move(body);
+  req.body.insert(0, received_header(req.envelope, req.id));
+  req.connector = policy_->name;
+  req.client_address = peer_host_;
+  req.client_helo = req.envelope.helo;
+  req.auth_user = server_.auth_user();
+  req.received_at_ms = now_ms();
+  req.user = static_cast<submit_client*>(this);
+  if (!host_.submit(&req)) {
+    server_.submit_done({451, "4.3.0", "Queue busy, try again later"});
+    flush();
+    return;
+  }
+  submit_in_flight_ = true;
+  // No more input until the store answers: pipelined commands wait in the kernel buffer.
+  conn_->pause_reading();
+}
+
+void session::submitted(store::submit_request* request) {
+  submit_in_flight_ = false;
+  if (finished_) {
+    // The client went away before its 250: the message is queued regardless (a duplicate
+    // on its retry is allowed, a loss is not).
+    host_.retire(this);
+    return;
+  }
+  smtp::reply r;
+  switch (request->result) {
+    case store::submit_status::ok:
+      r = {250, "2.6.0", "<" + request->id.text() + "> Queued mail for delivery"};
+      log_event(log::event::info, "queued " + request->id.text());
+      break;
+    case store::submit_status::storage_full:
+      r = {452, "4.3.1", "Insufficient system storage"};
+      break;
+    default:
+      r = {451, "4.3.0", "Temporary failure writing the queue"};
+      break;
+  }
+  request->body.clear();
+  request->body.shrink_to_fit();
+  conn_->resume_reading();
+  server_.submit_done(r);
+  flush();
+}
+
+void session::on_command(std::string_view line) { log_event(log::event::received, line); }
+
+void session::on_reply(std::string_view text) { log_event(log::event::sent, text); }
+
+void session::log_event(log::event kind, std::string_view data) {
+  if (!policy_ || !policy_->protocol_log) return;
+  host_.protocol_log().add(policy_->protocol_log_file, policy_->name, id_, log_sequence_++, local_text_,
+                           peer_text_, kind, data);
+}
+
+}  // namespace sluice::smtpd

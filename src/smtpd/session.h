@@ -1,0 +1,99 @@
+// session.h: one inbound SMTP session: a connection, the server state machine and its connector's policy.
+// Untrusted input: everything the remote client sends.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "base/queue_id.h"
+#include "log/protocol_log.h"
+#include "net/connection.h"
+#include "smtp/server.h"
+#include "smtpd/policy.h"
+
+namespace sluice::store {
+struct submit_request;
+}
+
+namespace sluice::smtpd {
+
+class session;
+
+// Whoever handed a request to the store and wants it back (a session, the pickup
+// directory). The store's `user` pointer of each request points to one of these.
+class submit_client {
+ public:
+  virtual ~submit_client() = default;
+  virtual void submitted(store::submit_request* request) = 0;
+};
+
+// The worker loop's services, as a session sees them. Everything runs on the worker's
+// loop thread; nothing here is shared with another loop.
+class session_host {
+ public:
+  virtual ~session_host() = default;
+  virtual net::loop& event_loop() = 0;
+  virtual base::queue_id next_queue_id() = 0;
+  // Hands a complete message to the submission queue. The request stays owned by the
+  // session; the host calls session::submitted() when the store is done with it.
+  // False when the queue cannot take it now (its ring is full).
+  virtual bool submit(store::submit_request* request) = 0;
+  virtual smtp::reply check_recipient(const connector_policy& policy, bool authenticated,
+                                      const smtp::recipient& rcpt) = 0;
+  virtual log::protocol_log_buffer& protocol_log() = 0;
+  // The session is finished and may be destroyed once the current callback returns.
+  virtual void retire(session* s) = 0;
+};
+
+class session final : public net::connection_handler, public smtp::server_delegate, public submit_client {
+ public:
+  // `policy` null: no receive connector covers the peer; the session refuses with 554.
+  session(session_host& host, std::unique_ptr<net::connection> conn,
+          std::shared_ptr<const connector_policy> policy, uint64_t id);
+  ~session() override;
+  session(const session&) = delete;
+  session& operator=(const session&) = delete;
+
+  void start();
+  // Called by the host when the store has finished with this session's request.
+  void submitted(store::submit_request* request) override;
+  // Graceful shutdown of the daemon: 421 and close unless a submit is in flight.
+  void shutdown();
+  uint64_t id() const { return id_; }
+  const std::string& connector_name() const;
+
+  // net::connection_handler
+  void on_read(std::string_view data) override;
+  void on_read_end(int status) override;
+  void on_drained() override;
+
+  // smtp::server_delegate
+  smtp::reply check_recipient(const smtp::envelope& env, const smtp::recipient& rcpt) override;
+  smtp::reply check_mail(const smtp::envelope& env) override;
+  void submit(smtp::envelope& env, std::string& body) override;
+  void on_command(std::string_view line) override;
+  void on_reply(std::string_view text) override;
+
+ private:
+  void flush();
+  void finish();
+  void arm_timer();
+  void log_event(log::event kind, std::string_view data);
+  std::string received_header(const smtp::envelope& env, const base::queue_id& id) const;
+
+  session_host& host_;
+  std::unique_ptr<net::connection> conn_;
+  std::shared_ptr<const connector_policy> policy_;
+  smtp::server_settings refused_settings_;  // used when policy_ is null
+  smtp::server server_;
+  std::unique_ptr<store::submit_request> request_;  // reused for every message of the session
+  net::timer idle_timer_;
+  uint64_t id_;
+  uint32_t log_sequence_ = 0;
+  std::string local_text_, peer_text_, peer_host_;
+  bool submit_in_flight_ = false;
+  bool finished_ = false;
+};
+
+}  // namespace sluice::smtpd
