@@ -1,0 +1,188 @@
+// config.cc: lookups on a loaded configuration (connector selection, accepted domains).
+// Untrusted input: peer addresses, and domains and addresses from SMTP envelopes.
+#include "config/config.h"
+
+#include <algorithm>
+
+namespace sluice::config {
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+}  // namespace
+
+const receive_connector* config::select_receive_connector(const ip_address& local,
+                                                          uint16_t local_port,
+                                                          const ip_address& peer) const {
+  const receive_connector* best = nullptr;
+  uint128 best_span = 0;
+  bool best_exact = false;
+  for (const auto& rc : receive_connectors) {
+    bool bound = false, exact = false;
+    for (const auto& b : rc.bindings) {
+      if (!b.matches(local, local_port)) continue;
+      bound = true;
+      if (!b.is_wildcard()) exact = true;
+    }
+    if (!bound) continue;
+    for (const auto& r : rc.remote_ranges) {
+      if (!r.contains(peer)) continue;
+      uint128 span = r.span();
+      // Strictly better only, so the connector defined first wins a complete tie.
+      if (best == nullptr || span < best_span || (span == best_span && exact && !best_exact)) {
+        best = &rc;
+        best_span = span;
+        best_exact = exact;
+      }
+    }
+  }
+  return best;
+}
+
+std::vector<binding> config::all_bindings() const {
+  std::vector<binding> out;
+  for (const auto& rc : receive_connectors) {
+    for (const auto& b : rc.bindings) {
+      if (std::find(out.begin(), out.end(), b) == out.end()) out.push_back(b);
+    }
+  }
+  return out;
+}
+
+const accepted_domain* config::find_accepted_domain(std::string_view domain) const {
+  if (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);
+  if (domain.empty()) return nullptr;
+  std::string d = lower(domain);
+  if (auto it = domain_index.find(d); it != domain_index.end()) return &accepted_domains[it->second];
+  // Walk parent domains from the longest, so the most specific wildcard wins.
+  std::string key;
+  for (size_t dot = d.find('.'); dot != std::string::npos; dot = d.find('.', dot + 1)) {
+    key.assign("*");
+    key.append(d, dot, std::string::npos);
+    if (auto it = domain_index.find(key); it != domain_index.end()) return &accepted_domains[it->second];
+  }
+  return nullptr;
+}
+
+bool config::recipient_exists(const accepted_domain& d, std::string_view address) const {
+  if (!d.has_recipient_list) return true;
+  return d.recipients.count(lower(address)) != 0;
+}
+
+const receive_connector* config::find_receive_connector(std::string_view name) const {
+  for (const auto& rc : receive_connectors) {
+    if (rc.name == name) return &rc;
+  }
+  return nullptr;
+}
+
+const send_connector* config::find_send_connector(std::string_view name) const {
+  for (const auto& sc : send_connectors) {
+    if (sc.name == name) return &sc;
+  }
+  return nullptr;
+}
+
+std::string smart_host::to_string() const {
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+std::string config_error::to_string() const {
+  std::string out = file;
+  if (line > 0) {
+    out += ":" + std::to_string(line);
+    if (column > 0) out += ":" + std::to_string(column);
+  }
+  out += ": ";
+  if (!key.empty()) out += key + ": ";
+  out += message;
+  return out;
+}
+
+std::string load_result::error_text() const {
+  std::string out;
+  for (const auto& e : errors) {
+    if (!out.empty()) out += '\n';
+    out += e.to_string();
+  }
+  return out;
+}
+
+std::optional<uint64_t> parse_size(std::string_view text) {
+  while (!text.empty() && text.back() == ' ') text.remove_suffix(1);
+  while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
+  size_t i = 0;
+  uint64_t n = 0;
+  for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
+    if (n > (UINT64_MAX - 9) / 10) return std::nullopt;
+    n = n * 10 + static_cast<uint64_t>(text[i] - '0');
+  }
+  if (i == 0) return std::nullopt;
+  std::string unit = lower(text.substr(i));
+  while (!unit.empty() && unit.front() == ' ') unit.erase(0, 1);
+  unsigned shift;
+  if (unit.empty() || unit == "b") shift = 0;
+  else if (unit == "k" || unit == "kb" || unit == "kib") shift = 10;
+  else if (unit == "m" || unit == "mb" || unit == "mib") shift = 20;
+  else if (unit == "g" || unit == "gb" || unit == "gib") shift = 30;
+  else if (unit == "t" || unit == "tb" || unit == "tib") shift = 40;
+  else return std::nullopt;
+  if (n == 0 || n > (UINT64_MAX >> shift)) return std::nullopt;
+  return n << shift;
+}
+
+std::string_view to_string(domain_type t) {
+  switch (t) {
+    case domain_type::authoritative: return "authoritative";
+    case domain_type::internal_relay: return "internal_relay";
+    case domain_type::external_relay: return "external_relay";
+  }
+  return "?";
+}
+
+std::string_view to_string(connector_type t) {
+  switch (t) {
+    case connector_type::internet: return "internet";
+    case connector_type::enterprise: return "enterprise";
+    case connector_type::partner: return "partner";
+    case connector_type::client: return "client";
+    case connector_type::custom: return "custom";
+  }
+  return "?";
+}
+
+std::string_view to_string(starttls_mode m) {
+  switch (m) {
+    case starttls_mode::off: return "off";
+    case starttls_mode::offered: return "offered";
+    case starttls_mode::required: return "required";
+  }
+  return "?";
+}
+
+std::string_view to_string(routing_mode m) {
+  switch (m) {
+    case routing_mode::dns: return "dns";
+    case routing_mode::smarthost: return "smarthost";
+  }
+  return "?";
+}
+
+std::string_view to_string(send_tls t) {
+  switch (t) {
+    case send_tls::none: return "none";
+    case send_tls::opportunistic: return "opportunistic";
+    case send_tls::mandatory: return "mandatory";
+    case send_tls::partner: return "partner";
+  }
+  return "?";
+}
+
+}  // namespace sluice::config

@@ -1,0 +1,238 @@
+// config.h: the validated, immutable server configuration and its loader.
+// Untrusted input: none at run time; the TOML file and recipient lists are admin-supplied
+// but are validated strictly, and every mistake is reported with file, line and key.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "config/ip_range.h"
+
+namespace sluice::config {
+
+// ---------------------------------------------------------------------------------------
+// [server]
+
+struct server_settings {
+  std::string hostname;             // default: gethostname()
+  unsigned workers = 1;             // "auto" is resolved to the number of cores (1-256)
+  std::string queue_dir = "./var/queue";
+  uint64_t max_message_size = 36ull << 20;
+  uint64_t map_size = 8ull << 30;   // LMDB map size
+  std::string pickup_dir;           // "" = pickup disabled
+  uint32_t pickup_interval_ms = 1000;
+  std::string log_dir = "./var/log";
+  uint32_t max_received_headers = 100;  // more Received: headers than this = mail loop
+  // Where certificates configured as "auto" are generated: queue_dir/../tls.
+  std::string auto_tls_dir;
+};
+
+// ---------------------------------------------------------------------------------------
+// [[accepted_domain]]
+
+enum class domain_type { authoritative, internal_relay, external_relay };
+
+struct accepted_domain {
+  std::string name;        // lower-case; "example.com" or "*.example.com"
+  domain_type type = domain_type::authoritative;
+  std::string recipients_file;  // resolved path, "" if none
+  bool has_recipient_list = false;  // false: every recipient exists
+  std::unordered_set<std::string> recipients;  // lower-cased full addresses
+  bool is_wildcard() const { return name.size() > 2 && name[0] == '*' && name[1] == '.'; }
+};
+
+// ---------------------------------------------------------------------------------------
+// [[receive_connector]]
+
+// Presets, as Exchange 2007's connector usage types (Type on New-ReceiveConnector).
+// A preset only supplies defaults: every key written in the file overrides it.
+//
+//   type        anonymous relay auth_required relay_authenticated starttls  client cert
+//   internet    yes       no    no            no                  offered   no
+//   enterprise  yes       yes   no            no                  offered   no
+//   partner     yes       no    no            no                  required  required
+//   client      no        no    yes           yes                 required  no
+//   custom      no        no    no            no                  off       no
+//
+// internet: anyone may submit mail for accepted domains, nobody may relay (an open relay
+//   is the classic mistake). enterprise: hosts of our own organisation, trusted to relay
+//   because the remote ranges say who they are. partner: domain security, i.e. mutual
+//   TLS; the peer proves itself with a certificate. client: users' mail programs on the
+//   submission port (587); they must authenticate and then may send anywhere.
+//   custom: nothing implied; set what you need.
+// Limits (max_recipients, max_connections...) are the same for every preset.
+enum class connector_type { internet, enterprise, partner, client, custom };
+enum class starttls_mode { off, offered, required };
+
+struct permission_set {
+  bool anonymous = false;            // unauthenticated clients may submit to accepted domains
+  bool relay = false;                // anyone matching this connector may relay
+  bool auth_required = false;        // AUTH before MAIL FROM
+  bool relay_authenticated = false;  // authenticated clients may relay
+};
+
+struct timeout_settings {
+  uint32_t command_s = 300;
+  uint32_t data_s = 600;
+  uint32_t connection_s = 1800;
+};
+
+struct sni_certificate {
+  std::string name;         // lower-case host name, "*.example.com" allowed
+  std::string certificate;  // resolved path or "auto"
+  std::string key;
+};
+
+struct tls_settings {
+  std::string certificate = "auto";  // resolved path, or "auto": self-signed in auto_tls_dir
+  std::string key = "auto";
+  starttls_mode starttls = starttls_mode::off;
+  std::string min_version = "1.2";   // "1.2" or "1.3"
+  std::string ciphers;               // OpenSSL cipher list; "" = library default
+  bool require_client_certificate = false;
+  std::string client_ca;             // resolved path; "" = system trust store
+  std::vector<sni_certificate> sni;
+  bool is_auto() const { return certificate == "auto"; }
+};
+
+struct auth_settings {
+  std::vector<std::string> mechanisms{"PLAIN", "LOGIN"};  // upper-case
+  std::string credentials;           // resolved path; "" = no AUTH possible
+  bool allow_plaintext_on_loopback = false;  // AUTH without TLS from 127.0.0.0/8, ::1
+  uint32_t max_failures_per_ip = 5;
+};
+
+struct receive_connector {
+  std::string name;
+  connector_type type = connector_type::custom;
+  std::vector<binding> bindings;
+  std::vector<ip_range> remote_ranges;
+  uint64_t max_message_size = 0;     // default: server.max_message_size
+  uint32_t max_recipients = 200;
+  uint32_t max_connections = 1000;
+  uint32_t max_connections_per_ip = 100;
+  uint32_t max_errors = 10;
+  bool helo_required = false;
+  permission_set permissions;
+  std::string banner;                // "" = smtpd's default greeting
+  bool protocol_log = false;
+  timeout_settings timeouts;
+  tls_settings tls;
+  auth_settings auth;
+  int line = 0;                      // where it is defined, for messages
+};
+
+// ---------------------------------------------------------------------------------------
+// [[send_connector]]
+
+struct address_space {
+  std::string domain;  // lower-case: "contoso.com", "*.contoso.com" or "*"
+  uint32_t cost = 1;   // 1-100; lower wins among equally specific matches
+};
+
+enum class routing_mode { dns, smarthost };
+enum class send_tls { none, opportunistic, mandatory, partner };
+
+struct smart_host {
+  std::string host;    // host name (lower-case) or IP literal without brackets
+  uint16_t port = 25;
+  std::string to_string() const;
+};
+
+struct send_connector {
+  std::string name;
+  bool enabled = true;
+  std::vector<address_space> address_spaces;
+  routing_mode routing = routing_mode::dns;
+  std::vector<smart_host> smart_hosts;
+  uint64_t max_message_size = 0;     // default: server.max_message_size
+  send_tls tls = send_tls::opportunistic;
+  std::vector<std::string> source_servers;
+  uint16_t port = 25;
+  int line = 0;
+};
+
+// ---------------------------------------------------------------------------------------
+
+struct config {
+  std::string source;  // the file it came from, as given
+  server_settings server;
+  std::vector<accepted_domain> accepted_domains;  // the first one is the default domain
+  std::vector<receive_connector> receive_connectors;
+  std::vector<send_connector> send_connectors;
+
+  // The connector governing a session accepted on local:local_port from peer: among the
+  // connectors with a binding matching the local endpoint, the one with the smallest
+  // remote range containing the peer. Ties: an exact binding beats a wildcard binding,
+  // then the connector defined first. nullptr: refuse the session (554).
+  const receive_connector* select_receive_connector(const ip_address& local, uint16_t local_port,
+                                                    const ip_address& peer) const;
+  // Every distinct binding, in order of first appearance.
+  std::vector<binding> all_bindings() const;
+
+  // Case-insensitive; a trailing dot is ignored. An exact name beats a wildcard, and a
+  // longer wildcard beats a shorter one; "*.example.com" matches a.example.com and
+  // a.b.example.com but not example.com.
+  const accepted_domain* find_accepted_domain(std::string_view domain) const;
+  const accepted_domain* default_domain() const {
+    return accepted_domains.empty() ? nullptr : &accepted_domains.front();
+  }
+  // Whether address (local@domain) is a known recipient of d. Case-insensitive.
+  bool recipient_exists(const accepted_domain& d, std::string_view address) const;
+
+  const receive_connector* find_receive_connector(std::string_view name) const;
+  const send_connector* find_send_connector(std::string_view name) const;
+
+  // Index from lower-case domain name (wildcards keep their "*.") to accepted_domains.
+  std::unordered_map<std::string, size_t> domain_index;
+};
+
+// ---------------------------------------------------------------------------------------
+// Loading
+
+struct config_error {
+  std::string file;     // config file or recipients file
+  int line = 0;         // 1-based; 0 = unknown
+  int column = 0;       // 1-based; 0 = unknown
+  std::string key;      // "receive_connector[1].bindings"; "" if not about one key
+  std::string message;
+  // "etc/sluice.toml:12:5: receive_connector[1].bindings: '1.2.3.4:99999' is not a valid IP:port"
+  std::string to_string() const;
+};
+
+// Either a config or at least one error (every problem found, in file order, capped).
+struct load_result {
+  std::shared_ptr<const config> value;
+  std::vector<config_error> errors;
+
+  bool ok() const { return value != nullptr; }
+  explicit operator bool() const { return ok(); }
+  const config_error& error() const { return errors.front(); }  // only if !ok()
+  std::string error_text() const;  // every error's to_string(), one per line
+};
+
+// Reads and validates path. Relative input files named inside it (recipients, TLS
+// certificates and keys, credentials) are resolved against the file's directory;
+// directories (queue_dir, log_dir, pickup_dir) are left relative to the working
+// directory, where `make run` starts the daemon.
+load_result load_file(const std::string& path);
+// The same from memory: name is used in messages, base_dir resolves relative input files
+// ("" = the directory part of name).
+load_result load_string(std::string_view text, std::string_view name, std::string_view base_dir = "");
+
+// "36MB", "36M", "36MiB", "512k", "1G", "1048576": binary multiples, case-insensitive.
+// nullopt on junk, overflow or zero.
+std::optional<uint64_t> parse_size(std::string_view text);
+
+std::string_view to_string(domain_type t);
+std::string_view to_string(connector_type t);
+std::string_view to_string(starttls_mode m);
+std::string_view to_string(routing_mode m);
+std::string_view to_string(send_tls t);
+
+}  // namespace sluice::config
