@@ -6,6 +6,9 @@
 #include <cctype>
 #include <cstring>
 
+#include "smtp/base64.h"
+#include "smtp/dot_stuff.h"
+
 namespace sluice::smtp {
 
 namespace {
@@ -31,30 +34,6 @@ std::string upper(std::string_view s) {
   std::string r(s);
   for (auto& c : r) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return r;
-}
-
-void append_base64(std::string& out, std::string_view in) {
-  static constexpr char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  size_t i = 0;
-  for (; i + 3 <= in.size(); i += 3) {
-    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8) | uint8_t(in[i + 2]);
-    out += tbl[v >> 18];
-    out += tbl[(v >> 12) & 63];
-    out += tbl[(v >> 6) & 63];
-    out += tbl[v & 63];
-  }
-  if (i + 1 == in.size()) {
-    uint32_t v = uint8_t(in[i]) << 16;
-    out += tbl[v >> 18];
-    out += tbl[(v >> 12) & 63];
-    out += "==";
-  } else if (i + 2 == in.size()) {
-    uint32_t v = (uint8_t(in[i]) << 16) | (uint8_t(in[i + 1]) << 8);
-    out += tbl[v >> 18];
-    out += tbl[(v >> 12) & 63];
-    out += tbl[(v >> 6) & 63];
-    out += '=';
-  }
 }
 
 }  // namespace
@@ -167,22 +146,6 @@ size_t message_result::accepted_recipients() const {
                               [](const reply& r) { return r.code >= 200 && r.code < 300; }));
 }
 
-void append_dot_stuffed(std::string& out, std::string_view c) {
-  out.reserve(out.size() + c.size() + c.size() / 64 + 8);
-  size_t i = 0;
-  bool line_start = true;
-  while (i < c.size()) {
-    if (line_start && c[i] == '.') out += '.';
-    const void* nl = std::memchr(c.data() + i, '\n', c.size() - i);
-    size_t end = nl ? size_t(static_cast<const char*>(nl) - c.data()) + 1 : c.size();
-    out.append(c.data() + i, end - i);
-    i = end;
-    line_start = nl != nullptr;
-  }
-  if (!c.empty() && !(c.size() >= 2 && c[c.size() - 2] == '\r' && c[c.size() - 1] == '\n')) out += "\r\n";
-  out += ".\r\n";
-}
-
 client::client(const client_settings& settings) : settings_(settings) {}
 
 bool client::next_event(client_event& out) {
@@ -239,7 +202,7 @@ void client::after_helo() {
     cred += '\0';
     cred += settings_.auth_password;
     out_ += "AUTH PLAIN ";
-    append_base64(out_, cred);
+    base64_encode(cred, out_);
     out_ += "\r\n";
     state_ = state::auth;
     return;
@@ -401,7 +364,7 @@ void client::on_transaction_reply(const reply& r) {
           failed_ = true;
           pending_.push_back(expect::content);
         } else {
-          append_dot_stuffed(out_, msg_->content);
+          dot_stuff(msg_->content, out_);
           if (settings_.lmtp) {
             for (size_t i = 0; i < rcpt_accepted_; ++i) pending_.push_back(expect::lmtp_content);
           } else {

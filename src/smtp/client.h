@@ -167,8 +167,4 @@ class client {
   uint64_t messages_done_ = 0;
 };
 
-// Appends `content` to `out` with leading dots doubled (RFC 5321 4.5.2), a CRLF
-// added if the content does not end with one, and the terminating ".\r\n".
-void append_dot_stuffed(std::string& out, std::string_view content);
-
 }  // namespace sluice::smtp

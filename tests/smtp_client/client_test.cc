@@ -327,12 +327,3 @@ Test(smtp_client_session, refused_greeting_and_ehlo_fallback) {
   cr_assert(ev.size() == 1 && ev[0].what == client_event::kind::ready);
   cr_assert(!d.caps().pipelining);
 }
-
-Test(smtp_client_dot, stuffing_and_terminator) {
-  std::string out;
-  append_dot_stuffed(out, ".a\r\nb\r\n.\r\n..c");
-  cr_assert_str_eq(out.c_str(), "..a\r\nb\r\n..\r\n...c\r\n.\r\n");
-  std::string empty;
-  append_dot_stuffed(empty, "");
-  cr_assert_str_eq(empty.c_str(), ".\r\n");
-}
