@@ -3,6 +3,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -100,6 +101,8 @@ class server {
 
  private:
   // Implementation state (owned by the smtp module); see server.cc.
+  friend struct server_commands;  // the command table and its check/apply steps
+
   enum class state : uint8_t { command, data, bdat, auth, waiting_submit, waiting_tls, closed };
   const server_settings& settings_;
   server_delegate& delegate_;
@@ -122,6 +125,18 @@ class server {
   std::string auth_user_;
   std::string auth_pending_user_;
   uint64_t messages_accepted_ = 0;
+  size_t in_pos_ = 0;         // in_[0, in_pos_) is consumed; compacted after each feed
+  bool discarding_ = false;   // dropping an overlong command line up to its LF
+  // DATA content scanner (state survives between feed() calls).
+  bool line_start_ = true;    // just after CRLF (or the DATA command)
+  bool dot_line_ = false;     // the current line began with a '.' that was removed
+  bool pending_cr_ = false;   // a CR was seen; the next byte decides CRLF vs bare CR
+  size_t line_len_ = 0;       // wire length of the current line so far, without CRLF
+  bool fault_counted_ = false;  // data_fault_ already replied (and counted) once
+  // BDAT refused at command time (sequence): replied after its octets are skipped.
+  std::optional<reply> chunk_fault_;
+  uint64_t bdat_chunk_size_ = 0;
+  bool auth_have_user_ = false;  // AUTH LOGIN: username received, password next
 };
 
 }  // namespace sluice::smtp
