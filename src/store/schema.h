@@ -1,0 +1,84 @@
+// schema.h: every LMDB named database of the queue store and its key layout, in one place.
+#pragma once
+#include <array>
+#include <cstddef>
+#include <cstdint>
+
+#include "base/queue_id.h"
+
+namespace sluice::store::schema {
+
+// All keys are fixed-width and big-endian, so LMDB's default memcmp ordering makes
+// cursor order equal queue order (queue ids are time-ordered, see base/queue_id.h).
+//
+// messages     key: queue id (8)                  value: envelope record (record.h):
+//              version byte, smtp::envelope, received_at (unix ms), receive connector,
+//              client address, client HELO, AUTH user, body size, body chunk count.
+//              Records are small (a few hundred bytes); an envelope with thousands of
+//              recipients can exceed the inline limit and use overflow pages, which is
+//              rare enough not to fragment the file.
+// bodies       key: queue id (8) + chunk index (4)  value: up to chunk_size bytes of
+//              the message body (the bytes after DATA, dot-unstuffed), in order.
+//              A message with an empty body has no chunks.
+// submission   key: queue id (8)                  value: empty. Messages accepted but
+//              not yet categorized; the categorizer deletes the entry in the same
+//              transaction that creates the delivery items.
+// meta         key: ASCII name                    value: u64 big-endian counter.
+//              "recipients": total recipients of all messages in `messages`, so
+//              stats() needs no scan.
+// Reserved names, created by later modules: `delivery` (next hop + queue id → item),
+// `retry` (due time + queue id → item).
+inline constexpr const char* messages_db = "messages";
+inline constexpr const char* bodies_db = "bodies";
+inline constexpr const char* submission_db = "submission";
+inline constexpr const char* meta_db = "meta";
+inline constexpr const char* delivery_db = "delivery";  // reserved
+inline constexpr const char* retry_db = "retry";        // reserved
+inline constexpr unsigned max_dbs = 16;                  // room for the reserved ones and more
+
+inline constexpr const char* meta_recipients = "recipients";
+
+inline constexpr std::size_t id_key_size = 8;
+inline constexpr std::size_t chunk_key_size = 12;
+
+using id_key = std::array<unsigned char, id_key_size>;
+using chunk_key = std::array<unsigned char, chunk_key_size>;
+
+inline id_key make_id_key(base::queue_id id) { return id.key(); }
+
+inline chunk_key make_chunk_key(base::queue_id id, uint32_t index) {
+  chunk_key k{};
+  auto idk = id.key();
+  for (std::size_t i = 0; i < id_key_size; ++i) k[i] = idk[i];
+  for (int i = 0; i < 4; ++i) k[8 + i] = static_cast<unsigned char>(index >> (24 - 8 * i));
+  return k;
+}
+
+inline uint32_t chunk_index_of(const unsigned char* key) {
+  return (uint32_t{key[8]} << 24) | (uint32_t{key[9]} << 16) | (uint32_t{key[10]} << 8) |
+         uint32_t{key[11]};
+}
+
+// The fragmentation defence (DESIGN.md, "The store"). LMDB keeps a key/value pair on
+// its leaf page only while the node fits in me_nodemax; a larger value goes to a run of
+// *contiguous* overflow pages. In a FIFO queue freed page runs are scattered, so large
+// bodies would keep needing fresh pages at the end of the file and the file would
+// grow without bound. Chunking every body below the inline limit means every page we
+// allocate is a single page, which any freed page can satisfy.
+//
+// From mdb.c (0.9.x): me_nodemax = (((page_size - PAGEHDRSZ) / MDB_MINKEYS) & -2)
+// - sizeof(indx_t), with PAGEHDRSZ = 16, MDB_MINKEYS = 2, sizeof(indx_t) = 2; a leaf
+// node is NODESIZE (8) + key + value and goes to overflow when it exceeds me_nodemax.
+// For 4096-byte pages: nodemax = 2038, so a chunk holds 2038 - 8 - 12 = 2018 bytes
+// and two chunks fill a leaf page. mdb_env_get_maxkeysize() (511 in Debian's build)
+// only bounds keys; store.cc checks our 12-byte keys against it at open.
+inline constexpr std::size_t lmdb_page_header = 16;
+inline constexpr std::size_t lmdb_node_header = 8;
+
+constexpr std::size_t chunk_size_for_page(std::size_t page_size) {
+  const std::size_t nodemax = (((page_size - lmdb_page_header) / 2) & ~std::size_t{1}) - 2;
+  return nodemax - lmdb_node_header - chunk_key_size;
+}
+static_assert(chunk_size_for_page(4096) == 2018);
+
+}  // namespace sluice::store::schema

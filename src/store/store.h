@@ -1,0 +1,151 @@
+// store.h: the durable submission queue on LMDB, with a single group-committing writer thread.
+// Untrusted input: message envelopes and bodies from SMTP clients (stored, never interpreted),
+// and the store file itself when read back (records are validated on decode).
+#pragma once
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/queue_id.h"
+#include "smtp/envelope.h"
+#include "store/record.h"
+
+typedef struct MDB_env MDB_env;
+
+namespace sluice::store {
+
+enum class submit_status : uint8_t {
+  pending,       // not yet written (the value between submit() and take_completed())
+  ok,            // durable: the commit holding it returned, reply 250
+  storage_full,  // MDB_MAP_FULL even on its own: reply 452 4.3.1 Insufficient system storage
+  failed,        // any other storage error: reply 451 4.3.0
+};
+
+// One message to store. Ownership: the caller allocates and owns the request. Between a
+// successful submit() and the moment take_completed() hands the pointer back, the store
+// borrows it: the writer thread reads every field and writes `result` and `error`, so
+// the caller must not read, write or free it in that window. After take_completed() the
+// caller owns it fully again and may reuse it for another message.
+struct submit_request {
+  base::queue_id id;          // from the producer's queue_id_generator; must be unique
+  smtp::envelope envelope;
+  std::string body;           // message content after DATA/BDAT, dot-unstuffed
+  std::string connector;      // receive connector name
+  std::string client_address;
+  std::string client_helo;
+  std::string auth_user;      // "" if the session did not authenticate
+  int64_t received_at_ms = 0; // unix ms
+  submit_status result = submit_status::pending;
+  std::string error;          // set with storage_full/failed, for logs
+  void* user = nullptr;       // caller's cookie (the session); the store ignores it
+};
+
+struct store_options {
+  std::string dir;                         // queue_dir; created if missing (not in read_only)
+  std::size_t map_size = std::size_t{8} << 30;  // LMDB map size; the file never exceeds it
+  unsigned producers = 1;                  // worker loops that call submit()
+  // Called on the writer thread once per producer that has new completions after a
+  // commit; must be thread-safe and cheap (the daemon wires it to uv_async_send).
+  std::function<void(unsigned producer)> notify;
+  bool read_only = false;                  // MDB_RDONLY: for sluicectl, works while sluiced runs
+};
+
+struct page_stats {
+  std::size_t page_size = 0;
+  uint64_t pages_used = 0;      // highest page number in use + 1 (what the file holds)
+  uint64_t tree_pages = 0;      // branch + leaf + overflow pages of our databases
+  uint64_t overflow_pages = 0;  // of those, overflow pages (bodies should have none)
+  uint64_t free_pages = 0;      // pages on LMDB's freelist, reusable by later writes
+};
+
+struct store_stats {
+  uint64_t messages = 0;
+  uint64_t recipients = 0;
+  uint64_t submission_queued = 0;
+  std::optional<int64_t> oldest_received_at_ms;
+  uint64_t file_size = 0;       // bytes of data.mdb on disk
+  uint64_t map_size = 0;
+  std::size_t chunk_size = 0;   // body chunk size for this page size
+  page_stats pages;
+};
+
+struct stored_message {
+  base::queue_id id;
+  smtp::envelope envelope;
+  message_metadata meta;
+  std::string body;
+};
+
+class queue_store {
+ public:
+  // Slots per producer ring; also the most requests one producer may have in flight.
+  static constexpr std::size_t ring_capacity = 1024;
+
+  queue_store();
+  ~queue_store();  // close()
+  queue_store(const queue_store&) = delete;
+  queue_store& operator=(const queue_store&) = delete;
+
+  // Opens (creating if needed) the environment under options.dir and, unless read_only,
+  // starts the writer thread. False with `error` set on failure.
+  bool open(store_options options, std::string& error);
+  // Stops the writer after it has written everything already submitted. All producers
+  // must have stopped calling submit() first. Completions stay collectable.
+  void close();
+  bool is_open() const { return env_ != nullptr; }
+
+  // Producer thread `producer` only. Hands `req` to the writer; false if the producer
+  // already has ring_capacity requests in flight (the caller keeps `req` and retries
+  // later, e.g. after its next take_completed()). Never blocks, takes no lock.
+  bool submit(unsigned producer, submit_request* req);
+  // Producer thread `producer` only. Moves up to `max` finished requests (result set)
+  // into out[0..); returns how many. Their ownership returns to the caller.
+  std::size_t take_completed(unsigned producer, submit_request** out, std::size_t max);
+
+  // Readers: any thread, each call uses its own short read transactions.
+  std::optional<store_stats> stats(std::string& error) const;
+  // Visits every message in queue order; return false from `fn` to stop. Reads in pages
+  // of short transactions, so a slow callback never pins old pages. False on error.
+  using message_visitor = std::function<bool(base::queue_id, const smtp::envelope&,
+                                             const message_metadata&)>;
+  bool for_each_message(const message_visitor& fn, std::string& error) const;
+  // nullopt with `error` empty: no such message; with `error` set: corrupt or I/O error.
+  std::optional<stored_message> read_message(base::queue_id id, std::string& error) const;
+
+  // Deletes messages (record, body chunks, submission entry) in one durable write
+  // transaction, from the calling thread; waits for LMDB's writer lock, so not for a
+  // loop thread's hot path. Missing ids are skipped. Returns how many were removed, or
+  // nullopt with `error` on failure (nothing removed).
+  std::optional<std::size_t> remove(std::span<const base::queue_id> ids, std::string& error);
+  bool remove(base::queue_id id, std::string& error);
+
+  std::size_t chunk_size() const { return chunk_size_; }
+
+ private:
+  struct lane;
+  struct dbis;
+  void writer_main();
+  void write_batch(std::vector<submit_request*>& batch);
+  int write_requests(submit_request* const* reqs, std::size_t n);
+  uint64_t reserve_pages() const;
+  uint64_t free_page_budget(std::size_t batch_size) const;
+
+  store_options options_;
+  MDB_env* env_ = nullptr;
+  std::unique_ptr<dbis> dbi_;
+  std::size_t chunk_size_ = 0;
+  std::vector<std::unique_ptr<lane>> lanes_;
+  std::thread writer_;
+  // Bumped after every submit and by close(); the writer futex-waits on it when idle.
+  std::atomic<uint64_t> wake_seq_{0};
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace sluice::store

@@ -1,0 +1,71 @@
+// store_fixture.h: temp directories and submit-and-wait helpers shared by the store tests.
+#pragma once
+#include <stdlib.h>
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "store/store.h"
+
+namespace store_test {
+
+// mkdtemp under /tmp, removed with everything in it on destruction.
+class temp_dir {
+ public:
+  temp_dir() {
+    char tmpl[] = "/tmp/sluice-store-test-XXXXXX";
+    if (mkdtemp(tmpl)) path_ = tmpl;
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+  std::string sub(const char* name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+inline sluice::store::submit_request make_request(sluice::base::queue_id id, std::size_t body_size,
+                                                  unsigned rcpts = 1) {
+  sluice::store::submit_request r;
+  r.id = id;
+  r.envelope.helo = "client.example";
+  r.envelope.esmtp = true;
+  r.envelope.mail_from = "sender@example.org";
+  for (unsigned i = 0; i < rcpts; ++i)
+    r.envelope.recipients.push_back({"rcpt" + std::to_string(i) + "@example.com", 0, ""});
+  r.body.resize(body_size);
+  for (std::size_t i = 0; i < body_size; ++i)
+    r.body[i] = static_cast<char>('A' + (i * 7 + id.value) % 26);
+  r.connector = "default";
+  r.client_address = "127.0.0.1";
+  r.client_helo = "client.example";
+  r.received_at_ms = 1700000000000 + static_cast<int64_t>(id.value % 1000);
+  return r;
+}
+
+// Submits every request from `producer` (retrying while the lane is full) and waits
+// until all have come back through take_completed. Returns false on a 30 s timeout.
+inline bool submit_all(sluice::store::queue_store& store, unsigned producer,
+                       std::vector<sluice::store::submit_request>& reqs) {
+  std::size_t next = 0, done = 0;
+  sluice::store::submit_request* out[256];
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (done < reqs.size()) {
+    while (next < reqs.size() && store.submit(producer, &reqs[next])) ++next;
+    std::size_t n = store.take_completed(producer, out, 256);
+    done += n;
+    if (n == 0) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  }
+  return true;
+}
+
+}  // namespace store_test
