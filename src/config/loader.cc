@@ -150,8 +150,10 @@ class table_reader {
   void value_error(std::string_view key, const toml::node& n, std::string message) {
     ctx_.error(n.source(), key_path(key), std::move(message));
   }
+  // Held until finish(): if an unknown key looks like the missing one, the typo is the
+  // one error worth reporting.
   void missing(std::string_view key, std::string_view what) {
-    ctx_.error(where(), key_path(key), "is required (" + std::string(what) + ")");
+    missing_.emplace_back(std::string(key), "is required (" + std::string(what) + ")");
   }
 
   bool read_bool(std::string_view key, bool& out) {
@@ -315,9 +317,12 @@ class table_reader {
       }
       if (!suggestion.empty() && best <= std::max<size_t>(2, suggestion.size() / 3)) {
         message += " (did you mean '" + suggestion + "'?)";
+        std::erase_if(missing_, [&](const auto& m) { return m.first == suggestion; });
       }
       ctx_.error(k.source(), key_path(name), message);
     }
+    for (const auto& [key, message] : missing_) ctx_.error(where(), key_path(key), message);
+    missing_.clear();
   }
 
  private:
@@ -325,6 +330,7 @@ class table_reader {
   const toml::table& table_;
   std::string path_;
   std::set<std::string> known_;
+  std::vector<std::pair<std::string, std::string>> missing_;
 };
 
 // An array of tables ([[name]]); a plain [name] table is the most likely mistake.
@@ -693,7 +699,10 @@ void read_receive_connector(table_reader& r, const toml::table& t, const config&
   read_auth(r, rc);
   r.finish();
 
-  bool needs_credentials = rc.permissions.auth_required || rc.permissions.relay_authenticated;
+  // Not when the permissions contradict each other: that error already says what to fix.
+  bool contradictory = rc.permissions.anonymous && rc.permissions.auth_required;
+  bool needs_credentials =
+      !contradictory && (rc.permissions.auth_required || rc.permissions.relay_authenticated);
   if (needs_credentials && rc.auth.credentials.empty()) {
     const toml::node* at = t.get("auth");
     r.ctx().error(at ? at->source() : t.source(), r.key_path("auth.credentials"),
