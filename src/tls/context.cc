@@ -81,16 +81,20 @@ ssl_ctx_ptr make_server_ctx(const server_options& opts, const cert_pair& pair, s
 
   if (opts.client_auth != client_certs::none) {
     if (opts.client_ca_file.empty()) {
-      error = "client certificates need a CA file";
-      return nullptr;
+      if (SSL_CTX_set_default_verify_paths(ctx.get()) != 1) {
+        error = error_text("cannot load the system trust store for client certificates");
+        return nullptr;
+      }
+    } else {
+      if (SSL_CTX_load_verify_locations(ctx.get(), opts.client_ca_file.c_str(), nullptr) != 1) {
+        error = error_text("cannot load client CA file " + opts.client_ca_file);
+        return nullptr;
+      }
+      // The CA names sent in CertificateRequest help clients with several certificates
+      // choose; with the system store the list would be hundreds of names, so none is sent.
+      STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(opts.client_ca_file.c_str());
+      if (names) SSL_CTX_set_client_CA_list(ctx.get(), names);
     }
-    if (SSL_CTX_load_verify_locations(ctx.get(), opts.client_ca_file.c_str(), nullptr) != 1) {
-      error = error_text("cannot load client CA file " + opts.client_ca_file);
-      return nullptr;
-    }
-    // The CA names sent in CertificateRequest help clients with several certificates choose.
-    STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(opts.client_ca_file.c_str());
-    if (names) SSL_CTX_set_client_CA_list(ctx.get(), names);
     if (opts.client_auth == client_certs::require)
       SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
     else
@@ -110,6 +114,13 @@ int on_server_name(SSL* ssl, int*, void* arg) {
 }
 
 }  // namespace
+
+bool parse_protocol(std::string_view text, protocol& out) {
+  if (text.starts_with("TLSv") || text.starts_with("tlsv")) text.remove_prefix(4);
+  if (text == "1.2") { out = protocol::tls1_2; return true; }
+  if (text == "1.3") { out = protocol::tls1_3; return true; }
+  return false;
+}
 
 context::~context() {
   for (auto& [name, ctx] : sni_) SSL_CTX_free(ctx);

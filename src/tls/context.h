@@ -11,6 +11,8 @@ struct ssl_ctx_st;  // OpenSSL's SSL_CTX, kept out of this header
 namespace sluice::tls {
 
 enum class protocol { tls1_2, tls1_3 };
+// "1.2", "TLSv1.2", "1.3", "TLSv1.3" (the configuration's min_version); false otherwise.
+bool parse_protocol(std::string_view text, protocol& out);
 
 // What an outbound session demands of the peer.
 //  opportunistic: encrypt if possible, do not verify (the caller may fall back to plaintext).
@@ -43,7 +45,7 @@ struct server_options {
   std::string ciphers;              // TLS 1.2 cipher list; "" keeps OpenSSL's default
   std::string ciphersuites;         // TLS 1.3 suites; "" keeps OpenSSL's default
   client_certs client_auth = client_certs::none;
-  std::string client_ca_file;       // trust anchors for client certificates (required unless none)
+  std::string client_ca_file;       // trust anchors for client certificates; "" = system store
 };
 
 struct client_options {

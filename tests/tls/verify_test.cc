@@ -172,7 +172,20 @@ Test(tls_context, reports_bad_files_and_mismatched_keys) {
   cr_assert(error.find("ciphersuites") != std::string::npos, "%s", error.c_str());
   so.ciphersuites.clear();
   so.client_auth = client_certs::require;
+  so.client_ca_file = dir.path + "/missing-ca.crt";
+  error.clear();
   cr_assert_null(context::make_server(so, error).get());
+  cr_assert(error.find("missing-ca.crt") != std::string::npos, "%s", error.c_str());
+  so.client_ca_file.clear();  // the system store
+  cr_assert_not_null(context::make_server(so, error).get(), "%s", error.c_str());
+}
+
+Test(tls_context, parses_protocol_names) {
+  protocol p = protocol::tls1_2;
+  cr_assert(parse_protocol("1.3", p) && p == protocol::tls1_3);
+  cr_assert(parse_protocol("TLSv1.2", p) && p == protocol::tls1_2);
+  cr_assert(!parse_protocol("1.1", p));
+  cr_assert(!parse_protocol("", p));
 }
 
 Test(tls_context, reload_gives_new_sessions_the_new_certificate) {
