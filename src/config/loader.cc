@@ -428,7 +428,18 @@ void load_recipients(context& ctx, const std::string& key, accepted_domain& d) {
                    squote(v) + " is not an e-mail address (one local@domain per line)");
       continue;
     }
-    d.recipients.insert(lower(v));
+    std::string address = lower(v);
+    // A line for another domain could never match: most likely a copy-paste slip.
+    std::string_view domain = std::string_view(address).substr(at + 1);
+    bool in_domain = d.is_wildcard() ? (domain.size() > d.name.size() - 1 &&
+                                        domain.substr(domain.size() - (d.name.size() - 1)) == d.name.substr(1))
+                                     : domain == d.name;
+    if (!d.name.empty() && !in_domain) {
+      ctx.error_at(d.recipients_file, number, 0, key,
+                   squote(v) + " is not in the accepted domain " + squote(d.name));
+      continue;
+    }
+    d.recipients.insert(std::move(address));
   }
 }
 
@@ -446,6 +457,7 @@ void read_accepted_domains(table_reader& top, config& c) {
       if (!is_domain_pattern(d.name, true)) {
         r.value_error("name", *t.get("name"),
                       squote(d.name) + " is not a domain name (or a wildcard such as *.example.com)");
+        d.name.clear();  // so its recipient list is not checked against a bad name
       } else {
         d.name = lower(d.name);
         named = true;
@@ -630,7 +642,11 @@ void read_receive_connector(table_reader& r, const toml::table& t, const config&
     for (auto& [text, n] : items) {
       auto b = binding::parse(text);
       if (!b) {
-        r.value_error("bindings", *n, squote(text) + " is not a valid IP:port");
+        std::string message = squote(text) + " is not a valid IP:port";
+        if (text.find(':') != text.rfind(':') && text.front() != '[') {
+          message += " (write IPv6 addresses in brackets, e.g. \"[::1]:25\")";
+        }
+        r.value_error("bindings", *n, message);
       } else if (std::find(rc.bindings.begin(), rc.bindings.end(), *b) != rc.bindings.end()) {
         r.value_error("bindings", *n, "duplicate binding " + b->to_string());
       } else {

@@ -246,3 +246,20 @@ Test(config_domains, recipients_path_relative_to_config_file) {
   cr_assert(r.value->recipient_exists(*d, "A@example.com"));
   cr_assert(r.value->source == cfg);
 }
+
+Test(config_domains, recipients_must_belong_to_the_domain) {
+  scratch_dir dir;
+  std::string file = dir.write("users.txt", "a@sub.example.com\nb@deep.sub.example.com\nc@example.com\n");
+  load_result r = load_string("[[accepted_domain]]\nname = \"*.example.com\"\nrecipients = \"users.txt\"\n",
+                              "test.toml", dir.path());
+  cr_assert(!r.ok());
+  cr_assert_eq(r.errors.size(), 1u, "%s", r.error_text().c_str());
+  cr_assert(r.error().file == file);
+  cr_assert_eq(r.error().line, 3);
+  cr_assert(r.error().message.find("'c@example.com' is not in the accepted domain '*.example.com'") != std::string::npos,
+            "%s", r.error().message.c_str());
+  dir.write("users.txt", "a@sub.example.com\nb@deep.sub.example.com\n");
+  auto c = load_ok("[[accepted_domain]]\nname = \"*.example.com\"\nrecipients = \"users.txt\"\n", dir.path());
+  const accepted_domain* d = c->find_accepted_domain("deep.sub.example.com");
+  cr_assert(d != nullptr && c->recipient_exists(*d, "B@Deep.Sub.Example.com"));
+}
