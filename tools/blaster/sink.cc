@@ -1,0 +1,517 @@
+// sink.cc: blaster sink: smtp::server sessions that accept, check digests, record and inject faults.
+// Untrusted input: everything connecting clients send (parsed by smtp::server and check_message).
+#include <fmt/format.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "base/queue_id.h"
+#include "commands.h"
+#include "message.h"
+#include "net/connection.h"
+#include "net/loop.h"
+#include "record.h"
+#include "smtp/server.h"
+#include "tls/certgen.h"
+#include "tls/context.h"
+#include "tls/session.h"
+
+namespace sluice::blaster {
+
+namespace {
+
+struct sink_stats {
+  uint64_t connections = 0, messages = 0, accepted = 0, refused_4xx = 0, refused_5xx = 0;
+  uint64_t injected_mail = 0, injected_rcpt = 0, rcpts = 0, bytes = 0;
+  uint64_t digest_ok = 0, digest_bad = 0, digest_none = 0;
+  void merge(const sink_stats& o) {
+    connections += o.connections;
+    messages += o.messages;
+    accepted += o.accepted;
+    refused_4xx += o.refused_4xx;
+    refused_5xx += o.refused_5xx;
+    injected_mail += o.injected_mail;
+    injected_rcpt += o.injected_rcpt;
+    rcpts += o.rcpts;
+    bytes += o.bytes;
+    digest_ok += o.digest_ok;
+    digest_bad += o.digest_bad;
+    digest_none += o.digest_none;
+  }
+};
+
+struct sink_config {
+  const sink_options& o;
+  net::endpoint where;
+  smtp::server_settings settings;
+  std::shared_ptr<const tls::context> tls_ctx;
+  std::mutex record_mu;
+  std::FILE* record = nullptr;
+};
+
+class sink_worker;
+
+class sink_session final : public net::connection_handler, public smtp::server_delegate {
+ public:
+  sink_session(sink_worker& w, std::unique_ptr<net::connection> c);
+  void start();
+  void shutdown();
+  bool dead() const { return dead_; }
+
+  void on_read(std::string_view data) override;
+  void on_read_end(int status) override;
+
+  smtp::reply check_mail(const smtp::envelope& env) override;
+  smtp::reply check_recipient(const smtp::envelope& env, const smtp::recipient& rcpt) override;
+  void submit(smtp::envelope& env, std::string& body) override;
+  void start_tls() override { need_tls_ = true; }
+
+ private:
+  void feed_plain(std::string_view data);
+  void after_input();
+  void complete_submit();
+  void flush();
+  void send_out(std::string&& out);
+  void after_write();
+  void write_now(std::string&& bytes);
+  void die();
+
+  sink_worker& w_;
+  std::unique_ptr<net::connection> conn_;
+  smtp::server server_;
+  std::unique_ptr<tls::session> tls_;
+  net::timer submit_timer_, reply_timer_;
+  std::optional<smtp::reply> pending_;   // end-of-data reply waiting to be given
+  size_t pending_rcpts_ = 0;
+  std::string delayed_;                  // replies held back by --latency
+  std::string plain_;
+  bool lhlo_pending_ = false;            // LMTP: the next LHLO is presented to the server as EHLO
+  bool need_tls_ = false;
+  bool dead_ = false;
+};
+
+class sink_worker {
+ public:
+  sink_worker(sink_config& cfg, unsigned index)
+      : cfg_(cfg), ids_(index), rng_(0xB1A57E5ull + index), listener_(loop_, [this](std::unique_ptr<net::connection> c) {
+          accept(std::move(c));
+        }),
+        reap_(loop_) {}
+
+  int listen() { return listener_.listen(cfg_.where); }
+  std::string error_text(int rc) const { return listener_.error_text(rc); }
+
+  void run() {
+    reap_.start(1000, 1000, [this] { reap(); });
+    loop_.on_stop([this] {
+      listener_.close();
+      reap_.stop();
+      for (auto& s : sessions_) s->shutdown();
+    });
+    loop_.run();
+    flush_record(true);
+  }
+
+  void accept(std::unique_ptr<net::connection> c) {
+    ++stats_.connections;
+    sessions_.push_back(std::make_unique<sink_session>(*this, std::move(c)));
+    sessions_.back()->start();
+  }
+
+  // Decides a fault for one injection point: 0 none, 4 or 5.
+  int draw_fault() {
+    if (cfg_.o.fail4 <= 0 && cfg_.o.fail5 <= 0) return 0;
+    double x = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
+    if (x < cfg_.o.fail4) return 4;
+    if (x < cfg_.o.fail4 + cfg_.o.fail5) return 5;
+    return 0;
+  }
+
+  void record(const received_record& r) {
+    if (cfg_.record == nullptr) return;
+    append_record(record_buf_, r);
+    flush_record(false);
+  }
+
+  void flush_record(bool force) {
+    if (record_buf_.empty() || (!force && record_buf_.size() < (256u << 10))) return;
+    std::lock_guard lock(cfg_.record_mu);
+    std::fwrite(record_buf_.data(), 1, record_buf_.size(), cfg_.record);
+    std::fflush(cfg_.record);
+    record_buf_.clear();
+  }
+
+  void reap() {
+    std::erase_if(sessions_, [](const auto& s) { return s->dead(); });
+    // Received records reach the file at least once a second, so a test (or a crash
+    // test) reading the log sees what the sink has acknowledged.
+    flush_record(true);
+  }
+
+  sink_config& cfg_;
+  net::loop loop_;
+  sink_stats stats_;
+  base::queue_id_generator ids_;
+
+ private:
+  std::mt19937_64 rng_;
+  net::listener listener_;
+  net::timer reap_;
+  std::vector<std::unique_ptr<sink_session>> sessions_;
+  std::string record_buf_;
+};
+
+sink_session::sink_session(sink_worker& w, std::unique_ptr<net::connection> c)
+    : w_(w), conn_(std::move(c)), server_(w.cfg_.settings, *this), submit_timer_(w.loop_), reply_timer_(w.loop_) {}
+
+void sink_session::start() {
+  lhlo_pending_ = w_.cfg_.o.lmtp;
+  conn_->start_reading(this);
+  server_.greet();
+  flush();
+}
+
+void sink_session::shutdown() {
+  if (dead_) return;
+  submit_timer_.stop();
+  reply_timer_.stop();
+  if (conn_) conn_->close();
+  dead_ = true;
+}
+
+void sink_session::die() {
+  submit_timer_.stop();
+  reply_timer_.stop();
+  if (conn_) conn_->close();
+  dead_ = true;  // freed by the worker's reaper, never inside its own callback
+}
+
+void sink_session::on_read(std::string_view data) {
+  if (dead_) return;
+  if (tls_) {
+    tls_->feed_ciphertext(data);
+    plain_.clear();
+    tls_->read_plaintext(plain_);
+    if (tls_->failed()) {
+      std::string alert;
+      tls_->take_ciphertext(alert);
+      if (!alert.empty()) conn_->write(std::move(alert));
+      return die();
+    }
+    feed_plain(plain_);
+  } else {
+    feed_plain(data);
+  }
+  after_input();
+}
+
+void sink_session::feed_plain(std::string_view data) {
+  if (lhlo_pending_) {
+    // LMTP (RFC 2033) differs from SMTP in its greeting verb and in the replies after
+    // DATA; the server machine speaks SMTP, so the sink renames the greeting and
+    // repeats the end-of-data reply once per recipient.
+    size_t at = data.find("LHLO");
+    if (at != std::string_view::npos && (at == 0 || data[at - 1] == '\n')) {
+      std::string copy(data);
+      copy[at] = 'E';
+      lhlo_pending_ = false;
+      server_.feed(copy);
+      return;
+    }
+  }
+  server_.feed(data);
+}
+
+void sink_session::on_read_end(int) { die(); }
+
+smtp::reply sink_session::check_mail(const smtp::envelope&) {
+  if (w_.cfg_.o.inject_at == "mail") {
+    if (int f = w_.draw_fault()) {
+      ++w_.stats_.injected_mail;
+      return f == 4 ? smtp::reply{451, "4.3.0", "Injected temporary failure"}
+                    : smtp::reply{550, "5.7.1", "Injected permanent failure"};
+    }
+  }
+  return {250, "2.1.0", "Sender OK"};
+}
+
+smtp::reply sink_session::check_recipient(const smtp::envelope&, const smtp::recipient&) {
+  if (w_.cfg_.o.inject_at == "rcpt") {
+    if (int f = w_.draw_fault()) {
+      ++w_.stats_.injected_rcpt;
+      return f == 4 ? smtp::reply{451, "4.3.0", "Injected temporary failure"}
+                    : smtp::reply{550, "5.1.1", "Injected permanent failure"};
+    }
+  }
+  return {250, "2.1.5", "Recipient OK"};
+}
+
+void sink_session::submit(smtp::envelope& env, std::string& body) {
+  auto& st = w_.stats_;
+  ++st.messages;
+  st.bytes += body.size();
+  message_check chk = check_message(body);
+  if (chk.claimed.empty()) ++st.digest_none;
+  else if (chk.ok()) ++st.digest_ok;
+  else ++st.digest_bad;
+
+  smtp::reply r;
+  int fault = w_.cfg_.o.inject_at == "data" ? w_.draw_fault() : 0;
+  if (fault == 4) {
+    r = {451, "4.3.0", "Injected temporary failure"};
+    ++st.refused_4xx;
+  } else if (fault == 5) {
+    r = {554, "5.6.0", "Injected permanent failure"};
+    ++st.refused_5xx;
+  } else {
+    r = {250, "2.6.0", w_.ids_.next().text() + " Queued mail for delivery"};
+    ++st.accepted;
+    st.rcpts += env.recipients.size();
+    received_record rec;
+    rec.id = chk.id;
+    rec.check = chk.verdict();
+    rec.digest = chk.actual;
+    rec.from = env.mail_from;
+    for (const auto& rc : env.recipients) rec.rcpts.push_back(rc.address);
+    w_.record(rec);
+  }
+  pending_ = std::move(r);
+  pending_rcpts_ = env.recipients.size();
+  body.clear();
+  // The server holds further input until submit_done(); stop reading meanwhile.
+  if (conn_) conn_->pause_reading();
+}
+
+void sink_session::after_input() {
+  flush();
+  if (pending_ && !dead_) {
+    // submit_done() re-enters the server's command processing, so it runs only after
+    // feed() has returned: right away, or when --data-latency expires.
+    if (w_.cfg_.o.data_latency_ms > 0) {
+      submit_timer_.start(uint64_t(w_.cfg_.o.data_latency_ms), 0, [this] { complete_submit(); });
+    } else {
+      complete_submit();
+    }
+  }
+}
+
+void sink_session::complete_submit() {
+  while (pending_ && !dead_) {
+    smtp::reply r = std::move(*pending_);
+    pending_.reset();
+    flush();
+    size_t before = server_.output().size();
+    server_.submit_done(r);
+    if (w_.cfg_.o.lmtp && pending_rcpts_ > 1 && server_.output().size() > before) {
+      // One reply per recipient (RFC 2033 4.2): repeat the end-of-data reply.
+      std::string first = r.wire();
+      std::string out = server_.output();
+      server_.consume_output(out.size());
+      std::string extra;
+      for (size_t i = 1; i < pending_rcpts_; ++i) extra += first;
+      out.insert(std::min(out.size(), first.size()), extra);
+      send_out(std::move(out));
+    }
+    flush();
+    if (conn_ && !dead_) conn_->resume_reading();
+    // submit_done() may have run pipelined input up to the next message's submit.
+    if (pending_ && w_.cfg_.o.data_latency_ms > 0) {
+      submit_timer_.start(uint64_t(w_.cfg_.o.data_latency_ms), 0, [this] { complete_submit(); });
+      return;
+    }
+  }
+}
+
+void sink_session::write_now(std::string&& bytes) {
+  if (!conn_ || bytes.empty()) return;
+  if (tls_) {
+    tls_->write_plaintext(bytes);
+    std::string c;
+    tls_->take_ciphertext(c);
+    conn_->write(std::move(c));
+  } else {
+    conn_->write(std::move(bytes));
+  }
+}
+
+void sink_session::flush() {
+  std::string out = server_.output();
+  server_.consume_output(out.size());
+  send_out(std::move(out));
+}
+
+void sink_session::send_out(std::string&& out) {
+  if (dead_ || !conn_) return;
+  if (w_.cfg_.o.latency_ms > 0 && (!out.empty() || !delayed_.empty())) {
+    bool armed = !delayed_.empty();
+    delayed_ += out;
+    if (!armed) {
+      reply_timer_.start(uint64_t(w_.cfg_.o.latency_ms), 0, [this] {
+        std::string held = std::move(delayed_);
+        delayed_.clear();
+        write_now(std::move(held));
+        after_write();
+      });
+    }
+    return;
+  }
+  write_now(std::move(out));
+  after_write();
+}
+
+void sink_session::after_write() {
+  if (dead_ || !conn_) return;
+  if (tls_) {
+    std::string c;  // handshake records produced while reading
+    tls_->take_ciphertext(c);
+    if (!c.empty()) conn_->write(std::move(c));
+  }
+  if (need_tls_) {
+    // The 220 went out in plaintext; everything after it is TLS.
+    need_tls_ = false;
+    tls_ = std::make_unique<tls::session>(w_.cfg_.tls_ctx);
+    server_.tls_started();
+    lhlo_pending_ = w_.cfg_.o.lmtp;
+    return;
+  }
+  if (server_.closing()) die();
+}
+
+}  // namespace
+
+int run_sink(const sink_options& o) {
+  sink_config cfg{o, {}, {}, {}};
+  std::string host;
+  uint16_t port = 0;
+  parse_host_port(o.listen, host, port);
+  if (host == "localhost") host = "127.0.0.1";
+  if (!net::endpoint::parse(host.find(':') != std::string::npos ? fmt::format("[{}]:{}", host, port)
+                                                                : fmt::format("{}:{}", host, port),
+                            cfg.where)) {
+    fmt::print(stderr, "blaster sink: --listen must be a literal address (or localhost): {}\n", o.listen);
+    return 2;
+  }
+  cfg.settings.hostname = o.hostname;
+  cfg.settings.banner = o.hostname + (o.lmtp ? " LMTP blaster sink" : " ESMTP blaster sink");
+  cfg.settings.max_message_size = o.max_size;
+  cfg.settings.max_recipients = 100000;
+  cfg.settings.max_errors = 1000000;
+  cfg.settings.starttls_offered = o.starttls;
+  if (o.starttls) {
+    tls::cert_request req;
+    req.common_name = o.hostname;
+    req.names = {o.hostname, "localhost", "127.0.0.1"};
+    req.key = tls::key_type::p256;
+    tls::key_and_cert kc;
+    std::string err;
+    char dir[] = "/tmp/blaster-sink-XXXXXX";
+    if (!tls::issue_certificate(req, kc, err) || mkdtemp(dir) == nullptr ||
+        !tls::write_file_atomic(std::string(dir) + "/cert.pem", kc.cert_pem, 0644, err) ||
+        !tls::write_file_atomic(std::string(dir) + "/key.pem", kc.key_pem, 0600, err)) {
+      fmt::print(stderr, "blaster sink: cannot make a certificate: {}\n", err);
+      return 2;
+    }
+    tls::server_options so;
+    so.pair = {std::string(dir) + "/cert.pem", std::string(dir) + "/key.pem"};
+    cfg.tls_ctx = tls::context::make_server(so, err);
+    std::remove(so.pair.chain_file.c_str());
+    std::remove(so.pair.key_file.c_str());
+    rmdir(dir);
+    if (!cfg.tls_ctx) {
+      fmt::print(stderr, "blaster sink: TLS: {}\n", err);
+      return 2;
+    }
+  }
+  if (!o.record.empty()) {
+    cfg.record = std::fopen(o.record.c_str(), "w");
+    if (cfg.record == nullptr) {
+      fmt::print(stderr, "blaster sink: cannot write {}: {}\n", o.record, std::strerror(errno));
+      return 2;
+    }
+  }
+
+  // Signals are taken by the main thread alone (sigtimedwait below).
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  unsigned threads = std::max(1u, o.threads);
+  std::vector<std::unique_ptr<sink_worker>> workers(threads);
+  std::vector<std::thread> pool;
+  std::atomic<unsigned> bound{0};
+  std::atomic<int> bind_error{0};
+  std::mutex err_mu;
+  std::string err_text;
+  for (unsigned i = 0; i < threads; ++i) {
+    pool.emplace_back([&, i] {
+      workers[i] = std::make_unique<sink_worker>(cfg, i);
+      int rc = workers[i]->listen();
+      if (rc != 0) {
+        std::lock_guard lock(err_mu);
+        err_text = workers[i]->error_text(rc);
+        bind_error.store(rc);
+      }
+      bound.fetch_add(1);
+      if (rc == 0) workers[i]->run();
+    });
+  }
+  while (bound.load() < threads) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  auto start = std::chrono::steady_clock::now();
+  if (bind_error.load() != 0) {
+    fmt::print(stderr, "blaster sink: cannot listen on {}: {}\n", o.listen, err_text);
+    for (auto& w : workers)
+      if (w) w->loop_.stop();
+    for (auto& t : pool) t.join();
+    return 1;
+  }
+  fmt::print(stderr, "blaster sink: listening on {} ({} loops{})\n", cfg.where.text(), threads,
+             o.lmtp ? ", LMTP" : "");
+
+  timespec ts{};
+  if (o.duration_s > 0) {
+    ts.tv_sec = time_t(o.duration_s);
+    ts.tv_nsec = long((o.duration_s - double(ts.tv_sec)) * 1e9);
+    sigtimedwait(&sigs, nullptr, &ts);
+  } else {
+    int sig = 0;
+    sigwait(&sigs, &sig);
+  }
+  double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (auto& w : workers) w->loop_.stop();
+  for (auto& t : pool) t.join();
+  if (cfg.record != nullptr) std::fclose(cfg.record);
+
+  sink_stats all;
+  for (auto& w : workers) all.merge(w->stats_);
+  if (o.json) {
+    fmt::print(
+        "{{\"listen\":\"{}\",\"connections\":{},\"messages\":{},\"accepted\":{},\"refused_4xx\":{},\"refused_5xx\":{},"
+        "\"injected_mail\":{},\"injected_rcpt\":{},\"rcpts\":{},\"bytes\":{},\"digest_ok\":{},\"digest_bad\":{},"
+        "\"digest_none\":{},\"elapsed_s\":{:.3f}}}\n",
+        o.listen, all.connections, all.messages, all.accepted, all.refused_4xx, all.refused_5xx, all.injected_mail,
+        all.injected_rcpt, all.rcpts, all.bytes, all.digest_ok, all.digest_bad, all.digest_none, elapsed);
+  } else {
+    fmt::print("blaster sink: {} connections, {} messages: {} accepted, {} refused 4xx, {} refused 5xx\n",
+               all.connections, all.messages, all.accepted, all.refused_4xx, all.refused_5xx);
+    fmt::print("  injected at MAIL {}, at RCPT {}; {} recipients, {} bytes\n", all.injected_mail, all.injected_rcpt,
+               all.rcpts, all.bytes);
+    fmt::print("  digests: {} ok, {} bad, {} missing\n", all.digest_ok, all.digest_bad, all.digest_none);
+  }
+  std::fflush(stdout);
+  return 0;
+}
+
+}  // namespace sluice::blaster
