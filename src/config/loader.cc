@@ -104,6 +104,13 @@ std::string type_name(const toml::node& n) {
   }
 }
 
+bool is_server_key(std::string_view key) {
+  static constexpr std::string_view keys[] = {"hostname",   "workers",  "queue_dir",          "max_message_size",
+                                              "map_size",   "log_dir",  "pickup_dir",         "pickup_interval_ms",
+                                              "max_received_headers"};
+  return std::find(std::begin(keys), std::end(keys), key) != std::end(keys);
+}
+
 // Shared state of one load: where we are and what went wrong so far.
 struct context {
   std::string file;      // as given, for messages
@@ -318,6 +325,10 @@ class table_reader {
       if (!suggestion.empty() && best <= std::max<size_t>(2, suggestion.size() / 3)) {
         message += " (did you mean '" + suggestion + "'?)";
         std::erase_if(missing_, [&](const auto& m) { return m.first == suggestion; });
+      } else if (path_ != "server" && is_server_key(name)) {
+        // TOML puts every key after a [[...]] header into that table, so a [server] key
+        // written at the end of the file lands in the last connector.
+        message += " (a [server] setting? it must be under [server], before the first [[...]] section)";
       }
       ctx_.error(k.source(), key_path(name), message);
     }
@@ -985,6 +996,12 @@ load_result load_string(std::string_view text, std::string_view name, std::strin
 }
 
 load_result load_file(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    load_result result;
+    result.errors.push_back({path, 0, 0, "", "cannot read: is a directory"});
+    return result;
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     load_result result;

@@ -384,6 +384,16 @@ permissions = { anonymous = true, rely = true }
                6, "receive_connector[0].permissions.rely", "unknown key");
   expect_error("[[receive_connectors]]\nname = \"A\"\n", 1, "receive_connectors", "did you mean 'receive_connector'");
   expect_error("[frobnicate]\n", 1, "frobnicate", "unknown key");
+  // max_message_size is a connector key too, so it is known there; workers is not.
+  expect_error(R"toml(
+[[receive_connector]]
+name = "A"
+type = "internet"
+bindings = ["127.0.0.1:25"]
+workers = 4
+)toml",
+               6, "receive_connector[0].workers", "must be under [server]");
+  expect_error("hostname = \"mx.example.com\"\n", 1, "hostname", "must be under [server]");
 }
 
 Test(config_errors, bad_enum_value) {
@@ -464,7 +474,8 @@ name = "default"
 type = "internet"
 bindings = ["127.0.0.1:26"]
 )toml",
-               8, "receive_connector[1].name", "duplicate receive connector name 'default' (also receive_connector[0] at line 2)");
+               8, "receive_connector[1].name",
+               "duplicate receive connector name 'default' (also receive_connector[0] at line 2)");
   expect_error(R"toml(
 [[send_connector]]
 name = "Out"
@@ -627,6 +638,9 @@ Test(config_errors, unreadable_file) {
   cr_assert(!r.ok());
   std::string text = r.error_text();
   cr_assert_str_eq(text.c_str(), "/nonexistent/sluice.toml: cannot read: No such file or directory");
+  r = load_file("/tmp");
+  cr_assert(!r.ok());
+  cr_assert(r.error().message.find("is a directory") != std::string::npos);
 }
 
 // ---- send connectors -----------------------------------------------------------------

@@ -238,7 +238,8 @@ Test(config_domains, recipients_path_relative_to_config_file) {
   std::string sub = dir.path() + "/etc";
   std::filesystem::create_directory(sub);
   dir.write("etc/users.txt", "a@example.com\n");
-  std::string cfg = dir.write("etc/sluice.toml", "[[accepted_domain]]\nname = \"example.com\"\nrecipients = \"users.txt\"\n");
+  std::string cfg =
+      dir.write("etc/sluice.toml", "[[accepted_domain]]\nname = \"example.com\"\nrecipients = \"users.txt\"\n");
   load_result r = load_file(cfg);
   std::string errors = r.ok() ? "" : r.error_text();
   cr_assert(r.ok(), "%s", errors.c_str());
@@ -256,8 +257,9 @@ Test(config_domains, recipients_must_belong_to_the_domain) {
   cr_assert_eq(r.errors.size(), 1u, "%s", r.error_text().c_str());
   cr_assert(r.error().file == file);
   cr_assert_eq(r.error().line, 3);
-  cr_assert(r.error().message.find("'c@example.com' is not in the accepted domain '*.example.com'") != std::string::npos,
-            "%s", r.error().message.c_str());
+  const std::string& message = r.error().message;
+  cr_assert(message.find("'c@example.com' is not in the accepted domain '*.example.com'") != std::string::npos, "%s",
+            message.c_str());
   dir.write("users.txt", "a@sub.example.com\nb@deep.sub.example.com\n");
   auto c = load_ok("[[accepted_domain]]\nname = \"*.example.com\"\nrecipients = \"users.txt\"\n", dir.path());
   const accepted_domain* d = c->find_accepted_domain("deep.sub.example.com");
