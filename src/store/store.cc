@@ -200,6 +200,10 @@ bool queue_store::open(store_options options, std::string& error) {
     error = lmdb_error(("cannot open queue store in " + options_.dir).c_str(), rc);
     return false;
   }
+  // Clear reader slots left by crashed processes (a killed sluicectl, a crashed
+  // daemon): a stale slot pins old pages and the file grows until it is cleared.
+  int dead = 0;
+  mdb_reader_check(env, &dead);
   if (mdb_env_get_maxkeysize(env) < static_cast<int>(schema::chunk_key_size)) {
     error = "LMDB maximum key size is too small for the store's keys";
     return false;
