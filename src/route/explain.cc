@@ -37,7 +37,7 @@ std::vector<std::string> table::explain(std::string_view address, uint64_t messa
                                         uint64_t receive_connector_max) const {
   std::vector<std::string> out;
   const decision d = route_recipient(address, message_size, receive_connector_max);
-  char buf[detail::max_address];
+  char buf[detail::buffer_size];
   detail::parsed_address p;
   if (!detail::parse_address(address, buf, p)) {
     out.push_back("recipient " + quoted(address) + ": not a routable address");

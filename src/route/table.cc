@@ -8,7 +8,7 @@ namespace sluice::route {
 
 namespace detail {
 
-bool parse_address(std::string_view in, char (&buf)[max_address], parsed_address& out) noexcept {
+bool parse_address(std::string_view in, char (&buf)[buffer_size], parsed_address& out) noexcept {
   if (in.size() >= 2 && in.front() == '<' && in.back() == '>') in = in.substr(1, in.size() - 2);
   size_t at = in.rfind('@');
   if (at == std::string_view::npos || at == 0) return false;
@@ -17,27 +17,33 @@ bool parse_address(std::string_view in, char (&buf)[max_address], parsed_address
   if (!dom.empty() && dom.back() == '.') dom.remove_suffix(1);
   if (dom.empty() || dom.size() > max_domain || local.size() + 1 + dom.size() > max_address)
     return false;
-  for (size_t i = 0; i < local.size(); ++i) buf[i] = lower(local[i]);
+  lower_copy(buf, local.data(), local.size());
   buf[local.size()] = '@';
   char* d = buf + local.size() + 1;
   const size_t n = dom.size();
-  uint64_t h = fnv_basis;
-  uint32_t labels = 0;
-  // Right to left: lower-case, validate and hash every parent suffix in one pass.
-  for (size_t i = n; i-- > 0;) {
-    char c = lower(dom[i]);
-    if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f) return false;
-    if (c == '.' && (i == n - 1 || i == 0 || d[i + 1] == '.')) return false;
-    d[i] = c;
-    h = suffix_step(h, c);
-    if (i == 0 || dom[i - 1] == '.') {
-      if (labels == max_labels) return false;
-      out.label_start[labels] = static_cast<uint16_t>(i);
-      out.suffix_hash[labels] = h;
-      ++labels;
+  lower_copy(d, dom.data(), n);
+  // Validate and find the label starts, left to right.
+  uint16_t starts[max_labels];
+  uint32_t count = 1;
+  starts[0] = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned char c = static_cast<unsigned char>(d[i]);
+    if (c <= ' ' || c == 0x7f) return false;
+    if (c == '.') {
+      if (i == 0 || i == n - 1 || d[i - 1] == '.' || count == max_labels) return false;
+      starts[count++] = static_cast<uint16_t>(i + 1);
     }
   }
-  out.labels = labels;
+  // Hash every suffix, right to left (see domain_hash).
+  uint64_t h = hash_seed;
+  size_t end = n;
+  for (uint32_t k = count, j = 0; k-- > 0; ++j) {
+    h = suffix_combine(h, d + starts[k], end - starts[k]);
+    end = starts[k] - 1u;
+    out.label_start[j] = starts[k];
+    out.suffix_hash[j] = h;
+  }
+  out.labels = count;
   out.raw_domain = dom;
   out.local = std::string_view(buf, local.size());
   out.domain = std::string_view(d, n);
@@ -155,13 +161,14 @@ bool better(const send_connector_spec& a, uint32_t cost_a, const send_connector_
 }
 
 // Keeps the best (connector, cost) for one pattern slot.
-void offer(const std::vector<send_connector_spec>& cs, int32_t& slot_conn, uint32_t& slot_cost,
+template <class Cost>
+void offer(const std::vector<send_connector_spec>& cs, int32_t& slot_conn, Cost& slot_cost,
            int32_t conn, uint32_t cost) {
   if (slot_conn == conn) {
-    slot_cost = std::min(slot_cost, cost);
+    slot_cost = static_cast<Cost>(std::min<uint32_t>(slot_cost, cost));
   } else if (slot_conn < 0 || better(cs[conn], cost, cs[slot_conn], slot_cost)) {
     slot_conn = conn;
-    slot_cost = cost;
+    slot_cost = static_cast<Cost>(cost);
   }
 }
 
@@ -217,6 +224,7 @@ table::build_result table::build(std::vector<accepted_domain_spec> domains,
       continue;
     }
     slot = static_cast<int32_t>(i);
+    (wild ? n.flags_wild : n.flags_exact) = accepted_flags(d);
     if (!d.recipients || d.kind == domain_kind::external_relay) continue;
     for (const std::string& entry : *d.recipients) {
       std::string a = detail::normalise_name(entry);
@@ -237,8 +245,8 @@ table::build_result table::build(std::vector<accepted_domain_spec> domains,
         errors.push_back(where + "recipient \"" + entry + "\" is not an address in this domain");
         continue;
       }
-      m.recipients.upsert(a, detail::address_hash(local, domain_hash(dom)),
-                          static_cast<uint32_t>(i));
+      m.recipients.upsert(wild ? std::string_view(a) : local,
+                          detail::address_hash(local, domain_hash(dom)), static_cast<uint32_t>(i));
     }
   }
 
@@ -295,16 +303,19 @@ table::build_result table::build(std::vector<accepted_domain_spec> domains,
 decision table::route_recipient(std::string_view address, uint64_t message_size,
                                 uint64_t receive_connector_max) const noexcept {
   decision d;
-  char buf[detail::max_address];
+  char buf[detail::buffer_size];
   detail::parsed_address p;
   if (!detail::parse_address(address, buf, p)) return d;  // bad_address
   const impl& m = *impl_;
 
   int32_t a = -1, c = -1;
+  uint8_t a_flags = 0;
+  bool a_wild = false;
   uint32_t cost = 0;
   std::string_view pattern;
   if (const auto* s = m.domains.find(p.domain, p.dhash)) {
     a = s->value.accepted_exact;
+    a_flags = s->value.flags_exact;
     if (s->value.conn_exact >= 0) {
       c = s->value.conn_exact;
       cost = s->value.cost_exact;
@@ -313,11 +324,15 @@ decision table::route_recipient(std::string_view address, uint64_t message_size,
   }
   // Parent suffixes, longest first; the first hit of each kind is the most specific.
   for (int k = static_cast<int>(p.labels) - 2; k >= 0; --k) {
-    if (a >= 0 && (c >= 0 || domains_[a].kind == domain_kind::authoritative)) break;
+    if (a >= 0 && (c >= 0 || flags_kind(a_flags) == domain_kind::authoritative)) break;
     std::string_view suffix = p.domain.substr(p.label_start[k]);
     const auto* s = m.domains.find(suffix, p.suffix_hash[k]);
     if (!s) continue;
-    if (a < 0) a = s->value.accepted_wild;
+    if (a < 0 && s->value.accepted_wild >= 0) {
+      a = s->value.accepted_wild;
+      a_flags = s->value.flags_wild;
+      a_wild = true;
+    }
     if (c < 0 && s->value.conn_wild >= 0) {
       c = s->value.conn_wild;
       cost = s->value.cost_wild;
@@ -331,7 +346,8 @@ decision table::route_recipient(std::string_view address, uint64_t message_size,
   }
 
   auto hosted_here = [&](int32_t ai) {
-    return m.recipients.find(p.address, detail::address_hash(p.local, p.dhash),
+    return m.recipients.find(a_wild ? p.address : p.local,
+                             detail::address_hash(p.local, p.dhash),
                              static_cast<uint32_t>(ai)) != nullptr;
   };
   auto deliver_locally = [&](int32_t ai) {
@@ -358,17 +374,17 @@ decision table::route_recipient(std::string_view address, uint64_t message_size,
   };
 
   if (a >= 0) {
-    const accepted_domain_spec& ad = domains_[a];
-    d.domain = &ad;
-    switch (ad.kind) {
+    d.domain = &domains_[a];  // not dereferenced here: the node carries what is needed
+    const bool has_table = (a_flags & flag_has_recipients) != 0;
+    switch (flags_kind(a_flags)) {
       case domain_kind::authoritative:
-        if (!ad.recipients || hosted_here(a))
+        if (!has_table || hosted_here(a))
           deliver_locally(a);
         else
           d.result = outcome::unknown_recipient;
         break;
       case domain_kind::internal_relay:
-        if (ad.recipients && hosted_here(a))
+        if (has_table && hosted_here(a))
           deliver_locally(a);
         else
           via_connector(outcome::relay_internal);
