@@ -69,11 +69,31 @@ double seconds_since(steady::time_point t0) {
 
 // Only the server's work is timed (session creation, consuming the client's flights,
 // producing its own): that is what an MTA pays per inbound STARTTLS.
-void handshake(benchmark::State& state, key_type key, protocol p) {
+void handshake(benchmark::State& state, key_type key, protocol p, bool resume) {
   contexts& cx = get(key, p);
+  saved_session saved;
+  if (resume) {
+    session c(cx.client, "bench.test"), s(cx.server);
+    std::string a, b, text;
+    for (int round = 0; round < 10; ++round) {
+      a.clear();
+      b.clear();
+      c.take_ciphertext(a);
+      s.feed_ciphertext(a);
+      if (round == 5) s.write_plaintext("220 ok\r\n");
+      s.take_ciphertext(b);
+      c.feed_ciphertext(b);
+      c.read_plaintext(text);
+    }
+    saved = c.save();
+    if (!saved) {
+      state.SkipWithError("no session to resume");
+      return;
+    }
+  }
   for (auto _ : state) {
     double server_time = 0;
-    session c(cx.client, "bench.test");
+    session c(cx.client, "bench.test", saved);
     auto t0 = steady::now();
     session s(cx.server);
     server_time += seconds_since(t0);
@@ -88,8 +108,8 @@ void handshake(benchmark::State& state, key_type key, protocol p) {
       server_time += seconds_since(t0);
       if (!b.empty()) c.feed_ciphertext(b);
     }
-    if (!s.handshake_done() || s.failed()) {
-      state.SkipWithError(("handshake failed: " + s.error_text()).c_str());
+    if (!s.handshake_done() || s.failed() || s.resumed() != resume) {
+      state.SkipWithError(("handshake failed or not resumed: " + s.error_text()).c_str());
       break;
     }
     state.SetIterationTime(server_time);
@@ -155,10 +175,12 @@ void round_trip(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK_CAPTURE(handshake, rsa2048_tls13, key_type::rsa2048, protocol::tls1_3)->UseManualTime();
-BENCHMARK_CAPTURE(handshake, p256_tls13, key_type::p256, protocol::tls1_3)->UseManualTime();
-BENCHMARK_CAPTURE(handshake, rsa2048_tls12, key_type::rsa2048, protocol::tls1_2)->UseManualTime();
-BENCHMARK_CAPTURE(handshake, p256_tls12, key_type::p256, protocol::tls1_2)->UseManualTime();
+BENCHMARK_CAPTURE(handshake, rsa2048_tls13, key_type::rsa2048, protocol::tls1_3, false)->UseManualTime();
+BENCHMARK_CAPTURE(handshake, p256_tls13, key_type::p256, protocol::tls1_3, false)->UseManualTime();
+BENCHMARK_CAPTURE(handshake, rsa2048_tls12, key_type::rsa2048, protocol::tls1_2, false)->UseManualTime();
+BENCHMARK_CAPTURE(handshake, p256_tls12, key_type::p256, protocol::tls1_2, false)->UseManualTime();
+BENCHMARK_CAPTURE(handshake, resumed_tls13, key_type::p256, protocol::tls1_3, true)->UseManualTime();
+BENCHMARK_CAPTURE(handshake, resumed_tls12, key_type::p256, protocol::tls1_2, true)->UseManualTime();
 BENCHMARK_CAPTURE(encrypt, aes_gcm, std::string())->Arg(512)->Arg(16384)->Arg(1 << 20);
 BENCHMARK_CAPTURE(encrypt, chacha20, std::string("TLS_CHACHA20_POLY1305_SHA256"))->Arg(16384)->Arg(1 << 20);
 BENCHMARK(round_trip)->Arg(16384)->Arg(1 << 20);

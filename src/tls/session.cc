@@ -29,7 +29,8 @@ constexpr size_t max_chunk = INT_MAX / 2;  // OpenSSL's lengths are ints
 
 }  // namespace
 
-session::session(std::shared_ptr<const context> ctx, std::string_view peer_name) : ctx_(std::move(ctx)) {
+session::session(std::shared_ptr<const context> ctx, std::string_view peer_name, const saved_session& resume)
+    : ctx_(std::move(ctx)) {
   ERR_clear_error();
   if (!ctx_) { fail("no TLS context"); return; }
   server_ = ctx_->is_server();
@@ -52,6 +53,7 @@ session::session(std::shared_ptr<const context> ctx, std::string_view peer_name)
     return;
   }
   SSL_set_connect_state(ssl_);
+  if (resume.ptr_) SSL_set_session(ssl_, resume.ptr_.get());  // a stale session just means a full handshake
   std::string host(peer_name);
   if (!host.empty() && host.back() == '.') host.pop_back();
   if (host.empty()) {
@@ -70,7 +72,13 @@ session::session(std::shared_ptr<const context> ctx, std::string_view peer_name)
   }
 }
 
-session::~session() { SSL_free(ssl_); }
+session::~session() {
+  // OpenSSL treats an SSL freed without a completed shutdown as broken and makes its
+  // session unresumable. SMTP peers often close after QUIT without close_notify, which
+  // is no fault of the session, so only a failed session keeps that treatment.
+  if (ssl_ && done_ && !failed_) SSL_set_shutdown(ssl_, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+  SSL_free(ssl_);
+}
 
 void session::fail(const std::string& what) {
   if (failed_) return;
@@ -215,6 +223,33 @@ std::string session::verify_result() const {
 std::string session::sni() const {
   const char* name = ssl_ && server_ ? SSL_get_servername(ssl_, TLSEXT_NAMETYPE_host_name) : nullptr;
   return name ? name : "";
+}
+
+int session::cipher_bits() const {
+  return ssl_ && done_ ? SSL_get_cipher_bits(ssl_, nullptr) : 0;
+}
+
+std::string session::summary() const {
+  if (!ssl_ || !done_) return {};
+  int alg_bits = 0;
+  int bits = SSL_get_cipher_bits(ssl_, &alg_bits);
+  return "version=" + version() + " cipher=" + cipher() + " bits=" + std::to_string(bits) + "/" +
+         std::to_string(alg_bits);
+}
+
+bool session::resumed() const { return ssl_ && done_ && SSL_session_reused(ssl_) == 1; }
+
+saved_session session::save() const {
+  saved_session out;
+  if (!ssl_ || server_ || !done_) return out;
+  SSL_SESSION* sess = SSL_get1_session(ssl_);
+  if (!sess) return out;
+  if (SSL_SESSION_is_resumable(sess) != 1) {
+    SSL_SESSION_free(sess);
+    return out;
+  }
+  out.ptr_ = std::shared_ptr<ssl_session_st>(sess, SSL_SESSION_free);
+  return out;
 }
 
 }  // namespace sluice::tls

@@ -8,10 +8,24 @@
 
 #include "tls/context.h"
 
-struct ssl_st;  // OpenSSL's SSL
-struct bio_st;  // OpenSSL's BIO
+struct ssl_st;          // OpenSSL's SSL
+struct bio_st;          // OpenSSL's BIO
+struct ssl_session_st;  // OpenSSL's SSL_SESSION
 
 namespace sluice::tls {
+
+// A client's negotiated session, kept to resume later connections to the same host
+// and skip the full handshake (a delivery pool reconnecting to one next hop). Immutable
+// and shareable; use it only with the same client context and peer name.
+class saved_session {
+ public:
+  saved_session() = default;
+  explicit operator bool() const { return ptr_ != nullptr; }
+
+ private:
+  friend class session;
+  std::shared_ptr<ssl_session_st> ptr_;
+};
 
 // A TLS session that never touches a socket and never blocks. The socket layer moves
 // bytes; the session transforms them:
@@ -33,7 +47,9 @@ class session {
   // Server side: `ctx` must be a server context; `peer_name` is ignored.
   // Client side: `peer_name` is sent as SNI (unless it is an IP literal) and is the name
   // the certificate must match. A `verified` context without a peer name fails at once.
-  explicit session(std::shared_ptr<const context> ctx, std::string_view peer_name = {});
+  // `resume` (client side, optional) offers a session saved from an earlier connection.
+  explicit session(std::shared_ptr<const context> ctx, std::string_view peer_name = {},
+                   const saved_session& resume = {});
   ~session();
   session(const session&) = delete;
   session& operator=(const session&) = delete;
@@ -67,7 +83,17 @@ class session {
   bool peer_verified() const;         // a certificate was presented and it verified (chain and name)
   std::string verify_result() const;  // "ok", "no certificate", or OpenSSL's reason
   std::string sni() const;            // server side: the name the client asked for, "" if none
+  int cipher_bits() const;            // symmetric key strength, 0 before the handshake
+  // For Received: headers and logs, in Postfix's form:
+  // "version=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 bits=256/256"
+  std::string summary() const;
   bool is_server() const { return server_; }
+  // The handshake resumed an earlier session (abbreviated handshake).
+  bool resumed() const;
+  // Client side: the session to offer next time; empty if the server gave none. With
+  // TLS 1.3 the server's tickets follow the handshake, so call this after the first
+  // read_plaintext() that saw server data (for SMTP: after the EHLO reply).
+  saved_session save() const;
 
  private:
   void advance();

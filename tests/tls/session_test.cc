@@ -36,6 +36,9 @@ Test(tls_session, handshake_and_data_both_ways) {
   cr_assert_str_eq(v.c_str(), "TLSv1.3");
   cr_assert_str_eq(cv.c_str(), "TLSv1.3");
   cr_assert(!s.cipher().empty());
+  cr_assert_eq(s.cipher_bits(), 256);
+  std::string summary = s.summary();
+  cr_assert_str_eq(summary.c_str(), "version=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 bits=256/256");
   std::string subject = c.peer_subject();
   cr_assert_str_eq(subject.c_str(), "CN=mx.example.test");
   cr_assert_str_eq(s.sni().c_str(), "mx.example.test");
@@ -159,4 +162,32 @@ Test(tls_session, ciphersuite_setting_is_applied) {
   pump(c, s);
   std::string name = s.cipher();
   cr_assert_str_eq(name.c_str(), "TLS_CHACHA20_POLY1305_SHA256");
+}
+
+Test(tls_session, client_resumes_a_saved_session) {
+  for (protocol version : {protocol::tls1_3, protocol::tls1_2}) {
+    pair_setup p;
+    client_options co;
+    co.maximum = version;
+    auto client = client_ctx(co);
+    saved_session saved;
+    {
+      session c(client, "mx.example.test"), s(p.server);
+      pump(c, s);
+      s.write_plaintext("220 ok\r\n");
+      pump(c, s);
+      std::string got;
+      c.read_plaintext(got);
+      cr_assert(!c.resumed());
+      saved = c.save();
+      cr_assert(static_cast<bool>(saved));
+    }
+    session c(client, "mx.example.test", saved), s(p.server);
+    pump(c, s);
+    cr_assert(c.handshake_done() && s.handshake_done());
+    cr_assert(c.resumed(), "version %d", static_cast<int>(version));
+    cr_assert(s.resumed(), "version %d", static_cast<int>(version));
+    std::string subject = c.peer_subject();
+    cr_assert_str_eq(subject.c_str(), "CN=mx.example.test");
+  }
 }
