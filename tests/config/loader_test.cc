@@ -1,6 +1,9 @@
 // loader_test.cc: TOML loading: defaults, presets, sizes, and every error's file:line:key form.
 #include <criterion/criterion.h>
 
+#include <fstream>
+#include <random>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -700,4 +703,37 @@ address_spaces = ["*"]
 tls = "sometimes"
 )toml",
                5, "send_connector[0].tls", "is not one of");
+}
+
+// Damaged copies of the shipped file: the loader must neither crash nor report an error
+// it cannot place (every problem in the main file has a line number and a message).
+Test(config_loader, damaged_configs_are_always_located) {
+  std::ifstream in(std::string(SLUICE_SOURCE_ROOT) + "/etc/sluice.toml");
+  std::stringstream buf;
+  buf << in.rdbuf();
+  const std::string base = buf.str();
+  cr_assert(!base.empty());
+  const char* junk[] = {"\"", "[", "]", "=", "\n", "::", "-", "/", "(", ")", "{", "}", ",", "0", "99999",
+                        "auto", "*", ".", "#", "[[receive_connector]]\n", "\"x\"", "true"};
+  std::mt19937 rng(20261128);
+  int failures = 0;
+  for (int i = 0; i < 2000; ++i) {
+    std::string text = base;
+    for (int k = 0, n = 1 + static_cast<int>(rng() % 4); k < n; ++k) {
+      size_t pos = rng() % (text.size() + 1);
+      switch (rng() % 3) {
+        case 0: text.insert(pos, junk[rng() % (sizeof junk / sizeof *junk)]); break;
+        case 1: text.erase(pos, rng() % 8); break;
+        default: text.insert(pos, text.substr(rng() % text.size(), rng() % 40)); break;
+      }
+    }
+    load_result r = load_string(text, "damaged.toml", std::string(SLUICE_SOURCE_ROOT) + "/etc");
+    if (r.ok()) continue;
+    ++failures;
+    for (const config_error& e : r.errors) {
+      cr_assert(!e.message.empty());
+      if (e.file == "damaged.toml") cr_assert(e.line > 0, "%s", e.to_string().c_str());
+    }
+  }
+  cr_assert(failures > 100, "the damage should break the file often (%d)", failures);
 }
