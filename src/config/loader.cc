@@ -74,6 +74,14 @@ bool is_domain_pattern(std::string_view s, bool allow_wildcard) {
   return is_hostname(s);
 }
 
+// Names are compared as ASCII; internationalized names must be written as A-labels.
+std::string idn_hint(std::string_view s) {
+  for (char c : s) {
+    if (static_cast<unsigned char>(c) >= 0x80) return " (write internationalized names in their xn-- form)";
+  }
+  return "";
+}
+
 size_t edit_distance(std::string_view a, std::string_view b) {
   std::vector<size_t> row(b.size() + 1);
   for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
@@ -379,7 +387,7 @@ void read_server(table_reader& top, config& c) {
     if (r.read_string("hostname", s.hostname)) {
       const toml::node* n = t->get("hostname");
       if (!is_hostname(s.hostname)) {
-        r.value_error("hostname", *n, squote(s.hostname) + " is not a valid host name");
+        r.value_error("hostname", *n, squote(s.hostname) + " is not a valid host name" + idn_hint(s.hostname));
       }
       s.hostname = lower(s.hostname);
     }
@@ -467,7 +475,8 @@ void read_accepted_domains(table_reader& top, config& c) {
     if (r.read_string("name", d.name)) {
       if (!is_domain_pattern(d.name, true)) {
         r.value_error("name", *t.get("name"),
-                      squote(d.name) + " is not a domain name (or a wildcard such as *.example.com)");
+                      squote(d.name) + " is not a domain name (or a wildcard such as *.example.com)" +
+                          idn_hint(d.name));
         d.name.clear();  // so its recipient list is not checked against a bad name
       } else {
         d.name = lower(d.name);
@@ -587,7 +596,7 @@ void read_tls(table_reader& parent, receive_connector& rc) {
       if (!er.read_string("name", s.name) && !et->get("name")) er.missing("name", "the host name it serves");
       if (!s.name.empty()) {
         if (!is_domain_pattern(s.name, true)) {
-          er.value_error("name", *et->get("name"), squote(s.name) + " is not a host name");
+          er.value_error("name", *et->get("name"), squote(s.name) + " is not a host name" + idn_hint(s.name));
         } else if (!seen.insert(lower(s.name)).second) {
           er.value_error("name", *et->get("name"), "duplicate SNI name " + squote(s.name));
         }
@@ -876,7 +885,8 @@ void read_address_spaces(table_reader& r, const toml::table& t, send_connector& 
     }
     if (as.domain != "*" && !is_domain_pattern(as.domain, true)) {
       r.ctx().error(domain_node->source(), r.key_path(key),
-                    squote(as.domain) + " is not a domain, a wildcard such as *.contoso.com, or *");
+                    squote(as.domain) + " is not a domain, a wildcard such as *.contoso.com, or *" +
+                        idn_hint(as.domain));
       continue;
     }
     as.domain = lower(as.domain);

@@ -198,6 +198,8 @@ name = "EXAMPLE.COM"
                                      "is not a domain name");
   sluice::config::test::expect_error("[[accepted_domain]]\nname = \"-bad.example.com\"\n", 2,
                                      "accepted_domain[0].name", "is not a domain name");
+  sluice::config::test::expect_error("[[accepted_domain]]\nname = \"b\u00fccher.example\"\n", 2,
+                                     "accepted_domain[0].name", "xn-- form");
 }
 
 Test(config_domains, recipients_file_loading) {
