@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 #include "tls/ossl.h"
 
@@ -178,6 +179,19 @@ bool make_self_signed(const std::string& dir, const std::string& hostname, cert_
   out.key_file = dir + "/key.pem";
   out.created = false;
   if (file_exists(out.cert_file) && file_exists(out.key_file)) return true;
+  // First start: the directory (next to the queue) usually does not exist yet. 0700,
+  // because it holds a private key.
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    error = dir + ": " + ec.message();
+    return false;
+  }
+  if (!std::filesystem::is_directory(dir, ec)) {
+    error = dir + ": not a directory";
+    return false;
+  }
+  ::chmod(dir.c_str(), 0700);
   // Only one of the pair exists (a crash between the two renames, or a deleted file):
   // it cannot be trusted to match, so both are regenerated.
   cert_request req;

@@ -40,7 +40,8 @@ struct cert_files {
 
 // The `certificate = "auto"` case: if dir/cert.pem and dir/key.pem do not both exist,
 // generate a key and a ten-year self-signed certificate for `hostname` (CN and SAN)
-// and write them (key mode 0600, certificate 0644). The directory must exist.
+// and write them (key mode 0600, certificate 0644). A missing directory is created
+// (mode 0700). For "auto" SNI entries use one directory per name (dir/<name>).
 bool make_self_signed(const std::string& dir, const std::string& hostname, cert_files& out,
                       std::string& error, key_type key = key_type::rsa2048);
 

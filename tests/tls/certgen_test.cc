@@ -75,9 +75,23 @@ Test(tls_self_signed, rsa_default_and_regenerates_a_half_pair) {
   server_ctx(so);
 }
 
-Test(tls_self_signed, missing_directory_is_an_error) {
+Test(tls_self_signed, creates_a_missing_directory_privately) {
+  temp_dir dir;
+  std::string sub = dir.path + "/var/tls";
   cert_files files;
   std::string error;
-  cr_assert(!make_self_signed("/nonexistent/sluice-dir", "mx.test", files, error));
-  cr_assert(error.find("/nonexistent/sluice-dir") != std::string::npos, "%s", error.c_str());
+  cr_assert(make_self_signed(sub, "mx.test", files, error, key_type::p256), "%s", error.c_str());
+  struct stat st;
+  cr_assert_eq(stat(sub.c_str(), &st), 0);
+  cr_assert_eq(st.st_mode & 0777, 0700u);
+  cr_assert(files.created);
+}
+
+Test(tls_self_signed, unusable_directory_is_an_error) {
+  temp_dir dir;
+  std::string blocker = dir.file("plain-file", "x");
+  cert_files files;
+  std::string error;
+  cr_assert(!make_self_signed(blocker + "/tls", "mx.test", files, error, key_type::p256));
+  cr_assert(error.find("plain-file") != std::string::npos, "%s", error.c_str());
 }
