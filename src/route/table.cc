@@ -307,6 +307,12 @@ decision table::route_recipient(std::string_view address, uint64_t message_size,
   detail::parsed_address p;
   if (!detail::parse_address(address, buf, p)) return d;  // bad_address
   const impl& m = *impl_;
+  // Whether the recipient table will be needed is not known yet; asking the
+  // memory system for both lines now makes a local delivery cost about one
+  // miss instead of two in a row.
+  const uint64_t rhash = detail::address_hash(p.local, p.dhash);
+  m.recipients.prefetch(rhash);
+  m.domains.prefetch(p.dhash);
 
   int32_t a = -1, c = -1;
   uint8_t a_flags = 0;
@@ -346,9 +352,8 @@ decision table::route_recipient(std::string_view address, uint64_t message_size,
   }
 
   auto hosted_here = [&](int32_t ai) {
-    return m.recipients.find(a_wild ? p.address : p.local,
-                             detail::address_hash(p.local, p.dhash),
-                             static_cast<uint32_t>(ai)) != nullptr;
+    return m.recipients.find(a_wild ? p.address : p.local, rhash, static_cast<uint32_t>(ai)) !=
+           nullptr;
   };
   auto deliver_locally = [&](int32_t ai) {
     d.result = outcome::local_delivery;
