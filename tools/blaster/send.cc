@@ -163,7 +163,8 @@ class worker {
     });
     for (auto& s : sessions_) s->start();
     loop_.run();
-    series_.push_back(current_);
+    // The last, partial interval only counts if something happened in it.
+    if (current_.accepted + current_.failed > 0) series_.push_back(current_);
     flush_record(true);
     live_.finished.store(true);
   }
@@ -172,6 +173,7 @@ class worker {
   take take_message(uint64_t& intended, uint64_t& n) {
     if (stopping_ || budget_ == 0) return take::none;
     if (rate_ > 0) {
+      refill(now_ns());
       if (backlog_.empty()) return take::wait;
       intended = backlog_.front();
       backlog_.pop_front();
@@ -264,17 +266,23 @@ class worker {
     for (auto* s : idle) s->kick();
   }
 
-  void open_loop_tick() {
-    if (stopping_) return;
-    uint64_t now = now_ns();
+  // Moves the messages whose intended start has come into the backlog.
+  void refill(uint64_t now) {
     double elapsed = double(now - cfg_.start_ns) / 1e9;
-    uint64_t due = uint64_t(elapsed * rate_);
+    uint64_t due = uint64_t(elapsed * rate_) + 1;
     while (issued_ < due && backlog_.size() < budget_) {
       // The intended start of message k is start + k/rate: latency is measured from
       // there, so a slow server cannot hide its queueing (no coordinated omission).
       backlog_.push_back(cfg_.start_ns + uint64_t(double(issued_) / rate_ * 1e9));
       ++issued_;
     }
+  }
+
+  // Every millisecond: sessions idle for want of a due message get one. Sessions that
+  // finish a message take the next due one at once, without waiting for the tick.
+  void open_loop_tick() {
+    if (stopping_) return;
+    refill(now_ns());
     while (!backlog_.empty() && !idle_.empty()) {
       session* s = idle_.back();
       idle_.pop_back();

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# blaster_vs_smtp_source.sh: Postfix's smtp-source -> smtp-sink against blaster send -> blaster sink on loopback.
+# Same message count, size and 20 sessions for both; prints msg/s of each and the ratio
+# (the issue asks blaster to be at least 2x, so that it is never the bottleneck).
+# Usage: bench/blaster_vs_smtp_source.sh [--messages N] [--size BYTES] [--sessions S]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib/common.sh"
+
+messages=50000 size=1024 sessions=20
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --messages) messages=$2; shift 2 ;;
+    --size) size=$2; shift 2 ;;
+    --sessions) sessions=$2; shift 2 ;;
+    *) echo "usage: $0 [--messages N] [--size BYTES] [--sessions S]" >&2; exit 2 ;;
+  esac
+done
+
+blaster=$(find_blaster)
+[ -x "$blaster" ] || { echo "build blaster first (ninja -C build tools/blaster/blaster)" >&2; exit 1; }
+for t in smtp-source smtp-sink; do
+  command -v $t >/dev/null || [ -x /usr/sbin/$t ] || { echo "$t missing: apt-get install postfix" >&2; exit 1; }
+done
+PATH=$PATH:/usr/sbin
+work=$(mktemp -d /tmp/blaster-vs-XXXXXX)
+trap 'stop_started; rm -rf "$work"' EXIT
+
+# 1. smtp-source -d (one connection per session, reused) against smtp-sink.
+port=$(free_port)
+user=$(id -un); [ "$user" = root ] && user_opt=(-u nobody) || user_opt=()
+smtp-sink "${user_opt[@]}" "127.0.0.1:$port" 1024 & BENCH_PIDS+=($!)
+wait_port "$port"
+# smtp-source -l is the body length; blaster's --size is the whole message, so add the
+# ~200 bytes of headers smtp-source does not send to keep the bytes on the wire alike.
+t0=$(date +%s.%N)
+smtp-source -d -s "$sessions" -m "$messages" -l "$size" -f sender@blaster.test -t rcpt@example.test "127.0.0.1:$port"
+t1=$(date +%s.%N)
+stop_started
+ss_rate=$(python3 -c "print('%.1f' % ($messages / ($t1 - $t0)))")
+
+# 2. blaster send against blaster sink, same load.
+port=$(free_port)
+"$blaster" sink --listen "127.0.0.1:$port" --json > "$work/sink.json" 2> "$work/sink.err" & BENCH_PIDS+=($!)
+wait_port "$port"
+"$blaster" send --target "127.0.0.1:$port" --sessions "$sessions" --messages "$messages" --size "$((size + 200))" \
+  --json --no-progress > "$work/send.json"
+stop_started
+bl_rate=$(json_get "$work/send.json" msg_per_s)
+bl_p99=$(json_get "$work/send.json" p99)
+bl_acc=$(json_get "$work/send.json" accepted)
+sink_acc=$(json_get "$work/sink.json" accepted)
+
+echo "messages=$messages size=$size sessions=$sessions cores=$(nproc)"
+printf '%-34s %12s msg/s\n' "smtp-source -d -> smtp-sink" "$ss_rate"
+printf '%-34s %12s msg/s  (p99 %s ms, sent %s, sink counted %s)\n' "blaster send -> blaster sink" "$bl_rate" \
+  "$bl_p99" "$bl_acc" "$sink_acc"
+r=$(ratio "$bl_rate" "$ss_rate")
+echo "ratio blaster/smtp-source: $r"
+python3 -c "import sys; sys.exit(0 if float('$r') >= 2.0 else 1)" 2>/dev/null \
+  && echo "OK: blaster is at least 2x smtp-source" || { echo "WARNING: blaster below 2x smtp-source"; exit 3; }

@@ -1,0 +1,65 @@
+# common.sh: helpers shared by the end-to-end benchmark scripts (sourced, not run).
+# Untrusted input: none (JSON comes from our own tools).
+
+# The blaster binary: $BLASTER, else the newest build*/tools/blaster/blaster.
+find_blaster() {
+  if [ -n "${BLASTER:-}" ]; then echo "$BLASTER"; return; fi
+  local root; root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+  ls -t "$root"/build*/tools/blaster/blaster 2>/dev/null | head -1
+}
+
+find_sluiced() {
+  if [ -n "${SLUICED:-}" ]; then echo "$SLUICED"; return; fi
+  local root; root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+  ls -t "$root"/build*/src/main/sluiced 2>/dev/null | head -1
+}
+
+# A TCP port nothing listens on now (the kernel picks it).
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+wait_port() {  # PORT [TRIES of 0.05 s]
+  local i
+  for i in $(seq "${2:-200}"); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    sleep 0.05
+  done
+  echo "nothing listens on port $1" >&2
+  return 1
+}
+
+# json_get FILE KEY: a number or string value by key (first match, nested keys allowed).
+json_get() {
+  python3 - "$1" "$2" <<'PY'
+import json, sys
+def find(o, k):
+    if isinstance(o, dict):
+        if k in o: return o[k]
+        for v in o.values():
+            r = find(v, k)
+            if r is not None: return r
+    return None
+with open(sys.argv[1]) as f:
+    for line in f:
+        line = line.strip()
+        if line.startswith('{'):
+            v = find(json.loads(line), sys.argv[2])
+            print('' if v is None else v)
+            break
+PY
+}
+
+ratio() { python3 -c "import sys; a,b=float(sys.argv[1] or 0),float(sys.argv[2] or 0); print('%.2f' % (a/b) if b else 'n/a')" "$1" "$2"; }
+
+# Processes started by a script are stopped by it, by pid, on exit.
+BENCH_PIDS=()
+stop_started() {
+  local p
+  for p in "${BENCH_PIDS[@]:-}"; do
+    [ -n "$p" ] || continue
+    kill "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  BENCH_PIDS=()
+}
