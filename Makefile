@@ -23,7 +23,7 @@ run: build
 test: build
 	./$(BUILD)/tests/sluice-tests --jobs $(JOBS)
 
-bench: build
+bench: deps
 	bash bench/run.sh
 
 clean:
