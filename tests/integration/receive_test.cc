@@ -376,3 +376,42 @@ Test(integration_receive, full_store_gives_452_and_daemon_survives) {
   cr_assert(saw_452, "a full map must give 452 4.3.1");
   EXPECT_CODE(send_one(d.port(), "alice@sluice.test", "Subject: small\r\n\r\nsmall"), 250);
 }
+
+Test(integration_receive, misbehaving_session_is_closed) {
+  sluiced_process d;
+  START(d);
+  smtp_client c(d.port());
+  c.reply();
+  std::string last;
+  for (int i = 0; i < 12 && !c.closed_by_peer(50); ++i) last = c.cmd("BOGUS command " + std::to_string(i));
+  cr_assert(c.closed_by_peer(), "the session must be closed after too many errors");
+}
+
+Test(integration_receive, received_header_added) {
+  sluiced_process d;
+  START(d);
+  std::string r = send_one(d.port(), "bob@sluice.test", "Subject: trace\r\n\r\nbody");
+  std::string id = queue_id_of(r);
+  cr_assert(!id.empty(), "%s", r.c_str());
+  auto shown = d.ctl("queue show " + id);
+  cr_assert(shown.output.find("Received: from client.example ([127.0.0.1])") != std::string::npos, "%s",
+            shown.output.c_str());
+  cr_assert(shown.output.find("by mx.sluice.test (sluice) with ESMTP id " + id) != std::string::npos, "%s",
+            shown.output.c_str());
+}
+
+Test(integration_receive, ipv6_binding) {
+  if (run("python3 -c 'import socket; s=socket.socket(socket.AF_INET6); s.bind((\"::1\", 0))'").status != 0) {
+    cr_skip_test("no IPv6 loopback on this machine");
+  }
+  sluiced_process d;
+  std::string cfg = sluiced_process::default_config();
+  const std::string v4_only = "bindings = [\"127.0.0.1:@PORT@\"]\nmax_recipients";
+  cfg.replace(cfg.find(v4_only), v4_only.size(), "bindings = [\"127.0.0.1:@PORT@\", \"[::1]:@PORT@\"]\nmax_recipients");
+  d.write_config(cfg);
+  START(d);
+  auto r = run("swaks --server ::1 --port " + std::to_string(d.port()) +
+               " -6 --from sender@example.org --to alice@sluice.test --helo v6.example --timeout 20");
+  cr_assert_eq(r.status, 0, "%s", r.output.c_str());
+  cr_assert(r.output.find("250 2.6.0 <") != std::string::npos, "%s", r.output.c_str());
+}
