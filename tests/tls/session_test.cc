@@ -41,7 +41,8 @@ Test(tls_session, handshake_and_data_both_ways) {
   cr_assert_str_eq(summary.c_str(), "version=TLSv1.3 cipher=TLS_AES_256_GCM_SHA384 bits=256/256");
   std::string subject = c.peer_subject();
   cr_assert_str_eq(subject.c_str(), "CN=mx.example.test");
-  cr_assert_str_eq(s.sni().c_str(), "mx.example.test");
+  std::string sni = s.sni();
+  cr_assert_str_eq(sni.c_str(), "mx.example.test");
 
   c.write_plaintext("EHLO client.test\r\n");
   pump(c, s);
