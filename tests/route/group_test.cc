@@ -51,7 +51,9 @@ Test(route_group, three_next_hops_become_three_groups_in_first_appearance_order)
 
 Test(route_group, distinct_dns_domains_are_distinct_hops) {
   auto t = three_hops();
-  auto ds = route_all(*t, {"a@one.test", "b@two.test", "c@one.test", "d@three.test"});
+  // Decisions view the addresses' domains: the strings must outlive them.
+  const std::vector<std::string> rcpts = {"a@one.test", "b@two.test", "c@one.test", "d@three.test"};
+  auto ds = route_all(*t, rcpts);
   grouping g;
   group_by_next_hop(ds, g);
   cr_assert_eq(g.groups.size(), 3u);
@@ -63,8 +65,9 @@ Test(route_group, failed_recipients_are_set_aside) {
   auto t = must_build({accepted_domain_spec{"contoso.com", domain_kind::authoritative,
                                             std::vector<std::string>{"alice"}}},
                       {connector("only", {{"example.com", 1}})});
-  auto ds = route_all(*t, {"nobody@contoso.com", "alice@contoso.com", "x@nowhere.test",
-                           "y@example.com", "bad"});
+  const std::vector<std::string> rcpts = {"nobody@contoso.com", "alice@contoso.com",
+                                          "x@nowhere.test", "y@example.com", "bad"};
+  auto ds = route_all(*t, rcpts);
   grouping g;
   group_by_next_hop(ds, g);
   cr_assert_eq(g.groups.size(), 2u);
@@ -86,7 +89,8 @@ Test(route_group, reuse_clears_previous_message_and_handles_many_hops) {
     cr_assert_eq(members.front(), i, "first appearance order");
     for (size_t k = 1; k < members.size(); ++k) cr_assert_gt(members[k], members[k - 1]);
   }
-  auto small = route_all(*t, {"a@x.test"});
+  const std::vector<std::string> one = {"a@x.test"};
+  auto small = route_all(*t, one);
   group_by_next_hop(small, g);
   cr_assert_eq(g.groups.size(), 1u);
   cr_assert_eq(g.order.size(), 1u);
