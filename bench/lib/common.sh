@@ -8,9 +8,12 @@ find_blaster() {
   ls -t "$root"/build*/tools/blaster/blaster 2>/dev/null | head -1
 }
 
+# sluiced: $SLUICED, else a release build (build-release, as `make bench` makes it),
+# else the newest build*/src/main/sluiced.
 find_sluiced() {
   if [ -n "${SLUICED:-}" ]; then echo "$SLUICED"; return; fi
   local root; root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+  if [ -x "$root/build-release/src/main/sluiced" ]; then echo "$root/build-release/src/main/sluiced"; return; fi
   ls -t "$root"/build*/src/main/sluiced 2>/dev/null | head -1
 }
 
