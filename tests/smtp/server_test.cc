@@ -1,10 +1,12 @@
 // server_test.cc: the SMTP server state machine driven by transcripts, no sockets.
 #include <criterion/criterion.h>
 
+#include <random>
 #include <string>
 #include <vector>
 
 #include "smtp/base64.h"
+#include "smtp/dot_stuff.h"
 #include "smtp/server.h"
 
 using namespace sluice::smtp;
@@ -825,4 +827,48 @@ Test(smtp_server, on_reply_sees_every_reply) {
   cr_assert_str_eq(s.d.replies[0].c_str(), "250 2.0.0 Ok");
   cr_assert(s.d.replies[1].starts_with("250-mx.test\r\n250-PIPELINING"));
   cr_assert(s.d.replies[1].ends_with("250 SMTPUTF8"));
+}
+
+// ---- round trip with the client-side dot_stuff ----
+
+Test(smtp_server, dot_stuff_round_trip) {
+  const char* bodies[] = {"", ".\r\n", "a\r\n.\r\n..\r\nb\r\n", ".x\r\n.\r\n.", "line\nbare\rcr\r\n"};
+  const char* want[] = {"", ".\r\n", "a\r\n.\r\n..\r\nb\r\n", ".x\r\n.\r\n.\r\n", "line\r\nbare\r\ncr\r\n"};
+  for (int i = 0; i < 5; ++i) {
+    session s;
+    std::string payload;
+    dot_stuff(bodies[i], payload);
+    std::string out = one_message(s, payload);
+    cr_assert_str_eq(out.c_str(), queued, "body %d", i);
+    cr_assert_str_eq(s.d.bodies[0].c_str(), want[i], "body %d", i);
+  }
+}
+
+// ---- randomised transcripts: split invariance and no crash on any mix ----
+
+Test(smtp_server, random_transcripts_split_invariant) {
+  const char* pieces[] = {
+      "EHLO c\r\n", "HELO c\n", "MAIL FROM:<a@b.test>\r\n", "MAIL FROM:<> SIZE=5\r\n", "RCPT TO:<c@d.test>\r\n",
+      "RCPT TO:<nobody@d.test>\r\n", "DATA\r\n", "hello\r\n", ".\r\n", "..\r\n", "\n", "\r", ".", "BDAT 3\r\n",
+      "BDAT 2 LAST\r\n", "BDAT 0 LAST\r\n", "RSET\r\n", "NOOP\r\n", "x", "\r\n",
+      "AUTH PLAIN\r\n", "*\r\n", "STARTTLS\r\n", "VRFY a\r\n", "0123456789012345678901234567890123456789"};
+  server_settings st = test_settings();
+  st.max_command_line = 48;
+  st.max_text_line = 48;
+  st.max_message_size = 64;
+  st.max_errors = 1000;
+  st.auth_offered = true;
+  std::mt19937 rng(12345);
+  for (int round = 0; round < 200; ++round) {
+    std::string input;
+    int n = 5 + int(rng() % 40);
+    for (int k = 0; k < n; ++k) input += pieces[rng() % (sizeof pieces / sizeof pieces[0])];
+    outcome whole = run_split(st, input, {});
+    std::vector<size_t> cuts;
+    for (size_t at = 1 + rng() % 7; at < input.size(); at += 1 + rng() % 7) cuts.push_back(at);
+    outcome split = run_split(st, input, cuts);
+    cr_assert_str_eq(split.output.c_str(), whole.output.c_str(), "round %d: %s", round, escaped(input).c_str());
+    cr_assert_eq(split.bodies, whole.bodies, "round %d", round);
+    for (const auto& b : whole.bodies) cr_assert_leq(b.size(), 64u);
+  }
 }
