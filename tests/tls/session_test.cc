@@ -192,3 +192,22 @@ Test(tls_session, client_resumes_a_saved_session) {
     cr_assert_str_eq(subject.c_str(), "CN=mx.example.test");
   }
 }
+
+Test(tls_session, tampered_record_fails_the_session) {
+  pair_setup p;
+  session c(p.client, "mx.example.test"), s(p.server);
+  pump(c, s);
+  c.write_plaintext("MAIL FROM:<a@example.test>\r\n");
+  std::string wire;
+  c.take_ciphertext(wire);
+  wire[wire.size() - 3] ^= 0x40;  // inside the AEAD tag
+  s.feed_ciphertext(wire);
+  std::string got;
+  cr_assert_eq(s.read_plaintext(got), 0u);
+  cr_assert(s.failed());
+  cr_assert(s.error_text().find("read failed") != std::string::npos, "%s", s.error_text().c_str());
+  s.write_plaintext("250 ok\r\n");  // ignored once failed
+  std::string alert;
+  s.take_ciphertext(alert);
+  cr_assert_lt(alert.size(), 64u, "only an alert, no application data");
+}
