@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "auth/credentials.h"
 #include "config/config.h"
 #include "main/worker.h"
 #include "smtpd/connection_limits.h"
@@ -37,9 +38,13 @@ int main(int argc, char** argv) {
   CLI::App app{"sluiced: the sluice mail transfer agent"};
   std::string config_path = "etc/sluice.toml";
   bool check_only = false;
+  bool hash_password = false;
   app.add_option("-c,--config", config_path, "configuration file (TOML)");
   app.add_flag("--check-config", check_only, "validate the configuration and exit");
+  app.add_flag("--hash-password", hash_password,
+               "read a password on standard input and print its yescrypt hash for an AUTH credentials file");
   CLI11_PARSE(app, argc, argv);
+  if (hash_password) return auth::hash_password_command();
 
   auto loaded = config::load_file(config_path);
   if (!loaded) {

@@ -2,9 +2,17 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "smtp/server.h"
+
+namespace sluice::tls {
+class context;
+}
+namespace sluice::auth {
+class credentials;
+}
 
 namespace sluice::smtpd {
 
@@ -22,6 +30,13 @@ struct connector_policy {
   uint32_t data_timeout_ms = 600000;
   uint32_t connection_timeout_ms = 1800000;
   unsigned max_received_headers = 100;  // mail loop defence (RFC 5321 6.3)
+  // STARTTLS: the server context (null when the connector does not offer TLS).
+  std::shared_ptr<const tls::context> tls;
+  // AUTH: the credentials (null: no AUTH). Offered only under TLS, or in plaintext to
+  // loopback peers when auth_plaintext_on_loopback.
+  std::shared_ptr<const auth::credentials> credentials;
+  bool auth_plaintext_on_loopback = false;
+  uint32_t auth_max_failures = 5;
 };
 
 }  // namespace sluice::smtpd

@@ -8,11 +8,15 @@
 #include <unistd.h>
 
 #include <cctype>
+#include <cstdio>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 
+#include "auth/credentials.h"
 #include "net/file_writer.h"
+#include "tls/certgen.h"
+#include "tls/context.h"
 
 namespace sluice::smtpd {
 
@@ -29,11 +33,48 @@ smtp::server_settings smtp_settings_for(const config::config& cfg, const config:
   s.max_recipients = rc.max_recipients;
   s.max_errors = static_cast<int>(rc.max_errors);
   s.helo_required = rc.helo_required;
-  s.starttls_offered = false;  // TLS arrives with the tls module wiring
-  s.starttls_required = false;
-  s.auth_offered = false;
+  s.starttls_offered = rc.tls.starttls != config::starttls_mode::off;
+  s.starttls_required = rc.tls.starttls == config::starttls_mode::required;
+  s.auth_offered = false;  // decided per session (TLS active or loopback)
   s.auth_required = rc.permissions.auth_required;
   return s;
+}
+
+// A certificate pair from the config, generating the self-signed one for "auto".
+bool resolve_pair(const config::config& cfg, const std::string& cert, const std::string& key, const std::string& name,
+                  tls::cert_pair& out, std::string& error) {
+  if (cert != "auto") {
+    out = {cert, key};
+    return true;
+  }
+  tls::cert_files files;
+  std::string dir = cfg.server.auto_tls_dir;
+  if (name != cfg.server.hostname) dir += "/" + name;
+  if (!tls::make_self_signed(dir, name, files, error)) return false;
+  if (files.created) std::fprintf(stderr, "sluiced: generated a self-signed certificate for %s in %s\n", name.c_str(), dir.c_str());
+  out = {files.cert_file, files.key_file};
+  return true;
+}
+
+std::shared_ptr<const tls::context> make_tls_context(const config::config& cfg, const config::receive_connector& rc,
+                                                     std::string& error) {
+  tls::server_options o;
+  if (!resolve_pair(cfg, rc.tls.certificate, rc.tls.key, cfg.server.hostname, o.pair, error)) return nullptr;
+  for (const auto& sni : rc.tls.sni) {
+    tls::sni_entry e;
+    e.name = sni.name;
+    std::string host = sni.name.rfind("*.", 0) == 0 ? "wildcard" + sni.name.substr(1) : sni.name;
+    if (!resolve_pair(cfg, sni.certificate, sni.key, host, e.pair, error)) return nullptr;
+    o.sni.push_back(std::move(e));
+  }
+  if (!tls::parse_protocol(rc.tls.min_version, o.minimum)) {
+    error = "bad TLS min_version " + rc.tls.min_version;
+    return nullptr;
+  }
+  o.ciphers = rc.tls.ciphers;
+  if (rc.tls.require_client_certificate) o.client_auth = tls::client_certs::require;
+  o.client_ca_file = rc.tls.client_ca;
+  return tls::context::make_server(o, error);
 }
 
 std::string sanitize_file_name(std::string_view name) {
@@ -86,6 +127,23 @@ std::shared_ptr<const connector_policies> connector_policies::build(std::shared_
     p->data_timeout_ms = rc.timeouts.data_s * 1000;
     p->connection_timeout_ms = rc.timeouts.connection_s * 1000;
     p->max_received_headers = cfg->server.max_received_headers;
+    if (rc.tls.starttls != config::starttls_mode::off) {
+      p->tls = make_tls_context(*cfg, rc, error);
+      if (!p->tls) {
+        error = "receive connector " + rc.name + ": TLS: " + error;
+        return nullptr;
+      }
+    }
+    if (!rc.auth.credentials.empty()) {
+      auto creds = auth::credentials::load(rc.auth.credentials, error);
+      if (!creds) {
+        error = "receive connector " + rc.name + ": AUTH: " + error;
+        return nullptr;
+      }
+      p->credentials = std::make_shared<const auth::credentials>(std::move(*creds));
+      p->auth_plaintext_on_loopback = rc.auth.allow_plaintext_on_loopback;
+      p->auth_max_failures = rc.auth.max_failures_per_ip;
+    }
     if (rc.protocol_log) {
       std::string path = dir + "/" + sanitize_file_name(rc.name) + ".csv";
       bool fresh = !std::filesystem::exists(path, ec);
@@ -182,6 +240,16 @@ smtp::reply receiver::check_recipient(const connector_policy& policy, bool authe
   }
   if (policy.relay || (authenticated && policy.relay_authenticated)) return {250, "2.1.5", "Recipient OK"};
   return {550, "5.7.54", "SMTP; Unable to relay recipient in non-accepted domain"};
+}
+
+auth::failure_limiter& receiver::auth_limiter(const connector_policy& policy) {
+  auto& slot = limiters_[&policy];
+  if (!slot) {
+    auth::failure_limiter::settings s;
+    s.max_failures = static_cast<int>(policy.auth_max_failures);
+    slot = std::make_unique<auth::failure_limiter>(s);
+  }
+  return *slot;
 }
 
 void receiver::retire(session* s) {

@@ -8,6 +8,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "auth/limiter.h"
 #include "base/queue_id.h"
 #include "config/config.h"
 #include "log/protocol_log.h"
@@ -54,6 +55,7 @@ class receiver final : public session_host {
   smtp::reply check_recipient(const connector_policy& policy, bool authenticated,
                               const smtp::recipient& rcpt) override;
   log::protocol_log_buffer& protocol_log() override { return protocol_log_; }
+  auth::failure_limiter& auth_limiter(const connector_policy& policy) override;
   void retire(session* s) override;
 
  private:
@@ -76,6 +78,7 @@ class receiver final : public session_host {
   std::vector<std::unique_ptr<net::listener>> listeners_;
   std::unordered_map<session*, session_slot> sessions_;
   std::vector<session*> retired_;
+  std::unordered_map<const connector_policy*, std::unique_ptr<auth::failure_limiter>> limiters_;
   net::async_signal reaper_;  // frees retired sessions after the callback that retired them
   uint64_t next_session_id_;
   bool shutting_down_ = false;

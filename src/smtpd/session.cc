@@ -5,8 +5,11 @@
 
 #include <chrono>
 
+#include "auth/credentials.h"
+#include "auth/limiter.h"
 #include "base/clock.h"
 #include "store/store.h"
+#include "tls/session.h"
 
 namespace sluice::smtpd {
 
@@ -56,13 +59,20 @@ session::session(session_host& host, std::unique_ptr<net::connection> conn,
     : host_(host),
       conn_(std::move(conn)),
       policy_(std::move(policy)),
-      server_(policy_ ? policy_->smtp : refused_settings_, *this),
+      settings_(policy_ ? policy_->smtp : smtp::server_settings{}),
+      server_(settings_, *this),
       request_(std::make_unique<store::submit_request>()),
       idle_timer_(host.event_loop()),
       id_(id) {
   local_text_ = conn_->local().text();
   peer_text_ = conn_->peer().text();
   peer_host_ = conn_->peer().host();
+  peer_loopback_ = peer_host_.rfind("127.", 0) == 0 || peer_host_ == "::1";
+  if (policy_) {
+    settings_.starttls_offered = policy_->tls != nullptr && policy_->smtp.starttls_offered;
+    // AUTH in plaintext would expose the password: only under TLS, or to loopback if allowed.
+    settings_.auth_offered = policy_->credentials != nullptr && peer_loopback_ && policy_->auth_plaintext_on_loopback;
+  }
 }
 
 session::~session() = default;
@@ -103,8 +113,85 @@ void session::arm_timer() {
 void session::on_read(std::string_view data) {
   if (finished_) return;
   arm_timer();
-  server_.feed(data);
+  if (!tls_) {
+    server_.feed(data);
+    flush();
+    return;
+  }
+  tls_->feed_ciphertext(data);
+  std::string plaintext;
+  tls_->read_plaintext(plaintext);
+  if (tls_->handshake_done() && !tls_logged_) {
+    tls_logged_ = true;
+    std::string info = "TLS negotiated: " + tls_->summary();
+    std::string subject = tls_->peer_subject();
+    if (!subject.empty())
+      info += " client certificate: " + subject + " (" + (tls_->peer_verified() ? "verified" : tls_->verify_result()) + ")";
+    log_event(log::event::info, info);
+  }
+  if (!plaintext.empty()) server_.feed(plaintext);
+  if (tls_->failed()) {
+    log_event(log::event::info, "TLS failed: " + tls_->error_text());
+    std::string alert;
+    tls_->take_ciphertext(alert);
+    if (!alert.empty()) conn_->write(std::move(alert));
+    finish();
+    return;
+  }
+  if (tls_->peer_closed()) {
+    finish();
+    return;
+  }
   flush();
+}
+
+void session::send_to_peer(std::string_view plaintext) {
+  if (!tls_) {
+    conn_->write(std::string(plaintext));
+    return;
+  }
+  if (!plaintext.empty()) tls_->write_plaintext(plaintext);
+  std::string cipher;
+  tls_->take_ciphertext(cipher);
+  if (!cipher.empty()) conn_->write(std::move(cipher));
+}
+
+void session::start_tls() {
+  // Called from inside server_.feed(): the 220 is queued but not yet written, so the
+  // handshake begins in flush(), once the 220 has gone out in plaintext.
+  tls_pending_ = true;
+}
+
+void session::begin_tls() {
+  tls_pending_ = false;
+  tls_ = std::make_unique<tls::session>(policy_->tls);
+  // AUTH becomes available under TLS; the state machine reads settings_ on every EHLO.
+  settings_.auth_offered = policy_->credentials != nullptr;
+  // Drops any plaintext pipelined after STARTTLS (RFC 3207, CVE-2011-0411) and resets.
+  server_.tls_started();
+}
+
+smtp::reply session::check_auth(std::string_view mechanism, std::string_view authzid, std::string_view user,
+                                std::string_view password) {
+  (void)mechanism;
+  auto& limiter = host_.auth_limiter(*policy_);
+  std::string source = auth::failure_limiter::source_key(peer_host_);
+  if (limiter.blocked(source)) {
+    log_event(log::event::info, "AUTH refused: too many failures from " + source);
+    return {454, "4.7.0", "Too many authentication failures, try again later"};
+  }
+  if (!authzid.empty() && authzid != user) {
+    limiter.record_failure(source);
+    return {535, "5.7.8", "Authentication credentials invalid"};
+  }
+  if (policy_->credentials && policy_->credentials->verify(user, password)) {
+    limiter.record_success(source);
+    log_event(log::event::info, "AUTH succeeded for " + std::string(user));
+    return {235, "2.7.0", "Authentication successful"};
+  }
+  limiter.record_failure(source);
+  log_event(log::event::info, "AUTH failed for " + std::string(user));
+  return {535, "5.7.8", "Authentication credentials invalid"};
 }
 
 void session::on_read_end(int status) {
@@ -118,10 +205,11 @@ void session::on_drained() {}
 void session::flush() {
   if (finished_) return;
   const std::string& out = server_.output();
-  if (!out.empty()) {
-    conn_->write(std::string(out));
+  if (!out.empty() || tls_) {
+    send_to_peer(out);
     server_.consume_output(out.size());
   }
+  if (tls_pending_) begin_tls();
   if (server_.closing()) finish();
 }
 
@@ -129,6 +217,10 @@ void session::finish() {
   if (finished_) return;
   finished_ = true;
   idle_timer_.stop();
+  if (tls_ && !tls_->failed()) {
+    tls_->close_notify();
+    send_to_peer({});
+  }
   conn_->close();
   log_event(log::event::disconnect, "");
   // A request the store still holds must outlive this session object's use of it:
@@ -138,7 +230,7 @@ void session::finish() {
 
 void session::shutdown() {
   if (finished_ || submit_in_flight_) return;
-  conn_->write(std::string("421 4.3.2 ") + (policy_ ? policy_->smtp.hostname : "") +
+  send_to_peer(std::string("421 4.3.2 ") + (policy_ ? policy_->smtp.hostname : "") +
                " Service shutting down, closing transmission channel\r\n");
   finish();
 }
@@ -168,6 +260,11 @@ std::string session::received_header(const smtp::envelope& env, const base::queu
   h += policy_->smtp.hostname;
   h += " (sluice) with ";
   h += protocol;
+  if (tls_ && tls_->handshake_done()) {
+    h += "\r\n\t(";
+    h += tls_->summary();
+    h += ")";
+  }
   h += " id ";
   h += id.text();
   if (env.recipients.size() == 1) {

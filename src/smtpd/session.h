@@ -12,6 +12,13 @@
 #include "smtp/server.h"
 #include "smtpd/policy.h"
 
+namespace sluice::tls {
+class session;
+}
+namespace sluice::auth {
+class failure_limiter;
+}
+
 namespace sluice::store {
 struct submit_request;
 }
@@ -42,6 +49,8 @@ class session_host {
   virtual smtp::reply check_recipient(const connector_policy& policy, bool authenticated,
                                       const smtp::recipient& rcpt) = 0;
   virtual log::protocol_log_buffer& protocol_log() = 0;
+  // The AUTH failure limiter of this loop for the session's connector.
+  virtual auth::failure_limiter& auth_limiter(const connector_policy& policy) = 0;
   // The session is finished and may be destroyed once the current callback returns.
   virtual void retire(session* s) = 0;
 };
@@ -72,11 +81,16 @@ class session final : public net::connection_handler, public smtp::server_delega
   smtp::reply check_recipient(const smtp::envelope& env, const smtp::recipient& rcpt) override;
   smtp::reply check_mail(const smtp::envelope& env) override;
   void submit(smtp::envelope& env, std::string& body) override;
+  void start_tls() override;
+  smtp::reply check_auth(std::string_view mechanism, std::string_view authzid, std::string_view user,
+                         std::string_view password) override;
   void on_command(std::string_view line) override;
   void on_reply(std::string_view text) override;
 
  private:
   void flush();
+  void send_to_peer(std::string_view plaintext);
+  void begin_tls();
   void finish();
   void arm_timer();
   void log_event(log::event kind, std::string_view data);
@@ -85,8 +99,13 @@ class session final : public net::connection_handler, public smtp::server_delega
   session_host& host_;
   std::unique_ptr<net::connection> conn_;
   std::shared_ptr<const connector_policy> policy_;
-  smtp::server_settings refused_settings_;  // used when policy_ is null
+  // This session's copy: AUTH is advertised per session (after TLS, or to loopback).
+  smtp::server_settings settings_;
   smtp::server server_;
+  std::unique_ptr<tls::session> tls_;  // set from STARTTLS on; all bytes then pass through it
+  bool tls_pending_ = false;           // STARTTLS accepted; the handshake starts after the 220 is out
+  bool tls_logged_ = false;
+  bool peer_loopback_ = false;
   std::unique_ptr<store::submit_request> request_;  // reused for every message of the session
   net::timer idle_timer_;
   uint64_t id_;
