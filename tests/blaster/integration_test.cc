@@ -48,25 +48,31 @@ int free_port() {
   return ntohs(a.sin_port);
 }
 
-pid_t spawn(const std::vector<std::string>& args, const std::string& out_file) {
+// Runs `bin` with `args`, stdout to out_file and stderr to out_file + ".err".
+pid_t spawn_bin(const std::string& bin, const std::vector<std::string>& args, const std::string& out_file,
+                const std::string& cwd = "") {
   struct stat st{};
-  cr_assert_eq(stat(blaster_bin().c_str(), &st), 0, "build %s first", blaster_bin().c_str());
-  std::vector<char*> argv;
-  argv.push_back(const_cast<char*>(blaster_bin().c_str()));
-  std::string bin = blaster_bin();
-  argv[0] = bin.data();
+  cr_assert_eq(stat(bin.c_str(), &st), 0, "build %s first", bin.c_str());
+  std::string path = bin;
   std::vector<std::string> copy = args;
+  std::vector<char*> argv;
+  argv.push_back(path.data());
   for (auto& a : copy) argv.push_back(a.data());
   argv.push_back(nullptr);
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 1, out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
   posix_spawn_file_actions_addopen(&fa, 2, (out_file + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
   pid_t pid = 0;
-  int rc = posix_spawn(&pid, bin.c_str(), &fa, nullptr, argv.data(), environ);
+  int rc = posix_spawn(&pid, path.c_str(), &fa, nullptr, argv.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
   cr_assert_eq(rc, 0);
   return pid;
+}
+
+pid_t spawn(const std::vector<std::string>& args, const std::string& out_file) {
+  return spawn_bin(blaster_bin(), args, out_file);
 }
 
 int wait_exit(pid_t pid) {
@@ -266,4 +272,46 @@ Test(blaster_integration, verify_detects_dropped_and_corrupted_messages, .timeou
   cr_assert_eq(json_num(v, "lost"), 1, "%s", v.c_str());
   cr_assert_eq(json_num(v, "corrupted"), 1, "%s", v.c_str());
   cr_assert_eq(json_num(v, "delivered"), 2, "%s", v.c_str());
+}
+
+Test(blaster_integration, send_to_sluiced_is_acknowledged_with_queue_ids, .timeout = 120) {
+  std::string sluiced = std::string(SLUICE_BUILD_ROOT) + "/src/main/sluiced";
+  std::string dir = temp_dir();
+  int port = free_port(), sink_port = free_port();
+  {
+    std::ofstream cfg(dir + "/sluice.toml");
+    cfg << "[server]\nhostname = \"blaster.sluice.test\"\nworkers = 2\nqueue_dir = \"" << dir
+        << "/queue\"\nlog_dir = \"" << dir << "/log\"\npickup_dir = \"\"\n"
+        << "[[accepted_domain]]\nname = \"sluice.test\"\ntype = \"authoritative\"\n"
+        << "[[receive_connector]]\nname = \"Blaster\"\ntype = \"enterprise\"\nbindings = [\"127.0.0.1:" << port
+        << "\"]\nremote_ranges = [\"127.0.0.0/8\"]\npermissions = { anonymous = true, relay = true }\n"
+        << "protocol_log = false\n"
+        << "[[send_connector]]\nname = \"Sink\"\naddress_spaces = [{ domain = \"*\", cost = 1 }]\n"
+        << "routing = \"smarthost\"\nsmart_hosts = [\"127.0.0.1:" << sink_port << "\"]\ntls = \"none\"\n";
+  }
+  pid_t daemon = spawn_bin(sluiced, {"--config", dir + "/sluice.toml"}, dir + "/sluiced.out", dir);
+  wait_port(port);
+  int rc = run({"send", "--target", "127.0.0.1:" + std::to_string(port), "--sessions", "10", "--threads", "2",
+                "--messages", "500", "--rcpts", "2", "--to", "u{n}.{r}@relay.example", "--record",
+                dir + "/sent.log", "--json", "--no-progress"},
+               dir + "/send.json");
+  kill(daemon, SIGTERM);
+  int drc = wait_exit(daemon);
+  std::string sent = slurp(dir + "/send.json");
+  cr_assert_eq(rc, 0, "send: %s %s", sent.c_str(), slurp(dir + "/send.json.err").c_str());
+  cr_assert_eq(drc, 0, "sluiced: %s", slurp(dir + "/sluiced.out.err").c_str());
+  cr_assert_eq(json_num(sent, "accepted"), 500, "%s", sent.c_str());
+  cr_assert_eq(json_num(sent, "rcpts_accepted"), 1000);
+  // Every acknowledged message is logged with the queue id sluiced gave in its 250.
+  std::ifstream log(dir + "/sent.log");
+  std::string line;
+  size_t n = 0;
+  while (std::getline(log, line)) {
+    size_t t1 = line.find('\t'), t2 = line.find('\t', t1 + 1), t3 = line.find('\t', t2 + 1);
+    std::string qid = line.substr(t2 + 1, t3 - t2 - 1);
+    cr_assert_eq(qid.size(), 16u, "queue id in %s", line.c_str());
+    cr_assert_eq(qid.find_first_not_of("0123456789ABCDEF"), std::string::npos, "queue id in %s", line.c_str());
+    ++n;
+  }
+  cr_assert_eq(n, 500u);
 }

@@ -69,6 +69,8 @@ Test(blaster_record, round_trip_and_queue_id) {
   cr_assert_str_eq(q1.c_str(), "4Fk2x1");
   std::string q2 = queue_id_from_reply("066153ACC0BB6200 Queued mail for delivery");
   cr_assert_str_eq(q2.c_str(), "066153ACC0BB6200");
+  std::string q3 = queue_id_from_reply("<066153CF2878C100> Queued mail for delivery");
+  cr_assert_str_eq(q3.c_str(), "066153CF2878C100");
 }
 
 Test(blaster_verify, counts_lost_duplicated_corrupted_extra) {

@@ -101,8 +101,9 @@ std::string queue_id_from_reply(std::string_view text) {
   if (q != std::string_view::npos) text.remove_prefix(q + 10);
   while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
   size_t end = text.find_first_of(" \t,;");
-  std::string id(text.substr(0, end));
-  return id;
+  std::string_view id = text.substr(0, end);
+  if (id.size() >= 2 && id.front() == '<' && id.back() == '>') id = id.substr(1, id.size() - 2);
+  return std::string(id);
 }
 
 }  // namespace sluice::blaster

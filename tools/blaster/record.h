@@ -26,7 +26,7 @@ bool parse_record(std::string_view line, sent_record& r);
 bool parse_record(std::string_view line, received_record& r);
 
 // The queue id in a 250 reply text: the token after "queued as" (Postfix), else the
-// first token (sluice: "<id> Queued mail for delivery").
+// first token (sluice: "<id> Queued mail for delivery"), without angle brackets.
 std::string queue_id_from_reply(std::string_view text);
 
 }  // namespace sluice::blaster

@@ -129,6 +129,7 @@ class session final : public net::connection_handler {
   uint64_t last_activity_ns_ = 0;
   unsigned on_this_connection_ = 0;
   bool in_flight_ = false;
+  bool claim_ = false;                // holds a claim on one message of the budget
   bool waiting_slot_ = false;
   bool connected_ = false;
   bool finished_ = false;
@@ -169,9 +170,22 @@ class worker {
     live_.finished.store(true);
   }
 
+  // A session opens a connection only with a claim on one message of the budget, so
+  // near the end no connection is opened that finds nothing to send. The claim is
+  // spent by the connection's first message, or dropped when the connection ends.
+  bool claim() {
+    if (stopping_ || budget_ <= claimed_) return false;
+    if (budget_ != UINT64_MAX) ++claimed_;
+    return true;
+  }
+  void drop_claim() {
+    if (budget_ != UINT64_MAX && claimed_ > 0) --claimed_;
+  }
+
   enum class take { ok, wait, none };
-  take take_message(uint64_t& intended, uint64_t& n) {
+  take take_message(bool claimed, uint64_t& intended, uint64_t& n) {
     if (stopping_ || budget_ == 0) return take::none;
+    if (!claimed && budget_ != UINT64_MAX && budget_ <= claimed_) return take::none;
     if (rate_ > 0) {
       refill(now_ns());
       if (backlog_.empty()) return take::wait;
@@ -181,10 +195,10 @@ class worker {
       intended = now_ns();
     }
     if (budget_ != UINT64_MAX) --budget_;
+    if (claimed) drop_claim();
     n = next_k_++ * threads_ + index_;
     return take::ok;
   }
-  bool more_work() const { return !stopping_ && budget_ > 0; }
   // A message that could not even be attempted (no connection) still uses up the budget.
   void count_unattempted(const std::string& why) {
     if (budget_ != UINT64_MAX && budget_ > 0) {
@@ -302,6 +316,7 @@ class worker {
   live_counters& live_;
   double rate_ = 0;
   uint64_t next_k_ = 0;
+  uint64_t claimed_ = 0;
   uint64_t issued_ = 0;
   bool stopping_ = false;
   std::deque<uint64_t> backlog_;
@@ -316,7 +331,7 @@ class worker {
 session::session(worker& w) : w_(w), retry_(w.loop_) {}
 
 void session::connect() {
-  if (!w_.more_work()) {
+  if (!w_.claim()) {
     if (!finished_) {
       finished_ = true;
       w_.session_finished();
@@ -326,6 +341,7 @@ void session::connect() {
   conn_start_ns_ = last_activity_ns_ = now_ns();
   on_this_connection_ = 0;
   ended_ = false;
+  claim_ = true;
   net::connect(w_.loop_, w_.cfg_.target,
                [this](std::unique_ptr<net::connection> c, int status) { on_connected(std::move(c), status); });
 }
@@ -334,6 +350,8 @@ void session::on_connected(std::unique_ptr<net::connection> c, int status) {
   if (!c) {
     ++w_.stats_.connect_errors;
     std::string why = fmt::format("connect: {}", std::strerror(-status));
+    claim_ = false;
+    w_.drop_claim();
     w_.count_unattempted(why);
     // Back off briefly so a refused port does not turn into a busy loop.
     retry_.start(100, 0, [this] { connect(); });
@@ -434,7 +452,8 @@ void session::on_ready() {
     return;
   }
   uint64_t intended = 0, n = 0;
-  switch (w_.take_message(intended, n)) {
+  bool claimed = claim_;
+  switch (w_.take_message(claimed, intended, n)) {
     case worker::take::none:
       client_->quit();
       return;
@@ -443,6 +462,7 @@ void session::on_ready() {
       w_.wait_slot(this);
       return;
     case worker::take::ok:
+      claim_ = false;
       break;
   }
   waiting_slot_ = false;
@@ -476,6 +496,10 @@ void session::end_connection() {
   if (waiting_slot_) {  // the server gave up on an idle connection (421 timeout)
     waiting_slot_ = false;
     w_.unwait(this);
+  }
+  if (claim_) {
+    claim_ = false;
+    w_.drop_claim();
   }
   conn_.reset();
   client_.reset();
