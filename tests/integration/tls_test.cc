@@ -1,0 +1,168 @@
+// tls_test.cc: STARTTLS and AUTH against the built sluiced with swaks, Python smtplib, openssl s_client and raw sockets.
+#include <criterion/criterion.h>
+
+#include <string>
+
+#include "harness.h"
+
+using namespace sluice::testing;
+
+namespace {
+
+#define START(d)                                                         \
+  do {                                                                   \
+    bool started_ = (d).start();                                         \
+    cr_assert(started_, "sluiced did not start: %s", (d).log().c_str()); \
+  } while (0)
+
+#define EXPECT_CODE(reply, code)                                                   \
+  do {                                                                             \
+    std::string r_ = (reply);                                                      \
+    cr_assert_eq(code_of(r_), (code), "expected %d, got: %s", (code), r_.c_str()); \
+  } while (0)
+
+// The default test config with TLS on the Internet connector and a submission connector
+// (AUTH required, relay for authenticated users) on a second port.
+struct tls_daemon {
+  sluiced_process d;
+  uint16_t submission_port = free_port();
+  std::string starttls;
+
+  explicit tls_daemon(const std::string& mode = "offered", bool loopback_plain_auth = false) : starttls(mode) {
+    std::string hash = run("echo 'correct horse' | " + sluiced_path() + " --hash-password").output;
+    while (!hash.empty() && (hash.back() == '\n' || hash.back() == '\r')) hash.pop_back();
+    d.write_file("credentials", "# test users\nalice:" + hash + "\n");
+    std::string cfg = sluiced_process::default_config();
+    std::string anchor = "protocol_log = true\ntimeouts";
+    cfg.replace(cfg.find(anchor), anchor.size(),
+                "protocol_log = true\ntls = { certificate = \"auto\", key = \"auto\", starttls = \"" + mode +
+                    "\" }\ntimeouts");
+    cfg += R"(
+[[receive_connector]]
+name = "Submission"
+type = "client"
+bindings = ["127.0.0.1:)" + std::to_string(submission_port) + R"("]
+protocol_log = true
+tls = { certificate = "auto", key = "auto", starttls = "offered" }
+auth = { credentials = "credentials", allow_plaintext_on_loopback = )" +
+           std::string(loopback_plain_auth ? "true" : "false") + R"(, max_failures_per_ip = 3 }
+)";
+    d.write_config(cfg);
+  }
+};
+
+std::string swaks(uint16_t port, const std::string& extra) {
+  return "swaks --server 127.0.0.1:" + std::to_string(port) +
+         " --from sender@example.org --helo client.example --timeout 20 " + extra;
+}
+
+}  // namespace
+
+Test(integration_tls, swaks_starttls_and_self_signed_certificate) {
+  tls_daemon t;
+  START(t.d);
+  auto r = run(swaks(t.d.port(), "--to alice@sluice.test --tls"));
+  cr_assert_eq(r.status, 0, "%s", r.output.c_str());
+  cr_assert(r.output.find("=== TLS started with cipher TLSv1.") != std::string::npos, "%s", r.output.c_str());
+  cr_assert(r.output.find("250 2.6.0 <") != std::string::npos, "%s", r.output.c_str());
+  cr_assert(t.d.log().find("generated a self-signed certificate") != std::string::npos, "%s", t.d.log().c_str());
+}
+
+Test(integration_tls, python_smtplib_starttls) {
+  tls_daemon t;
+  START(t.d);
+  std::string script =
+      "import smtplib, ssl\n"
+      "ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE\n"
+      "s = smtplib.SMTP('127.0.0.1', " + std::to_string(t.d.port()) + ", timeout=20)\n"
+      "s.ehlo('client.example'); assert s.has_extn('starttls')\n"
+      "s.starttls(context=ctx); s.ehlo('client.example')\n"
+      "assert not s.has_extn('starttls'), 'STARTTLS must not be offered twice'\n"
+      "print(s.sock.version())\n"
+      "print(s.sendmail('sender@example.org', ['bob@sluice.test'], 'Subject: tls\\r\\n\\r\\nover tls\\r\\n'))\n"
+      "s.quit()\n";
+  auto r = run("python3 -c \"" + script + "\"");
+  cr_assert_eq(r.status, 0, "%s", r.output.c_str());
+  cr_assert(r.output.find("TLSv1.3") != std::string::npos, "%s", r.output.c_str());
+}
+
+Test(integration_tls, openssl_s_client_shows_the_chain) {
+  tls_daemon t;
+  START(t.d);
+  auto r = run("echo QUIT | timeout 10 openssl s_client -starttls smtp -connect 127.0.0.1:" +
+               std::to_string(t.d.port()) + " -showcerts");
+  cr_assert(r.output.find("-----BEGIN CERTIFICATE-----") != std::string::npos, "%s", r.output.c_str());
+  cr_assert(r.output.find("CN = mx.sluice.test") != std::string::npos, "%s", r.output.c_str());
+}
+
+Test(integration_tls, plaintext_pipelined_after_starttls_is_discarded) {
+  tls_daemon t;
+  START(t.d);
+  smtp_client c(t.d.port());
+  c.reply();
+  c.cmd("EHLO client.example");
+  // The CVE-2011-0411 injection: a command in the same packet as STARTTLS.
+  c.send_raw("STARTTLS\r\nMAIL FROM:<injected@example.org>\r\n");
+  EXPECT_CODE(c.reply(), 220);
+  // If the injected MAIL had been kept, its 250 would follow the 220 in plaintext.
+  std::string extra = c.reply(700);
+  cr_assert(extra.empty(), "plaintext after STARTTLS must not be executed: %s", extra.c_str());
+}
+
+Test(integration_tls, starttls_required_refuses_mail_in_plaintext) {
+  tls_daemon t("required");
+  START(t.d);
+  smtp_client c(t.d.port());
+  c.reply();
+  c.cmd("EHLO client.example");
+  std::string r = c.cmd("MAIL FROM:<sender@example.org>");
+  EXPECT_CODE(r, 530);
+  cr_assert(r.find("5.7.0 Must issue a STARTTLS command first") != std::string::npos, "%s", r.c_str());
+  auto ok = run(swaks(t.d.port(), "--to alice@sluice.test --tls"));
+  cr_assert_eq(ok.status, 0, "%s", ok.output.c_str());
+}
+
+Test(integration_tls, auth_success_relays_and_failure_refuses) {
+  tls_daemon t;
+  START(t.d);
+  for (const char* mech : {"PLAIN", "LOGIN"}) {
+    auto good = run(swaks(t.submission_port, std::string("--to someone@elsewhere.example --tls --auth ") + mech +
+                                                 " --auth-user alice --auth-password 'correct horse'"));
+    cr_assert_eq(good.status, 0, "%s", good.output.c_str());
+    cr_assert(good.output.find("235 2.7.0") != std::string::npos, "%s", good.output.c_str());
+    cr_assert(good.output.find("250 2.6.0 <") != std::string::npos, "%s", good.output.c_str());
+  }
+  auto bad = run(swaks(t.submission_port,
+                       "--to someone@elsewhere.example --tls --auth PLAIN --auth-user alice --auth-password wrong"));
+  cr_assert_neq(bad.status, 0, "%s", bad.output.c_str());
+  cr_assert(bad.output.find("535 5.7.8") != std::string::npos, "%s", bad.output.c_str());
+  // The password never reaches the protocol log.
+  auto log = run("cat " + t.d.dir() + "/log/protocol/Submission.csv");
+  cr_assert(log.output.find("AUTH") != std::string::npos || log.output.find("TLS") != std::string::npos, "%s",
+            log.output.c_str());
+  cr_assert(log.output.find("correct horse") == std::string::npos, "password leaked into the log");
+}
+
+Test(integration_tls, auth_required_and_not_offered_in_plaintext) {
+  tls_daemon t;
+  START(t.d);
+  smtp_client c(t.submission_port);
+  c.reply();
+  std::string ehlo = c.cmd("EHLO client.example");
+  cr_assert(ehlo.find("AUTH") == std::string::npos, "AUTH must not be offered without TLS: %s", ehlo.c_str());
+  std::string r = c.cmd("MAIL FROM:<sender@example.org>");
+  EXPECT_CODE(r, 530);
+}
+
+Test(integration_tls, auth_failures_are_rate_limited) {
+  tls_daemon t("offered", true);
+  START(t.d);
+  smtp_client c(t.submission_port);
+  c.reply();
+  std::string ehlo = c.cmd("EHLO client.example");
+  cr_assert(ehlo.find("AUTH PLAIN LOGIN") != std::string::npos, "loopback plaintext AUTH configured: %s", ehlo.c_str());
+  // "\0alice\0wrong" in base64.
+  for (int i = 0; i < 3; ++i) EXPECT_CODE(c.cmd("AUTH PLAIN AGFsaWNlAHdyb25n"), 535);
+  std::string r = c.cmd("AUTH PLAIN AGFsaWNlAGNvcnJlY3QgaG9yc2U=");  // right password, but blocked now
+  cr_assert(code_of(r) == 454 || code_of(r) == 421, "blocked after 3 failures: %s", r.c_str());
+}
