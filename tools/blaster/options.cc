@@ -115,30 +115,39 @@ parsed_args parse_args(int argc, const char* const* argv) {
   bool one_per_connection = false, s_reuse = false;
   bool s_progress = false, s_no_progress = false;
   send->add_option("--target", so.target, "server HOST:PORT")->required();
-  send->add_option("--sessions", so.sessions, "concurrent connections")->check(CLI::Range(1u, 100000u));
+  send->add_option("--sessions", so.sessions, "concurrent connections")
+      ->capture_default_str()->check(CLI::Range(1u, 100000u));
   auto* o_messages = send->add_option("--messages", so.messages, "messages to send in total");
   auto* o_duration = send->add_option("--duration", s_duration, "run time (30s, 5m) instead of --messages");
   o_messages->excludes(o_duration);
-  send->add_option("--size", s_size, "message size in bytes, or MIN-MAX (k/M suffixes)");
-  send->add_option("--rcpts", so.spec.rcpts, "recipients per message")->check(CLI::Range(1u, 10000u));
-  send->add_option("--from", so.spec.from_pattern, "sender pattern ({n}, {domain})");
-  send->add_option("--to", so.spec.to_pattern, "recipient pattern ({n}, {r}, {domain})");
-  send->add_option("--domain", s_domains, "recipient domain[:weight], repeatable or comma-separated");
-  send->add_option("--pipelining", s_pipelining, "on|off")->check(CLI::IsMember({"on", "off"}));
+  send->add_option("--size", s_size, "message size in bytes, or MIN-MAX (k/M suffixes)")
+      ->capture_default_str();
+  send->add_option("--rcpts", so.spec.rcpts, "recipients per message")
+      ->capture_default_str()->check(CLI::Range(1u, 10000u));
+  send->add_option("--from", so.spec.from_pattern, "sender pattern ({n}, {domain})")
+      ->capture_default_str();
+  send->add_option("--to", so.spec.to_pattern, "recipient pattern ({n}, {r}, {domain})")
+      ->capture_default_str();
+  send->add_option("--domain", s_domains, "recipient domain[:weight], repeatable or comma-separated (default example.test)");
+  send->add_option("--pipelining", s_pipelining, "on|off")
+      ->capture_default_str()->check(CLI::IsMember({"on", "off"}));
   send->add_flag("--reuse", s_reuse, "many messages per connection (default)");
   send->add_flag("--one-per-connection", one_per_connection, "one message per connection");
   send->add_flag("--starttls", so.starttls, "require STARTTLS");
   send->add_option("--auth", s_auth, "AUTH PLAIN user:pass");
   send->add_option("--rate", so.rate, "open loop at this many msg/s (0: closed loop)")->check(CLI::NonNegativeNumber);
-  send->add_option("--threads", so.threads, "event loops (default: cores)")->check(CLI::Range(1u, 256u));
+  send->add_option("--threads", so.threads, "event loops (default: cores)")
+      ->capture_default_str()->check(CLI::Range(1u, 256u));
   send->add_flag("--lmtp", so.lmtp, "speak LMTP");
-  send->add_option("--helo", so.helo, "EHLO/LHLO name");
+  send->add_option("--helo", so.helo, "EHLO/LHLO name")
+      ->capture_default_str();
   send->add_flag("--json", so.json, "print a JSON summary");
   send->add_flag("--progress", s_progress, "always show the live progress line");
   send->add_flag("--no-progress", s_no_progress, "never show the live progress line");
   send->add_option("--record", so.record, "write the sent log here");
   send->add_option("--run-id", so.spec.run_id, "id prefix (default: random)");
-  send->add_option("--timeout", s_timeout, "per-reply timeout");
+  send->add_option("--timeout", s_timeout, "per-reply timeout")
+      ->capture_default_str();
   send->add_option("--warmup", s_warmup, "drop latencies recorded in the first period");
   send->add_option("--interval", s_interval, "write one CSV line per interval to --series");
   send->add_option("--series", so.series, "CSV file for --interval lines");
@@ -150,18 +159,21 @@ parsed_args parse_args(int argc, const char* const* argv) {
   std::string k_duration = "0";
   sink->add_option("--listen", ko.listen, "HOST:PORT to listen on")->required();
   sink->add_flag("--lmtp", ko.lmtp, "speak LMTP");
-  sink->add_option("--threads", ko.threads, "event loops")->check(CLI::Range(1u, 256u));
+  sink->add_option("--threads", ko.threads, "event loops")
+      ->capture_default_str()->check(CLI::Range(1u, 256u));
   sink->add_option("--latency", ko.latency_ms, "ms before every reply")->check(CLI::Range(0.0, 600000.0));
   sink->add_option("--data-latency", ko.data_latency_ms, "ms before the end-of-data reply")
       ->check(CLI::Range(0.0, 600000.0));
   sink->add_option("--fail-4xx", ko.fail4, "fraction of messages refused with 451")->check(CLI::Range(0.0, 1.0));
   sink->add_option("--fail-5xx", ko.fail5, "fraction of messages refused with 554")->check(CLI::Range(0.0, 1.0));
-  sink->add_option("--fail-at", ko.inject_at, "mail|rcpt|data")->check(CLI::IsMember({"mail", "rcpt", "data"}));
+  sink->add_option("--fail-at", ko.inject_at, "mail|rcpt|data")
+      ->capture_default_str()->check(CLI::IsMember({"mail", "rcpt", "data"}));
   sink->add_flag("--starttls", ko.starttls, "offer STARTTLS");
   sink->add_option("--record", ko.record, "write the received log here");
   sink->add_flag("--json", ko.json, "print a JSON summary on exit");
   sink->add_option("--duration", k_duration, "exit after this long (default: at SIGINT/SIGTERM)");
-  sink->add_option("--hostname", ko.hostname, "name in the banner");
+  sink->add_option("--hostname", ko.hostname, "name in the banner")
+      ->capture_default_str();
 
   // verify
   auto* verify = app.add_subcommand("verify", "compare sent and received logs");

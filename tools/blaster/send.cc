@@ -571,6 +571,8 @@ int run_send(send_options o) {
 
   bool progress = o.progress == 1 || (o.progress == -1 && isatty(STDERR_FILENO));
   uint64_t total = o.messages;
+  uint64_t prev_accepted = 0, prev_ns = cfg.start_ns;
+  double shown_rate = 0;
   for (;;) {
     bool all = true;
     for (unsigned i = 0; i < threads; ++i) all = all && live[i].finished.load();
@@ -583,10 +585,18 @@ int run_send(send_options o) {
         accepted += live[i].accepted.load(std::memory_order_relaxed);
         errors += live[i].errors.load(std::memory_order_relaxed);
       }
-      double secs = double(now_ns() - cfg.start_ns) / 1e9;
-      std::string of = total ? fmt::format("/{}", total) : fmt::format(" in {:.0f}/{:.0f}s", secs, o.duration_s);
-      fmt::print(stderr, "\r\x1b[K{:>8.1f}s  {}{} done  {} msg/s  {} errors", secs, done, of,
-                 human_rate(double(accepted) / std::max(secs, 1e-3)), errors);
+      uint64_t now = now_ns();
+      double secs = double(now - cfg.start_ns) / 1e9;
+      // The rate shown is the current one (smoothed over about a second), not the
+      // average since the start, so a stall shows at once.
+      double inst = double(accepted - prev_accepted) / std::max(1e-3, double(now - prev_ns) / 1e9);
+      shown_rate = prev_accepted == 0 ? inst : 0.8 * shown_rate + 0.2 * inst;
+      prev_accepted = accepted;
+      prev_ns = now;
+      std::string where = total ? fmt::format("{:.1f}s  {}/{} done ({:.0f}%)", secs, done, total,
+                                              100.0 * double(done) / double(total))
+                                : fmt::format("{:.1f}/{:.0f}s  {} done", secs, o.duration_s, done);
+      fmt::print(stderr, "\r\x1b[K{}  {} msg/s  {} errors", where, human_rate(shown_rate), errors);
       std::fflush(stderr);
     }
   }
