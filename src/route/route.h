@@ -126,13 +126,15 @@ class table {
     std::shared_ptr<const table> routes;  // null when errors is not empty
     std::vector<std::string> errors;      // one line per configuration problem
   };
-  // Immutable once built; a reload builds a new table and swaps the shared_ptr.
+  // Immutable once built, so every loop may read one table concurrently without
+  // locks; a reload builds a new table and swaps the shared_ptr.
   static build_result build(std::vector<accepted_domain_spec> domains,
                             std::vector<send_connector_spec> connectors, limits lim,
                             build_options options = {});
 
   // Hot path: a few hash probes, no allocation, no exceptions. message_size and
-  // receive_connector_max may be 0 (unknown / no limit).
+  // receive_connector_max may be 0 (unknown / no limit). The decision points into
+  // this table and, for DNS hops, into `address`: keep both alive while using it.
   decision route_recipient(std::string_view address, uint64_t message_size,
                            uint64_t receive_connector_max) const noexcept;
 
