@@ -120,7 +120,8 @@ std::vector<std::string> table::explain(std::string_view address, uint64_t messa
                       (winner->smart_hosts.size() > 1 ? " (load balanced, failover to the others)"
                                                       : ""));
       } else {
-        out.push_back("next hop: MX of " + domain + " (DNS routing)");
+        out.push_back("next hop: MX of " + domain + " (DNS routing" +
+                      (winner->port != 25 ? ", port " + std::to_string(winner->port) : "") + ")");
       }
     } else {
       out.push_back(cands.empty() ? "send connector: none has a matching address space"

@@ -52,6 +52,7 @@ struct send_connector_spec {
   std::vector<address_space> address_spaces;
   routing_method routing = routing_method::dns;
   std::vector<smart_host> smart_hosts;  // smart_host routing: balanced, the others on failure
+  uint16_t port = 25;                   // dns routing: the port used on the MX hosts
   uint64_t max_message_size = 0;        // 0 = no limit of its own
   tls_policy tls = tls_policy::opportunistic;
   // Servers allowed to use this connector; empty = every server. Only consulted

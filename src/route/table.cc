@@ -258,6 +258,7 @@ table::build_result table::build(std::vector<accepted_domain_spec> domains,
     for (size_t j = 0; j < i; ++j)
       if (t->connectors_[j].name == c.name) errors.push_back(where + "name used twice");
     if (c.address_spaces.empty()) errors.push_back(where + "no address spaces");
+    if (c.routing == routing_method::dns && c.port == 0) errors.push_back(where + "port 0");
     if (c.routing == routing_method::smart_host && c.smart_hosts.empty())
       errors.push_back(where + "smart host routing without smart hosts");
     for (const smart_host& h : c.smart_hosts)
