@@ -61,3 +61,12 @@ Test(route_explain, reports_too_big_with_the_limiting_hop) {
   cr_assert(any_line_has(lines, "message size: 5000 exceeds the limit"));
   cr_assert(any_line_has(lines, "outcome: too_big", "5.3.4"));
 }
+
+Test(route_explain, dns_next_hop_names_the_domain_and_port) {
+  send_connector_spec c = connector("internet", {{"*", 10}});
+  c.port = 2525;
+  auto t = must_build({}, {c});
+  auto lines = t->explain("u@Fabrikam.test.", 0);
+  cr_assert(any_line_has(lines, "next hop: MX of fabrikam.test", "port 2525"));
+  cr_assert(any_line_has(lines, "outcome: remote via dns:internet:fabrikam.test"));
+}
