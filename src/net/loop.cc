@@ -85,4 +85,26 @@ void timer::again() { uv_timer_start(handle_, on_timer, timeout_ms_, uv_timer_ge
 
 void timer::stop() { uv_timer_stop(handle_); }
 
+namespace {
+struct work_request {
+  uv_work_t req{};
+  std::function<void()> work;
+  std::function<void()> after;
+};
+}  // namespace
+
+void queue_work(loop& l, std::function<void()> work, std::function<void()> after) {
+  auto r = std::make_unique<work_request>();
+  r->work = std::move(work);
+  r->after = std::move(after);
+  r->req.data = r.get();
+  int rc = uv_queue_work(
+      l.get(), &r->req, [](uv_work_t* req) { static_cast<work_request*>(req->data)->work(); },
+      [](uv_work_t* req, int) {
+        std::unique_ptr<work_request> owned(static_cast<work_request*>(req->data));
+        owned->after();
+      });
+  if (rc == 0) r.release();
+}
+
 }  // namespace sluice::net

@@ -65,4 +65,9 @@ class timer {
   uint64_t timeout_ms_ = 0;
 };
 
+// Runs `work` on libuv's threadpool, then `after` on the loop thread. Both functions are
+// owned by the request until `after` has run; `after` must check that whatever it
+// touches still exists (the work may outlive the object that queued it).
+void queue_work(loop& l, std::function<void()> work, std::function<void()> after);
+
 }  // namespace sluice::net

@@ -393,9 +393,17 @@ struct server_commands {
       send_error(s, {535, "5.7.8", "Authentication credentials invalid"});
       return;
     }
+    s.auth_pending_user_.assign(user);
     reply r = s.delegate_.check_auth(mech, authzid, user, password);
+    if (r.code == 0) {
+      s.state_ = server::state::waiting_auth;  // auth_done() answers
+      return;
+    }
+    auth_answer(s, std::move(r));
+  }
+  static void auth_answer(server& s, reply r) {
     if (r.code == 235) {
-      s.auth_user_.assign(user);
+      s.auth_user_ = s.auth_pending_user_;
       if (r.enhanced.empty()) r.enhanced = "2.7.0";
       if (r.text.empty()) r.text = "Authentication successful";
       send(s, r);
@@ -724,7 +732,7 @@ void server::timeout() {
 void server::feed(std::string_view bytes) {
   if (closing_ || state_ == state::waiting_tls) return;
   in_.append(bytes);
-  if (state_ == state::waiting_submit) return;  // held until submit_done()
+  if (state_ == state::waiting_submit || state_ == state::waiting_auth) return;  // held until *_done()
   server_commands::process(*this);
 }
 
@@ -738,6 +746,13 @@ void server::submit_done(const reply& r) {
     return;
   }
   server_commands::send(*this, r);
+  server_commands::process(*this);
+}
+
+void server::auth_done(const reply& r) {
+  if (state_ != state::waiting_auth) return;
+  state_ = state::command;
+  server_commands::auth_answer(*this, r);
   server_commands::process(*this);
 }
 

@@ -51,6 +51,9 @@ class server_delegate {
   // after writing pending output, then calls server::tls_started().
   virtual void start_tls() {}
   // AUTH: called with the mechanism and decoded identity/password once complete.
+  // Password hashing costs milliseconds, so the answer may come later: return a reply
+  // with code 0 and call server::auth_done() once; no input is processed meanwhile.
+  // The views are valid only during the call (copy what the verification needs).
   virtual reply check_auth(std::string_view mechanism, std::string_view authzid,
                            std::string_view user, std::string_view password) {
     (void)mechanism; (void)authzid; (void)user; (void)password;
@@ -83,6 +86,8 @@ class server {
   // Completes the pending submit: reply is "250 2.6.0 <id> Queued mail for delivery"
   // or a 4xx/5xx refusal. Then executes any pipelined input held meanwhile.
   void submit_done(const reply& r);
+  // Completes an AUTH that check_auth() left pending: 235 authenticates the session.
+  void auth_done(const reply& r);
   // TLS is active: reset to the just-connected state (RFC 3207 4.2) and drop any
   // plaintext that arrived after the STARTTLS command line.
   void tls_started();
@@ -103,7 +108,7 @@ class server {
   // Implementation state (owned by the smtp module); see server.cc.
   friend struct server_commands;  // the command table and its check/apply steps
 
-  enum class state : uint8_t { command, data, bdat, auth, waiting_submit, waiting_tls, closed };
+  enum class state : uint8_t { command, data, bdat, auth, waiting_submit, waiting_auth, waiting_tls, closed };
   const server_settings& settings_;
   server_delegate& delegate_;
   std::string in_;          // unconsumed input

@@ -184,14 +184,31 @@ smtp::reply session::check_auth(std::string_view mechanism, std::string_view aut
     limiter.record_failure(source);
     return {535, "5.7.8", "Authentication credentials invalid"};
   }
-  if (policy_->credentials && policy_->credentials->verify(user, password)) {
-    limiter.record_success(source);
-    log_event(log::event::info, "AUTH succeeded for " + std::string(user));
-    return {235, "2.7.0", "Authentication successful"};
-  }
-  limiter.record_failure(source);
-  log_event(log::event::info, "AUTH failed for " + std::string(user));
-  return {535, "5.7.8", "Authentication credentials invalid"};
+  if (!policy_->credentials) return {535, "5.7.8", "Authentication credentials invalid"};
+  // A password hash costs tens of milliseconds of CPU: run it on the threadpool so the
+  // loop's other sessions are not stalled, and answer through auth_done().
+  auto verdict = std::make_shared<bool>(false);
+  std::weak_ptr<bool> alive = alive_;
+  net::queue_work(
+      host_.event_loop(),
+      [creds = policy_->credentials, u = std::string(user), pw = std::string(password), verdict] {
+        *verdict = creds->verify(u, pw);
+      },
+      [this, alive, verdict, u = std::string(user), source] {
+        if (alive.expired() || finished_) return;
+        auto& lim = host_.auth_limiter(*policy_);
+        if (*verdict) {
+          lim.record_success(source);
+          log_event(log::event::info, "AUTH succeeded for " + u);
+          server_.auth_done({235, "2.7.0", "Authentication successful"});
+        } else {
+          lim.record_failure(source);
+          log_event(log::event::info, "AUTH failed for " + u);
+          server_.auth_done({535, "5.7.8", "Authentication credentials invalid"});
+        }
+        flush();
+      });
+  return {0, "", ""};
 }
 
 void session::on_read_end(int status) {

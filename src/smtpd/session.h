@@ -106,6 +106,9 @@ class session final : public net::connection_handler, public smtp::server_delega
   bool tls_pending_ = false;           // STARTTLS accepted; the handshake starts after the 220 is out
   bool tls_logged_ = false;
   bool peer_loopback_ = false;
+  // Expires with the session: threadpool work (password checks) tests it before
+  // touching the session again.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::unique_ptr<store::submit_request> request_;  // reused for every message of the session
   net::timer idle_timer_;
   uint64_t id_;
