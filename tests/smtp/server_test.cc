@@ -23,6 +23,7 @@ class test_delegate final : public server_delegate {
   std::vector<std::string> auth_calls;
   int submits_pending = 0;
   int tls_requests = 0;
+  bool auth_async = false;  // answer AUTH later through server::auth_done()
 
   reply check_helo(std::string_view domain) override {
     if (domain == "bad.example") return {550, "5.7.1", "Go away"};
@@ -46,6 +47,7 @@ class test_delegate final : public server_delegate {
                    std::string_view password) override {
     auth_calls.push_back(std::string(mech) + "|" + std::string(authzid) + "|" + std::string(user) + "|" +
                          std::string(password));
+    if (auth_async) return {0, "", ""};
     if (user == "alice" && password == "secret") return {235, "", ""};
     return {535, "5.7.8", "Authentication credentials invalid"};
   }
@@ -871,4 +873,22 @@ Test(smtp_server, random_transcripts_split_invariant) {
     cr_assert_eq(split.bodies, whole.bodies, "round %d", round);
     for (const auto& b : whole.bodies) cr_assert_leq(b.size(), 64u);
   }
+}
+
+Test(smtp_server, auth_answered_later_holds_pipelined_input) {
+  session s(auth_settings());
+  s.d.auth_async = true;
+  s.srv.feed("EHLO c\r\n");
+  s.srv.consume_output(s.srv.output().size());
+  std::string cred = base64_encode(std::string_view("\0alice\0secret", 13));
+  // MAIL is pipelined behind AUTH: it must wait for the verdict, then see the session authenticated.
+  s.srv.feed("AUTH PLAIN " + cred + "\r\nMAIL FROM:<a@b.test>\r\n");
+  cr_assert(s.srv.output().empty(), "nothing is answered before the verdict: %s", s.srv.output().c_str());
+  cr_assert(!s.srv.authenticated());
+  s.srv.auth_done({235, "", ""});
+  std::string out = s.srv.output();
+  cr_assert_str_eq(out.c_str(), "235 2.7.0 Authentication successful\r\n250 2.1.0 Sender OK\r\n");
+  cr_assert(s.srv.authenticated());
+  s.srv.auth_done({235, "", ""});  // a stray second answer changes nothing
+  cr_assert_str_eq(s.srv.output().c_str(), out.c_str());
 }
