@@ -16,6 +16,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 . "$here/lib/common.sh"
 . "$here/lib/postfix.sh"
+. "$here/lib/chart.sh"
 
 messages=20000 duration="" warmup=0 size=2048 rcpts=1 sessions=20 rate=0 compare=0
 out=/tmp/sluice-relay-$(date +%Y%m%d-%H%M%S)
@@ -142,7 +143,8 @@ run_one() {  # SYSTEM
 }
 
 echo "sluiced: $sluiced"
-echo "relay benchmark: size=$size rcpts=$rcpts sessions=$sessions rate=$rate ${duration:+duration=$duration warmup=$warmup}${duration:-messages=$messages} cores=$(nproc)"
+if [ -n "$duration" ]; then amount="duration=$duration warmup=$warmup"; else amount="messages=$messages"; fi
+echo "relay benchmark: size=$size rcpts=$rcpts sessions=$sessions rate=$rate $amount cores=$(nproc)"
 run_one sluice
 if [ "$compare" = 1 ]; then
   run_one postfix
@@ -151,32 +153,5 @@ if [ "$compare" = 1 ]; then
   echo "ratio sluice/postfix: receive $(ratio "$rate_sluice" "$rate_postfix"), delivered $del_ratio"
 fi
 
-if command -v gnuplot >/dev/null; then
-  plots=() p99s=()
-  for s in sluice postfix; do
-    f=$out/series-$s.csv
-    [ -s "$f" ] || continue
-    plots+=("'$f' using 1:4 with lines lw 2 title '$s msg/s'")
-    p99s+=("'$f' using 1:8 with lines dt 2 axes x1y2 title '$s p99 ms'")
-  done
-  if [ ${#plots[@]} -gt 0 ]; then
-    all=$(IFS=,; echo "${plots[*]},${p99s[*]}")
-    gnuplot <<GP
-set terminal pngcairo size 1000,500 noenhanced
-set output '$out/relay.png'
-set datafile separator ','
-set key outside bottom center horizontal
-set title 'relay: blaster send -> MTA -> blaster sink (size $size, $rcpts rcpt, $sessions sessions)'
-set xlabel 'seconds'
-set ylabel 'accepted msg/s'
-set y2label 'p99 time to 250 (ms)'
-set ytics nomirror
-set y2tics
-set yrange [0:*]
-set y2range [0:*]
-set grid
-plot $all
-GP
-  fi
-fi
+draw_relay_chart "$out" "size $size, $rcpts rcpt, $sessions sessions${duration:+, warm-up $warmup dropped from the figures}"
 echo "results: $csv; chart: $out/relay.png"
