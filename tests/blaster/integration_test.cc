@@ -315,3 +315,43 @@ Test(blaster_integration, send_to_sluiced_is_acknowledged_with_queue_ids, .timeo
   }
   cr_assert_eq(n, 500u);
 }
+
+Test(blaster_integration, starttls_sessions_deliver_intact_messages, .timeout = 120) {
+  std::string dir = temp_dir();
+  int port = free_port();
+  auto sink = start_sink(dir, port, {"--starttls", "--threads", "1"});
+  int rc = run({"send", "--target", "127.0.0.1:" + std::to_string(port), "--starttls", "--sessions", "4",
+                "--threads", "1", "--messages", "300", "--json", "--no-progress"},
+               dir + "/send.json");
+  std::string sent = slurp(dir + "/send.json");
+  cr_assert_eq(rc, 0, "send: %s %s", sent.c_str(), slurp(dir + "/send.json.err").c_str());
+  std::string got = sink.stop();
+  cr_assert_eq(json_num(sent, "accepted"), 300);
+  cr_assert_eq(json_num(got, "digest_ok"), 300);
+
+  // A sink that does not offer STARTTLS: every message fails, none is sent in clear.
+  int port2 = free_port();
+  auto plain = start_sink(dir, port2, {"--threads", "1"});
+  rc = run({"send", "--target", "127.0.0.1:" + std::to_string(port2), "--starttls", "--sessions", "2",
+            "--threads", "1", "--messages", "20", "--json", "--no-progress", "--timeout", "5s"},
+           dir + "/send2.json");
+  sent = slurp(dir + "/send2.json");
+  got = plain.stop();
+  cr_assert_eq(rc, 1, "%s", sent.c_str());
+  cr_assert_eq(json_num(sent, "accepted"), 0);
+  cr_assert_eq(json_num(got, "messages"), 0);
+}
+
+Test(blaster_integration, open_loop_rate_is_held, .timeout = 120) {
+  std::string dir = temp_dir();
+  int port = free_port();
+  auto sink = start_sink(dir, port, {"--threads", "1"});
+  int rc = run({"send", "--target", "127.0.0.1:" + std::to_string(port), "--rate", "400", "--duration", "3s",
+                "--sessions", "8", "--threads", "2", "--json", "--no-progress"},
+               dir + "/send.json");
+  std::string sent = slurp(dir + "/send.json");
+  cr_assert_eq(rc, 0, "%s", sent.c_str());
+  sink.stop();
+  long long accepted = json_num(sent, "accepted");
+  cr_assert(accepted >= 1150 && accepted <= 1210, "about 3 s x 400 msg/s: %lld", accepted);
+}

@@ -124,6 +124,7 @@ class session final : public net::connection_handler {
   generated_message msg_;
   smtp::outgoing_message out_;
   std::string plain_;                 // decrypted input, reused
+  std::string session_error_;         // why the current connection is ending, if not by QUIT
   uint64_t msg_start_ns_ = 0;
   uint64_t conn_start_ns_ = 0;
   uint64_t last_activity_ns_ = 0;
@@ -416,11 +417,13 @@ void session::pump() {
         start_tls();
         break;
       case smtp::client_event::kind::closed:
-        if (ev.why.code != 221 && ev.why.code != 0) w_.stats_.note_error(fmt::format("closed: {} {}", ev.why.code, ev.why.text));
+        // Code 0 (connection lost) was already counted with the message it broke.
+        if (ev.why.code != 221 && ev.why.code != 0) session_error_ = fmt::format("closed: {} {}", ev.why.code, ev.why.text);
+        if (ev.why.code == 0 && on_this_connection_ == 0) session_error_ = ev.why.text;
         ended_ = true;
         break;
       case smtp::client_event::kind::protocol_error:
-        w_.stats_.note_error("protocol error: " + ev.detail);
+        session_error_ = "protocol error: " + ev.detail;
         ended_ = true;
         break;
     }
@@ -497,6 +500,10 @@ void session::end_connection() {
     waiting_slot_ = false;
     w_.unwait(this);
   }
+  // A connection that ended in an error before its first message (refused greeting,
+  // no STARTTLS, AUTH refused) uses up that message as failed, as a refused connect
+  // does: otherwise a server that refuses every session would keep blaster busy forever.
+  bool wasted = claim_ && !session_error_.empty();
   if (claim_) {
     claim_ = false;
     w_.drop_claim();
@@ -506,6 +513,14 @@ void session::end_connection() {
   tls_.reset();
   connected_ = false;
   ended_ = false;
+  std::string error = std::move(session_error_);
+  session_error_.clear();
+  if (wasted) {
+    w_.count_unattempted(error);
+    retry_.start(100, 0, [this] { connect(); });
+    return;
+  }
+  if (!error.empty()) w_.stats_.note_error(error);
   connect();
 }
 
