@@ -225,6 +225,7 @@ class worker {
 
   void record_result(const generated_message& m, const smtp::message_result& r, uint64_t start_ns) {
     uint64_t now = now_ns();
+    last_done_ns_ = now;
     int code = r.final.code;
     if (code > 0 && code < 600) ++stats_.codes[size_t(code)];
     bool measured = now >= cfg_.measure_from_ns;
@@ -269,6 +270,7 @@ class worker {
   run_config& cfg_;
   net::loop loop_;
   loop_stats stats_;
+  uint64_t last_done_ns_ = 0;  // when this loop's last message was answered
   std::vector<interval_sample> series_;
   message_factory factory_;
 
@@ -592,7 +594,9 @@ int run_send(send_options o) {
     bool all = true;
     for (unsigned i = 0; i < threads; ++i) all = all && live[i].finished.load();
     if (all) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    // Short sleeps: the end of the run is noticed quickly (rates are computed from the
+    // loops' own timestamps, not from this loop).
+    std::this_thread::sleep_for(std::chrono::milliseconds(progress ? 200 : 20));
     if (progress) {
       uint64_t done = 0, errors = 0, accepted = 0;
       for (unsigned i = 0; i < threads; ++i) {
@@ -633,7 +637,13 @@ int run_send(send_options o) {
       series[i].latency.merge(w->series_[i].latency);
     }
   }
-  double measured_secs = std::max(1e-6, elapsed - o.warmup_s);
+  // Rates run from the start (or the end of the warm-up) to the last answer, so the
+  // closing QUITs and thread joins do not dilute them.
+  uint64_t last_done = 0;
+  for (auto& w : workers)
+    if (w) last_done = std::max(last_done, w->last_done_ns_);
+  double active = last_done > cfg.start_ns ? double(last_done - cfg.start_ns) / 1e9 : elapsed;
+  double measured_secs = std::max(1e-6, active - o.warmup_s);
   double rate = double(all.accepted_measured) / measured_secs;
   double mbps = double(all.bytes_measured) / measured_secs / 1e6;
   const auto& h = all.latency;
