@@ -1,0 +1,167 @@
+// protocol.h: the admin socket protocol shared by sluiced and sluicectl: requests, responses, command table.
+// Untrusted input: request lines from local clients of the admin socket (any bytes, any length).
+#pragma once
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.h"
+#include "route/route.h"
+
+// Wire format (both directions are plain text, so `socat - UNIX:var/admin.sock` works):
+//
+//   request  = one line, LF-terminated (a CR before the LF is ignored), at most
+//              max_request_line bytes. Words are separated by spaces or tabs.
+//              "..." groups words, with \" and \\ as escapes inside; '...' groups
+//              words literally; outside quotes a backslash escapes the next byte.
+//              Control bytes (other than tab) are refused: a request is a command,
+//              never data.
+//                route test alice@contoso.com --size 1000
+//   response = a status line, then zero or more text lines, then a line ".":
+//                ok                      |  error <one-line message>
+//                <line>                     <line>          (e.g. usage)
+//                .                          .
+//              A text line starting with "." is sent with one more "." (as in SMTP
+//              DATA), so "." alone always ends the response.
+//
+// A connection may carry any number of requests, answered in order; the client
+// closes it when done. Commands are looked up by their leading words ("route test"),
+// the rest of the words are arguments: positional ones, then or among them
+// "--name value", "--name=value" or a flag "--name"; "--" ends the options.
+
+namespace sluice::admin {
+
+constexpr size_t max_request_line = 4096;
+constexpr size_t max_request_words = 64;
+
+// The admin socket lives beside the queue, one per daemon:
+// std::filesystem::path(queue_dir).parent_path() / "admin.sock" ("admin.sock" if none).
+std::string socket_path_for(std::string_view queue_dir);
+
+// ---- requests ----
+
+struct parse_result {
+  std::vector<std::string> words;
+  std::string error;  // "" when words is the request
+  bool ok() const { return error.empty(); }
+};
+// Splits one request line (without its LF) into words.
+parse_result parse_request(std::string_view line);
+// One word written so that parse_request gives it back unchanged.
+std::string quote_word(std::string_view word);
+// The request line (with LF) for words.
+std::string format_request(const std::vector<std::string>& words);
+
+// ---- responses ----
+
+struct response {
+  bool ok = true;
+  std::string error;               // when !ok: one line
+  std::vector<std::string> lines;  // text lines, without line ends
+
+  static response failure(std::string message, std::vector<std::string> lines = {});
+  void add(std::string line) { lines.push_back(std::move(line)); }
+};
+
+// The framed bytes of r. Embedded LFs split lines, CRs are dropped, and an error
+// message is folded onto one line, so nothing in r can break the framing.
+std::string encode_response(const response& r);
+
+// Incremental decoder for the client side.
+class response_decoder {
+ public:
+  enum class state { need_more, complete, malformed };
+  // Appends bytes; returns complete once the final "." line has arrived. Bytes after
+  // it are kept for the next response (pipelined requests).
+  state feed(std::string_view bytes);
+  // The response decoded by the last feed() that returned complete; resets for the next.
+  response take();
+  const std::string& problem() const { return problem_; }  // why it is malformed
+
+  static constexpr size_t max_response = 16u << 20;
+
+ private:
+  state step();
+  std::string buffer_;
+  size_t consumed_ = 0;
+  bool have_status_ = false;
+  response current_;
+  state state_ = state::need_more;
+  std::string problem_;
+};
+
+// ---- the command table ----
+
+// What the daemon is running with. A reload builds a new snapshot and swaps it in;
+// a request works on the snapshot it was given, never on a half-updated one.
+struct snapshot {
+  std::shared_ptr<const config::config> cfg;
+  std::shared_ptr<const route::table> routes;
+  std::chrono::system_clock::time_point loaded_at{};
+};
+
+struct daemon_info {
+  std::string version;
+  unsigned workers = 0;
+  long pid = 0;
+  std::chrono::system_clock::time_point started_at{};
+};
+
+// Everything a command's apply step may read. Later commands (queue, message,
+// connector, tracking, reload) add what they need here (e.g. a store pointer).
+struct context {
+  const snapshot& state;
+  const daemon_info& daemon;
+  std::chrono::system_clock::time_point now;
+};
+
+struct arguments {
+  std::vector<std::string> positional;
+  std::vector<std::pair<std::string, std::string>> options;  // name without "--", value
+  const std::string* option(std::string_view name) const;   // last one given, or null
+  bool has(std::string_view name) const { return option(name) != nullptr; }
+};
+
+struct option_spec {
+  std::string_view name;  // without "--"
+  bool takes_value = true;
+};
+
+// OpenSMTPD style: check() looks only at the arguments and has no side effects, so a
+// bad request is refused before anything happens; apply() does the work.
+struct command {
+  std::vector<std::string> path;  // {"route", "test"}
+  std::string args_usage;         // "<address> [--size N]"
+  std::string summary;            // one line for `help`
+  size_t min_args = 0, max_args = 0;
+  std::vector<option_spec> options;
+  std::function<std::string(const arguments&)> check;  // "" = fine, else the error; may be empty
+  std::function<void(const arguments&, const context&, response&)> apply;
+
+  std::string usage() const;  // "route test <address> [--size N]"
+};
+
+class command_table {
+ public:
+  void add(command c);
+  // Parses, finds, splits arguments, checks and applies: every failure is an error
+  // response (unknown command, missing or extra arguments, bad option, check failure).
+  response dispatch(std::string_view line, const context& ctx) const;
+  response dispatch(const std::vector<std::string>& words, const context& ctx) const;
+  // The command whose path is the longest prefix of words (case-insensitive), or null.
+  const command* find(const std::vector<std::string>& words) const;
+  const std::vector<command>& commands() const { return commands_; }
+
+ private:
+  std::vector<command> commands_;
+};
+
+// Strict decimal: digits only, no sign, no overflow. Sizes may also carry K/M/G.
+std::optional<uint64_t> parse_number(std::string_view text);
+
+}  // namespace sluice::admin

@@ -1,0 +1,61 @@
+// server.h: the admin socket server: serves the command table on one worker loop.
+// Untrusted input: request bytes from local clients of the admin socket.
+#pragma once
+#include <functional>
+#include <list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "admin/protocol.h"
+#include "net/loop.h"
+#include "net/unix_listener.h"
+
+namespace sluice::admin {
+
+class server {
+ public:
+  // `current` is called on the loop thread once per request; it returns the snapshot
+  // the request works on (e.g. an atomic load of a shared_ptr a reload swaps), so it
+  // must be safe to call while other threads replace what it reads.
+  server(net::loop& l, std::string socket_path, std::function<snapshot()> current, daemon_info info,
+         command_table commands = default_table());
+  ~server();  // close()
+  server(const server&) = delete;
+  server& operator=(const server&) = delete;
+
+  // Creates the socket (mode 0600) and starts accepting. "" or an error message.
+  std::string listen();
+  // Stops accepting, drops open admin sessions and removes the socket file.
+  void close();
+
+  const std::string& socket_path() const { return path_; }
+  size_t session_count() const { return sessions_.size(); }
+
+  // Idle sessions are dropped after this long (a forgotten `socat` must not hold a
+  // descriptor forever).
+  static constexpr uint64_t idle_timeout_ms = 60'000;
+
+  static command_table default_table();
+
+ private:
+  class session;
+  friend class session;
+  void accept(std::unique_ptr<net::pipe_connection> c);
+  void finish(session* s);  // removes s; s must not be used afterwards
+  response answer(std::string_view line);
+
+  net::loop& loop_;
+  std::string path_;
+  std::function<snapshot()> current_;
+  daemon_info info_;
+  command_table commands_;
+  net::unix_listener listener_;
+  std::list<std::unique_ptr<session>> sessions_;
+  // Finished sessions wait here until reap_ runs: a session ends inside its own
+  // callbacks (a read, its idle timer), which must not destroy the objects they run in.
+  std::vector<std::unique_ptr<session>> finished_;
+  net::timer reap_;
+};
+
+}  // namespace sluice::admin
