@@ -304,10 +304,8 @@ void client::send(const outgoing_message& msg) {
   out_ += "\r\n";
   pending_.push_back(expect::mail);
   if (pipelined_) {
-    for (const auto& rcpt : msg.recipients) {
-      out_ += "RCPT TO:<";
-      out_ += rcpt;
-      out_ += ">\r\n";
+    for (size_t i = 0; i < msg.recipients.size(); ++i) {
+      append_rcpt(msg, i);
       pending_.push_back(expect::rcpt);
     }
     out_ += "DATA\r\n";
@@ -315,11 +313,20 @@ void client::send(const outgoing_message& msg) {
   }
 }
 
+void client::append_rcpt(const outgoing_message& msg, size_t i) {
+  out_ += "RCPT TO:<";
+  out_ += msg.recipients[i];
+  out_ += '>';
+  if (i < msg.rcpt_params.size() && !msg.rcpt_params[i].empty()) {
+    out_ += ' ';
+    out_ += msg.rcpt_params[i];
+  }
+  out_ += "\r\n";
+}
+
 void client::send_next_lockstep() {
   if (next_rcpt_ < msg_->recipients.size()) {
-    out_ += "RCPT TO:<";
-    out_ += msg_->recipients[next_rcpt_++];
-    out_ += ">\r\n";
+    append_rcpt(*msg_, next_rcpt_++);
     pending_.push_back(expect::rcpt);
   } else if (rcpt_accepted_ > 0) {
     out_ += "DATA\r\n";

@@ -66,6 +66,9 @@ struct outgoing_message {
   std::vector<std::string> recipients;
   std::string_view content;
   std::string mail_params;           // extra MAIL FROM parameters ("BODY=8BITMIME"), "" if none
+  // RCPT TO parameters per recipient ("NOTIFY=FAILURE ORCPT=rfc822;a@b"), by index;
+  // missing or empty entries mean none.
+  std::vector<std::string> rcpt_params;
 };
 
 struct message_result {
@@ -138,6 +141,7 @@ class client {
   void after_helo();
   void become_ready();
   void send_next_lockstep();
+  void append_rcpt(const outgoing_message& msg, size_t i);
   void finish_message();
   void fail(std::string detail);
   void emit(client_event::kind k);

@@ -327,3 +327,19 @@ Test(smtp_client_session, refused_greeting_and_ehlo_fallback) {
   cr_assert(ev.size() == 1 && ev[0].what == client_event::kind::ready);
   cr_assert(!d.caps().pipelining);
 }
+
+Test(smtp_client_session, mail_and_rcpt_parameters) {
+  client_settings s;
+  client c(s);
+  greet(c, ehlo_plain);
+  outgoing_message m{"", {"b@y", "c@y"}, "x\r\n", "BODY=8BITMIME", {"NOTIFY=FAILURE ORCPT=rfc822;b@y"}};
+  c.send(m);
+  std::string out = take(c);
+  cr_assert_str_eq(out.c_str(), "MAIL FROM:<> BODY=8BITMIME\r\n", "no SIZE when the server did not offer it");
+  c.feed("250 ok\r\n");
+  out = take(c);
+  cr_assert_str_eq(out.c_str(), "RCPT TO:<b@y> NOTIFY=FAILURE ORCPT=rfc822;b@y\r\n");
+  c.feed("250 ok\r\n");
+  out = take(c);
+  cr_assert_str_eq(out.c_str(), "RCPT TO:<c@y>\r\n");
+}
