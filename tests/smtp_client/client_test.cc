@@ -343,3 +343,36 @@ Test(smtp_client_session, mail_and_rcpt_parameters) {
   out = take(c);
   cr_assert_str_eq(out.c_str(), "RCPT TO:<c@y>\r\n");
 }
+
+Test(smtp_client_session, hostile_server_bytes_never_crash) {
+  // Random replies, garbage and over-long lines: the machine must end in a closed or
+  // protocol_error state (or keep going) without crashing or growing without bound.
+  uint64_t x = 88172645463325252ull;
+  auto next = [&] {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return x;
+  };
+  const char* pieces[] = {"220 hi\r\n", "250-PIPELINING\r\n", "250 ok\r\n", "354 go\r\n", "421 bye\r\n",
+                          "550 no\r\n", "250-", "\r\n", "xyz", "999 odd\r\n", "2", "\n", "250 2.6.0 q\r\n"};
+  for (int round = 0; round < 300; ++round) {
+    client_settings s;
+    s.lmtp = round % 2;
+    client c(s);
+    outgoing_message m{"a@x", {"b@y", "c@y"}, "x\r\n", ""};
+    for (int i = 0; i < 200 && !c.is_closed(); ++i) {
+      std::string chunk;
+      if (next() % 10 == 0) {
+        chunk.assign(next() % 5000, char('0' + next() % 75));
+      } else {
+        chunk = pieces[next() % (sizeof pieces / sizeof *pieces)];
+      }
+      c.feed(chunk);
+      client_event ev;
+      while (c.next_event(ev))
+        if (ev.what == client_event::kind::ready) c.send(m);
+      c.consume_output(c.output().size());
+    }
+  }
+}
