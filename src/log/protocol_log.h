@@ -2,9 +2,9 @@
 // Untrusted input: command lines from remote clients are logged, so fields are CSV-quoted.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
-#include <vector>
 
 namespace sluice::log {
 
@@ -15,26 +15,32 @@ enum class event : char { connect = '+', disconnect = '-', sent = '>', received 
 // hostile command line can neither break the line nor forge another record.
 void append_csv_field(std::string& line, std::string_view field);
 
-// The lines of one worker loop, buffered per log file and handed to the writer in
-// batches (the worker flushes on a timer), so logging adds no syscall per event.
-// Owned by one loop thread; not shared.
-class protocol_log_buffer {
+// Appends one event line: date-time, connector, session, sequence, local, remote, event, data.
+void append_event(std::string& out, std::string_view connector, uint64_t session, uint32_t sequence,
+                  std::string_view local, std::string_view remote, event kind, std::string_view data);
+
+// The CSV column names, written once at the top of a new file.
+const char* protocol_log_header();
+
+// An open O_APPEND log file. Shared (shared_ptr) by the configuration snapshot that
+// opened it, the sessions started under that snapshot, and writes in flight, so a
+// reload never closes a file something still writes to.
+class append_file {
  public:
-  // Files are numbered by the caller (one per receive connector with logging on).
-  explicit protocol_log_buffer(size_t files) : pending_(files) {}
+  // Opens (creating with the header line if new); null with `error` on failure.
+  static std::shared_ptr<const append_file> open(const std::string& path, const char* header, std::string& error);
+  ~append_file();
+  append_file(const append_file&) = delete;
+  append_file& operator=(const append_file&) = delete;
+  int fd() const { return fd_; }
+  const std::string& path() const { return path_; }
 
-  void add(size_t file, std::string_view connector, uint64_t session, uint32_t sequence,
-           std::string_view local, std::string_view remote, event kind, std::string_view data);
-
-  // The batch for one file; the buffer starts empty again.
-  std::string take(size_t file);
-  size_t files() const { return pending_.size(); }
-  size_t pending_bytes(size_t file) const { return pending_[file].size(); }
-
-  static const char* header();  // the CSV column names, written once per new file
+  struct private_tag {};
+  append_file(private_tag, int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
 
  private:
-  std::vector<std::string> pending_;
+  int fd_;
+  std::string path_;
 };
 
 }  // namespace sluice::log

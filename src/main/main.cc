@@ -12,7 +12,6 @@
 #include "auth/credentials.h"
 #include "config/config.h"
 #include "main/worker.h"
-#include "smtpd/connection_limits.h"
 #include "smtpd/receiver.h"
 #include "store/store.h"
 
@@ -89,9 +88,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "sluiced: %s\n", error.c_str());
     return 1;
   }
-  smtpd::connection_limits limits(cfg->receive_connectors.size());
   for (unsigned i = 0; i < workers_count; ++i)
-    workers.push_back(std::make_unique<main::worker>(i, *queue, policies, limits));
+    workers.push_back(std::make_unique<main::worker>(i, *queue, policies));
   for (auto& w : workers) {
     error = w->start();
     if (!error.empty()) {
@@ -111,7 +109,23 @@ int main(int argc, char** argv) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig == SIGHUP) {
-      std::fprintf(stderr, "sluiced: SIGHUP: reload is not supported yet; configuration unchanged\n");
+      // Reload: a bad file leaves the running configuration in force. The queue
+      // location and worker count need a restart; everything else applies to new sessions.
+      auto next = config::load_file(config_path);
+      if (!next) {
+        std::fprintf(stderr, "sluiced: reload failed, configuration unchanged:\n%s\n", next.error_text().c_str());
+        continue;
+      }
+      if (next.value->server.queue_dir != cfg->server.queue_dir || next.value->server.workers != cfg->server.workers)
+        std::fprintf(stderr, "sluiced: reload: queue_dir and workers changes take effect at restart\n");
+      auto next_policies = smtpd::connector_policies::build(next.value, error);
+      if (!next_policies) {
+        std::fprintf(stderr, "sluiced: reload failed, configuration unchanged: %s\n", error.c_str());
+        continue;
+      }
+      cfg = next.value;
+      for (auto& w : workers) w->reload(next_policies);
+      std::fprintf(stderr, "sluiced: configuration reloaded from %s\n", config_path.c_str());
       continue;
     }
     std::fprintf(stderr, "sluiced: signal %d: shutting down\n", sig);

@@ -1,19 +1,23 @@
 // worker.cc: the body of a worker thread.
 #include "main/worker.h"
 
+#include <cstdio>
+
 #include "net/loop.h"
 #include "smtpd/pickup.h"
 #include "store/store.h"
 
 namespace sluice::main {
 
-worker::worker(unsigned index, store::queue_store& store, std::shared_ptr<const smtpd::connector_policies> policies,
-               smtpd::connection_limits& limits)
-    : index_(index), store_(store), policies_(std::move(policies)), limits_(limits) {}
+worker::worker(unsigned index, store::queue_store& store, std::shared_ptr<const smtpd::connector_policies> policies)
+    : index_(index), store_(store), policies_(std::move(policies)) {}
 
 worker::~worker() {
   stop();
   join();
+  reload_signal_ptr_.store(nullptr);
+  reload_signal_.reset();
+  std::unique_ptr<std::shared_ptr<const smtpd::connector_policies>> unclaimed(pending_reload_.exchange(nullptr));
   completions_.store(nullptr);
   loop_.store(nullptr);
   completions_owner_.reset();
@@ -31,6 +35,12 @@ void worker::notify_completions() {
   if (auto* c = completions_.load(std::memory_order_acquire)) c->send();
 }
 
+void worker::reload(std::shared_ptr<const smtpd::connector_policies> next) {
+  auto box = std::make_unique<std::shared_ptr<const smtpd::connector_policies>>(std::move(next));
+  std::unique_ptr<std::shared_ptr<const smtpd::connector_policies>> replaced(pending_reload_.exchange(box.release()));
+  if (auto* signal = reload_signal_ptr_.load(std::memory_order_acquire)) signal->send();
+}
+
 void worker::stop() {
   stop_requested_.store(true);
   if (auto* l = loop_.load(std::memory_order_acquire)) l->stop();
@@ -43,8 +53,15 @@ void worker::join() {
 void worker::run(std::promise<std::string>& ready) {
   loop_owner_ = std::make_unique<net::loop>();
   net::loop& loop = *loop_owner_;
-  smtpd::receiver receiver(loop, index_, policies_, limits_,
+  smtpd::receiver receiver(loop, index_, policies_,
                            [this](store::submit_request* r) { return store_.submit(index_, r); });
+  reload_signal_ = std::make_unique<net::async_signal>(loop, [this, &receiver] {
+    std::unique_ptr<std::shared_ptr<const smtpd::connector_policies>> next(pending_reload_.exchange(nullptr));
+    if (!next || !running_.load()) return;
+    receiver.flush_logs();
+    std::string error = receiver.reload(*next);
+    if (!error.empty()) std::fprintf(stderr, "sluiced: worker %u: reload: %s\n", index_, error.c_str());
+  });
 
   auto drain_completions = [this] {
     // The async handle outlives run(); after it returns there is nobody to deliver to.
@@ -95,6 +112,7 @@ void worker::run(std::promise<std::string>& ready) {
   std::string error = receiver.listen();
   loop_.store(&loop, std::memory_order_release);
   completions_.store(completions_owner_.get(), std::memory_order_release);
+  reload_signal_ptr_.store(reload_signal_.get(), std::memory_order_release);
   ready.set_value(error);
   if (!error.empty()) return;
   if (stop_requested_.load()) loop.stop();

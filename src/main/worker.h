@@ -7,7 +7,6 @@
 #include <string>
 #include <thread>
 
-#include "smtpd/connection_limits.h"
 #include "smtpd/receiver.h"
 
 namespace sluice::store {
@@ -18,8 +17,7 @@ namespace sluice::main {
 
 class worker {
  public:
-  worker(unsigned index, store::queue_store& store, std::shared_ptr<const smtpd::connector_policies> policies,
-         smtpd::connection_limits& limits);
+  worker(unsigned index, store::queue_store& store, std::shared_ptr<const smtpd::connector_policies> policies);
   ~worker();
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
@@ -28,6 +26,9 @@ class worker {
   std::string start();
   // Any thread: the store has completions for this worker's producer slot.
   void notify_completions();
+  // Any thread: hand the loop a new configuration snapshot (config reload). It is
+  // applied on the loop thread; a later call before then replaces an earlier one.
+  void reload(std::shared_ptr<const smtpd::connector_policies> next);
   // Any thread: stop accepting, let sessions finish, then end the thread.
   void stop();
   void join();
@@ -38,7 +39,6 @@ class worker {
   unsigned index_;
   store::queue_store& store_;
   std::shared_ptr<const smtpd::connector_policies> policies_;
-  smtpd::connection_limits& limits_;
   std::thread thread_;
   // Created on the worker thread, published through the atomics, and destroyed only by
   // ~worker (after the store has stopped), so the store's writer thread can always wake
@@ -48,6 +48,11 @@ class worker {
   std::atomic<net::loop*> loop_{nullptr};
   std::atomic<net::async_signal*> completions_{nullptr};
   std::atomic<bool> stop_requested_{false};
+  // Reload mailbox: the main thread stores a snapshot here and wakes the loop, which
+  // takes it. An exchange on a pointer, so neither side ever waits for the other.
+  std::atomic<std::shared_ptr<const smtpd::connector_policies>*> pending_reload_{nullptr};
+  std::unique_ptr<net::async_signal> reload_signal_;
+  std::atomic<net::async_signal*> reload_signal_ptr_{nullptr};
   std::atomic<bool> running_{false};
 };
 

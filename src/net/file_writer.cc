@@ -9,13 +9,15 @@ namespace {
 struct append_request {
   uv_fs_t req{};
   std::string data;
+  std::shared_ptr<const void> keep_open;
 };
 }  // namespace
 
-void append_async(loop& l, int fd, std::string&& data) {
+void append_async(loop& l, int fd, std::shared_ptr<const void> keep_open, std::string&& data) {
   if (data.empty()) return;
   auto r = std::make_unique<append_request>();
   r->data = std::move(data);
+  r->keep_open = std::move(keep_open);
   r->req.data = r.get();
   uv_buf_t buf = uv_buf_init(r->data.data(), static_cast<unsigned>(r->data.size()));
   int rc = uv_fs_write(l.get(), &r->req, fd, &buf, 1, -1, [](uv_fs_t* req) {

@@ -7,6 +7,9 @@
 
 #include "smtp/server.h"
 
+namespace sluice::log {
+class append_file;
+}
 namespace sluice::tls {
 class context;
 }
@@ -24,8 +27,7 @@ struct connector_policy {
   bool anonymous_submit = true;       // may unauthenticated clients submit at all
   bool relay = false;                 // may relay to non-accepted domains
   bool relay_authenticated = false;   // may relay once authenticated
-  bool protocol_log = false;
-  size_t protocol_log_file = 0;       // index into the worker's protocol log files
+  std::shared_ptr<const log::append_file> protocol_log;  // null: logging off
   uint32_t command_timeout_ms = 300000;
   uint32_t data_timeout_ms = 600000;
   uint32_t connection_timeout_ms = 1800000;

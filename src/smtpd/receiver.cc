@@ -110,6 +110,7 @@ std::shared_ptr<const connector_policies> connector_policies::build(std::shared_
                                                                     std::string& error) {
   auto out = std::make_shared<connector_policies>();
   out->cfg = cfg;
+  out->limits = std::make_unique<connection_limits>(cfg->receive_connectors.size());
   std::error_code ec;
   bool any_log = false;
   for (const auto& rc : cfg->receive_connectors) any_log |= rc.protocol_log;
@@ -122,7 +123,6 @@ std::shared_ptr<const connector_policies> connector_policies::build(std::shared_
     p->anonymous_submit = rc.permissions.anonymous || rc.permissions.auth_required;
     p->relay = rc.permissions.relay;
     p->relay_authenticated = rc.permissions.relay_authenticated;
-    p->protocol_log = rc.protocol_log;
     p->command_timeout_ms = rc.timeouts.command_s * 1000;
     p->data_timeout_ms = rc.timeouts.data_s * 1000;
     p->connection_timeout_ms = rc.timeouts.connection_s * 1000;
@@ -145,38 +145,23 @@ std::shared_ptr<const connector_policies> connector_policies::build(std::shared_
       p->auth_max_failures = rc.auth.max_failures_per_ip;
     }
     if (rc.protocol_log) {
-      std::string path = dir + "/" + sanitize_file_name(rc.name) + ".csv";
-      bool fresh = !std::filesystem::exists(path, ec);
-      int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-      if (fd < 0) {
-        error = "cannot open protocol log " + path + ": " + std::strerror(errno);
-        return nullptr;
-      }
-      if (fresh) {
-        const char* header = log::protocol_log_buffer::header();
-        (void)!::write(fd, header, std::strlen(header));
-      }
-      p->protocol_log_file = out->protocol_log_fds.size();
-      out->protocol_log_fds.push_back(fd);
+      // One file per connector name, shared by the connectors' sessions on every loop.
+      p->protocol_log = log::append_file::open(dir + "/" + sanitize_file_name(rc.name) + ".csv",
+                                               log::protocol_log_header(), error);
+      if (!p->protocol_log) return nullptr;
     }
     out->by_connector.push_back(std::move(p));
   }
   return out;
 }
 
-connector_policies::~connector_policies() {
-  for (int fd : protocol_log_fds) ::close(fd);
-}
-
 receiver::receiver(net::loop& loop, unsigned worker_index, std::shared_ptr<const connector_policies> policies,
-                   connection_limits& limits, std::function<bool(store::submit_request*)> submit_fn)
+                   std::function<bool(store::submit_request*)> submit_fn)
     : loop_(loop),
       worker_index_(worker_index),
       policies_(std::move(policies)),
-      limits_(limits),
       submit_fn_(std::move(submit_fn)),
       ids_(worker_index),
-      protocol_log_(policies_->protocol_log_fds.size()),
       reaper_(loop, [this] { reap(); }),
       next_session_id_(static_cast<uint64_t>(worker_index) << 48) {}
 
@@ -187,15 +172,36 @@ receiver::~receiver() {
 }
 
 std::string receiver::listen() {
+  std::string first_error;
+  std::unordered_map<std::string, std::unique_ptr<net::listener>> next;
   for (const auto& b : policies_->cfg->all_bindings()) {
+    std::string text = b.to_string();
+    if (auto it = listeners_.find(text); it != listeners_.end()) {
+      next.emplace(text, std::move(it->second));
+      continue;
+    }
     net::endpoint where;
-    if (!net::endpoint::parse(b.to_string(), where)) return "cannot parse binding " + b.to_string();
+    if (!net::endpoint::parse(text, where)) {
+      if (first_error.empty()) first_error = "cannot parse binding " + text;
+      continue;
+    }
     auto l = std::make_unique<net::listener>(loop_, [this](std::unique_ptr<net::connection> c) { accept(std::move(c)); });
     int rc = l->listen(where);
-    if (rc != 0) return "cannot listen on " + b.to_string() + ": " + l->error_text(rc);
-    listeners_.push_back(std::move(l));
+    if (rc != 0) {
+      if (first_error.empty()) first_error = "cannot listen on " + text + ": " + l->error_text(rc);
+      continue;
+    }
+    next.emplace(text, std::move(l));
   }
-  return "";
+  // Whatever is left in listeners_ is a binding the configuration no longer has.
+  listeners_ = std::move(next);
+  return first_error;
+}
+
+std::string receiver::reload(std::shared_ptr<const connector_policies> next) {
+  policies_ = std::move(next);
+  limiters_.clear();
+  return listen();
 }
 
 void receiver::accept(std::unique_ptr<net::connection> conn) {
@@ -211,12 +217,13 @@ void receiver::accept(std::unique_ptr<net::connection> conn) {
   if (rc != nullptr) {
     slot.connector = static_cast<size_t>(rc - cfg.receive_connectors.data());
     slot.source_hash = hash_source(conn->peer());
-    if (!limits_.acquire(slot.connector, slot.source_hash, rc->max_connections, rc->max_connections_per_ip)) {
+    if (!policies_->limits->acquire(slot.connector, slot.source_hash, rc->max_connections, rc->max_connections_per_ip)) {
       conn->write("421 4.7.0 " + cfg.server.hostname + " Too many connections, try again later\r\n");
       conn->close();
       return;
     }
     slot.counted = true;
+    slot.admitted_by = policies_;
     policy = policies_->by_connector[slot.connector];
   }
   auto s = std::make_unique<session>(*this, std::move(conn), std::move(policy), next_session_id_++);
@@ -263,24 +270,35 @@ void receiver::reap() {
   for (session* s : batch) {
     auto it = sessions_.find(s);
     if (it == sessions_.end()) continue;
-    if (it->second.counted) limits_.release(it->second.connector, it->second.source_hash);
+    if (it->second.counted) it->second.admitted_by->limits->release(it->second.connector, it->second.source_hash);
     sessions_.erase(it);
   }
 }
 
 void receiver::shutdown() {
   shutting_down_ = true;
-  for (auto& l : listeners_) l->close();
+  for (auto& [binding, l] : listeners_) l->close();
   std::vector<session*> all;
   for (auto& [ptr, slot] : sessions_) all.push_back(ptr);
   for (session* s : all) s->shutdown();
 }
 
+void receiver::log_protocol(const connector_policy& policy, uint64_t session, uint32_t sequence,
+                            std::string_view local, std::string_view remote, log::event kind, std::string_view data) {
+  auto& slot = pending_logs_[policy.protocol_log.get()];
+  if (!slot.first) slot.first = policy.protocol_log;
+  log::append_event(slot.second, policy.name, session, sequence, local, remote, kind, data);
+}
+
 void receiver::flush_logs() {
-  for (size_t f = 0; f < protocol_log_.files(); ++f) {
-    if (protocol_log_.pending_bytes(f) == 0) continue;
-    net::append_async(loop_, policies_->protocol_log_fds[f], protocol_log_.take(f));
+  for (auto& [file, slot] : pending_logs_) {
+    if (slot.second.empty()) continue;
+    std::string batch;
+    batch.swap(slot.second);
+    net::append_async(loop_, slot.first->fd(), slot.first, std::move(batch));
   }
+  // Files of earlier snapshots are dropped once idle, so a reload can close them.
+  std::erase_if(pending_logs_, [&](const auto& entry) { return entry.second.first.use_count() == 1; });
 }
 
 }  // namespace sluice::smtpd

@@ -21,27 +21,31 @@ namespace sluice::smtpd {
 
 // The session policies of a config snapshot, one per receive connector, shared by the
 // sessions that connector governs. Built once per (re)load, read-only afterwards.
-// It also owns the protocol log files (one per connector with logging on), opened
-// O_APPEND so that every loop can write its batches to them.
 struct connector_policies {
   std::shared_ptr<const config::config> cfg;
   std::vector<std::shared_ptr<const connector_policy>> by_connector;
-  std::vector<int> protocol_log_fds;
+  // Connection counts of this snapshot's connectors, shared by every loop. A reload
+  // starts new counts; sessions release into the snapshot they were admitted by.
+  std::unique_ptr<connection_limits> limits;
   // Returns null and sets error when a protocol log file cannot be opened.
   static std::shared_ptr<const connector_policies> build(std::shared_ptr<const config::config> cfg,
                                                          std::string& error);
-  ~connector_policies();
 };
 
 class receiver final : public session_host {
  public:
   // `submit_fn` forwards a request to the store on this loop's producer slot.
   receiver(net::loop& loop, unsigned worker_index, std::shared_ptr<const connector_policies> policies,
-           connection_limits& limits, std::function<bool(store::submit_request*)> submit_fn);
+           std::function<bool(store::submit_request*)> submit_fn);
   ~receiver() override;
 
   // Listens on every binding of every connector. Returns "" or the first error.
   std::string listen();
+  // Takes a new configuration snapshot (loop thread). New sessions use it; running
+  // sessions keep the policy and certificates they started with. Bindings present in
+  // both keep their sockets, new ones are opened, dropped ones closed. Returns "" or
+  // the first error (the bindings that failed are not listened on).
+  std::string reload(std::shared_ptr<const connector_policies> next);
   // Stop accepting, send 421 to idle sessions; sessions with a submit in flight finish it.
   void shutdown();
   // Writes the protocol log batches gathered since the last call (called on a timer).
@@ -54,13 +58,15 @@ class receiver final : public session_host {
   bool submit(store::submit_request* request) override { return submit_fn_(request); }
   smtp::reply check_recipient(const connector_policy& policy, bool authenticated,
                               const smtp::recipient& rcpt) override;
-  log::protocol_log_buffer& protocol_log() override { return protocol_log_; }
+  void log_protocol(const connector_policy& policy, uint64_t session, uint32_t sequence, std::string_view local,
+                    std::string_view remote, log::event kind, std::string_view data) override;
   auth::failure_limiter& auth_limiter(const connector_policy& policy) override;
   void retire(session* s) override;
 
  private:
   struct session_slot {
     std::unique_ptr<session> owner;
+    std::shared_ptr<const connector_policies> admitted_by;  // whose limits it counts in
     size_t connector = 0;
     uint64_t source_hash = 0;
     bool counted = false;
@@ -71,11 +77,12 @@ class receiver final : public session_host {
   net::loop& loop_;
   unsigned worker_index_;
   std::shared_ptr<const connector_policies> policies_;
-  connection_limits& limits_;
   std::function<bool(store::submit_request*)> submit_fn_;
   base::queue_id_generator ids_;
-  log::protocol_log_buffer protocol_log_;
-  std::vector<std::unique_ptr<net::listener>> listeners_;
+  // Lines not yet written, per log file; flush_logs() hands them to the threadpool.
+  std::unordered_map<const log::append_file*, std::pair<std::shared_ptr<const log::append_file>, std::string>>
+      pending_logs_;
+  std::unordered_map<std::string, std::unique_ptr<net::listener>> listeners_;  // by binding text
   std::unordered_map<session*, session_slot> sessions_;
   std::vector<session*> retired_;
   std::unordered_map<const connector_policy*, std::unique_ptr<auth::failure_limiter>> limiters_;

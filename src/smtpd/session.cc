@@ -357,7 +357,7 @@ void session::on_reply(std::string_view text) { log_event(log::event::sent, text
 
 void session::log_event(log::event kind, std::string_view data) {
   if (!policy_ || !policy_->protocol_log) return;
-  host_.protocol_log().add(policy_->protocol_log_file, policy_->name, id_, log_sequence_++, local_text_,
+  host_.log_protocol(*policy_, id_, log_sequence_++, local_text_,
                            peer_text_, kind, data);
 }
 

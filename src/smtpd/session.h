@@ -48,7 +48,10 @@ class session_host {
   virtual bool submit(store::submit_request* request) = 0;
   virtual smtp::reply check_recipient(const connector_policy& policy, bool authenticated,
                                       const smtp::recipient& rcpt) = 0;
-  virtual log::protocol_log_buffer& protocol_log() = 0;
+  // Buffers one protocol log line for the policy's log file (written in batches).
+  virtual void log_protocol(const connector_policy& policy, uint64_t session, uint32_t sequence,
+                            std::string_view local, std::string_view remote, log::event kind,
+                            std::string_view data) = 0;
   // The AUTH failure limiter of this loop for the session's connector.
   virtual auth::failure_limiter& auth_limiter(const connector_policy& policy) = 0;
   // The session is finished and may be destroyed once the current callback returns.

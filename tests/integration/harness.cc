@@ -167,6 +167,10 @@ void sluiced_process::kill9() {
   pid_ = -1;
 }
 
+void sluiced_process::signal(int sig) {
+  if (pid_ > 0) ::kill(pid_, sig);
+}
+
 std::string sluiced_process::log() const {
   std::ifstream in(dir_ + "/sluiced.log");
   std::stringstream ss;

@@ -43,6 +43,7 @@ class sluiced_process {
   bool start();
   void stop();          // SIGTERM, wait
   void kill9();         // SIGKILL, wait
+  void signal(int sig);  // e.g. SIGHUP: reload
   bool running() const { return pid_ > 0; }
   std::string log() const;  // the daemon's stderr so far
 

@@ -1,7 +1,11 @@
 // tls_test.cc: STARTTLS and AUTH against the built sluiced with swaks, Python smtplib, openssl s_client and raw sockets.
 #include <criterion/criterion.h>
 
+#include <signal.h>
+
+#include <chrono>
 #include <string>
+#include <thread>
 
 #include "harness.h"
 
@@ -165,4 +169,45 @@ Test(integration_tls, auth_failures_are_rate_limited) {
   for (int i = 0; i < 3; ++i) EXPECT_CODE(c.cmd("AUTH PLAIN AGFsaWNlAHdyb25n"), 535);
   std::string r = c.cmd("AUTH PLAIN AGFsaWNlAGNvcnJlY3QgaG9yc2U=");  // right password, but blocked now
   cr_assert(code_of(r) == 454 || code_of(r) == 421, "blocked after 3 failures: %s", r.c_str());
+}
+
+Test(integration_tls, reload_swaps_settings_and_certificates_for_new_sessions) {
+  tls_daemon t;
+  START(t.d);
+  auto fingerprint = [&] {
+    return run("echo QUIT | timeout 10 openssl s_client -starttls smtp -connect 127.0.0.1:" +
+               std::to_string(t.d.port()) + " 2>/dev/null | openssl x509 -noout -fingerprint -sha256").output;
+  };
+  std::string before = fingerprint();
+  cr_assert(before.find("Fingerprint=") != std::string::npos, "%s", before.c_str());
+  smtp_client old_session(t.d.port());
+  old_session.reply();
+
+  // New certificate ("auto" regenerates a missing pair) and a new banner, then SIGHUP.
+  run("rm -f " + t.d.dir() + "/tls/cert.pem " + t.d.dir() + "/tls/key.pem");
+  std::string cfg = run("cat " + t.d.dir() + "/sluice.toml").output;
+  cfg.replace(cfg.find("max_recipients = 5"), 18, "max_recipients = 5\nbanner = \"reloaded.example ready\"");
+  t.d.write_file("sluice.toml", cfg);
+  t.d.signal(SIGHUP);
+  std::string banner;
+  for (int i = 0; i < 50 && banner.find("reloaded") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    smtp_client c(t.d.port());
+    banner = c.reply();
+  }
+  cr_assert(banner.find("220 reloaded.example ready") == 0, "new sessions see the reloaded banner: %s", banner.c_str());
+  std::string after = fingerprint();
+  cr_assert(after.find("Fingerprint=") != std::string::npos, "%s", after.c_str());
+  cr_assert(before != after, "the certificate must change on reload without a restart");
+  // A session opened before the reload carries on under its own settings.
+  EXPECT_CODE(old_session.cmd("EHLO client.example"), 250);
+  cr_assert(t.d.log().find("configuration reloaded") != std::string::npos, "%s", t.d.log().c_str());
+
+  // A broken file leaves the running configuration in force.
+  t.d.write_file("sluice.toml", cfg + "\n[[receive_connector]]\nname = 42\n");
+  t.d.signal(SIGHUP);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  cr_assert(t.d.log().find("reload failed, configuration unchanged") != std::string::npos, "%s", t.d.log().c_str());
+  smtp_client still(t.d.port());
+  cr_assert(still.reply().find("220 reloaded.example ready") == 0);
 }
