@@ -36,8 +36,9 @@ bool parse_duration(const std::string& text, double& seconds) {
   size_t i = 0;
   while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) || text[i] == '.')) ++i;
   if (i == 0) return false;
+  std::string number = text.substr(0, i);  // strtod's end pointer points into it
   char* end = nullptr;
-  double v = std::strtod(text.substr(0, i).c_str(), &end);
+  double v = std::strtod(number.c_str(), &end);
   if (end == nullptr || *end != '\0') return false;
   std::string unit = text.substr(i);
   if (unit.empty() || unit == "s") seconds = v;
