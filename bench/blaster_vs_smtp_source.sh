@@ -21,6 +21,7 @@ done
 
 blaster=$(find_blaster)
 [ -x "$blaster" ] || { echo "build blaster first (ninja -C build tools/blaster/blaster)" >&2; exit 1; }
+echo "blaster: $blaster"
 for t in smtp-source smtp-sink; do
   command -v $t >/dev/null || [ -x /usr/sbin/$t ] || { echo "$t missing: apt-get install postfix" >&2; exit 1; }
 done

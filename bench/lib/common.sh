@@ -1,11 +1,13 @@
 # common.sh: helpers shared by the end-to-end benchmark scripts (sourced, not run).
 # Untrusted input: none (JSON comes from our own tools).
 
-# The blaster binary: $BLASTER, else the newest build*/tools/blaster/blaster.
+# The blaster binary: $BLASTER, else build-release's, else the newest
+# build*/tools/blaster/blaster that is not a sanitizer build (those run several times slower).
 find_blaster() {
   if [ -n "${BLASTER:-}" ]; then echo "$BLASTER"; return; fi
   local root; root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-  ls -t "$root"/build*/tools/blaster/blaster 2>/dev/null | head -1
+  if [ -x "$root/build-release/tools/blaster/blaster" ]; then echo "$root/build-release/tools/blaster/blaster"; return; fi
+  ls -t "$root"/build*/tools/blaster/blaster 2>/dev/null | grep -v -e asan -e san/ -e tsan -e ubsan | head -1
 }
 
 # sluiced: $SLUICED, else a release build (build-release, as `make bench` makes it),
@@ -14,7 +16,7 @@ find_sluiced() {
   if [ -n "${SLUICED:-}" ]; then echo "$SLUICED"; return; fi
   local root; root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
   if [ -x "$root/build-release/src/main/sluiced" ]; then echo "$root/build-release/src/main/sluiced"; return; fi
-  ls -t "$root"/build*/src/main/sluiced 2>/dev/null | head -1
+  ls -t "$root"/build*/src/main/sluiced 2>/dev/null | grep -v -e asan -e san/ -e tsan -e ubsan | head -1
 }
 
 # A TCP port nothing listens on now (the kernel picks it).
