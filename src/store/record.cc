@@ -117,4 +117,135 @@ bool decode_record(std::string_view bytes, smtp::envelope& env, message_metadata
   return true;
 }
 
+namespace {
+constexpr uint8_t hop_version = 1;
+constexpr uint8_t item_version = 1;
+constexpr uint8_t failed_version = 1;
+}  // namespace
+
+std::string_view to_string(hop_status s) noexcept {
+  switch (s) {
+    case hop_status::active: return "active";
+    case hop_status::ready: return "ready";
+    case hop_status::retry: return "retry";
+    case hop_status::suspended: return "suspended";
+  }
+  return "unknown";
+}
+
+std::string encode_hop(const hop_record& h) {
+  binary_writer w;
+  w.u8(hop_version);
+  w.str(h.key);
+  w.u8(static_cast<uint8_t>(h.status));
+  w.u64(h.items);
+  w.u64(h.recipients);
+  w.u64(static_cast<uint64_t>(h.oldest_ms));
+  w.u64(static_cast<uint64_t>(h.next_retry_ms));
+  w.str(h.last_error);
+  return w.take();
+}
+
+bool decode_hop(std::string_view bytes, hop_record& out, std::string& error) {
+  binary_reader r(bytes);
+  if (r.u8() != hop_version) {
+    error = "unsupported or empty hop record";
+    return false;
+  }
+  out.key = r.str();
+  uint8_t status = r.u8();
+  out.items = r.u64();
+  out.recipients = r.u64();
+  out.oldest_ms = static_cast<int64_t>(r.u64());
+  out.next_retry_ms = static_cast<int64_t>(r.u64());
+  out.last_error = r.str();
+  if (!r.at_end() || status > static_cast<uint8_t>(hop_status::suspended)) {
+    error = "malformed hop record";
+    return false;
+  }
+  out.status = static_cast<hop_status>(status);
+  return true;
+}
+
+void encode_item(const delivery_item_record& item, std::string& out) {
+  binary_writer w;
+  w.buffer().swap(out);
+  w.buffer().clear();
+  w.u8(item_version);
+  w.u8(static_cast<uint8_t>(item.state));
+  w.u32(item.attempts);
+  w.u64(static_cast<uint64_t>(item.received_at_ms));
+  w.u64(static_cast<uint64_t>(item.next_attempt_ms));
+  w.u32(static_cast<uint32_t>(item.recipients.size()));
+  for (uint32_t r : item.recipients) w.u32(r);
+  w.buffer().swap(out);
+}
+
+std::string encode_item(const delivery_item_record& item) {
+  std::string out;
+  encode_item(item, out);
+  return out;
+}
+
+bool decode_item(std::string_view bytes, delivery_item_record& out, std::string& error) {
+  binary_reader r(bytes);
+  if (r.u8() != item_version) {
+    error = "unsupported or empty delivery item record";
+    return false;
+  }
+  uint8_t state = r.u8();
+  out.attempts = r.u32();
+  out.received_at_ms = static_cast<int64_t>(r.u64());
+  out.next_attempt_ms = static_cast<int64_t>(r.u64());
+  uint32_t n = r.u32();
+  if (!r.ok() || n > r.remaining() / 4 || state > static_cast<uint8_t>(item_state::deferred)) {
+    error = "malformed delivery item record";
+    return false;
+  }
+  out.state = static_cast<item_state>(state);
+  out.recipients.resize(n);
+  for (auto& x : out.recipients) x = r.u32();
+  if (!r.at_end()) {
+    error = "malformed delivery item record";
+    return false;
+  }
+  return true;
+}
+
+std::string encode_failed(const std::vector<failed_recipient>& failed) {
+  binary_writer w;
+  w.u8(failed_version);
+  w.u32(static_cast<uint32_t>(failed.size()));
+  for (const auto& f : failed) {
+    w.u32(f.recipient);
+    w.str(f.status);
+    w.str(f.reason);
+  }
+  return w.take();
+}
+
+bool decode_failed(std::string_view bytes, std::vector<failed_recipient>& out, std::string& error) {
+  binary_reader r(bytes);
+  if (r.u8() != failed_version) {
+    error = "unsupported or empty failed-recipient record";
+    return false;
+  }
+  uint32_t n = r.u32();
+  if (!r.ok() || n > r.remaining() / 12) {
+    error = "malformed failed-recipient record";
+    return false;
+  }
+  out.resize(n);
+  for (auto& f : out) {
+    f.recipient = r.u32();
+    f.status = r.str();
+    f.reason = r.str();
+  }
+  if (!r.at_end()) {
+    error = "malformed failed-recipient record";
+    return false;
+  }
+  return true;
+}
+
 }  // namespace sluice::store

@@ -2,8 +2,10 @@
 // Untrusted input: records read back from the LMDB file (validated, never trusted).
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "smtp/envelope.h"
 
@@ -29,5 +31,50 @@ std::string encode_record(const smtp::envelope& env, const message_metadata& met
 // outputs are unspecified on failure.
 bool decode_record(std::string_view bytes, smtp::envelope& env, message_metadata& meta,
                    std::string& error);
+
+// ---- categorizer records (schema.h: hops, delivery, failed) ----
+
+// What a delivery queue is doing, as `sluicectl queue list` shows it.
+enum class hop_status : uint8_t {
+  active,     // a delivery to this hop is in progress
+  ready,      // items waiting, nothing in the way
+  retry,      // the last attempt failed temporarily; waiting for next_retry_ms
+  suspended,  // held by the administrator
+};
+std::string_view to_string(hop_status s) noexcept;
+
+struct hop_record {
+  std::string key;               // route::table::hop_key text
+  hop_status status = hop_status::ready;
+  uint64_t items = 0;            // delivery items queued (messages for this hop)
+  uint64_t recipients = 0;       // recipients in those items
+  int64_t oldest_ms = 0;         // received_at of the oldest item's message; 0 if empty
+  int64_t next_retry_ms = 0;     // 0 = none scheduled
+  std::string last_error;        // "" = none
+};
+
+enum class item_state : uint8_t { queued, in_flight, deferred };
+
+struct delivery_item_record {
+  item_state state = item_state::queued;
+  uint32_t attempts = 0;
+  int64_t received_at_ms = 0;    // the message's, so the hop's oldest age needs no lookup
+  int64_t next_attempt_ms = 0;   // 0 = as soon as possible
+  std::vector<uint32_t> recipients;  // indices into the message's envelope recipients
+};
+
+struct failed_recipient {
+  uint32_t recipient = 0;  // index into the envelope's recipients
+  std::string status;      // enhanced status code, "5.1.1"
+  std::string reason;      // "unknown recipient"
+};
+
+std::string encode_hop(const hop_record& h);
+bool decode_hop(std::string_view bytes, hop_record& out, std::string& error);
+std::string encode_item(const delivery_item_record& item);
+void encode_item(const delivery_item_record& item, std::string& out);  // reuses out's capacity
+bool decode_item(std::string_view bytes, delivery_item_record& out, std::string& error);
+std::string encode_failed(const std::vector<failed_recipient>& failed);
+bool decode_failed(std::string_view bytes, std::vector<failed_recipient>& out, std::string& error);
 
 }  // namespace sluice::store

@@ -26,17 +26,43 @@ namespace sluice::store::schema {
 // meta         key: ASCII name                    value: u64 big-endian counter.
 //              "recipients": total recipients of all messages in `messages`, so
 //              stats() needs no scan.
-// Reserved names, created by later modules: `delivery` (next hop + queue id → item),
-// `retry` (due time + queue id → item).
+//              "next_hop_id": the last hop id handed out (ids start at 1).
+//
+// The categorizer's databases (written by the categorize transaction, record.h):
+// hop_names    key: next-hop key text (route::table::hop_key, e.g. "smarthost:Outbound")
+//              value: hop id (8). Hop ids are assigned once per key and never reused,
+//              so delivery keys stay short and fixed-width whatever the key text.
+// hops         key: hop id (8)                    value: queue record: hop key text,
+//              status, item and recipient counts, oldest message, next retry time and
+//              last error: what `sluicectl queue list` shows per delivery queue.
+// delivery     key: hop id (8) + queue id (8)     value: delivery item record: the
+//              indices of the message's recipients that travel to this hop, state and
+//              attempts. Cursor order within one hop is queue order.
+// refs         key: queue id (8)                  value: u32 big-endian: delivery items
+//              plus failed lists still referring to the message. The body is stored
+//              once; whoever drops the count to zero deletes message and body.
+// failed       key: queue id (8)                  value: failed-recipient record: the
+//              recipients the categorizer could not route, with their DSN status, for
+//              the DSN generator.
+// Reserved: `retry` (due time + queue id → item).
 inline constexpr const char* messages_db = "messages";
 inline constexpr const char* bodies_db = "bodies";
 inline constexpr const char* submission_db = "submission";
 inline constexpr const char* meta_db = "meta";
-inline constexpr const char* delivery_db = "delivery";  // reserved
+inline constexpr const char* hop_names_db = "hop_names";
+inline constexpr const char* hops_db = "hops";
+inline constexpr const char* delivery_db = "delivery";
+inline constexpr const char* refs_db = "refs";
+inline constexpr const char* failed_db = "failed";
 inline constexpr const char* retry_db = "retry";        // reserved
 inline constexpr unsigned max_dbs = 16;                  // room for the reserved ones and more
 
 inline constexpr const char* meta_recipients = "recipients";
+inline constexpr const char* meta_next_hop_id = "next_hop_id";
+
+// Longest hop key text accepted as a hop_names key; LMDB's default maximum key size is
+// 511, and a hop key is a connector name plus a domain (at most 255), so this is ample.
+inline constexpr std::size_t max_hop_key_size = 480;
 
 inline constexpr std::size_t id_key_size = 8;
 inline constexpr std::size_t chunk_key_size = 12;
@@ -44,7 +70,33 @@ inline constexpr std::size_t chunk_key_size = 12;
 using id_key = std::array<unsigned char, id_key_size>;
 using chunk_key = std::array<unsigned char, chunk_key_size>;
 
+inline constexpr std::size_t delivery_key_size = 16;
+using delivery_key = std::array<unsigned char, delivery_key_size>;
+
 inline id_key make_id_key(base::queue_id id) { return id.key(); }
+
+inline id_key make_hop_key(uint64_t hop_id) {
+  id_key k{};
+  for (int i = 0; i < 8; ++i) k[i] = static_cast<unsigned char>(hop_id >> (56 - 8 * i));
+  return k;
+}
+
+inline uint64_t hop_id_of(const unsigned char* key) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = (v << 8) | key[i];
+  return v;
+}
+
+inline delivery_key make_delivery_key(uint64_t hop_id, base::queue_id id) {
+  delivery_key k{};
+  auto h = make_hop_key(hop_id);
+  auto q = id.key();
+  for (std::size_t i = 0; i < 8; ++i) {
+    k[i] = h[i];
+    k[8 + i] = q[i];
+  }
+  return k;
+}
 
 inline chunk_key make_chunk_key(base::queue_id id, uint32_t index) {
   chunk_key k{};

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <system_error>
+#include <unordered_map>
 
 #include "shard/spsc_ring.h"
 #include "store/schema.h"
@@ -133,7 +134,10 @@ int put_ordered(MDB_txn* txn, MDB_dbi dbi, MDB_val* k, MDB_val* v, unsigned flag
 // created the databases; readers then see an empty store.
 struct queue_store::dbis {
   bool present = false;
+  // False only read-only on a store written before the categorizer existed.
+  bool categorizer_present = false;
   MDB_dbi messages = 0, bodies = 0, submission = 0, meta = 0;
+  MDB_dbi hop_names = 0, hops = 0, delivery = 0, refs = 0, failed = 0;
 };
 
 // One producer's pair of rings. The in-flight count is touched only on the producer's
@@ -143,7 +147,10 @@ struct queue_store::dbis {
 struct queue_store::lane {
   shard::spsc_ring<submit_request*, ring_capacity> to_writer;
   shard::spsc_ring<submit_request*, ring_capacity> to_producer;
+  shard::spsc_ring<categorize_request*, ring_capacity> cat_to_writer;
+  shard::spsc_ring<categorize_request*, ring_capacity> cat_to_producer;
   alignas(shard::ring_line_size) std::size_t in_flight = 0;
+  std::size_t cat_in_flight = 0;
 };
 
 queue_store::queue_store() = default;
@@ -240,6 +247,27 @@ bool queue_store::open(store_options options, std::string& error) {
         return false;
       }
     }
+    struct {
+      const char* name;
+      MDB_dbi* out;
+    } cat_names[] = {{schema::hop_names_db, &handles->hop_names},
+                     {schema::hops_db, &handles->hops},
+                     {schema::delivery_db, &handles->delivery},
+                     {schema::refs_db, &handles->refs},
+                     {schema::failed_db, &handles->failed}};
+    handles->categorizer_present = handles->present;
+    for (auto& n : cat_names) {
+      if (!handles->present) break;
+      rc = mdb_dbi_open(txn.get(), n.name, dbflags, n.out);
+      if (rc == MDB_NOTFOUND && ro) {
+        handles->categorizer_present = false;
+        break;
+      }
+      if (rc) {
+        error = lmdb_error((std::string("cannot open database ") + n.name).c_str(), rc);
+        return false;
+      }
+    }
     // Committing (even a read-only txn) makes the handles usable by later transactions.
     rc = txn.commit();
     if (rc) {
@@ -297,34 +325,69 @@ std::size_t queue_store::take_completed(unsigned producer, submit_request** out,
   return n;
 }
 
+bool queue_store::categorize(unsigned producer, categorize_request* req) {
+  if (producer >= lanes_.size() || req == nullptr) return false;
+  lane& l = *lanes_[producer];
+  if (l.cat_in_flight == ring_capacity) return false;
+  req->result = categorize_status::pending;
+  req->error.clear();
+  if (!l.cat_to_writer.push(req)) return false;
+  ++l.cat_in_flight;
+  wake_seq_.fetch_add(1, std::memory_order_release);
+  wake_seq_.notify_one();
+  return true;
+}
+
+std::size_t queue_store::take_categorized(unsigned producer, categorize_request** out,
+                                          std::size_t max) {
+  if (producer >= lanes_.size()) return 0;
+  lane& l = *lanes_[producer];
+  std::size_t n = l.cat_to_producer.pop_batch(out, max);
+  l.cat_in_flight -= n;
+  return n;
+}
+
 void queue_store::writer_main() {
   std::vector<submit_request*> batch;
   std::vector<unsigned> owner;
+  std::vector<categorize_request*> cats;
+  std::vector<unsigned> cat_owner;
   std::vector<bool> touched(lanes_.size());
   submit_request* buf[64];
+  categorize_request* cbuf[64];
   batch.reserve(ring_capacity);
   for (;;) {
     const uint64_t seen = wake_seq_.load(std::memory_order_acquire);
     batch.clear();
     owner.clear();
+    cats.clear();
+    cat_owner.clear();
     for (unsigned p = 0; p < lanes_.size(); ++p) {
       std::size_t n;
       while ((n = lanes_[p]->to_writer.pop_batch(buf, 64)) != 0) {
         batch.insert(batch.end(), buf, buf + n);
         owner.insert(owner.end(), n, p);
       }
+      while ((n = lanes_[p]->cat_to_writer.pop_batch(cbuf, 64)) != 0) {
+        cats.insert(cats.end(), cbuf, cbuf + n);
+        cat_owner.insert(cat_owner.end(), n, p);
+      }
     }
-    if (batch.empty()) {
+    if (batch.empty() && cats.empty()) {
       if (stopping_.load(std::memory_order_acquire)) return;
       wake_seq_.wait(seen, std::memory_order_acquire);
       continue;
     }
-    write_batch(batch);
+    write_mixed(batch, cats);
     std::fill(touched.begin(), touched.end(), false);
     for (std::size_t i = 0; i < batch.size(); ++i) {
       // Cannot fail: a producer never has more than ring_capacity requests in flight.
       lanes_[owner[i]]->to_producer.push(batch[i]);
       touched[owner[i]] = true;
+    }
+    for (std::size_t i = 0; i < cats.size(); ++i) {
+      lanes_[cat_owner[i]]->cat_to_producer.push(cats[i]);
+      touched[cat_owner[i]] = true;
     }
     if (options_.notify)
       for (unsigned p = 0; p < touched.size(); ++p)
@@ -332,20 +395,31 @@ void queue_store::writer_main() {
   }
 }
 
-// Writes the whole batch in one transaction (one fsync for all of it). If the map is
-// full, the batch is retried one request per transaction so that one huge message
-// does not fail the small ones that would still fit.
+// Writes the whole batch, submissions and categorizations together, in one transaction
+// (one fsync for all of it). If the map is full, every request is retried in a
+// transaction of its own so that one huge message does not fail the small ones that
+// would still fit.
 void queue_store::write_batch(std::vector<submit_request*>& batch) {
+  std::vector<categorize_request*> none;
+  write_mixed(batch, none);
+}
+
+void queue_store::write_mixed(std::vector<submit_request*>& batch,
+                              std::vector<categorize_request*>& cats) {
   // Write in key order so put_ordered can append; `batch` keeps its order because the
   // caller pairs it with the producer of each request.
   std::vector<submit_request*> sorted(batch);
   std::sort(sorted.begin(), sorted.end(),
             [](const submit_request* a, const submit_request* b) { return a->id < b->id; });
+  std::vector<categorize_request*> csorted(cats);
+  std::sort(csorted.begin(), csorted.end(),
+            [](const categorize_request* a, const categorize_request* b) { return a->id < b->id; });
   // Keep a reserve of free pages for deletions: LMDB copies pages on write, so a map
   // filled to the last page cannot even remove a message to make room. Requests that
-  // would eat into the reserve get storage_full without being tried.
+  // would eat into the reserve get storage_full without being tried. Categorizations
+  // are not held back: they free the submission entry and are what lets the queue drain.
   const uint64_t chunk = std::max<std::size_t>(chunk_size_, 1);
-  uint64_t budget = free_page_budget(sorted.size());
+  uint64_t budget = sorted.empty() ? UINT64_MAX : free_page_budget(sorted.size());
   if (budget != UINT64_MAX) {
     std::vector<submit_request*> fits;
     for (auto* r : sorted) {
@@ -360,16 +434,35 @@ void queue_store::write_batch(std::vector<submit_request*>& batch) {
       }
     }
     sorted.swap(fits);
-    if (sorted.empty()) return;
   }
-  int rc = write_requests(sorted.data(), sorted.size());
+  if (sorted.empty() && csorted.empty()) return;
+  std::vector<uint8_t> codes;
+  int rc = write_requests(sorted.data(), sorted.size(), csorted.data(), csorted.size(), codes);
+  auto finish_cats = [&](categorize_request* const* reqs, std::size_t n, int result) {
+    for (std::size_t i = 0; i < n; ++i) {
+      categorize_request* c = reqs[i];
+      if (result == 0) {
+        c->result = codes[i] == 1   ? categorize_status::not_queued
+                    : codes[i] == 2 ? categorize_status::failed
+                                    : categorize_status::ok;
+        if (codes[i] == 2) c->error = "invalid next-hop key";
+      } else if (result == MDB_MAP_FULL) {
+        c->result = categorize_status::storage_full;
+        c->error = mdb_strerror(result);
+      } else {
+        c->result = categorize_status::failed;
+        c->error = mdb_strerror(result);
+      }
+    }
+  };
   if (rc == 0) {
     for (auto* r : sorted) r->result = submit_status::ok;
+    finish_cats(csorted.data(), csorted.size(), 0);
     return;
   }
   if (rc == MDB_MAP_FULL || rc == MDB_KEYEXIST) {
     for (auto* r : sorted) {
-      int one = write_requests(&r, 1);
+      int one = write_requests(&r, 1, nullptr, 0, codes);
       if (one == 0) {
         r->result = submit_status::ok;
       } else if (one == MDB_MAP_FULL) {
@@ -381,12 +474,17 @@ void queue_store::write_batch(std::vector<submit_request*>& batch) {
                                        : std::string(mdb_strerror(one));
       }
     }
+    for (auto* c : csorted) {
+      int one = write_requests(nullptr, 0, &c, 1, codes);
+      finish_cats(&c, 1, one);
+    }
     return;
   }
   for (auto* r : sorted) {
     r->result = submit_status::failed;
     r->error = mdb_strerror(rc);
   }
+  finish_cats(csorted.data(), csorted.size(), rc);
 }
 
 uint64_t queue_store::reserve_pages() const {
@@ -426,7 +524,9 @@ uint64_t queue_store::free_page_budget(std::size_t batch_size) const {
   return in_use + reserve >= map_pages ? 0 : map_pages - reserve - in_use;
 }
 
-int queue_store::write_requests(submit_request* const* reqs, std::size_t n) {
+int queue_store::write_requests(submit_request* const* reqs, std::size_t n,
+                                categorize_request* const* cats, std::size_t m,
+                                std::vector<uint8_t>& codes) {
   txn_guard txn;
   int rc = txn.begin(env_, 0);
   if (rc) return rc;
@@ -458,8 +558,146 @@ int queue_store::write_requests(submit_request* const* reqs, std::size_t n) {
     if ((rc = put_ordered(txn.get(), d.submission, &k, &empty, 0))) return rc;
     recipients += static_cast<int64_t>(r.envelope.recipients.size());
   }
-  if ((rc = add_counter(txn.get(), d.meta, schema::meta_recipients, recipients))) return rc;
+  if (n != 0 && (rc = add_counter(txn.get(), d.meta, schema::meta_recipients, recipients)))
+    return rc;
+  if (m != 0 && (rc = write_categorizations(txn.get(), cats, m, codes))) return rc;
   return txn.commit();  // the durability point: returns after fsync
+}
+
+namespace {
+
+// A hop record being updated by one transaction; written back once at its end, so a
+// batch that puts many items on one hop rewrites its record once.
+struct hop_update {
+  uint64_t id = 0;
+  hop_record record;
+};
+
+int get_u32(MDB_txn* txn, MDB_dbi dbi, const MDB_val& key, uint32_t& out) {
+  MDB_val k = key, v;
+  int rc = mdb_get(txn, dbi, &k, &v);
+  out = 0;
+  if (rc) return rc;
+  if (v.mv_size == 4) {
+    auto* p = static_cast<const unsigned char*>(v.mv_data);
+    out = (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | p[3];
+  }
+  return 0;
+}
+
+}  // namespace
+
+// The categorize half of a write transaction. codes[i]: 0 written, 1 not queued (no
+// submission entry: skipped), 2 invalid request (skipped). Any LMDB error aborts the
+// whole transaction (the caller's txn_guard), so a message is categorized entirely or
+// not at all.
+int queue_store::write_categorizations(void* txn_ptr, categorize_request* const* reqs,
+                                       std::size_t n, std::vector<uint8_t>& codes) {
+  MDB_txn* txn = static_cast<MDB_txn*>(txn_ptr);
+  const dbis& d = *dbi_;
+  codes.assign(n, 0);
+  std::unordered_map<std::string_view, hop_update> hops;
+  std::string item_bytes;
+  delivery_item_record item;
+  int rc = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    categorize_request& r = *reqs[i];
+    bool valid = true;
+    for (const auto& it : r.items)
+      if (it.hop_key.empty() || it.hop_key.size() > schema::max_hop_key_size) valid = false;
+    if (!valid) {
+      codes[i] = 2;
+      continue;
+    }
+    auto idk = schema::make_id_key(r.id);
+    MDB_val k = val(idk);
+    rc = mdb_del(txn, d.submission, &k, nullptr);
+    if (rc == MDB_NOTFOUND) {
+      codes[i] = 1;
+      continue;
+    }
+    if (rc) return rc;
+    for (auto& spec : r.items) {
+      auto found = hops.find(spec.hop_key);
+      if (found == hops.end()) {
+        hop_update u;
+        MDB_val nk = val(spec.hop_key.data(), spec.hop_key.size()), nv;
+        rc = mdb_get(txn, d.hop_names, &nk, &nv);
+        if (rc == 0 && nv.mv_size == 8) {
+          u.id = schema::hop_id_of(static_cast<const unsigned char*>(nv.mv_data));
+          auto hk = schema::make_hop_key(u.id);
+          MDB_val hkv = val(hk), hv;
+          std::string err;
+          if (mdb_get(txn, d.hops, &hkv, &hv) != 0 || !decode_hop(view(hv), u.record, err))
+            u.record = hop_record{};  // lost or damaged: counts restart from this item
+        } else if (rc == 0 || rc == MDB_NOTFOUND) {
+          MDB_val ck = val(schema::meta_next_hop_id, std::strlen(schema::meta_next_hop_id)), cv;
+          rc = mdb_get(txn, d.meta, &ck, &cv);
+          if (rc != 0 && rc != MDB_NOTFOUND) return rc;
+          u.id = (rc == 0 ? read_u64_be(cv) : 0) + 1;
+          if ((rc = add_counter(txn, d.meta, schema::meta_next_hop_id, 1))) return rc;
+          auto idbytes = u64_be(u.id);
+          MDB_val iv = val(idbytes);
+          if ((rc = mdb_put(txn, d.hop_names, &nk, &iv, 0))) return rc;
+        } else {
+          return rc;
+        }
+        u.record.key = spec.hop_key;
+        found = hops.emplace(std::string_view(spec.hop_key), std::move(u)).first;
+      }
+      hop_update& u = found->second;
+      spec.hop_id = u.id;
+      ++u.record.items;
+      u.record.recipients += spec.recipients.size();
+      if (u.record.oldest_ms == 0 || (r.received_at_ms != 0 && r.received_at_ms < u.record.oldest_ms))
+        u.record.oldest_ms = r.received_at_ms;
+      item.state = item_state::queued;
+      item.attempts = 0;
+      item.received_at_ms = r.received_at_ms;
+      item.next_attempt_ms = 0;
+      item.recipients.assign(spec.recipients.begin(), spec.recipients.end());
+      encode_item(item, item_bytes);
+      auto dk = schema::make_delivery_key(u.id, r.id);
+      MDB_val dkv = val(dk), dv = val(item_bytes.data(), item_bytes.size());
+      // Ids of one hop arrive in queue order, so this usually appends within the hop.
+      if ((rc = mdb_put(txn, d.delivery, &dkv, &dv, 0))) return rc;
+    }
+    if (!r.failed.empty()) {
+      std::string f = encode_failed(r.failed);
+      MDB_val fv = val(f.data(), f.size());
+      if ((rc = mdb_put(txn, d.failed, &k, &fv, 0))) return rc;
+    }
+    const uint32_t refs = static_cast<uint32_t>(r.items.size()) + (r.failed.empty() ? 0u : 1u);
+    if (refs == 0) {
+      // Nothing refers to the message (no recipients at all): drop it now.
+      MDB_val v;
+      if ((rc = mdb_get(txn, d.messages, &k, &v)) == 0) {
+        smtp::envelope env;
+        message_metadata meta;
+        std::string err;
+        if (decode_record(view(v), env, meta, err) && !env.recipients.empty())
+          rc = add_counter(txn, d.meta, schema::meta_recipients,
+                           -static_cast<int64_t>(env.recipients.size()));
+        if (rc == 0) rc = mdb_del(txn, d.messages, &k, nullptr);
+      }
+      if (rc == MDB_NOTFOUND) rc = 0;
+      if (rc == 0) rc = delete_chunks(txn, d.bodies, r.id);
+      if (rc) return rc;
+      continue;
+    }
+    unsigned char rb[4] = {static_cast<unsigned char>(refs >> 24), static_cast<unsigned char>(refs >> 16),
+                           static_cast<unsigned char>(refs >> 8), static_cast<unsigned char>(refs)};
+    MDB_val rv = val(rb, 4);
+    if ((rc = put_ordered(txn, d.refs, &k, &rv, 0))) return rc;
+  }
+  for (auto& [key, u] : hops) {
+    auto hk = schema::make_hop_key(u.id);
+    MDB_val hkv = val(hk);
+    std::string bytes = encode_hop(u.record);
+    MDB_val hv = val(bytes.data(), bytes.size());
+    if ((rc = mdb_put(txn, d.hops, &hkv, &hv, 0))) return rc;
+  }
+  return 0;
 }
 
 std::optional<store_stats> queue_store::stats(std::string& error) const {
@@ -499,6 +737,19 @@ std::optional<store_stats> queue_store::stats(std::string& error) const {
     s.pages.overflow_pages += st.ms_overflow_pages;
     if (dbi == d.messages) s.messages = st.ms_entries;
     if (dbi == d.submission) s.submission_queued = st.ms_entries;
+  }
+  if (d.categorizer_present) {
+    for (MDB_dbi dbi : {d.hop_names, d.hops, d.delivery, d.refs, d.failed}) {
+      if ((rc = mdb_stat(txn.get(), dbi, &st))) {
+        error = lmdb_error("mdb_stat", rc);
+        return std::nullopt;
+      }
+      s.pages.tree_pages += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
+      s.pages.overflow_pages += st.ms_overflow_pages;
+      if (dbi == d.delivery) s.delivery_items = st.ms_entries;
+      if (dbi == d.hops) s.delivery_queues = st.ms_entries;
+      if (dbi == d.failed) s.failed_messages = st.ms_entries;
+    }
   }
   {
     // The freelist is database 0: each value is an ID list whose first word is its
@@ -676,6 +927,14 @@ std::optional<std::size_t> queue_store::remove(std::span<const base::queue_id> i
       rc = mdb_del(txn.get(), d.submission, &k, nullptr);
       if (rc == MDB_NOTFOUND) rc = 0;
     }
+    // Delivery items are keyed by hop first and are not found from here; removing a
+    // categorized message is the delivery engine's job, which knows its items.
+    for (MDB_dbi extra : {d.refs, d.failed}) {
+      if (rc == 0) {
+        rc = mdb_del(txn.get(), extra, &k, nullptr);
+        if (rc == MDB_NOTFOUND) rc = 0;
+      }
+    }
     if (rc) {
       error = lmdb_error(("remove " + id.text()).c_str(), rc);
       return std::nullopt;
@@ -694,6 +953,206 @@ std::optional<std::size_t> queue_store::remove(std::span<const base::queue_id> i
 bool queue_store::remove(base::queue_id id, std::string& error) {
   auto n = remove(std::span<const base::queue_id>(&id, 1), error);
   return n && *n == 1;
+}
+
+bool queue_store::read_envelopes(std::span<const base::queue_id> ids, const envelope_visitor& fn,
+                                 std::string& problems, std::string& error) const {
+  if (!env_) {
+    error = "queue store not open";
+    return false;
+  }
+  if (!dbi_->present || ids.empty()) return true;
+  txn_guard txn;
+  int rc = txn.begin(env_, MDB_RDONLY);
+  if (rc) {
+    error = lmdb_error("cannot begin read transaction", rc);
+    return false;
+  }
+  smtp::envelope env;
+  message_metadata meta;
+  std::string err;
+  for (base::queue_id id : ids) {
+    auto idk = schema::make_id_key(id);
+    MDB_val k = val(idk), v;
+    rc = mdb_get(txn.get(), dbi_->messages, &k, &v);
+    if (rc == MDB_NOTFOUND) continue;
+    if (rc) {
+      error = lmdb_error("read message", rc);
+      return false;
+    }
+    if (!decode_record(view(v), env, meta, err)) {
+      problems += "message " + id.text() + ": " + err + "\n";
+      continue;
+    }
+    fn(id, env, meta);
+  }
+  return true;
+}
+
+namespace {
+
+// Pages through a database whose keys start with an 8-byte prefix (or are exactly 8
+// bytes), one short read transaction per page, so a slow visitor never pins pages.
+// `visit` gets key and value and returns false to stop.
+template <typename Visit>
+bool page_through(MDB_env* env, MDB_dbi dbi, const unsigned char* prefix, std::size_t prefix_len,
+                  std::size_t key_len, Visit&& visit, std::string& error) {
+  constexpr std::size_t page = 512;
+  std::vector<std::pair<std::string, std::string>> rows;
+  std::string after;
+  bool first_page = true;
+  for (;;) {
+    rows.clear();
+    {
+      txn_guard txn;
+      int rc = txn.begin(env, MDB_RDONLY);
+      if (rc) {
+        error = lmdb_error("cannot begin read transaction", rc);
+        return false;
+      }
+      cursor_guard cur;
+      if ((rc = cur.open(txn.get(), dbi))) {
+        error = lmdb_error("cannot open cursor", rc);
+        return false;
+      }
+      MDB_val k, v;
+      std::string start = first_page ? std::string(reinterpret_cast<const char*>(prefix), prefix_len) : after;
+      if (start.empty()) {
+        rc = mdb_cursor_get(cur.get(), &k, &v, MDB_FIRST);
+      } else {
+        k = val(start.data(), start.size());
+        rc = mdb_cursor_get(cur.get(), &k, &v, MDB_SET_RANGE);
+        if (!first_page && rc == 0 && view(k) == after) rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT);
+      }
+      while (rc == 0 && rows.size() < page) {
+        if (k.mv_size != key_len) {
+          error = "key of unexpected size";
+          return false;
+        }
+        if (prefix_len && std::memcmp(k.mv_data, prefix, prefix_len) != 0) {
+          rc = MDB_NOTFOUND;
+          break;
+        }
+        rows.emplace_back(std::string(view(k)), std::string(view(v)));
+        rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT);
+      }
+      if (rc != 0 && rc != MDB_NOTFOUND) {
+        error = lmdb_error("cursor read", rc);
+        return false;
+      }
+    }
+    for (const auto& [key, value] : rows)
+      if (!visit(key, value)) return true;
+    if (rows.size() < page) return true;
+    after = rows.back().first;
+    first_page = false;
+  }
+}
+
+}  // namespace
+
+bool queue_store::for_each_submission(const std::function<bool(base::queue_id)>& fn,
+                                      std::string& error) const {
+  if (!env_) {
+    error = "queue store not open";
+    return false;
+  }
+  if (!dbi_->present) return true;
+  return page_through(
+      env_, dbi_->submission, nullptr, 0, schema::id_key_size,
+      [&](const std::string& key, const std::string&) { return fn(base::queue_id::from_key(key.data())); },
+      error);
+}
+
+bool queue_store::for_each_hop(const std::function<bool(const hop_entry&)>& fn,
+                               std::string& error) const {
+  if (!env_) {
+    error = "queue store not open";
+    return false;
+  }
+  if (!dbi_->categorizer_present) return true;
+  hop_entry e;
+  return page_through(
+      env_, dbi_->hops, nullptr, 0, schema::id_key_size,
+      [&](const std::string& key, const std::string& value) {
+        e.id = schema::hop_id_of(reinterpret_cast<const unsigned char*>(key.data()));
+        std::string err;
+        if (!decode_hop(value, e.record, err)) {
+          e.record = hop_record{};
+          e.record.key = "(damaged record: " + err + ")";
+        }
+        return fn(e);
+      },
+      error);
+}
+
+bool queue_store::for_each_item(
+    uint64_t hop_id, const std::function<bool(base::queue_id, const delivery_item_record&)>& fn,
+    std::string& error) const {
+  if (!env_) {
+    error = "queue store not open";
+    return false;
+  }
+  if (!dbi_->categorizer_present) return true;
+  auto prefix = schema::make_hop_key(hop_id);
+  delivery_item_record item;
+  bool ok = true;
+  bool done = page_through(
+      env_, dbi_->delivery, prefix.data(), prefix.size(), schema::delivery_key_size,
+      [&](const std::string& key, const std::string& value) {
+        base::queue_id id = base::queue_id::from_key(key.data() + 8);
+        if (!decode_item(value, item, error)) {
+          error = "delivery item " + id.text() + ": " + error;
+          ok = false;
+          return false;
+        }
+        return fn(id, item);
+      },
+      error);
+  return done && ok;
+}
+
+std::optional<std::vector<failed_recipient>> queue_store::read_failed(base::queue_id id,
+                                                                      std::string& error) const {
+  error.clear();
+  if (!env_) {
+    error = "queue store not open";
+    return std::nullopt;
+  }
+  if (!dbi_->categorizer_present) return std::nullopt;
+  txn_guard txn;
+  int rc = txn.begin(env_, MDB_RDONLY);
+  if (rc) {
+    error = lmdb_error("cannot begin read transaction", rc);
+    return std::nullopt;
+  }
+  auto idk = schema::make_id_key(id);
+  MDB_val k = val(idk), v;
+  rc = mdb_get(txn.get(), dbi_->failed, &k, &v);
+  if (rc == MDB_NOTFOUND) return std::nullopt;
+  std::vector<failed_recipient> out;
+  if (rc) {
+    error = lmdb_error("read failed list", rc);
+    return std::nullopt;
+  }
+  if (!decode_failed(view(v), out, error)) return std::nullopt;
+  return out;
+}
+
+uint32_t queue_store::references(base::queue_id id, std::string& error) const {
+  error.clear();
+  if (!env_ || !dbi_->categorizer_present) return 0;
+  txn_guard txn;
+  int rc = txn.begin(env_, MDB_RDONLY);
+  if (rc) {
+    error = lmdb_error("cannot begin read transaction", rc);
+    return 0;
+  }
+  auto idk = schema::make_id_key(id);
+  uint32_t refs = 0;
+  rc = get_u32(txn.get(), dbi_->refs, val(idk), refs);
+  if (rc && rc != MDB_NOTFOUND) error = lmdb_error("read references", rc);
+  return refs;
 }
 
 }  // namespace sluice::store

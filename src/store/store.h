@@ -47,6 +47,42 @@ struct submit_request {
   void* user = nullptr;       // caller's cookie (the session); the store ignores it
 };
 
+enum class categorize_status : uint8_t {
+  pending,       // between categorize() and take_categorized()
+  ok,            // durable: submission entry gone, items, failed list and refs written
+  not_queued,    // the message had no submission entry (already categorized or removed);
+                 // nothing was written, so a duplicate hand-off is harmless
+  storage_full,  // MDB_MAP_FULL: nothing written, the message stays in `submission`
+  failed,        // any other error: nothing written
+};
+
+// One next hop's share of a message: becomes one record in `delivery`.
+struct delivery_item_spec {
+  std::string hop_key;              // route::table::hop_key text; at most schema::max_hop_key_size
+  std::vector<uint32_t> recipients; // indices into the message's envelope recipients
+  uint64_t hop_id = 0;              // out: the hop's id, set by the writer on ok
+};
+
+// The categorizer's decision for one message. Ownership as for submit_request: the store
+// borrows the request from a successful categorize() until take_categorized() returns it;
+// the writer reads everything but `result`, `error` and the items' hop_id, which it writes.
+// Recipient indices are not checked against the envelope (the categorizer read it).
+struct categorize_request {
+  base::queue_id id;
+  int64_t received_at_ms = 0;       // the message's, for the hops' oldest-age
+  std::vector<delivery_item_spec> items;
+  std::vector<failed_recipient> failed;
+  categorize_status result = categorize_status::pending;
+  std::string error;
+  void* user = nullptr;             // caller's cookie; the store ignores it
+};
+
+// One delivery queue as stored, for views and for rebuilding in-memory queues at start.
+struct hop_entry {
+  uint64_t id = 0;
+  hop_record record;
+};
+
 struct store_options {
   std::string dir;                         // queue_dir; created if missing (not in read_only)
   std::size_t map_size = std::size_t{8} << 30;  // LMDB map size; the file never exceeds it
@@ -69,6 +105,9 @@ struct store_stats {
   uint64_t messages = 0;
   uint64_t recipients = 0;
   uint64_t submission_queued = 0;
+  uint64_t delivery_items = 0;   // entries in `delivery`
+  uint64_t delivery_queues = 0;  // entries in `hops` (including empty ones)
+  uint64_t failed_messages = 0;  // messages with a failed-recipient list
   std::optional<int64_t> oldest_received_at_ms;
   uint64_t file_size = 0;       // bytes of data.mdb on disk
   uint64_t map_size = 0;
@@ -109,6 +148,16 @@ class queue_store {
   // into out[0..); returns how many. Their ownership returns to the caller.
   std::size_t take_completed(unsigned producer, submit_request** out, std::size_t max);
 
+  // Producer thread `producer` only, the same discipline as submit() on a lane of its own
+  // (ring_capacity in flight): the categorize transaction for one message, written by the
+  // writer thread in the same group commit as submissions. In one transaction: the
+  // submission entry is deleted, one `delivery` record per item is written, hop records
+  // are created or updated (count, recipients, oldest), the failed list is stored and the
+  // message's reference count is set to items + (failed list ? 1 : 0). A message with
+  // neither items nor failed recipients is removed with its body.
+  bool categorize(unsigned producer, categorize_request* req);
+  std::size_t take_categorized(unsigned producer, categorize_request** out, std::size_t max);
+
   // Readers: any thread, each call uses its own short read transactions.
   std::optional<store_stats> stats(std::string& error) const;
   // Visits every message in queue order; return false from `fn` to stop. Reads in pages
@@ -118,6 +167,28 @@ class queue_store {
   bool for_each_message(const message_visitor& fn, std::string& error) const;
   // nullopt with `error` empty: no such message; with `error` set: corrupt or I/O error.
   std::optional<stored_message> read_message(base::queue_id id, std::string& error) const;
+
+  // Envelopes (no bodies) of `ids`, all in one short read transaction; for the categorizer.
+  // Missing ids are skipped; undecodable records are skipped and described in `problems`.
+  // False with `error` only when the transaction itself fails. The references passed to
+  // `fn` are valid during the call only.
+  using envelope_visitor =
+      std::function<void(base::queue_id, const smtp::envelope&, const message_metadata&)>;
+  bool read_envelopes(std::span<const base::queue_id> ids, const envelope_visitor& fn,
+                      std::string& problems, std::string& error) const;
+  // Ids in the submission queue (accepted, not yet categorized), in queue order, in pages of
+  // short transactions; return false from `fn` to stop. For recovery at start.
+  bool for_each_submission(const std::function<bool(base::queue_id)>& fn, std::string& error) const;
+  // Every delivery queue (hop record), in hop id order.
+  bool for_each_hop(const std::function<bool(const hop_entry&)>& fn, std::string& error) const;
+  // The items of one hop in queue order, in pages of short transactions.
+  bool for_each_item(uint64_t hop_id,
+                     const std::function<bool(base::queue_id, const delivery_item_record&)>& fn,
+                     std::string& error) const;
+  // The failed-recipient list of a message: nullopt with `error` empty when it has none.
+  std::optional<std::vector<failed_recipient>> read_failed(base::queue_id id, std::string& error) const;
+  // The message's reference count (0 when it has none: not categorized, or unknown).
+  uint32_t references(base::queue_id id, std::string& error) const;
 
   // Deletes messages (record, body chunks, submission entry) in one durable write
   // transaction, from the calling thread; waits for LMDB's writer lock, so not for a
@@ -133,7 +204,11 @@ class queue_store {
   struct dbis;
   void writer_main();
   void write_batch(std::vector<submit_request*>& batch);
-  int write_requests(submit_request* const* reqs, std::size_t n);
+  void write_mixed(std::vector<submit_request*>& batch, std::vector<categorize_request*>& cats);
+  int write_requests(submit_request* const* reqs, std::size_t n, categorize_request* const* cats,
+                     std::size_t m, std::vector<uint8_t>& codes);
+  int write_categorizations(void* txn, categorize_request* const* reqs, std::size_t n,
+                            std::vector<uint8_t>& codes);
   uint64_t reserve_pages() const;
   uint64_t free_page_budget(std::size_t batch_size) const;
 

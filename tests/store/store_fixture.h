@@ -68,4 +68,23 @@ inline bool submit_all(sluice::store::queue_store& store, unsigned producer,
   return true;
 }
 
+// Hands every categorize request to `producer`'s lane (retrying while full) and waits
+// until all have come back. Returns false on a 60 s timeout.
+inline bool categorize_all(sluice::store::queue_store& store, unsigned producer,
+                           std::vector<sluice::store::categorize_request>& reqs) {
+  std::size_t next = 0, done = 0;
+  sluice::store::categorize_request* out[256];
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (done < reqs.size()) {
+    while (next < reqs.size() && store.categorize(producer, &reqs[next])) ++next;
+    std::size_t n = store.take_categorized(producer, out, 256);
+    done += n;
+    if (n == 0) {
+      if (std::chrono::steady_clock::now() > deadline) return false;
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  }
+  return true;
+}
+
 }  // namespace store_test
