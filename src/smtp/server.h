@@ -99,6 +99,8 @@ class server {
   void timeout();
 
   bool tls_active() const { return tls_active_; }
+  // Inside DATA or between BDAT chunks: the caller applies its data timeout then.
+  bool receiving_content() const { return state_ == state::data || state_ == state::bdat || bdat_used_; }
   bool authenticated() const { return !auth_user_.empty(); }
   const std::string& auth_user() const { return auth_user_; }
   const envelope& current_envelope() const { return env_; }

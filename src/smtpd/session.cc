@@ -91,12 +91,12 @@ void session::start() {
   } else {
     server_.greet();
   }
-  arm_timer();
   flush();
 }
 
 void session::arm_timer() {
-  uint32_t ms = policy_ ? policy_->command_timeout_ms : 30000;
+  uint32_t ms = 30000;
+  if (policy_) ms = server_.receiving_content() ? policy_->data_timeout_ms : policy_->command_timeout_ms;
   idle_timer_.start(ms, 0, [this] {
     if (submit_in_flight_) {
       // The store is slow, not the client: wait for it rather than drop an acknowledged
@@ -112,7 +112,14 @@ void session::arm_timer() {
 
 void session::on_read(std::string_view data) {
   if (finished_) return;
-  arm_timer();
+  if (policy_ && started_at_ + std::chrono::milliseconds(policy_->connection_timeout_ms) < std::chrono::steady_clock::now() &&
+      !submit_in_flight_) {
+    // A session may not live forever, however busy: it would pin its connector slot.
+    log_event(log::event::info, "connection time limit reached");
+    send_to_peer("421 4.4.2 " + policy_->smtp.hostname + " Error: connection time limit exceeded\r\n");
+    finish();
+    return;
+  }
   if (!tls_) {
     server_.feed(data);
     flush();
@@ -227,7 +234,12 @@ void session::flush() {
     server_.consume_output(out.size());
   }
   if (tls_pending_) begin_tls();
-  if (server_.closing()) finish();
+  if (server_.closing()) {
+    finish();
+    return;
+  }
+  // Re-armed after every exchange, with the data timeout while content is expected.
+  arm_timer();
 }
 
 void session::finish() {

@@ -1,6 +1,7 @@
 // session.h: one inbound SMTP session: a connection, the server state machine and its connector's policy.
 // Untrusted input: everything the remote client sends.
 #pragma once
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -116,6 +117,7 @@ class session final : public net::connection_handler, public smtp::server_delega
   net::timer idle_timer_;
   uint64_t id_;
   uint32_t log_sequence_ = 0;
+  std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
   std::string local_text_, peer_text_, peer_host_;
   bool submit_in_flight_ = false;
   bool finished_ = false;

@@ -415,3 +415,54 @@ Test(integration_receive, ipv6_binding) {
   cr_assert_eq(r.status, 0, "%s", r.output.c_str());
   cr_assert(r.output.find("250 2.6.0 <") != std::string::npos, "%s", r.output.c_str());
 }
+
+Test(integration_receive, idle_and_data_timeouts_close_with_421) {
+  sluiced_process d;
+  std::string cfg = sluiced_process::default_config();
+  const std::string t = "timeouts = { command_s = 30, data_s = 30, connection_s = 60 }";
+  cfg.replace(cfg.find(t), t.size(), "timeouts = { command_s = 1, data_s = 2, connection_s = 60 }");
+  d.write_config(cfg);
+  START(d);
+  smtp_client idle(d.port());
+  idle.reply();
+  std::string r = idle.reply(3000);
+  EXPECT_CODE(r, 421);
+  cr_assert(r.find("4.4.2") != std::string::npos, "%s", r.c_str());
+  cr_assert(idle.closed_by_peer());
+
+  // Inside DATA the (longer) data timeout applies: 1.5 s of silence is allowed there.
+  smtp_client slow(d.port());
+  slow.reply();
+  slow.cmd("EHLO client.example");
+  slow.cmd("MAIL FROM:<sender@example.org>");
+  slow.cmd("RCPT TO:<alice@sluice.test>");
+  EXPECT_CODE(slow.cmd("DATA"), 354);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  slow.send("Subject: slow");
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_CODE(slow.cmd("\r\nbody\r\n."), 250);
+}
+
+Test(integration_receive, connections_per_ip_are_limited) {
+  sluiced_process d;
+  std::string cfg = sluiced_process::default_config();
+  cfg.replace(cfg.find("max_recipients = 5"), 18, "max_recipients = 5\nmax_connections_per_ip = 2");
+  d.write_config(cfg);
+  START(d);
+  // The start-up probe's connection counts until the daemon has seen it close.
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  smtp_client a(d.port()), b(d.port());
+  EXPECT_CODE(a.reply(), 220);
+  EXPECT_CODE(b.reply(), 220);
+  smtp_client c(d.port());
+  std::string r = c.reply();
+  EXPECT_CODE(r, 421);
+  cr_assert(r.find("4.7.0") != std::string::npos, "%s", r.c_str());
+  // Another source address has its own allowance.
+  smtp_client other(d.port(), "127.0.0.9");
+  EXPECT_CODE(other.reply(), 220);
+  a.cmd("QUIT");
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  smtp_client again(d.port());
+  EXPECT_CODE(again.reply(), 220);
+}
