@@ -1,0 +1,56 @@
+// protocol_log_test.cc: protocol log lines are well-formed CSV whatever the client sends.
+#include <criterion/criterion.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <regex>
+#include <string>
+
+#include "log/protocol_log.h"
+
+using namespace sluice::log;
+
+Test(log_protocol, event_line_has_eight_fields) {
+  std::string out;
+  append_event(out, "Default", 42, 7, "127.0.0.1:25", "192.0.2.1:40000", event::received, "MAIL FROM:<a@b.test>");
+  static const std::regex re(
+      "^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}\\.\\d{3}Z,\"Default\",42,7,127\\.0\\.0\\.1:25,192\\.0\\.2\\.1:40000,<,"
+      "\"MAIL FROM:<a@b\\.test>\"\n$");
+  cr_assert(std::regex_match(out, re), "%s", out.c_str());
+}
+
+Test(log_protocol, hostile_data_cannot_break_or_forge_lines) {
+  std::string out;
+  append_event(out, "Default", 1, 0, "l", "r", event::received, "x\",\"forged\r\n2026-01-01,\"other\"\x7f");
+  cr_assert_eq(std::count(out.begin(), out.end(), '\n'), 1, "exactly one line: %s", out.c_str());
+  cr_assert(out.find("\"x\"\",\"\"forged\\x0D\\x0A2026-01-01,\"\"other\"\"\\x7F\"\n") != std::string::npos, "%s",
+            out.c_str());
+}
+
+Test(log_protocol, append_file_writes_header_once) {
+  char tmpl[] = "/tmp/sluice-log-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  std::string path = dir + "/p.csv", error;
+  {
+    auto f = append_file::open(path, protocol_log_header(), error);
+    cr_assert(f, "%s", error.c_str());
+    cr_assert_eq(write(f->fd(), "a\n", 2), 2);
+  }
+  {
+    auto f = append_file::open(path, protocol_log_header(), error);
+    cr_assert(f, "%s", error.c_str());
+    cr_assert_eq(write(f->fd(), "b\n", 2), 2);
+  }
+  FILE* in = fopen(path.c_str(), "r");
+  char buf[512] = {};
+  size_t n = fread(buf, 1, sizeof buf - 1, in);
+  fclose(in);
+  std::string text(buf, n);
+  cr_assert_eq(text, std::string(protocol_log_header()) + "a\nb\n");
+  cr_assert(!append_file::open(dir + "/missing/p.csv", nullptr, error));
+  cr_assert(error.find("cannot open") != std::string::npos);
+  unlink(path.c_str());
+  rmdir(dir.c_str());
+}
