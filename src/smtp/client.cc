@@ -184,6 +184,9 @@ void client::send_helo() {
 
 void client::become_ready() {
   state_ = state::ready;
+  // A ready event the caller has not answered with send() yet is not repeated.
+  if (ready_emitted_) return;
+  ready_emitted_ = true;
   emit(client_event::kind::ready);
 }
 
@@ -216,13 +219,7 @@ static void refuse_session(std::string& out) { out += "QUIT\r\n"; }
 void client::on_reply(const reply& r) {
   if (r.code == 421 && state_ != state::quit) {
     // The server is closing the channel (RFC 5321 3.8): whatever was in flight is over.
-    if (state_ == state::transaction) {
-      if (!failed_) {
-        failed_ = true;
-        result_.final = r;
-      }
-      finish_message();
-    }
+    abort_transactions(r);
     state_ = state::closed;
     emit(client_event::kind::closed);
     events_.back().why = r;
@@ -263,6 +260,10 @@ void client::on_reply(const reply& r) {
       return on_transaction_reply(r);
     case state::rset:
       if (r.code != 250) return end_session();
+      if (quit_pending_) {
+        state_ = state::quit;
+        return;
+      }
       return become_ready();
     case state::quit:
       state_ = state::closed;
@@ -277,18 +278,24 @@ void client::on_reply(const reply& r) {
   }
 }
 
+bool client::can_pipeline_next() const {
+  return settings_.pipeline_next_message && pipelined_ && state_ == state::transaction && txns_.size() == 1 &&
+         txns_.front().content_sent && !quit_pending_;
+}
+
+bool client::is_ready() const { return state_ == state::ready || can_pipeline_next(); }
+
 void client::send(const outgoing_message& msg) {
-  if (state_ != state::ready) return;
-  msg_ = &msg;
-  state_ = state::transaction;
-  pipelined_ = settings_.pipelining && caps_.pipelining;
-  pending_.clear();
-  next_rcpt_ = rcpt_replies_ = rcpt_accepted_ = lmtp_seen_ = 0;
-  accepted_index_.clear();
-  mail_ok_ = failed_ = false;
-  result_ = message_result{};
-  result_.final.code = 0;
-  result_.recipients.assign(msg.recipients.size(), reply{0, "", ""});
+  if (!is_ready()) return;
+  ready_emitted_ = false;
+  if (state_ == state::ready) {
+    state_ = state::transaction;
+    pipelined_ = settings_.pipelining && caps_.pipelining;
+  }
+  transaction& t = txns_.emplace_back();
+  t.msg = &msg;
+  t.result.final.code = 0;
+  t.result.recipients.assign(msg.recipients.size(), reply{0, "", ""});
 
   out_ += "MAIL FROM:<";
   out_ += msg.mail_from;
@@ -302,14 +309,14 @@ void client::send(const outgoing_message& msg) {
     out_ += msg.mail_params;
   }
   out_ += "\r\n";
-  pending_.push_back(expect::mail);
+  t.pending.push_back(expect::mail);
   if (pipelined_) {
     for (size_t i = 0; i < msg.recipients.size(); ++i) {
       append_rcpt(msg, i);
-      pending_.push_back(expect::rcpt);
+      t.pending.push_back(expect::rcpt);
     }
     out_ += "DATA\r\n";
-    pending_.push_back(expect::data);
+    t.pending.push_back(expect::data);
   }
 }
 
@@ -324,140 +331,161 @@ void client::append_rcpt(const outgoing_message& msg, size_t i) {
   out_ += "\r\n";
 }
 
-void client::send_next_lockstep() {
-  if (next_rcpt_ < msg_->recipients.size()) {
-    append_rcpt(*msg_, next_rcpt_++);
-    pending_.push_back(expect::rcpt);
-  } else if (rcpt_accepted_ > 0) {
+void client::send_next_lockstep(transaction& t) {
+  if (t.next_rcpt < t.msg->recipients.size()) {
+    append_rcpt(*t.msg, t.next_rcpt++);
+    t.pending.push_back(expect::rcpt);
+  } else if (t.rcpt_accepted > 0) {
     out_ += "DATA\r\n";
-    pending_.push_back(expect::data);
+    t.pending.push_back(expect::data);
   }
 }
 
+// Replies arrive in command order, so each belongs to the oldest transaction in flight.
 void client::on_transaction_reply(const reply& r) {
-  if (pending_.empty()) return fail("unexpected reply " + std::to_string(r.code));
-  expect e = pending_.front();
-  pending_.pop_front();
-  bool content_sent = false;
+  if (txns_.empty() || txns_.front().pending.empty()) return fail("unexpected reply " + std::to_string(r.code));
+  transaction& t = txns_.front();
+  expect e = t.pending.front();
+  t.pending.pop_front();
   switch (e) {
     case expect::mail:
       if (r.positive()) {
-        mail_ok_ = true;
-        if (!pipelined_) send_next_lockstep();
+        t.mail_ok = true;
+        if (!pipelined_) send_next_lockstep(t);
       } else {
-        failed_ = true;
-        result_.final = r;
+        t.failed = true;
+        t.result.final = r;
       }
       break;
     case expect::rcpt: {
-      size_t idx = rcpt_replies_++;
-      if (idx >= result_.recipients.size()) return fail("more RCPT replies than recipients");
-      if (r.positive() && mail_ok_) {
-        ++rcpt_accepted_;
-        accepted_index_.push_back(idx);
+      size_t idx = t.rcpt_replies++;
+      if (idx >= t.result.recipients.size()) return fail("more RCPT replies than recipients");
+      if (r.positive() && t.mail_ok) {
+        ++t.rcpt_accepted;
+        t.accepted_index.push_back(idx);
       } else {
         // After a refused MAIL the 503s to pipelined RCPTs say less than the refusal.
-        result_.recipients[idx] = mail_ok_ ? r : result_.final;
+        t.result.recipients[idx] = t.mail_ok ? r : t.result.final;
       }
-      if (!pipelined_) send_next_lockstep();
+      if (!pipelined_) send_next_lockstep(t);
       break;
     }
     case expect::data:
       if (r.code == 354) {
-        content_sent = true;
-        if (failed_ || rcpt_accepted_ == 0) {
+        t.content_sent = true;
+        if (t.failed || t.rcpt_accepted == 0) {
           // RFC 2920 3.1: a 354 after every RCPT failed still needs the terminating dot.
           out_ += ".\r\n";
-          failed_ = true;
-          pending_.push_back(expect::content);
+          t.failed = true;
+          t.pending.push_back(expect::content);
         } else {
-          dot_stuff(msg_->content, out_);
+          dot_stuff(t.msg->content, out_);
           if (settings_.lmtp) {
-            for (size_t i = 0; i < rcpt_accepted_; ++i) pending_.push_back(expect::lmtp_content);
+            for (size_t i = 0; i < t.rcpt_accepted; ++i) t.pending.push_back(expect::lmtp_content);
           } else {
-            pending_.push_back(expect::content);
+            t.pending.push_back(expect::content);
           }
         }
-      } else if (!failed_) {
-        failed_ = true;
+        // RFC 2920 3.1 lets the next MAIL share a group with the previous content.
+        if (can_pipeline_next() && !ready_emitted_) {
+          ready_emitted_ = true;
+          emit(client_event::kind::ready);
+        }
+      } else if (!t.failed) {
+        t.failed = true;
         // With every RCPT refused the DATA refusal (503/554) says less than the RCPT one.
-        if (rcpt_accepted_ > 0) result_.final = r;
+        if (t.rcpt_accepted > 0) t.result.final = r;
       }
       break;
     case expect::content:
-      content_sent = true;
-      if (!failed_) {
-        result_.final = r;
-        for (size_t idx : accepted_index_) result_.recipients[idx] = r;
+      if (!t.failed) {
+        t.result.final = r;
+        for (size_t idx : t.accepted_index) t.result.recipients[idx] = r;
       }
       break;
     case expect::lmtp_content: {
-      content_sent = true;
-      size_t idx = accepted_index_[lmtp_seen_++];
-      result_.recipients[idx] = r;
+      size_t idx = t.accepted_index[t.lmtp_seen++];
+      t.result.recipients[idx] = r;
       break;
     }
   }
-  if (!pending_.empty()) return;
-  if (settings_.lmtp && lmtp_seen_ > 0 && !failed_) {
+  if (!t.pending.empty()) return;
+  if (settings_.lmtp && t.lmtp_seen > 0 && !t.failed) {
     const reply* first_ok = nullptr;
     const reply* first_bad = nullptr;
-    for (size_t idx : accepted_index_) {
-      const reply& x = result_.recipients[idx];
+    for (size_t idx : t.accepted_index) {
+      const reply& x = t.result.recipients[idx];
       if (x.positive() && !first_ok) first_ok = &x;
       if (!x.positive() && !first_bad) first_bad = &x;
     }
-    result_.final = first_ok ? *first_ok : *first_bad;
+    t.result.final = first_ok ? *first_ok : *first_bad;
   }
   // The end-of-data reply closes the transaction either way; otherwise a transaction
-  // opened by an accepted MAIL must be reset before the next one.
-  bool need_rset = !content_sent && mail_ok_;
-  finish_message();
+  // opened by an accepted MAIL must be reset before the next one. (A second
+  // transaction only exists once the first has sent its content, so no RSET can be
+  // needed while another transaction is in flight.)
+  bool need_rset = !t.content_sent && t.mail_ok;
+  finish_front();
+  if (!txns_.empty()) return;
   if (need_rset) {
     out_ += "RSET\r\n";
     state_ = state::rset;
+  } else if (quit_pending_) {
+    state_ = state::quit;
   } else {
     become_ready();
   }
 }
 
-void client::finish_message() {
-  if (result_.final.code == 0 && rcpt_accepted_ == 0 && rcpt_replies_ > 0) {
+void client::finish_front() {
+  transaction& t = txns_.front();
+  message_result& res = t.result;
+  if (res.final.code == 0 && t.rcpt_accepted == 0 && t.rcpt_replies > 0) {
     // Every recipient was refused: the last refusal speaks for the message.
-    for (auto it = result_.recipients.rbegin(); it != result_.recipients.rend(); ++it) {
+    for (auto it = res.recipients.rbegin(); it != res.recipients.rend(); ++it) {
       if (it->code != 0) {
-        result_.final = *it;
+        res.final = *it;
         break;
       }
     }
   }
-  for (auto& x : result_.recipients)
-    if (x.code == 0) x = result_.final;
+  for (auto& x : res.recipients)
+    if (x.code == 0) x = res.final;
   ++messages_done_;
   emit(client_event::kind::message_done);
-  events_.back().result = std::move(result_);
-  result_ = message_result{};
-  msg_ = nullptr;
-  pending_.clear();
+  events_.back().result = std::move(res);
+  txns_.pop_front();
+}
+
+// Ends every transaction in flight with `why` (unless it already failed otherwise).
+void client::abort_transactions(const reply& why) {
+  while (!txns_.empty()) {
+    transaction& t = txns_.front();
+    if (!t.failed) {
+      t.failed = true;
+      t.result.final = why;
+    }
+    finish_front();
+  }
 }
 
 void client::fail(std::string detail) {
-  if (state_ == state::transaction) {
-    if (!failed_) {
-      failed_ = true;
-      result_.final = reply{0, "", "protocol error: " + detail};
-    }
-    finish_message();
-  }
+  abort_transactions(reply{0, "", "protocol error: " + detail});
   state_ = state::closed;
   emit(client_event::kind::protocol_error);
   events_.back().detail = std::move(detail);
 }
 
 void client::quit() {
-  if (state_ == state::closed || state_ == state::quit) return;
+  if (state_ == state::closed || state_ == state::quit || quit_pending_) return;
   out_ += "QUIT\r\n";
-  state_ = state::quit;
+  // Behind a transaction still awaiting its end-of-data reply (or an RSET), QUIT
+  // takes effect once those replies are in.
+  if (state_ == state::transaction || state_ == state::rset) {
+    quit_pending_ = true;
+  } else {
+    state_ = state::quit;
+  }
 }
 
 void client::tls_started() {
@@ -468,13 +496,7 @@ void client::tls_started() {
 
 void client::connection_lost(std::string_view why) {
   if (state_ == state::closed) return;
-  if (state_ == state::transaction) {
-    if (!failed_) {
-      failed_ = true;
-      result_.final = reply{0, "", std::string(why)};
-    }
-    finish_message();
-  }
+  abort_transactions(reply{0, "", std::string(why)});
   state_ = state::closed;
   emit(client_event::kind::closed);
   events_.back().why = reply{0, "", std::string(why)};

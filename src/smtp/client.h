@@ -53,6 +53,7 @@ struct client_settings {
   std::string helo = "localhost";    // EHLO/LHLO argument
   bool lmtp = false;                 // LHLO, and one reply per accepted recipient after DATA
   bool pipelining = true;            // use PIPELINING when the server offers it
+  bool pipeline_next_message = false;  // next MAIL right after the end of data (RFC 2920 3.1)
   bool starttls = false;             // require STARTTLS before any message
   std::string auth_user;             // AUTH PLAIN when non-empty (after TLS if starttls)
   std::string auth_password;
@@ -111,8 +112,10 @@ class client {
   std::string& mutable_output() { return out_; }  // for callers that move the buffer out
   void consume_output(size_t n) { out_.erase(0, n); }
 
-  // Only after a ready event, and only one message at a time: the next ready event
-  // follows its message_done.
+  // Only after a ready event. Normally one message at a time: the next ready event
+  // follows its message_done. With pipeline_next_message (and PIPELINING offered) the
+  // ready event comes as soon as the content is sent, so the next MAIL rides in the
+  // same write as the end of data; message_done events still come in send() order.
   void send(const outgoing_message& msg);
   // Queue QUIT; a closed event follows the 221 (or the caller just closes).
   void quit();
@@ -122,7 +125,8 @@ class client {
   // closed event is queued.
   void connection_lost(std::string_view why);
 
-  bool is_ready() const { return state_ == state::ready; }
+  bool is_ready() const;
+  size_t in_flight() const { return txns_.size(); }
   bool is_closed() const { return state_ == state::closed; }
   const capabilities& caps() const { return caps_; }
   bool tls_active() const { return tls_active_; }
@@ -140,9 +144,12 @@ class client {
   void send_helo();
   void after_helo();
   void become_ready();
-  void send_next_lockstep();
+  struct transaction;
+  void send_next_lockstep(transaction& t);
   void append_rcpt(const outgoing_message& msg, size_t i);
-  void finish_message();
+  void finish_front();
+  void abort_transactions(const reply& why);
+  bool can_pipeline_next() const;
   void fail(std::string detail);
   void emit(client_event::kind k);
 
@@ -156,18 +163,23 @@ class client {
   bool authenticated_ = false;
   bool helo_fallback_ = false;  // EHLO refused: retried with HELO
 
-  // The message in flight.
-  const outgoing_message* msg_ = nullptr;
+  struct transaction {
+    const outgoing_message* msg = nullptr;
+    std::deque<expect> pending;    // replies still expected, oldest first
+    size_t next_rcpt = 0;          // lock-step: next recipient to send
+    size_t rcpt_replies = 0;       // RCPT replies seen so far
+    size_t rcpt_accepted = 0;
+    std::vector<size_t> accepted_index;  // which recipients await a final reply
+    size_t lmtp_seen = 0;
+    bool mail_ok = false;
+    bool failed = false;           // the transaction cannot deliver any more
+    bool content_sent = false;     // 354 came and the content (or a lone dot) went out
+    message_result result;
+  };
+  std::deque<transaction> txns_;   // in flight, oldest first; two at most
   bool pipelined_ = false;
-  std::deque<expect> pending_;   // replies still expected, oldest first
-  size_t next_rcpt_ = 0;         // lock-step: next recipient to send
-  size_t rcpt_replies_ = 0;      // RCPT replies seen so far
-  size_t rcpt_accepted_ = 0;
-  std::vector<size_t> accepted_index_;  // LMTP: which recipients await a final reply
-  size_t lmtp_seen_ = 0;
-  bool mail_ok_ = false;
-  bool failed_ = false;          // the transaction cannot deliver any more
-  message_result result_;
+  bool ready_emitted_ = false;     // a ready event not yet answered by send()
+  bool quit_pending_ = false;      // QUIT queued behind replies still expected
   uint64_t messages_done_ = 0;
 };
 

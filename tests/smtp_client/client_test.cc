@@ -359,6 +359,7 @@ Test(smtp_client_session, hostile_server_bytes_never_crash) {
   for (int round = 0; round < 300; ++round) {
     client_settings s;
     s.lmtp = round % 2;
+    s.pipeline_next_message = round % 3 == 0;
     client c(s);
     outgoing_message m{"a@x", {"b@y", "c@y"}, "x\r\n", ""};
     for (int i = 0; i < 200 && !c.is_closed(); ++i) {
@@ -375,4 +376,65 @@ Test(smtp_client_session, hostile_server_bytes_never_crash) {
       c.consume_output(c.output().size());
     }
   }
+}
+
+Test(smtp_client_session, next_mail_rides_with_the_end_of_data) {
+  client_settings s;
+  s.pipeline_next_message = true;
+  client c(s);
+  greet(c, ehlo_pipelining);
+  outgoing_message m1{"a@x", {"b@y"}, "one\r\n", ""};
+  outgoing_message m2{"a@x", {"c@y"}, "two\r\n", ""};
+  c.send(m1);
+  take(c);
+  c.feed("250 ok\r\n250 ok\r\n354 go\r\n");
+  auto ev = drain(c);
+  cr_assert(ev.size() == 1 && ev[0].what == client_event::kind::ready, "ready as soon as the content is out");
+  cr_assert(c.is_ready());
+  c.send(m2);
+  cr_assert(!c.is_ready(), "two transactions at most");
+  std::string out = take(c);
+  cr_assert_str_eq(out.c_str(), "one\r\n.\r\nMAIL FROM:<a@x> SIZE=5\r\nRCPT TO:<c@y>\r\nDATA\r\n");
+  c.feed("250 2.6.0 Q1 queued\r\n250 ok\r\n250 ok\r\n354 go\r\n");
+  ev = drain(c);
+  cr_assert_eq(ev.size(), 2u);
+  cr_assert(ev[0].what == client_event::kind::message_done);
+  std::string t1 = ev[0].result.final.text;
+  cr_assert_str_eq(t1.c_str(), "Q1 queued");
+  cr_assert(ev[1].what == client_event::kind::ready);
+  c.quit();
+  out = take(c);
+  cr_assert_str_eq(out.c_str(), "two\r\n.\r\nQUIT\r\n");
+  c.feed("250 2.6.0 Q2 queued\r\n221 bye\r\n");
+  ev = drain(c);
+  cr_assert_eq(ev.size(), 2u);
+  std::string t2 = ev[0].result.final.text;
+  cr_assert_str_eq(t2.c_str(), "Q2 queued");
+  cr_assert(ev[1].what == client_event::kind::closed);
+}
+
+Test(smtp_client_session, early_ready_is_not_repeated_and_421_ends_both) {
+  client_settings s;
+  s.pipeline_next_message = true;
+  client c(s);
+  greet(c, ehlo_pipelining);
+  outgoing_message m1{"a@x", {"b@y"}, "one\r\n", ""};
+  outgoing_message m2{"a@x", {"c@y"}, "two\r\n", ""};
+  c.send(m1);
+  c.feed("250 ok\r\n250 ok\r\n354 go\r\n");
+  cr_assert_eq(drain(c).size(), 1u);
+  c.feed("250 queued\r\n");
+  auto ev = drain(c);
+  cr_assert(ev.size() == 1 && ev[0].what == client_event::kind::message_done, "no second ready");
+  cr_assert(c.is_ready());
+  c.send(m1);
+  c.feed("250 ok\r\n250 ok\r\n354 go\r\n");
+  drain(c);
+  c.send(m2);
+  c.feed("421 4.3.2 going down\r\n");
+  ev = drain(c);
+  cr_assert_eq(ev.size(), 3u);
+  cr_assert_eq(ev[0].result.final.code, 421);
+  cr_assert_eq(ev[1].result.final.code, 421);
+  cr_assert(ev[2].what == client_event::kind::closed);
 }
