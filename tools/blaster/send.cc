@@ -121,15 +121,20 @@ class session final : public net::connection_handler {
   std::optional<smtp::client> client_;
   std::unique_ptr<tls::session> tls_;
   net::timer retry_;
-  generated_message msg_;
-  smtp::outgoing_message out_;
+  // Two messages can be in flight on one connection (the next MAIL rides with the
+  // previous end of data); the client points into these until each message_done.
+  struct slot {
+    generated_message msg;
+    smtp::outgoing_message out;
+    uint64_t start_ns = 0;
+  };
+  std::array<slot, 2> slots_;
+  uint64_t sent_ = 0;                 // messages handed to the client on this connection
+  uint64_t answered_ = 0;             // message_done events on this connection
   std::string plain_;                 // decrypted input, reused
   std::string session_error_;         // why the current connection is ending, if not by QUIT
-  uint64_t msg_start_ns_ = 0;
   uint64_t conn_start_ns_ = 0;
   uint64_t last_activity_ns_ = 0;
-  unsigned on_this_connection_ = 0;
-  bool in_flight_ = false;
   bool claim_ = false;                // holds a claim on one message of the budget
   bool waiting_slot_ = false;
   bool connected_ = false;
@@ -342,7 +347,7 @@ void session::connect() {
     return;
   }
   conn_start_ns_ = last_activity_ns_ = now_ns();
-  on_this_connection_ = 0;
+  sent_ = answered_ = 0;
   ended_ = false;
   claim_ = true;
   net::connect(w_.loop_, w_.cfg_.target,
@@ -392,7 +397,7 @@ void session::on_read_end(int status) {
 }
 
 void session::check_timeout(uint64_t now) {
-  if (!client_ || waiting_slot_) return;
+  if (!client_ || (waiting_slot_ && client_->in_flight() == 0)) return;
   if (now - last_activity_ns_ > uint64_t(w_.cfg_.o.timeout_s * 1e9)) {
     client_->connection_lost("timeout");
     pump();
@@ -421,7 +426,7 @@ void session::pump() {
       case smtp::client_event::kind::closed:
         // Code 0 (connection lost) was already counted with the message it broke.
         if (ev.why.code != 221 && ev.why.code != 0) session_error_ = fmt::format("closed: {} {}", ev.why.code, ev.why.text);
-        if (ev.why.code == 0 && on_this_connection_ == 0) session_error_ = ev.why.text;
+        if (ev.why.code == 0 && sent_ == 0) session_error_ = ev.why.text;
         ended_ = true;
         break;
       case smtp::client_event::kind::protocol_error:
@@ -452,7 +457,7 @@ void session::flush() {
 }
 
 void session::on_ready() {
-  if (!w_.cfg_.o.reuse && on_this_connection_ > 0) {
+  if (!w_.cfg_.o.reuse && sent_ > 0) {
     client_->quit();
     return;
   }
@@ -473,15 +478,15 @@ void session::on_ready() {
   waiting_slot_ = false;
   // One message per connection in closed loop: the connection set-up is part of the
   // time the message took.
-  msg_start_ns_ = (!w_.cfg_.o.reuse && w_.cfg_.o.rate <= 0) ? conn_start_ns_ : intended;
+  slot& sl = slots_[sent_++ % slots_.size()];
+  sl.start_ns = (!w_.cfg_.o.reuse && w_.cfg_.o.rate <= 0) ? conn_start_ns_ : intended;
   last_activity_ns_ = now_ns();
-  w_.factory_.make(n, msg_);
-  out_.mail_from = msg_.from;
-  out_.recipients = msg_.rcpts;
-  out_.content = msg_.content;
+  w_.factory_.make(n, sl.msg);
+  sl.out.mail_from = sl.msg.from;
+  sl.out.recipients = sl.msg.rcpts;
+  sl.out.content = sl.msg.content;
   ++w_.stats_.attempted;
-  in_flight_ = true;
-  client_->send(out_);
+  client_->send(sl.out);
 }
 
 void session::kick() {
@@ -492,9 +497,8 @@ void session::kick() {
 }
 
 void session::on_done(const smtp::message_result& r) {
-  in_flight_ = false;
-  ++on_this_connection_;
-  w_.record_result(msg_, r, msg_start_ns_);
+  const slot& sl = slots_[answered_++ % slots_.size()];
+  w_.record_result(sl.msg, r, sl.start_ns);
 }
 
 void session::end_connection() {
@@ -545,6 +549,7 @@ int run_send(send_options o) {
   cfg.client.helo = o.helo;
   cfg.client.lmtp = o.lmtp;
   cfg.client.pipelining = o.pipelining;
+  cfg.client.pipeline_next_message = o.pipelining;
   cfg.client.starttls = o.starttls;
   cfg.client.auth_user = o.auth_user;
   cfg.client.auth_password = o.auth_password;
