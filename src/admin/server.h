@@ -4,6 +4,7 @@
 #include <functional>
 #include <list>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,33 @@
 
 namespace sluice::admin {
 
+// The snapshot the daemon runs with, shared by the main thread (a reload stores a new
+// one) and the admin loop (every request loads one). A mutex, not a lock-free swap: it
+// is taken once per admin request, never on the mail path.
+class snapshot_holder {
+ public:
+  explicit snapshot_holder(snapshot s) : current_(std::move(s)) {}
+  void store(snapshot s) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    current_ = std::move(s);
+  }
+  snapshot load() const {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return current_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  snapshot current_;
+};
+
+// What a worker needs to serve the admin socket (see server's constructor).
+struct server_settings {
+  std::string socket_path;
+  std::function<snapshot()> current;
+  daemon_info info;
+};
+
 class server {
  public:
   // `current` is called on the loop thread once per request; it returns the snapshot
@@ -20,6 +48,8 @@ class server {
   // must be safe to call while other threads replace what it reads.
   server(net::loop& l, std::string socket_path, std::function<snapshot()> current, daemon_info info,
          command_table commands = default_table());
+  server(net::loop& l, server_settings s)
+      : server(l, std::move(s.socket_path), std::move(s.current), std::move(s.info)) {}
   ~server();  // close()
   server(const server&) = delete;
   server& operator=(const server&) = delete;
