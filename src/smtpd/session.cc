@@ -224,7 +224,11 @@ void session::on_read_end(int status) {
   finish();
 }
 
-void session::on_drained() {}
+void session::on_drained() {
+  if (!output_blocked_) return;
+  output_blocked_ = false;
+  if (!submit_in_flight_ && !finished_) conn_->resume_reading();
+}
 
 void session::flush() {
   if (finished_) return;
@@ -237,6 +241,12 @@ void session::flush() {
   if (server_.closing()) {
     finish();
     return;
+  }
+  // A client that pipelines commands without reading the replies would make us queue
+  // them without bound: stop reading until it has taken what we owe it.
+  if (conn_->write_queue_size() > max_unread_output && !output_blocked_) {
+    output_blocked_ = true;
+    conn_->pause_reading();
   }
   // Re-armed after every exchange, with the data timeout while content is expected.
   arm_timer();
@@ -358,7 +368,7 @@ void session::submitted(store::submit_request* request) {
   }
   request->body.clear();
   request->body.shrink_to_fit();
-  conn_->resume_reading();
+  if (!output_blocked_) conn_->resume_reading();
   server_.submit_done(r);
   flush();
 }

@@ -120,6 +120,8 @@ class session final : public net::connection_handler, public smtp::server_delega
   std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
   std::string local_text_, peer_text_, peer_host_;
   bool submit_in_flight_ = false;
+  bool output_blocked_ = false;  // reading paused until the client takes its replies
+  static constexpr size_t max_unread_output = 256 * 1024;
   bool finished_ = false;
 };
 

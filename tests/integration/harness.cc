@@ -167,6 +167,14 @@ void sluiced_process::kill9() {
   pid_ = -1;
 }
 
+long sluiced_process::rss_kib() const {
+  std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
+  return -1;
+}
+
 void sluiced_process::signal(int sig) {
   if (pid_ > 0) ::kill(pid_, sig);
 }
@@ -215,6 +223,16 @@ void smtp_client::send_raw(const std::string& bytes) {
     if (n <= 0) return;
     off += static_cast<size_t>(n);
   }
+}
+
+size_t smtp_client::send_nonblocking(const std::string& bytes) {
+  size_t off = 0;
+  while (fd_ >= 0 && off < bytes.size()) {
+    ssize_t n = ::send(fd_, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n <= 0) break;
+    off += static_cast<size_t>(n);
+  }
+  return off;
 }
 
 std::string smtp_client::reply(int timeout_ms) {

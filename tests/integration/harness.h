@@ -45,6 +45,8 @@ class sluiced_process {
   void kill9();         // SIGKILL, wait
   void signal(int sig);  // e.g. SIGHUP: reload
   bool running() const { return pid_ > 0; }
+  pid_t pid() const { return pid_; }
+  long rss_kib() const;  // the daemon's resident memory, from /proc
   std::string log() const;  // the daemon's stderr so far
 
   const std::string& dir() const { return dir_; }
@@ -77,6 +79,8 @@ class smtp_client {
   }
   // True if the server closed the connection (read returns 0) within timeout.
   bool closed_by_peer(int timeout_ms = 3000);
+  // Sends without blocking; returns how many bytes the kernel took.
+  size_t send_nonblocking(const std::string& bytes);
 
  private:
   int fd_ = -1;

@@ -466,3 +466,25 @@ Test(integration_receive, connections_per_ip_are_limited) {
   smtp_client again(d.port());
   EXPECT_CODE(again.reply(), 220);
 }
+
+Test(integration_receive, client_that_never_reads_replies_cannot_grow_memory) {
+  sluiced_process d;
+  START(d);
+  long before = d.rss_kib();
+  smtp_client c(d.port());
+  c.reply();
+  std::string noops;
+  for (int i = 0; i < 100000; ++i) noops += "NOOP\r\n";
+  size_t sent = 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(4);
+  while (std::chrono::steady_clock::now() < deadline) {
+    size_t n = c.send_nonblocking(noops);
+    sent += n;
+    if (n == 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  long after = d.rss_kib();
+  // Each NOOP owes a 250 reply; without back-pressure the replies to everything sent
+  // would pile up in the daemon. The kernel buffers bound what we could send.
+  cr_assert_lt(after - before, 64 * 1024, "daemon grew from %ld to %ld KiB after %zu bytes", before, after, sent);
+  EXPECT_CODE(c.reply(), 250);
+}
