@@ -13,6 +13,8 @@ namespace sluice::admin {
 // One client connection. Requests are answered in order as their lines complete.
 class server::session final : public net::connection_handler {
  public:
+  static constexpr size_t max_unread_output = 1u << 20;
+
   session(server& owner, std::unique_ptr<net::pipe_connection> c)
       : owner_(owner), conn_(std::move(c)), idle_(owner.loop_) {}
 
@@ -34,6 +36,12 @@ class server::session final : public net::connection_handler {
       start = nl + 1;
     }
     buffer_.erase(0, start);
+    // A client that sends requests without reading the answers stops being read
+    // until it catches up, so its responses cannot pile up in memory.
+    if (conn_->write_queue_size() > max_unread_output) {
+      conn_->pause_reading();
+      paused_ = true;
+    }
     if (buffer_.size() > max_request_line + 1) {
       // No line end within the limit: answer once and hang up rather than buffer on.
       conn_->write(encode_response(
@@ -45,6 +53,11 @@ class server::session final : public net::connection_handler {
   }
 
   void on_read_end(int) override { owner_.finish(this); }
+  void on_drained() override {
+    if (!paused_) return;
+    paused_ = false;
+    conn_->resume_reading();
+  }
 
   void close() { conn_->close(); }
 
@@ -53,6 +66,7 @@ class server::session final : public net::connection_handler {
   std::unique_ptr<net::pipe_connection> conn_;
   net::timer idle_;
   std::string buffer_;
+  bool paused_ = false;
   std::list<std::unique_ptr<session>>::iterator self_;
 };
 
