@@ -1,5 +1,6 @@
 // main.cc: sluiced: loads the configuration, opens the queue, starts the worker loops, handles signals.
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
@@ -12,6 +13,8 @@
 #include "auth/credentials.h"
 #include "config/config.h"
 #include "main/worker.h"
+#include "shard/categorizer.h"
+#include "shard/route_config.h"
 #include "smtpd/receiver.h"
 #include "store/store.h"
 
@@ -59,6 +62,14 @@ int main(int argc, char** argv) {
       !make_dir(cfg->server.pickup_dir, "pickup"))
     return 1;
 
+  // Every connection is a descriptor: take all the kernel allows us (the soft limit is
+  // often 1024, below one connector's default max_connections).
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
+
   // Signals are taken synchronously by this thread alone; workers never see them.
   sigset_t signals;
   sigemptyset(&signals);
@@ -69,7 +80,16 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
 
   const unsigned workers_count = cfg->server.workers;
+  std::vector<std::string> route_errors;
+  std::shared_ptr<const route::table> routes = shard::build_route_table(*cfg, route_errors);
+  if (!routes) {
+    for (const auto& e : route_errors) std::fprintf(stderr, "sluiced: %s: %s\n", config_path.c_str(), e.c_str());
+    return exit_config;
+  }
+  // Declared before `workers` so it is destroyed after them: their threads use its rings.
+  shard::links links(workers_count);
   std::vector<std::unique_ptr<main::worker>> workers;
+  links.wake = [&workers](unsigned to) { workers[to]->notify_completions(); };
 
   store::store_options opts;
   opts.dir = cfg->server.queue_dir;
@@ -89,7 +109,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   for (unsigned i = 0; i < workers_count; ++i)
-    workers.push_back(std::make_unique<main::worker>(i, *queue, policies));
+    workers.push_back(std::make_unique<main::worker>(i, *queue, policies, links, routes));
   for (auto& w : workers) {
     error = w->start();
     if (!error.empty()) {
