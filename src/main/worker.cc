@@ -9,8 +9,9 @@
 
 namespace sluice::main {
 
-worker::worker(unsigned index, store::queue_store& store, std::shared_ptr<const smtpd::connector_policies> policies)
-    : index_(index), store_(store), policies_(std::move(policies)) {}
+worker::worker(unsigned index, store::queue_store& store, std::shared_ptr<const smtpd::connector_policies> policies,
+               shard::links& links, std::shared_ptr<const route::table> routes)
+    : index_(index), store_(store), policies_(std::move(policies)), links_(links), routes_(std::move(routes)) {}
 
 worker::~worker() {
   stop();
@@ -63,14 +64,28 @@ void worker::run(std::promise<std::string>& ready) {
     if (!error.empty()) std::fprintf(stderr, "sluiced: worker %u: reload: %s\n", index_, error.c_str());
   });
 
-  auto drain_completions = [this] {
+  // This loop's categorizer shard. Destroyed at the end of run(), after the stop
+  // sequence below has waited until the store holds none of its requests.
+  auto categorizer = std::make_unique<shard::categorizer>(loop, index_, store_, links_, routes_);
+  shard::categorizer* cat = categorizer.get();
+
+  // One wake-up for everything addressed to this loop: store completions (submissions
+  // and categorizations) and the categorizer's incoming rings.
+  auto drain_completions = [this, cat] {
     // The async handle outlives run(); after it returns there is nobody to deliver to.
     if (!running_.load(std::memory_order_relaxed)) return;
     store::submit_request* done[256];
     size_t n;
     while ((n = store_.take_completed(index_, done, 256)) != 0) {
-      for (size_t i = 0; i < n; ++i) static_cast<smtpd::submit_client*>(done[i]->user)->submitted(done[i]);
+      for (size_t i = 0; i < n; ++i) {
+        // Read before submitted(): the request belongs to the session again afterwards.
+        const base::queue_id id = done[i]->id;
+        const bool durable = done[i]->result == store::submit_status::ok;
+        static_cast<smtpd::submit_client*>(done[i]->user)->submitted(done[i]);
+        if (durable) cat->hand_off(id);
+      }
     }
+    cat->poll();  // also flushes the hand-offs above into the rings
   };
   completions_owner_ = std::make_unique<net::async_signal>(loop, drain_completions);
 
@@ -96,11 +111,13 @@ void worker::run(std::promise<std::string>& ready) {
   loop.on_stop([&] {
     receiver.shutdown();
     if (pickup) pickup->stop();
+    // Ids not yet categorized stay in the submission queue for the next start.
+    cat->shutdown();
     // Sessions with a message in the store finish it before the loop ends: an
     // acknowledged 250 must reach its client, and nothing may be left half-done.
     drain_check.start(0, 20, [&] {
       drain_completions();
-      if (receiver.session_count() == 0 && (!pickup || pickup->idle())) {
+      if (receiver.session_count() == 0 && (!pickup || pickup->idle()) && cat->idle()) {
         receiver.flush_logs();
         log_flush.stop();
         drain_check.stop();
@@ -117,6 +134,7 @@ void worker::run(std::promise<std::string>& ready) {
   if (!error.empty()) return;
   if (stop_requested_.load()) loop.stop();
   running_.store(true);
+  cat->recover();
   loop.run();
   running_.store(false);
 }

@@ -1,4 +1,4 @@
-// worker.h: one worker thread and its libuv loop: receive connectors, store completions, pickup.
+// worker.h: one worker thread and its libuv loop: receive connectors, store completions, pickup, categorizer shard.
 #pragma once
 #include <atomic>
 #include <functional>
@@ -7,6 +7,8 @@
 #include <string>
 #include <thread>
 
+#include "route/route.h"
+#include "shard/categorizer.h"
 #include "smtpd/receiver.h"
 
 namespace sluice::store {
@@ -17,14 +19,17 @@ namespace sluice::main {
 
 class worker {
  public:
-  worker(unsigned index, store::queue_store& store, std::shared_ptr<const smtpd::connector_policies> policies);
+  // `links` and `routes` are shared by every worker; links must outlive the worker.
+  worker(unsigned index, store::queue_store& store, std::shared_ptr<const smtpd::connector_policies> policies,
+         shard::links& links, std::shared_ptr<const route::table> routes);
   ~worker();
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
 
   // Starts the thread; returns "" once it listens on every binding, or the error.
   std::string start();
-  // Any thread: the store has completions for this worker's producer slot.
+  // Any thread: the store has completions for this worker's producer slot, or another
+  // loop has pushed ids or delivery items into this worker's rings.
   void notify_completions();
   // Any thread: hand the loop a new configuration snapshot (config reload). It is
   // applied on the loop thread; a later call before then replaces an earlier one.
@@ -39,6 +44,8 @@ class worker {
   unsigned index_;
   store::queue_store& store_;
   std::shared_ptr<const smtpd::connector_policies> policies_;
+  shard::links& links_;
+  std::shared_ptr<const route::table> routes_;
   std::thread thread_;
   // Created on the worker thread, published through the atomics, and destroyed only by
   // ~worker (after the store has stopped), so the store's writer thread can always wake

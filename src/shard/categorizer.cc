@@ -1,0 +1,255 @@
+// categorizer.cc: the categorizer shard on a worker loop: rings in, categorize transactions, items out.
+// Untrusted input: envelopes read back from the store (recipient addresses are routed as data).
+#include "shard/categorizer.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <span>
+
+namespace sluice::shard {
+
+namespace {
+constexpr std::size_t read_batch = 256;  // ids per envelope read transaction
+}  // namespace
+
+// A pooled request plus what the completion needs that the store does not keep.
+struct categorizer::job {
+  store::categorize_request req;
+  std::vector<std::string> failed_addresses;  // parallel to req.failed, for the log
+};
+
+void hop_queues::add(hop_item&& item) {
+  queue& q = queues_[item.hop_id];
+  if (q.key.empty()) {
+    q.hop_id = item.hop_id;
+    q.key = std::move(item.hop_key);
+  }
+  q.items.push_back({item.id, item.recipients, item.received_at_ms});
+  q.recipients += item.recipients;
+  if (q.oldest_ms == 0 || (item.received_at_ms != 0 && item.received_at_ms < q.oldest_ms))
+    q.oldest_ms = item.received_at_ms;
+  ++items_;
+}
+
+const hop_queues::queue* hop_queues::find(uint64_t hop_id) const {
+  auto it = queues_.find(hop_id);
+  return it == queues_.end() ? nullptr : &it->second;
+}
+
+categorizer::categorizer(net::loop& loop, unsigned index, store::queue_store& store, links& l,
+                         std::shared_ptr<const route::table> routes)
+    : loop_(loop),
+      index_(index),
+      store_(store),
+      links_(l),
+      routes_(std::move(routes)),
+      out_ids_(l.loops()),
+      out_items_(l.loops()),
+      flush_timer_(loop),
+      retry_timer_(loop) {}
+
+categorizer::~categorizer() = default;
+
+categorizer::job* categorizer::take_job() {
+  if (free_jobs_.empty()) {
+    jobs_.push_back(std::make_unique<job>());
+    jobs_.back()->req.user = jobs_.back().get();
+    return jobs_.back().get();
+  }
+  job* j = free_jobs_.back();
+  free_jobs_.pop_back();
+  return j;
+}
+
+void categorizer::hand_off(base::queue_id id) {
+  out_ids_[shard_of(id, links_.loops())].push_back(id);
+}
+
+void categorizer::flush() {
+  bool left = false;
+  for (unsigned t = 0; t < links_.loops(); ++t) {
+    bool pushed = false;
+    auto& ids = out_ids_[t];
+    if (!ids.empty()) {
+      std::size_t k = links_.ids.ring(index_, t).push_batch(ids.data(), ids.size());
+      ids.erase(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(k));
+      pushed |= k != 0;
+      left |= !ids.empty();
+    }
+    auto& items = out_items_[t];
+    if (!items.empty()) {
+      std::size_t k = links_.items.ring(index_, t).push_batch(items.data(), items.size());
+      items.erase(items.begin(), items.begin() + static_cast<std::ptrdiff_t>(k));
+      pushed |= k != 0;
+      left |= !items.empty();
+    }
+    // One wake-up per target per flush, however many entries: uv_async coalesces
+    // anyway, but each send is still a syscall-capable write to an eventfd.
+    if (pushed && links_.wake) links_.wake(t);
+  }
+  if (left && !flush_armed_) {
+    flush_armed_ = true;
+    flush_timer_.start(1, 0, [this] {
+      flush_armed_ = false;
+      flush();
+    });
+  }
+}
+
+void categorizer::poll() {
+  store::categorize_request* done[256];
+  std::size_t n;
+  while ((n = store_.take_categorized(index_, done, 256)) != 0)
+    for (std::size_t i = 0; i < n; ++i) complete(*static_cast<job*>(done[i]->user));
+
+  base::queue_id ids[512];
+  for (unsigned from = 0; from < links_.loops(); ++from) {
+    auto& ring = links_.ids.ring(from, index_);
+    while ((n = ring.pop_batch(ids, 512)) != 0) todo_.insert(todo_.end(), ids, ids + n);
+  }
+  start_some();
+
+  hop_item items[64];
+  for (unsigned from = 0; from < links_.loops(); ++from) {
+    auto& ring = links_.items.ring(from, index_);
+    while ((n = ring.pop_batch(items, 64)) != 0)
+      for (std::size_t i = 0; i < n; ++i) queues_.add(std::move(items[i]));
+  }
+  flush();
+}
+
+void categorizer::start_some() {
+  std::string problems, error;
+  while (!stopping_ && routes_ && backlog() != 0 && in_flight_ < store::queue_store::ring_capacity) {
+    const std::size_t take =
+        std::min({read_batch, backlog(), store::queue_store::ring_capacity - in_flight_});
+    std::span<const base::queue_id> batch(todo_.data() + todo_head_, take);
+    const route::table& routes = *routes_;
+    problems.clear();
+    bool ok = store_.read_envelopes(
+        batch,
+        [&](base::queue_id id, const smtp::envelope& env, const store::message_metadata& meta) {
+          job* j = take_job();
+          router_.categorize(routes, id, env, meta, j->req);
+          j->failed_addresses.resize(j->req.failed.size());
+          for (std::size_t f = 0; f < j->req.failed.size(); ++f)
+            j->failed_addresses[f] = env.recipients[j->req.failed[f].recipient].address;
+          // Cannot be refused: in_flight_ stays below the lane's capacity.
+          if (store_.categorize(index_, &j->req)) {
+            ++in_flight_;
+          } else {
+            free_jobs_.push_back(j);
+            retry_.push_back(id);
+          }
+        },
+        problems, error);
+    if (!problems.empty()) std::fprintf(stderr, "sluiced: categorizer %u: %s", index_, problems.c_str());
+    if (!ok) {
+      std::fprintf(stderr, "sluiced: categorizer %u: %s; retrying in 1 s\n", index_, error.c_str());
+      retry_.insert(retry_.end(), batch.begin(), batch.end());
+    }
+    todo_head_ += take;
+    if (todo_head_ == todo_.size()) {
+      todo_.clear();
+      todo_head_ = 0;
+    } else if (todo_head_ > 4096 && todo_head_ * 2 > todo_.size()) {
+      todo_.erase(todo_.begin(), todo_.begin() + static_cast<std::ptrdiff_t>(todo_head_));
+      todo_head_ = 0;
+    }
+    if (!ok) break;
+  }
+  if (!retry_.empty() && !retry_armed_ && !stopping_) {
+    retry_armed_ = true;
+    retry_timer_.start(1000, 0, [this] {
+      retry_armed_ = false;
+      todo_.insert(todo_.end(), retry_.begin(), retry_.end());
+      retry_.clear();
+      start_some();
+      flush();
+    });
+  }
+}
+
+void categorizer::complete(job& j) {
+  --in_flight_;
+  store::categorize_request& r = j.req;
+  switch (r.result) {
+    case store::categorize_status::ok:
+      ++stats_.categorized;
+      for (auto& item : r.items) {
+        hop_item h;
+        h.hop_id = item.hop_id;
+        h.id = r.id;
+        h.recipients = static_cast<uint32_t>(item.recipients.size());
+        h.received_at_ms = r.received_at_ms;
+        h.hop_key = item.hop_key;
+        out_items_[owner_of(item.hop_key, links_.loops())].push_back(std::move(h));
+        ++stats_.items_sent;
+      }
+      for (std::size_t f = 0; f < r.failed.size(); ++f) {
+        ++stats_.failed_recipients;
+        std::fprintf(stderr, "sluiced: %s: <%s> failed: %s %s\n", r.id.text().c_str(),
+                     j.failed_addresses[f].c_str(), r.failed[f].status.c_str(), r.failed[f].reason.c_str());
+      }
+      break;
+    case store::categorize_status::not_queued:
+      ++stats_.duplicates;
+      break;
+    default:
+      ++stats_.store_errors;
+      std::fprintf(stderr, "sluiced: categorizer %u: %s: %s; retrying in 1 s\n", index_, r.id.text().c_str(),
+                   r.error.c_str());
+      retry_.push_back(r.id);
+      break;
+  }
+  free_jobs_.push_back(&j);
+}
+
+void categorizer::recover() {
+  const unsigned loops = links_.loops();
+  std::string error;
+  std::size_t pending = 0;
+  if (!store_.for_each_submission(
+          [&](base::queue_id id) {
+            if (shard_of(id, loops) == index_) {
+              todo_.push_back(id);
+              ++pending;
+            }
+            return true;
+          },
+          error))
+    std::fprintf(stderr, "sluiced: categorizer %u: reading the submission queue: %s\n", index_, error.c_str());
+  std::vector<store::hop_entry> owned;
+  if (!store_.for_each_hop(
+          [&](const store::hop_entry& e) {
+            if (e.record.items != 0 && owner_of(e.record.key, loops) == index_) owned.push_back(e);
+            return true;
+          },
+          error))
+    std::fprintf(stderr, "sluiced: categorizer %u: reading delivery queues: %s\n", index_, error.c_str());
+  for (const auto& e : owned) {
+    bool ok = store_.for_each_item(
+        e.id,
+        [&](base::queue_id id, const store::delivery_item_record& item) {
+          queues_.add(hop_item{e.id, id, static_cast<uint32_t>(item.recipients.size()), item.received_at_ms,
+                               e.record.key});
+          return true;
+        },
+        error);
+    if (!ok)
+      std::fprintf(stderr, "sluiced: categorizer %u: loading %s: %s\n", index_, e.record.key.c_str(), error.c_str());
+  }
+  if (pending != 0)
+    std::fprintf(stderr, "sluiced: categorizer %u: %zu message%s from the submission queue to categorize\n", index_,
+                 pending, pending == 1 ? "" : "s");
+  start_some();
+  flush();
+}
+
+void categorizer::shutdown() {
+  stopping_ = true;
+  retry_timer_.stop();
+  retry_armed_ = false;
+}
+
+}  // namespace sluice::shard

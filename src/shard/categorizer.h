@@ -1,0 +1,149 @@
+// categorizer.h: a worker loop's categorizer shard and its next hops' in-memory delivery queues.
+// Untrusted input: envelopes read back from the store (recipient addresses, routed as data).
+#pragma once
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "base/queue_id.h"
+#include "net/loop.h"
+#include "route/route.h"
+#include "shard/categorize.h"
+#include "shard/mesh.h"
+#include "store/store.h"
+
+namespace sluice::shard {
+
+// A delivery item on its way to the loop that owns its next hop. Moved through the ring:
+// the ring owns it while it sits in a slot, the receiving loop afterwards.
+struct hop_item {
+  uint64_t hop_id = 0;
+  base::queue_id id;
+  uint32_t recipients = 0;
+  int64_t received_at_ms = 0;
+  std::string hop_key;
+};
+
+// Every cross-loop path of the categorizer, shared by all worker loops. Created before the
+// loops start and destroyed after they have all been joined.
+struct links {
+  explicit links(unsigned loops) : ids(loops), items(loops) {}
+  unsigned loops() const { return ids.loops(); }
+
+  // Receiving loop -> categorizer shard: ids of messages whose submission is durable.
+  // 4096 per pair: a burst of one group commit (up to 1024 per lane) from every
+  // session of one loop fits without spilling into the producer's overflow list.
+  ring_mesh<base::queue_id, 4096> ids;
+  // Categorizer shard -> the loop owning the item's next hop.
+  ring_mesh<hop_item, 1024> items;
+  // Any thread: loop `to` has something in its incoming rings. Set before the loops
+  // start; the daemon wires it to the worker's uv_async (which coalesces wake-ups).
+  std::function<void(unsigned to)> wake;
+};
+
+// The next hops one loop owns, each with its items in arrival order: the structure the
+// delivery engine will work from. Loop thread only.
+class hop_queues {
+ public:
+  struct queued {
+    base::queue_id id;
+    uint32_t recipients = 0;
+    int64_t received_at_ms = 0;
+  };
+  struct queue {
+    uint64_t hop_id = 0;
+    std::string key;
+    std::deque<queued> items;
+    uint64_t recipients = 0;
+    int64_t oldest_ms = 0;
+  };
+
+  void add(hop_item&& item);
+  const queue* find(uint64_t hop_id) const;
+  const std::unordered_map<uint64_t, queue>& all() const { return queues_; }
+  uint64_t items() const { return items_; }
+
+ private:
+  std::unordered_map<uint64_t, queue> queues_;
+  uint64_t items_ = 0;
+};
+
+struct categorizer_stats {
+  uint64_t categorized = 0;        // messages whose categorize transaction committed
+  uint64_t duplicates = 0;         // not_queued: someone categorized them first
+  uint64_t items_sent = 0;         // delivery items handed to hop owners
+  uint64_t failed_recipients = 0;  // recorded in failed lists
+  uint64_t store_errors = 0;       // storage_full / failed: retried later
+};
+
+// One per worker loop; every member function runs on that loop's thread only. The
+// categorize requests it hands to the store are owned by this object and borrowed by the
+// store's writer until take_categorized() returns them, so the object must not be
+// destroyed while idle() is false (the worker waits for it when stopping).
+class categorizer {
+ public:
+  categorizer(net::loop& loop, unsigned index, store::queue_store& store, links& l,
+              std::shared_ptr<const route::table> routes);
+  ~categorizer();
+  categorizer(const categorizer&) = delete;
+  categorizer& operator=(const categorizer&) = delete;
+
+  // A message this loop received is durable: send its id to its shard (possibly this
+  // one). Queued locally; flush() pushes it.
+  void hand_off(base::queue_id id);
+  // Pushes what hand_off and completions queued into the rings and wakes the loops that
+  // got something. Anything a full ring refused is retried on a 1 ms timer.
+  void flush();
+  // Drains everything addressed to this loop: categorize completions, incoming ids
+  // (starting their categorization), incoming items. Then flush(). Call when woken.
+  void poll();
+  // Once, on the loop, at start: messages still in the submission queue that belong to
+  // this shard (acknowledged, not categorized when the daemon stopped) are categorized,
+  // and the stored items of the hops this loop owns are loaded into its queues.
+  void recover();
+  // Stop starting categorizations; ids still queued stay in the submission queue.
+  void shutdown();
+  // No categorize request is in the store.
+  bool idle() const { return in_flight_ == 0; }
+  // A new routing table (reload); used from the next message on.
+  void set_routes(std::shared_ptr<const route::table> routes) { routes_ = std::move(routes); }
+
+  const hop_queues& queues() const { return queues_; }
+  const categorizer_stats& stats() const { return stats_; }
+  std::size_t backlog() const { return todo_.size() - todo_head_; }
+
+ private:
+  struct job;
+  void start_some();
+  void complete(job& j);
+  job* take_job();
+
+  net::loop& loop_;
+  unsigned index_;
+  store::queue_store& store_;
+  links& links_;
+  std::shared_ptr<const route::table> routes_;
+  message_router router_;
+  hop_queues queues_;
+  categorizer_stats stats_;
+
+  std::vector<base::queue_id> todo_;  // ids to categorize; consumed from todo_head_
+  std::size_t todo_head_ = 0;
+  std::vector<base::queue_id> retry_;  // store errors, retried after a second
+  std::vector<std::vector<base::queue_id>> out_ids_;  // per target shard, not yet pushed
+  std::vector<std::vector<hop_item>> out_items_;      // per owner loop, not yet pushed
+  std::vector<std::unique_ptr<job>> jobs_;            // every job ever made (the pool)
+  std::vector<job*> free_jobs_;
+  std::size_t in_flight_ = 0;
+  bool stopping_ = false;
+  net::timer flush_timer_;
+  net::timer retry_timer_;
+  bool flush_armed_ = false;
+  bool retry_armed_ = false;
+};
+
+}  // namespace sluice::shard
