@@ -1,10 +1,11 @@
-// queue_cmd.cc: `sluicectl queue list|show`: read-only views of the queue store.
+// queue_cmd.cc: `sluicectl queue list|show`: read-only views of the queue store (submission and delivery queues).
 // Untrusted input: message envelopes and bodies stored from remote SMTP clients (printed as data).
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/queue_id.h"
 #include "common.h"
@@ -27,33 +28,80 @@ std::string sender_text(const std::string& mail_from) {
   return mail_from.empty() ? "<>" : mail_from;
 }
 
+std::string ms_or_null(int64_t ms) { return ms == 0 ? std::string("null") : std::to_string(ms); }
+
+// The per-next-hop delivery queues, as the categorizer's hop records describe them.
+void print_delivery_queues(const std::vector<store::hop_entry>& hops, int64_t now, bool json) {
+  if (json) {
+    fmt::print("\"delivery_queues\":[");
+    bool first = true;
+    for (const auto& h : hops) {
+      const auto& r = h.record;
+      fmt::print("{}{{\"next_hop\":{},\"id\":{},\"status\":\"{}\",\"items\":{},\"recipients\":{},"
+                 "\"oldest_received_at_ms\":{},\"next_retry_ms\":{},\"last_error\":{}}}",
+                 first ? "" : ",", json_string(r.key), h.id, store::to_string(r.status), r.items, r.recipients,
+                 ms_or_null(r.oldest_ms), ms_or_null(r.next_retry_ms), json_string(r.last_error));
+      first = false;
+    }
+    fmt::print("],");
+    return;
+  }
+  if (hops.empty()) return;
+  fmt::print("\n{:<36}  {:<9}  {:>6}  {:>6}  {:>7}  {:>10}  {}\n", "NEXT HOP", "STATUS", "ITEMS", "RCPTS", "OLDEST",
+             "NEXT RETRY", "LAST ERROR");
+  for (const auto& h : hops) {
+    const auto& r = h.record;
+    std::string retry = "-";
+    if (r.next_retry_ms != 0)
+      retry = r.next_retry_ms > now ? "in " + format_age((r.next_retry_ms - now) / 1000) : std::string("due");
+    fmt::print("{:<36}  {:<9}  {:>6}  {:>6}  {:>7}  {:>10}  {}\n", r.key, store::to_string(r.status), r.items,
+               r.recipients, r.items != 0 && r.oldest_ms != 0 ? format_age((now - r.oldest_ms) / 1000) : "-", retry,
+               r.last_error.empty() ? "-" : r.last_error);
+  }
+}
+
 void queue_list(const global_options& g) {
   store::queue_store s;
   open_store(s, g);
   std::string error;
   auto st = s.stats(error);
   if (!st) throw command_error{error};
+  std::vector<store::hop_entry> hops;
+  if (!s.for_each_hop(
+          [&](const store::hop_entry& e) {
+            hops.push_back(e);
+            return true;
+          },
+          error))
+    throw command_error{error};
   const int64_t now = now_ms();
   const bool json = g.json;
 
   if (json) {
     fmt::print("{{\"summary\":{{\"messages\":{},\"recipients\":{},\"submission_queued\":{},"
+               "\"delivery_queues\":{},\"delivery_items\":{},\"failed_messages\":{},"
                "\"oldest_received_at_ms\":{},\"store_file_bytes\":{},\"map_bytes\":{},"
-               "\"page_size\":{},\"pages_used\":{},\"free_pages\":{},\"overflow_pages\":{}}},"
-               "\"messages\":[",
-               st->messages, st->recipients, st->submission_queued,
+               "\"page_size\":{},\"pages_used\":{},\"free_pages\":{},\"overflow_pages\":{}}},",
+               st->messages, st->recipients, st->submission_queued, st->delivery_queues, st->delivery_items,
+               st->failed_messages,
                st->oldest_received_at_ms ? std::to_string(*st->oldest_received_at_ms) : "null",
                st->file_size, st->map_size, st->pages.page_size, st->pages.pages_used,
                st->pages.free_pages, st->pages.overflow_pages);
+    print_delivery_queues(hops, now, true);
+    fmt::print("\"messages\":[");
   } else {
     fmt::print("{} message{} queued, {} recipient{}, {} awaiting categorization\n", st->messages,
                st->messages == 1 ? "" : "s", st->recipients, st->recipients == 1 ? "" : "s",
                st->submission_queued);
+    fmt::print("{} delivery item{} in {} delivery queue{}, {} message{} with failed recipients\n",
+               st->delivery_items, st->delivery_items == 1 ? "" : "s", st->delivery_queues,
+               st->delivery_queues == 1 ? "" : "s", st->failed_messages, st->failed_messages == 1 ? "" : "s");
     fmt::print("oldest: {}   store: {} on disk, {} map, {} free pages\n",
                st->oldest_received_at_ms
                    ? format_age((now - *st->oldest_received_at_ms) / 1000) + " ago"
                    : std::string("-"),
                format_bytes(st->file_size), format_bytes(st->map_size), st->pages.free_pages);
+    print_delivery_queues(hops, now, false);
     if (st->messages != 0)
       fmt::print("\n{:<16}  {:>7}  {:>9}  {:<32}  {:>5}  {}\n", "ID", "AGE", "SIZE", "SENDER",
                  "RCPTS", "FIRST RECIPIENT");
@@ -164,11 +212,11 @@ void queue_show(const global_options& g, const std::string& id_text) {
 }  // namespace
 
 void add_queue_commands(CLI::App& app, global_options& g) {
-  auto* queue = app.add_subcommand("queue", "inspect the submission queue");
+  auto* queue = app.add_subcommand("queue", "inspect the submission and delivery queues");
   queue->require_subcommand(1);
   queue->fallthrough();
 
-  auto* list = queue->add_subcommand("list", "summary and one line per queued message");
+  auto* list = queue->add_subcommand("list", "summary, one line per delivery queue and per queued message");
   list->fallthrough();
   list->callback([&g] { queue_list(g); });
 
