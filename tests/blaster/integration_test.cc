@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -35,6 +36,13 @@ std::string temp_dir() {
   cr_assert_not_null(mkdtemp(tmpl));
   return tmpl;
 }
+
+// Removes a test's directory when the test passes; a failed assertion leaves the
+// test early (longjmp) and so keeps the logs for a look.
+struct scratch {
+  std::string path = temp_dir();
+  ~scratch() { std::filesystem::remove_all(path); }
+};
 
 int free_port() {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -164,7 +172,8 @@ void raw_send(int port, const generated_message& m, const std::string& content) 
 }  // namespace
 
 Test(blaster_integration, send_and_sink_counts_match_and_verify_passes, .timeout = 120) {
-  std::string dir = temp_dir();
+  scratch scratch_dir;
+  const std::string& dir = scratch_dir.path;
   int port = free_port();
   auto sink = start_sink(dir, port, {"--threads", "2", "--record", dir + "/recv.log"});
   int rc = run({"send", "--target", "127.0.0.1:" + std::to_string(port), "--sessions", "8", "--threads", "2",
@@ -189,7 +198,8 @@ Test(blaster_integration, send_and_sink_counts_match_and_verify_passes, .timeout
 }
 
 Test(blaster_integration, lmtp_lock_step_one_message_per_connection, .timeout = 120) {
-  std::string dir = temp_dir();
+  scratch scratch_dir;
+  const std::string& dir = scratch_dir.path;
   int port = free_port();
   auto sink = start_sink(dir, port, {"--lmtp", "--threads", "1"});
   int rc = run({"send", "--target", "127.0.0.1:" + std::to_string(port), "--lmtp", "--pipelining", "off",
@@ -207,7 +217,8 @@ Test(blaster_integration, lmtp_lock_step_one_message_per_connection, .timeout = 
 }
 
 Test(blaster_integration, injected_faults_are_counted_on_both_sides, .timeout = 120) {
-  std::string dir = temp_dir();
+  scratch scratch_dir;
+  const std::string& dir = scratch_dir.path;
   int port = free_port();
   auto sink = start_sink(dir, port, {"--fail-4xx", "0.2", "--fail-5xx", "0.1", "--threads", "1"});
   int rc = run({"send", "--target", "127.0.0.1:" + std::to_string(port), "--sessions", "5", "--threads", "1",
@@ -227,7 +238,8 @@ Test(blaster_integration, injected_faults_are_counted_on_both_sides, .timeout = 
 
   // Faults at RCPT: each refused recipient is missing from what the sender counts.
   int port2 = free_port();
-  std::string dir2 = temp_dir();
+  scratch scratch_dir2;
+  const std::string& dir2 = scratch_dir2.path;
   auto sink2 = start_sink(dir2, port2, {"--fail-5xx", "0.25", "--fail-at", "rcpt", "--threads", "1"});
   rc = run({"send", "--target", "127.0.0.1:" + std::to_string(port2), "--sessions", "5", "--threads", "1",
             "--messages", "500", "--rcpts", "4", "--json", "--no-progress"},
@@ -242,7 +254,8 @@ Test(blaster_integration, injected_faults_are_counted_on_both_sides, .timeout = 
 }
 
 Test(blaster_integration, verify_detects_dropped_and_corrupted_messages, .timeout = 120) {
-  std::string dir = temp_dir();
+  scratch scratch_dir;
+  const std::string& dir = scratch_dir.path;
   int port = free_port();
   auto sink = start_sink(dir, port, {"--threads", "1", "--record", dir + "/recv.log"});
   message_spec spec;
@@ -276,7 +289,8 @@ Test(blaster_integration, verify_detects_dropped_and_corrupted_messages, .timeou
 
 Test(blaster_integration, send_to_sluiced_is_acknowledged_with_queue_ids, .timeout = 120) {
   std::string sluiced = std::string(SLUICE_BUILD_ROOT) + "/src/main/sluiced";
-  std::string dir = temp_dir();
+  scratch scratch_dir;
+  const std::string& dir = scratch_dir.path;
   int port = free_port(), sink_port = free_port();
   {
     std::ofstream cfg(dir + "/sluice.toml");
@@ -317,7 +331,8 @@ Test(blaster_integration, send_to_sluiced_is_acknowledged_with_queue_ids, .timeo
 }
 
 Test(blaster_integration, starttls_sessions_deliver_intact_messages, .timeout = 120) {
-  std::string dir = temp_dir();
+  scratch scratch_dir;
+  const std::string& dir = scratch_dir.path;
   int port = free_port();
   auto sink = start_sink(dir, port, {"--starttls", "--threads", "1"});
   int rc = run({"send", "--target", "127.0.0.1:" + std::to_string(port), "--starttls", "--sessions", "4",
@@ -343,7 +358,8 @@ Test(blaster_integration, starttls_sessions_deliver_intact_messages, .timeout = 
 }
 
 Test(blaster_integration, open_loop_rate_is_held, .timeout = 120) {
-  std::string dir = temp_dir();
+  scratch scratch_dir;
+  const std::string& dir = scratch_dir.path;
   int port = free_port();
   auto sink = start_sink(dir, port, {"--threads", "1"});
   int rc = run({"send", "--target", "127.0.0.1:" + std::to_string(port), "--rate", "400", "--duration", "3s",
