@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <span>
 
+#include <fmt/format.h>
+
 namespace sluice::shard {
 
 namespace {
@@ -49,6 +51,11 @@ categorizer::categorizer(net::loop& loop, unsigned index, store::queue_store& st
       retry_timer_(loop) {}
 
 categorizer::~categorizer() = default;
+
+void categorizer::log(const std::string& line) {
+  if (links_.log) links_.log(line);
+  else std::fprintf(stderr, "sluiced: %s\n", line.c_str());
+}
 
 categorizer::job* categorizer::take_job() {
   if (free_jobs_.empty()) {
@@ -143,9 +150,9 @@ void categorizer::start_some() {
           }
         },
         problems, error);
-    if (!problems.empty()) std::fprintf(stderr, "sluiced: categorizer %u: %s", index_, problems.c_str());
+    if (!problems.empty()) log(fmt::format("categorizer {}: {}", index_, problems));
     if (!ok) {
-      std::fprintf(stderr, "sluiced: categorizer %u: %s; retrying in 1 s\n", index_, error.c_str());
+      log(fmt::format("categorizer {}: {}; retrying in 1 s", index_, error));
       retry_.insert(retry_.end(), batch.begin(), batch.end());
     }
     todo_head_ += take;
@@ -188,8 +195,8 @@ void categorizer::complete(job& j) {
       }
       for (std::size_t f = 0; f < r.failed.size(); ++f) {
         ++stats_.failed_recipients;
-        std::fprintf(stderr, "sluiced: %s: <%s> failed: %s %s\n", r.id.text().c_str(),
-                     j.failed_addresses[f].c_str(), r.failed[f].status.c_str(), r.failed[f].reason.c_str());
+        log(fmt::format("{}: <{}> failed: {} {}", r.id.text(), j.failed_addresses[f], r.failed[f].status,
+                        r.failed[f].reason));
       }
       break;
     case store::categorize_status::not_queued:
@@ -197,8 +204,7 @@ void categorizer::complete(job& j) {
       break;
     default:
       ++stats_.store_errors;
-      std::fprintf(stderr, "sluiced: categorizer %u: %s: %s; retrying in 1 s\n", index_, r.id.text().c_str(),
-                   r.error.c_str());
+      log(fmt::format("categorizer {}: {}: {}; retrying in 1 s", index_, r.id.text(), r.error));
       retry_.push_back(r.id);
       break;
   }
@@ -218,7 +224,7 @@ void categorizer::recover() {
             return true;
           },
           error))
-    std::fprintf(stderr, "sluiced: categorizer %u: reading the submission queue: %s\n", index_, error.c_str());
+    log(fmt::format("categorizer {}: reading the submission queue: {}", index_, error));
   std::vector<store::hop_entry> owned;
   if (!store_.for_each_hop(
           [&](const store::hop_entry& e) {
@@ -226,7 +232,7 @@ void categorizer::recover() {
             return true;
           },
           error))
-    std::fprintf(stderr, "sluiced: categorizer %u: reading delivery queues: %s\n", index_, error.c_str());
+    log(fmt::format("categorizer {}: reading delivery queues: {}", index_, error));
   for (const auto& e : owned) {
     bool ok = store_.for_each_item(
         e.id,
@@ -237,11 +243,11 @@ void categorizer::recover() {
         },
         error);
     if (!ok)
-      std::fprintf(stderr, "sluiced: categorizer %u: loading %s: %s\n", index_, e.record.key.c_str(), error.c_str());
+      log(fmt::format("categorizer {}: loading {}: {}", index_, e.record.key, error));
   }
   if (pending != 0)
-    std::fprintf(stderr, "sluiced: categorizer %u: %zu message%s from the submission queue to categorize\n", index_,
-                 pending, pending == 1 ? "" : "s");
+    log(fmt::format("categorizer {}: {} message{} from the submission queue to categorize", index_, pending,
+                    pending == 1 ? "" : "s"));
   start_some();
   flush();
 }

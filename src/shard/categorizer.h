@@ -43,6 +43,9 @@ struct links {
   // Any thread: loop `to` has something in its incoming rings. Set before the loops
   // start; the daemon wires it to the worker's uv_async (which coalesces wake-ups).
   std::function<void(unsigned to)> wake;
+  // Loop threads: one line for the daemon's log (failed recipients, store errors), called
+  // concurrently by different loops. Unset: standard error.
+  std::function<void(const std::string& line)> log;
 };
 
 // The next hops one loop owns, each with its items in arrival order: the structure the
@@ -121,6 +124,7 @@ class categorizer {
   void start_some();
   void complete(job& j);
   job* take_job();
+  void log(const std::string& line);
 
   net::loop& loop_;
   unsigned index_;
