@@ -32,7 +32,8 @@ unsigned count_received_headers(std::string_view body) {
     if (line.size() >= 9) {
       bool match = true;
       static const char name[] = "received:";
-      for (size_t i = 0; i < 9 && match; ++i) match = (line[i] | 0x20) == name[i] || (i == 8 && line[i] == ':');
+      // Case-insensitive: setting 0x20 lower-cases letters and leaves ':' unchanged.
+      for (size_t i = 0; i < 9 && match; ++i) match = (line[i] | 0x20) == name[i];
       if (match) ++count;
     }
     pos = eol + 2;
