@@ -488,3 +488,17 @@ Test(integration_receive, client_that_never_reads_replies_cannot_grow_memory) {
   cr_assert_lt(after - before, 64 * 1024, "daemon grew from %ld to %ld KiB after %zu bytes", before, after, sent);
   EXPECT_CODE(c.reply(), 250);
 }
+
+Test(integration_receive, mail_loop_is_refused_by_hop_count) {
+  sluiced_process d;
+  START(d);
+  std::string headers;
+  for (int i = 0; i < 100; ++i) headers += "Received: from hop" + std::to_string(i) + ".example by relay.example; x\r\n";
+  std::string r = send_one(d.port(), "alice@sluice.test", headers + "Subject: loop\r\n\r\nbody");
+  EXPECT_CODE(r, 554);
+  cr_assert(r.find("5.4.6") != std::string::npos, "%s", r.c_str());
+  // 99 earlier hops plus ours is still within the limit.
+  headers.erase(headers.rfind("Received:"));
+  EXPECT_CODE(send_one(d.port(), "alice@sluice.test", headers + "Subject: long path\r\n\r\nbody"), 250);
+  cr_assert_eq(queued_count(d), 1u);
+}
