@@ -23,7 +23,8 @@ run: build
 test: build
 	./$(BUILD)/tests/sluice-tests --jobs $(JOBS)
 
-bench: deps
+bench:
+	@bash third_party/install.sh --bench
 	bash bench/run.sh
 
 clean:

@@ -2,12 +2,20 @@
 # install.sh: installs the Debian packages named in packages.txt that are missing.
 # Untrusted input: none (the manifest is ours). Run as root it uses apt-get; otherwise
 # it lists what is missing and how to install it, and fails.
+# Usage: install.sh [--bench]   (--bench adds the packages of the [bench] section)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 manifest="$here/packages.txt"
+with_bench=0
+[ "${1:-}" = "--bench" ] && with_bench=1
 missing=()
+section=main
 while read -r pkg _pc _min; do
-  case "$pkg" in ''|'#'*) continue ;; esac
+  case "$pkg" in
+    '#') [ "${_pc:-}" = "[bench]" ] && section=bench; continue ;;
+    ''|'#'*) continue ;;
+  esac
+  [ "$section" = bench ] && [ "$with_bench" = 0 ] && continue
   # python3 may come from elsewhere (pyenv): a working interpreter is enough.
   if [ "$pkg" = python3 ] && command -v python3 >/dev/null 2>&1; then continue; fi
   if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
@@ -22,6 +30,11 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "sluice: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
+# Postfix is only a benchmark peer here: install it unconfigured, so that it neither asks
+# questions nor starts a system mail service; the bench scripts run private instances.
+if printf '%s\n' "${missing[@]}" | grep -qx postfix; then
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+fi
 if ! apt-get install -y -q --no-install-recommends "${missing[@]}"; then
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
