@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "admin/commands.h"
 #include "auth/credentials.h"
 #include "config/config.h"
 #include "main/worker.h"
@@ -110,6 +111,11 @@ int main(int argc, char** argv) {
   }
   for (unsigned i = 0; i < workers_count; ++i)
     workers.push_back(std::make_unique<main::worker>(i, *queue, policies, links, routes));
+  // The admin socket (sluicectl) is served by worker 0; a reload stores a new snapshot.
+  const auto started = std::chrono::system_clock::now();
+  auto admin_state = std::make_shared<admin::snapshot_holder>(admin::snapshot{cfg, routes, started});
+  workers[0]->serve_admin({admin::socket_path_for(cfg->server.queue_dir), [admin_state] { return admin_state->load(); },
+                           {std::string(admin::version()), workers_count, static_cast<long>(getpid()), started}});
   for (auto& w : workers) {
     error = w->start();
     if (!error.empty()) {
@@ -145,6 +151,8 @@ int main(int argc, char** argv) {
       }
       cfg = next.value;
       for (auto& w : workers) w->reload(next_policies);
+      // Routes are not reloaded yet: the admin view keeps the table the categorizers use.
+      admin_state->store({cfg, routes, std::chrono::system_clock::now()});
       std::fprintf(stderr, "sluiced: configuration reloaded from %s\n", config_path.c_str());
       continue;
     }

@@ -107,9 +107,13 @@ void worker::run(std::promise<std::string>& ready) {
     pickup->start();
   }
 
+  std::unique_ptr<admin::server> admin_server;
+  if (admin_) admin_server = std::make_unique<admin::server>(loop, std::move(*admin_));
+
   net::timer drain_check(loop);
   loop.on_stop([&] {
     receiver.shutdown();
+    if (admin_server) admin_server->close();
     if (pickup) pickup->stop();
     // Ids not yet categorized stay in the submission queue for the next start.
     cat->shutdown();
@@ -127,6 +131,7 @@ void worker::run(std::promise<std::string>& ready) {
   });
 
   std::string error = receiver.listen();
+  if (error.empty() && admin_server) error = admin_server->listen();
   loop_.store(&loop, std::memory_order_release);
   completions_.store(completions_owner_.get(), std::memory_order_release);
   reload_signal_ptr_.store(reload_signal_.get(), std::memory_order_release);

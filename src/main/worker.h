@@ -4,9 +4,11 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 
+#include "admin/server.h"
 #include "route/route.h"
 #include "shard/categorizer.h"
 #include "smtpd/receiver.h"
@@ -26,6 +28,8 @@ class worker {
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
 
+  // Before start(): this worker also serves the admin socket (worker 0 does).
+  void serve_admin(admin::server_settings s) { admin_ = std::move(s); }
   // Starts the thread; returns "" once it listens on every binding, or the error.
   std::string start();
   // Any thread: the store has completions for this worker's producer slot, or another
@@ -46,6 +50,7 @@ class worker {
   std::shared_ptr<const smtpd::connector_policies> policies_;
   shard::links& links_;
   std::shared_ptr<const route::table> routes_;
+  std::optional<admin::server_settings> admin_;
   std::thread thread_;
   // Created on the worker thread, published through the atomics, and destroyed only by
   // ~worker (after the store has stopped), so the store's writer thread can always wake
