@@ -293,3 +293,155 @@ BENCHMARK(BM_table_build)->Unit(benchmark::kMillisecond);
 }  // namespace
 
 BENCHMARK_MAIN();
+
+// ---- whole-message categorization: envelope read + route + bifurcate + store transaction ----
+
+#include <stdlib.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include "shard/categorize.h"
+#include "store/store.h"
+
+namespace {
+
+// A queue store pre-filled with `messages` messages of `recipients` recipients each,
+// drawn from the realistic blend, all waiting in the submission queue. The store lives
+// under $SLUICE_BENCH_DIR (default /tmp): put it on the disk the daemon would use, since
+// every categorize transaction is an fsync'd commit.
+struct filled_store {
+  std::string dir;
+  std::unique_ptr<sluice::store::queue_store> store;
+  std::vector<sluice::base::queue_id> ids;
+  uint64_t recipients = 0;
+
+  ~filled_store() {
+    store.reset();
+    std::error_code ec;
+    if (!dir.empty()) std::filesystem::remove_all(dir, ec);
+  }
+};
+
+std::unique_ptr<filled_store> fill_store(size_t recipients, size_t messages) {
+  using namespace sluice;
+  auto fs = std::make_unique<filled_store>();
+  const char* base_dir = getenv("SLUICE_BENCH_DIR");
+  std::string tmpl = std::string(base_dir ? base_dir : "/tmp") + "/sluice-catbench-XXXXXX";
+  if (!mkdtemp(tmpl.data())) abort();
+  fs->dir = tmpl;
+  fs->store = std::make_unique<store::queue_store>();
+  store::store_options o;
+  o.dir = fs->dir + "/q";
+  o.map_size = std::size_t{8} << 30;
+  o.producers = 1;
+  std::string error;
+  if (!fs->store->open(std::move(o), error)) {
+    fprintf(stderr, "bench store: %s\n", error.c_str());
+    abort();
+  }
+  const fixture& f = realistic_tables();
+  const auto& addrs = f.addresses[static_cast<size_t>(mix::all)];
+  std::mt19937_64 rng(recipients * 7919);
+  base::queue_id_generator gen(1);
+  std::vector<store::submit_request> reqs(1024);
+  std::vector<store::submit_request*> done(1024);
+  const std::string body(1500, 'x');  // bodies are not read by the categorizer
+  for (size_t m = 0; m < messages;) {
+    size_t batch = std::min<size_t>(reqs.size(), messages - m);
+    for (size_t i = 0; i < batch; ++i) {
+      store::submit_request& r = reqs[i];
+      r.id = gen.next();
+      r.envelope.mail_from = "sender@example.org";
+      r.envelope.recipients.clear();
+      for (size_t k = 0; k < recipients; ++k)
+        r.envelope.recipients.push_back({std::string(addrs[rng() % address_pool]), 0, ""});
+      r.body = body;
+      r.connector = "Internet";
+      r.received_at_ms = 1700000000000;
+      fs->ids.push_back(r.id);
+      if (!fs->store->submit(0, &r)) abort();
+    }
+    size_t got = 0;
+    while (got < batch) {
+      size_t n = fs->store->take_completed(0, done.data(), done.size());
+      for (size_t i = 0; i < n; ++i)
+        if (done[i]->result != store::submit_status::ok) abort();
+      got += n;
+      if (n == 0) std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    m += batch;
+  }
+  fs->recipients = uint64_t{recipients} * messages;
+  return fs;
+}
+
+// What one categorizer shard does, pipelined as on its loop: envelopes read 256 at a
+// time in one read transaction, each message routed and grouped, its categorize request
+// handed to the writer (up to the lane's 1024 in flight), completions collected as
+// they come. One iteration categorizes the whole pre-filled submission queue; the
+// writer thread's group commits (one fsync each) run concurrently on the other core.
+void BM_categorize_whole_message(benchmark::State& state) {
+  using namespace sluice;
+  const size_t n = static_cast<size_t>(state.range(0));
+  const size_t messages = n == 1 ? 100000 : n == 10 ? 30000 : 4000;
+  const fixture& f = realistic_tables();
+  uint64_t items = 0, failed = 0, committed = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto fs = fill_store(n, messages);
+    std::vector<store::categorize_request> pool(store::queue_store::ring_capacity);
+    std::vector<store::categorize_request*> free_list;
+    for (auto& r : pool) free_list.push_back(&r);
+    std::vector<store::categorize_request*> done(256);
+    shard::message_router router;
+    std::string problems, error;
+    state.ResumeTiming();
+
+    size_t next = 0, completed = 0;
+    auto collect = [&] {
+      size_t k = fs->store->take_categorized(0, done.data(), done.size());
+      for (size_t i = 0; i < k; ++i) {
+        if (done[i]->result == store::categorize_status::ok) ++committed;
+        items += done[i]->items.size();
+        failed += done[i]->failed.size();
+        free_list.push_back(done[i]);
+      }
+      completed += k;
+      return k;
+    };
+    while (completed < messages) {
+      while (next < messages && free_list.size() >= 256) {
+        const size_t take = std::min<size_t>(256, messages - next);
+        std::span<const base::queue_id> ids(fs->ids.data() + next, take);
+        fs->store->read_envelopes(
+            ids,
+            [&](base::queue_id id, const smtp::envelope& env, const store::message_metadata& meta) {
+              store::categorize_request* r = free_list.back();
+              free_list.pop_back();
+              router.categorize(*f.routes, id, env, meta, *r);
+              if (!fs->store->categorize(0, r)) abort();
+            },
+            problems, error);
+        next += take;
+      }
+      if (collect() == 0) std::this_thread::yield();
+    }
+    state.PauseTiming();
+    std::string err;
+    auto st = fs->store->stats(err);
+    if (!st || st->submission_queued != 0) abort();
+    fs.reset();  // removing the store stays out of the measurement
+    state.ResumeTiming();
+  }
+  const double total = static_cast<double>(messages) * static_cast<double>(state.iterations());
+  state.counters["msgs/s"] = benchmark::Counter(total, benchmark::Counter::kIsRate);
+  state.counters["rcpts/s"] = benchmark::Counter(total * static_cast<double>(n), benchmark::Counter::kIsRate);
+  state.counters["items/msg"] = static_cast<double>(items) / total;
+  state.counters["failed/msg"] = static_cast<double>(failed) / total;
+  if (committed != static_cast<uint64_t>(total)) state.SkipWithError("not every categorization committed");
+}
+BENCHMARK(BM_categorize_whole_message)->Arg(1)->Arg(10)->Arg(100)->Iterations(1)->UseRealTime()->Unit(benchmark::kMillisecond);
+
+}  // namespace
