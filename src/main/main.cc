@@ -109,6 +109,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "sluiced: %s\n", error.c_str());
     return 1;
   }
+  if (!links.load_stored_items(*queue, error)) {
+    std::fprintf(stderr, "sluiced: cannot load the delivery queues: %s\n", error.c_str());
+    return 1;
+  }
   for (unsigned i = 0; i < workers_count; ++i)
     workers.push_back(std::make_unique<main::worker>(i, *queue, policies, links, routes));
   // The admin socket (sluicectl) is served by worker 0; a reload stores a new snapshot.
@@ -149,6 +153,14 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "sluiced: reload failed, configuration unchanged: %s\n", error.c_str());
         continue;
       }
+      route_errors.clear();
+      auto next_routes = shard::build_route_table(*next.value, route_errors);
+      if (!next_routes) {
+        for (const auto& e : route_errors)
+          std::fprintf(stderr, "sluiced: reload failed, configuration unchanged: %s\n", e.c_str());
+        continue;
+      }
+      links.offer_routes(next_routes);
       cfg = next.value;
       for (auto& w : workers) w->reload(next_policies);
       // Routes are not reloaded yet: the admin view keeps the table the categorizers use.

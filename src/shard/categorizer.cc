@@ -94,16 +94,46 @@ void categorizer::flush() {
     // anyway, but each send is still a syscall-capable write to an eventfd.
     if (pushed && links_.wake) links_.wake(t);
   }
-  if (left && !flush_armed_) {
-    flush_armed_ = true;
-    flush_timer_.start(1, 0, [this] {
-      flush_armed_ = false;
-      flush();
-    });
+  if (left && !flush_armed_) arm_flush();
+}
+
+void categorizer::arm_flush() {
+  flush_armed_ = true;
+  if (flush_started_) {
+    flush_timer_.again();
+    return;
   }
+  flush_started_ = true;
+  flush_timer_.start(1, 0, [this] {
+    flush_armed_ = false;
+    flush();
+  });
+}
+
+void categorizer::arm_retry() {
+  retry_armed_ = true;
+  if (retry_started_) {
+    retry_timer_.again();
+    return;
+  }
+  retry_started_ = true;
+  retry_timer_.start(1000, 0, [this] {
+    retry_armed_ = false;
+    todo_.insert(todo_.end(), retry_.begin(), retry_.end());
+    retry_.clear();
+    start_some();
+    flush();
+  });
 }
 
 void categorizer::poll() {
+  // A reload's table, if one is waiting: a relaxed load first so the common case costs
+  // no read-modify-write on a line the signal thread may own.
+  auto& offer = links_.route_offers[index_];
+  if (offer.load(std::memory_order_relaxed) != nullptr) {
+    std::unique_ptr<std::shared_ptr<const route::table>> next(offer.exchange(nullptr, std::memory_order_acq_rel));
+    if (next && *next) routes_ = std::move(*next);
+  }
   store::categorize_request* done[256];
   std::size_t n;
   while ((n = store_.take_categorized(index_, done, 256)) != 0)
@@ -165,16 +195,7 @@ void categorizer::start_some() {
     }
     if (!ok) break;
   }
-  if (!retry_.empty() && !retry_armed_ && !stopping_) {
-    retry_armed_ = true;
-    retry_timer_.start(1000, 0, [this] {
-      retry_armed_ = false;
-      todo_.insert(todo_.end(), retry_.begin(), retry_.end());
-      retry_.clear();
-      start_some();
-      flush();
-    });
-  }
+  if (!retry_.empty() && !retry_armed_ && !stopping_) arm_retry();
 }
 
 void categorizer::complete(job& j) {
@@ -225,31 +246,41 @@ void categorizer::recover() {
           },
           error))
     log(fmt::format("categorizer {}: reading the submission queue: {}", index_, error));
-  std::vector<store::hop_entry> owned;
-  if (!store_.for_each_hop(
-          [&](const store::hop_entry& e) {
-            if (e.record.items != 0 && owner_of(e.record.key, loops) == index_) owned.push_back(e);
-            return true;
-          },
-          error))
-    log(fmt::format("categorizer {}: reading delivery queues: {}", index_, error));
-  for (const auto& e : owned) {
-    bool ok = store_.for_each_item(
-        e.id,
-        [&](base::queue_id id, const store::delivery_item_record& item) {
-          queues_.add(hop_item{e.id, id, static_cast<uint32_t>(item.recipients.size()), item.received_at_ms,
-                               e.record.key});
-          return true;
-        },
-        error);
-    if (!ok)
-      log(fmt::format("categorizer {}: loading {}: {}", index_, e.record.key, error));
-  }
+  std::vector<hop_item> stored;
+  stored.swap(links_.stored_items[index_]);
+  for (auto& item : stored) queues_.add(std::move(item));
   if (pending != 0)
     log(fmt::format("categorizer {}: {} message{} from the submission queue to categorize", index_, pending,
                     pending == 1 ? "" : "s"));
   start_some();
   flush();
+}
+
+bool links::load_stored_items(const store::queue_store& store, std::string& error) {
+  std::vector<store::hop_entry> hops;
+  if (!store.for_each_hop(
+          [&](const store::hop_entry& e) {
+            if (e.record.items != 0) hops.push_back(e);
+            return true;
+          },
+          error))
+    return false;
+  for (const auto& e : hops) {
+    auto& out = stored_items[owner_of(e.record.key, loops())];
+    bool ok = store.for_each_item(
+        e.id,
+        [&](base::queue_id id, const store::delivery_item_record& item) {
+          out.push_back(hop_item{e.id, id, static_cast<uint32_t>(item.recipients.size()), item.received_at_ms,
+                                 e.record.key});
+          return true;
+        },
+        error);
+    if (!ok) {
+      error = "delivery queue " + e.record.key + ": " + error;
+      return false;
+    }
+  }
+  return true;
 }
 
 void categorizer::shutdown() {

@@ -1,6 +1,7 @@
 // categorizer.h: a worker loop's categorizer shard and its next hops' in-memory delivery queues.
 // Untrusted input: envelopes read back from the store (recipient addresses, routed as data).
 #pragma once
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -31,8 +32,25 @@ struct hop_item {
 // Every cross-loop path of the categorizer, shared by all worker loops. Created before the
 // loops start and destroyed after they have all been joined.
 struct links {
-  explicit links(unsigned loops) : ids(loops), items(loops) {}
+  explicit links(unsigned loops)
+      : ids(loops), items(loops), route_offers(ids.loops()), stored_items(ids.loops()) {}
+  ~links() {
+    for (auto& offer : route_offers) std::unique_ptr<std::shared_ptr<const route::table>> unclaimed(offer.exchange(nullptr));
+  }
+  links(const links&) = delete;
+  links& operator=(const links&) = delete;
   unsigned loops() const { return ids.loops(); }
+
+  // Any thread (the daemon's signal thread on reload): every loop's categorizer routes
+  // with `routes` from its next wake-up on. Each loop has a mailbox that is swapped with
+  // an atomic exchange, so neither side ever waits; an offer not yet taken is replaced.
+  void offer_routes(const std::shared_ptr<const route::table>& routes) {
+    for (unsigned i = 0; i < loops(); ++i) {
+      auto box = std::make_unique<std::shared_ptr<const route::table>>(routes);
+      std::unique_ptr<std::shared_ptr<const route::table>> replaced(route_offers[i].exchange(box.release()));
+      if (wake) wake(i);
+    }
+  }
 
   // Receiving loop -> categorizer shard: ids of messages whose submission is durable.
   // 4096 per pair: a burst of one group commit (up to 1024 per lane) from every
@@ -46,6 +64,15 @@ struct links {
   // Loop threads: one line for the daemon's log (failed recipients, store errors), called
   // concurrently by different loops. Unset: standard error.
   std::function<void(const std::string& line)> log;
+  // Per loop: a routing table offered by offer_routes() and not yet taken (owned).
+  std::vector<std::atomic<std::shared_ptr<const route::table>*>> route_offers;
+
+  // Before any loop starts: reads every stored delivery item and sorts it by owning
+  // loop into stored_items, which each loop's recover() then takes. Done up front, in
+  // one pass before anything is categorized, because a loop scanning the store itself
+  // could also see items another loop has just written and is about to hand it.
+  bool load_stored_items(const store::queue_store& store, std::string& error);
+  std::vector<std::vector<hop_item>> stored_items;
 };
 
 // The next hops one loop owns, each with its items in arrival order: the structure the
@@ -106,7 +133,8 @@ class categorizer {
   void poll();
   // Once, on the loop, at start: messages still in the submission queue that belong to
   // this shard (acknowledged, not categorized when the daemon stopped) are categorized,
-  // and the stored items of the hops this loop owns are loaded into its queues.
+  // and the stored items of the hops this loop owns (links::load_stored_items) are
+  // taken into its queues.
   void recover();
   // Stop starting categorizations; ids still queued stay in the submission queue.
   void shutdown();
@@ -125,6 +153,8 @@ class categorizer {
   void complete(job& j);
   job* take_job();
   void log(const std::string& line);
+  void arm_flush();
+  void arm_retry();
 
   net::loop& loop_;
   unsigned index_;
@@ -146,8 +176,12 @@ class categorizer {
   bool stopping_ = false;
   net::timer flush_timer_;
   net::timer retry_timer_;
+  // The timers get their callbacks once (in the constructor's first arm) and are re-armed
+  // with again(): start() would replace the std::function while it may be running.
   bool flush_armed_ = false;
   bool retry_armed_ = false;
+  bool flush_started_ = false;
+  bool retry_started_ = false;
 };
 
 }  // namespace sluice::shard

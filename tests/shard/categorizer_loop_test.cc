@@ -65,6 +65,20 @@ Test(shard_loops, recovery_and_ring_handoff_put_every_item_at_its_owner, .timeou
 
   // Phase one: acknowledged before the shards exist, found again by recover().
   base::queue_id_generator gen(7);
+  // Phase zero: categorized in an earlier life of the daemon; the items are in the
+  // store and must reach their owners' queues once, whatever the loops do meanwhile.
+  auto older = messages(gen, 50);
+  cr_assert(store_test::submit_all(s, loops, older));
+  std::vector<store::categorize_request> cats(older.size());
+  for (size_t i = 0; i < older.size(); ++i) {
+    cats[i].id = older[i].id;
+    cats[i].received_at_ms = older[i].received_at_ms;
+    cats[i].items = {{"local:sluice.test", {0}, 0}, {"dns:Partner:partner.example", {1}, 0},
+                     {"smarthost:Outbound", {2}, 0}};
+  }
+  cr_assert(store_test::categorize_all(s, loops, cats));
+  cr_assert(links.load_stored_items(s, error), "%s", error.c_str());
+
   auto early = messages(gen, 300);
   cr_assert(store_test::submit_all(s, loops, early));
 
@@ -112,7 +126,7 @@ Test(shard_loops, recovery_and_ring_handoff_put_every_item_at_its_owner, .timeou
       items += lt->items.load();
       categorized += lt->categorized.load();
     }
-    if (items == 1800 && categorized == 600) break;
+    if (items == 1950 && categorized == 600) break;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
     for (unsigned t = 0; t < loops; ++t) links.wake(t);  // re-poll: counters update on wake
   }
@@ -122,19 +136,89 @@ Test(shard_loops, recovery_and_ring_handoff_put_every_item_at_its_owner, .timeou
   }
   for (auto& lt : lts) lt->thread.join();
   cr_assert_eq(categorized, 600u);
-  cr_assert_eq(items, 1800u, "three items per message");
+  cr_assert_eq(items, 1950u, "three items per message, each once");
   std::map<std::string, uint64_t> per_hop;
   for (auto& lt : lts) {
     cr_assert_eq(lt->misplaced, 0u, "a hop's queue lives on its owner");
     for (const auto& [k, n] : lt->hop_items) per_hop[k] += n;
   }
   cr_assert_eq(per_hop.size(), 3u);
-  cr_assert_eq(per_hop["local:sluice.test"], 600u);
-  cr_assert_eq(per_hop["smarthost:Outbound"], 600u);
-  cr_assert_eq(per_hop["dns:Partner:partner.example"], 600u);
+  cr_assert_eq(per_hop["local:sluice.test"], 650u);
+  cr_assert_eq(per_hop["smarthost:Outbound"], 650u);
+  cr_assert_eq(per_hop["dns:Partner:partner.example"], 650u);
   auto st = s.stats(error);
   cr_assert_eq(st->submission_queued, 0u);
-  cr_assert_eq(st->delivery_items, 1800u);
+  cr_assert_eq(st->delivery_items, 1950u);
   cr_assert_eq(st->failed_messages, 600u);
   cr_assert_geq(logged.load(), 600, "every failed recipient is logged");
+}
+
+Test(shard_loops, offered_routes_apply_to_later_messages, .timeout = 60) {
+  store_test::temp_dir tmp;
+  shard::links links(1);
+  std::atomic<net::async_signal*> wake{nullptr};
+  std::atomic<net::loop*> loop_ptr{nullptr};
+  std::atomic<uint64_t> categorized{0};
+  std::map<std::string, uint64_t> hop_items;
+  links.log = [](const std::string&) {};
+  links.wake = [&](unsigned) {
+    if (auto* s = wake.load(std::memory_order_acquire)) s->send();
+  };
+  store::queue_store s;
+  store::store_options o;
+  o.dir = tmp.sub("q");
+  o.map_size = std::size_t{64} << 20;
+  o.producers = 2;
+  o.notify = [&](unsigned p) {
+    if (p == 0) links.wake(0);
+  };
+  std::string error;
+  cr_assert(s.open(std::move(o), error), "%s", error.c_str());
+
+  std::thread t([&] {
+    net::loop l;
+    shard::categorizer cat(l, 0, s, links, shard_test::three_hop_table());
+    net::async_signal sig(l, [&] {
+      cat.poll();
+      categorized.store(cat.stats().categorized);
+    });
+    loop_ptr.store(&l);
+    wake.store(&sig);
+    cat.recover();
+    l.run();
+    wake.store(nullptr);
+    for (const auto& [id, q] : cat.queues().all()) hop_items[q.key] = q.items.size();
+  });
+  while (!loop_ptr.load()) std::this_thread::yield();
+
+  // The reloaded configuration drops the Partner connector: partner.example now
+  // matches only "*" and goes to the smart host.
+  std::vector<route::send_connector_spec> connectors(1);
+  connectors[0].name = "Outbound";
+  connectors[0].address_spaces = {{"*", 10}};
+  connectors[0].routing = route::routing_method::smart_host;
+  connectors[0].smart_hosts = {{"127.0.0.1", 2525}};
+  auto next = route::table::build({{"sluice.test", route::domain_kind::authoritative, std::nullopt}},
+                                  std::move(connectors), route::limits{});
+  cr_assert(next.routes);
+  links.offer_routes(next.routes);
+  for (int i = 0; i < 1000 && links.route_offers[0].load() != nullptr; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  cr_assert_null(links.route_offers[0].load(), "the loop took the offered table");
+
+  base::queue_id_generator gen(3);
+  auto msgs = messages(gen, 20);
+  cr_assert(store_test::submit_all(s, 1, msgs));
+  for (auto& m : msgs) cr_assert(links.ids.ring(0, 0).push(m.id));
+  links.wake(0);
+  for (int i = 0; i < 3000 && categorized.load() < 20; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    links.wake(0);
+  }
+  loop_ptr.load()->stop();
+  t.join();
+  cr_assert_eq(categorized.load(), 20u);
+  cr_assert_eq(hop_items.count("dns:Partner:partner.example"), 0u);
+  cr_assert_eq(hop_items["smarthost:Outbound"], 20u);
+  cr_assert_eq(hop_items["local:sluice.test"], 20u, "sluice.test accepts every address now");
 }
