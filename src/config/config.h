@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config/ip_range.h"
+#include "rules/spec.h"
 
 namespace sluice::config {
 
@@ -165,6 +166,9 @@ struct config {
   std::vector<accepted_domain> accepted_domains;  // the first one is the default domain
   std::vector<receive_connector> receive_connectors;
   std::vector<send_connector> send_connectors;
+  // [[transport_rule]], in file order (evaluation order). Connector names in route_via and
+  // received_on are rewritten to the connectors' own spelling, so exact comparison works.
+  std::vector<rules::rule_spec> transport_rules;
 
   // The connector governing a session accepted on local:local_port from peer: among the
   // connectors with a binding matching the local endpoint, the one with the smallest
