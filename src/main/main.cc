@@ -163,8 +163,8 @@ int main(int argc, char** argv) {
       links.offer_routes(next_routes);
       cfg = next.value;
       for (auto& w : workers) w->reload(next_policies);
-      // Routes are not reloaded yet: the admin view keeps the table the categorizers use.
-      admin_state->store({cfg, routes, std::chrono::system_clock::now()});
+      // `sluicectl route test` answers from the table the categorizers now get.
+      admin_state->store({cfg, next_routes, std::chrono::system_clock::now()});
       std::fprintf(stderr, "sluiced: configuration reloaded from %s\n", config_path.c_str());
       continue;
     }

@@ -1,5 +1,7 @@
 // admin_test.cc: `sluicectl route test` against a running sluiced over its admin socket.
 #include <criterion/criterion.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <string>
 
@@ -174,4 +176,27 @@ Test(integration_admin, not_running_is_a_clear_error) {
   r = route_test(d, "alice@sluice.test");
   cr_assert_eq(r.status, 1, "%s", r.output.c_str());
   EXPECT_HAS(r, "sluiced is not running");
+}
+
+Test(integration_admin, reload_updates_the_answer) {
+  sluiced_process d;
+  d.write_config(routing_config());
+  START(d);
+  auto r = route_test(d, "x@northwind.test");
+  EXPECT_HAS(r, "send connector: Internet");
+  d.write_config(routing_config() + R"(
+[[send_connector]]
+name = "Northwind"
+address_spaces = ["northwind.test"]
+)");
+  d.signal(SIGHUP);
+  // The reload happens on the daemon's main thread; poll until the answer changes.
+  for (int i = 0; i < 100; ++i) {
+    r = route_test(d, "x@northwind.test");
+    if (r.output.find("send connector: Northwind") != std::string::npos) break;
+    usleep(50'000);
+  }
+  EXPECT_HAS(r, "send connector: Northwind (address space northwind.test, cost 1)");
+  r = d.ctl("route test x@northwind.test --json");
+  cr_assert_eq(r.status, 0, "%s", r.output.c_str());
 }
