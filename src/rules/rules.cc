@@ -90,6 +90,8 @@ bool glob_impl(std::string_view pat, It t) {
       if (any || fold(pc) == fold(*t)) {
         p += width;
         ++t;
+        // '?' is one character: it takes a UTF-8 sequence's continuation bytes along.
+        while (any && !t.at_end() && (static_cast<unsigned char>(*t) & 0xC0) == 0x80) ++t;
         continue;
       }
     }

@@ -100,7 +100,7 @@ void apply_header_edits(std::string& body, std::span<const header_edit> edits);
 inline void apply_header_edits(std::string& body, const outcome& o) { apply_header_edits(body, o.header_edits); }
 
 // Matching primitives, exposed for the config loader's tests and for benchmarks.
-// Case-insensitive (ASCII) glob: '*', '?', '\' escape; O(|pattern| × |text|), no allocation.
+// Case-insensitive (ASCII) glob: '*', '?' (one UTF-8 character), '\' escape; O(|pattern| × |text|), no allocation.
 bool glob_match(std::string_view pattern, std::string_view text);
 // "example.org" exact, "*.example.org" subdomains only; a trailing dot on domain is ignored.
 bool domain_match(std::string_view pattern, std::string_view domain);

@@ -12,7 +12,9 @@ namespace sluice::rules {
 // A header condition. The value compared is the field's unfolded value (line breaks of
 // folded lines removed, leading and trailing blanks trimmed), case-insensitively; the
 // condition holds if any occurrence of the field matches.
-//   glob:     anchored at both ends; '*' any run, '?' one byte, '\' makes the next byte literal.
+//   glob:     anchored at both ends; '*' any run, '?' one character (a whole UTF-8
+//             sequence), '\' makes the next byte literal. Case folding is ASCII only, and
+//             RFC 2047 encoded words (=?utf-8?...?=) are matched as written, not decoded.
 //   contains: a plain substring.
 // Not regular expressions: std::regex backtracks exponentially on patterns like (a+)+b and
 // allocates on every match; a glob is matched in O(value × pattern) time and no memory,

@@ -208,6 +208,9 @@ Test(rules_glob, edge_cases) {
   cr_assert(glob_match("x\\", "x\\"), "a trailing backslash is itself");
   cr_assert(glob_match("*[ext]*", "re: [EXT] hi"), "brackets are literal");
   cr_assert(glob_match("ÉTÉ*", "ÉTÉ 2026"), "non-ASCII bytes compare exactly");
+  cr_assert(glob_match("?t?", "été"), "'?' is one UTF-8 character");
+  cr_assert(glob_match("a?c", "a\xF0\x9F\x98\x80" "c"), "four-byte sequences too");
+  cr_assert_not(glob_match("a??c", "a\xC3\xA9" "c"));
 }
 
 Test(rules_glob, pathological_patterns_run_in_polynomial_time) {
