@@ -251,6 +251,7 @@ rule_set::rule_set(std::vector<rule_spec> specs) {
     if (!s.enabled) continue;  // a disabled rule can never fire; keep the hot loop short
     compiled c;
     if (s.header) {
+      needs_headers_ = true;
       c.header_glob = s.header->how == header_condition::kind::contains ? "*" + escape_glob(s.header->pattern) + "*"
                                                                           : s.header->pattern;
       c.header_glob = lower(c.header_glob);

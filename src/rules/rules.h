@@ -77,7 +77,10 @@ class rule_set {
   // Returns whether any rule fired.
   bool evaluate(const message_view& m, outcome& out) const;
 
-  size_t size() const { return rules_.size(); }
+  // Whether any enabled rule has a header condition: when false, message_view::headers
+  // may be left empty and the body need not be read to evaluate.
+  bool needs_headers() const { return needs_headers_; }
+  size_t size() const { return rules_.size(); }  // enabled rules
   bool empty() const { return rules_.empty(); }
 
  private:
@@ -88,6 +91,7 @@ class rule_set {
   };
   bool message_conditions_hold(const compiled& r, const message_view& m) const;
   std::vector<compiled> rules_;
+  bool needs_headers_ = false;
 };
 
 // Rewrites the header block of body (everything before the first empty line) with edits:

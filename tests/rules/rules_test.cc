@@ -243,8 +243,12 @@ Test(rules_engine, disabled_rules_never_fire) {
   fixture f;
   rule_spec r = tag("off");
   r.enabled = false;
+  r.header = header_condition{"Subject", header_condition::kind::glob, "*"};
   rule_set set({r, tag("on")});
   cr_assert_eq(set.size(), 1u);
+  cr_assert_not(set.needs_headers(), "only the disabled rule looks at headers");
+  r.enabled = true;
+  cr_assert(rule_set({tag("on"), r}).needs_headers());
   outcome out;
   cr_assert(set.evaluate(f.m(), out));
   cr_assert_eq(out.fired.size(), 1u);
