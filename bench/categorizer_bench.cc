@@ -379,7 +379,7 @@ std::unique_ptr<filled_store> fill_store(size_t recipients, size_t messages) {
 
 // What one categorizer shard does, pipelined as on its loop: envelopes read 256 at a
 // time in one read transaction, each message routed and grouped, its categorize request
-// handed to the writer (up to the lane's 1024 in flight), completions collected as
+// handed to the writer (up to the lane's 4096 in flight), completions collected as
 // they come. One iteration categorizes the whole pre-filled submission queue; the
 // writer thread's group commits (one fsync each) run concurrently on the other core.
 void BM_categorize_whole_message(benchmark::State& state) {
@@ -391,7 +391,7 @@ void BM_categorize_whole_message(benchmark::State& state) {
   for (auto _ : state) {
     state.PauseTiming();
     auto fs = fill_store(n, messages);
-    std::vector<store::categorize_request> pool(store::queue_store::ring_capacity);
+    std::vector<store::categorize_request> pool(store::queue_store::categorize_capacity);
     std::vector<store::categorize_request*> free_list;
     for (auto& r : pool) free_list.push_back(&r);
     std::vector<store::categorize_request*> done(256);

@@ -157,9 +157,9 @@ void categorizer::poll() {
 
 void categorizer::start_some() {
   std::string problems, error;
-  while (!stopping_ && routes_ && backlog() != 0 && in_flight_ < store::queue_store::ring_capacity) {
-    const std::size_t take =
-        std::min({read_batch, backlog(), store::queue_store::ring_capacity - in_flight_});
+  constexpr std::size_t capacity = store::queue_store::categorize_capacity;
+  while (!stopping_ && routes_ && backlog() != 0 && in_flight_ < capacity) {
+    const std::size_t take = std::min({read_batch, backlog(), capacity - in_flight_});
     std::span<const base::queue_id> batch(todo_.data() + todo_head_, take);
     const route::table& routes = *routes_;
     problems.clear();

@@ -147,8 +147,8 @@ struct queue_store::dbis {
 struct queue_store::lane {
   shard::spsc_ring<submit_request*, ring_capacity> to_writer;
   shard::spsc_ring<submit_request*, ring_capacity> to_producer;
-  shard::spsc_ring<categorize_request*, ring_capacity> cat_to_writer;
-  shard::spsc_ring<categorize_request*, ring_capacity> cat_to_producer;
+  shard::spsc_ring<categorize_request*, categorize_capacity> cat_to_writer;
+  shard::spsc_ring<categorize_request*, categorize_capacity> cat_to_producer;
   alignas(shard::ring_line_size) std::size_t in_flight = 0;
   std::size_t cat_in_flight = 0;
 };
@@ -328,7 +328,7 @@ std::size_t queue_store::take_completed(unsigned producer, submit_request** out,
 bool queue_store::categorize(unsigned producer, categorize_request* req) {
   if (producer >= lanes_.size() || req == nullptr) return false;
   lane& l = *lanes_[producer];
-  if (l.cat_in_flight == ring_capacity) return false;
+  if (l.cat_in_flight == categorize_capacity) return false;
   req->result = categorize_status::pending;
   req->error.clear();
   if (!l.cat_to_writer.push(req)) return false;

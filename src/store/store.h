@@ -126,6 +126,10 @@ class queue_store {
  public:
   // Slots per producer ring; also the most requests one producer may have in flight.
   static constexpr std::size_t ring_capacity = 1024;
+  // Categorize requests one producer may have in flight. Larger than ring_capacity: a
+  // shard works through a backlog (recovery, bursts) as fast as the writer commits, and
+  // with disk flushes of milliseconds the batch size per commit is what sets the rate.
+  static constexpr std::size_t categorize_capacity = 4096;
 
   queue_store();
   ~queue_store();  // close()
@@ -149,7 +153,7 @@ class queue_store {
   std::size_t take_completed(unsigned producer, submit_request** out, std::size_t max);
 
   // Producer thread `producer` only, the same discipline as submit() on a lane of its own
-  // (ring_capacity in flight): the categorize transaction for one message, written by the
+  // (categorize_capacity in flight): the categorize transaction for one message, written by the
   // writer thread in the same group commit as submissions. In one transaction: the
   // submission entry is deleted, one `delivery` record per item is written, hop records
   // are created or updated (count, recipients, oldest), the failed list is stored and the
