@@ -13,6 +13,15 @@
 
 namespace sluice::rules {
 
+// Where it runs: in the categorizer, per message, before routing. The shard keeps one
+// rule_set per config snapshot and one outcome (cleared per message), then:
+//   reject set      → every recipient fails with reject->status/text (DSN), no routing;
+//   redirects, bcc  → the recipient list is rewritten (redirect_for(i)) and extended
+//                     (bcc) before routing; routes → route_for(i) replaces the
+//                     address-space choice for that recipient;
+//   header_edits    → apply_header_edits() on the stored body before it is shared;
+//   fired           → one RULE tracking log line each.
+
 // What evaluate() looks at. Every view is borrowed for the duration of the call only.
 struct message_view {
   std::string_view sender;                       // reverse-path; "" = null sender
