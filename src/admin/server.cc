@@ -15,7 +15,7 @@ class server::session final : public net::connection_handler {
  public:
   static constexpr size_t max_unread_output = 1u << 20;
 
-  session(server& owner, std::unique_ptr<net::pipe_connection> c)
+  session(server& owner, std::unique_ptr<net::connection> c)
       : owner_(owner), conn_(std::move(c)), idle_(owner.loop_) {}
 
   void start(std::list<std::unique_ptr<session>>::iterator self) {
@@ -63,7 +63,7 @@ class server::session final : public net::connection_handler {
 
  private:
   server& owner_;
-  std::unique_ptr<net::pipe_connection> conn_;
+  std::unique_ptr<net::connection> conn_;
   net::timer idle_;
   std::string buffer_;
   bool paused_ = false;
@@ -79,7 +79,7 @@ server::server(net::loop& l, std::string socket_path, std::function<snapshot()> 
       current_(std::move(current)),
       info_(std::move(info)),
       commands_(std::move(commands)),
-      listener_(l, [this](std::unique_ptr<net::pipe_connection> c) { accept(std::move(c)); }),
+      listener_(l, [this](std::unique_ptr<net::connection> c) { accept(std::move(c)); }),
       reap_(l) {}
 
 server::~server() { close(); }
@@ -97,10 +97,10 @@ void server::close() {
   finished_.clear();
 }
 
-void server::accept(std::unique_ptr<net::pipe_connection> c) {
+void server::accept(std::unique_ptr<net::connection> c) {
   // The socket's mode already keeps others out; the credential check also covers a
   // socket directory with looser permissions than intended.
-  const uid_t uid = c->peer().uid;
+  const uid_t uid = c->credentials().uid;
   if (uid != 0 && uid != ::geteuid()) {
     c->write(encode_response(response::failure("permission denied")));
     c->close();

@@ -71,7 +71,7 @@ class server {
  private:
   class session;
   friend class session;
-  void accept(std::unique_ptr<net::pipe_connection> c);
+  void accept(std::unique_ptr<net::connection> c);
   void finish(session* s);  // removes s; s must not be used afterwards
   response answer(std::string_view line);
 

@@ -70,10 +70,19 @@ bool endpoint::parse(std::string_view text, endpoint& out) {
 }
 
 struct connection::state {
-  uv_tcp_t tcp{};
+  // A TCP or a Unix-domain stream; the handle's own `type` field, common to both,
+  // says which. Its `data` points back to this state.
+  union handle {
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+  } h;
   connection_handler* handler = nullptr;  // null once the connection object is gone
   size_t queued_bytes = 0;
   bool closing = false;
+
+  state() { std::memset(&h, 0, sizeof h); }
+  uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&h); }
+  uv_handle_t* handle() { return reinterpret_cast<uv_handle_t*>(&h); }
 };
 
 namespace {
@@ -123,11 +132,11 @@ void begin_close(state* s) {
   if (s->closing) return;
   s->closing = true;
   s->handler = nullptr;
-  uv_read_stop(reinterpret_cast<uv_stream_t*>(&s->tcp));
+  uv_read_stop(s->stream());
   // uv_close would cancel queued writes (a final 221 or 421 must reach the peer), so
   // shut the write side down first: the callback runs once every queued write is done.
   auto shutdown = std::make_unique<uv_shutdown_t>();
-  int rc = uv_shutdown(shutdown.get(), reinterpret_cast<uv_stream_t*>(&s->tcp), [](uv_shutdown_t* req, int) {
+  int rc = uv_shutdown(shutdown.get(), s->stream(), [](uv_shutdown_t* req, int) {
     std::unique_ptr<uv_shutdown_t> owned(req);
     // A loop being torn down may have closed the handle already.
     auto* handle = reinterpret_cast<uv_handle_t*>(req->handle);
@@ -136,7 +145,7 @@ void begin_close(state* s) {
   if (rc == 0) {
     shutdown.release();
   } else {
-    uv_close(reinterpret_cast<uv_handle_t*>(&s->tcp), on_closed);
+    uv_close(s->handle(), on_closed);
   }
 }
 
@@ -150,8 +159,31 @@ void fill_endpoints(uv_tcp_t* tcp, endpoint& local, endpoint& peer) {
 }  // namespace
 
 connection::connection(state* s) : state_(s) {
-  fill_endpoints(&s->tcp, local_, peer_);
-  uv_tcp_nodelay(&s->tcp, 1);
+  if (s->handle()->type == UV_TCP) {
+    fill_endpoints(&s->h.tcp, local_, peer_);
+    uv_tcp_nodelay(&s->h.tcp, 1);
+    return;
+  }
+  uv_os_fd_t fd;
+  struct ucred cred {};
+  socklen_t len = sizeof cred;
+  if (uv_fileno(s->handle(), &fd) == 0 && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+    credentials_ = {cred.pid, cred.uid, cred.gid};
+}
+
+std::unique_ptr<connection> connection::accept_from(uv_stream_t* server) {
+  auto s = std::make_unique<state>();
+  if (server->type == UV_TCP) {
+    uv_tcp_init(server->loop, &s->h.tcp);
+  } else {
+    uv_pipe_init(server->loop, &s->h.pipe, 0);
+  }
+  s->handle()->data = s.get();
+  if (uv_accept(server, s->stream()) != 0) {
+    uv_close(s.release()->handle(), on_closed);
+    return nullptr;
+  }
+  return std::make_unique<connection>(s.release());
 }
 
 connection::~connection() { close(); }
@@ -159,16 +191,15 @@ connection::~connection() { close(); }
 void connection::start_reading(connection_handler* handler) {
   if (state_ == nullptr) return;
   state_->handler = handler;
-  uv_read_start(reinterpret_cast<uv_stream_t*>(&state_->tcp), on_alloc, on_read);
+  uv_read_start(state_->stream(), on_alloc, on_read);
 }
 
 void connection::pause_reading() {
-  if (state_ != nullptr && !state_->closing) uv_read_stop(reinterpret_cast<uv_stream_t*>(&state_->tcp));
+  if (state_ != nullptr && !state_->closing) uv_read_stop(state_->stream());
 }
 
 void connection::resume_reading() {
-  if (state_ != nullptr && !state_->closing)
-    uv_read_start(reinterpret_cast<uv_stream_t*>(&state_->tcp), on_alloc, on_read);
+  if (state_ != nullptr && !state_->closing) uv_read_start(state_->stream(), on_alloc, on_read);
 }
 
 void connection::write(std::string&& data) {
@@ -178,7 +209,7 @@ void connection::write(std::string&& data) {
   req->size = req->owned.size();
   uv_buf_t buf = uv_buf_init(req->owned.data(), static_cast<unsigned>(req->owned.size()));
   req->req.data = req.get();
-  if (uv_write(&req->req, reinterpret_cast<uv_stream_t*>(&state_->tcp), &buf, 1, on_written) == 0) {
+  if (uv_write(&req->req, state_->stream(), &buf, 1, on_written) == 0) {
     state_->queued_bytes += req->size;
     req.release();
   }
@@ -190,7 +221,7 @@ void connection::write_borrowed(const char* data, size_t size) {
   req->size = size;
   uv_buf_t buf = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(size));
   req->req.data = req.get();
-  if (uv_write(&req->req, reinterpret_cast<uv_stream_t*>(&state_->tcp), &buf, 1, on_written) == 0) {
+  if (uv_write(&req->req, state_->stream(), &buf, 1, on_written) == 0) {
     state_->queued_bytes += size;
     req.release();
   }
@@ -204,7 +235,7 @@ void connection::close() {
   state_ = nullptr;
 }
 
-uv_loop_t* connection::uv_loop() const { return state_ == nullptr ? nullptr : state_->tcp.loop; }
+uv_loop_t* connection::uv_loop() const { return state_ == nullptr ? nullptr : state_->handle()->loop; }
 
 listener::listener(loop& l, accept_fn on_accept) : on_accept_(std::move(on_accept)), loop_(l.get()) {}
 
@@ -239,15 +270,7 @@ int listener::listen(const endpoint& where, int backlog) {
     rc = uv_listen(reinterpret_cast<uv_stream_t*>(handle_), backlog, [](uv_stream_t* server, int status) {
       auto* self = static_cast<listener*>(server->data);
       if (self == nullptr || status < 0) return;
-      auto s = std::make_unique<connection::state>();
-      uv_tcp_init(server->loop, &s->tcp);
-      if (uv_accept(server, reinterpret_cast<uv_stream_t*>(&s->tcp)) != 0) {
-        uv_close(reinterpret_cast<uv_handle_t*>(&s->tcp), on_closed);
-        s->tcp.data = s.release();
-        return;
-      }
-      s->tcp.data = s.get();
-      self->on_accept_(std::make_unique<connection>(s.release()));
+      if (auto c = connection::accept_from(server)) self->on_accept_(std::move(c));
     });
   }
   if (rc != 0) close();
@@ -274,14 +297,14 @@ void connect(loop& l, const endpoint& to, std::function<void(std::unique_ptr<con
   };
   auto r = std::make_unique<connect_request>();
   r->done = std::move(done);
-  uv_tcp_init(l.get(), &r->s->tcp);
-  r->s->tcp.data = r->s.get();
+  uv_tcp_init(l.get(), &r->s->h.tcp);
+  r->s->handle()->data = r->s.get();
   r->req.data = r.get();
-  int rc = uv_tcp_connect(&r->req, &r->s->tcp, reinterpret_cast<const sockaddr*>(&to.addr),
+  int rc = uv_tcp_connect(&r->req, &r->s->h.tcp, reinterpret_cast<const sockaddr*>(&to.addr),
                           [](uv_connect_t* req, int status) {
                             std::unique_ptr<connect_request> owned(static_cast<connect_request*>(req->data));
                             if (status != 0) {
-                              uv_close(reinterpret_cast<uv_handle_t*>(&owned->s->tcp), on_closed);
+                              uv_close(owned->s->handle(), on_closed);
                               owned->s.release();
                               owned->done(nullptr, status);
                               return;
@@ -290,7 +313,7 @@ void connect(loop& l, const endpoint& to, std::function<void(std::unique_ptr<con
                           });
   if (rc != 0) {
     auto cb = std::move(r->done);
-    uv_close(reinterpret_cast<uv_handle_t*>(&r->s->tcp), on_closed);
+    uv_close(r->s->handle(), on_closed);
     r->s.release();
     cb(nullptr, rc);
     return;

@@ -2,6 +2,7 @@
 // Untrusted input: bytes read from remote peers are handed to the owner unexamined.
 #pragma once
 #include <sys/socket.h>
+#include <sys/types.h>
 #include <uv.h>
 
 #include <cstdint>
@@ -23,6 +24,13 @@ struct endpoint {
   static bool parse(std::string_view text, endpoint& out);  // "1.2.3.4:25", "[::1]:25"
 };
 
+// Who is on the other end of a Unix-domain connection (SO_PEERCRED, taken at accept).
+struct peer_credentials {
+  pid_t pid = 0;
+  uid_t uid = static_cast<uid_t>(-1);
+  gid_t gid = static_cast<gid_t>(-1);
+};
+
 // The owner's side of a connection. Callbacks run on the loop thread.
 class connection_handler {
  public:
@@ -36,9 +44,9 @@ class connection_handler {
   virtual void on_drained() {}
 };
 
-// One TCP connection. The connection object may be destroyed at any time; the uv
-// handle and in-flight write requests outlive it and are freed by their callbacks,
-// which no longer reach the handler once it is detached.
+// One stream connection: TCP, or a Unix-domain socket (admin). The connection object
+// may be destroyed at any time; the uv handle and in-flight write requests outlive it
+// and are freed by their callbacks, which no longer reach the handler once it is detached.
 class connection {
  public:
   connection(const connection&) = delete;
@@ -61,17 +69,24 @@ class connection {
   void close();
   bool closed() const { return state_ == nullptr; }
 
+  // TCP only (empty for Unix-domain sockets).
   const endpoint& local() const { return local_; }
   const endpoint& peer() const { return peer_; }
+  // Unix-domain sockets only.
+  const peer_credentials& credentials() const { return credentials_; }
   uv_loop_t* uv_loop() const;
 
-  // Used by listener and connect(): wraps an initialised, connected uv_tcp_t.
+  // For listeners: accepts the pending connection of `server` (a TCP or pipe listener)
+  // into a new connection; nullptr if the accept failed.
+  static std::unique_ptr<connection> accept_from(uv_stream_t* server);
+
   struct state;
-  explicit connection(state* s);
+  explicit connection(state* s);  // wraps a connected handle (listeners and connect())
 
  private:
   state* state_;  // owned by the uv handle's data; freed in the close callback
   endpoint local_, peer_;
+  peer_credentials credentials_;
 };
 
 // Listens on one address on one loop with SO_REUSEPORT, so every worker loop can
