@@ -109,6 +109,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "sluiced: %s\n", error.c_str());
     return 1;
   }
+  // The first snapshot: every categorizer takes it before it categorizes anything.
+  links.offer_routes(routes, std::make_shared<const rules::rule_set>(cfg->transport_rules));
   if (!links.load_stored_items(*queue, error)) {
     std::fprintf(stderr, "sluiced: cannot load the delivery queues: %s\n", error.c_str());
     return 1;
@@ -160,7 +162,7 @@ int main(int argc, char** argv) {
           std::fprintf(stderr, "sluiced: reload failed, configuration unchanged: %s\n", e.c_str());
         continue;
       }
-      links.offer_routes(next_routes);
+      links.offer_routes(next_routes, std::make_shared<const rules::rule_set>(next.value->transport_rules));
       cfg = next.value;
       for (auto& w : workers) w->reload(next_policies);
       // `sluicectl route test` answers from the table the categorizers now get.

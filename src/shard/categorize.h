@@ -8,6 +8,7 @@
 
 #include "base/queue_id.h"
 #include "route/route.h"
+#include "rules/rules.h"
 #include "smtp/envelope.h"
 #include "store/store.h"
 
@@ -23,11 +24,38 @@ class message_router {
   // `out` is overwritten (its vectors keep their capacity). The table and the envelope
   // are only read during the call.
   void categorize(const route::table& routes, base::queue_id id, const smtp::envelope& env,
-                  const store::message_metadata& meta, store::categorize_request& out);
+                  const store::message_metadata& meta, store::categorize_request& out) {
+    categorize(routes, nullptr, {}, id, env, meta, out);
+  }
+  // With transport rules (null or empty: none), evaluated before routing on the message
+  // as received; `headers` is the body's header block (needed only when
+  // rules->needs_headers()). Effects on `out`: a reject fails every recipient with the
+  // rule's status and text; redirects and BCC recipients change the envelope (new_record,
+  // recipient_delta, and the indices refer to the new recipient list); route_via sends a
+  // recipient through the named send connector (5.4.4 if it does not exist or is
+  // disabled). Header edits are left to the caller, which has to read the whole body:
+  // see header_edits_pending() and finish_with_body().
+  void categorize(const route::table& routes, const rules::rule_set* rules, std::string_view headers,
+                  base::queue_id id, const smtp::envelope& env, const store::message_metadata& meta,
+                  store::categorize_request& out);
+
+  // The rules that fired for the last message (views into the rule set), for the log.
+  const std::vector<rules::fired_rule>& fired() const { return outcome_.fired; }
+  // The last message's envelope as categorized: `env` unless rules changed it.
+  const smtp::envelope& effective(const smtp::envelope& env) const { return envelope_changed_ ? changed_ : env; }
+  bool header_edits_pending() const { return !outcome_.header_edits.empty(); }
+  // Applies the last message's header edits to its full body and completes `out` (new body
+  // and the envelope record with the new size), chunked as the store does.
+  void finish_with_body(std::string body, const smtp::envelope& env, const store::message_metadata& meta,
+                        std::size_t chunk_size, store::categorize_request& out);
 
  private:
   std::vector<route::decision> decisions_;
   route::grouping grouping_;
+  rules::outcome outcome_;
+  std::vector<std::string_view> views_;
+  smtp::envelope changed_;  // the envelope after redirects and BCC, when rules changed it
+  bool envelope_changed_ = false;
 };
 
 // Which loop owns a next hop: a stable function of the hop key text (FNV-1a), so the

@@ -126,14 +126,19 @@ void categorizer::arm_retry() {
   });
 }
 
-void categorizer::poll() {
-  // A reload's table, if one is waiting: a relaxed load first so the common case costs
-  // no read-modify-write on a line the signal thread may own.
+void categorizer::take_offer() {
+  // A relaxed load first so the common case costs no read-modify-write on a line the
+  // offering thread may own.
   auto& offer = links_.route_offers[index_];
-  if (offer.load(std::memory_order_relaxed) != nullptr) {
-    std::unique_ptr<std::shared_ptr<const route::table>> next(offer.exchange(nullptr, std::memory_order_acq_rel));
-    if (next && *next) routes_ = std::move(*next);
-  }
+  if (offer.load(std::memory_order_relaxed) == nullptr) return;
+  std::unique_ptr<links::routing_snapshot> next(offer.exchange(nullptr, std::memory_order_acq_rel));
+  if (!next || !next->routes) return;
+  routes_ = std::move(next->routes);
+  rules_ = std::move(next->rules);
+}
+
+void categorizer::poll() {
+  take_offer();
   store::categorize_request* done[256];
   std::size_t n;
   while ((n = store_.take_categorized(index_, done, 256)) != 0)
@@ -167,10 +172,30 @@ void categorizer::start_some() {
         batch,
         [&](base::queue_id id, const smtp::envelope& env, const store::message_metadata& meta) {
           job* j = take_job();
-          router_.categorize(routes, id, env, meta, j->req);
+          const rules::rule_set* rules = rules_ && !rules_->empty() ? rules_.get() : nullptr;
+          std::string_view headers;
+          if (rules && rules->needs_headers()) {
+            std::string herr;
+            if (!store_.read_header_block(id, header_block_, 64 * 1024, herr) && !herr.empty())
+              log(fmt::format("{}: reading headers for transport rules: {}", id.text(), herr));
+            headers = header_block_;
+          }
+          router_.categorize(routes, rules, headers, id, env, meta, j->req);
+          if (router_.header_edits_pending()) {
+            // Rare (a rule edits headers): the whole body is read, edited and stored
+            // again in the categorize transaction, still once for every next hop.
+            std::string berr;
+            auto whole = store_.read_message(id, berr);
+            if (whole)
+              router_.finish_with_body(std::move(whole->body), env, meta, store_.chunk_size(), j->req);
+            else
+              log(fmt::format("{}: header edits not applied: {}", id.text(), berr.empty() ? "message gone" : berr));
+          }
+          for (const auto& f : router_.fired()) log(fmt::format("{}: RULE {}: {}", id.text(), f.name, f.actions));
+          const smtp::envelope& effective = router_.effective(env);
           j->failed_addresses.resize(j->req.failed.size());
           for (std::size_t f = 0; f < j->req.failed.size(); ++f)
-            j->failed_addresses[f] = env.recipients[j->req.failed[f].recipient].address;
+            j->failed_addresses[f] = effective.recipients[j->req.failed[f].recipient].address;
           // Cannot be refused: in_flight_ stays below the lane's capacity.
           if (store_.categorize(index_, &j->req)) {
             ++in_flight_;
@@ -233,6 +258,7 @@ void categorizer::complete(job& j) {
 }
 
 void categorizer::recover() {
+  take_offer();
   const unsigned loops = links_.loops();
   std::string error;
   std::size_t pending = 0;

@@ -13,6 +13,7 @@
 #include "base/queue_id.h"
 #include "net/loop.h"
 #include "route/route.h"
+#include "rules/rules.h"
 #include "shard/categorize.h"
 #include "shard/mesh.h"
 #include "store/store.h"
@@ -35,19 +36,26 @@ struct links {
   explicit links(unsigned loops)
       : ids(loops), items(loops), route_offers(ids.loops()), stored_items(ids.loops()) {}
   ~links() {
-    for (auto& offer : route_offers) std::unique_ptr<std::shared_ptr<const route::table>> unclaimed(offer.exchange(nullptr));
+    for (auto& offer : route_offers) std::unique_ptr<routing_snapshot> unclaimed(offer.exchange(nullptr));
   }
   links(const links&) = delete;
   links& operator=(const links&) = delete;
   unsigned loops() const { return ids.loops(); }
 
-  // Any thread (the daemon's signal thread on reload): every loop's categorizer routes
-  // with `routes` from its next wake-up on. Each loop has a mailbox that is swapped with
-  // an atomic exchange, so neither side ever waits; an offer not yet taken is replaced.
-  void offer_routes(const std::shared_ptr<const route::table>& routes) {
+  // What a configuration snapshot gives the categorizer.
+  struct routing_snapshot {
+    std::shared_ptr<const route::table> routes;
+    std::shared_ptr<const rules::rule_set> rules;  // null: no transport rules
+  };
+  // Any thread (the daemon's main thread at start and on reload): every loop's
+  // categorizer routes with `routes` and applies `rules` from its next wake-up (or its
+  // recover()) on. Each loop has a mailbox swapped with an atomic exchange, so neither
+  // side ever waits; an offer not yet taken is replaced.
+  void offer_routes(const std::shared_ptr<const route::table>& routes,
+                    const std::shared_ptr<const rules::rule_set>& rules = nullptr) {
     for (unsigned i = 0; i < loops(); ++i) {
-      auto box = std::make_unique<std::shared_ptr<const route::table>>(routes);
-      std::unique_ptr<std::shared_ptr<const route::table>> replaced(route_offers[i].exchange(box.release()));
+      auto box = std::make_unique<routing_snapshot>(routing_snapshot{routes, rules});
+      std::unique_ptr<routing_snapshot> replaced(route_offers[i].exchange(box.release()));
       if (wake) wake(i);
     }
   }
@@ -65,7 +73,7 @@ struct links {
   // concurrently by different loops. Unset: standard error.
   std::function<void(const std::string& line)> log;
   // Per loop: a routing table offered by offer_routes() and not yet taken (owned).
-  std::vector<std::atomic<std::shared_ptr<const route::table>*>> route_offers;
+  std::vector<std::atomic<routing_snapshot*>> route_offers;
 
   // Before any loop starts: reads every stored delivery item and sorts it by owning
   // loop into stored_items, which each loop's recover() then takes. Done up front, in
@@ -154,6 +162,7 @@ class categorizer {
   job* take_job();
   void log(const std::string& line);
   void arm_flush();
+  void take_offer();
   void arm_retry();
 
   net::loop& loop_;
@@ -161,7 +170,9 @@ class categorizer {
   store::queue_store& store_;
   links& links_;
   std::shared_ptr<const route::table> routes_;
+  std::shared_ptr<const rules::rule_set> rules_;
   message_router router_;
+  std::string header_block_;  // scratch for rules with header conditions
   hop_queues queues_;
   categorizer_stats stats_;
 

@@ -617,6 +617,24 @@ int queue_store::write_categorizations(void* txn_ptr, categorize_request* const*
       continue;
     }
     if (rc) return rc;
+    if (r.new_body) {
+      // Header edits: the shared body is rewritten once, before any item refers to it.
+      if ((rc = delete_chunks(txn, d.bodies, r.id))) return rc;
+      const std::string& body = *r.new_body;
+      for (uint32_t c = 0; std::size_t{c} * chunk_size_ < body.size(); ++c) {
+        std::size_t off = std::size_t{c} * chunk_size_;
+        auto ck = schema::make_chunk_key(r.id, c);
+        MDB_val kk = val(ck), cv = val(body.data() + off, std::min(chunk_size_, body.size() - off));
+        if ((rc = mdb_put(txn, d.bodies, &kk, &cv, 0))) return rc;
+      }
+    }
+    if (!r.new_record.empty()) {
+      MDB_val rv = val(r.new_record.data(), r.new_record.size());
+      if ((rc = mdb_put(txn, d.messages, &k, &rv, 0))) return rc;
+    }
+    if (r.recipient_delta != 0 &&
+        (rc = add_counter(txn, d.meta, schema::meta_recipients, r.recipient_delta)))
+      return rc;
     for (auto& spec : r.items) {
       auto found = hops.find(spec.hop_key);
       if (found == hops.end()) {
@@ -1050,6 +1068,45 @@ bool page_through(MDB_env* env, MDB_dbi dbi, const unsigned char* prefix, std::s
 }
 
 }  // namespace
+
+bool queue_store::read_header_block(base::queue_id id, std::string& out, std::size_t limit,
+                                    std::string& error) const {
+  out.clear();
+  error.clear();
+  if (!env_) {
+    error = "queue store not open";
+    return false;
+  }
+  if (!dbi_->present) return false;
+  txn_guard txn;
+  int rc = txn.begin(env_, MDB_RDONLY);
+  if (rc) {
+    error = lmdb_error("cannot begin read transaction", rc);
+    return false;
+  }
+  for (uint32_t c = 0; out.size() < limit; ++c) {
+    auto ck = schema::make_chunk_key(id, c);
+    MDB_val kk = val(ck), cv;
+    rc = mdb_get(txn.get(), dbi_->bodies, &kk, &cv);
+    if (rc == MDB_NOTFOUND) break;  // end of body (or no body at all)
+    if (rc) {
+      error = lmdb_error("read body", rc);
+      return false;
+    }
+    const std::size_t scan_from = out.size() >= 3 ? out.size() - 3 : 0;
+    out.append(view(cv).substr(0, limit - out.size()));
+    // Stop at the empty line: "\n\n" or "\n\r\n" ends the header block.
+    for (std::size_t i = scan_from; i + 1 < out.size(); ++i) {
+      if (out[i] != '\n') continue;
+      std::size_t end = out[i + 1] == '\n' ? i + 2 : (out[i + 1] == '\r' && i + 2 < out.size() && out[i + 2] == '\n') ? i + 3 : 0;
+      if (end != 0) {
+        out.resize(end);
+        return true;
+      }
+    }
+  }
+  return true;
+}
 
 bool queue_store::for_each_submission(const std::function<bool(base::queue_id)>& fn,
                                       std::string& error) const {

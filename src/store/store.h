@@ -72,6 +72,14 @@ struct categorize_request {
   int64_t received_at_ms = 0;       // the message's, for the hops' oldest-age
   std::vector<delivery_item_spec> items;
   std::vector<failed_recipient> failed;
+  // Set only when transport rules changed the message, written in the same transaction:
+  // new_record replaces the envelope record (encode_record; redirects, added BCC
+  // recipients, and body_size/body_chunks for new_body), new_body replaces every body
+  // chunk (header edits; chunked with chunk_size()), recipient_delta adjusts the store's
+  // recipient counter. Item and failed indices refer to the new envelope.
+  std::string new_record;
+  std::optional<std::string> new_body;
+  int64_t recipient_delta = 0;
   categorize_status result = categorize_status::pending;
   std::string error;
   void* user = nullptr;             // caller's cookie; the store ignores it
@@ -180,6 +188,10 @@ class queue_store {
       std::function<void(base::queue_id, const smtp::envelope&, const message_metadata&)>;
   bool read_envelopes(std::span<const base::queue_id> ids, const envelope_visitor& fn,
                       std::string& problems, std::string& error) const;
+  // The header block of a message's body (up to and including the empty line, at most
+  // `limit` bytes), read from its first chunks in one short transaction. False with
+  // `error` empty when there is no such message.
+  bool read_header_block(base::queue_id id, std::string& out, std::size_t limit, std::string& error) const;
   // Ids in the submission queue (accepted, not yet categorized), in queue order, in pages of
   // short transactions; return false from `fn` to stop. For recovery at start.
   bool for_each_submission(const std::function<bool(base::queue_id)>& fn, std::string& error) const;

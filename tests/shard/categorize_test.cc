@@ -124,3 +124,142 @@ Test(shard_owner, hop_owner_and_shard_are_stable_and_in_range) {
 Test(shard_mesh, concurrent_pairs_lose_and_reorder_nothing, .timeout = 120) {
   cr_assert_eq(mesh_stress::run(3, 100000), 0u);
 }
+
+// ---- transport rules applied by the categorizer ----
+
+namespace {
+
+rules::rule_spec rule(const char* name) {
+  rules::rule_spec r;
+  r.name = name;
+  return r;
+}
+
+}  // namespace
+
+Test(shard_rules, reject_fails_every_recipient_with_the_rules_status) {
+  auto routes = shard_test::three_hop_table();
+  auto r = rule("no-spam-domain");
+  r.sender_domain = {"spam.example"};
+  r.reject = rules::rejection_spec{"5.7.1", "policy: sender domain refused"};
+  rules::rule_set set({r});
+  shard::message_router router;
+  auto env = envelope_of({"alice@sluice.test", "x@partner.example"});
+  env.mail_from = "bulk@spam.example";
+  store::message_metadata meta;
+  store::categorize_request req;
+  router.categorize(*routes, &set, {}, base::queue_id{5}, env, meta, req);
+  cr_assert_eq(req.items.size(), 0u);
+  cr_assert_eq(req.failed.size(), 2u);
+  std::string status = req.failed[1].status, reason = req.failed[1].reason;
+  cr_assert_str_eq(status.c_str(), "5.7.1");
+  cr_assert_str_eq(reason.c_str(), "policy: sender domain refused");
+  cr_assert_eq(router.fired().size(), 1u);
+  // Another sender: the rule does not fire and routing is as usual.
+  env.mail_from = "someone@example.org";
+  router.categorize(*routes, &set, {}, base::queue_id{6}, env, meta, req);
+  cr_assert_eq(req.items.size(), 2u);
+  cr_assert_eq(router.fired().size(), 0u);
+  cr_assert(req.new_record.empty());
+}
+
+Test(shard_rules, redirect_and_bcc_change_the_envelope_and_the_routing) {
+  auto routes = shard_test::three_hop_table();
+  auto redirect = rule("ceo-to-assistant");
+  redirect.recipient = {"alice@sluice.test"};
+  redirect.redirect_to = "bob@sluice.test";
+  auto audit = rule("audit-partner");
+  audit.recipient_domain = {"partner.example"};
+  audit.bcc = "audit@archive.example";
+  rules::rule_set set({redirect, audit});
+  shard::message_router router;
+  auto env = envelope_of({"alice@sluice.test", "x@partner.example"});
+  store::message_metadata meta;
+  meta.body_size = 10;
+  store::categorize_request req;
+  router.categorize(*routes, &set, {}, base::queue_id{7}, env, meta, req);
+  cr_assert_eq(router.fired().size(), 2u);
+  cr_assert_eq(req.recipient_delta, 1);
+  cr_assert(!req.new_record.empty());
+  smtp::envelope stored;
+  store::message_metadata stored_meta;
+  std::string error;
+  cr_assert(store::decode_record(req.new_record, stored, stored_meta, error), "%s", error.c_str());
+  cr_assert_eq(stored.recipients.size(), 3u);
+  cr_assert(stored.recipients[0].address == "bob@sluice.test");
+  cr_assert(stored.recipients[2].address == "audit@archive.example");
+  // bob (local), x (Partner), audit (Outbound): three items, indices into the new list.
+  cr_assert_eq(req.items.size(), 3u);
+  std::string k2 = key_of(req, 2);
+  cr_assert_str_eq(k2.c_str(), "smarthost:Outbound");
+  cr_assert(req.items[2].recipients == std::vector<uint32_t>({2}));
+}
+
+Test(shard_rules, route_via_forces_the_named_connector_and_merges_by_hop) {
+  auto routes = shard_test::three_hop_table();
+  auto via = rule("partner-via-smarthost");
+  via.recipient_domain = {"partner.example"};
+  via.route_via = "Outbound";
+  auto bad = rule("via-missing");
+  bad.recipient = {"q@else.example"};
+  bad.route_via = "NoSuchConnector";
+  rules::rule_set set({via, bad});
+  shard::message_router router;
+  auto env = envelope_of({"x@partner.example", "z@other.example", "q@else.example"});
+  store::message_metadata meta;
+  store::categorize_request req;
+  router.categorize(*routes, &set, {}, base::queue_id{8}, env, meta, req);
+  cr_assert_eq(req.items.size(), 1u, "partner mail joins the smart host's item");
+  std::string k0 = key_of(req, 0);
+  cr_assert_str_eq(k0.c_str(), "smarthost:Outbound");
+  cr_assert(req.items[0].recipients == std::vector<uint32_t>({1, 0}));
+  cr_assert_eq(req.failed.size(), 1u);
+  cr_assert_eq(req.failed[0].recipient, 2u);
+  std::string status = req.failed[0].status;
+  cr_assert_str_eq(status.c_str(), "5.4.4");
+}
+
+Test(shard_rules, header_edit_rewrites_the_stored_body_once, .timeout = 60) {
+  store_test::temp_dir tmp;
+  store::queue_store s;
+  store::store_options o;
+  o.dir = tmp.sub("q");
+  o.map_size = std::size_t{64} << 20;
+  std::string error;
+  cr_assert(s.open(std::move(o), error), "%s", error.c_str());
+  base::queue_id_generator gen(0);
+  std::vector<store::submit_request> msgs{store_test::make_request(gen.next(), 0, 0)};
+  msgs[0].envelope = envelope_of({"alice@sluice.test", "x@partner.example", "q@else.example"});
+  msgs[0].body = "Subject: quarterly\r\nX-Class: internal\r\n\r\n" + std::string(5000, 'b') + "\r\n";
+  cr_assert(store_test::submit_all(s, 0, msgs));
+
+  auto tag = rule("tag-internal");
+  tag.header = rules::header_condition{"x-class", rules::header_condition::kind::glob, "internal"};
+  tag.add_header = rules::header_field{"X-Scanned", "yes"};
+  rules::rule_set set({tag});
+  cr_assert(set.needs_headers());
+  std::string headers;
+  cr_assert(s.read_header_block(msgs[0].id, headers, 65536, error));
+  cr_assert(headers == "Subject: quarterly\r\nX-Class: internal\r\n\r\n", "%s", headers.c_str());
+
+  shard::message_router router;
+  std::vector<store::categorize_request> cats(1);
+  std::string problems;
+  cr_assert(s.read_envelopes(std::vector<base::queue_id>{msgs[0].id},
+                             [&](base::queue_id id, const smtp::envelope& e, const store::message_metadata& m) {
+                               router.categorize(*shard_test::three_hop_table(), &set, headers, id, e, m, cats[0]);
+                               cr_assert(router.header_edits_pending());
+                               auto whole = s.read_message(id, error);
+                               router.finish_with_body(std::move(whole->body), e, m, s.chunk_size(), cats[0]);
+                             },
+                             problems, error));
+  cr_assert(store_test::categorize_all(s, 0, cats));
+  cr_assert_eq(cats[0].result, store::categorize_status::ok, "%s", cats[0].error.c_str());
+  auto m = s.read_message(msgs[0].id, error);
+  cr_assert(m.has_value(), "%s", error.c_str());
+  cr_assert(m->body == "X-Scanned: yes\r\n" + msgs[0].body, "body now starts: %.60s", m->body.c_str());
+  cr_assert_eq(m->meta.body_size, m->body.size());
+  auto st = s.stats(error);
+  cr_assert_eq(st->messages, 1u);
+  cr_assert_eq(st->delivery_items, 3u);
+}
