@@ -5,24 +5,12 @@
 
 #include <string>
 
+#include "assertions.h"
 #include "harness.h"
 
 using namespace sluice::testing;
 
 namespace {
-
-#define START(d)                                                         \
-  do {                                                                   \
-    bool started_ = (d).start();                                         \
-    cr_assert(started_, "sluiced did not start: %s", (d).log().c_str()); \
-  } while (0)
-
-#define EXPECT_HAS(result, text)                                                                          \
-  do {                                                                                                    \
-    const command_result& r_ = (result);                                                                  \
-    cr_assert(r_.output.find(text) != std::string::npos, "expected '%s' in:\n%s", std::string(text).c_str(), \
-              r_.output.c_str());                                                                         \
-  } while (0)
 
 // The default daemon plus send connectors that exercise every way a route is chosen.
 // The server limit is 1M (default_config); Fabrikam has its own, lower one.

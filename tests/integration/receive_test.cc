@@ -9,24 +9,13 @@
 #include <string>
 #include <thread>
 
+#include "assertions.h"
 #include "harness.h"
 
 using namespace sluice::testing;
 namespace fs = std::filesystem;
 
 namespace {
-
-#define START(d)                                                   \
-  do {                                                             \
-    bool started_ = (d).start();                                   \
-    cr_assert(started_, "sluiced did not start: %s", (d).log().c_str()); \
-  } while (0)
-
-#define EXPECT_CODE(reply, code)                                               \
-  do {                                                                         \
-    std::string r_ = (reply);                                                  \
-    cr_assert_eq(code_of(r_), (code), "expected %d, got: %s", (code), r_.c_str()); \
-  } while (0)
 
 // Messages the store holds, from `sluicectl queue list --json`.
 size_t queued_count(const sluiced_process& d) {

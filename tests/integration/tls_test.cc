@@ -7,23 +7,12 @@
 #include <string>
 #include <thread>
 
+#include "assertions.h"
 #include "harness.h"
 
 using namespace sluice::testing;
 
 namespace {
-
-#define START(d)                                                         \
-  do {                                                                   \
-    bool started_ = (d).start();                                         \
-    cr_assert(started_, "sluiced did not start: %s", (d).log().c_str()); \
-  } while (0)
-
-#define EXPECT_CODE(reply, code)                                                   \
-  do {                                                                             \
-    std::string r_ = (reply);                                                      \
-    cr_assert_eq(code_of(r_), (code), "expected %d, got: %s", (code), r_.c_str()); \
-  } while (0)
 
 // The default test config with TLS on the Internet connector and a submission connector
 // (AUTH required, relay for authenticated users) on a second port.
