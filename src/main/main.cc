@@ -90,7 +90,11 @@ int main(int argc, char** argv) {
   // Declared before `workers` so it is destroyed after them: their threads use its rings.
   shard::links links(workers_count);
   std::vector<std::unique_ptr<main::worker>> workers;
-  links.wake = [&workers](unsigned to) { workers[to]->notify_completions(); };
+  // Workers are all created before any of them starts, and only running loops and the
+  // main thread wake; the size check covers the main thread's first offer_routes().
+  links.wake = [&workers](unsigned to) {
+    if (to < workers.size()) workers[to]->notify_completions();
+  };
 
   store::store_options opts;
   opts.dir = cfg->server.queue_dir;

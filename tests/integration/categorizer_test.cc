@@ -154,3 +154,47 @@ Test(integration_categorizer, many_messages_from_many_sessions_all_categorized, 
   json = d.ctl("queue list --json").output;
   cr_assert_eq(field(json, "delivery_items"), 2 * sessions * per_session);
 }
+
+Test(integration_categorizer, transport_rules_bcc_header_and_reject, .timeout = 90) {
+  sluiced_process d;
+  d.write_config(config_with_send_connectors() + R"(
+[[transport_rule]]
+name = "archive partner mail"
+recipient_domain = ["partner.example"]
+bcc = "postmaster@sluice.test"
+add_header = { name = "X-Archived", value = "yes" }
+
+[[transport_rule]]
+name = "no bulk"
+header = { name = "Subject", pattern = "*bulk*" }
+reject = { status = "5.7.1", text = "Bulk mail refused by policy" }
+)");
+  bool started = d.start();
+  cr_assert(started, "sluiced did not start: %s", d.log().c_str());
+  std::vector<std::string> ids;
+  for (const char* subject : {"contract", "weekly bulk offer"}) {
+    smtp_client c(d.port(), "127.0.0.2");
+    c.reply();
+    c.cmd("EHLO client.example");
+    c.cmd("MAIL FROM:<sender@example.org>");
+    cr_assert_eq(code_of(c.cmd("RCPT TO:<x@partner.example>")), 250);
+    c.cmd("DATA");
+    std::string reply = c.cmd(std::string("Subject: ") + subject + "\r\n\r\nbody\r\n.");
+    cr_assert_eq(code_of(reply), 250, "%s", reply.c_str());
+    ids.push_back(queue_id_of(reply));
+    c.cmd("QUIT");
+  }
+  std::string json = wait_categorized(d, 2);
+  cr_assert_eq(field(json, "submission_queued"), 0, "%s", json.c_str());
+  // The first message: x@partner.example plus the BCC to the local archive.
+  expect_queue(json, "dns:Partner:partner.example", 1, 1);
+  expect_queue(json, "local:sluice.test", 1, 1);
+  cr_assert_eq(field(json, "failed_messages"), 1, "the bulk message failed by policy: %s", json.c_str());
+  auto shown = d.ctl("queue show " + ids[0]);
+  cr_assert(shown.output.find("X-Archived: yes") != std::string::npos, "%s", shown.output.c_str());
+  cr_assert(shown.output.find("postmaster@sluice.test") != std::string::npos, "%s", shown.output.c_str());
+  std::string log = d.log();
+  cr_assert(log.find("RULE archive partner mail") != std::string::npos, "%s", log.c_str());
+  cr_assert(log.find("5.7.1 Bulk mail refused by policy") != std::string::npos, "%s", log.c_str());
+  d.stop();
+}
