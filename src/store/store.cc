@@ -460,7 +460,9 @@ void queue_store::write_mixed(std::vector<submit_request*>& batch,
     finish_cats(csorted.data(), csorted.size(), 0);
     return;
   }
-  if (rc == MDB_MAP_FULL || rc == MDB_KEYEXIST) {
+  // MDB_TXN_FULL: the batch dirtied more pages than one LMDB transaction may hold (a big
+  // categorize batch inserting all over a large delivery tree); smaller ones will fit.
+  if (rc == MDB_MAP_FULL || rc == MDB_KEYEXIST || rc == MDB_TXN_FULL) {
     for (auto* r : sorted) {
       int one = write_requests(&r, 1, nullptr, 0, codes);
       if (one == 0) {
@@ -474,9 +476,21 @@ void queue_store::write_mixed(std::vector<submit_request*>& batch,
                                        : std::string(mdb_strerror(one));
       }
     }
-    for (auto* c : csorted) {
-      int one = write_requests(nullptr, 0, &c, 1, codes);
-      finish_cats(&c, 1, one);
+    // Categorizations are retried in halves rather than one by one: each transaction is
+    // an fsync, and a few thousand of them would stall the writer for seconds.
+    std::vector<std::pair<std::size_t, std::size_t>> ranges{{0, csorted.size()}};
+    while (!ranges.empty()) {
+      auto [lo, hi] = ranges.back();
+      ranges.pop_back();
+      if (lo == hi) continue;
+      int part = write_requests(nullptr, 0, csorted.data() + lo, hi - lo, codes);
+      if ((part == MDB_MAP_FULL || part == MDB_TXN_FULL) && hi - lo > 1) {
+        const std::size_t mid = lo + (hi - lo) / 2;
+        ranges.emplace_back(mid, hi);
+        ranges.emplace_back(lo, mid);
+        continue;
+      }
+      finish_cats(csorted.data() + lo, hi - lo, part);
     }
     return;
   }
