@@ -273,3 +273,39 @@ Test(store_categorize, records_round_trip_and_reject_truncation) {
   fb.push_back('x');
   cr_assert(!store::decode_failed(fb, f, error));
 }
+
+Test(store_categorize, map_full_categorizes_what_fits_and_leaves_the_rest_queued, .timeout = 60) {
+  temp_dir tmp;
+  queue_store s;
+  store::store_options o;
+  o.dir = tmp.sub("q");
+  o.map_size = std::size_t{2} << 20;  // 512 pages
+  std::string error;
+  cr_assert(s.open(std::move(o), error), "%s", error.c_str());
+  base::queue_id_generator gen(0);
+  std::vector<store::submit_request> msgs;
+  for (int i = 0; i < 40; ++i) msgs.push_back(make_request(gen.next(), 200, 1));
+  cr_assert(submit_all(s, 0, msgs));
+  // Every message to 40 hops of its own with long keys: about 1.3 MB of hop names and
+  // records in all, more than the map has left, so the batch cannot commit whole.
+  std::vector<categorize_request> cats(msgs.size());
+  for (size_t m = 0; m < msgs.size(); ++m) {
+    cats[m].id = msgs[m].id;
+    cats[m].received_at_ms = msgs[m].received_at_ms;
+    for (int h = 0; h < 40; ++h)
+      cats[m].items.push_back({"dns:Internet:" + std::string(400, 'a' + h % 26) + std::to_string(m * 100 + h), {0}, 0});
+  }
+  cr_assert(categorize_all(s, 0, cats));
+  size_t ok = 0, full = 0;
+  for (auto& c : cats) {
+    if (c.result == categorize_status::ok) ++ok;
+    else if (c.result == categorize_status::storage_full) ++full;
+    else cr_assert_fail("unexpected result %d: %s", static_cast<int>(c.result), c.error.c_str());
+  }
+  cr_assert_gt(ok, 0u, "what fits is categorized");
+  cr_assert_gt(full, 0u, "the rest is refused as storage_full");
+  auto st = s.stats(error);
+  cr_assert(st.has_value(), "%s", error.c_str());
+  cr_assert_eq(st->submission_queued, full, "refused messages stay in the submission queue");
+  cr_assert_eq(st->delivery_items, ok * 40, "and have no items");
+}
