@@ -18,6 +18,11 @@ constexpr std::size_t read_batch = 256;  // ids per envelope read transaction
 struct categorizer::job {
   store::categorize_request req;
   std::vector<std::string> failed_addresses;  // parallel to req.failed, for the log
+  // For tracking only (filled when a tracker is set): the sender, every recipient of the
+  // envelope as categorized, and "name: actions" of each rule that fired.
+  std::string sender;
+  std::vector<std::string> recipients;
+  std::vector<std::string> rules_fired;
 };
 
 void hop_queues::add(hop_item&& item) {
@@ -191,8 +196,18 @@ void categorizer::start_some() {
             else
               log(fmt::format("{}: header edits not applied: {}", id.text(), berr.empty() ? "message gone" : berr));
           }
-          for (const auto& f : router_.fired()) log(fmt::format("{}: RULE {}: {}", id.text(), f.name, f.actions));
           const smtp::envelope& effective = router_.effective(env);
+          j->rules_fired.clear();
+          for (const auto& f : router_.fired()) {
+            if (tracker_) j->rules_fired.push_back(fmt::format("{}: {}", f.name, f.actions));
+            else log(fmt::format("{}: RULE {}: {}", id.text(), f.name, f.actions));
+          }
+          if (tracker_) {
+            j->sender = env.mail_from;
+            j->recipients.resize(effective.recipients.size());
+            for (std::size_t r = 0; r < effective.recipients.size(); ++r)
+              j->recipients[r] = effective.recipients[r].address;
+          }
           j->failed_addresses.resize(j->req.failed.size());
           for (std::size_t f = 0; f < j->req.failed.size(); ++f)
             j->failed_addresses[f] = effective.recipients[j->req.failed[f].recipient].address;
@@ -241,9 +256,11 @@ void categorizer::complete(job& j) {
       }
       for (std::size_t f = 0; f < r.failed.size(); ++f) {
         ++stats_.failed_recipients;
-        log(fmt::format("{}: <{}> failed: {} {}", r.id.text(), j.failed_addresses[f], r.failed[f].status,
-                        r.failed[f].reason));
+        if (!tracker_)
+          log(fmt::format("{}: <{}> failed: {} {}", r.id.text(), j.failed_addresses[f], r.failed[f].status,
+                          r.failed[f].reason));
       }
+      if (tracker_) track(j);
       break;
     case store::categorize_status::not_queued:
       ++stats_.duplicates;
@@ -255,6 +272,40 @@ void categorizer::complete(job& j) {
       break;
   }
   free_jobs_.push_back(&j);
+}
+
+void categorizer::track(const job& j) {
+  const store::categorize_request& r = j.req;
+  const std::string id = r.id.text();
+  log::tracking_record rec;
+  rec.queue_id = id;
+  rec.sender = j.sender;
+  rec.event = log::tracking_event::rule;
+  for (const auto& fired : j.rules_fired) {
+    rec.detail = fired;
+    tracker_(rec);
+  }
+  std::vector<std::string_view> rcpts;
+  rec.event = log::tracking_event::route;
+  for (const auto& item : r.items) {
+    rcpts.clear();
+    for (uint32_t i : item.recipients)
+      if (i < j.recipients.size()) rcpts.push_back(j.recipients[i]);
+    rec.recipients = rcpts;
+    rec.connector = item.hop_key;
+    rec.detail = {};
+    tracker_(rec);
+  }
+  rec.event = log::tracking_event::fail;
+  rec.connector = {};
+  std::string detail;
+  for (std::size_t f = 0; f < r.failed.size(); ++f) {
+    std::string_view addr = j.failed_addresses[f];
+    rec.recipients = std::span<const std::string_view>(&addr, 1);
+    detail = r.failed[f].status + " " + r.failed[f].reason;
+    rec.detail = detail;
+    tracker_(rec);
+  }
 }
 
 void categorizer::recover() {

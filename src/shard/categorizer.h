@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "base/queue_id.h"
+#include "log/tracking_log.h"
 #include "net/loop.h"
 #include "route/route.h"
 #include "rules/rules.h"
@@ -150,6 +151,12 @@ class categorizer {
   bool idle() const { return in_flight_ == 0; }
   // A new routing table (reload); used from the next message on.
   void set_routes(std::shared_ptr<const route::table> routes) { routes_ = std::move(routes); }
+  // Message tracking: once a categorization is durable, one ROUTE event per delivery item
+  // (its recipients, the next hop), one FAIL per failed recipient and one RULE per transport
+  // rule that fired. Called on this loop; the record's views are valid during the call
+  // only. Unset: only failures and rules go to links::log.
+  using tracker = std::function<void(const log::tracking_record&)>;
+  void set_tracker(tracker fn) { tracker_ = std::move(fn); }
 
   const hop_queues& queues() const { return queues_; }
   const categorizer_stats& stats() const { return stats_; }
@@ -163,6 +170,7 @@ class categorizer {
   void log(const std::string& line);
   void arm_flush();
   void take_offer();
+  void track(const job& j);
   void arm_retry();
 
   net::loop& loop_;
@@ -173,6 +181,7 @@ class categorizer {
   std::shared_ptr<const rules::rule_set> rules_;
   message_router router_;
   std::string header_block_;  // scratch for rules with header conditions
+  tracker tracker_;
   hop_queues queues_;
   categorizer_stats stats_;
 
