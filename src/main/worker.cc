@@ -68,6 +68,8 @@ void worker::run(std::promise<std::string>& ready) {
   // sequence below has waited until the store holds none of its requests.
   auto categorizer = std::make_unique<shard::categorizer>(loop, index_, store_, links_, routes_);
   shard::categorizer* cat = categorizer.get();
+  // ROUTE, FAIL and RULE events share the loop's tracking log buffer with RECEIVE.
+  cat->set_tracker([&receiver](const log::tracking_record& r) { receiver.track(r); });
 
   // One wake-up for everything addressed to this loop: store completions (submissions
   // and categorizations) and the categorizer's incoming rings.

@@ -116,6 +116,8 @@ std::shared_ptr<const connector_policies> connector_policies::build(std::shared_
   for (const auto& rc : cfg->receive_connectors) any_log |= rc.protocol_log;
   std::string dir = cfg->server.log_dir + "/protocol";
   if (any_log) std::filesystem::create_directories(dir, ec);
+  out->tracking_log = log::append_file::open(cfg->server.log_dir + "/tracking.csv", log::tracking_log_header(), error);
+  if (!out->tracking_log) return nullptr;
   for (const auto& rc : cfg->receive_connectors) {
     auto p = std::make_shared<connector_policy>();
     p->name = rc.name;
@@ -290,7 +292,18 @@ void receiver::log_protocol(const connector_policy& policy, uint64_t session, ui
   log::append_event(slot.second, policy.name, session, sequence, local, remote, kind, data);
 }
 
+void receiver::track(const log::tracking_record& record) {
+  if (!pending_tracking_file_) pending_tracking_file_ = policies_->tracking_log;
+  log::append_tracking_event(pending_tracking_, record);
+}
+
 void receiver::flush_logs() {
+  if (!pending_tracking_.empty()) {
+    std::string batch;
+    batch.swap(pending_tracking_);
+    net::append_async(loop_, pending_tracking_file_->fd(), pending_tracking_file_, std::move(batch));
+  }
+  pending_tracking_file_ = policies_->tracking_log;
   for (auto& [file, slot] : pending_logs_) {
     if (slot.second.empty()) continue;
     std::string batch;

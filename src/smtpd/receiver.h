@@ -24,6 +24,8 @@ namespace sluice::smtpd {
 struct connector_policies {
   std::shared_ptr<const config::config> cfg;
   std::vector<std::shared_ptr<const connector_policy>> by_connector;
+  // The message tracking log (log_dir/tracking.csv), shared by every loop.
+  std::shared_ptr<const log::append_file> tracking_log;
   // Connection counts of this snapshot's connectors, shared by every loop. A reload
   // starts new counts; sessions release into the snapshot they were admitted by.
   std::unique_ptr<connection_limits> limits;
@@ -61,6 +63,7 @@ class receiver final : public session_host {
   void log_protocol(const connector_policy& policy, uint64_t session, uint32_t sequence, std::string_view local,
                     std::string_view remote, log::event kind, std::string_view data) override;
   auth::failure_limiter& auth_limiter(const connector_policy& policy) override;
+  void track(const log::tracking_record& record) override;
   void retire(session* s) override;
 
  private:
@@ -79,6 +82,8 @@ class receiver final : public session_host {
   std::shared_ptr<const connector_policies> policies_;
   std::function<bool(store::submit_request*)> submit_fn_;
   base::queue_id_generator ids_;
+  std::string pending_tracking_;
+  std::shared_ptr<const log::append_file> pending_tracking_file_;
   // Lines not yet written, per log file; flush_logs() hands them to the threadpool.
   std::unordered_map<const log::append_file*, std::pair<std::shared_ptr<const log::append_file>, std::string>>
       pending_logs_;

@@ -356,10 +356,13 @@ void session::submitted(store::submit_request* request) {
   }
   smtp::reply r;
   switch (request->result) {
-    case store::submit_status::ok:
-      r = {250, "2.6.0", "<" + request->id.text() + "> Queued mail for delivery"};
-      log_event(log::event::info, "queued " + request->id.text());
+    case store::submit_status::ok: {
+      std::string id = request->id.text();
+      r = {250, "2.6.0", "<" + id + "> Queued mail for delivery"};
+      log_event(log::event::info, "queued " + id);
+      track_receive(*request, id);
       break;
+    }
     case store::submit_status::storage_full:
       r = {452, "4.3.1", "Insufficient system storage"};
       break;
@@ -372,6 +375,17 @@ void session::submitted(store::submit_request* request) {
   if (!output_blocked_) conn_->resume_reading();
   server_.submit_done(r);
   flush();
+}
+
+void session::track_receive(const store::submit_request& request, const std::string& id) {
+  std::vector<std::string_view> rcpts;
+  rcpts.reserve(request.envelope.recipients.size());
+  for (const auto& r : request.envelope.recipients) rcpts.push_back(r.address);
+  std::string detail = "client=" + peer_host_ + " helo=" + request.client_helo + " size=" +
+                       std::to_string(request.body.size());
+  if (tls_ && tls_->handshake_done()) detail += " tls=" + tls_->version();
+  if (!request.auth_user.empty()) detail += " auth=" + request.auth_user;
+  host_.track({log::tracking_event::receive, id, request.envelope.mail_from, rcpts, policy_->name, detail});
 }
 
 void session::on_command(std::string_view line) { log_event(log::event::received, line); }

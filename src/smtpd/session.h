@@ -9,6 +9,7 @@
 
 #include "base/queue_id.h"
 #include "log/protocol_log.h"
+#include "log/tracking_log.h"
 #include "net/connection.h"
 #include "smtp/server.h"
 #include "smtpd/policy.h"
@@ -53,6 +54,8 @@ class session_host {
   virtual void log_protocol(const connector_policy& policy, uint64_t session, uint32_t sequence,
                             std::string_view local, std::string_view remote, log::event kind,
                             std::string_view data) = 0;
+  // Buffers one message tracking log line (written in batches, like the protocol log).
+  virtual void track(const log::tracking_record& record) = 0;
   // The AUTH failure limiter of this loop for the session's connector.
   virtual auth::failure_limiter& auth_limiter(const connector_policy& policy) = 0;
   // The session is finished and may be destroyed once the current callback returns.
@@ -98,6 +101,7 @@ class session final : public net::connection_handler, public smtp::server_delega
   void finish();
   void arm_timer();
   void log_event(log::event kind, std::string_view data);
+  void track_receive(const store::submit_request& request, const std::string& id);
   std::string received_header(const smtp::envelope& env, const base::queue_id& id) const;
 
   session_host& host_;

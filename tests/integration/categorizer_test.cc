@@ -193,10 +193,13 @@ reject = { status = "5.7.1", text = "Bulk mail refused by policy" }
   auto shown = d.ctl("queue show " + ids[0]);
   cr_assert(shown.output.find("X-Archived: yes") != std::string::npos, "%s", shown.output.c_str());
   cr_assert(shown.output.find("postmaster@sluice.test") != std::string::npos, "%s", shown.output.c_str());
-  std::string log = d.log();
-  cr_assert(log.find("RULE archive partner mail") != std::string::npos, "%s", log.c_str());
-  cr_assert(log.find("5.7.1 Bulk mail refused by policy") != std::string::npos, "%s", log.c_str());
+  // Rules that fired and the failed recipients are in the message tracking log.
   d.stop();
+  std::string log = run("cat " + d.dir() + "/log/tracking.csv").output;
+  cr_assert(log.find(",RULE,\"" + ids[0] + "\"") != std::string::npos, "%s", log.c_str());
+  cr_assert(log.find("archive partner mail") != std::string::npos, "%s", log.c_str());
+  cr_assert(log.find(",FAIL,") != std::string::npos, "%s", log.c_str());
+  cr_assert(log.find("5.7.1 Bulk mail refused by policy") != std::string::npos, "%s", log.c_str());
 }
 
 Test(integration_categorizer, kill9_during_a_burst_every_accepted_message_categorized_once, .timeout = 120) {

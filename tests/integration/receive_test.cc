@@ -491,3 +491,20 @@ Test(integration_receive, mail_loop_is_refused_by_hop_count) {
   EXPECT_CODE(send_one(d.port(), "alice@sluice.test", headers + "Subject: long path\r\n\r\nbody"), 250);
   cr_assert_eq(queued_count(d), 1u);
 }
+
+Test(integration_receive, tracking_log_records_receive) {
+  sluiced_process d;
+  START(d);
+  std::string r = send_one(d.port(), "alice@sluice.test", "Subject: tracked\r\n\r\nbody");
+  std::string id = queue_id_of(r);
+  cr_assert(!id.empty(), "%s", r.c_str());
+  std::string text;
+  for (int i = 0; i < 50 && text.find(id) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    text = run("cat " + d.dir() + "/log/tracking.csv").output;
+  }
+  cr_assert(text.rfind("date-time,event,queue-id,sender,recipients,connector,detail", 0) == 0, "%s", text.c_str());
+  cr_assert(text.find(",RECEIVE,\"" + id + "\",\"sender@example.org\",\"alice@sluice.test\",\"Internet\",\"client=127.0.0.1 helo=client.example") !=
+                std::string::npos,
+            "%s", text.c_str());
+}
