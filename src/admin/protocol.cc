@@ -1,6 +1,7 @@
 // protocol.cc: admin request parsing and quoting, response framing, command dispatch.
 // Untrusted input: request lines from local admin socket clients; responses from the daemon (client side).
 #include "admin/protocol.h"
+#include "base/ascii.h"
 
 #include <charconv>
 #include <filesystem>
@@ -9,14 +10,7 @@ namespace sluice::admin {
 
 namespace {
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
+using base::iequals;
 
 bool is_control(unsigned char c) { return (c < 0x20 && c != '\t') || c == 0x7f; }
 

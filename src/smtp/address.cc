@@ -2,6 +2,7 @@
 // literals, source routes) with the RFC 6531 UTF-8 extensions.
 // Untrusted input: MAIL FROM:/RCPT TO: arguments from a remote client.
 #include "smtp/address.h"
+#include "base/ascii.h"
 
 #include <cstdint>
 
@@ -175,16 +176,7 @@ bool valid_domain(std::string_view s, bool utf8) {
   return valid_domain_name(s, utf8);
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = char(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = char(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
+using base::iequals;
 
 // End of the path token that starts at s[0] (scanning past quoted strings so a
 // quoted local part may hold spaces or '>'); npos if unterminated.

@@ -1,6 +1,7 @@
 // params.cc: ESMTP parameter parsing for MAIL and RCPT, and xtext coding.
 // Untrusted input: esmtp-param text from a remote client.
 #include "smtp/params.h"
+#include "base/ascii.h"
 
 #include <limits>
 
@@ -15,18 +16,12 @@ reply unknown_param() { return {555, "5.5.4", "Unsupported option"}; }
 reply duplicate_param() { return {555, "5.5.4", "Duplicate option"}; }
 reply bad_value(std::string what) { return {501, "5.5.4", "Bad " + what + " syntax"}; }
 
-char lower(char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
+using base::ascii_lower;
+using base::iequals;
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
-  c = lower(c);
+  c = ascii_lower(c);
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;
   return -1;
 }

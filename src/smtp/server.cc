@@ -29,6 +29,7 @@
 #include "smtp/base64.h"
 #include "smtp/params.h"
 #include "smtp/server.h"
+#include "base/ascii.h"
 
 namespace sluice::smtp {
 
@@ -36,18 +37,8 @@ namespace {
 
 constexpr size_t auth_line_limit = 12288;  // RFC 4954 4
 
-char lower(char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; }
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i)
-    if (lower(a[i]) != lower(b[i])) return false;
-  return true;
-}
-
-bool istarts_with(std::string_view s, std::string_view prefix) {
-  return s.size() >= prefix.size() && iequals(s.substr(0, prefix.size()), prefix);
-}
+using base::iequals;
+using base::istarts_with;
 
 reply sequence(std::string text) { return {503, "5.5.1", std::move(text)}; }
 reply syntax(std::string text) { return {501, "5.5.4", std::move(text)}; }
