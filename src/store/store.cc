@@ -71,6 +71,20 @@ std::string lmdb_error(const char* what, int rc) {
   return std::string(what) + ": " + mdb_strerror(rc);
 }
 
+// Begins a short read transaction; false with `error` set when the store is not open
+// or LMDB refuses (reader table full, ...).
+bool begin_read(MDB_env* env, txn_guard& txn, std::string& error) {
+  if (env == nullptr) {
+    error = "queue store not open";
+    return false;
+  }
+  if (int rc = txn.begin(env, MDB_RDONLY)) {
+    error = lmdb_error("cannot begin read transaction", rc);
+    return false;
+  }
+  return true;
+}
+
 uint64_t read_u64_be(const MDB_val& v) {
   if (v.mv_size != 8) return 0;
   auto* p = static_cast<const unsigned char*>(v.mv_data);
@@ -878,17 +892,10 @@ bool queue_store::for_each_message(const message_visitor& fn, std::string& error
 std::optional<stored_message> queue_store::read_message(base::queue_id id,
                                                         std::string& error) const {
   error.clear();
-  if (!env_) {
-    error = "queue store not open";
-    return std::nullopt;
-  }
-  if (!dbi_->present) return std::nullopt;
   txn_guard txn;
-  int rc = txn.begin(env_, MDB_RDONLY);
-  if (rc) {
-    error = lmdb_error("cannot begin read transaction", rc);
-    return std::nullopt;
-  }
+  if (!begin_read(env_, txn, error)) return std::nullopt;
+  if (!dbi_->present) return std::nullopt;
+  int rc = 0;
   auto idk = schema::make_id_key(id);
   MDB_val k = val(idk), v;
   rc = mdb_get(txn.get(), dbi_->messages, &k, &v);
@@ -989,17 +996,10 @@ bool queue_store::remove(base::queue_id id, std::string& error) {
 
 bool queue_store::read_envelopes(std::span<const base::queue_id> ids, const envelope_visitor& fn,
                                  std::string& problems, std::string& error) const {
-  if (!env_) {
-    error = "queue store not open";
-    return false;
-  }
-  if (!dbi_->present || ids.empty()) return true;
   txn_guard txn;
-  int rc = txn.begin(env_, MDB_RDONLY);
-  if (rc) {
-    error = lmdb_error("cannot begin read transaction", rc);
-    return false;
-  }
+  if (!begin_read(env_, txn, error)) return false;
+  if (!dbi_->present || ids.empty()) return true;
+  int rc = 0;
   smtp::envelope env;
   message_metadata meta;
   std::string err;
@@ -1087,17 +1087,10 @@ bool queue_store::read_header_block(base::queue_id id, std::string& out, std::si
                                     std::string& error) const {
   out.clear();
   error.clear();
-  if (!env_) {
-    error = "queue store not open";
-    return false;
-  }
-  if (!dbi_->present) return false;
   txn_guard txn;
-  int rc = txn.begin(env_, MDB_RDONLY);
-  if (rc) {
-    error = lmdb_error("cannot begin read transaction", rc);
-    return false;
-  }
+  if (!begin_read(env_, txn, error)) return false;
+  if (!dbi_->present) return false;
+  int rc = 0;
   for (uint32_t c = 0; out.size() < limit; ++c) {
     auto ck = schema::make_chunk_key(id, c);
     MDB_val kk = val(ck), cv;
@@ -1186,17 +1179,10 @@ bool queue_store::for_each_item(
 std::optional<std::vector<failed_recipient>> queue_store::read_failed(base::queue_id id,
                                                                       std::string& error) const {
   error.clear();
-  if (!env_) {
-    error = "queue store not open";
-    return std::nullopt;
-  }
-  if (!dbi_->categorizer_present) return std::nullopt;
   txn_guard txn;
-  int rc = txn.begin(env_, MDB_RDONLY);
-  if (rc) {
-    error = lmdb_error("cannot begin read transaction", rc);
-    return std::nullopt;
-  }
+  if (!begin_read(env_, txn, error)) return std::nullopt;
+  if (!dbi_->categorizer_present) return std::nullopt;
+  int rc = 0;
   auto idk = schema::make_id_key(id);
   MDB_val k = val(idk), v;
   rc = mdb_get(txn.get(), dbi_->failed, &k, &v);
