@@ -106,6 +106,7 @@ void worker::run(std::promise<std::string>& ready) {
     ps.hostname = server.hostname;
     pickup = std::make_unique<smtpd::pickup>(loop, ps, index_,
                                              [this](store::submit_request* r) { return store_.submit(index_, r); });
+    pickup->set_tracker([&receiver](const log::tracking_record& r) { receiver.track(r); });
     pickup->start();
   }
 

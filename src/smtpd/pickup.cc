@@ -103,6 +103,13 @@ void pickup::submitted(store::submit_request* request) {
   if (request->result == store::submit_status::ok) {
     std::error_code ec;
     fs::remove((*it)->path, ec);
+    if (tracker_) {
+      std::vector<std::string_view> rcpts;
+      for (const auto& r : request->envelope.recipients) rcpts.push_back(r.address);
+      std::string id = request->id.text();
+      std::string detail = "file=" + (*it)->path.filename().string() + " size=" + std::to_string(request->body.size());
+      tracker_({log::tracking_event::receive, id, request->envelope.mail_from, rcpts, "pickup", detail});
+    }
   } else {
     // Left in place: the next scan tries again (storage full is usually temporary).
     std::fprintf(stderr, "sluiced: pickup: %s not queued: %s\n", (*it)->path.filename().c_str(),

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "base/queue_id.h"
+#include "log/tracking_log.h"
 #include "net/loop.h"
 #include "smtpd/session.h"
 
@@ -35,6 +36,8 @@ class pickup final : public submit_client {
 
   void submitted(store::submit_request* request) override;
   void scan();
+  // Where RECEIVE events of picked-up messages go (the loop's tracking log).
+  void set_tracker(std::function<void(const log::tracking_record&)> fn) { tracker_ = std::move(fn); }
 
  private:
   struct job;
@@ -43,6 +46,7 @@ class pickup final : public submit_client {
   base::queue_id_generator ids_;
   net::timer timer_;
   std::vector<std::unique_ptr<job>> in_flight_;
+  std::function<void(const log::tracking_record&)> tracker_;
 };
 
 }  // namespace sluice::smtpd

@@ -332,6 +332,13 @@ Test(integration_receive, pickup_directory_queues_and_quarantines) {
   cr_assert_eq(queued_count(d), 2u);
   auto list = d.ctl("queue list");
   cr_assert(list.output.find("robot@example.org") != std::string::npos, "%s", list.output.c_str());
+  std::string tracking;
+  for (int i = 0; i < 30 && tracking.find("file=headers.eml") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    tracking = run("cat " + d.dir() + "/log/tracking.csv").output;
+  }
+  cr_assert(tracking.find(",\"pickup\",\"file=good.eml") != std::string::npos, "%s", tracking.c_str());
+  cr_assert(tracking.find(",\"pickup\",\"file=headers.eml") != std::string::npos, "%s", tracking.c_str());
 }
 
 Test(integration_receive, config_errors_name_file_line_and_key) {
