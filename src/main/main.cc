@@ -108,7 +108,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  auto policies = smtpd::connector_policies::build(cfg, error);
+  auto policies = smtpd::connector_policies::build(cfg, routes, error);
   if (!policies) {
     std::fprintf(stderr, "sluiced: %s\n", error.c_str());
     return 1;
@@ -154,16 +154,16 @@ int main(int argc, char** argv) {
       }
       if (next.value->server.queue_dir != cfg->server.queue_dir || next.value->server.workers != cfg->server.workers)
         std::fprintf(stderr, "sluiced: reload: queue_dir and workers changes take effect at restart\n");
-      auto next_policies = smtpd::connector_policies::build(next.value, error);
-      if (!next_policies) {
-        std::fprintf(stderr, "sluiced: reload failed, configuration unchanged: %s\n", error.c_str());
-        continue;
-      }
       route_errors.clear();
       auto next_routes = shard::build_route_table(*next.value, route_errors);
       if (!next_routes) {
         for (const auto& e : route_errors)
           std::fprintf(stderr, "sluiced: reload failed, configuration unchanged: %s\n", e.c_str());
+        continue;
+      }
+      auto next_policies = smtpd::connector_policies::build(next.value, next_routes, error);
+      if (!next_policies) {
+        std::fprintf(stderr, "sluiced: reload failed, configuration unchanged: %s\n", error.c_str());
         continue;
       }
       links.offer_routes(next_routes, std::make_shared<const rules::rule_set>(next.value->transport_rules));

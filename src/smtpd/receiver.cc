@@ -107,9 +107,11 @@ std::string_view domain_part(std::string_view address) {
 }  // namespace
 
 std::shared_ptr<const connector_policies> connector_policies::build(std::shared_ptr<const config::config> cfg,
+                                                                    std::shared_ptr<const route::table> routes,
                                                                     std::string& error) {
   auto out = std::make_shared<connector_policies>();
   out->cfg = cfg;
+  out->routes = std::move(routes);
   out->limits = std::make_unique<connection_limits>(cfg->receive_connectors.size());
   std::error_code ec;
   bool any_log = false;
@@ -235,20 +237,26 @@ void receiver::accept(std::unique_ptr<net::connection> conn) {
   raw->start();
 }
 
-smtp::reply receiver::check_recipient(const connector_policy& policy, bool authenticated, const smtp::recipient& rcpt) {
-  const auto& cfg = *policies_->cfg;
-  std::string_view domain = domain_part(rcpt.address);
-  if (domain.empty()) {
-    // RFC 5321 allows only <postmaster> without a domain: it means ours.
-    return {250, "2.1.5", "Recipient OK"};
-  }
-  if (const auto* d = cfg.find_accepted_domain(domain)) {
-    if (d->type == config::domain_type::authoritative && !cfg.recipient_exists(*d, rcpt.address))
+smtp::reply receiver::check_recipient(const connector_policy& policy, bool authenticated, const smtp::recipient& rcpt,
+                                      uint64_t declared_size) {
+  // RFC 5321 allows only <postmaster> without a domain: it means ours.
+  if (domain_part(rcpt.address).empty()) return {250, "2.1.5", "Recipient OK"};
+  const bool may_relay = policy.relay || (authenticated && policy.relay_authenticated);
+  route::decision d = policies_->routes->route_recipient(rcpt.address, declared_size, policy.smtp.max_message_size);
+  if (d.needs_relay_permission() && !may_relay)
+    return {550, "5.7.54", "SMTP; Unable to relay recipient in non-accepted domain"};
+  switch (d.result) {
+    case route::outcome::unknown_recipient:
       return {550, "5.1.10", "RESOLVER.ADR.RecipNotFound; Recipient not found by SMTP address lookup"};
-    return {250, "2.1.5", "Recipient OK"};
+    case route::outcome::too_big:
+      return {552, "5.3.4", "Message too big for this recipient's route (limit " + std::to_string(d.size_limit) + ")"};
+    case route::outcome::bad_address:
+      return {501, "5.1.3", "Bad recipient address syntax"};
+    default:
+      // Deliverable, or no send connector matches yet relaying is allowed: the
+      // categorizer fails it later with a "no route" DSN, as the connector permits.
+      return {250, "2.1.5", "Recipient OK"};
   }
-  if (policy.relay || (authenticated && policy.relay_authenticated)) return {250, "2.1.5", "Recipient OK"};
-  return {550, "5.7.54", "SMTP; Unable to relay recipient in non-accepted domain"};
 }
 
 auth::failure_limiter& receiver::auth_limiter(const connector_policy& policy) {

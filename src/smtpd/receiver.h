@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "auth/limiter.h"
+#include "route/route.h"
 #include "base/queue_id.h"
 #include "config/config.h"
 #include "log/protocol_log.h"
@@ -23,6 +24,8 @@ namespace sluice::smtpd {
 // sessions that connector governs. Built once per (re)load, read-only afterwards.
 struct connector_policies {
   std::shared_ptr<const config::config> cfg;
+  // The routing table of the same snapshot: RCPT answers what the categorizer will do.
+  std::shared_ptr<const route::table> routes;
   std::vector<std::shared_ptr<const connector_policy>> by_connector;
   // The message tracking log (log_dir/tracking.csv), shared by every loop.
   std::shared_ptr<const log::append_file> tracking_log;
@@ -31,6 +34,7 @@ struct connector_policies {
   std::unique_ptr<connection_limits> limits;
   // Returns null and sets error when a protocol log file cannot be opened.
   static std::shared_ptr<const connector_policies> build(std::shared_ptr<const config::config> cfg,
+                                                         std::shared_ptr<const route::table> routes,
                                                          std::string& error);
 };
 
@@ -58,8 +62,8 @@ class receiver final : public session_host {
   net::loop& event_loop() override { return loop_; }
   base::queue_id next_queue_id() override { return ids_.next(); }
   bool submit(store::submit_request* request) override { return submit_fn_(request); }
-  smtp::reply check_recipient(const connector_policy& policy, bool authenticated,
-                              const smtp::recipient& rcpt) override;
+  smtp::reply check_recipient(const connector_policy& policy, bool authenticated, const smtp::recipient& rcpt,
+                              uint64_t declared_size) override;
   void log_protocol(const connector_policy& policy, uint64_t session, uint32_t sequence, std::string_view local,
                     std::string_view remote, log::event kind, std::string_view data) override;
   auth::failure_limiter& auth_limiter(const connector_policy& policy) override;

@@ -283,8 +283,7 @@ smtp::reply session::check_mail(const smtp::envelope& env) {
 }
 
 smtp::reply session::check_recipient(const smtp::envelope& env, const smtp::recipient& rcpt) {
-  (void)env;
-  return host_.check_recipient(*policy_, server_.authenticated(), rcpt);
+  return host_.check_recipient(*policy_, server_.authenticated(), rcpt, env.declared_size.value_or(0));
 }
 
 std::string session::received_header(const smtp::envelope& env, const base::queue_id& id) const {

@@ -48,8 +48,9 @@ class session_host {
   // session; the host calls session::submitted() when the store is done with it.
   // False when the queue cannot take it now (its ring is full).
   virtual bool submit(store::submit_request* request) = 0;
+  // `declared_size` is MAIL FROM's SIZE=, 0 when not given.
   virtual smtp::reply check_recipient(const connector_policy& policy, bool authenticated,
-                                      const smtp::recipient& rcpt) = 0;
+                                      const smtp::recipient& rcpt, uint64_t declared_size) = 0;
   // Buffers one protocol log line for the policy's log file (written in batches).
   virtual void log_protocol(const connector_policy& policy, uint64_t session, uint32_t sequence,
                             std::string_view local, std::string_view remote, log::event kind,

@@ -515,3 +515,27 @@ Test(integration_receive, tracking_log_records_receive) {
                 std::string::npos,
             "%s", text.c_str());
 }
+
+Test(integration_receive, rcpt_checks_the_route_size_limit) {
+  sluiced_process d;
+  d.write_config(sluiced_process::default_config() + R"(
+[[send_connector]]
+name = "Fabrikam"
+address_spaces = ["*.fabrikam.test;5"]
+routing = "smarthost"
+smart_hosts = ["relay.fabrikam.test:2525"]
+max_message_size = "64K"
+)");
+  START(d);
+  smtp_client c(d.port(), "127.0.0.2");  // the relay connector
+  c.reply();
+  c.cmd("EHLO client.example");
+  EXPECT_CODE(c.cmd("MAIL FROM:<sender@example.org> SIZE=100000"), 250);
+  std::string r = c.cmd("RCPT TO:<x@mx.fabrikam.test>");
+  EXPECT_CODE(r, 552);
+  cr_assert(r.find("5.3.4") != std::string::npos, "%s", r.c_str());
+  EXPECT_CODE(c.cmd("RCPT TO:<alice@sluice.test>"), 250);  // within the server's own limit
+  EXPECT_CODE(c.cmd("RSET"), 250);
+  EXPECT_CODE(c.cmd("MAIL FROM:<sender@example.org> SIZE=1000"), 250);
+  EXPECT_CODE(c.cmd("RCPT TO:<x@mx.fabrikam.test>"), 250);
+}
