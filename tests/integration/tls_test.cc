@@ -9,6 +9,7 @@
 
 #include "assertions.h"
 #include "harness.h"
+#include "pki.h"
 
 using namespace sluice::testing;
 
@@ -199,4 +200,31 @@ Test(integration_tls, reload_swaps_settings_and_certificates_for_new_sessions) {
   cr_assert(t.d.log().find("reload failed, configuration unchanged") != std::string::npos, "%s", t.d.log().c_str());
   smtp_client still(t.d.port());
   cr_assert(still.reply().find("220 reloaded.example ready") == 0);
+}
+
+Test(integration_tls, partner_connector_requires_a_client_certificate) {
+  pki p;
+  sluiced_process d;
+  std::string cfg = sluiced_process::default_config();
+  const std::string relay = "remote_ranges = [\"127.0.0.2\"]\npermissions = { anonymous = true, relay = true }";
+  cfg.replace(cfg.find(relay), relay.size(),
+              relay + "\ntls = { certificate = \"auto\", key = \"auto\", starttls = \"required\", "
+                      "require_client_certificate = true, client_ca = \"" + p.dir + "/ca.pem\" }");
+  d.write_config(cfg);
+  START(d);
+  std::string base = "swaks --server 127.0.0.1:" + std::to_string(d.port()) +
+                     " --local-interface 127.0.0.2 --from a@example.org --to someone@partner.example --timeout 20 --tls";
+  auto without = run(base);
+  cr_assert_neq(without.status, 0, "no client certificate must fail: %s", without.output.c_str());
+  cr_assert(without.output.find("250 2.6.0") == std::string::npos, "%s", without.output.c_str());
+  auto with = run(base + " --tls-cert " + p.dir + "/client.pem --tls-key " + p.dir + "/client.key");
+  cr_assert_eq(with.status, 0, "%s", with.output.c_str());
+  cr_assert(with.output.find("250 2.6.0") != std::string::npos, "%s", with.output.c_str());
+  // The verified subject is in the protocol log.
+  std::string log;
+  for (int i = 0; i < 30 && log.find("partner.client.test") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    log = run("cat " + d.dir() + "/log/protocol/Relay.csv").output;
+  }
+  cr_assert(log.find("client certificate: CN=partner.client.test (verified)") != std::string::npos, "%s", log.c_str());
 }
