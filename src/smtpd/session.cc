@@ -303,6 +303,12 @@ std::string session::received_header(const smtp::envelope& env, const base::queu
     h += "\r\n\t(";
     h += tls_->summary();
     h += ")";
+    // As Postfix does: the client certificate's subject, for policy further on.
+    if (std::string subject = tls_->peer_subject(); !subject.empty()) {
+      h += "\r\n\t(client certificate \"";
+      for (char c : subject) h.push_back(c == '"' || c == '\\' || c == '\r' || c == '\n' ? '_' : c);
+      h += tls_->peer_verified() ? "\", verified)" : "\", not verified)";
+    }
   }
   h += " id ";
   h += id.text();
@@ -382,7 +388,10 @@ void session::track_receive(const store::submit_request& request, const std::str
   for (const auto& r : request.envelope.recipients) rcpts.push_back(r.address);
   std::string detail = "client=" + peer_host_ + " helo=" + request.client_helo + " size=" +
                        std::to_string(request.body.size());
-  if (tls_ && tls_->handshake_done()) detail += " tls=" + tls_->version();
+  if (tls_ && tls_->handshake_done()) {
+    detail += " tls=" + tls_->version();
+    if (tls_->peer_verified()) detail += " client_cert=" + tls_->peer_subject();
+  }
   if (!request.auth_user.empty()) detail += " auth=" + request.auth_user;
   host_.track({log::tracking_event::receive, id, request.envelope.mail_from, rcpts, policy_->name, detail});
 }

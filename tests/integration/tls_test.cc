@@ -227,4 +227,9 @@ Test(integration_tls, partner_connector_requires_a_client_certificate) {
     log = run("cat " + d.dir() + "/log/protocol/Relay.csv").output;
   }
   cr_assert(log.find("client certificate: CN=partner.client.test (verified)") != std::string::npos, "%s", log.c_str());
+  // ... and in the message's Received: header, for policy further on.
+  std::string id = queue_id_of(with.output.substr(with.output.find("250 2.6.0")));
+  auto shown = d.ctl("queue show " + id);
+  cr_assert(shown.output.find("(client certificate \"CN=partner.client.test\", verified)") != std::string::npos, "%s",
+            shown.output.c_str());
 }
