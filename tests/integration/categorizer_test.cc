@@ -174,9 +174,7 @@ reject = { status = "5.7.1", text = "Bulk mail refused by policy" }
   std::vector<std::string> ids;
   for (const char* subject : {"contract", "weekly bulk offer"}) {
     smtp_client c(d.port(), "127.0.0.2");
-    c.reply();
-    c.cmd("EHLO client.example");
-    c.cmd("MAIL FROM:<sender@example.org>");
+    c.start_transaction();
     cr_assert_eq(code_of(c.cmd("RCPT TO:<x@partner.example>")), 250);
     c.cmd("DATA");
     std::string reply = c.cmd(std::string("Subject: ") + subject + "\r\n\r\nbody\r\n.");

@@ -261,6 +261,12 @@ std::string smtp_client::reply(int timeout_ms) {
   }
 }
 
+std::string smtp_client::start_transaction(const std::string& from) {
+  reply();
+  cmd("EHLO client.example");
+  return cmd("MAIL FROM:<" + from + ">");
+}
+
 bool smtp_client::closed_by_peer(int timeout_ms) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (fd_ >= 0) {

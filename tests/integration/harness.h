@@ -77,6 +77,8 @@ class smtp_client {
     send(line);
     return reply();
   }
+  // Reads the greeting, sends EHLO and MAIL FROM; returns the MAIL reply.
+  std::string start_transaction(const std::string& from = "sender@example.org");
   // True if the server closed the connection (read returns 0) within timeout.
   bool closed_by_peer(int timeout_ms = 3000);
   // Sends without blocking; returns how many bytes the kernel took.

@@ -28,9 +28,7 @@ size_t queued_count(const sluiced_process& d) {
 
 std::string send_one(uint16_t port, const std::string& rcpt, const std::string& body) {
   smtp_client c(port);
-  c.reply();
-  c.cmd("EHLO client.example");
-  c.cmd("MAIL FROM:<sender@example.org>");
+  c.start_transaction();
   c.cmd("RCPT TO:<" + rcpt + ">");
   c.cmd("DATA");
   std::string r = c.cmd(body + "\r\n.");
@@ -164,9 +162,7 @@ Test(integration_receive, relay_refused_for_internet_allowed_for_relay_range) {
   sluiced_process d;
   START(d);
   smtp_client outside(d.port(), "127.0.0.1");
-  outside.reply();
-  outside.cmd("EHLO client.example");
-  outside.cmd("MAIL FROM:<sender@example.org>");
+  outside.start_transaction();
   std::string r = outside.cmd("RCPT TO:<someone@elsewhere.example>");
   EXPECT_CODE(r, 550);
   cr_assert(r.find("5.7.54") != std::string::npos, "%s", r.c_str());
@@ -185,9 +181,7 @@ Test(integration_receive, unknown_recipient_of_authoritative_domain) {
   sluiced_process d;
   START(d);
   smtp_client c(d.port());
-  c.reply();
-  c.cmd("EHLO client.example");
-  c.cmd("MAIL FROM:<sender@example.org>");
+  c.start_transaction();
   std::string r = c.cmd("RCPT TO:<nobody@sluice.test>");
   EXPECT_CODE(r, 550);
   cr_assert(r.find("5.1.10") != std::string::npos, "%s", r.c_str());
@@ -198,9 +192,7 @@ Test(integration_receive, too_many_recipients) {
   sluiced_process d;
   START(d);
   smtp_client c(d.port());
-  c.reply();
-  c.cmd("EHLO client.example");
-  c.cmd("MAIL FROM:<sender@example.org>");
+  c.start_transaction();
   for (int i = 0; i < 5; ++i) EXPECT_CODE(c.cmd("RCPT TO:<alice@sluice.test>"), 250);
   std::string r = c.cmd("RCPT TO:<bob@sluice.test>");
   EXPECT_CODE(r, 452);
@@ -233,9 +225,7 @@ Test(integration_receive, bare_lf_in_data_is_refused_and_not_queued) {
   sluiced_process d;
   START(d);
   smtp_client c(d.port());
-  c.reply();
-  c.cmd("EHLO client.example");
-  c.cmd("MAIL FROM:<sender@example.org>");
+  c.start_transaction();
   c.cmd("RCPT TO:<alice@sluice.test>");
   EXPECT_CODE(c.cmd("DATA"), 354);
   // The smuggling payload: a bare-LF "end of data" followed by a second transaction.
@@ -428,9 +418,7 @@ Test(integration_receive, idle_and_data_timeouts_close_with_421) {
 
   // Inside DATA the (longer) data timeout applies: 1.5 s of silence is allowed there.
   smtp_client slow(d.port());
-  slow.reply();
-  slow.cmd("EHLO client.example");
-  slow.cmd("MAIL FROM:<sender@example.org>");
+  slow.start_transaction();
   slow.cmd("RCPT TO:<alice@sluice.test>");
   EXPECT_CODE(slow.cmd("DATA"), 354);
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
