@@ -3,7 +3,7 @@ BUILD   ?= build
 CONFIG  ?= etc/sluice.toml
 JOBS    ?= $(shell nproc)
 
-.PHONY: all deps build run test bench clean
+.PHONY: all deps build run test bench fuzz clean
 
 all: build
 
@@ -26,6 +26,10 @@ test: build
 bench:
 	@bash third_party/install.sh --bench
 	bash bench/run.sh
+
+# libFuzzer drivers (clang++, own build dir build-fuzz/); FUZZ_SECONDS per target.
+fuzz:
+	bash tests/fuzz/run.sh $(or $(FUZZ_SECONDS),60)
 
 clean:
 	rm -rf $(BUILD)
