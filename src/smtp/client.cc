@@ -286,6 +286,17 @@ bool client::can_pipeline_next() const {
 bool client::is_ready() const { return state_ == state::ready || can_pipeline_next(); }
 
 void client::send(const outgoing_message& msg) {
+  if (state_ == state::closed) {
+    // The session ended (a protocol error or 421 in the same read) after a ready event the
+    // caller had not yet seen: the message still gets its message_done, or the caller
+    // would wait for it forever.
+    transaction& t = txns_.emplace_back();
+    t.msg = &msg;
+    t.failed = true;
+    t.result.final = reply{0, "", "session closed before the message was sent"};
+    t.result.recipients.assign(msg.recipients.size(), reply{0, "", ""});
+    return finish_front();
+  }
   if (!is_ready()) return;
   ready_emitted_ = false;
   if (state_ == state::ready) {

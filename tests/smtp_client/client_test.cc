@@ -438,3 +438,34 @@ Test(smtp_client_session, early_ready_is_not_repeated_and_421_ends_both) {
   cr_assert_eq(ev[1].result.final.code, 421);
   cr_assert(ev[2].what == client_event::kind::closed);
 }
+
+// Found by tests/fuzz/smtp_client: a reply that breaks the session arrives in the same
+// read as the one that made it ready; the caller answers the queued ready event with
+// send(), and that message must still get its message_done (code 0), not vanish.
+Test(smtp_client_session, send_after_session_failed_in_same_read_still_completes) {
+  client_settings s;
+  client c(s);
+  c.feed("220 mx ESMTP\r\n");
+  take(c);
+  c.feed("250 mx\r\n250 unexpected\r\n");  // EHLO accepted, then a reply to nothing
+  outgoing_message m{"a@x", {"b@y", "c@y"}, "x\r\n", ""};
+  client_event ev;
+  bool saw_ready = false;
+  int done = 0;
+  std::vector<client_event> later;
+  while (c.next_event(ev)) {
+    if (ev.what == client_event::kind::ready) {
+      saw_ready = true;
+      c.send(m);
+    } else if (ev.what == client_event::kind::message_done) {
+      ++done;
+      cr_assert_eq(ev.result.final.code, 0);
+      cr_assert_eq(ev.result.recipients.size(), 2u);
+      cr_assert_not(ev.result.accepted());
+    }
+  }
+  cr_assert(saw_ready);
+  cr_assert(c.is_closed());
+  cr_assert_eq(done, 1);
+  cr_assert_eq(c.in_flight(), 0u);
+}
