@@ -45,6 +45,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       response_decoder dec2;
       FUZZ_CHECK(dec2.feed(encode_response(got)) == response_decoder::state::complete);
       response back = dec2.take();
+      // Encoding drops CRs (so nothing can break the framing); the rest survives.
+      for (auto& l : got.lines) std::erase(l, '\r');
       FUZZ_CHECK(back.ok == got.ok && back.lines == got.lines);
     }
   }

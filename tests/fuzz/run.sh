@@ -46,6 +46,9 @@ for t in "${targets[@]}"; do
   fi
 done
 
+# ASan's default 256 MB quarantine alone would approach -rss_limit_mb over a long run;
+# a smaller one keeps the limit a test of the code's memory, not the sanitizer's.
+export ASAN_OPTIONS="${ASAN_OPTIONS:-quarantine_size_mb=32}"
 for t in "${targets[@]}"; do
   work="$out/corpus/$t"   # grows as the fuzzer finds inputs; the seeds stay untouched
   mkdir -p "$work" "$out/artifacts/$t"

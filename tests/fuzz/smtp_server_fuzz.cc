@@ -93,7 +93,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // Reads split anywhere: byte by byte, mid-line, or many lines at once.
     std::string_view piece = in.chunk(1 + (b.next() ? b.pick(16) : b.pick(4096)));
     in_total += piece.size();
-    srv.feed(piece);
+    if (b.pick(32) == 0) {
+      // Now and then a piece repeated many times: reaches the message size and line
+      // length limits that a max_len-sized input alone would not.
+      std::string big;
+      for (int i = 0; i < 512; ++i) big.append(piece);
+      in_total += big.size() - piece.size();
+      srv.feed(big);
+    } else {
+      srv.feed(piece);
+    }
     // Complete whatever the session waits for; each completion may run held input
     // that starts the next wait, so loop until nothing is pending.
     for (int guard = 0; guard < 10000; ++guard) {
