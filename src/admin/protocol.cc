@@ -27,7 +27,9 @@ void append_text_lines(std::string& out, std::string_view text) {
   for (;;) {
     size_t nl = text.find('\n', start);
     std::string_view piece = text.substr(start, nl == std::string_view::npos ? std::string_view::npos : nl - start);
-    if (!piece.empty() && piece.front() == '.') out += '.';
+    // Stuff on the first byte that is written: "\r." must not become the "." terminator.
+    size_t first = piece.find_first_not_of('\r');
+    if (first != std::string_view::npos && piece[first] == '.') out += '.';
     for (char c : piece)
       if (c != '\r') out += c;
     out += '\n';

@@ -276,3 +276,22 @@ Test(admin_format, durations) {
   cr_assert_str_eq(c.c_str(), "3h02m");
   cr_assert_str_eq(d.c_str(), "2d04h");
 }
+
+// Found by tests/fuzz/admin: CRs are dropped after the dot-stuffing decision, so a line
+// "\r." (text from a remote server's reply, say) came out as the "." terminator and the
+// rest of the response was read as the next one.
+Test(admin_protocol, cr_before_dot_cannot_forge_the_terminator) {
+  response r;
+  r.add("\r.");
+  r.add("\r\r.e");
+  r.add("after");
+  std::string wire = encode_response(r);
+  response_decoder d;
+  cr_assert(d.feed(wire) == response_decoder::state::complete);
+  response back = d.take();
+  cr_assert(back.ok);
+  cr_assert_eq(back.lines.size(), 3u);
+  cr_assert(back.lines[0] == ".");
+  cr_assert(back.lines[1] == ".e");
+  cr_assert(back.lines[2] == "after");
+}
