@@ -722,8 +722,23 @@ void server::timeout() {
 
 void server::feed(std::string_view bytes) {
   if (closing_ || state_ == state::waiting_tls) return;
+  if (state_ == state::waiting_submit || state_ == state::waiting_auth) {
+    // Held until *_done(). A pipelining client may send a whole BDAT message and its
+    // commands behind the end of data, but not more: past that it is a flood, and a
+    // caller that keeps reading while a verdict is pending would hold it without bound.
+    uint64_t held = in_.size() - in_pos_ + bytes.size();
+    uint64_t margin = uint64_t{settings_.max_command_line} * (settings_.max_recipients + 16);
+    uint64_t limit = settings_.max_message_size > UINT64_MAX - margin ? UINT64_MAX : settings_.max_message_size + margin;
+    if (held > limit) {
+      server_commands::close_with(*this, {421, "4.7.0", settings_.hostname + " Error: too much pipelined input"});
+      in_.clear();
+      in_pos_ = 0;
+      return;
+    }
+    in_.append(bytes);
+    return;
+  }
   in_.append(bytes);
-  if (state_ == state::waiting_submit || state_ == state::waiting_auth) return;  // held until *_done()
   server_commands::process(*this);
 }
 

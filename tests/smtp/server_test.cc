@@ -892,3 +892,27 @@ Test(smtp_server, auth_answered_later_holds_pipelined_input) {
   s.srv.auth_done({235, "", ""});  // a stray second answer changes nothing
   cr_assert_str_eq(s.srv.output().c_str(), out.c_str());
 }
+
+// Found with tests/fuzz/smtp_server: while an AUTH verdict (or a submit) is pending every
+// byte fed was held, without limit. Up to a message plus its commands is still held (a
+// BDAT pipeliner may send that much); beyond it the session ends with 421.
+Test(smtp_server, input_held_during_pending_auth_is_bounded) {
+  server_settings st = auth_settings();
+  st.max_message_size = 4096;
+  session s(st);
+  s.d.auth_async = true;
+  s.srv.feed("EHLO c\r\n");
+  s.srv.consume_output(s.srv.output().size());
+  std::string cred = base64_encode(std::string_view("\0alice\0secret", 13));
+  s.srv.feed("AUTH PLAIN " + cred + "\r\nMAIL FROM:<a@b.test>\r\n");
+  s.srv.feed(std::string(4000, 'x'));  // within the limit: held quietly
+  cr_assert(s.srv.output().empty());
+  cr_assert_not(s.srv.closing());
+  std::string flood(1 << 20, 'x');
+  for (int i = 0; i < 64 && !s.srv.closing(); ++i) s.srv.feed(flood);
+  cr_assert(s.srv.closing());
+  std::string out = s.srv.output();
+  cr_assert(out.rfind("421 4.7.0 ", 0) == 0, "got %s", out.c_str());
+  s.srv.auth_done({235, "", ""});  // the late verdict changes nothing
+  cr_assert_str_eq(s.srv.output().c_str(), out.c_str());
+}
