@@ -1,7 +1,10 @@
 // smtp_server_fuzz.cc: libFuzzer driver for the SMTP server state machine (smtp/server.h).
 // Untrusted input: the whole fuzzer input is client bytes, split at fuzzer-chosen points.
 #include <cstdint>
+#include <algorithm>
 #include <string>
+
+#include <sanitizer/allocator_interface.h>
 
 #include "smtp/server.h"
 #include "fuzz_util.h"
@@ -89,16 +92,25 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   else srv.greet();
   drain();
 
+  // Now and then the verdicts never come (a stalled store) while the client keeps sending.
+  bool stalled = b.pick(8) == 0;
+  // While a verdict is pending the server only holds input: its memory may grow by the
+  // held-input limit (a message plus its commands), not by everything fed.
+  const size_t held_limit = max_message + s.max_command_line * (s.max_recipients + 16);
+  bool waiting = false;
+  size_t wait_base = 0, wait_largest = 0;
   while (!in.empty()) {
     // Reads split anywhere: byte by byte, mid-line, or many lines at once.
     std::string_view piece = in.chunk(1 + (b.next() ? b.pick(16) : b.pick(4096)));
     in_total += piece.size();
+    size_t fed_now = piece.size();
     if (b.pick(32) == 0) {
       // Now and then a piece repeated many times: reaches the message size and line
       // length limits that a max_len-sized input alone would not.
       std::string big;
       for (int i = 0; i < 512; ++i) big.append(piece);
       in_total += big.size() - piece.size();
+      fed_now = big.size();
       srv.feed(big);
     } else {
       srv.feed(piece);
@@ -107,7 +119,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // that starts the next wait, so loop until nothing is pending.
     // Sometimes the verdict is slow (a long group commit, a password hash) and input keeps
     // coming: what the server holds meanwhile must stay bounded (-malloc_limit_mb in run.sh).
-    bool slow = b.pick(4) == 0;
+    bool slow = stalled || b.pick(4) == 0;
     for (int guard = 0; guard < 10000 && !slow; ++guard) {
       drain();
       if (d.submit_pending) {
@@ -129,6 +141,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
     }
     drain();
+    bool now_waiting = d.submit_pending || d.auth_pending;
+    if (now_waiting && !waiting) {
+      wait_base = __sanitizer_get_current_allocated_bytes();
+      wait_largest = 0;
+    } else if (now_waiting) {
+      wait_largest = std::max(wait_largest, fed_now);
+      size_t grown = __sanitizer_get_current_allocated_bytes() - std::min(wait_base, __sanitizer_get_current_allocated_bytes());
+      FUZZ_CHECK(grown <= 2 * (held_limit + wait_largest) + 65536);
+    }
+    waiting = now_waiting;
     if (b.pick(64) == 0) srv.timeout();
     // No reply is larger than a few hundred bytes and each takes at least one input byte
     // (or a completion triggered by one); anything beyond this is amplification.
