@@ -204,6 +204,7 @@ smtp::reply session::check_auth(std::string_view mechanism, std::string_view aut
       },
       [this, alive, verdict, u = std::string(user), source] {
         if (alive.expired() || finished_) return;
+        if (!output_blocked_ && !submit_in_flight_) conn_->resume_reading();
         auto& lim = host_.auth_limiter(*policy_);
         if (*verdict) {
           lim.record_success(source);
@@ -216,6 +217,8 @@ smtp::reply session::check_auth(std::string_view mechanism, std::string_view aut
         }
         flush();
       });
+  // Like a pending submit: pipelined input waits in the kernel, not in our buffers.
+  conn_->pause_reading();
   return {0, "", ""};
 }
 
