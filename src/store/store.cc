@@ -304,8 +304,7 @@ bool queue_store::open(store_options options, std::string& error) {
 void queue_store::close() {
   if (writer_.joinable()) {
     stopping_.store(true, std::memory_order_release);
-    wake_seq_.fetch_add(1, std::memory_order_release);
-    wake_seq_.notify_one();
+    wake_writer();
     writer_.join();
   }
   if (env_) {
@@ -313,6 +312,13 @@ void queue_store::close() {
     env_ = nullptr;
   }
   dbi_.reset();
+}
+
+void queue_store::wake_writer() {
+  // The release increment orders the push before the writer's acquire load; the writer
+  // either sees the new value and skips the wait, or is woken from it.
+  wake_seq_.fetch_add(1, std::memory_order_release);
+  wake_seq_.notify_one();
 }
 
 bool queue_store::submit(unsigned producer, submit_request* req) {
@@ -323,10 +329,7 @@ bool queue_store::submit(unsigned producer, submit_request* req) {
   req->error.clear();
   if (!l.to_writer.push(req)) return false;  // cannot happen while in_flight < capacity
   ++l.in_flight;
-  // The release increment orders the push before the writer's acquire load; the writer
-  // either sees the new value and skips the wait, or is woken from it.
-  wake_seq_.fetch_add(1, std::memory_order_release);
-  wake_seq_.notify_one();
+  wake_writer();
   return true;
 }
 
@@ -347,8 +350,7 @@ bool queue_store::categorize(unsigned producer, categorize_request* req) {
   req->error.clear();
   if (!l.cat_to_writer.push(req)) return false;
   ++l.cat_in_flight;
-  wake_seq_.fetch_add(1, std::memory_order_release);
-  wake_seq_.notify_one();
+  wake_writer();
   return true;
 }
 

@@ -219,6 +219,7 @@ class queue_store {
   struct lane;
   struct dbis;
   void writer_main();
+  void wake_writer();  // after a push (producers) or the stop flag (close)
   void write_batch(std::vector<submit_request*>& batch);
   void write_mixed(std::vector<submit_request*>& batch, std::vector<categorize_request*>& cats);
   int write_requests(submit_request* const* reqs, std::size_t n, categorize_request* const* cats,

@@ -20,11 +20,6 @@ namespace {
 
 using namespace detail;
 
-bool is_ip_literal(const std::string& name) {
-  unsigned char buf[16];
-  return inet_pton(AF_INET, name.c_str(), buf) == 1 || inet_pton(AF_INET6, name.c_str(), buf) == 1;
-}
-
 pkey_ptr generate_key(key_type type) {
   if (type == key_type::p256) return pkey_ptr(EVP_PKEY_Q_keygen(nullptr, nullptr, "EC", "P-256"));
   return pkey_ptr(EVP_PKEY_Q_keygen(nullptr, nullptr, "RSA", static_cast<size_t>(2048)));

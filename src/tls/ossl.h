@@ -8,6 +8,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include <arpa/inet.h>
+
 #include <memory>
 #include <string>
 
@@ -49,6 +51,12 @@ inline std::string bio_text(BIO* b) {
   char* data = nullptr;
   long n = BIO_get_mem_data(b, &data);
   return n > 0 ? std::string(data, static_cast<size_t>(n)) : std::string();
+}
+
+// An IPv4 or IPv6 literal: certificates name it in an IP SAN, and it is never sent as SNI.
+inline bool is_ip_literal(const std::string& name) {
+  unsigned char buf[16];
+  return inet_pton(AF_INET, name.c_str(), buf) == 1 || inet_pton(AF_INET6, name.c_str(), buf) == 1;
 }
 
 }  // namespace sluice::tls::detail

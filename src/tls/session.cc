@@ -13,11 +13,6 @@ namespace {
 
 using namespace detail;
 
-bool is_ip_literal(const std::string& name) {
-  unsigned char buf[16];
-  return inet_pton(AF_INET, name.c_str(), buf) == 1 || inet_pton(AF_INET6, name.c_str(), buf) == 1;
-}
-
 std::string name_text(X509_NAME* name) {
   if (!name) return {};
   bio_ptr b(BIO_new(BIO_s_mem()));
