@@ -82,6 +82,12 @@ class server {
   // Bytes to send to the client. The caller writes them and calls consume_output().
   const std::string& output() const { return out_; }
   void consume_output(size_t n) { out_.erase(0, n); }
+  // All pending output, moved out: the caller owns it (no copy on the way to a socket).
+  std::string take_output() {
+    std::string all;
+    all.swap(out_);
+    return all;
+  }
 
   // Completes the pending submit: reply is "250 2.6.0 <id> Queued mail for delivery"
   // or a 4xx/5xx refusal. Then executes any pipelined input held meanwhile.

@@ -236,10 +236,12 @@ void session::on_drained() {
 
 void session::flush() {
   if (finished_) return;
-  const std::string& out = server_.output();
-  if (!out.empty() || tls_) {
-    send_to_peer(out);
-    server_.consume_output(out.size());
+  if (!tls_) {
+    if (!server_.output().empty()) conn_->write(server_.take_output());
+  } else {
+    // Encrypted into the TLS session's buffers; the handshake may have output too.
+    send_to_peer(server_.output());
+    server_.consume_output(server_.output().size());
   }
   if (tls_pending_) begin_tls();
   if (server_.closing()) {
