@@ -302,7 +302,7 @@ BENCHMARK_MAIN();
 #include <filesystem>
 #include <thread>
 
-#include "shard/categorize.h"
+#include "categorize/categorize.h"
 #include "store/store.h"
 
 namespace {
@@ -395,7 +395,7 @@ void BM_categorize_whole_message(benchmark::State& state) {
     std::vector<store::categorize_request*> free_list;
     for (auto& r : pool) free_list.push_back(&r);
     std::vector<store::categorize_request*> done(256);
-    shard::message_router router;
+    categorize::message_router router;
     std::string problems, error;
     state.ResumeTiming();
 

@@ -14,8 +14,8 @@
 #include "auth/credentials.h"
 #include "config/config.h"
 #include "main/worker.h"
-#include "shard/categorizer.h"
-#include "shard/route_config.h"
+#include "categorize/categorizer.h"
+#include "generation/route_config.h"
 #include "smtpd/receiver.h"
 #include "store/store.h"
 
@@ -82,13 +82,13 @@ int main(int argc, char** argv) {
 
   const unsigned workers_count = cfg->server.workers;
   std::vector<std::string> route_errors;
-  std::shared_ptr<const route::table> routes = shard::build_route_table(*cfg, route_errors);
+  std::shared_ptr<const route::table> routes = generation::build_route_table(*cfg, route_errors);
   if (!routes) {
     for (const auto& e : route_errors) std::fprintf(stderr, "sluiced: %s: %s\n", config_path.c_str(), e.c_str());
     return exit_config;
   }
   // Declared before `workers` so it is destroyed after them: their threads use its rings.
-  shard::links links(workers_count);
+  categorize::links links(workers_count);
   std::vector<std::unique_ptr<main::worker>> workers;
   // Workers are all created before any of them starts, and only running loops and the
   // main thread wake; the size check covers the main thread's first offer_routes().
@@ -155,7 +155,7 @@ int main(int argc, char** argv) {
       if (next.value->server.queue_dir != cfg->server.queue_dir || next.value->server.workers != cfg->server.workers)
         std::fprintf(stderr, "sluiced: reload: queue_dir and workers changes take effect at restart\n");
       route_errors.clear();
-      auto next_routes = shard::build_route_table(*next.value, route_errors);
+      auto next_routes = generation::build_route_table(*next.value, route_errors);
       if (!next_routes) {
         for (const auto& e : route_errors)
           std::fprintf(stderr, "sluiced: reload failed, configuration unchanged: %s\n", e.c_str());

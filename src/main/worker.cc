@@ -10,7 +10,7 @@
 namespace sluice::main {
 
 worker::worker(unsigned index, store::queue_store& store, std::shared_ptr<const smtpd::connector_policies> policies,
-               shard::links& links, std::shared_ptr<const route::table> routes)
+               categorize::links& links, std::shared_ptr<const route::table> routes)
     : index_(index), store_(store), policies_(std::move(policies)), links_(links), routes_(std::move(routes)) {}
 
 worker::~worker() {
@@ -66,8 +66,8 @@ void worker::run(std::promise<std::string>& ready) {
 
   // This loop's categorizer shard. Destroyed at the end of run(), after the stop
   // sequence below has waited until the store holds none of its requests.
-  auto categorizer = std::make_unique<shard::categorizer>(loop, index_, store_, links_, routes_);
-  shard::categorizer* cat = categorizer.get();
+  auto categorizer = std::make_unique<categorize::categorizer>(loop, index_, store_, links_, routes_);
+  categorize::categorizer* cat = categorizer.get();
   // ROUTE, FAIL and RULE events share the loop's tracking log buffer with RECEIVE.
   cat->set_tracker([&receiver](const log::tracking_record& r) { receiver.track(r); });
 

@@ -10,7 +10,7 @@
 
 #include "admin/server.h"
 #include "route/route.h"
-#include "shard/categorizer.h"
+#include "categorize/categorizer.h"
 #include "smtpd/receiver.h"
 
 namespace sluice::store {
@@ -23,7 +23,7 @@ class worker {
  public:
   // `links` and `routes` are shared by every worker; links must outlive the worker.
   worker(unsigned index, store::queue_store& store, std::shared_ptr<const smtpd::connector_policies> policies,
-         shard::links& links, std::shared_ptr<const route::table> routes);
+         categorize::links& links, std::shared_ptr<const route::table> routes);
   ~worker();
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
@@ -48,7 +48,7 @@ class worker {
   unsigned index_;
   store::queue_store& store_;
   std::shared_ptr<const smtpd::connector_policies> policies_;
-  shard::links& links_;
+  categorize::links& links_;
   std::shared_ptr<const route::table> routes_;
   std::optional<admin::server_settings> admin_;
   std::thread thread_;

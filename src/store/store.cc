@@ -11,7 +11,7 @@
 #include <system_error>
 #include <unordered_map>
 
-#include "shard/spsc_ring.h"
+#include "ring/spsc_ring.h"
 #include "store/schema.h"
 
 namespace sluice::store {
@@ -159,11 +159,11 @@ struct queue_store::dbis {
 // capacity guarantees the completion ring always has room, so the writer never has to
 // wait for a producer.
 struct queue_store::lane {
-  shard::spsc_ring<submit_request*, ring_capacity> to_writer;
-  shard::spsc_ring<submit_request*, ring_capacity> to_producer;
-  shard::spsc_ring<categorize_request*, categorize_capacity> cat_to_writer;
-  shard::spsc_ring<categorize_request*, categorize_capacity> cat_to_producer;
-  alignas(shard::ring_line_size) std::size_t in_flight = 0;
+  ring::spsc_ring<submit_request*, ring_capacity> to_writer;
+  ring::spsc_ring<submit_request*, ring_capacity> to_producer;
+  ring::spsc_ring<categorize_request*, categorize_capacity> cat_to_writer;
+  ring::spsc_ring<categorize_request*, categorize_capacity> cat_to_producer;
+  alignas(ring::ring_line_size) std::size_t in_flight = 0;
   std::size_t cat_in_flight = 0;
 };
 

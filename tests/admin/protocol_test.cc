@@ -6,7 +6,7 @@
 
 #include "admin/commands.h"
 #include "admin/protocol.h"
-#include "shard/route_config.h"
+#include "generation/route_config.h"
 
 using namespace sluice;
 using namespace sluice::admin;
@@ -52,7 +52,7 @@ address_spaces = ["*"]
     if (!loaded.ok()) cr_assert_fail("config: %s", loaded.error_text().c_str());
     snap.cfg = loaded.value;
     std::vector<std::string> errors;
-    snap.routes = shard::build_route_table(*snap.cfg, errors);
+    snap.routes = generation::build_route_table(*snap.cfg, errors);
     cr_assert(snap.routes != nullptr);
     snap.loaded_at = info.started_at + std::chrono::seconds(5);
   }

@@ -12,7 +12,7 @@
 #include "smtp/envelope.h"
 #include "store/store.h"
 
-namespace sluice::shard {
+namespace sluice::categorize {
 
 // The categorizer's CPU work, without loops or the store: route every recipient with
 // the table, group by next hop (route::group_by_next_hop) and fill the request with one
@@ -64,4 +64,4 @@ unsigned owner_of(std::string_view hop_key, unsigned loops) noexcept;
 // Which loop's shard categorizes a message.
 unsigned shard_of(base::queue_id id, unsigned loops) noexcept;
 
-}  // namespace sluice::shard
+}  // namespace sluice::categorize

@@ -1,8 +1,8 @@
 // categorize.cc: route, bifurcate and describe one message for the categorize transaction.
 // Untrusted input: recipient addresses from stored envelopes; header blocks of stored bodies.
-#include "shard/categorize.h"
+#include "categorize/categorize.h"
 
-namespace sluice::shard {
+namespace sluice::categorize {
 
 namespace {
 
@@ -150,4 +150,4 @@ unsigned shard_of(base::queue_id id, unsigned loops) noexcept {
   return loops <= 1 ? 0 : static_cast<unsigned>((h >> 32) % loops);
 }
 
-}  // namespace sluice::shard
+}  // namespace sluice::categorize

@@ -7,7 +7,7 @@
 
 #include "route/route.h"
 
-namespace shard_test {
+namespace categorize_test {
 
 // sluice.test: authoritative with alice and bob (local:sluice.test);
 // Outbound: smart host for "*" (smarthost:Outbound);
@@ -28,4 +28,4 @@ inline std::shared_ptr<const sluice::route::table> three_hop_table() {
   return built.routes;
 }
 
-}  // namespace shard_test
+}  // namespace categorize_test

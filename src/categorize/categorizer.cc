@@ -1,6 +1,6 @@
 // categorizer.cc: the categorizer shard on a worker loop: rings in, categorize transactions, items out.
 // Untrusted input: envelopes read back from the store (recipient addresses are routed as data).
-#include "shard/categorizer.h"
+#include "categorize/categorizer.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -8,7 +8,7 @@
 
 #include <fmt/format.h>
 
-namespace sluice::shard {
+namespace sluice::categorize {
 
 namespace {
 constexpr std::size_t read_batch = 256;  // ids per envelope read transaction
@@ -24,24 +24,6 @@ struct categorizer::job {
   std::vector<std::string> recipients;
   std::vector<std::string> rules_fired;
 };
-
-void hop_queues::add(hop_item&& item) {
-  queue& q = queues_[item.hop_id];
-  if (q.key.empty()) {
-    q.hop_id = item.hop_id;
-    q.key = std::move(item.hop_key);
-  }
-  q.items.push_back({item.id, item.recipients, item.received_at_ms});
-  q.recipients += item.recipients;
-  if (q.oldest_ms == 0 || (item.received_at_ms != 0 && item.received_at_ms < q.oldest_ms))
-    q.oldest_ms = item.received_at_ms;
-  ++items_;
-}
-
-const hop_queues::queue* hop_queues::find(uint64_t hop_id) const {
-  auto it = queues_.find(hop_id);
-  return it == queues_.end() ? nullptr : &it->second;
-}
 
 categorizer::categorizer(net::loop& loop, unsigned index, store::queue_store& store, links& l,
                          std::shared_ptr<const route::table> routes)
@@ -156,7 +138,7 @@ void categorizer::poll() {
   }
   start_some();
 
-  hop_item items[64];
+  delivery::hop_item items[64];
   for (unsigned from = 0; from < links_.loops(); ++from) {
     auto& ring = links_.items.ring(from, index_);
     while ((n = ring.pop_batch(items, 64)) != 0)
@@ -245,7 +227,7 @@ void categorizer::complete(job& j) {
     case store::categorize_status::ok:
       ++stats_.categorized;
       for (auto& item : r.items) {
-        hop_item h;
+        delivery::hop_item h;
         h.hop_id = item.hop_id;
         h.id = r.id;
         h.recipients = static_cast<uint32_t>(item.recipients.size());
@@ -323,7 +305,7 @@ void categorizer::recover() {
           },
           error))
     log(fmt::format("categorizer {}: reading the submission queue: {}", index_, error));
-  std::vector<hop_item> stored;
+  std::vector<delivery::hop_item> stored;
   stored.swap(links_.stored_items[index_]);
   for (auto& item : stored) queues_.add(std::move(item));
   if (pending != 0)
@@ -347,7 +329,7 @@ bool links::load_stored_items(const store::queue_store& store, std::string& erro
     bool ok = store.for_each_item(
         e.id,
         [&](base::queue_id id, const store::delivery_item_record& item) {
-          out.push_back(hop_item{e.id, id, static_cast<uint32_t>(item.recipients.size()), item.received_at_ms,
+          out.push_back(delivery::hop_item{e.id, id, static_cast<uint32_t>(item.recipients.size()), item.received_at_ms,
                                  e.record.key});
           return true;
         },
@@ -366,4 +348,4 @@ void categorizer::shutdown() {
   retry_armed_ = false;
 }
 
-}  // namespace sluice::shard
+}  // namespace sluice::categorize

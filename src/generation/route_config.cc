@@ -1,10 +1,10 @@
 // route_config.cc: config::config → route::table adapter.
 // Untrusted input: none (validated configuration only).
-#include "shard/route_config.h"
+#include "generation/route_config.h"
 
 #include <algorithm>
 
-namespace sluice::shard {
+namespace sluice::generation {
 namespace {
 
 route::domain_kind to_kind(config::domain_type t) {
@@ -75,4 +75,4 @@ std::shared_ptr<const route::table> build_route_table(const config::config& cfg,
   return built.routes;
 }
 
-}  // namespace sluice::shard
+}  // namespace sluice::generation

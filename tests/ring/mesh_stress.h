@@ -5,7 +5,7 @@
 #include <thread>
 #include <vector>
 
-#include "shard/mesh.h"
+#include "ring/mesh.h"
 
 namespace mesh_stress {
 
@@ -14,7 +14,7 @@ namespace mesh_stress {
 // Every value carries its sender and sequence number; returns how many arrived out of
 // order or not at all (0 = no loss, no duplicate, no reorder within any pair).
 inline uint64_t run(unsigned loops, uint64_t per_pair) {
-  sluice::shard::ring_mesh<uint64_t, 256> mesh(loops);
+  sluice::ring::ring_mesh<uint64_t, 256> mesh(loops);
   std::vector<uint64_t> bad(loops, 0);
   std::vector<std::thread> threads;
   for (unsigned self = 0; self < loops; ++self)

@@ -8,7 +8,7 @@
 #include "config/config.h"
 #include "route/route.h"
 
-namespace sluice::shard {
+namespace sluice::generation {
 
 // Converts cfg's accepted domains and send connectors into route specs and builds
 // the table. limits::organisation_max_size is server.max_message_size and
@@ -24,4 +24,4 @@ std::shared_ptr<const route::table> build_route_table(const config::config& cfg,
 route::accepted_domain_spec to_route_spec(const config::accepted_domain& d);
 route::send_connector_spec to_route_spec(const config::send_connector& c);
 
-}  // namespace sluice::shard
+}  // namespace sluice::generation

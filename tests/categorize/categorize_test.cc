@@ -6,9 +6,7 @@
 
 #include "../store/store_fixture.h"
 #include "route_fixture.h"
-#include "shard/categorize.h"
-#include "shard/mesh.h"
-#include "mesh_stress.h"
+#include "categorize/categorize.h"
 
 using namespace sluice;
 
@@ -25,9 +23,9 @@ std::string key_of(const store::categorize_request& r, size_t i) { return r.item
 
 }  // namespace
 
-Test(shard_categorize, three_next_hops_become_three_items_in_first_appearance_order) {
-  auto routes = shard_test::three_hop_table();
-  shard::message_router router;
+Test(categorize, three_next_hops_become_three_items_in_first_appearance_order) {
+  auto routes = categorize_test::three_hop_table();
+  categorize::message_router router;
   auto env = envelope_of({"alice@sluice.test", "x@partner.example", "someone@elsewhere.example",
                           "bob@SLUICE.test", "nobody@sluice.test", "y@partner.example", "z@other.example"});
   store::message_metadata meta;
@@ -51,9 +49,9 @@ Test(shard_categorize, three_next_hops_become_three_items_in_first_appearance_or
   cr_assert_str_eq(status.c_str(), "5.1.1");
 }
 
-Test(shard_categorize, reused_request_is_overwritten_not_appended) {
-  auto routes = shard_test::three_hop_table();
-  shard::message_router router;
+Test(categorize, reused_request_is_overwritten_not_appended) {
+  auto routes = categorize_test::three_hop_table();
+  categorize::message_router router;
   store::message_metadata meta;
   store::categorize_request req;
   router.categorize(*routes, base::queue_id{1},
@@ -68,7 +66,7 @@ Test(shard_categorize, reused_request_is_overwritten_not_appended) {
   cr_assert_str_eq(k.c_str(), "smarthost:Outbound");
 }
 
-Test(shard_categorize, bifurcated_through_the_store_body_stored_once, .timeout = 60) {
+Test(categorize, bifurcated_through_the_store_body_stored_once, .timeout = 60) {
   store_test::temp_dir tmp;
   store::queue_store s;
   store::store_options o;
@@ -82,12 +80,12 @@ Test(shard_categorize, bifurcated_through_the_store_body_stored_once, .timeout =
   cr_assert(store_test::submit_all(s, 0, msgs));
   auto before = s.stats(error);
 
-  shard::message_router router;
+  categorize::message_router router;
   std::vector<store::categorize_request> cats(1);
   std::string problems;
   cr_assert(s.read_envelopes(std::vector<base::queue_id>{msgs[0].id},
                              [&](base::queue_id id, const smtp::envelope& e, const store::message_metadata& m) {
-                               router.categorize(*shard_test::three_hop_table(), id, e, m, cats[0]);
+                               router.categorize(*categorize_test::three_hop_table(), id, e, m, cats[0]);
                              },
                              problems, error));
   cr_assert_eq(cats[0].items.size(), 3u);
@@ -107,22 +105,18 @@ Test(shard_categorize, bifurcated_through_the_store_body_stored_once, .timeout =
   cr_assert_eq(s.references(msgs[0].id, error), 3u);
 }
 
-Test(shard_owner, hop_owner_and_shard_are_stable_and_in_range) {
+Test(categorize_owner, hop_owner_and_shard_are_stable_and_in_range) {
   for (unsigned loops : {1u, 2u, 3u, 8u}) {
     std::vector<unsigned> seen(loops, 0);
     for (int i = 0; i < 1000; ++i) {
       std::string key = "dns:Internet:domain" + std::to_string(i) + ".example";
-      unsigned o = shard::owner_of(key, loops);
+      unsigned o = categorize::owner_of(key, loops);
       cr_assert_lt(o, loops);
-      cr_assert_eq(o, shard::owner_of(key, loops));
-      ++seen[shard::shard_of(base::queue_id{(uint64_t(i) << 8) | 3}, loops)];
+      cr_assert_eq(o, categorize::owner_of(key, loops));
+      ++seen[categorize::shard_of(base::queue_id{(uint64_t(i) << 8) | 3}, loops)];
     }
     for (unsigned c : seen) cr_assert_gt(c, 1000u / loops / 2, "ids of one worker spread over the shards");
   }
-}
-
-Test(shard_mesh, concurrent_pairs_lose_and_reorder_nothing, .timeout = 120) {
-  cr_assert_eq(mesh_stress::run(3, 100000), 0u);
 }
 
 // ---- transport rules applied by the categorizer ----
@@ -137,13 +131,13 @@ rules::rule_spec rule(const char* name) {
 
 }  // namespace
 
-Test(shard_rules, reject_fails_every_recipient_with_the_rules_status) {
-  auto routes = shard_test::three_hop_table();
+Test(categorize_rules, reject_fails_every_recipient_with_the_rules_status) {
+  auto routes = categorize_test::three_hop_table();
   auto r = rule("no-spam-domain");
   r.sender_domain = {"spam.example"};
   r.reject = rules::rejection_spec{"5.7.1", "policy: sender domain refused"};
   rules::rule_set set({r});
-  shard::message_router router;
+  categorize::message_router router;
   auto env = envelope_of({"alice@sluice.test", "x@partner.example"});
   env.mail_from = "bulk@spam.example";
   store::message_metadata meta;
@@ -163,8 +157,8 @@ Test(shard_rules, reject_fails_every_recipient_with_the_rules_status) {
   cr_assert(req.new_record.empty());
 }
 
-Test(shard_rules, redirect_and_bcc_change_the_envelope_and_the_routing) {
-  auto routes = shard_test::three_hop_table();
+Test(categorize_rules, redirect_and_bcc_change_the_envelope_and_the_routing) {
+  auto routes = categorize_test::three_hop_table();
   auto redirect = rule("ceo-to-assistant");
   redirect.recipient = {"alice@sluice.test"};
   redirect.redirect_to = "bob@sluice.test";
@@ -172,7 +166,7 @@ Test(shard_rules, redirect_and_bcc_change_the_envelope_and_the_routing) {
   audit.recipient_domain = {"partner.example"};
   audit.bcc = "audit@archive.example";
   rules::rule_set set({redirect, audit});
-  shard::message_router router;
+  categorize::message_router router;
   auto env = envelope_of({"alice@sluice.test", "x@partner.example"});
   store::message_metadata meta;
   meta.body_size = 10;
@@ -195,8 +189,8 @@ Test(shard_rules, redirect_and_bcc_change_the_envelope_and_the_routing) {
   cr_assert(req.items[2].recipients == std::vector<uint32_t>({2}));
 }
 
-Test(shard_rules, route_via_forces_the_named_connector_and_merges_by_hop) {
-  auto routes = shard_test::three_hop_table();
+Test(categorize_rules, route_via_forces_the_named_connector_and_merges_by_hop) {
+  auto routes = categorize_test::three_hop_table();
   auto via = rule("partner-via-smarthost");
   via.recipient_domain = {"partner.example"};
   via.route_via = "Outbound";
@@ -204,7 +198,7 @@ Test(shard_rules, route_via_forces_the_named_connector_and_merges_by_hop) {
   bad.recipient = {"q@else.example"};
   bad.route_via = "NoSuchConnector";
   rules::rule_set set({via, bad});
-  shard::message_router router;
+  categorize::message_router router;
   auto env = envelope_of({"x@partner.example", "z@other.example", "q@else.example"});
   store::message_metadata meta;
   store::categorize_request req;
@@ -219,7 +213,7 @@ Test(shard_rules, route_via_forces_the_named_connector_and_merges_by_hop) {
   cr_assert_str_eq(status.c_str(), "5.4.4");
 }
 
-Test(shard_rules, header_edit_rewrites_the_stored_body_once, .timeout = 60) {
+Test(categorize_rules, header_edit_rewrites_the_stored_body_once, .timeout = 60) {
   store_test::temp_dir tmp;
   store::queue_store s;
   store::store_options o;
@@ -242,12 +236,12 @@ Test(shard_rules, header_edit_rewrites_the_stored_body_once, .timeout = 60) {
   cr_assert(s.read_header_block(msgs[0].id, headers, 65536, error));
   cr_assert(headers == "Subject: quarterly\r\nX-Class: internal\r\n\r\n", "%s", headers.c_str());
 
-  shard::message_router router;
+  categorize::message_router router;
   std::vector<store::categorize_request> cats(1);
   std::string problems;
   cr_assert(s.read_envelopes(std::vector<base::queue_id>{msgs[0].id},
                              [&](base::queue_id id, const smtp::envelope& e, const store::message_metadata& m) {
-                               router.categorize(*shard_test::three_hop_table(), &set, headers, id, e, m, cats[0]);
+                               router.categorize(*categorize_test::three_hop_table(), &set, headers, id, e, m, cats[0]);
                                cr_assert(router.header_edits_pending());
                                auto whole = s.read_message(id, error);
                                router.finish_with_body(std::move(whole->body), e, m, s.chunk_size(), cats[0]);

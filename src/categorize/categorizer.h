@@ -15,21 +15,13 @@
 #include "net/loop.h"
 #include "route/route.h"
 #include "rules/rules.h"
-#include "shard/categorize.h"
-#include "shard/mesh.h"
+#include "categorize/categorize.h"
+#include "delivery/hop_queues.h"
+#include "ring/mesh.h"
 #include "store/store.h"
 
-namespace sluice::shard {
+namespace sluice::categorize {
 
-// A delivery item on its way to the loop that owns its next hop. Moved through the ring:
-// the ring owns it while it sits in a slot, the receiving loop afterwards.
-struct hop_item {
-  uint64_t hop_id = 0;
-  base::queue_id id;
-  uint32_t recipients = 0;
-  int64_t received_at_ms = 0;
-  std::string hop_key;
-};
 
 // Every cross-loop path of the categorizer, shared by all worker loops. Created before the
 // loops start and destroyed after they have all been joined.
@@ -64,9 +56,9 @@ struct links {
   // Receiving loop -> categorizer shard: ids of messages whose submission is durable.
   // 4096 per pair: a burst of one group commit (up to 1024 per lane) from every
   // session of one loop fits without spilling into the producer's overflow list.
-  ring_mesh<base::queue_id, 4096> ids;
+  ring::ring_mesh<base::queue_id, 4096> ids;
   // Categorizer shard -> the loop owning the item's next hop.
-  ring_mesh<hop_item, 1024> items;
+  ring::ring_mesh<delivery::hop_item, 1024> items;
   // Any thread: loop `to` has something in its incoming rings. Set before the loops
   // start; the daemon wires it to the worker's uv_async (which coalesces wake-ups).
   std::function<void(unsigned to)> wake;
@@ -81,35 +73,9 @@ struct links {
   // one pass before anything is categorized, because a loop scanning the store itself
   // could also see items another loop has just written and is about to hand it.
   bool load_stored_items(const store::queue_store& store, std::string& error);
-  std::vector<std::vector<hop_item>> stored_items;
+  std::vector<std::vector<delivery::hop_item>> stored_items;
 };
 
-// The next hops one loop owns, each with its items in arrival order: the structure the
-// delivery engine will work from. Loop thread only.
-class hop_queues {
- public:
-  struct queued {
-    base::queue_id id;
-    uint32_t recipients = 0;
-    int64_t received_at_ms = 0;
-  };
-  struct queue {
-    uint64_t hop_id = 0;
-    std::string key;
-    std::deque<queued> items;
-    uint64_t recipients = 0;
-    int64_t oldest_ms = 0;
-  };
-
-  void add(hop_item&& item);
-  const queue* find(uint64_t hop_id) const;
-  const std::unordered_map<uint64_t, queue>& all() const { return queues_; }
-  uint64_t items() const { return items_; }
-
- private:
-  std::unordered_map<uint64_t, queue> queues_;
-  uint64_t items_ = 0;
-};
 
 struct categorizer_stats {
   uint64_t categorized = 0;        // messages whose categorize transaction committed
@@ -158,7 +124,7 @@ class categorizer {
   using tracker = std::function<void(const log::tracking_record&)>;
   void set_tracker(tracker fn) { tracker_ = std::move(fn); }
 
-  const hop_queues& queues() const { return queues_; }
+  const delivery::hop_queues& queues() const { return queues_; }
   const categorizer_stats& stats() const { return stats_; }
   std::size_t backlog() const { return todo_.size() - todo_head_; }
 
@@ -182,14 +148,14 @@ class categorizer {
   message_router router_;
   std::string header_block_;  // scratch for rules with header conditions
   tracker tracker_;
-  hop_queues queues_;
+  delivery::hop_queues queues_;
   categorizer_stats stats_;
 
   std::vector<base::queue_id> todo_;  // ids to categorize; consumed from todo_head_
   std::size_t todo_head_ = 0;
   std::vector<base::queue_id> retry_;  // store errors, retried after a second
   std::vector<std::vector<base::queue_id>> out_ids_;  // per target shard, not yet pushed
-  std::vector<std::vector<hop_item>> out_items_;      // per owner loop, not yet pushed
+  std::vector<std::vector<delivery::hop_item>> out_items_;      // per owner loop, not yet pushed
   std::vector<std::unique_ptr<job>> jobs_;            // every job ever made (the pool)
   std::vector<job*> free_jobs_;
   std::size_t in_flight_ = 0;
@@ -204,4 +170,4 @@ class categorizer {
   bool retry_started_ = false;
 };
 
-}  // namespace sluice::shard
+}  // namespace sluice::categorize

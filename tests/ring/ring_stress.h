@@ -6,14 +6,14 @@
 #include <memory>
 #include <thread>
 
-#include "shard/spsc_ring.h"
+#include "ring/spsc_ring.h"
 
 namespace ring_stress {
 
 // Returns the number of items the consumer saw out of sequence (lost, duplicated or
 // reordered) plus any item left behind; 0 means a perfect run.
 inline uint64_t run(uint64_t total, bool batched) {
-  auto ring = std::make_unique<sluice::shard::spsc_ring<uint64_t, 1024>>();
+  auto ring = std::make_unique<sluice::ring::spsc_ring<uint64_t, 1024>>();
   std::thread producer([&] {
     uint64_t next = 0;
     uint64_t batch[37];

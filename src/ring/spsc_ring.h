@@ -6,7 +6,7 @@
 #include <type_traits>
 #include <utility>
 
-namespace sluice::shard {
+namespace sluice::ring {
 
 // Padding unit for the fields written by different threads. A cache line is 64 bytes
 // on x86-64 and most ARM cores, but Intel's adjacent-line prefetcher pulls lines in
@@ -118,4 +118,4 @@ class spsc_ring {
   alignas(ring_line_size) std::array<T, Capacity> slots_{};
 };
 
-}  // namespace sluice::shard
+}  // namespace sluice::ring

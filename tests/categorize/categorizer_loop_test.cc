@@ -10,7 +10,7 @@
 
 #include "../store/store_fixture.h"
 #include "route_fixture.h"
-#include "shard/categorizer.h"
+#include "categorize/categorizer.h"
 
 using namespace sluice;
 
@@ -43,9 +43,9 @@ std::vector<store::submit_request> messages(base::queue_id_generator& gen, int n
 
 }  // namespace
 
-Test(shard_loops, recovery_and_ring_handoff_put_every_item_at_its_owner, .timeout = 120) {
+Test(categorizer_loops, recovery_and_ring_handoff_put_every_item_at_its_owner, .timeout = 120) {
   store_test::temp_dir tmp;
-  shard::links links(loops);
+  categorize::links links(loops);
   std::vector<std::unique_ptr<loop_thread>> lts;
   for (unsigned i = 0; i < loops; ++i) lts.push_back(std::make_unique<loop_thread>());
   std::atomic<int> logged{0};
@@ -83,12 +83,12 @@ Test(shard_loops, recovery_and_ring_handoff_put_every_item_at_its_owner, .timeou
   auto early = messages(gen, 300);
   cr_assert(store_test::submit_all(s, loops, early));
 
-  auto routes = shard_test::three_hop_table();
+  auto routes = categorize_test::three_hop_table();
   for (unsigned i = 0; i < loops; ++i)
     lts[i]->thread = std::thread([&, i] {
       loop_thread& lt = *lts[i];
       net::loop l;
-      shard::categorizer cat(l, i, s, links, routes);
+      categorize::categorizer cat(l, i, s, links, routes);
       cat.set_tracker([&lt](const log::tracking_record& r) {
         std::string key(log::to_string(r.event));
         if (r.event == log::tracking_event::route) key += " " + std::string(r.connector);
@@ -109,7 +109,7 @@ Test(shard_loops, recovery_and_ring_handoff_put_every_item_at_its_owner, .timeou
       lt.wake.store(nullptr);
       for (const auto& [id, q] : cat.queues().all()) {
         lt.hop_items[q.key] = q.items.size();
-        if (shard::owner_of(q.key, loops) != i) ++lt.misplaced;
+        if (categorize::owner_of(q.key, loops) != i) ++lt.misplaced;
       }
     });
 
@@ -119,7 +119,7 @@ Test(shard_loops, recovery_and_ring_handoff_put_every_item_at_its_owner, .timeou
   cr_assert(store_test::submit_all(s, loops, late));
   bool woke[loops] = {};
   for (auto& m : late) {
-    unsigned target = shard::shard_of(m.id, loops);
+    unsigned target = categorize::shard_of(m.id, loops);
     while (!links.ids.ring(0, target).push(m.id)) std::this_thread::yield();
     woke[target] = true;
   }
@@ -168,9 +168,9 @@ Test(shard_loops, recovery_and_ring_handoff_put_every_item_at_its_owner, .timeou
   cr_assert_eq(events.size(), 4u);
 }
 
-Test(shard_loops, offered_routes_apply_to_later_messages, .timeout = 60) {
+Test(categorizer_loops, offered_routes_apply_to_later_messages, .timeout = 60) {
   store_test::temp_dir tmp;
-  shard::links links(1);
+  categorize::links links(1);
   std::atomic<net::async_signal*> wake{nullptr};
   std::atomic<net::loop*> loop_ptr{nullptr};
   std::atomic<uint64_t> categorized{0};
@@ -192,7 +192,7 @@ Test(shard_loops, offered_routes_apply_to_later_messages, .timeout = 60) {
 
   std::thread t([&] {
     net::loop l;
-    shard::categorizer cat(l, 0, s, links, shard_test::three_hop_table());
+    categorize::categorizer cat(l, 0, s, links, categorize_test::three_hop_table());
     net::async_signal sig(l, [&] {
       cat.poll();
       categorized.store(cat.stats().categorized);

@@ -7,7 +7,7 @@
 #include <string>
 
 #include "config/config.h"
-#include "shard/route_config.h"
+#include "generation/route_config.h"
 
 using namespace sluice;
 
@@ -80,7 +80,7 @@ std::shared_ptr<const route::table> build(const scratch& dir) {
   auto loaded = config::load_string(k_config, "test.toml", dir.path);
   if (!loaded.ok()) cr_assert_fail("config: %s", loaded.error_text().c_str());
   std::vector<std::string> errors;
-  auto t = shard::build_route_table(*loaded.value, errors);
+  auto t = generation::build_route_table(*loaded.value, errors);
   cr_assert(errors.empty(), "unexpected error: %s", errors.empty() ? "" : errors.front().c_str());
   cr_assert(t != nullptr);
   return t;
@@ -158,7 +158,7 @@ Test(admin_route_config, disabled_connector_is_kept_but_skipped) {
       "test.toml", dir.path);
   if (!loaded.ok()) cr_assert_fail("config: %s", loaded.error_text().c_str());
   std::vector<std::string> errors;
-  auto t = shard::build_route_table(*loaded.value, errors);
+  auto t = generation::build_route_table(*loaded.value, errors);
   cr_assert(t != nullptr);
   cr_assert_eq(t->send_connectors().size(), 1u);
   cr_assert(!t->send_connectors()[0].enabled);

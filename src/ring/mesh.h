@@ -4,9 +4,9 @@
 #include <memory>
 #include <vector>
 
-#include "shard/spsc_ring.h"
+#include "ring/spsc_ring.h"
 
-namespace sluice::shard {
+namespace sluice::ring {
 
 // n x n rings; ring(from, to) is pushed only by loop `from` and popped only by loop `to`,
 // which is what makes each one single-producer/single-consumer and the whole handoff
@@ -36,4 +36,4 @@ class ring_mesh {
   std::vector<std::unique_ptr<ring_type>> rings_;
 };
 
-}  // namespace sluice::shard
+}  // namespace sluice::ring

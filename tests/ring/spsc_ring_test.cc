@@ -8,11 +8,11 @@
 #include <vector>
 
 #include "ring_stress.h"
-#include "shard/spsc_ring.h"
+#include "ring/spsc_ring.h"
 
-using sluice::shard::spsc_ring;
+using sluice::ring::spsc_ring;
 
-Test(shard_ring, empty_ring_pops_nothing) {
+Test(ring, empty_ring_pops_nothing) {
   auto ring = std::make_unique<spsc_ring<int, 8>>();
   int out = -1;
   cr_assert_not(ring->pop(out));
@@ -22,7 +22,7 @@ Test(shard_ring, empty_ring_pops_nothing) {
   cr_assert(ring->empty_approx());
 }
 
-Test(shard_ring, full_ring_rejects_push_until_pop) {
+Test(ring, full_ring_rejects_push_until_pop) {
   auto ring = std::make_unique<spsc_ring<int, 8>>();
   for (int i = 0; i < 8; ++i) cr_assert(ring->push(i), "push %d must fit", i);
   cr_assert_not(ring->push(99));
@@ -39,7 +39,7 @@ Test(shard_ring, full_ring_rejects_push_until_pop) {
   cr_assert_not(ring->pop(out));
 }
 
-Test(shard_ring, batch_push_takes_only_what_fits) {
+Test(ring, batch_push_takes_only_what_fits) {
   auto ring = std::make_unique<spsc_ring<int, 4>>();
   int items[6] = {10, 11, 12, 13, 14, 15};
   cr_assert_eq(ring->push_batch(items, 6), 4u);
@@ -56,7 +56,7 @@ Test(shard_ring, batch_push_takes_only_what_fits) {
   cr_assert_eq(ring->pop_batch(out, 8), 0u);
 }
 
-Test(shard_ring, wraps_around_many_times) {
+Test(ring, wraps_around_many_times) {
   auto ring = std::make_unique<spsc_ring<uint32_t, 4>>();
   uint32_t expect = 0;
   for (uint32_t i = 0; i < 10000; ++i) {
@@ -71,7 +71,7 @@ Test(shard_ring, wraps_around_many_times) {
   cr_assert_eq(expect, 10000u);
 }
 
-Test(shard_ring, moves_owning_elements) {
+Test(ring, moves_owning_elements) {
   auto ring = std::make_unique<spsc_ring<std::unique_ptr<std::string>, 2>>();
   cr_assert(ring->push(std::make_unique<std::string>("a")));
   auto b = std::make_unique<std::string>("b");
@@ -97,10 +97,10 @@ constexpr uint64_t concurrent_items = 5000000;
 
 }  // namespace
 
-Test(shard_ring, concurrent_single_items_in_order, .timeout = 120) {
+Test(ring, concurrent_single_items_in_order, .timeout = 120) {
   run_concurrent(concurrent_items, false);
 }
 
-Test(shard_ring, concurrent_batches_in_order, .timeout = 120) {
+Test(ring, concurrent_batches_in_order, .timeout = 120) {
   run_concurrent(concurrent_items, true);
 }
