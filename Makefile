@@ -20,7 +20,9 @@ run: build
 	./$(BUILD)/src/main/sluiced --config $(CONFIG)
 
 # One Criterion binary holds every unit and integration test; its summary ends the run.
+# The test peers (swaks with TLS and IPv6, openssl, python3) are checked first.
 test: build
+	@bash tests/check_peers.sh
 	./$(BUILD)/tests/sluice-tests --jobs $(JOBS)
 
 bench:

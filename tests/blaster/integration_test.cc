@@ -5,7 +5,6 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -20,10 +19,10 @@
 #include <thread>
 #include <vector>
 
+#include "../integration/child.h"
 #include "digest.h"
 #include "message.h"
 
-extern char** environ;
 
 using namespace sluice::blaster;
 
@@ -67,15 +66,20 @@ pid_t spawn_bin(const std::string& bin, const std::vector<std::string>& args, co
   argv.push_back(path.data());
   for (auto& a : copy) argv.push_back(a.data());
   argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, (out_file + ".err").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (!cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, cwd.c_str());
-  pid_t pid = 0;
-  int rc = posix_spawn(&pid, path.c_str(), &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  cr_assert_eq(rc, 0);
+  const std::string err_file = out_file + ".err";
+  const pid_t parent = getpid();
+  pid_t pid = fork();
+  cr_assert_geq(pid, 0, "fork failed");
+  if (pid == 0) {
+    // fork + exec rather than posix_spawn: only a forked child can be tied to this test.
+    sluice_test::end_with_parent(parent);
+    int out = open(out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int err = open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (out < 0 || err < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) std::_Exit(126);
+    if (!cwd.empty() && chdir(cwd.c_str()) != 0) std::_Exit(126);
+    execv(path.c_str(), argv.data());
+    std::_Exit(127);
+  }
   return pid;
 }
 

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "assertions.h"
+#include "child.h"
 #include "harness.h"
 
 using namespace sluice::testing;
@@ -42,8 +43,10 @@ Test(integration_crash, kill_9_under_load_loses_no_acknowledged_message, .timeou
   START(d);
   std::string sent = d.dir() + "/sent.log";
   // 40 sessions of pipelined 1-4 KB messages; the daemon dies in the middle.
+  const pid_t parent = ::getpid();
   pid_t load = ::fork();
   if (load == 0) {
+    sluice_test::end_with_parent(parent);
     int devnull = ::open("/dev/null", O_WRONLY);
     ::dup2(devnull, 1);
     ::dup2(devnull, 2);

@@ -1,4 +1,5 @@
 // harness.cc: process control, temporary directories and a raw SMTP client for integration tests.
+#include "child.h"
 #include "harness.h"
 
 #include <arpa/inet.h>
@@ -122,8 +123,10 @@ void sluiced_process::write_config(const std::string& text) {
 
 bool sluiced_process::start() {
   if (!fs::exists(dir_ + "/sluice.toml")) write_config(default_config());
+  const pid_t parent = ::getpid();
   pid_ = ::fork();
   if (pid_ == 0) {
+    sluice_test::end_with_parent(parent);
     int out = ::open((dir_ + "/sluiced.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     ::dup2(out, 1);
     ::dup2(out, 2);

@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include "child.h"
 #include "harness.h"
 #include "pki.h"
 #include "tls/context.h"
@@ -28,8 +29,10 @@ struct tls_server {
   pid_t pid = -1;
   uint16_t port = free_port();
   tls_server(const std::string& cert, const std::string& key) {
+    const pid_t parent = ::getpid();
     pid = ::fork();
     if (pid == 0) {
+      sluice_test::end_with_parent(parent);
       int devnull = ::open("/dev/null", O_RDWR);
       ::dup2(devnull, 0);
       ::dup2(devnull, 1);

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# check_peers.sh: before the suite runs, checks that every program the tests drive is here and can do what they ask.
+# Untrusted input: none (it only runs local programs and reads their answers).
+# A missing peer fails here, naming the Debian package that brings it, instead of as a
+# test failure deep in the suite. third_party/packages.txt lists the same packages, so
+# `make test` (install.sh first) normally finds everything.
+set -uo pipefail
+missing=()
+need() {  # need PACKAGE WHAT: record a missing package with what it was needed for
+  missing+=("$1 ($2)")
+}
+
+if command -v swaks >/dev/null 2>&1; then
+  support=$(swaks --support 2>&1)
+  # swaks prints one line a feature: "=== NAME supported" or "*** NAME not available: requires MODULE".
+  has() { grep -q "^=== $1 supported" <<<"$support"; }
+  has "TLS" || need libnet-ssleay-perl "swaks STARTTLS"
+  has "IPv6" || need libio-socket-inet6-perl "swaks over IPv6"
+  has "Basic AUTH" || need perl "swaks AUTH PLAIN/LOGIN (MIME::Base64)"
+else
+  need swaks "SMTP test client"
+fi
+perl -MIO::Socket::SSL -e 1 >/dev/null 2>&1 || need libio-socket-ssl-perl "TLS sockets for the perl clients"
+command -v openssl >/dev/null 2>&1 || need openssl "s_client / s_server TLS peers"
+if command -v python3 >/dev/null 2>&1; then
+  python3 -c 'import smtplib, ssl, socket' >/dev/null 2>&1 || need python3 "smtplib with ssl"
+else
+  need python3 "smtplib client"
+fi
+
+if [ ${#missing[@]} -ne 0 ]; then
+  echo "sluice tests: missing test peers:" >&2
+  for m in "${missing[@]}"; do echo "  - $m" >&2; done
+  echo "sluice tests: run 'bash third_party/install.sh' as root (or: apt-get install ${missing[*]%% *})" >&2
+  exit 1
+fi
