@@ -49,6 +49,10 @@ reply_parser::status reply_parser::next(reply& out) {
         error_ = "reply line too long";
         return status::error;
       }
+      if (buf_.size() - pos_ > max_reply) {
+        error_ = "reply too long";
+        return status::error;
+      }
       // Drop consumed bytes once they dominate, so the buffer does not grow forever.
       if (pos_ > 0 && pos_ * 2 >= buf_.size()) {
         buf_.erase(0, pos_);

@@ -23,8 +23,13 @@ class reply_parser {
   // every line of `out.text`; lines are joined with '\n'.
   status next(reply& out);
   const std::string& error() const { return error_; }
+  // Bytes held: the unparsed tail plus consumed bytes not yet dropped.
+  size_t buffered() const { return buf_.size(); }
 
   static constexpr size_t max_line = 4096;  // RFC 5321 allows 512; be lenient, not unbounded
+  // One reply, all its lines together: an endless "250-" continuation from a hostile
+  // server would otherwise be held whole while waiting for its last line.
+  static constexpr size_t max_reply = 64 * 1024;
 
  private:
   std::string buf_;
@@ -130,6 +135,8 @@ class client {
   bool is_closed() const { return state_ == state::closed; }
   const capabilities& caps() const { return caps_; }
   bool tls_active() const { return tls_active_; }
+  // Server bytes held while a reply is incomplete (bounded by reply_parser's limits).
+  size_t buffered_input() const { return parser_.buffered(); }
   uint64_t messages_done() const { return messages_done_; }
 
  private:

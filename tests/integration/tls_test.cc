@@ -103,6 +103,22 @@ Test(integration_tls, plaintext_pipelined_after_starttls_is_discarded) {
   cr_assert(extra.empty(), "plaintext after STARTTLS must not be executed: %s", extra.c_str());
 }
 
+// The same injection with the handshake completed: the injected MAIL is not answered inside
+// TLS either, and no transaction was started by it.
+Test(integration_tls, command_injected_with_starttls_is_not_answered_after_the_handshake) {
+  tls_daemon t;
+  START(t.d);
+  auto r = run("python3 " + source_root() + "/tests/integration/clients/starttls_injection.py " +
+               std::to_string(t.d.port()));
+  cr_assert_eq(r.status, 0, "%s", r.output.c_str());
+  cr_assert(r.output.find("STARTTLS 220") != std::string::npos, "%s", r.output.c_str());
+  cr_assert(r.output.find("HANDSHAKE TLSv1.") != std::string::npos, "%s", r.output.c_str());
+  cr_assert(r.output.find("UNSOLICITED none") != std::string::npos, "the injected MAIL was answered: %s",
+            r.output.c_str());
+  cr_assert(r.output.find("EHLO-TLS 250") != std::string::npos, "%s", r.output.c_str());
+  cr_assert(r.output.find("MAIL-TLS 250") != std::string::npos, "a transaction was left open: %s", r.output.c_str());
+}
+
 Test(integration_tls, starttls_required_refuses_mail_in_plaintext) {
   tls_daemon t("required");
   START(t.d);
@@ -144,6 +160,9 @@ Test(integration_tls, auth_required_and_not_offered_in_plaintext) {
   c.reply();
   std::string ehlo = c.cmd("EHLO client.example");
   cr_assert(ehlo.find("AUTH") == std::string::npos, "AUTH must not be offered without TLS: %s", ehlo.c_str());
+  // The right password in plaintext: refused before it is checked, and nothing authenticated.
+  std::string auth = c.cmd("AUTH PLAIN AGFsaWNlAGNvcnJlY3QgaG9yc2U=");
+  cr_assert(code_of(auth) >= 500 && code_of(auth) < 600, "plaintext AUTH must be refused: %s", auth.c_str());
   std::string r = c.cmd("MAIL FROM:<sender@example.org>");
   EXPECT_CODE(r, 530);
 }

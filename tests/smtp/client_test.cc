@@ -370,12 +370,31 @@ Test(smtp_client_session, hostile_server_bytes_never_crash) {
         chunk = pieces[next() % (sizeof pieces / sizeof *pieces)];
       }
       c.feed(chunk);
+      // Whatever arrives, what is held is one unfinished reply at most (plus the bytes
+      // of this feed not yet dropped), never the whole stream.
+      cr_assert_leq(c.buffered_input(), 2 * reply_parser::max_reply + chunk.size(),
+                    "round %d: %zu bytes held", round, c.buffered_input());
       client_event ev;
       while (c.next_event(ev))
         if (ev.what == client_event::kind::ready) c.send(m);
       c.consume_output(c.output().size());
     }
   }
+}
+
+Test(smtp_client_session, endless_multiline_reply_is_refused_not_held) {
+  client_settings s;
+  client c(s);
+  c.feed("220 hi\r\n");
+  std::string line = "250-" + std::string(60, 'x') + "\r\n";
+  size_t fed = 0;
+  for (int i = 0; i < 100000 && !c.is_closed(); ++i) {
+    c.feed(line);
+    fed += line.size();
+    cr_assert_leq(c.buffered_input(), reply_parser::max_reply + line.size());
+  }
+  cr_assert(c.is_closed(), "a %zu-byte EHLO reply must end the session", fed);
+  cr_assert_lt(fed, 2 * reply_parser::max_reply, "refused once past the limit, not later");
 }
 
 Test(smtp_client_session, next_mail_rides_with_the_end_of_data) {
