@@ -41,12 +41,8 @@ void byte_stream::start(stream_handler& handler) {
 
 void byte_stream::send(std::string&& plaintext) {
   if (closed_) return;
-  if (!tls_) {
-    conn_->write(std::move(plaintext));
-  } else {
-    if (!plaintext.empty()) tls_->write_plaintext(plaintext);
-    flush_ciphertext();
-  }
+  if (tls_) return send(std::string_view(plaintext));  // encrypted into a new buffer anyway
+  conn_->write(std::move(plaintext));
   after_write();
 }
 

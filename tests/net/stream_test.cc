@@ -6,6 +6,7 @@
 #include <string>
 
 #include "../tls/tls_fixture.h"
+#include "run_until.h"
 #include "net/connection.h"
 #include "stream/stream.h"
 
@@ -52,7 +53,6 @@ struct fixture {
                }};
   size_t limit = byte_stream::default_output_limit;
   std::function<void()> on_accept;
-  timer guard{l}, poll{l};
 
   endpoint listen() {
     endpoint where;
@@ -60,16 +60,7 @@ struct fixture {
     cr_assert_eq(lis.listen(where), 0);
     return lis.bound();
   }
-  // Runs the loop until `done` holds (checked every 5 ms) or 5 s have passed.
-  void run_until(std::function<bool()> done) {
-    guard.start(5000, 0, [this] { l.halt(); });
-    poll.start(5, 5, [this, done] {
-      if (done()) l.halt();
-    });
-    l.run();
-    guard.stop();
-    poll.stop();
-  }
+  void run_until(const std::function<bool()>& done) { net_test::run_until(l, done); }
 };
 
 }  // namespace

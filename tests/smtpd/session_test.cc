@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "../tls/tls_fixture.h"
+#include "../net/run_until.h"
 #include "auth/limiter.h"
 #include "net/connection.h"
 #include "smtpd/session.h"
@@ -79,7 +80,6 @@ struct fixture {
                       session = std::make_unique<smtpd::session>(host, std::move(c), policy, 1);
                       session->start();
                     }};
-  net::timer guard{l}, poll{l};
 
   fixture() {
     policy->name = "default";
@@ -96,15 +96,7 @@ struct fixture {
       client.s->start(client);
     });
   }
-  void run_until(std::function<bool()> done) {
-    guard.start(5000, 0, [this] { l.halt(); });
-    poll.start(2, 2, [this, done] {
-      if (done()) l.halt();
-    });
-    l.run();
-    guard.stop();
-    poll.stop();
-  }
+  void run_until(const std::function<bool()>& done) { net_test::run_until(l, done); }
   // Sends `text` and waits until the replies hold `expect`.
   void exchange(std::string_view text, std::string_view expect) {
     client.say(text);
