@@ -104,6 +104,7 @@ void worker::run(std::promise<std::string>& ready) {
     ps.interval_ms = server.pickup_interval_ms;
     ps.max_message_size = server.max_message_size;
     ps.hostname = server.hostname;
+    ps.max_received_headers = server.max_received_headers;
     pickup = std::make_unique<smtpd::pickup>(loop, ps, index_,
                                              [this](store::submit_request* r) { return store_.submit(index_, r); });
     pickup->set_tracker([&receiver](const log::tracking_record& r) { receiver.track(r); });

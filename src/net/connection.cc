@@ -289,6 +289,10 @@ void listener::close() {
   handle_ = nullptr;
 }
 
+std::string status_text(int status) { return uv_strerror(status); }
+
+bool is_end_of_stream(int status) { return status == UV_EOF; }
+
 void connect(loop& l, const endpoint& to, std::function<void(std::unique_ptr<connection>, int)> done) {
   struct connect_request {
     uv_connect_t req{};

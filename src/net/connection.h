@@ -111,6 +111,11 @@ class listener {
   uv_loop_t* loop_;
 };
 
+// A read or connect status (a negative uv error code) as text, and whether a read status
+// is the peer's orderly close rather than a failure.
+std::string status_text(int status);
+bool is_end_of_stream(int status);
+
 // Outbound connection. The callback gets the connection, or nullptr and the uv error.
 void connect(loop& l, const endpoint& to, std::function<void(std::unique_ptr<connection>, int)> done);
 

@@ -10,13 +10,8 @@ namespace {
 
 constexpr char fold(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
 
-bool iequal(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (fold(a[i]) != fold(b[i])) return false;
-  }
-  return true;
-}
+// Header field names, domains and local parts all compare ASCII case-insensitively.
+bool iequal(std::string_view a, std::string_view b) { return smtp::header_name_equal(a, b); }
 
 std::string lower(std::string_view s) {
   std::string out(s);
@@ -195,42 +190,6 @@ bool address_match(std::string_view pattern, std::string_view address) {
 
 // ---------------------------------------------------------------------------------------
 
-bool header_cursor::next() {
-  const size_t n = block_.size();
-  if (pos_ >= n) return false;
-  if (block_[pos_] == '\n' || (block_[pos_] == '\r' && pos_ + 1 < n && block_[pos_ + 1] == '\n')) return false;
-  begin_ = pos_;
-  size_t p = pos_;
-  for (;;) {
-    size_t nl = block_.find('\n', p);
-    if (nl == std::string_view::npos) {
-      end_ = n;
-      break;
-    }
-    size_t after = nl + 1;
-    if (after < n && is_blank(block_[after])) {
-      p = after;
-      continue;
-    }
-    end_ = after;
-    break;
-  }
-  size_t value_end = end_;
-  if (value_end > begin_ && block_[value_end - 1] == '\n') --value_end;
-  if (value_end > begin_ && block_[value_end - 1] == '\r') --value_end;
-  std::string_view field = block_.substr(begin_, value_end - begin_);
-  auto colon = field.find(':');
-  if (colon == std::string_view::npos) {
-    name_ = {};
-    value_ = field;
-  } else {
-    name_ = field.substr(0, colon);
-    while (!name_.empty() && is_blank(name_.back())) name_.remove_suffix(1);  // obsolete "Subject :"
-    value_ = field.substr(colon + 1);
-  }
-  pos_ = end_;
-  return true;
-}
 
 // ---------------------------------------------------------------------------------------
 

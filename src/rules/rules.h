@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "rules/spec.h"
+#include "smtp/header.h"
 
 namespace sluice::rules {
 
@@ -120,26 +121,7 @@ bool domain_match(std::string_view pattern, std::string_view domain);
 // "user@example.org", "*@example.org", "*@*.example.org".
 bool address_match(std::string_view pattern, std::string_view address);
 
-// Iterates the fields of a header block. Unfolding is left to the caller (see for_each
-// in rules.cc); value() is the raw value, folds included, without the final line break.
-class header_cursor {
- public:
-  explicit header_cursor(std::string_view block) : block_(block) {}
-  // Advances to the next field; false at the blank line or the end of the block.
-  bool next();
-  std::string_view name() const { return name_; }
-  std::string_view raw_value() const { return value_; }
-  // Offset of the field's first byte and of the byte after its last line break.
-  size_t begin() const { return begin_; }
-  size_t end() const { return end_; }
-  // Offset of the empty line ending the header block (or block.size()); valid once next() is false.
-  size_t body_offset() const { return pos_; }
-
- private:
-  std::string_view block_;
-  size_t pos_ = 0;
-  size_t begin_ = 0, end_ = 0;
-  std::string_view name_, value_;
-};
+// The header block scanner is shared with smtpd and pickup (smtp/header.h).
+using smtp::header_cursor;
 
 }  // namespace sluice::rules

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "base/clock.h"
+#include "smtp/header.h"
 #include "smtpd/pickup_message.h"
 #include "store/store.h"
 
@@ -73,7 +74,7 @@ void pickup::scan() {
     std::ifstream in(path, std::ios::binary);
     if (!in) continue;
     std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    auto parsed = parse_pickup_file(content, settings_.max_message_size);
+    auto parsed = parse_pickup_file(content, settings_.max_message_size, settings_.max_received_headers);
     if (!parsed.ok) {
       quarantine(path, parsed.error);
       continue;
@@ -83,8 +84,14 @@ void pickup::scan() {
     auto& req = j->request;
     req.id = ids_.next();
     req.envelope = std::move(parsed.envelope);
-    req.body = "Received: from pickup directory by " + settings_.hostname + " (sluice) with pickup id " +
-               req.id.text() + "; " + base::rfc5322_now() + "\r\n";
+    std::string id = req.id.text(), date = base::rfc5322_now();
+    smtp::received_fields trace;
+    trace.from_text = "pickup directory";
+    trace.by_host = settings_.hostname;
+    trace.with = "pickup";
+    trace.id = id;
+    trace.date = date;
+    req.body = smtp::received_header(trace);
     req.body += parsed.body;
     req.connector = "pickup";
     req.client_address = "";

@@ -19,6 +19,7 @@ struct pickup_settings {
   uint32_t interval_ms = 1000;
   uint64_t max_message_size = 36u << 20;
   std::string hostname;
+  unsigned max_received_headers = 100;  // server.max_received_headers: the mail-loop limit
   size_t max_in_flight = 64;  // files read per scan at most, bounding memory and loop stalls
 };
 

@@ -2,14 +2,14 @@
 // Untrusted input: arbitrary file content; every parse is bounded by the content size.
 #include "smtpd/pickup_message.h"
 
-#include <cctype>
+#include "smtp/header.h"
 
 namespace sluice::smtpd {
 
 namespace {
 
 struct header_field {
-  std::string name;   // lower-case
+  std::string_view name;
   std::string value;  // unfolded
   size_t begin = 0;   // byte range of the whole field (with its CRLFs) in the normalized text
   size_t end = 0;
@@ -32,12 +32,6 @@ std::string to_crlf(std::string_view in) {
   return out;
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -45,48 +39,40 @@ std::string_view trim(std::string_view s) {
 }
 
 // Parses the header block of CRLF text; returns false if there is none. `body_start` is
-// the offset just after the empty line (or the end if the file has headers only).
+// the offset just after the empty line (or the end if the file has headers only). Stricter
+// than the shared scanner: a pickup file that is not plainly a message is refused, not guessed at.
 bool parse_headers(const std::string& text, std::vector<header_field>& fields, size_t& body_start,
                    std::string& error) {
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t eol = text.find("\r\n", pos);
-    if (eol == std::string::npos) eol = text.size();
-    if (eol == pos) {
-      body_start = eol + 2 <= text.size() ? eol + 2 : text.size();
-      return !fields.empty() || (error = "no header fields", false);
-    }
-    std::string_view line(text.data() + pos, eol - pos);
-    if (line.front() == ' ' || line.front() == '\t') {
-      if (fields.empty()) {
-        error = "message starts with a continuation line";
-        return false;
-      }
-      fields.back().value.append(" ").append(trim(line));
-      fields.back().end = std::min(eol + 2, text.size());
-    } else {
-      size_t colon = line.find(':');
-      if (colon == std::string_view::npos || colon == 0) {
-        if (fields.empty()) {
-          error = "no header block (first line is not a header field)";
-          return false;
-        }
-        error = "malformed header line: " + std::string(line.substr(0, 60));
-        return false;
-      }
-      std::string_view name = line.substr(0, colon);
-      for (char c : name) {
-        if (c <= 32 || c >= 127) {
-          error = "malformed header field name: " + std::string(name.substr(0, 60));
-          return false;
-        }
-      }
-      fields.push_back({lower(name), std::string(trim(line.substr(colon + 1))), pos, std::min(eol + 2, text.size())});
-    }
-    pos = eol + 2;
+  if (text.empty()) {
+    error = "empty file";
+    return false;
   }
-  body_start = text.size();
-  if (fields.empty()) error = "empty file";
+  if (text.front() == ' ' || text.front() == '\t') {
+    error = "message starts with a continuation line";
+    return false;
+  }
+  smtp::header_cursor cur(text);
+  while (cur.next()) {
+    std::string_view name = cur.name();
+    if (name.empty()) {
+      if (fields.empty()) {
+        error = "no header block (first line is not a header field)";
+        return false;
+      }
+      error = "malformed header line: " + std::string(cur.raw_value().substr(0, 60));
+      return false;
+    }
+    for (char c : name) {
+      if (c <= 32 || c >= 127) {
+        error = "malformed header field name: " + std::string(name.substr(0, 60));
+        return false;
+      }
+    }
+    fields.push_back({name, smtp::unfold(cur.raw_value()), cur.begin(), cur.end()});
+  }
+  size_t blank = cur.body_offset();
+  body_start = blank + 2 <= text.size() ? blank + 2 : text.size();
+  if (fields.empty()) error = "no header fields";
   return !fields.empty();
 }
 
@@ -174,7 +160,7 @@ std::vector<std::string> parse_address_list(std::string_view value) {
   return out;
 }
 
-pickup_result parse_pickup_file(std::string_view content, uint64_t max_size) {
+pickup_result parse_pickup_file(std::string_view content, uint64_t max_size, unsigned max_received_headers) {
   pickup_result r;
   if (content.size() > max_size) {
     r.error = "message size " + std::to_string(content.size()) + " exceeds the limit of " + std::to_string(max_size);
@@ -184,25 +170,30 @@ pickup_result parse_pickup_file(std::string_view content, uint64_t max_size) {
   std::vector<header_field> fields;
   size_t body_start = 0;
   if (!parse_headers(text, fields, body_start, r.error)) return r;
+  if (smtp::hop_limit_reached(text, max_received_headers)) {
+    r.error = "mail loop: " + std::to_string(smtp::count_received(text)) +
+              " Received: headers, the limit is " + std::to_string(max_received_headers);
+    return r;
+  }
 
   std::vector<std::string> x_receivers;
   std::string x_sender, sender, from;
   std::vector<std::string> listed;
   bool has_x_receiver = false;
   for (const auto& f : fields) {
-    if (f.name == "x-sender") {
+    if (smtp::header_name_equal(f.name, "x-sender")) {
       auto a = parse_address_list(f.value);
       if (!a.empty()) x_sender = a.front();
-    } else if (f.name == "x-receiver") {
+    } else if (smtp::header_name_equal(f.name, "x-receiver")) {
       has_x_receiver = true;
       for (auto& a : parse_address_list(f.value)) x_receivers.push_back(a);
-    } else if (f.name == "sender") {
+    } else if (smtp::header_name_equal(f.name, "sender")) {
       auto a = parse_address_list(f.value);
       if (!a.empty()) sender = a.front();
-    } else if (f.name == "from") {
+    } else if (smtp::header_name_equal(f.name, "from")) {
       auto a = parse_address_list(f.value);
       if (!a.empty()) from = a.front();
-    } else if (f.name == "to" || f.name == "cc" || f.name == "bcc") {
+    } else if (smtp::header_name_equal(f.name, "to") || smtp::header_name_equal(f.name, "cc") || smtp::header_name_equal(f.name, "bcc")) {
       for (auto& a : parse_address_list(f.value)) listed.push_back(a);
     }
   }
@@ -240,7 +231,7 @@ pickup_result parse_pickup_file(std::string_view content, uint64_t max_size) {
   r.body.reserve(text.size());
   size_t copied = 0;
   for (const auto& f : fields) {
-    if (f.name == "x-sender" || f.name == "x-receiver" || f.name == "bcc") {
+    if (smtp::header_name_equal(f.name, "x-sender") || smtp::header_name_equal(f.name, "x-receiver") || smtp::header_name_equal(f.name, "bcc")) {
       r.body.append(text, copied, f.begin - copied);
       copied = f.end;
     }

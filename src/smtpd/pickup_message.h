@@ -20,7 +20,10 @@ struct pickup_result {
 // else the sender from Sender: or From: and the recipients from To:, Cc: and Bcc:
 // (Bcc: is removed from the message). Bare LF line ends are converted to CRLF, since
 // scripts commonly write them; no SMTP framing is involved, so this is not a smuggling risk.
-pickup_result parse_pickup_file(std::string_view content, uint64_t max_size);
+// A file whose Received: headers reach `max_received_headers` (counting the one pickup
+// adds) is refused as looping, as smtpd refuses such a message (RFC 5321 6.3): a script
+// that re-injects delivered mail must not circle it forever.
+pickup_result parse_pickup_file(std::string_view content, uint64_t max_size, unsigned max_received_headers);
 
 // The addresses of an RFC 5322 address list ("A <a@x>, b@y, \"Q, R\" <c@z>, group: d@w;").
 std::vector<std::string> parse_address_list(std::string_view value);

@@ -8,8 +8,8 @@
 #include "auth/credentials.h"
 #include "auth/limiter.h"
 #include "base/clock.h"
+#include "smtp/header.h"
 #include "store/store.h"
-#include "tls/session.h"
 
 namespace sluice::smtpd {
 
@@ -20,54 +20,21 @@ int64_t now_ms() {
   return static_cast<int64_t>(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
 }
 
-// Counts Received: header fields in the header block: a message that has passed through
-// too many hops is looping (RFC 5321 6.3).
-unsigned count_received_headers(std::string_view body) {
-  unsigned count = 0;
-  size_t pos = 0;
-  while (pos < body.size()) {
-    size_t eol = body.find("\r\n", pos);
-    if (eol == std::string_view::npos || eol == pos) break;  // end of header block
-    std::string_view line = body.substr(pos, eol - pos);
-    if (line.size() >= 9) {
-      bool match = true;
-      static const char name[] = "received:";
-      // Case-insensitive: setting 0x20 lower-cases letters and leaves ':' unchanged.
-      for (size_t i = 0; i < 9 && match; ++i) match = (line[i] | 0x20) == name[i];
-      if (match) ++count;
-    }
-    pos = eol + 2;
-  }
-  return count;
-}
-
-// HELO arguments are client-chosen text: keep only what a domain or address literal may
-// hold, so they cannot inject header syntax into Received:.
-std::string sanitize_helo(std::string_view helo) {
-  std::string out;
-  for (char c : helo.substr(0, 255)) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
-        c == '[' || c == ']' || c == ':' || c == '_')
-      out.push_back(c);
-  }
-  return out.empty() ? "unknown" : out;
-}
-
 }  // namespace
 
 session::session(session_host& host, std::unique_ptr<net::connection> conn,
                  std::shared_ptr<const connector_policy> policy, uint64_t id)
     : host_(host),
-      conn_(std::move(conn)),
+      stream_(std::move(conn)),
       policy_(std::move(policy)),
       settings_(policy_ ? policy_->smtp : smtp::server_settings{}),
       server_(settings_, *this),
       request_(std::make_unique<store::submit_request>()),
       idle_timer_(host.event_loop()),
       id_(id) {
-  local_text_ = conn_->local().text();
-  peer_text_ = conn_->peer().text();
-  peer_host_ = conn_->peer().host();
+  local_text_ = stream_.local().text();
+  peer_text_ = stream_.peer().text();
+  peer_host_ = stream_.peer().host();
   peer_loopback_ = peer_host_.rfind("127.", 0) == 0 || peer_host_ == "::1";
   if (policy_) {
     settings_.starttls_offered = policy_->tls != nullptr && policy_->smtp.starttls_offered;
@@ -85,7 +52,7 @@ const std::string& session::connector_name() const {
 
 void session::start() {
   log_event(log::event::connect, "");
-  conn_->start_reading(this);
+  stream_.start(*this);
   if (!policy_) {
     log_event(log::event::info, "no receive connector covers " + peer_host_);
     server_.refuse("Connection refused: no receive connector accepts this address");
@@ -111,57 +78,27 @@ void session::arm_timer() {
   });
 }
 
-void session::on_read(std::string_view data) {
+void session::on_input(std::string_view data) {
   if (finished_) return;
   if (policy_ && started_at_ + std::chrono::milliseconds(policy_->connection_timeout_ms) < std::chrono::steady_clock::now() &&
       !submit_in_flight_) {
     // A session may not live forever, however busy: it would pin its connector slot.
     log_event(log::event::info, "connection time limit reached");
-    send_to_peer("421 4.4.2 " + policy_->smtp.hostname + " Error: connection time limit exceeded\r\n");
+    stream_.send("421 4.4.2 " + policy_->smtp.hostname + " Error: connection time limit exceeded\r\n");
     finish();
     return;
   }
-  if (!tls_) {
-    server_.feed(data);
-    flush();
-    return;
-  }
-  tls_->feed_ciphertext(data);
-  std::string plaintext;
-  tls_->read_plaintext(plaintext);
-  if (tls_->handshake_done() && !tls_logged_) {
-    tls_logged_ = true;
-    std::string info = "TLS negotiated: " + tls_->summary();
-    std::string subject = tls_->peer_subject();
-    if (!subject.empty())
-      info += " client certificate: " + subject + " (" + (tls_->peer_verified() ? "verified" : tls_->verify_result()) + ")";
-    log_event(log::event::info, info);
-  }
-  if (!plaintext.empty()) server_.feed(plaintext);
-  if (tls_->failed()) {
-    log_event(log::event::info, "TLS failed: " + tls_->error_text());
-    std::string alert;
-    tls_->take_ciphertext(alert);
-    if (!alert.empty()) conn_->write(std::move(alert));
-    finish();
-    return;
-  }
-  if (tls_->peer_closed()) {
-    finish();
-    return;
-  }
+  server_.feed(data);
   flush();
 }
 
-void session::send_to_peer(std::string_view plaintext) {
-  if (!tls_) {
-    conn_->write(std::string(plaintext));
-    return;
-  }
-  if (!plaintext.empty()) tls_->write_plaintext(plaintext);
-  std::string cipher;
-  tls_->take_ciphertext(cipher);
-  if (!cipher.empty()) conn_->write(std::move(cipher));
+void session::on_secured() {
+  const tls::session& tls = *stream_.tls();
+  std::string info = "TLS negotiated: " + tls.summary();
+  std::string subject = tls.peer_subject();
+  if (!subject.empty())
+    info += " client certificate: " + subject + " (" + (tls.peer_verified() ? "verified" : tls.verify_result()) + ")";
+  log_event(log::event::info, info);
 }
 
 void session::start_tls() {
@@ -172,7 +109,7 @@ void session::start_tls() {
 
 void session::begin_tls() {
   tls_pending_ = false;
-  tls_ = std::make_unique<tls::session>(policy_->tls);
+  stream_.start_tls(policy_->tls);
   // AUTH becomes available under TLS; the state machine reads settings_ on every EHLO.
   settings_.auth_offered = policy_->credentials != nullptr;
   // Drops any plaintext pipelined after STARTTLS (RFC 3207, CVE-2011-0411) and resets.
@@ -204,7 +141,7 @@ smtp::reply session::check_auth(std::string_view mechanism, std::string_view aut
       },
       [this, alive, verdict, u = std::string(user), source] {
         if (alive.expired() || finished_) return;
-        if (!output_blocked_ && !submit_in_flight_) conn_->resume_reading();
+        stream_.release_input();
         auto& lim = host_.auth_limiter(*policy_);
         if (*verdict) {
           lim.record_success(source);
@@ -218,41 +155,32 @@ smtp::reply session::check_auth(std::string_view mechanism, std::string_view aut
         flush();
       });
   // Like a pending submit: pipelined input waits in the kernel, not in our buffers.
-  conn_->pause_reading();
+  stream_.hold_input();
   return {0, "", ""};
 }
 
-void session::on_read_end(int status) {
-  (void)status;
-  log_event(log::event::info, "client disconnected");
+void session::on_end(stream::end_reason why, std::string_view detail) {
+  switch (why) {
+    case stream::end_reason::peer_closed:
+      log_event(log::event::info, "client disconnected");
+      break;
+    case stream::end_reason::tls_failed:
+      log_event(log::event::info, "TLS failed: " + std::string(detail));
+      break;
+    case stream::end_reason::tls_closed:
+      break;
+  }
   finish();
-}
-
-void session::on_drained() {
-  if (!output_blocked_) return;
-  output_blocked_ = false;
-  if (!submit_in_flight_ && !finished_) conn_->resume_reading();
 }
 
 void session::flush() {
   if (finished_) return;
-  if (!tls_) {
-    if (!server_.output().empty()) conn_->write(server_.take_output());
-  } else {
-    // Encrypted into the TLS session's buffers; the handshake may have output too.
-    send_to_peer(server_.output());
-    server_.consume_output(server_.output().size());
-  }
+  // Moved, not copied: in plaintext this very string is what the socket write sends.
+  if (!server_.output().empty()) stream_.send(server_.take_output());
   if (tls_pending_) begin_tls();
   if (server_.closing()) {
     finish();
     return;
-  }
-  // A client that pipelines commands without reading the replies would make us queue
-  // them without bound: stop reading until it has taken what we owe it.
-  if (conn_->write_queue_size() > max_unread_output && !output_blocked_) {
-    output_blocked_ = true;
-    conn_->pause_reading();
   }
   // Re-armed after every exchange, with the data timeout while content is expected.
   arm_timer();
@@ -262,11 +190,7 @@ void session::finish() {
   if (finished_) return;
   finished_ = true;
   idle_timer_.stop();
-  if (tls_ && !tls_->failed()) {
-    tls_->close_notify();
-    send_to_peer({});
-  }
-  conn_->close();
+  stream_.close();
   log_event(log::event::disconnect, "");
   // A request the store still holds must outlive this session object's use of it:
   // retire only once submitted() has run.
@@ -275,7 +199,7 @@ void session::finish() {
 
 void session::shutdown() {
   if (finished_ || submit_in_flight_) return;
-  send_to_peer(std::string("421 4.3.2 ") + (policy_ ? policy_->smtp.hostname : "") +
+  stream_.send(std::string("421 4.3.2 ") + (policy_ ? policy_->smtp.hostname : "") +
                " Service shutting down, closing transmission channel\r\n");
   finish();
 }
@@ -296,40 +220,27 @@ std::string session::received_header(const smtp::envelope& env, const base::queu
   if (server_.tls_active()) protocol += "S";
   if (server_.authenticated()) protocol += "A";
   if (env.smtputf8) protocol = "UTF8" + protocol;
-  std::string h = "Received: from ";
-  h += sanitize_helo(env.helo);
-  h += " ([";
-  h += peer_host_;
-  h += "])\r\n\tby ";
-  h += policy_->smtp.hostname;
-  h += " (sluice) with ";
-  h += protocol;
-  if (tls_ && tls_->handshake_done()) {
-    h += "\r\n\t(";
-    h += tls_->summary();
-    h += ")";
-    // As Postfix does: the client certificate's subject, for policy further on.
-    if (std::string subject = tls_->peer_subject(); !subject.empty()) {
-      h += "\r\n\t(client certificate \"";
-      for (char c : subject) h.push_back(c == '"' || c == '\\' || c == '\r' || c == '\n' ? '_' : c);
-      h += tls_->peer_verified() ? "\", verified)" : "\", not verified)";
-    }
+  std::string id_text = id.text(), date = base::rfc5322_now(), tls_summary, tls_subject;
+  smtp::received_fields f;
+  f.from_helo = env.helo;
+  f.from_address = peer_host_;
+  f.by_host = policy_->smtp.hostname;
+  f.with = protocol;
+  if (stream_.secured()) {
+    tls_summary = stream_.tls()->summary();
+    tls_subject = stream_.tls()->peer_subject();
+    f.tls_summary = tls_summary;
+    f.tls_peer_subject = tls_subject;
+    f.tls_peer_verified = stream_.tls()->peer_verified();
   }
-  h += " id ";
-  h += id.text();
-  if (env.recipients.size() == 1) {
-    h += "\r\n\tfor <";
-    h += env.recipients.front().address;
-    h += ">";
-  }
-  h += "; ";
-  h += base::rfc5322_now();
-  h += "\r\n";
-  return h;
+  f.id = id_text;
+  if (env.recipients.size() == 1) f.for_recipient = env.recipients.front().address;
+  f.date = date;
+  return smtp::received_header(f);
 }
 
 void session::submit(smtp::envelope& env, std::string& body) {
-  if (count_received_headers(body) >= policy_->max_received_headers) {
+  if (smtp::hop_limit_reached(body, policy_->max_received_headers)) {
     log_event(log::event::info, "mail loop: too many Received: headers");
     server_.submit_done({554, "5.4.6", "Hop count exceeded - possible mail loop"});
     return;
@@ -353,7 +264,7 @@ void session::submit(smtp::envelope& env, std::string& body) {
   }
   submit_in_flight_ = true;
   // No more input until the store answers: pipelined commands wait in the kernel buffer.
-  conn_->pause_reading();
+  stream_.hold_input();
 }
 
 void session::submitted(store::submit_request* request) {
@@ -382,7 +293,7 @@ void session::submitted(store::submit_request* request) {
   }
   request->body.clear();
   request->body.shrink_to_fit();
-  if (!output_blocked_) conn_->resume_reading();
+  stream_.release_input();
   server_.submit_done(r);
   flush();
 }
@@ -393,9 +304,9 @@ void session::track_receive(const store::submit_request& request, const std::str
   for (const auto& r : request.envelope.recipients) rcpts.push_back(r.address);
   std::string detail = "client=" + peer_host_ + " helo=" + request.client_helo + " size=" +
                        std::to_string(request.body.size());
-  if (tls_ && tls_->handshake_done()) {
-    detail += " tls=" + tls_->version();
-    if (tls_->peer_verified()) detail += " client_cert=" + tls_->peer_subject();
+  if (stream_.secured()) {
+    detail += " tls=" + stream_.tls()->version();
+    if (stream_.tls()->peer_verified()) detail += " client_cert=" + stream_.tls()->peer_subject();
   }
   if (!request.auth_user.empty()) detail += " auth=" + request.auth_user;
   host_.track({log::tracking_event::receive, id, request.envelope.mail_from, rcpts, policy_->name, detail});

@@ -13,10 +13,8 @@
 #include "net/connection.h"
 #include "smtp/server.h"
 #include "smtpd/policy.h"
+#include "stream/stream.h"
 
-namespace sluice::tls {
-class session;
-}
 namespace sluice::auth {
 class failure_limiter;
 }
@@ -63,7 +61,7 @@ class session_host {
   virtual void retire(session* s) = 0;
 };
 
-class session final : public net::connection_handler, public smtp::server_delegate, public submit_client {
+class session final : public stream::stream_handler, public smtp::server_delegate, public submit_client {
  public:
   // `policy` null: no receive connector covers the peer; the session refuses with 554.
   session(session_host& host, std::unique_ptr<net::connection> conn,
@@ -80,10 +78,10 @@ class session final : public net::connection_handler, public smtp::server_delega
   uint64_t id() const { return id_; }
   const std::string& connector_name() const;
 
-  // net::connection_handler
-  void on_read(std::string_view data) override;
-  void on_read_end(int status) override;
-  void on_drained() override;
+  // stream::stream_handler
+  void on_input(std::string_view plaintext) override;
+  void on_end(stream::end_reason why, std::string_view detail) override;
+  void on_secured() override;
 
   // smtp::server_delegate
   smtp::reply check_recipient(const smtp::envelope& env, const smtp::recipient& rcpt) override;
@@ -97,7 +95,6 @@ class session final : public net::connection_handler, public smtp::server_delega
 
  private:
   void flush();
-  void send_to_peer(std::string_view plaintext);
   void begin_tls();
   void finish();
   void arm_timer();
@@ -106,14 +103,12 @@ class session final : public net::connection_handler, public smtp::server_delega
   std::string received_header(const smtp::envelope& env, const base::queue_id& id) const;
 
   session_host& host_;
-  std::unique_ptr<net::connection> conn_;
+  stream::byte_stream stream_;  // plaintext until STARTTLS, then TLS; owns the back-pressure
   std::shared_ptr<const connector_policy> policy_;
   // This session's copy: AUTH is advertised per session (after TLS, or to loopback).
   smtp::server_settings settings_;
   smtp::server server_;
-  std::unique_ptr<tls::session> tls_;  // set from STARTTLS on; all bytes then pass through it
   bool tls_pending_ = false;           // STARTTLS accepted; the handshake starts after the 220 is out
-  bool tls_logged_ = false;
   bool peer_loopback_ = false;
   // Expires with the session: threadpool work (password checks) tests it before
   // touching the session again.
@@ -125,8 +120,6 @@ class session final : public net::connection_handler, public smtp::server_delega
   std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
   std::string local_text_, peer_text_, peer_host_;
   bool submit_in_flight_ = false;
-  bool output_blocked_ = false;  // reading paused until the client takes its replies
-  static constexpr size_t max_unread_output = 256 * 1024;
   bool finished_ = false;
 };
 

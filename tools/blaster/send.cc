@@ -22,12 +22,11 @@
 #include "digest.h"
 #include "histogram.h"
 #include "message.h"
-#include "net/connection.h"
 #include "net/loop.h"
 #include "record.h"
 #include "smtp/client.h"
+#include "stream/stream.h"
 #include "tls/context.h"
-#include "tls/session.h"
 
 namespace sluice::blaster {
 
@@ -95,7 +94,7 @@ struct run_config {
 
 class worker;
 
-class session final : public net::connection_handler {
+class session final : public stream::stream_handler {
  public:
   explicit session(worker& w);
   void start() { connect(); }
@@ -103,12 +102,12 @@ class session final : public net::connection_handler {
   void check_timeout(uint64_t now);
   bool finished() const { return finished_; }
 
-  void on_read(std::string_view data) override;
-  void on_read_end(int status) override;
+  void on_input(std::string_view plaintext) override;
+  void on_end(stream::end_reason why, std::string_view detail) override;
 
  private:
   void connect();
-  void on_connected(std::unique_ptr<net::connection> c, int status);
+  void on_connected(std::unique_ptr<stream::byte_stream> s, std::string_view error);
   void on_ready();
   void on_done(const smtp::message_result& r);
   void pump();
@@ -117,9 +116,8 @@ class session final : public net::connection_handler {
   void start_tls();
 
   worker& w_;
-  std::unique_ptr<net::connection> conn_;
+  std::unique_ptr<stream::byte_stream> stream_;
   std::optional<smtp::client> client_;
-  std::unique_ptr<tls::session> tls_;
   net::timer retry_;
   // Two messages can be in flight on one connection (the next MAIL rides with the
   // previous end of data); the client points into these until each message_done.
@@ -131,7 +129,6 @@ class session final : public net::connection_handler {
   std::array<slot, 2> slots_;
   uint64_t sent_ = 0;                 // messages handed to the client on this connection
   uint64_t answered_ = 0;             // message_done events on this connection
-  std::string plain_;                 // decrypted input, reused
   std::string session_error_;         // why the current connection is ending, if not by QUIT
   uint64_t conn_start_ns_ = 0;
   uint64_t last_activity_ns_ = 0;
@@ -350,14 +347,16 @@ void session::connect() {
   sent_ = answered_ = 0;
   ended_ = false;
   claim_ = true;
-  net::connect(w_.loop_, w_.cfg_.target,
-               [this](std::unique_ptr<net::connection> c, int status) { on_connected(std::move(c), status); });
+  stream::byte_stream::connect(w_.loop_, w_.cfg_.target,
+                               [this](std::unique_ptr<stream::byte_stream> s, std::string_view error) {
+                                 on_connected(std::move(s), error);
+                               });
 }
 
-void session::on_connected(std::unique_ptr<net::connection> c, int status) {
-  if (!c) {
+void session::on_connected(std::unique_ptr<stream::byte_stream> s, std::string_view error) {
+  if (!s) {
     ++w_.stats_.connect_errors;
-    std::string why = fmt::format("connect: {}", std::strerror(-status));
+    std::string why(error);
     claim_ = false;
     w_.drop_claim();
     w_.count_unattempted(why);
@@ -366,33 +365,22 @@ void session::on_connected(std::unique_ptr<net::connection> c, int status) {
     return;
   }
   ++w_.stats_.connections;
-  conn_ = std::move(c);
+  stream_ = std::move(s);
   connected_ = true;
   client_.emplace(w_.cfg_.client);
-  conn_->start_reading(this);
+  stream_->start(*this);
 }
 
-void session::on_read(std::string_view data) {
+void session::on_input(std::string_view plaintext) {
   last_activity_ns_ = now_ns();
   if (!client_) return;
-  if (tls_) {
-    tls_->feed_ciphertext(data);
-    plain_.clear();
-    tls_->read_plaintext(plain_);
-    if (tls_->failed()) {
-      client_->connection_lost("TLS: " + tls_->error_text());
-    } else {
-      client_->feed(plain_);
-    }
-  } else {
-    client_->feed(data);
-  }
+  client_->feed(plaintext);
   pump();
 }
 
-void session::on_read_end(int status) {
+void session::on_end(stream::end_reason why, std::string_view detail) {
   if (!client_) return;
-  client_->connection_lost(status == 0 ? "connection closed" : fmt::format("connection closed: {}", std::strerror(-status)));
+  client_->connection_lost(why == stream::end_reason::tls_failed ? "TLS: " + std::string(detail) : std::string(detail));
   pump();
 }
 
@@ -405,7 +393,12 @@ void session::check_timeout(uint64_t now) {
 }
 
 void session::start_tls() {
-  tls_ = std::make_unique<tls::session>(w_.cfg_.tls_ctx, std::string_view{});
+  // Blaster targets are literal addresses: no name for SNI or verification.
+  stream_->start_tls(w_.cfg_.tls_ctx);
+  if (stream_->tls()->failed()) {
+    client_->connection_lost("TLS: " + stream_->tls()->error_text());
+    return;
+  }
   client_->tls_started();  // EHLO is held by the TLS session until the handshake is done
 }
 
@@ -440,20 +433,11 @@ void session::pump() {
 }
 
 void session::flush() {
-  if (!conn_ || !client_) return;
+  if (!stream_ || !client_) return;
   std::string& out = client_->mutable_output();
-  if (tls_) {
-    if (!out.empty()) {
-      tls_->write_plaintext(out);
-      out.clear();
-    }
-    std::string cipher;
-    tls_->take_ciphertext(cipher);
-    if (!cipher.empty()) conn_->write(std::move(cipher));
-  } else if (!out.empty()) {
-    conn_->write(std::move(out));
-    out.clear();
-  }
+  if (out.empty()) return;
+  stream_->send(std::move(out));
+  out.clear();
 }
 
 void session::on_ready() {
@@ -514,9 +498,8 @@ void session::end_connection() {
     claim_ = false;
     w_.drop_claim();
   }
-  conn_.reset();
+  stream_.reset();
   client_.reset();
-  tls_.reset();
   connected_ = false;
   ended_ = false;
   std::string error = std::move(session_error_);

@@ -22,9 +22,9 @@
 #include "net/loop.h"
 #include "record.h"
 #include "smtp/server.h"
+#include "stream/stream.h"
 #include "tls/certgen.h"
 #include "tls/context.h"
-#include "tls/session.h"
 
 namespace sluice::blaster {
 
@@ -61,15 +61,15 @@ struct sink_config {
 
 class sink_worker;
 
-class sink_session final : public net::connection_handler, public smtp::server_delegate {
+class sink_session final : public stream::stream_handler, public smtp::server_delegate {
  public:
   sink_session(sink_worker& w, std::unique_ptr<net::connection> c);
   void start();
   void shutdown();
   bool dead() const { return dead_; }
 
-  void on_read(std::string_view data) override;
-  void on_read_end(int status) override;
+  void on_input(std::string_view plaintext) override;
+  void on_end(stream::end_reason why, std::string_view detail) override;
 
   smtp::reply check_mail(const smtp::envelope& env) override;
   smtp::reply check_recipient(const smtp::envelope& env, const smtp::recipient& rcpt) override;
@@ -87,14 +87,12 @@ class sink_session final : public net::connection_handler, public smtp::server_d
   void die();
 
   sink_worker& w_;
-  std::unique_ptr<net::connection> conn_;
+  stream::byte_stream stream_;
   smtp::server server_;
-  std::unique_ptr<tls::session> tls_;
   net::timer submit_timer_, reply_timer_;
   std::optional<smtp::reply> pending_;   // end-of-data reply waiting to be given
   size_t pending_rcpts_ = 0;
   std::string delayed_;                  // replies held back by --latency
-  std::string plain_;
   bool lhlo_pending_ = false;            // LMTP: the next LHLO is presented to the server as EHLO
   bool need_tls_ = false;
   bool dead_ = false;
@@ -172,11 +170,11 @@ class sink_worker {
 };
 
 sink_session::sink_session(sink_worker& w, std::unique_ptr<net::connection> c)
-    : w_(w), conn_(std::move(c)), server_(w.cfg_.settings, *this), submit_timer_(w.loop_), reply_timer_(w.loop_) {}
+    : w_(w), stream_(std::move(c)), server_(w.cfg_.settings, *this), submit_timer_(w.loop_), reply_timer_(w.loop_) {}
 
 void sink_session::start() {
   lhlo_pending_ = w_.cfg_.o.lmtp;
-  conn_->start_reading(this);
+  stream_.start(*this);
   server_.greet();
   flush();
 }
@@ -185,33 +183,20 @@ void sink_session::shutdown() {
   if (dead_) return;
   submit_timer_.stop();
   reply_timer_.stop();
-  if (conn_) conn_->close();
+  stream_.close();
   dead_ = true;
 }
 
 void sink_session::die() {
   submit_timer_.stop();
   reply_timer_.stop();
-  if (conn_) conn_->close();
+  stream_.close();
   dead_ = true;  // freed by the worker's reaper, never inside its own callback
 }
 
-void sink_session::on_read(std::string_view data) {
+void sink_session::on_input(std::string_view plaintext) {
   if (dead_) return;
-  if (tls_) {
-    tls_->feed_ciphertext(data);
-    plain_.clear();
-    tls_->read_plaintext(plain_);
-    if (tls_->failed()) {
-      std::string alert;
-      tls_->take_ciphertext(alert);
-      if (!alert.empty()) conn_->write(std::move(alert));
-      return die();
-    }
-    feed_plain(plain_);
-  } else {
-    feed_plain(data);
-  }
+  feed_plain(plaintext);
   after_input();
 }
 
@@ -232,7 +217,8 @@ void sink_session::feed_plain(std::string_view data) {
   server_.feed(data);
 }
 
-void sink_session::on_read_end(int) { die(); }
+// Closed, failed or TLS-refused alike: the stream has already sent any alert.
+void sink_session::on_end(stream::end_reason, std::string_view) { die(); }
 
 smtp::reply sink_session::check_mail(const smtp::envelope&) {
   if (w_.cfg_.o.inject_at == "mail") {
@@ -289,7 +275,7 @@ void sink_session::submit(smtp::envelope& env, std::string& body) {
   pending_rcpts_ = env.recipients.size();
   body.clear();
   // The server holds further input until submit_done(); stop reading meanwhile.
-  if (conn_) conn_->pause_reading();
+  stream_.hold_input();
 }
 
 void sink_session::after_input() {
@@ -315,15 +301,14 @@ void sink_session::complete_submit() {
     if (w_.cfg_.o.lmtp && pending_rcpts_ > 1 && server_.output().size() > before) {
       // One reply per recipient (RFC 2033 4.2): repeat the end-of-data reply.
       std::string first = r.wire();
-      std::string out = server_.output();
-      server_.consume_output(out.size());
+      std::string out = server_.take_output();
       std::string extra;
       for (size_t i = 1; i < pending_rcpts_; ++i) extra += first;
       out.insert(std::min(out.size(), first.size()), extra);
       send_out(std::move(out));
     }
     flush();
-    if (conn_ && !dead_) conn_->resume_reading();
+    if (!dead_) stream_.release_input();
     // submit_done() may have run pipelined input up to the next message's submit.
     if (pending_ && w_.cfg_.o.data_latency_ms > 0) {
       submit_timer_.start(uint64_t(w_.cfg_.o.data_latency_ms), 0, [this] { complete_submit(); });
@@ -333,25 +318,13 @@ void sink_session::complete_submit() {
 }
 
 void sink_session::write_now(std::string&& bytes) {
-  if (!conn_ || bytes.empty()) return;
-  if (tls_) {
-    tls_->write_plaintext(bytes);
-    std::string c;
-    tls_->take_ciphertext(c);
-    conn_->write(std::move(c));
-  } else {
-    conn_->write(std::move(bytes));
-  }
+  if (!bytes.empty()) stream_.send(std::move(bytes));
 }
 
-void sink_session::flush() {
-  std::string out = server_.output();
-  server_.consume_output(out.size());
-  send_out(std::move(out));
-}
+void sink_session::flush() { send_out(server_.take_output()); }
 
 void sink_session::send_out(std::string&& out) {
-  if (dead_ || !conn_) return;
+  if (dead_) return;
   if (w_.cfg_.o.latency_ms > 0 && (!out.empty() || !delayed_.empty())) {
     bool armed = !delayed_.empty();
     delayed_ += out;
@@ -370,16 +343,11 @@ void sink_session::send_out(std::string&& out) {
 }
 
 void sink_session::after_write() {
-  if (dead_ || !conn_) return;
-  if (tls_) {
-    std::string c;  // handshake records produced while reading
-    tls_->take_ciphertext(c);
-    if (!c.empty()) conn_->write(std::move(c));
-  }
+  if (dead_) return;
   if (need_tls_) {
     // The 220 went out in plaintext; everything after it is TLS.
     need_tls_ = false;
-    tls_ = std::make_unique<tls::session>(w_.cfg_.tls_ctx);
+    stream_.start_tls(w_.cfg_.tls_ctx);
     server_.tls_started();
     lhlo_pending_ = w_.cfg_.o.lmtp;
     return;
