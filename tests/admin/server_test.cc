@@ -44,7 +44,7 @@ class running_server {
     thread_ = std::thread([this, &ready] {
       net::loop loop;
       admin::daemon_info info{"1.2.3", 2, 77, std::chrono::system_clock::now()};
-      admin::server srv(loop, path_, [] { return admin::snapshot{}; }, info);
+      admin::server srv(loop, path_, info);
       loop.on_stop([&] {
         srv.close();
         loop.halt();
