@@ -32,8 +32,7 @@ class server {
   // Stops accepting, drops open admin sessions and removes the socket file.
   void close();
   // Loop thread: requests from now on answer from `s` (the worker gives the server the
-  // admin view of each configuration generation its loop takes). A request being
-  // answered keeps the snapshot it started with.
+  // admin view of each configuration generation its loop takes).
   void set_state(snapshot s) { state_ = std::move(s); }
 
   const std::string& socket_path() const { return path_; }

@@ -72,11 +72,8 @@ void worker::run(std::promise<std::string>& ready) {
   std::unique_ptr<smtpd::pickup> pickup;
   const auto& server = first_->cfg->server;
   if (index_ == 0 && !server.pickup_dir.empty()) {
-    smtpd::pickup_settings ps;
-    ps.dir = server.pickup_dir;
-    ps.interval_ms = server.pickup_interval_ms;
-    ps.max_message_size = server.max_message_size;
-    ps.hostname = server.hostname;
+    smtpd::pickup_settings ps{.dir = server.pickup_dir, .interval_ms = server.pickup_interval_ms,
+                              .max_message_size = server.max_message_size, .hostname = server.hostname};
     pickup = std::make_unique<smtpd::pickup>(loop, ps, index_, submit);
     pickup->set_tracker(track);
     pickup->start();
@@ -102,11 +99,8 @@ void worker::run(std::promise<std::string>& ready) {
     return receiver.install(g.receive);
   };
   reload_signal_ = std::make_unique<net::async_signal>(loop, [&] {
-    if (!running_.load()) return;
-    auto next = next_generation_.take();
-    if (!next) return;
-    flush_logs();
-    std::string error = install(*next);
+    auto next = running_.load() ? next_generation_.take() : nullptr;
+    std::string error = next ? install(*next) : "";
     if (!error.empty()) std::fprintf(stderr, "sluiced: worker %u: reload: %s\n", index_, error.c_str());
   });
 
