@@ -92,7 +92,7 @@ int main(int argc, char** argv) {
     }
     return bad_routes ? exit_config : 1;
   }
-  std::shared_ptr<const generation::generation> current = first.built;
+  std::shared_ptr<const generation::generation> current = std::move(first.built);
 
   const unsigned workers_count = cfg->server.workers;
   // Declared before `workers` so it is destroyed after them: their threads use its rings.
@@ -156,7 +156,7 @@ int main(int argc, char** argv) {
           std::fprintf(stderr, "sluiced: reload failed, configuration unchanged: %s\n", e.c_str());
         continue;
       }
-      current = next_generation.built;
+      current = std::move(next_generation.built);
       for (auto& w : workers) w->reload(current);
       std::fprintf(stderr, "sluiced: configuration reloaded from %s\n", config_path.c_str());
       continue;

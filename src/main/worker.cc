@@ -2,6 +2,7 @@
 #include "main/worker.h"
 
 #include <cstdio>
+#include <utility>
 
 #include "log/tracking_batch.h"
 #include "net/file_writer.h"
@@ -144,7 +145,9 @@ void worker::run(std::promise<std::string>& ready) {
     });
   });
 
-  std::string error = install(*first_);
+  // The worker keeps no generation of its own: once a reload has replaced every part,
+  // the first generation's files close as soon as its last session ends.
+  std::string error = install(*std::exchange(first_, nullptr));
   if (error.empty() && admin_server) error = admin_server->listen();
   loop_.store(&loop, std::memory_order_release);
   completions_.store(completions_owner_.get(), std::memory_order_release);

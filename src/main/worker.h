@@ -49,7 +49,7 @@ class worker {
   unsigned index_;
   store::queue_store& store_;
   categorize::links& links_;
-  std::shared_ptr<const generation::generation> first_;  // read by run() once, at start
+  std::shared_ptr<const generation::generation> first_;  // taken by run() at start
   std::optional<admin::server_settings> admin_;
   std::thread thread_;
   // Created on the worker thread, published through the atomics, and destroyed only by
