@@ -22,6 +22,9 @@ class mailbox {
   }
   // The taker's thread: the latest value posted since the last take, or null.
   std::shared_ptr<const T> take() {
+    // A plain load first: the taker polls on every wake-up, and an exchange would pull
+    // the line away from the poster's core each time for nothing.
+    if (slot_.load(std::memory_order_relaxed) == nullptr) return nullptr;
     std::unique_ptr<std::shared_ptr<const T>> box(slot_.exchange(nullptr, std::memory_order_acq_rel));
     return box ? std::move(*box) : nullptr;
   }

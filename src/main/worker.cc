@@ -20,8 +20,6 @@ worker::worker(unsigned index, store::queue_store& store, categorize::links& lin
 worker::~worker() {
   stop();
   join();
-  reload_signal_ptr_.store(nullptr);
-  reload_signal_.reset();
   completions_.store(nullptr);
   loop_.store(nullptr);
   completions_owner_.reset();
@@ -41,7 +39,7 @@ void worker::notify_completions() {
 
 void worker::reload(std::shared_ptr<const generation::generation> next) {
   next_generation_.post(std::move(next));
-  if (auto* signal = reload_signal_ptr_.load(std::memory_order_acquire)) signal->send();
+  notify_completions();
 }
 
 void worker::stop() {
@@ -99,17 +97,17 @@ void worker::run(std::promise<std::string>& ready) {
     if (admin_server) admin_server->set_state(g.admin_view);
     return receiver.install(g.receive);
   };
-  reload_signal_ = std::make_unique<net::async_signal>(loop, [&] {
-    auto next = running_.load() ? next_generation_.take() : nullptr;
-    std::string error = next ? install(*next) : "";
-    if (!error.empty()) std::fprintf(stderr, "sluiced: worker %u: reload: %s\n", index_, error.c_str());
-  });
 
-  // One wake-up for everything addressed to this loop: store completions (submissions
+  // One wake-up for everything addressed to this loop: a new generation (taken first, so
+  // what this wake-up categorizes already routes with it), store completions (submissions
   // and categorizations) and the categorizer's incoming rings.
-  auto drain_completions = [this, cat] {
+  auto drain_completions = [&] {
     // The async handle outlives run(); after it returns there is nobody to deliver to.
     if (!running_.load(std::memory_order_relaxed)) return;
+    // A loop that is stopping keeps its generation: a reload must not listen again.
+    auto next = stop_requested_.load() ? nullptr : next_generation_.take();
+    if (std::string error = next ? install(*next) : ""; !error.empty())
+      std::fprintf(stderr, "sluiced: worker %u: reload: %s\n", index_, error.c_str());
     store::submit_request* done[256];
     size_t n;
     while ((n = store_.take_completed(index_, done, 256)) != 0) {
@@ -151,7 +149,6 @@ void worker::run(std::promise<std::string>& ready) {
   if (error.empty() && admin_server) error = admin_server->listen();
   loop_.store(&loop, std::memory_order_release);
   completions_.store(completions_owner_.get(), std::memory_order_release);
-  reload_signal_ptr_.store(reload_signal_.get(), std::memory_order_release);
   ready.set_value(error);
   if (!error.empty()) return;
   if (stop_requested_.load()) loop.stop();

@@ -60,10 +60,8 @@ class worker {
   std::atomic<net::loop*> loop_{nullptr};
   std::atomic<net::async_signal*> completions_{nullptr};
   std::atomic<bool> stop_requested_{false};
-  // The main thread posts a generation here and wakes the loop, which takes it.
+  // The main thread posts a generation here and wakes the loop through completions_.
   mailbox<generation::generation> next_generation_;
-  std::unique_ptr<net::async_signal> reload_signal_;
-  std::atomic<net::async_signal*> reload_signal_ptr_{nullptr};
   std::atomic<bool> running_{false};
 };
 
