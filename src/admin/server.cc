@@ -72,11 +72,9 @@ class server::session final : public net::connection_handler {
 
 command_table server::default_table() { return default_commands(); }
 
-server::server(net::loop& l, std::string socket_path, std::function<snapshot()> current, daemon_info info,
-               command_table commands)
+server::server(net::loop& l, std::string socket_path, daemon_info info, command_table commands)
     : loop_(l),
       path_(std::move(socket_path)),
-      current_(std::move(current)),
       info_(std::move(info)),
       commands_(std::move(commands)),
       listener_(l, [this](std::unique_ptr<net::connection> c) { accept(std::move(c)); }),
@@ -119,8 +117,7 @@ void server::finish(session* s) {
 }
 
 response server::answer(std::string_view line) {
-  snapshot snap = current_ ? current_() : snapshot{};
-  context ctx{snap, info_, std::chrono::system_clock::now()};
+  context ctx{state_, info_, std::chrono::system_clock::now()};
   return commands_.dispatch(line, ctx);
 }
 

@@ -1,10 +1,8 @@
 // server.h: the admin socket server: serves the command table on one worker loop.
 // Untrusted input: request bytes from local clients of the admin socket.
 #pragma once
-#include <functional>
 #include <list>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -14,42 +12,17 @@
 
 namespace sluice::admin {
 
-// The snapshot the daemon runs with, shared by the main thread (a reload stores a new
-// one) and the admin loop (every request loads one). A mutex, not a lock-free swap: it
-// is taken once per admin request, never on the mail path.
-class snapshot_holder {
- public:
-  explicit snapshot_holder(snapshot s) : current_(std::move(s)) {}
-  void store(snapshot s) {
-    std::lock_guard<std::mutex> lock(mutex_);
-    current_ = std::move(s);
-  }
-  snapshot load() const {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return current_;
-  }
-
- private:
-  mutable std::mutex mutex_;
-  snapshot current_;
-};
-
 // What a worker needs to serve the admin socket (see server's constructor).
 struct server_settings {
   std::string socket_path;
-  std::function<snapshot()> current;
   daemon_info info;
 };
 
 class server {
  public:
-  // `current` is called on the loop thread once per request; it returns the snapshot
-  // the request works on (e.g. an atomic load of a shared_ptr a reload swaps), so it
-  // must be safe to call while other threads replace what it reads.
-  server(net::loop& l, std::string socket_path, std::function<snapshot()> current, daemon_info info,
-         command_table commands = default_table());
-  server(net::loop& l, server_settings s)
-      : server(l, std::move(s.socket_path), std::move(s.current), std::move(s.info)) {}
+  // Requests work on an empty snapshot (no config, no table) until set_state().
+  server(net::loop& l, std::string socket_path, daemon_info info, command_table commands = default_table());
+  server(net::loop& l, server_settings s) : server(l, std::move(s.socket_path), std::move(s.info)) {}
   ~server();  // close()
   server(const server&) = delete;
   server& operator=(const server&) = delete;
@@ -58,6 +31,9 @@ class server {
   std::string listen();
   // Stops accepting, drops open admin sessions and removes the socket file.
   void close();
+  // Loop thread: requests from now on answer from `s` (the worker gives the server the
+  // admin view of each configuration generation its loop takes).
+  void set_state(snapshot s) { state_ = std::move(s); }
 
   const std::string& socket_path() const { return path_; }
   size_t session_count() const { return sessions_.size(); }
@@ -77,7 +53,7 @@ class server {
 
   net::loop& loop_;
   std::string path_;
-  std::function<snapshot()> current_;
+  snapshot state_;
   daemon_info info_;
   command_table commands_;
   net::unix_listener listener_;

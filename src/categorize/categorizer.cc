@@ -113,19 +113,7 @@ void categorizer::arm_retry() {
   });
 }
 
-void categorizer::take_offer() {
-  // A relaxed load first so the common case costs no read-modify-write on a line the
-  // offering thread may own.
-  auto& offer = links_.route_offers[index_];
-  if (offer.load(std::memory_order_relaxed) == nullptr) return;
-  std::unique_ptr<links::routing_snapshot> next(offer.exchange(nullptr, std::memory_order_acq_rel));
-  if (!next || !next->routes) return;
-  routes_ = std::move(next->routes);
-  rules_ = std::move(next->rules);
-}
-
 void categorizer::poll() {
-  take_offer();
   store::categorize_request* done[256];
   std::size_t n;
   while ((n = store_.take_categorized(index_, done, 256)) != 0)
@@ -291,7 +279,6 @@ void categorizer::track(const job& j) {
 }
 
 void categorizer::recover() {
-  take_offer();
   const unsigned loops = links_.loops();
   std::string error;
   std::size_t pending = 0;

@@ -1,7 +1,6 @@
 // categorizer.h: a worker loop's categorizer shard and its next hops' in-memory delivery queues.
 // Untrusted input: envelopes read back from the store (recipient addresses, routed as data).
 #pragma once
-#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -26,32 +25,10 @@ namespace sluice::categorize {
 // Every cross-loop path of the categorizer, shared by all worker loops. Created before the
 // loops start and destroyed after they have all been joined.
 struct links {
-  explicit links(unsigned loops)
-      : ids(loops), items(loops), route_offers(ids.loops()), stored_items(ids.loops()) {}
-  ~links() {
-    for (auto& offer : route_offers) std::unique_ptr<routing_snapshot> unclaimed(offer.exchange(nullptr));
-  }
+  explicit links(unsigned loops) : ids(loops), items(loops), stored_items(ids.loops()) {}
   links(const links&) = delete;
   links& operator=(const links&) = delete;
   unsigned loops() const { return ids.loops(); }
-
-  // What a configuration snapshot gives the categorizer.
-  struct routing_snapshot {
-    std::shared_ptr<const route::table> routes;
-    std::shared_ptr<const rules::rule_set> rules;  // null: no transport rules
-  };
-  // Any thread (the daemon's main thread at start and on reload): every loop's
-  // categorizer routes with `routes` and applies `rules` from its next wake-up (or its
-  // recover()) on. Each loop has a mailbox swapped with an atomic exchange, so neither
-  // side ever waits; an offer not yet taken is replaced.
-  void offer_routes(const std::shared_ptr<const route::table>& routes,
-                    const std::shared_ptr<const rules::rule_set>& rules = nullptr) {
-    for (unsigned i = 0; i < loops(); ++i) {
-      auto box = std::make_unique<routing_snapshot>(routing_snapshot{routes, rules});
-      std::unique_ptr<routing_snapshot> replaced(route_offers[i].exchange(box.release()));
-      if (wake) wake(i);
-    }
-  }
 
   // Receiving loop -> categorizer shard: ids of messages whose submission is durable.
   // 4096 per pair: a burst of one group commit (up to 1024 per lane) from every
@@ -65,9 +42,6 @@ struct links {
   // Loop threads: one line for the daemon's log (failed recipients, store errors), called
   // concurrently by different loops. Unset: standard error.
   std::function<void(const std::string& line)> log;
-  // Per loop: a routing table offered by offer_routes() and not yet taken (owned).
-  std::vector<std::atomic<routing_snapshot*>> route_offers;
-
   // Before any loop starts: reads every stored delivery item and sorts it by owning
   // loop into stored_items, which each loop's recover() then takes. Done up front, in
   // one pass before anything is categorized, because a loop scanning the store itself
@@ -115,8 +89,13 @@ class categorizer {
   void shutdown();
   // No categorize request is in the store.
   bool idle() const { return in_flight_ == 0; }
-  // A new routing table (reload); used from the next message on.
-  void set_routes(std::shared_ptr<const route::table> routes) { routes_ = std::move(routes); }
+  // The routing table and transport rules of a configuration generation (loop thread:
+  // the worker hands them over with the rest of the generation); used from the next
+  // message on. Null rules: none apply.
+  void set_routes(std::shared_ptr<const route::table> routes, std::shared_ptr<const rules::rule_set> rules) {
+    routes_ = std::move(routes);
+    rules_ = std::move(rules);
+  }
   // Message tracking: once a categorization is durable, one ROUTE event per delivery item
   // (its recipients, the next hop), one FAIL per failed recipient and one RULE per transport
   // rule that fired. Called on this loop; the record's views are valid during the call
@@ -135,7 +114,6 @@ class categorizer {
   job* take_job();
   void log(const std::string& line);
   void arm_flush();
-  void take_offer();
   void track(const job& j);
   void arm_retry();
 

@@ -12,11 +12,10 @@
 
 #include "admin/commands.h"
 #include "auth/credentials.h"
-#include "config/config.h"
-#include "main/worker.h"
 #include "categorize/categorizer.h"
-#include "generation/route_config.h"
-#include "smtpd/receiver.h"
+#include "config/config.h"
+#include "generation/generation.h"
+#include "main/worker.h"
 #include "store/store.h"
 
 namespace {
@@ -80,21 +79,27 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  const unsigned workers_count = cfg->server.workers;
-  std::vector<std::string> route_errors;
-  std::shared_ptr<const route::table> routes = generation::build_route_table(*cfg, route_errors);
-  if (!routes) {
-    for (const auto& e : route_errors) std::fprintf(stderr, "sluiced: %s: %s\n", config_path.c_str(), e.c_str());
-    return exit_config;
+  // The first generation is built the way a reload builds the next one.
+  const auto started = std::chrono::system_clock::now();
+  auto first = generation::build(cfg, 1, started);
+  if (!first) {
+    const bool bad_routes = first.failed == generation::failure::routes;
+    for (const auto& e : first.errors) {
+      if (bad_routes)
+        std::fprintf(stderr, "sluiced: %s: %s\n", config_path.c_str(), e.c_str());
+      else
+        std::fprintf(stderr, "sluiced: %s\n", e.c_str());
+    }
+    return bad_routes ? exit_config : 1;
   }
+  std::shared_ptr<const generation::generation> current = std::move(first.built);
+
+  const unsigned workers_count = cfg->server.workers;
   // Declared before `workers` so it is destroyed after them: their threads use its rings.
   categorize::links links(workers_count);
   std::vector<std::unique_ptr<main::worker>> workers;
-  // Workers are all created before any of them starts, and only running loops and the
-  // main thread wake; the size check covers the main thread's first offer_routes().
-  links.wake = [&workers](unsigned to) {
-    if (to < workers.size()) workers[to]->notify_completions();
-  };
+  // Only running loops wake each other, and every worker exists before any starts.
+  links.wake = [&workers](unsigned to) { workers[to]->notify_completions(); };
 
   store::store_options opts;
   opts.dir = cfg->server.queue_dir;
@@ -107,24 +112,14 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "sluiced: cannot open the queue in %s: %s\n", opts.dir.c_str(), error.c_str());
     return 1;
   }
-
-  auto policies = smtpd::connector_policies::build(cfg, routes, error);
-  if (!policies) {
-    std::fprintf(stderr, "sluiced: %s\n", error.c_str());
-    return 1;
-  }
-  // The first snapshot: every categorizer takes it before it categorizes anything.
-  links.offer_routes(routes, std::make_shared<const rules::rule_set>(cfg->transport_rules));
   if (!links.load_stored_items(*queue, error)) {
     std::fprintf(stderr, "sluiced: cannot load the delivery queues: %s\n", error.c_str());
     return 1;
   }
   for (unsigned i = 0; i < workers_count; ++i)
-    workers.push_back(std::make_unique<main::worker>(i, *queue, policies, links, routes));
-  // The admin socket (sluicectl) is served by worker 0; a reload stores a new snapshot.
-  const auto started = std::chrono::system_clock::now();
-  auto admin_state = std::make_shared<admin::snapshot_holder>(admin::snapshot{cfg, routes, started});
-  workers[0]->serve_admin({admin::socket_path_for(cfg->server.queue_dir), [admin_state] { return admin_state->load(); },
+    workers.push_back(std::make_unique<main::worker>(i, *queue, links, current));
+  // The admin socket (sluicectl) is served by worker 0.
+  workers[0]->serve_admin({admin::socket_path_for(cfg->server.queue_dir),
                            {std::string(admin::version()), workers_count, static_cast<long>(getpid()), started}});
   for (auto& w : workers) {
     error = w->start();
@@ -152,25 +147,17 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "sluiced: reload failed, configuration unchanged:\n%s\n", next.error_text().c_str());
         continue;
       }
-      if (next.value->server.queue_dir != cfg->server.queue_dir || next.value->server.workers != cfg->server.workers)
+      const auto& running = current->cfg->server;
+      if (next.value->server.queue_dir != running.queue_dir || next.value->server.workers != running.workers)
         std::fprintf(stderr, "sluiced: reload: queue_dir and workers changes take effect at restart\n");
-      route_errors.clear();
-      auto next_routes = generation::build_route_table(*next.value, route_errors);
-      if (!next_routes) {
-        for (const auto& e : route_errors)
+      auto next_generation = generation::build(next.value, current->number + 1);
+      if (!next_generation) {
+        for (const auto& e : next_generation.errors)
           std::fprintf(stderr, "sluiced: reload failed, configuration unchanged: %s\n", e.c_str());
         continue;
       }
-      auto next_policies = smtpd::connector_policies::build(next.value, next_routes, error);
-      if (!next_policies) {
-        std::fprintf(stderr, "sluiced: reload failed, configuration unchanged: %s\n", error.c_str());
-        continue;
-      }
-      links.offer_routes(next_routes, std::make_shared<const rules::rule_set>(next.value->transport_rules));
-      cfg = next.value;
-      for (auto& w : workers) w->reload(next_policies);
-      // `sluicectl route test` answers from the table the categorizers now get.
-      admin_state->store({cfg, next_routes, std::chrono::system_clock::now()});
+      current = std::move(next_generation.built);
+      for (auto& w : workers) w->reload(current);
       std::fprintf(stderr, "sluiced: configuration reloaded from %s\n", config_path.c_str());
       continue;
     }

@@ -2,23 +2,24 @@
 #include "main/worker.h"
 
 #include <cstdio>
+#include <utility>
 
+#include "log/tracking_batch.h"
+#include "net/file_writer.h"
 #include "net/loop.h"
 #include "smtpd/pickup.h"
+#include "smtpd/receiver.h"
 #include "store/store.h"
 
 namespace sluice::main {
 
-worker::worker(unsigned index, store::queue_store& store, std::shared_ptr<const smtpd::connector_policies> policies,
-               categorize::links& links, std::shared_ptr<const route::table> routes)
-    : index_(index), store_(store), policies_(std::move(policies)), links_(links), routes_(std::move(routes)) {}
+worker::worker(unsigned index, store::queue_store& store, categorize::links& links,
+               std::shared_ptr<const generation::generation> first)
+    : index_(index), store_(store), links_(links), first_(std::move(first)) {}
 
 worker::~worker() {
   stop();
   join();
-  reload_signal_ptr_.store(nullptr);
-  reload_signal_.reset();
-  std::unique_ptr<std::shared_ptr<const smtpd::connector_policies>> unclaimed(pending_reload_.exchange(nullptr));
   completions_.store(nullptr);
   loop_.store(nullptr);
   completions_owner_.reset();
@@ -36,10 +37,9 @@ void worker::notify_completions() {
   if (auto* c = completions_.load(std::memory_order_acquire)) c->send();
 }
 
-void worker::reload(std::shared_ptr<const smtpd::connector_policies> next) {
-  auto box = std::make_unique<std::shared_ptr<const smtpd::connector_policies>>(std::move(next));
-  std::unique_ptr<std::shared_ptr<const smtpd::connector_policies>> replaced(pending_reload_.exchange(box.release()));
-  if (auto* signal = reload_signal_ptr_.load(std::memory_order_acquire)) signal->send();
+void worker::reload(std::shared_ptr<const generation::generation> next) {
+  next_generation_.post(std::move(next));
+  notify_completions();
 }
 
 void worker::stop() {
@@ -54,28 +54,61 @@ void worker::join() {
 void worker::run(std::promise<std::string>& ready) {
   loop_owner_ = std::make_unique<net::loop>();
   net::loop& loop = *loop_owner_;
-  smtpd::receiver receiver(loop, index_, policies_,
-                           [this](store::submit_request* r) { return store_.submit(index_, r); });
-  reload_signal_ = std::make_unique<net::async_signal>(loop, [this, &receiver] {
-    std::unique_ptr<std::shared_ptr<const smtpd::connector_policies>> next(pending_reload_.exchange(nullptr));
-    if (!next || !running_.load()) return;
-    receiver.flush_logs();
-    std::string error = receiver.reload(*next);
-    if (!error.empty()) std::fprintf(stderr, "sluiced: worker %u: reload: %s\n", index_, error.c_str());
-  });
+  // RECEIVE, ROUTE, FAIL and RULE events of this loop, written together on the timer.
+  log::tracking_batch tracking;
+  auto track = [&tracking](const log::tracking_record& r) { tracking.add(r); };
+  auto submit = [this](store::submit_request* r) { return store_.submit(index_, r); };
+  smtpd::receiver receiver(loop, index_, tracking, submit);
 
   // This loop's categorizer shard. Destroyed at the end of run(), after the stop
   // sequence below has waited until the store holds none of its requests.
-  auto categorizer = std::make_unique<categorize::categorizer>(loop, index_, store_, links_, routes_);
+  auto categorizer = std::make_unique<categorize::categorizer>(loop, index_, store_, links_, nullptr);
   categorize::categorizer* cat = categorizer.get();
-  // ROUTE, FAIL and RULE events share the loop's tracking log buffer with RECEIVE.
-  cat->set_tracker([&receiver](const log::tracking_record& r) { receiver.track(r); });
+  cat->set_tracker(track);
 
-  // One wake-up for everything addressed to this loop: store completions (submissions
+  // The pickup directory is scanned by the first worker only, so no file is read twice.
+  // Its settings are the first generation's: moving the directory needs a restart.
+  std::unique_ptr<smtpd::pickup> pickup;
+  const auto& server = first_->cfg->server;
+  if (index_ == 0 && !server.pickup_dir.empty()) {
+    smtpd::pickup_settings ps{.dir = server.pickup_dir, .interval_ms = server.pickup_interval_ms,
+                              .max_message_size = server.max_message_size, .hostname = server.hostname,
+                              .max_received_headers = server.max_received_headers};
+    pickup = std::make_unique<smtpd::pickup>(loop, ps, index_, submit);
+    pickup->set_tracker(track);
+    pickup->start();
+  }
+
+  std::unique_ptr<admin::server> admin_server;
+  if (admin_) admin_server = std::make_unique<admin::server>(loop, std::move(*admin_));
+
+  // Log batches leave the loop five times a second, not once per event.
+  auto flush_logs = [&] {
+    receiver.flush_logs();
+    for (auto& batch : tracking.take()) net::append_async(loop, batch.file->fd(), batch.file, std::move(batch.lines));
+  };
+  net::timer log_flush(loop);
+  log_flush.start(200, 200, flush_logs);
+
+  // Every consumer on this loop takes its part of one generation in one callback, so no
+  // message is answered at RCPT by one table and categorized here by another.
+  auto install = [&](const generation::generation& g) {
+    cat->set_routes(g.routes, g.rules);
+    tracking.set_file(g.tracking_log);
+    if (admin_server) admin_server->set_state(g.admin_view);
+    return receiver.install(g.receive);
+  };
+
+  // One wake-up for everything addressed to this loop: a new generation (taken first, so
+  // what this wake-up categorizes already routes with it), store completions (submissions
   // and categorizations) and the categorizer's incoming rings.
-  auto drain_completions = [this, cat] {
+  auto drain_completions = [&] {
     // The async handle outlives run(); after it returns there is nobody to deliver to.
     if (!running_.load(std::memory_order_relaxed)) return;
+    // A loop that is stopping keeps its generation: a reload must not listen again.
+    auto next = stop_requested_.load() ? nullptr : next_generation_.take();
+    if (std::string error = next ? install(*next) : ""; !error.empty())
+      std::fprintf(stderr, "sluiced: worker %u: reload: %s\n", index_, error.c_str());
     store::submit_request* done[256];
     size_t n;
     while ((n = store_.take_completed(index_, done, 256)) != 0) {
@@ -91,29 +124,6 @@ void worker::run(std::promise<std::string>& ready) {
   };
   completions_owner_ = std::make_unique<net::async_signal>(loop, drain_completions);
 
-  // Protocol log batches leave the loop five times a second, not once per event.
-  net::timer log_flush(loop);
-  log_flush.start(200, 200, [&] { receiver.flush_logs(); });
-
-  // The pickup directory is scanned by the first worker only, so no file is read twice.
-  std::unique_ptr<smtpd::pickup> pickup;
-  const auto& server = policies_->cfg->server;
-  if (index_ == 0 && !server.pickup_dir.empty()) {
-    smtpd::pickup_settings ps;
-    ps.dir = server.pickup_dir;
-    ps.interval_ms = server.pickup_interval_ms;
-    ps.max_message_size = server.max_message_size;
-    ps.hostname = server.hostname;
-    ps.max_received_headers = server.max_received_headers;
-    pickup = std::make_unique<smtpd::pickup>(loop, ps, index_,
-                                             [this](store::submit_request* r) { return store_.submit(index_, r); });
-    pickup->set_tracker([&receiver](const log::tracking_record& r) { receiver.track(r); });
-    pickup->start();
-  }
-
-  std::unique_ptr<admin::server> admin_server;
-  if (admin_) admin_server = std::make_unique<admin::server>(loop, std::move(*admin_));
-
   net::timer drain_check(loop);
   loop.on_stop([&] {
     receiver.shutdown();
@@ -126,7 +136,7 @@ void worker::run(std::promise<std::string>& ready) {
     drain_check.start(0, 20, [&] {
       drain_completions();
       if (receiver.session_count() == 0 && (!pickup || pickup->idle()) && cat->idle()) {
-        receiver.flush_logs();
+        flush_logs();
         log_flush.stop();
         drain_check.stop();
         loop.halt();
@@ -134,11 +144,12 @@ void worker::run(std::promise<std::string>& ready) {
     });
   });
 
-  std::string error = receiver.listen();
+  // The worker keeps no generation of its own: once a reload has replaced every part,
+  // the first generation's files close as soon as its last session ends.
+  std::string error = install(*std::exchange(first_, nullptr));
   if (error.empty() && admin_server) error = admin_server->listen();
   loop_.store(&loop, std::memory_order_release);
   completions_.store(completions_owner_.get(), std::memory_order_release);
-  reload_signal_ptr_.store(reload_signal_.get(), std::memory_order_release);
   ready.set_value(error);
   if (!error.empty()) return;
   if (stop_requested_.load()) loop.stop();

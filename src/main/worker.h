@@ -1,7 +1,6 @@
 // worker.h: one worker thread and its libuv loop: receive connectors, store completions, pickup, categorizer shard.
 #pragma once
 #include <atomic>
-#include <functional>
 #include <future>
 #include <memory>
 #include <optional>
@@ -9,9 +8,9 @@
 #include <thread>
 
 #include "admin/server.h"
-#include "route/route.h"
 #include "categorize/categorizer.h"
-#include "smtpd/receiver.h"
+#include "generation/generation.h"
+#include "main/mailbox.h"
 
 namespace sluice::store {
 class queue_store;
@@ -21,9 +20,10 @@ namespace sluice::main {
 
 class worker {
  public:
-  // `links` and `routes` are shared by every worker; links must outlive the worker.
-  worker(unsigned index, store::queue_store& store, std::shared_ptr<const smtpd::connector_policies> policies,
-         categorize::links& links, std::shared_ptr<const route::table> routes);
+  // `links` is shared by every worker and must outlive the worker. `first` is the
+  // configuration generation the loop starts with; it takes it the way it takes a reload.
+  worker(unsigned index, store::queue_store& store, categorize::links& links,
+         std::shared_ptr<const generation::generation> first);
   ~worker();
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
@@ -35,9 +35,10 @@ class worker {
   // Any thread: the store has completions for this worker's producer slot, or another
   // loop has pushed ids or delivery items into this worker's rings.
   void notify_completions();
-  // Any thread: hand the loop a new configuration snapshot (config reload). It is
-  // applied on the loop thread; a later call before then replaces an earlier one.
-  void reload(std::shared_ptr<const smtpd::connector_policies> next);
+  // Any thread: hand the loop the next configuration generation (reload). On the loop
+  // thread, the receiver, the categorizer, the tracking batch and the admin server all
+  // switch to it at once; a later call before then replaces an earlier one.
+  void reload(std::shared_ptr<const generation::generation> next);
   // Any thread: stop accepting, let sessions finish, then end the thread.
   void stop();
   void join();
@@ -47,9 +48,8 @@ class worker {
 
   unsigned index_;
   store::queue_store& store_;
-  std::shared_ptr<const smtpd::connector_policies> policies_;
   categorize::links& links_;
-  std::shared_ptr<const route::table> routes_;
+  std::shared_ptr<const generation::generation> first_;  // taken by run() at start
   std::optional<admin::server_settings> admin_;
   std::thread thread_;
   // Created on the worker thread, published through the atomics, and destroyed only by
@@ -60,11 +60,8 @@ class worker {
   std::atomic<net::loop*> loop_{nullptr};
   std::atomic<net::async_signal*> completions_{nullptr};
   std::atomic<bool> stop_requested_{false};
-  // Reload mailbox: the main thread stores a snapshot here and wakes the loop, which
-  // takes it. An exchange on a pointer, so neither side ever waits for the other.
-  std::atomic<std::shared_ptr<const smtpd::connector_policies>*> pending_reload_{nullptr};
-  std::unique_ptr<net::async_signal> reload_signal_;
-  std::atomic<net::async_signal*> reload_signal_ptr_{nullptr};
+  // The main thread posts a generation here and wakes the loop through completions_.
+  mailbox<generation::generation> next_generation_;
   std::atomic<bool> running_{false};
 };
 

@@ -4,8 +4,12 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
+#include "config/config.h"
+#include "route/route.h"
 #include "smtp/server.h"
+#include "smtpd/connection_limits.h"
 
 namespace sluice::log {
 class append_file;
@@ -39,6 +43,19 @@ struct connector_policy {
   std::shared_ptr<const auth::credentials> credentials;
   bool auth_plaintext_on_loopback = false;
   uint32_t auth_max_failures = 5;
+};
+
+// The receive side of one configuration generation: one policy per receive connector,
+// shared by the sessions that connector governs. Built with the rest of the generation
+// (src/generation), read-only afterwards.
+struct connector_policies {
+  std::shared_ptr<const config::config> cfg;
+  // The routing table of the same generation: RCPT answers what the categorizer will do.
+  std::shared_ptr<const route::table> routes;
+  std::vector<std::shared_ptr<const connector_policy>> by_connector;  // parallel to cfg->receive_connectors
+  // Connection counts of this generation's connectors, shared by every loop. A reload
+  // starts new counts; sessions release into the generation they were admitted by.
+  std::unique_ptr<connection_limits> limits;
 };
 
 }  // namespace sluice::smtpd

@@ -3,85 +3,11 @@
 // Untrusted input: peer addresses and RCPT addresses.
 #include "smtpd/receiver.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cctype>
-#include <cstdio>
-#include <cerrno>
-#include <cstring>
-#include <filesystem>
-
-#include "auth/credentials.h"
 #include "net/file_writer.h"
-#include "tls/certgen.h"
-#include "tls/context.h"
 
 namespace sluice::smtpd {
 
 namespace {
-
-smtp::server_settings smtp_settings_for(const config::config& cfg, const config::receive_connector& rc) {
-  smtp::server_settings s;
-  s.hostname = cfg.server.hostname;
-  s.banner = rc.banner;
-  uint64_t size = rc.max_message_size != 0 ? rc.max_message_size : cfg.server.max_message_size;
-  // The lowest limit on the path wins: the organisation's cannot be raised per connector.
-  if (cfg.server.max_message_size != 0 && cfg.server.max_message_size < size) size = cfg.server.max_message_size;
-  s.max_message_size = size;
-  s.max_recipients = rc.max_recipients;
-  s.max_errors = static_cast<int>(rc.max_errors);
-  s.helo_required = rc.helo_required;
-  s.starttls_offered = rc.tls.starttls != config::starttls_mode::off;
-  s.starttls_required = rc.tls.starttls == config::starttls_mode::required;
-  s.auth_offered = false;  // decided per session (TLS active or loopback)
-  s.auth_required = rc.permissions.auth_required;
-  return s;
-}
-
-// A certificate pair from the config, generating the self-signed one for "auto".
-bool resolve_pair(const config::config& cfg, const std::string& cert, const std::string& key, const std::string& name,
-                  tls::cert_pair& out, std::string& error) {
-  if (cert != "auto") {
-    out = {cert, key};
-    return true;
-  }
-  tls::cert_files files;
-  std::string dir = cfg.server.auto_tls_dir;
-  if (name != cfg.server.hostname) dir += "/" + name;
-  if (!tls::make_self_signed(dir, name, files, error)) return false;
-  if (files.created) std::fprintf(stderr, "sluiced: generated a self-signed certificate for %s in %s\n", name.c_str(), dir.c_str());
-  out = {files.cert_file, files.key_file};
-  return true;
-}
-
-std::shared_ptr<const tls::context> make_tls_context(const config::config& cfg, const config::receive_connector& rc,
-                                                     std::string& error) {
-  tls::server_options o;
-  if (!resolve_pair(cfg, rc.tls.certificate, rc.tls.key, cfg.server.hostname, o.pair, error)) return nullptr;
-  for (const auto& sni : rc.tls.sni) {
-    tls::sni_entry e;
-    e.name = sni.name;
-    std::string host = sni.name.rfind("*.", 0) == 0 ? "wildcard" + sni.name.substr(1) : sni.name;
-    if (!resolve_pair(cfg, sni.certificate, sni.key, host, e.pair, error)) return nullptr;
-    o.sni.push_back(std::move(e));
-  }
-  if (!tls::parse_protocol(rc.tls.min_version, o.minimum)) {
-    error = "bad TLS min_version " + rc.tls.min_version;
-    return nullptr;
-  }
-  o.ciphers = rc.tls.ciphers;
-  if (rc.tls.require_client_certificate) o.client_auth = tls::client_certs::require;
-  o.client_ca_file = rc.tls.client_ca;
-  return tls::context::make_server(o, error);
-}
-
-std::string sanitize_file_name(std::string_view name) {
-  std::string out;
-  for (char c : name) out.push_back(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ? c : '_');
-  return out;
-}
 
 uint64_t hash_source(const net::endpoint& peer) {
   // FNV-1a over the address bytes only (not the port).
@@ -106,64 +32,11 @@ std::string_view domain_part(std::string_view address) {
 
 }  // namespace
 
-std::shared_ptr<const connector_policies> connector_policies::build(std::shared_ptr<const config::config> cfg,
-                                                                    std::shared_ptr<const route::table> routes,
-                                                                    std::string& error) {
-  auto out = std::make_shared<connector_policies>();
-  out->cfg = cfg;
-  out->routes = std::move(routes);
-  out->limits = std::make_unique<connection_limits>(cfg->receive_connectors.size());
-  std::error_code ec;
-  bool any_log = false;
-  for (const auto& rc : cfg->receive_connectors) any_log |= rc.protocol_log;
-  std::string dir = cfg->server.log_dir + "/protocol";
-  if (any_log) std::filesystem::create_directories(dir, ec);
-  out->tracking_log = log::append_file::open(cfg->server.log_dir + "/tracking.csv", log::tracking_log_header(), error);
-  if (!out->tracking_log) return nullptr;
-  for (const auto& rc : cfg->receive_connectors) {
-    auto p = std::make_shared<connector_policy>();
-    p->name = rc.name;
-    p->smtp = smtp_settings_for(*cfg, rc);
-    p->anonymous_submit = rc.permissions.anonymous || rc.permissions.auth_required;
-    p->relay = rc.permissions.relay;
-    p->relay_authenticated = rc.permissions.relay_authenticated;
-    p->command_timeout_ms = rc.timeouts.command_s * 1000;
-    p->data_timeout_ms = rc.timeouts.data_s * 1000;
-    p->connection_timeout_ms = rc.timeouts.connection_s * 1000;
-    p->max_received_headers = cfg->server.max_received_headers;
-    if (rc.tls.starttls != config::starttls_mode::off) {
-      p->tls = make_tls_context(*cfg, rc, error);
-      if (!p->tls) {
-        error = "receive connector " + rc.name + ": TLS: " + error;
-        return nullptr;
-      }
-    }
-    if (!rc.auth.credentials.empty()) {
-      auto creds = auth::credentials::load(rc.auth.credentials, error);
-      if (!creds) {
-        error = "receive connector " + rc.name + ": AUTH: " + error;
-        return nullptr;
-      }
-      p->credentials = std::make_shared<const auth::credentials>(std::move(*creds));
-      p->auth_plaintext_on_loopback = rc.auth.allow_plaintext_on_loopback;
-      p->auth_max_failures = rc.auth.max_failures_per_ip;
-    }
-    if (rc.protocol_log) {
-      // One file per connector name, shared by the connectors' sessions on every loop.
-      p->protocol_log = log::append_file::open(dir + "/" + sanitize_file_name(rc.name) + ".csv",
-                                               log::protocol_log_header(), error);
-      if (!p->protocol_log) return nullptr;
-    }
-    out->by_connector.push_back(std::move(p));
-  }
-  return out;
-}
-
-receiver::receiver(net::loop& loop, unsigned worker_index, std::shared_ptr<const connector_policies> policies,
+receiver::receiver(net::loop& loop, unsigned worker_index, log::tracking_batch& tracking,
                    std::function<bool(store::submit_request*)> submit_fn)
     : loop_(loop),
       worker_index_(worker_index),
-      policies_(std::move(policies)),
+      tracking_(tracking),
       submit_fn_(std::move(submit_fn)),
       ids_(worker_index),
       reaper_(loop, [this] { reap(); }),
@@ -202,14 +75,14 @@ std::string receiver::listen() {
   return first_error;
 }
 
-std::string receiver::reload(std::shared_ptr<const connector_policies> next) {
+std::string receiver::install(std::shared_ptr<const connector_policies> next) {
   policies_ = std::move(next);
   limiters_.clear();
   return listen();
 }
 
 void receiver::accept(std::unique_ptr<net::connection> conn) {
-  if (shutting_down_) return;
+  if (shutting_down_ || !policies_) return;
   const auto& cfg = *policies_->cfg;
   auto local = config::ip_address::from_sockaddr(reinterpret_cast<const sockaddr*>(&conn->local().addr));
   auto peer = config::ip_address::from_sockaddr(reinterpret_cast<const sockaddr*>(&conn->peer().addr));
@@ -300,25 +173,16 @@ void receiver::log_protocol(const connector_policy& policy, uint64_t session, ui
   log::append_event(slot.second, policy.name, session, sequence, local, remote, kind, data);
 }
 
-void receiver::track(const log::tracking_record& record) {
-  if (!pending_tracking_file_) pending_tracking_file_ = policies_->tracking_log;
-  log::append_tracking_event(pending_tracking_, record);
-}
+void receiver::track(const log::tracking_record& record) { tracking_.add(record); }
 
 void receiver::flush_logs() {
-  if (!pending_tracking_.empty()) {
-    std::string batch;
-    batch.swap(pending_tracking_);
-    net::append_async(loop_, pending_tracking_file_->fd(), pending_tracking_file_, std::move(batch));
-  }
-  pending_tracking_file_ = policies_->tracking_log;
   for (auto& [file, slot] : pending_logs_) {
     if (slot.second.empty()) continue;
     std::string batch;
     batch.swap(slot.second);
     net::append_async(loop_, slot.first->fd(), slot.first, std::move(batch));
   }
-  // Files of earlier snapshots are dropped once idle, so a reload can close them.
+  // Files of earlier generations are dropped once idle, so a reload can close them.
   std::erase_if(pending_logs_, [&](const auto& entry) { return entry.second.first.use_count() == 1; });
 }
 

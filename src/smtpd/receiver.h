@@ -13,6 +13,7 @@
 #include "base/queue_id.h"
 #include "config/config.h"
 #include "log/protocol_log.h"
+#include "log/tracking_batch.h"
 #include "net/connection.h"
 #include "net/loop.h"
 #include "smtpd/connection_limits.h"
@@ -20,41 +21,25 @@
 
 namespace sluice::smtpd {
 
-// The session policies of a config snapshot, one per receive connector, shared by the
-// sessions that connector governs. Built once per (re)load, read-only afterwards.
-struct connector_policies {
-  std::shared_ptr<const config::config> cfg;
-  // The routing table of the same snapshot: RCPT answers what the categorizer will do.
-  std::shared_ptr<const route::table> routes;
-  std::vector<std::shared_ptr<const connector_policy>> by_connector;
-  // The message tracking log (log_dir/tracking.csv), shared by every loop.
-  std::shared_ptr<const log::append_file> tracking_log;
-  // Connection counts of this snapshot's connectors, shared by every loop. A reload
-  // starts new counts; sessions release into the snapshot they were admitted by.
-  std::unique_ptr<connection_limits> limits;
-  // Returns null and sets error when a protocol log file cannot be opened.
-  static std::shared_ptr<const connector_policies> build(std::shared_ptr<const config::config> cfg,
-                                                         std::shared_ptr<const route::table> routes,
-                                                         std::string& error);
-};
-
 class receiver final : public session_host {
  public:
-  // `submit_fn` forwards a request to the store on this loop's producer slot.
-  receiver(net::loop& loop, unsigned worker_index, std::shared_ptr<const connector_policies> policies,
+  // `submit_fn` forwards a request to the store on this loop's producer slot. RECEIVE
+  // events go to `tracking`, the loop's batch, which must outlive the receiver. Nothing
+  // is listened on, and no connection accepted, before the first install().
+  receiver(net::loop& loop, unsigned worker_index, log::tracking_batch& tracking,
            std::function<bool(store::submit_request*)> submit_fn);
   ~receiver() override;
 
-  // Listens on every binding of every connector. Returns "" or the first error.
-  std::string listen();
-  // Takes a new configuration snapshot (loop thread). New sessions use it; running
+  // Takes the receive policies of a configuration generation (loop thread): the first
+  // at start, the next on each reload. New sessions use them; running
   // sessions keep the policy and certificates they started with. Bindings present in
   // both keep their sockets, new ones are opened, dropped ones closed. Returns "" or
   // the first error (the bindings that failed are not listened on).
-  std::string reload(std::shared_ptr<const connector_policies> next);
+  std::string install(std::shared_ptr<const connector_policies> next);
   // Stop accepting, send 421 to idle sessions; sessions with a submit in flight finish it.
   void shutdown();
-  // Writes the protocol log batches gathered since the last call (called on a timer).
+  // Writes the protocol log batches gathered since the last call (called on a timer;
+  // tracking events are the worker's, in its tracking_batch).
   void flush_logs();
   size_t session_count() const { return sessions_.size(); }
 
@@ -80,14 +65,15 @@ class receiver final : public session_host {
   };
   void accept(std::unique_ptr<net::connection> conn);
   void reap();
+  // Listens on every binding of every connector. Returns "" or the first error.
+  std::string listen();
 
   net::loop& loop_;
   unsigned worker_index_;
+  log::tracking_batch& tracking_;
   std::shared_ptr<const connector_policies> policies_;
   std::function<bool(store::submit_request*)> submit_fn_;
   base::queue_id_generator ids_;
-  std::string pending_tracking_;
-  std::shared_ptr<const log::append_file> pending_tracking_file_;
   // Lines not yet written, per log file; flush_logs() hands them to the threadpool.
   std::unordered_map<const log::append_file*, std::pair<std::shared_ptr<const log::append_file>, std::string>>
       pending_logs_;

@@ -15,6 +15,8 @@
 
 #include "admin/client.h"
 #include "admin/server.h"
+#include "config/config.h"
+#include "generation/route_config.h"
 #include "net/loop.h"
 
 using namespace sluice;
@@ -38,13 +40,14 @@ struct scratch {
 // An admin server on its own loop thread, as a worker would run it.
 class running_server {
  public:
-  explicit running_server(std::string path) : path_(std::move(path)) {
+  explicit running_server(std::string path, admin::snapshot state = {}) : path_(std::move(path)) {
     std::promise<std::string> ready;
     auto f = ready.get_future();
-    thread_ = std::thread([this, &ready] {
+    thread_ = std::thread([this, &ready, &state] {
       net::loop loop;
       admin::daemon_info info{"1.2.3", 2, 77, std::chrono::system_clock::now()};
-      admin::server srv(loop, path_, [] { return admin::snapshot{}; }, info);
+      admin::server srv(loop, path_, info);
+      srv.set_state(state);
       loop.on_stop([&] {
         srv.close();
         loop.halt();
@@ -120,6 +123,38 @@ Test(admin_server, answers_status_over_the_socket) {
   cr_assert(!r.reply.ok);
   r = admin::call(path, {"status"});
   cr_assert(r.reply.ok);
+}
+
+Test(admin_server, answers_from_the_state_the_worker_gave_it) {
+  scratch dir;
+  auto loaded = config::load_string(R"(
+[server]
+hostname = "mx.test"
+queue_dir = "/tmp/unused/queue"
+[[accepted_domain]]
+name = "contoso.test"
+[[receive_connector]]
+name = "Default"
+type = "internet"
+bindings = ["127.0.0.1:2525"]
+[[send_connector]]
+name = "Internet"
+address_spaces = ["*"]
+)",
+                                    "server.toml", dir.path);
+  cr_assert(loaded.ok(), "%s", loaded.error_text().c_str());
+  std::vector<std::string> errors;
+  admin::snapshot state{loaded.value, generation::build_route_table(*loaded.value, errors), {}};
+  cr_assert(state.routes != nullptr);
+  std::string path = dir.path + "/admin.sock";
+  running_server s(path, state);
+  cr_assert(s.error().empty(), "%s", s.error().c_str());
+  auto r = admin::call(path, {"route", "test", "x@fabrikam.test"});
+  cr_assert_eq(r.status, admin::call_status::ok, "%s", r.error.c_str());
+  cr_assert(r.reply.ok);
+  bool found = false;
+  for (const auto& l : r.reply.lines) found = found || l.find("send connector: Internet") != std::string::npos;
+  cr_assert(found, "the answer comes from the table set_state() gave the server");
 }
 
 Test(admin_server, several_requests_on_one_connection_in_order) {

@@ -168,10 +168,14 @@ Test(categorizer_loops, recovery_and_ring_handoff_put_every_item_at_its_owner, .
   cr_assert_eq(events.size(), 4u);
 }
 
-Test(categorizer_loops, offered_routes_apply_to_later_messages, .timeout = 60) {
+Test(categorizer_loops, routes_set_on_the_loop_apply_to_later_messages, .timeout = 60) {
   store_test::temp_dir tmp;
   categorize::links links(1);
   std::atomic<net::async_signal*> wake{nullptr};
+  // A reload as the worker does it: the new table is handed over on the loop thread.
+  std::shared_ptr<const route::table> next_routes;  // written before `install` is sent
+  std::atomic<net::async_signal*> install{nullptr};
+  std::atomic<bool> installed{false};
   std::atomic<net::loop*> loop_ptr{nullptr};
   std::atomic<uint64_t> categorized{0};
   std::map<std::string, uint64_t> hop_items;
@@ -197,10 +201,16 @@ Test(categorizer_loops, offered_routes_apply_to_later_messages, .timeout = 60) {
       cat.poll();
       categorized.store(cat.stats().categorized);
     });
-    loop_ptr.store(&l);
+    net::async_signal install_sig(l, [&] {
+      cat.set_routes(next_routes, nullptr);
+      installed.store(true);
+    });
+    install.store(&install_sig);
     wake.store(&sig);
+    loop_ptr.store(&l);
     cat.recover();
     l.run();
+    install.store(nullptr);
     wake.store(nullptr);
     for (const auto& [id, q] : cat.queues().all()) hop_items[q.key] = q.items.size();
   });
@@ -216,10 +226,10 @@ Test(categorizer_loops, offered_routes_apply_to_later_messages, .timeout = 60) {
   auto next = route::table::build({{"sluice.test", route::domain_kind::authoritative, std::nullopt}},
                                   std::move(connectors), route::limits{});
   cr_assert(next.routes);
-  links.offer_routes(next.routes);
-  for (int i = 0; i < 1000 && links.route_offers[0].load() != nullptr; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  cr_assert_null(links.route_offers[0].load(), "the loop took the offered table");
+  next_routes = next.routes;
+  install.load()->send();
+  for (int i = 0; i < 1000 && !installed.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  cr_assert(installed.load(), "the loop took the new table");
 
   base::queue_id_generator gen(3);
   auto msgs = messages(gen, 20);
