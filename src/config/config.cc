@@ -138,15 +138,6 @@ std::optional<uint64_t> parse_size(std::string_view text) {
   return n << shift;
 }
 
-std::string_view to_string(domain_type t) {
-  switch (t) {
-    case domain_type::authoritative: return "authoritative";
-    case domain_type::internal_relay: return "internal_relay";
-    case domain_type::external_relay: return "external_relay";
-  }
-  return "?";
-}
-
 std::string_view to_string(connector_type t) {
   switch (t) {
     case connector_type::internet: return "internet";
@@ -163,24 +154,6 @@ std::string_view to_string(starttls_mode m) {
     case starttls_mode::off: return "off";
     case starttls_mode::offered: return "offered";
     case starttls_mode::required: return "required";
-  }
-  return "?";
-}
-
-std::string_view to_string(routing_mode m) {
-  switch (m) {
-    case routing_mode::dns: return "dns";
-    case routing_mode::smarthost: return "smarthost";
-  }
-  return "?";
-}
-
-std::string_view to_string(send_tls t) {
-  switch (t) {
-    case send_tls::none: return "none";
-    case send_tls::opportunistic: return "opportunistic";
-    case send_tls::mandatory: return "mandatory";
-    case send_tls::partner: return "partner";
   }
   return "?";
 }

@@ -188,9 +188,9 @@ void read_accepted_domains(table_reader& top, config& c) {
     } else if (!t.get("name")) {
       r.missing("name", "the domain, e.g. name = \"example.com\"");
     }
-    r.read_enum("type", d.type, {{"authoritative", domain_type::authoritative},
-                                 {"internal_relay", domain_type::internal_relay},
-                                 {"external_relay", domain_type::external_relay}});
+    r.read_enum("type", d.type, {{"authoritative", route::domain_kind::authoritative},
+                                 {"internal_relay", route::domain_kind::internal_relay},
+                                 {"external_relay", route::domain_kind::external_relay}});
     std::string raw;
     if (r.read_string("recipients", raw)) {
       d.recipients_file = top.ctx().resolve(raw);
@@ -238,7 +238,8 @@ void read_send_connectors(table_reader& top, config& c) {
     r.read_bool("enabled", sc.enabled);
     r.read_uint("port", sc.port, 1, 65535);
     read_address_spaces(r, t, sc);
-    r.read_enum("routing", sc.routing, {{"dns", routing_mode::dns}, {"smarthost", routing_mode::smarthost}});
+    r.read_enum("routing", sc.routing,
+                {{"dns", route::routing_method::dns}, {"smarthost", route::routing_method::smart_host}});
     std::vector<std::pair<std::string, const toml::node*>> items;
     if (r.read_strings("smart_hosts", items)) {
       for (auto& [text, n] : items) {
@@ -249,20 +250,20 @@ void read_send_connectors(table_reader& top, config& c) {
         }
       }
     }
-    if (sc.routing == routing_mode::smarthost && sc.smart_hosts.empty() && items.empty()) {
+    if (sc.routing == route::routing_method::smart_host && sc.smart_hosts.empty() && items.empty()) {
       const toml::node* n = t.get("routing");
       r.ctx().error(n ? n->source() : t.source(), r.key_path("smart_hosts"),
                     "is required when routing = \"smarthost\" (e.g. smart_hosts = [\"relay.example.com:25\"])");
     }
-    if (sc.routing == routing_mode::dns && !items.empty()) {
+    if (sc.routing == route::routing_method::dns && !items.empty()) {
       r.value_error("smart_hosts", *t.get("smart_hosts"),
                     "is only used with routing = \"smarthost\" (routing is \"dns\")");
     }
     r.read_size("max_message_size", sc.max_message_size);
-    r.read_enum("tls", sc.tls, {{"none", send_tls::none},
-                                {"opportunistic", send_tls::opportunistic},
-                                {"mandatory", send_tls::mandatory},
-                                {"partner", send_tls::partner}});
+    r.read_enum("tls", sc.tls, {{"none", route::tls_policy::none},
+                                {"opportunistic", route::tls_policy::opportunistic},
+                                {"mandatory", route::tls_policy::mandatory},
+                                {"partner", route::tls_policy::partner}});
     items.clear();
     if (r.read_strings("source_servers", items)) {
       for (auto& [text, n] : items) {

@@ -159,17 +159,17 @@ type = "external_relay"
 name = "mail.eu.example.com"
 )toml");
   const accepted_domain* d = c->find_accepted_domain("EXAMPLE.COM");
-  cr_assert(d != nullptr && d->name == "example.com" && d->type == domain_type::authoritative);
+  cr_assert(d != nullptr && d->name == "example.com" && d->type == sluice::route::domain_kind::authoritative);
   d = c->find_accepted_domain("example.com.");
   cr_assert(d != nullptr && d->name == "example.com", "trailing dot ignored");
   d = c->find_accepted_domain("sub.Example.com");
-  cr_assert(d != nullptr && d->name == "*.example.com" && d->type == domain_type::internal_relay);
+  cr_assert(d != nullptr && d->name == "*.example.com" && d->type == sluice::route::domain_kind::internal_relay);
   d = c->find_accepted_domain("a.b.example.com");
   cr_assert(d != nullptr && d->name == "*.example.com");
   d = c->find_accepted_domain("x.eu.example.com");
   cr_assert(d != nullptr && d->name == "*.eu.example.com", "the longer wildcard wins");
   d = c->find_accepted_domain("mail.eu.example.com");
-  cr_assert(d != nullptr && d->name == "mail.eu.example.com" && d->type == domain_type::authoritative);
+  cr_assert(d != nullptr && d->name == "mail.eu.example.com" && d->type == sluice::route::domain_kind::authoritative);
   cr_assert(c->find_accepted_domain("notexample.com") == nullptr);
   cr_assert(c->find_accepted_domain("example.org") == nullptr);
   cr_assert(c->find_accepted_domain("") == nullptr);
