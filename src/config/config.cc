@@ -1,5 +1,6 @@
-// config.cc: lookups on a loaded configuration (connector selection, accepted domains).
-// Untrusted input: peer addresses, and domains and addresses from SMTP envelopes.
+// config.cc: lookups on a loaded configuration (receive connector selection, connectors by
+// name), error texts and size parsing.
+// Untrusted input: peer addresses of SMTP sessions.
 #include "config/config.h"
 
 #include <algorithm>
@@ -53,26 +54,6 @@ std::vector<binding> config::all_bindings() const {
     }
   }
   return out;
-}
-
-const accepted_domain* config::find_accepted_domain(std::string_view domain) const {
-  if (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);
-  if (domain.empty()) return nullptr;
-  std::string d = lower(domain);
-  if (auto it = domain_index.find(d); it != domain_index.end()) return &accepted_domains[it->second];
-  // Walk parent domains from the longest, so the most specific wildcard wins.
-  std::string key;
-  for (size_t dot = d.find('.'); dot != std::string::npos; dot = d.find('.', dot + 1)) {
-    key.assign("*");
-    key.append(d, dot, std::string::npos);
-    if (auto it = domain_index.find(key); it != domain_index.end()) return &accepted_domains[it->second];
-  }
-  return nullptr;
-}
-
-bool config::recipient_exists(const accepted_domain& d, std::string_view address) const {
-  if (!d.has_recipient_list) return true;
-  return d.recipients.count(lower(address)) != 0;
 }
 
 const receive_connector* config::find_receive_connector(std::string_view name) const {

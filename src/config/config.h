@@ -175,21 +175,13 @@ struct config {
   // Every distinct binding, in order of first appearance.
   std::vector<binding> all_bindings() const;
 
-  // Case-insensitive; a trailing dot is ignored. An exact name beats a wildcard, and a
-  // longer wildcard beats a shorter one; "*.example.com" matches a.example.com and
-  // a.b.example.com but not example.com.
-  const accepted_domain* find_accepted_domain(std::string_view domain) const;
+  // Which accepted domain a recipient belongs to is route::table's decision (built from
+  // this by generation::build_route_table), not the configuration's.
   const accepted_domain* default_domain() const {
     return accepted_domains.empty() ? nullptr : &accepted_domains.front();
   }
-  // Whether address (local@domain) is a known recipient of d. Case-insensitive.
-  bool recipient_exists(const accepted_domain& d, std::string_view address) const;
-
   const receive_connector* find_receive_connector(std::string_view name) const;
   const send_connector* find_send_connector(std::string_view name) const;
-
-  // Index from lower-case domain name (wildcards keep their "*.") to accepted_domains.
-  std::unordered_map<std::string, size_t> domain_index;
 };
 
 // ---------------------------------------------------------------------------------------

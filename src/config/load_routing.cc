@@ -169,6 +169,7 @@ void read_accepted_domains(table_reader& top, config& c) {
   const toml::array* arr = read_table_array(top, "accepted_domain");
   if (!arr) return;
   size_t index = 0;
+  std::unordered_map<std::string, size_t> position_of_name;  // lower-case name -> c.accepted_domains
   for (const toml::node& el : *arr) {
     const toml::table& t = *el.as_table();
     std::string path = "accepted_domain[" + std::to_string(index++) + "]";
@@ -208,13 +209,13 @@ void read_accepted_domains(table_reader& top, config& c) {
     }
     r.finish();
     if (!named) continue;
-    if (auto it = c.domain_index.find(d.name); it != c.domain_index.end()) {
+    if (auto it = position_of_name.find(d.name); it != position_of_name.end()) {
       r.value_error("name", *t.get("name"),
                     "duplicate accepted domain " + squote(d.name) + " (first defined as accepted_domain[" +
                         std::to_string(it->second) + "])");
       continue;
     }
-    c.domain_index.emplace(d.name, c.accepted_domains.size());
+    position_of_name.emplace(d.name, c.accepted_domains.size());
     c.accepted_domains.push_back(std::move(d));
   }
 }

@@ -165,3 +165,40 @@ Test(admin_route_config, disabled_connector_is_kept_but_skipped) {
   auto d = t->route_recipient("u@example.org", 100, 0);
   cr_assert_eq(d.result, route::outcome::no_route);
 }
+
+// The shipped configuration routes as its comments say.
+Test(admin_route_config, shipped_config_routes_its_domains) {
+  auto loaded = config::load_file(std::string(SLUICE_SOURCE_ROOT) + "/etc/sluice.toml");
+  if (!loaded.ok()) cr_assert_fail("config: %s", loaded.error_text().c_str());
+  std::vector<std::string> errors;
+  auto t = generation::build_route_table(*loaded.value, errors);
+  cr_assert(t != nullptr, "%s", errors.empty() ? "" : errors.front().c_str());
+  cr_assert_eq(t->route_recipient("postmaster@sluice.test", 100, 0).result, route::outcome::local_delivery);
+  cr_assert_eq(t->route_recipient("Alice@Sluice.Test", 100, 0).result, route::outcome::local_delivery);
+  cr_assert_eq(t->route_recipient("mallory@sluice.test", 100, 0).result, route::outcome::unknown_recipient);
+  auto d = t->route_recipient("x@mx.relay.sluice.test", 100, 0);
+  cr_assert_eq(d.result, route::outcome::relay_external);
+  cr_assert(d.domain != nullptr && d.domain->name == "*.relay.sluice.test");
+  cr_assert(!d.needs_relay_permission());
+  // The wildcard covers subdomains only; the bare name belongs to nobody.
+  cr_assert(t->route_recipient("x@relay.sluice.test", 100, 0).domain == nullptr);
+}
+
+Test(admin_route_config, wildcard_domain_recipients_file_reaches_the_table) {
+  scratch dir;
+  {
+    std::ofstream out(dir.path + "/users.txt");
+    out << "a@sub.example.com\nB@Deep.Sub.Example.com\n";
+  }
+  auto loaded = config::load_string(
+      "[[accepted_domain]]\nname = \"*.example.com\"\nrecipients = \"users.txt\"\n", "test.toml", dir.path);
+  if (!loaded.ok()) cr_assert_fail("config: %s", loaded.error_text().c_str());
+  std::vector<std::string> errors;
+  auto t = generation::build_route_table(*loaded.value, errors);
+  cr_assert(t != nullptr, "%s", errors.empty() ? "" : errors.front().c_str());
+  cr_assert_eq(t->route_recipient("b@deep.sub.example.com", 100, 0).result, route::outcome::local_delivery);
+  cr_assert_eq(t->route_recipient("b@DEEP.sub.example.com", 100, 0).result, route::outcome::local_delivery);
+  cr_assert_eq(t->route_recipient("A@Sub.Example.Com", 100, 0).result, route::outcome::local_delivery);
+  cr_assert_eq(t->route_recipient("a@deep.sub.example.com", 100, 0).result, route::outcome::unknown_recipient);
+  cr_assert_eq(t->route_recipient("b@example.com", 100, 0).result, route::outcome::no_route);
+}
