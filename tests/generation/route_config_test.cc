@@ -72,18 +72,22 @@ address_spaces = ["woodgrove.test"]
 source_servers = ["mx9.contoso.com"]
 )";
 
-std::shared_ptr<const route::table> build(const scratch& dir) {
-  {
-    std::ofstream out(dir.path + "/recipients.txt");
-    out << "Alice@Contoso.com\nbob@contoso.com\n";
-  }
-  auto loaded = config::load_string(k_config, "test.toml", dir.path);
+// The table built from a configuration that must load and convert without errors.
+std::shared_ptr<const route::table> table_of(const config::load_result& loaded) {
   if (!loaded.ok()) cr_assert_fail("config: %s", loaded.error_text().c_str());
   std::vector<std::string> errors;
   auto t = generation::build_route_table(*loaded.value, errors);
   cr_assert(errors.empty(), "unexpected error: %s", errors.empty() ? "" : errors.front().c_str());
   cr_assert(t != nullptr);
   return t;
+}
+
+std::shared_ptr<const route::table> build(const scratch& dir) {
+  {
+    std::ofstream out(dir.path + "/recipients.txt");
+    out << "Alice@Contoso.com\nbob@contoso.com\n";
+  }
+  return table_of(config::load_string(k_config, "test.toml", dir.path));
 }
 
 }  // namespace
@@ -168,11 +172,7 @@ Test(admin_route_config, disabled_connector_is_kept_but_skipped) {
 
 // The shipped configuration routes as its comments say.
 Test(admin_route_config, shipped_config_routes_its_domains) {
-  auto loaded = config::load_file(std::string(SLUICE_SOURCE_ROOT) + "/etc/sluice.toml");
-  if (!loaded.ok()) cr_assert_fail("config: %s", loaded.error_text().c_str());
-  std::vector<std::string> errors;
-  auto t = generation::build_route_table(*loaded.value, errors);
-  cr_assert(t != nullptr, "%s", errors.empty() ? "" : errors.front().c_str());
+  auto t = table_of(config::load_file(std::string(SLUICE_SOURCE_ROOT) + "/etc/sluice.toml"));
   cr_assert_eq(t->route_recipient("postmaster@sluice.test", 100, 0).result, route::outcome::local_delivery);
   cr_assert_eq(t->route_recipient("Alice@Sluice.Test", 100, 0).result, route::outcome::local_delivery);
   cr_assert_eq(t->route_recipient("mallory@sluice.test", 100, 0).result, route::outcome::unknown_recipient);
@@ -190,12 +190,8 @@ Test(admin_route_config, wildcard_domain_recipients_file_reaches_the_table) {
     std::ofstream out(dir.path + "/users.txt");
     out << "a@sub.example.com\nB@Deep.Sub.Example.com\n";
   }
-  auto loaded = config::load_string(
-      "[[accepted_domain]]\nname = \"*.example.com\"\nrecipients = \"users.txt\"\n", "test.toml", dir.path);
-  if (!loaded.ok()) cr_assert_fail("config: %s", loaded.error_text().c_str());
-  std::vector<std::string> errors;
-  auto t = generation::build_route_table(*loaded.value, errors);
-  cr_assert(t != nullptr, "%s", errors.empty() ? "" : errors.front().c_str());
+  auto t = table_of(config::load_string(
+      "[[accepted_domain]]\nname = \"*.example.com\"\nrecipients = \"users.txt\"\n", "test.toml", dir.path));
   cr_assert_eq(t->route_recipient("b@deep.sub.example.com", 100, 0).result, route::outcome::local_delivery);
   cr_assert_eq(t->route_recipient("b@DEEP.sub.example.com", 100, 0).result, route::outcome::local_delivery);
   cr_assert_eq(t->route_recipient("A@Sub.Example.Com", 100, 0).result, route::outcome::local_delivery);
