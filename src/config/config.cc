@@ -1,5 +1,6 @@
-// config.cc: lookups on a loaded configuration (connector selection, accepted domains).
-// Untrusted input: peer addresses, and domains and addresses from SMTP envelopes.
+// config.cc: lookups on a loaded configuration (receive connector selection, connectors by
+// name), error texts and size parsing.
+// Untrusted input: peer addresses of SMTP sessions.
 #include "config/config.h"
 
 #include <algorithm>
@@ -53,26 +54,6 @@ std::vector<binding> config::all_bindings() const {
     }
   }
   return out;
-}
-
-const accepted_domain* config::find_accepted_domain(std::string_view domain) const {
-  if (!domain.empty() && domain.back() == '.') domain.remove_suffix(1);
-  if (domain.empty()) return nullptr;
-  std::string d = lower(domain);
-  if (auto it = domain_index.find(d); it != domain_index.end()) return &accepted_domains[it->second];
-  // Walk parent domains from the longest, so the most specific wildcard wins.
-  std::string key;
-  for (size_t dot = d.find('.'); dot != std::string::npos; dot = d.find('.', dot + 1)) {
-    key.assign("*");
-    key.append(d, dot, std::string::npos);
-    if (auto it = domain_index.find(key); it != domain_index.end()) return &accepted_domains[it->second];
-  }
-  return nullptr;
-}
-
-bool config::recipient_exists(const accepted_domain& d, std::string_view address) const {
-  if (!d.has_recipient_list) return true;
-  return d.recipients.count(lower(address)) != 0;
 }
 
 const receive_connector* config::find_receive_connector(std::string_view name) const {
@@ -138,15 +119,6 @@ std::optional<uint64_t> parse_size(std::string_view text) {
   return n << shift;
 }
 
-std::string_view to_string(domain_type t) {
-  switch (t) {
-    case domain_type::authoritative: return "authoritative";
-    case domain_type::internal_relay: return "internal_relay";
-    case domain_type::external_relay: return "external_relay";
-  }
-  return "?";
-}
-
 std::string_view to_string(connector_type t) {
   switch (t) {
     case connector_type::internet: return "internet";
@@ -163,24 +135,6 @@ std::string_view to_string(starttls_mode m) {
     case starttls_mode::off: return "off";
     case starttls_mode::offered: return "offered";
     case starttls_mode::required: return "required";
-  }
-  return "?";
-}
-
-std::string_view to_string(routing_mode m) {
-  switch (m) {
-    case routing_mode::dns: return "dns";
-    case routing_mode::smarthost: return "smarthost";
-  }
-  return "?";
-}
-
-std::string_view to_string(send_tls t) {
-  switch (t) {
-    case send_tls::none: return "none";
-    case send_tls::opportunistic: return "opportunistic";
-    case send_tls::mandatory: return "mandatory";
-    case send_tls::partner: return "partner";
   }
   return "?";
 }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "config/ip_range.h"
+#include "route/kinds.h"
 #include "rules/spec.h"
 
 namespace sluice::config {
@@ -36,11 +37,9 @@ struct server_settings {
 // ---------------------------------------------------------------------------------------
 // [[accepted_domain]]
 
-enum class domain_type { authoritative, internal_relay, external_relay };
-
 struct accepted_domain {
   std::string name;        // lower-case; "example.com" or "*.example.com"
-  domain_type type = domain_type::authoritative;
+  route::domain_kind type = route::domain_kind::authoritative;
   std::string recipients_file;  // resolved path, "" if none
   bool has_recipient_list = false;  // false: every recipient exists
   std::unordered_set<std::string> recipients;  // lower-cased full addresses
@@ -136,9 +135,6 @@ struct address_space {
   uint32_t cost = 1;   // 1-100; lower wins among equally specific matches
 };
 
-enum class routing_mode { dns, smarthost };
-enum class send_tls { none, opportunistic, mandatory, partner };
-
 struct smart_host {
   std::string host;    // host name (lower-case) or IP literal without brackets
   uint16_t port = 25;
@@ -149,10 +145,10 @@ struct send_connector {
   std::string name;
   bool enabled = true;
   std::vector<address_space> address_spaces;
-  routing_mode routing = routing_mode::dns;
+  route::routing_method routing = route::routing_method::dns;  // "dns" or "smarthost"
   std::vector<smart_host> smart_hosts;
   uint64_t max_message_size = 0;     // default: server.max_message_size
-  send_tls tls = send_tls::opportunistic;
+  route::tls_policy tls = route::tls_policy::opportunistic;
   std::vector<std::string> source_servers;
   uint16_t port = 25;
   int line = 0;
@@ -179,21 +175,13 @@ struct config {
   // Every distinct binding, in order of first appearance.
   std::vector<binding> all_bindings() const;
 
-  // Case-insensitive; a trailing dot is ignored. An exact name beats a wildcard, and a
-  // longer wildcard beats a shorter one; "*.example.com" matches a.example.com and
-  // a.b.example.com but not example.com.
-  const accepted_domain* find_accepted_domain(std::string_view domain) const;
+  // Which accepted domain a recipient belongs to is route::table's decision (built from
+  // this by generation::build_route_table), not the configuration's.
   const accepted_domain* default_domain() const {
     return accepted_domains.empty() ? nullptr : &accepted_domains.front();
   }
-  // Whether address (local@domain) is a known recipient of d. Case-insensitive.
-  bool recipient_exists(const accepted_domain& d, std::string_view address) const;
-
   const receive_connector* find_receive_connector(std::string_view name) const;
   const send_connector* find_send_connector(std::string_view name) const;
-
-  // Index from lower-case domain name (wildcards keep their "*.") to accepted_domains.
-  std::unordered_map<std::string, size_t> domain_index;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -233,10 +221,7 @@ load_result load_string(std::string_view text, std::string_view name, std::strin
 // nullopt on junk, overflow or zero.
 std::optional<uint64_t> parse_size(std::string_view text);
 
-std::string_view to_string(domain_type t);
 std::string_view to_string(connector_type t);
 std::string_view to_string(starttls_mode m);
-std::string_view to_string(routing_mode m);
-std::string_view to_string(send_tls t);
 
 }  // namespace sluice::config

@@ -5,33 +5,11 @@
 #include <algorithm>
 
 namespace sluice::generation {
-namespace {
-
-route::domain_kind to_kind(config::domain_type t) {
-  switch (t) {
-    case config::domain_type::authoritative: return route::domain_kind::authoritative;
-    case config::domain_type::internal_relay: return route::domain_kind::internal_relay;
-    case config::domain_type::external_relay: return route::domain_kind::external_relay;
-  }
-  return route::domain_kind::authoritative;
-}
-
-route::tls_policy to_tls(config::send_tls t) {
-  switch (t) {
-    case config::send_tls::none: return route::tls_policy::none;
-    case config::send_tls::opportunistic: return route::tls_policy::opportunistic;
-    case config::send_tls::mandatory: return route::tls_policy::mandatory;
-    case config::send_tls::partner: return route::tls_policy::partner;
-  }
-  return route::tls_policy::opportunistic;
-}
-
-}  // namespace
 
 route::accepted_domain_spec to_route_spec(const config::accepted_domain& d) {
   route::accepted_domain_spec spec;
   spec.name = d.name;
-  spec.kind = to_kind(d.type);
+  spec.kind = d.type;
   if (d.has_recipient_list) {
     std::vector<std::string> list(d.recipients.begin(), d.recipients.end());
     // The set's iteration order depends on the hash seed and bucket count; sorting
@@ -48,13 +26,12 @@ route::send_connector_spec to_route_spec(const config::send_connector& c) {
   spec.enabled = c.enabled;
   spec.address_spaces.reserve(c.address_spaces.size());
   for (const auto& as : c.address_spaces) spec.address_spaces.push_back({as.domain, as.cost});
-  spec.routing = c.routing == config::routing_mode::smarthost ? route::routing_method::smart_host
-                                                              : route::routing_method::dns;
+  spec.routing = c.routing;
   spec.smart_hosts.reserve(c.smart_hosts.size());
   for (const auto& h : c.smart_hosts) spec.smart_hosts.push_back({h.host, h.port});
   spec.port = c.port;
   spec.max_message_size = c.max_message_size;
-  spec.tls = to_tls(c.tls);
+  spec.tls = c.tls;
   spec.source_servers = c.source_servers;
   return spec;
 }

@@ -9,6 +9,8 @@
 #include <string_view>
 #include <vector>
 
+#include "route/kinds.h"
+
 // Domain names are compared after ASCII lower-casing and removal of one trailing
 // dot. Bytes >= 0x80 (UTF-8 U-labels) are compared as they are: this module does
 // no IDNA. Whoever feeds it (the config adapter for patterns, smtpd for SMTPUTF8
@@ -20,8 +22,6 @@ namespace sluice::route {
 
 // ---- inputs (built once from the configuration by an adapter) ----
 
-enum class domain_kind : uint8_t { authoritative, internal_relay, external_relay };
-
 struct accepted_domain_spec {
   std::string name;  // "contoso.com" or "*.contoso.com" (subdomains only, not the bare name)
   domain_kind kind = domain_kind::authoritative;
@@ -32,9 +32,6 @@ struct accepted_domain_spec {
   //  external_relay: ignored; everything goes through a send connector.
   std::optional<std::vector<std::string>> recipients;
 };
-
-enum class routing_method : uint8_t { dns, smart_host };
-enum class tls_policy : uint8_t { none, opportunistic, mandatory, partner };
 
 struct address_space {
   std::string pattern;  // "contoso.com", "*.contoso.com" (subdomains only) or "*"

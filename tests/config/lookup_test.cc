@@ -1,4 +1,4 @@
-// lookup_test.cc: receive connector selection, bindings, accepted domains and recipient lists.
+// lookup_test.cc: receive connector selection by local endpoint and peer, and the bindings list.
 #include <criterion/criterion.h>
 
 #include <string>
@@ -8,7 +8,6 @@
 
 using namespace sluice::config;
 using sluice::config::test::load_ok;
-using sluice::config::test::scratch_dir;
 
 namespace {
 
@@ -137,133 +136,4 @@ Test(config_select, all_bindings_are_distinct_in_order) {
   cr_assert_str_eq(s1.c_str(), "[::]:25");
   cr_assert_str_eq(s2.c_str(), "192.0.2.1:25");
   cr_assert_str_eq(s3.c_str(), "127.0.0.1:587");
-}
-
-// ---- accepted domains ----------------------------------------------------------------
-
-Test(config_domains, exact_beats_wildcard_and_case_is_ignored) {
-  auto c = load_ok(R"toml(
-[[accepted_domain]]
-name = "Example.com"
-type = "authoritative"
-
-[[accepted_domain]]
-name = "*.example.com"
-type = "internal_relay"
-
-[[accepted_domain]]
-name = "*.eu.example.com"
-type = "external_relay"
-
-[[accepted_domain]]
-name = "mail.eu.example.com"
-)toml");
-  const accepted_domain* d = c->find_accepted_domain("EXAMPLE.COM");
-  cr_assert(d != nullptr && d->name == "example.com" && d->type == domain_type::authoritative);
-  d = c->find_accepted_domain("example.com.");
-  cr_assert(d != nullptr && d->name == "example.com", "trailing dot ignored");
-  d = c->find_accepted_domain("sub.Example.com");
-  cr_assert(d != nullptr && d->name == "*.example.com" && d->type == domain_type::internal_relay);
-  d = c->find_accepted_domain("a.b.example.com");
-  cr_assert(d != nullptr && d->name == "*.example.com");
-  d = c->find_accepted_domain("x.eu.example.com");
-  cr_assert(d != nullptr && d->name == "*.eu.example.com", "the longer wildcard wins");
-  d = c->find_accepted_domain("mail.eu.example.com");
-  cr_assert(d != nullptr && d->name == "mail.eu.example.com" && d->type == domain_type::authoritative);
-  cr_assert(c->find_accepted_domain("notexample.com") == nullptr);
-  cr_assert(c->find_accepted_domain("example.org") == nullptr);
-  cr_assert(c->find_accepted_domain("") == nullptr);
-  cr_assert(c->find_accepted_domain("com") == nullptr);
-  cr_assert_eq(c->default_domain(), &c->accepted_domains[0]);
-}
-
-Test(config_domains, wildcard_does_not_match_its_parent) {
-  auto c = load_ok("[[accepted_domain]]\nname = \"*.example.com\"\n");
-  cr_assert(c->find_accepted_domain("example.com") == nullptr);
-  cr_assert(c->find_accepted_domain("www.example.com") != nullptr);
-}
-
-Test(config_domains, duplicate_and_malformed_names) {
-  sluice::config::test::expect_error(R"toml(
-[[accepted_domain]]
-name = "example.com"
-
-[[accepted_domain]]
-name = "EXAMPLE.COM"
-)toml",
-                                     6, "accepted_domain[1].name", "duplicate accepted domain 'example.com'");
-  sluice::config::test::expect_error("[[accepted_domain]]\nname = \"*\"\n", 2, "accepted_domain[0].name",
-                                     "is not a domain name");
-  sluice::config::test::expect_error("[[accepted_domain]]\nname = \"ex ample.com\"\n", 2, "accepted_domain[0].name",
-                                     "is not a domain name");
-  sluice::config::test::expect_error("[[accepted_domain]]\nname = \"-bad.example.com\"\n", 2,
-                                     "accepted_domain[0].name", "is not a domain name");
-  sluice::config::test::expect_error("[[accepted_domain]]\nname = \"b\u00fccher.example\"\n", 2,
-                                     "accepted_domain[0].name", "xn-- form");
-}
-
-Test(config_domains, recipients_file_loading) {
-  scratch_dir dir;
-  dir.write("users.txt",
-            "# users of example.com\n"
-            "Alice@Example.com\n"
-            "  bob@example.com   # trailing comment\n"
-            "\r\n"
-            "carol@example.com\r\n");
-  auto c = load_ok(R"toml(
-[[accepted_domain]]
-name = "example.com"
-recipients = "users.txt"
-
-[[accepted_domain]]
-name = "open.example"
-)toml",
-                   dir.path());
-  const accepted_domain* d = c->find_accepted_domain("example.com");
-  cr_assert(d->has_recipient_list);
-  cr_assert_eq(d->recipients.size(), 3u);
-  cr_assert(d->recipients_file == dir.path() + "/users.txt");
-  cr_assert(c->recipient_exists(*d, "alice@example.com"));
-  cr_assert(c->recipient_exists(*d, "ALICE@EXAMPLE.COM"));
-  cr_assert(c->recipient_exists(*d, "bob@example.com"));
-  cr_assert(c->recipient_exists(*d, "carol@example.com"), "CRLF line ends are tolerated");
-  cr_assert(!c->recipient_exists(*d, "dave@example.com"));
-  cr_assert(!c->recipient_exists(*d, "alice"));
-  // No recipients file: every address exists.
-  const accepted_domain* open = c->find_accepted_domain("open.example");
-  cr_assert(!open->has_recipient_list);
-  cr_assert(c->recipient_exists(*open, "anyone@open.example"));
-}
-
-Test(config_domains, recipients_path_relative_to_config_file) {
-  scratch_dir dir;
-  std::string sub = dir.path() + "/etc";
-  std::filesystem::create_directory(sub);
-  dir.write("etc/users.txt", "a@example.com\n");
-  std::string cfg =
-      dir.write("etc/sluice.toml", "[[accepted_domain]]\nname = \"example.com\"\nrecipients = \"users.txt\"\n");
-  load_result r = load_file(cfg);
-  std::string errors = r.ok() ? "" : r.error_text();
-  cr_assert(r.ok(), "%s", errors.c_str());
-  const accepted_domain* d = r.value->find_accepted_domain("example.com");
-  cr_assert(r.value->recipient_exists(*d, "A@example.com"));
-  cr_assert(r.value->source == cfg);
-}
-
-Test(config_domains, recipients_must_belong_to_the_domain) {
-  scratch_dir dir;
-  std::string file = dir.write("users.txt", "a@sub.example.com\nb@deep.sub.example.com\nc@example.com\n");
-  load_result r = load_string("[[accepted_domain]]\nname = \"*.example.com\"\nrecipients = \"users.txt\"\n",
-                              "test.toml", dir.path());
-  cr_assert(!r.ok());
-  cr_assert_eq(r.errors.size(), 1u, "%s", r.error_text().c_str());
-  cr_assert(r.error().file == file);
-  cr_assert_eq(r.error().line, 3);
-  const std::string& message = r.error().message;
-  cr_assert(message.find("'c@example.com' is not in the accepted domain '*.example.com'") != std::string::npos, "%s",
-            message.c_str());
-  dir.write("users.txt", "a@sub.example.com\nb@deep.sub.example.com\n");
-  auto c = load_ok("[[accepted_domain]]\nname = \"*.example.com\"\nrecipients = \"users.txt\"\n", dir.path());
-  const accepted_domain* d = c->find_accepted_domain("deep.sub.example.com");
-  cr_assert(d != nullptr && c->recipient_exists(*d, "B@Deep.Sub.Example.com"));
 }

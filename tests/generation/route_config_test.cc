@@ -72,18 +72,22 @@ address_spaces = ["woodgrove.test"]
 source_servers = ["mx9.contoso.com"]
 )";
 
-std::shared_ptr<const route::table> build(const scratch& dir) {
-  {
-    std::ofstream out(dir.path + "/recipients.txt");
-    out << "Alice@Contoso.com\nbob@contoso.com\n";
-  }
-  auto loaded = config::load_string(k_config, "test.toml", dir.path);
+// The table built from a configuration that must load and convert without errors.
+std::shared_ptr<const route::table> table_of(const config::load_result& loaded) {
   if (!loaded.ok()) cr_assert_fail("config: %s", loaded.error_text().c_str());
   std::vector<std::string> errors;
   auto t = generation::build_route_table(*loaded.value, errors);
   cr_assert(errors.empty(), "unexpected error: %s", errors.empty() ? "" : errors.front().c_str());
   cr_assert(t != nullptr);
   return t;
+}
+
+std::shared_ptr<const route::table> build(const scratch& dir) {
+  {
+    std::ofstream out(dir.path + "/recipients.txt");
+    out << "Alice@Contoso.com\nbob@contoso.com\n";
+  }
+  return table_of(config::load_string(k_config, "test.toml", dir.path));
 }
 
 }  // namespace
@@ -164,4 +168,33 @@ Test(admin_route_config, disabled_connector_is_kept_but_skipped) {
   cr_assert(!t->send_connectors()[0].enabled);
   auto d = t->route_recipient("u@example.org", 100, 0);
   cr_assert_eq(d.result, route::outcome::no_route);
+}
+
+// The shipped configuration routes as its comments say.
+Test(admin_route_config, shipped_config_routes_its_domains) {
+  auto t = table_of(config::load_file(std::string(SLUICE_SOURCE_ROOT) + "/etc/sluice.toml"));
+  cr_assert_eq(t->route_recipient("postmaster@sluice.test", 100, 0).result, route::outcome::local_delivery);
+  cr_assert_eq(t->route_recipient("Alice@Sluice.Test", 100, 0).result, route::outcome::local_delivery);
+  cr_assert_eq(t->route_recipient("mallory@sluice.test", 100, 0).result, route::outcome::unknown_recipient);
+  auto d = t->route_recipient("x@mx.relay.sluice.test", 100, 0);
+  cr_assert_eq(d.result, route::outcome::relay_external);
+  cr_assert(d.domain != nullptr && d.domain->name == "*.relay.sluice.test");
+  cr_assert(!d.needs_relay_permission());
+  // The wildcard covers subdomains only; the bare name belongs to nobody.
+  cr_assert(t->route_recipient("x@relay.sluice.test", 100, 0).domain == nullptr);
+}
+
+Test(admin_route_config, wildcard_domain_recipients_file_reaches_the_table) {
+  scratch dir;
+  {
+    std::ofstream out(dir.path + "/users.txt");
+    out << "a@sub.example.com\nB@Deep.Sub.Example.com\n";
+  }
+  auto t = table_of(config::load_string(
+      "[[accepted_domain]]\nname = \"*.example.com\"\nrecipients = \"users.txt\"\n", "test.toml", dir.path));
+  cr_assert_eq(t->route_recipient("b@deep.sub.example.com", 100, 0).result, route::outcome::local_delivery);
+  cr_assert_eq(t->route_recipient("b@DEEP.sub.example.com", 100, 0).result, route::outcome::local_delivery);
+  cr_assert_eq(t->route_recipient("A@Sub.Example.Com", 100, 0).result, route::outcome::local_delivery);
+  cr_assert_eq(t->route_recipient("a@deep.sub.example.com", 100, 0).result, route::outcome::unknown_recipient);
+  cr_assert_eq(t->route_recipient("b@example.com", 100, 0).result, route::outcome::no_route);
 }

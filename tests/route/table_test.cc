@@ -144,6 +144,8 @@ Test(route_domains, authoritative_requires_existing_recipient) {
   cr_assert_null(d.connector);
   cr_assert(!d.needs_relay_permission());
   cr_assert_eq(t->route_recipient("bob@contoso.com", 0, 0).result, outcome::local_delivery);
+  cr_assert_eq(t->route_recipient("BOB@Contoso.COM", 0, 0).result, outcome::local_delivery,
+               "full-address entries match case-insensitively too");
   d = t->route_recipient("mallory@contoso.com", 0, 0);
   cr_assert_eq(d.result, outcome::unknown_recipient);
   cr_assert_null(d.connector, "authoritative domains never fall through to a connector");
@@ -169,6 +171,38 @@ Test(route_domains, exact_accepted_domain_beats_wildcard) {
       {connector("partner", {{"*.corp.test", 1}})});
   cr_assert_eq(t->route_recipient("u@hq.corp.test", 0, 0).result, outcome::local_delivery);
   cr_assert_eq(t->route_recipient("u@branch.corp.test", 0, 0).result, outcome::relay_external);
+}
+
+Test(route_domains, longest_matching_name_wins_at_label_boundaries) {
+  auto t = must_build({accepted_domain_spec{"Example.com", domain_kind::authoritative, std::nullopt},
+                       accepted_domain_spec{"*.example.com", domain_kind::internal_relay, std::nullopt},
+                       accepted_domain_spec{"*.eu.example.com", domain_kind::external_relay, std::nullopt},
+                       accepted_domain_spec{"mail.eu.example.com", domain_kind::authoritative, std::nullopt}},
+                      {connector("all", {{"*", 1}})});
+  struct {
+    const char* address;
+    const char* domain;
+  } cases[] = {
+      {"u@EXAMPLE.COM", "example.com"},
+      {"u@example.com.", "example.com"},
+      {"u@sub.Example.com", "*.example.com"},
+      {"u@a.b.example.com", "*.example.com"},
+      {"u@x.eu.example.com", "*.eu.example.com"},
+      {"u@a.x.eu.example.com", "*.eu.example.com"},
+      {"u@mail.eu.example.com", "mail.eu.example.com"},
+      {"u@notexample.com", "(none)"},
+      {"u@example.org", "(none)"},
+      {"u@com", "(none)"},
+  };
+  for (const auto& c : cases) {
+    decision d = t->route_recipient(c.address, 0, 0);
+    std::string got = d.domain ? d.domain->name : std::string("(none)");
+    cr_assert_str_eq(got.c_str(), c.domain, "%s", c.address);
+  }
+  cr_assert_eq(t->route_recipient("u@sub.example.com", 0, 0).result, outcome::relay_internal);
+  cr_assert_eq(t->route_recipient("u@x.eu.example.com", 0, 0).result, outcome::relay_external);
+  cr_assert_eq(t->route_recipient("u@mail.eu.example.com", 0, 0).result, outcome::local_delivery);
+  cr_assert_eq(t->route_recipient("u@notexample.com", 0, 0).result, outcome::remote);
 }
 
 Test(route_domains, relay_domains_route_through_connectors) {

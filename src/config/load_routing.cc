@@ -1,0 +1,288 @@
+// load_routing.cc: where mail goes: [[accepted_domain]] (with recipient lists) and
+// [[send_connector]] (address spaces, smart hosts, TLS, size limits).
+// Untrusted input: the configuration file and the recipient lists it names (admin-written,
+// but typos must be reported with file, line, column and key, never silently ignored).
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <unordered_map>
+
+#include "config/reader.h"
+
+namespace sluice::config::detail {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  return s;
+}
+
+void load_recipients(context& ctx, const std::string& key, accepted_domain& d) {
+  std::ifstream in(d.recipients_file);
+  d.has_recipient_list = true;
+  std::string line;
+  int number = 0;
+  while (std::getline(in, line)) {
+    ++number;
+    std::string_view v = line;
+    if (auto hash = v.find('#'); hash != std::string_view::npos) v = v.substr(0, hash);
+    v = trim(v);
+    if (v.empty()) continue;
+    auto at = v.rfind('@');
+    bool blank = v.find_first_of(" \t<>") != std::string_view::npos;
+    if (at == std::string_view::npos || at == 0 || at + 1 == v.size() || blank ||
+        !is_hostname(v.substr(at + 1))) {
+      ctx.error_at(d.recipients_file, number, 0, key,
+                   squote(v) + " is not an e-mail address (one local@domain per line)");
+      continue;
+    }
+    std::string address = lower(v);
+    // A line for another domain could never match: most likely a copy-paste slip.
+    std::string_view domain = std::string_view(address).substr(at + 1);
+    bool in_domain = d.is_wildcard() ? (domain.size() > d.name.size() - 1 &&
+                                        domain.substr(domain.size() - (d.name.size() - 1)) == d.name.substr(1))
+                                     : domain == d.name;
+    if (!d.name.empty() && !in_domain) {
+      ctx.error_at(d.recipients_file, number, 0, key,
+                   squote(v) + " is not in the accepted domain " + squote(d.name));
+      continue;
+    }
+    d.recipients.insert(std::move(address));
+  }
+}
+
+// "host", "host:port", "[192.0.2.1]:port", "[2001:db8::1]:port"; port defaults to the
+// connector's.
+std::optional<smart_host> parse_smart_host(std::string_view text, uint16_t default_port) {
+  smart_host h;
+  h.port = default_port;
+  std::string_view host = text, port;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    host = text.substr(1, close - 1);
+    std::string_view rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return std::nullopt;
+      port = rest.substr(1);
+    }
+    if (!ip_address::parse(host)) return std::nullopt;  // "[1.2.3.4]" and "[2001:db8::1]" only
+  } else {
+    auto colon = text.find(':');
+    if (colon != std::string_view::npos) {
+      if (text.find(':', colon + 1) != std::string_view::npos) return std::nullopt;  // bare IPv6
+      host = text.substr(0, colon);
+      port = text.substr(colon + 1);
+    }
+    if (!is_hostname(host) && !ip_address::parse(host)) return std::nullopt;
+  }
+  if (port.data() != nullptr) {
+    if (port.empty() || port.size() > 5) return std::nullopt;
+    unsigned p = 0;
+    for (char ch : port) {
+      if (ch < '0' || ch > '9') return std::nullopt;
+      p = p * 10 + static_cast<unsigned>(ch - '0');
+    }
+    if (p == 0 || p > 65535) return std::nullopt;
+    h.port = static_cast<uint16_t>(p);
+  }
+  h.host = lower(host);
+  return h;
+}
+
+void read_address_spaces(table_reader& r, const toml::table& t, send_connector& sc) {
+  const toml::array* arr = r.read_array("address_spaces");
+  if (!arr) {
+    if (!t.get("address_spaces")) {
+      r.missing("address_spaces", "the domains it sends to, e.g. [\"*\"] or [{ domain = \"contoso.com\", cost = 5 }]");
+    }
+    return;
+  }
+  if (arr->empty()) r.value_error("address_spaces", *arr, "must list at least one domain");
+  size_t index = 0;
+  for (const toml::node& el : *arr) {
+    std::string key = "address_spaces[" + std::to_string(index++) + "]";
+    address_space as;
+    const toml::node* domain_node = &el;
+    bool ok = true;
+    if (auto s = el.as_string()) {
+      std::string_view v = s->get();
+      if (auto semi = v.find(';'); semi != std::string_view::npos) {
+        std::string_view cost = trim(v.substr(semi + 1));
+        v = trim(v.substr(0, semi));
+        unsigned n = 0;
+        ok = !cost.empty() && cost.size() <= 3;
+        for (char ch : cost) {
+          if (ch < '0' || ch > '9') ok = false;
+          else n = n * 10 + static_cast<unsigned>(ch - '0');
+        }
+        if (!ok || n < 1 || n > 100) {
+          r.ctx().error(el.source(), r.key_path(key),
+                        squote(s->get()) + ": the cost after ';' must be between 1 and 100");
+          continue;
+        }
+        as.cost = n;
+      }
+      as.domain = std::string(v);
+    } else if (auto et = el.as_table()) {
+      table_reader er(r.ctx(), *et, r.key_path(key));
+      if (!er.read_string("domain", as.domain)) {
+        if (!et->get("domain")) er.missing("domain", "\"contoso.com\", \"*.contoso.com\" or \"*\"");
+        ok = false;
+      } else {
+        domain_node = et->get("domain");
+      }
+      er.read_uint("cost", as.cost, 1, 100);
+      er.finish();
+      if (!ok) continue;
+    } else {
+      r.ctx().error(el.source(), r.key_path(key),
+                    "expected a domain string (\"contoso.com;5\") or a table { domain = ..., cost = ... }, got " +
+                        type_name(el));
+      continue;
+    }
+    if (as.domain != "*" && !is_domain_pattern(as.domain, true)) {
+      r.ctx().error(domain_node->source(), r.key_path(key),
+                    squote(as.domain) + " is not a domain, a wildcard such as *.contoso.com, or *" +
+                        idn_hint(as.domain));
+      continue;
+    }
+    as.domain = lower(as.domain);
+    bool dup = false;
+    for (const auto& other : sc.address_spaces) dup = dup || other.domain == as.domain;
+    if (dup) {
+      r.ctx().error(domain_node->source(), r.key_path(key), "duplicate address space " + squote(as.domain));
+      continue;
+    }
+    sc.address_spaces.push_back(std::move(as));
+  }
+}
+
+}  // namespace
+
+void read_accepted_domains(table_reader& top, config& c) {
+  const toml::array* arr = read_table_array(top, "accepted_domain");
+  if (!arr) return;
+  size_t index = 0;
+  std::unordered_map<std::string, size_t> position_of_name;  // lower-case name -> c.accepted_domains
+  for (const toml::node& el : *arr) {
+    const toml::table& t = *el.as_table();
+    std::string path = "accepted_domain[" + std::to_string(index++) + "]";
+    table_reader r(top.ctx(), t, path);
+    accepted_domain d;
+    bool named = false;
+    if (r.read_string("name", d.name)) {
+      if (!is_domain_pattern(d.name, true)) {
+        r.value_error("name", *t.get("name"),
+                      squote(d.name) + " is not a domain name (or a wildcard such as *.example.com)" +
+                          idn_hint(d.name));
+        d.name.clear();  // so its recipient list is not checked against a bad name
+      } else {
+        d.name = lower(d.name);
+        named = true;
+      }
+    } else if (!t.get("name")) {
+      r.missing("name", "the domain, e.g. name = \"example.com\"");
+    }
+    r.read_enum("type", d.type, {{"authoritative", route::domain_kind::authoritative},
+                                 {"internal_relay", route::domain_kind::internal_relay},
+                                 {"external_relay", route::domain_kind::external_relay}});
+    std::string raw;
+    if (r.read_string("recipients", raw)) {
+      d.recipients_file = top.ctx().resolve(raw);
+      std::error_code ec;
+      if (raw.empty()) {
+        r.value_error("recipients", *t.get("recipients"), "must be a file name");
+      } else if (!fs::is_regular_file(d.recipients_file, ec)) {
+        std::ifstream probe(d.recipients_file);
+        std::string why = probe ? "is not a regular file" : std::strerror(errno);
+        r.value_error("recipients", *t.get("recipients"),
+                      "cannot read recipients file " + squote(d.recipients_file) + ": " + why);
+      } else {
+        load_recipients(top.ctx(), r.key_path("recipients"), d);
+      }
+    }
+    r.finish();
+    if (!named) continue;
+    if (auto it = position_of_name.find(d.name); it != position_of_name.end()) {
+      r.value_error("name", *t.get("name"),
+                    "duplicate accepted domain " + squote(d.name) + " (first defined as accepted_domain[" +
+                        std::to_string(it->second) + "])");
+      continue;
+    }
+    position_of_name.emplace(d.name, c.accepted_domains.size());
+    c.accepted_domains.push_back(std::move(d));
+  }
+}
+
+void read_send_connectors(table_reader& top, config& c) {
+  const toml::array* arr = read_table_array(top, "send_connector");
+  if (!arr) return;
+  size_t index = 0;
+  std::vector<std::string> paths;
+  for (const toml::node& el : *arr) {
+    const toml::table& t = *el.as_table();
+    std::string path = "send_connector[" + std::to_string(index++) + "]";
+    table_reader r(top.ctx(), t, path);
+    send_connector sc;
+    sc.line = static_cast<int>(t.source().begin.line);
+    sc.max_message_size = c.server.max_message_size;
+    if (!r.read_string("name", sc.name) && !t.get("name")) r.missing("name", "a unique name such as \"Internet\"");
+    if (t.get("name") && sc.name.empty() && t.get("name")->is_string()) {
+      r.value_error("name", *t.get("name"), "must not be empty");
+    }
+    r.read_bool("enabled", sc.enabled);
+    r.read_uint("port", sc.port, 1, 65535);
+    read_address_spaces(r, t, sc);
+    r.read_enum("routing", sc.routing,
+                {{"dns", route::routing_method::dns}, {"smarthost", route::routing_method::smart_host}});
+    std::vector<std::pair<std::string, const toml::node*>> items;
+    if (r.read_strings("smart_hosts", items)) {
+      for (auto& [text, n] : items) {
+        if (auto h = parse_smart_host(text, sc.port)) {
+          sc.smart_hosts.push_back(*h);
+        } else {
+          r.value_error("smart_hosts", *n, squote(text) + " is not a valid host or host:port");
+        }
+      }
+    }
+    if (sc.routing == route::routing_method::smart_host && sc.smart_hosts.empty() && items.empty()) {
+      const toml::node* n = t.get("routing");
+      r.ctx().error(n ? n->source() : t.source(), r.key_path("smart_hosts"),
+                    "is required when routing = \"smarthost\" (e.g. smart_hosts = [\"relay.example.com:25\"])");
+    }
+    if (sc.routing == route::routing_method::dns && !items.empty()) {
+      r.value_error("smart_hosts", *t.get("smart_hosts"),
+                    "is only used with routing = \"smarthost\" (routing is \"dns\")");
+    }
+    r.read_size("max_message_size", sc.max_message_size);
+    r.read_enum("tls", sc.tls, {{"none", route::tls_policy::none},
+                                {"opportunistic", route::tls_policy::opportunistic},
+                                {"mandatory", route::tls_policy::mandatory},
+                                {"partner", route::tls_policy::partner}});
+    items.clear();
+    if (r.read_strings("source_servers", items)) {
+      for (auto& [text, n] : items) {
+        if (text.empty()) r.value_error("source_servers", *n, "must not be empty");
+        else sc.source_servers.push_back(text);
+      }
+    }
+    r.finish();
+    for (size_t i = 0; i < c.send_connectors.size(); ++i) {
+      if (!sc.name.empty() && lower(c.send_connectors[i].name) == lower(sc.name)) {
+        r.value_error("name", *t.get("name"),
+                      "duplicate send connector name " + squote(sc.name) + " (also " + paths[i] + " at line " +
+                          std::to_string(c.send_connectors[i].line) + ")");
+      }
+    }
+    paths.push_back(path);
+    c.send_connectors.push_back(std::move(sc));
+  }
+}
+
+}  // namespace sluice::config::detail

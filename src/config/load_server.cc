@@ -1,0 +1,74 @@
+// load_server.cc: the [server] section: host name, workers, directories, store and size limits.
+// Untrusted input: the configuration file (admin-written, but typos must be reported with
+// file, line, column and key, never silently ignored).
+#include <algorithm>
+#include <filesystem>
+#include <thread>
+#include <unistd.h>
+
+#include "config/reader.h"
+
+namespace sluice::config::detail {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr unsigned max_workers = 256;  // queue ids carry the worker in 8 bits
+
+std::string system_hostname() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0 || buf[0] == '\0') return "localhost";
+  return lower(buf);
+}
+
+}  // namespace
+
+void read_server(table_reader& top, config& c) {
+  server_settings& s = c.server;
+  s.hostname = system_hostname();
+  s.workers = std::clamp(std::thread::hardware_concurrency(), 1u, max_workers);
+  if (const toml::table* t = top.read_table("server")) {
+    table_reader r(top.ctx(), *t, "server");
+    if (r.read_string("hostname", s.hostname)) {
+      const toml::node* n = t->get("hostname");
+      if (!is_hostname(s.hostname)) {
+        r.value_error("hostname", *n, squote(s.hostname) + " is not a valid host name" + idn_hint(s.hostname));
+      }
+      s.hostname = lower(s.hostname);
+    }
+    if (const toml::node* n = r.get("workers")) {
+      if (auto str = n->as_string(); str && str->get() == "auto") {
+        // already resolved above
+      } else if (auto i = n->as_integer()) {
+        if (i->get() < 1 || i->get() > static_cast<int64_t>(max_workers)) {
+          r.value_error("workers", *n, "must be \"auto\" or between 1 and " + std::to_string(max_workers));
+        } else {
+          s.workers = static_cast<unsigned>(i->get());
+        }
+      } else {
+        r.type_error("workers", *n, "\"auto\" or an integer");
+      }
+    }
+    auto read_dir = [&](std::string_view key, std::string& out, bool may_be_empty) {
+      if (r.read_string(key, out) && out.empty() && !may_be_empty) {
+        r.value_error(key, *t->get(key), "must not be empty");
+      }
+    };
+    read_dir("queue_dir", s.queue_dir, false);
+    read_dir("log_dir", s.log_dir, false);
+    read_dir("pickup_dir", s.pickup_dir, true);
+    r.read_size("max_message_size", s.max_message_size);
+    if (r.read_size("map_size", s.map_size) && s.map_size < (1ull << 20)) {
+      r.value_error("map_size", *t->get("map_size"), "must be at least 1MB");
+    }
+    r.read_uint("pickup_interval_ms", s.pickup_interval_ms, 10, 86'400'000);
+    r.read_uint("max_received_headers", s.max_received_headers, 1, 1000);
+    r.finish();
+  }
+  std::string q = s.queue_dir;
+  while (q.size() > 1 && q.back() == '/') q.pop_back();
+  fs::path parent = fs::path(q).parent_path();
+  s.auto_tls_dir = (parent.empty() ? fs::path("tls") : parent / "tls").string();
+}
+
+}  // namespace sluice::config::detail
