@@ -226,7 +226,11 @@ void receiver::accept(std::unique_ptr<net::connection> conn) {
       conn->close();
       return;
     }
-    slot.counted = true;
+    // Counted until the socket is really closed, not when the session ends: a close may
+    // wait (bounded) for a peer that does not read, and its descriptor is still ours.
+    conn->on_socket_closed([admitted_by = policies_, c = slot.connector, h = slot.source_hash] {
+      admitted_by->limits->release(c, h);
+    });
     slot.admitted_by = policies_;
     policy = policies_->by_connector[slot.connector];
   }
@@ -280,7 +284,6 @@ void receiver::reap() {
   for (session* s : batch) {
     auto it = sessions_.find(s);
     if (it == sessions_.end()) continue;
-    if (it->second.counted) it->second.admitted_by->limits->release(it->second.connector, it->second.source_hash);
     sessions_.erase(it);
   }
 }
