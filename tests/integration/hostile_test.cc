@@ -194,7 +194,7 @@ Test(integration_hostile, stalled_readers_cannot_exhaust_descriptors, .timeout =
     if (i % 10 == 0) sample();
   }
   // Sessions time out after 2 s; a close then waits at most the 5 s deadline.
-  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   size_t now = open_descriptors(d.pid());
   while (now > baseline && std::chrono::steady_clock::now() < until) {
     sample();
@@ -213,4 +213,37 @@ Test(integration_hostile, stalled_readers_cannot_exhaust_descriptors, .timeout =
   smtp_client c(d.port(), attacker);
   EXPECT_CODE(c.reply(), 220);
   EXPECT_CODE(c.cmd("QUIT"), 221);
+}
+
+// A message that carries terminal escape sequences (ESC, C1 CSI, invalid UTF-8) in its
+// HELO and body: `sluicectl queue show` prints them as visible escapes, never raw.
+Test(integration_hostile, queue_show_does_not_drive_the_terminal) {
+  sluiced_process d;
+  START(d);
+  smtp_client c(d.port());
+  c.reply();
+  EXPECT_CODE(c.cmd("EHLO \x1b]0;owned\x07host.example"), 250);
+  EXPECT_CODE(c.cmd("MAIL FROM:<sender@example.org>"), 250);
+  EXPECT_CODE(c.cmd("RCPT TO:<alice@sluice.test>"), 250);
+  EXPECT_CODE(c.cmd("DATA"), 354);
+  std::string r = c.cmd("Subject: \x1b[2J\x1b[31mred\r\n\r\ncaf\xC3\xA9 \xC2\x9B" "6n \xFF\xFE end\tx\r\n.");
+  EXPECT_CODE(r, 250);
+  std::string id = queue_id_of(r);
+  auto shown = d.ctl("queue show " + id);
+  cr_assert_eq(shown.status, 0, "%s", shown.output.c_str());
+  for (char bad : {'\x1b', '\x07', '\r'})
+    cr_assert(shown.output.find(bad) == std::string::npos, "raw 0x%02x in:\n%s", bad, shown.output.c_str());
+  for (const char* raw : {"\xC2\x9B", "\xFF", "\xFE"})
+    cr_assert(shown.output.find(raw) == std::string::npos, "raw %s in output", raw);
+  EXPECT_HAS(shown, "HELO \\x1B]0;owned\\x07host.example");
+  EXPECT_HAS(shown, "Subject: \\x1B[2J\\x1B[31mred\n\ncaf\xC3\xA9 \\xC2\\x9B6n \\xFF\\xFE end\tx\n");
+  auto json = d.ctl("queue show --json " + id);
+  cr_assert_eq(json.status, 0, "%s", json.output.c_str());
+  cr_assert(json.output.find('\x1b') == std::string::npos && json.output.find("\xC2\x9B") == std::string::npos &&
+                json.output.find('\xFF') == std::string::npos,
+            "%s", json.output.c_str());
+  EXPECT_HAS(json, "\\u001b[2J");
+  EXPECT_HAS(json, "\\u009b6n \\u00ff\\u00fe");
+  auto list = d.ctl("queue list");
+  cr_assert(list.output.find('\x1b') == std::string::npos, "%s", list.output.c_str());
 }
