@@ -121,7 +121,7 @@ std::string terminal_text(std::string_view s, bool lines) {
       [&](std::string_view bad, size_t at) {
         if (bad == "\t") out += '\t';
         else if (lines && bad == "\n") out += '\n';
-        else if (lines && bad == "\r" && at + 1 < s.size() && s[at + 1] == '\n') return;  // CRLF: one newline
+        else if (lines && bad == "\r" && at + 1 < s.size() && s[at + 1] == '\n') out += '\r';  // CRLF is kept
         else
           for (unsigned char c : bad) out += fmt::format("\\x{:02X}", c);
       });

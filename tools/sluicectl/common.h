@@ -35,7 +35,8 @@ std::string format_bytes(uint64_t bytes);     // "812 B", "14.2 KiB", "1.5 GiB"
 std::string json_string(std::string_view s);
 // Stored data made safe for the operator's terminal: control characters (C0, DEL, C1)
 // and bytes that are not valid UTF-8 become \xNN, so a message cannot send escape
-// sequences. Tab is kept; with `lines`, CRLF and LF print as a newline.
+// sequences. Tab is kept; with `lines`, so are CRLF and LF (a lone CR is escaped: it
+// would let a line overwrite what the terminal shows before it).
 std::string terminal_text(std::string_view s, bool lines = false);
 int64_t now_ms();
 
