@@ -607,16 +607,10 @@ struct server_commands {
         ++p;
         continue;
       }
-      if (c == '\n') {
-        // A bare LF neither ends a line nor can start the end of data.
-        bare_fault(s);
-        ++s.line_len_;
-        s.line_start_ = false;
-        ++p;
-        continue;
-      }
-      if (c == '\0') {
-        nul_fault(s);
+      if (c == '\n' || c == '\0') {
+        // A bare LF neither ends a line nor can start the end of data; neither can a NUL.
+        if (c == '\n') bare_fault(s);
+        else nul_fault(s);
         ++s.line_len_;
         s.line_start_ = false;
         ++p;
