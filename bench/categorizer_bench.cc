@@ -296,6 +296,8 @@ BENCHMARK_MAIN();
 
 // ---- whole-message categorization: envelope read + route + bifurcate + store transaction ----
 
+#include "lib/bench_dir.h"
+
 #include <stdlib.h>
 
 #include <chrono>
@@ -309,8 +311,9 @@ namespace {
 
 // A queue store pre-filled with `messages` messages of `recipients` recipients each,
 // drawn from the realistic blend, all waiting in the submission queue. The store lives
-// under $SLUICE_BENCH_DIR (default /tmp): put it on the disk the daemon would use, since
-// every categorize transaction is an fsync'd commit.
+// under $SLUICE_BENCH_DIR (default /tmp, said on stderr; tmpfs refused, see bench_dir.h):
+// put it on the disk the daemon would use, since every categorize transaction is an
+// fsync'd commit.
 struct filled_store {
   std::string dir;
   std::unique_ptr<sluice::store::queue_store> store;
@@ -327,8 +330,7 @@ struct filled_store {
 std::unique_ptr<filled_store> fill_store(size_t recipients, size_t messages) {
   using namespace sluice;
   auto fs = std::make_unique<filled_store>();
-  const char* base_dir = getenv("SLUICE_BENCH_DIR");
-  std::string tmpl = std::string(base_dir ? base_dir : "/tmp") + "/sluice-catbench-XXXXXX";
+  std::string tmpl = bench::bench_base_dir("categorizer_bench") + "/sluice-catbench-XXXXXX";
   if (!mkdtemp(tmpl.data())) abort();
   fs->dir = tmpl;
   fs->store = std::make_unique<store::queue_store>();

@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "lib/bench_dir.h"
 #include "store/store.h"
 
 using namespace sluice;
@@ -20,8 +21,8 @@ constexpr std::size_t per_producer = 1000;  // messages each producer submits pe
 struct bench_dir {
   std::string path;
   bench_dir() {
-    char tmpl[] = "/tmp/sluice-store-bench-XXXXXX";
-    if (mkdtemp(tmpl)) path = tmpl;
+    std::string tmpl = bench::bench_base_dir("store_bench") + "/sluice-store-bench-XXXXXX";
+    if (mkdtemp(tmpl.data())) path = tmpl;
   }
   ~bench_dir() {
     std::error_code ec;

@@ -79,6 +79,13 @@ struct connection::state {
   connection_handler* handler = nullptr;  // null once the connection object is gone
   size_t queued_bytes = 0;
   bool closing = false;
+  // Bounds how long a close waits for queued writes; armed by begin_close only.
+  uv_timer_t close_deadline{};
+  uint32_t close_deadline_ms = connection::default_close_deadline_ms;
+  // This state is freed when the last of its handles (the stream, the deadline timer
+  // once armed) has been closed by the loop.
+  int open_handles = 1;
+  std::function<void()> socket_closed;
 
   state() { std::memset(&h, 0, sizeof h); }
   uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&h); }
@@ -110,7 +117,13 @@ void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
 }
 
 void on_closed(uv_handle_t* handle) {
-  std::unique_ptr<state> owned(static_cast<state*>(handle->data));
+  auto* s = static_cast<state*>(handle->data);
+  if (handle == s->handle() && s->socket_closed) {
+    // uv_close has closed the descriptor by now.
+    auto fn = std::move(s->socket_closed);
+    fn();
+  }
+  if (--s->open_handles == 0) delete s;
 }
 
 // A write request owns its bytes (or borrows the caller's) until libuv is done with them.
@@ -128,6 +141,19 @@ void on_written(uv_write_t* req, int) {
   if (s->queued_bytes == 0 && s->handler != nullptr && !s->closing) s->handler->on_drained();
 }
 
+// Closes the stream (and the deadline timer, if armed). An abortive close resets the
+// connection instead of leaving unsent data for the kernel to retry.
+void finish_close(state* s, bool abortive) {
+  if (abortive) {
+    uv_os_fd_t fd;
+    linger reset{1, 0};
+    if (uv_fileno(s->handle(), &fd) == 0) setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+  }
+  if (!uv_is_closing(s->handle())) uv_close(s->handle(), on_closed);
+  auto* deadline = reinterpret_cast<uv_handle_t*>(&s->close_deadline);
+  if (s->open_handles > 1 && !uv_is_closing(deadline)) uv_close(deadline, on_closed);
+}
+
 void begin_close(state* s) {
   if (s->closing) return;
   s->closing = true;
@@ -138,15 +164,22 @@ void begin_close(state* s) {
   auto shutdown = std::make_unique<uv_shutdown_t>();
   int rc = uv_shutdown(shutdown.get(), s->stream(), [](uv_shutdown_t* req, int) {
     std::unique_ptr<uv_shutdown_t> owned(req);
-    // A loop being torn down may have closed the handle already.
+    // A loop being torn down, or the deadline, may have closed the handle already.
     auto* handle = reinterpret_cast<uv_handle_t*>(req->handle);
-    if (!uv_is_closing(handle)) uv_close(handle, on_closed);
+    if (!uv_is_closing(handle)) finish_close(static_cast<state*>(handle->data), false);
   });
-  if (rc == 0) {
-    shutdown.release();
-  } else {
-    uv_close(s->handle(), on_closed);
+  if (rc != 0) {
+    finish_close(s, false);
+    return;
   }
+  shutdown.release();
+  // A peer that never reads (zero window) would hold the shutdown, and the descriptor,
+  // for ever: past the deadline the queued writes are given up.
+  uv_timer_init(s->handle()->loop, &s->close_deadline);
+  s->close_deadline.data = s;
+  ++s->open_handles;
+  uv_timer_start(&s->close_deadline, [](uv_timer_t* t) { finish_close(static_cast<state*>(t->data), true); },
+                 s->close_deadline_ms, 0);
 }
 
 void fill_endpoints(uv_tcp_t* tcp, endpoint& local, endpoint& peer) {
@@ -233,6 +266,14 @@ void connection::close() {
   if (state_ == nullptr) return;
   begin_close(state_);
   state_ = nullptr;
+}
+
+void connection::set_close_deadline(uint32_t ms) {
+  if (state_ != nullptr) state_->close_deadline_ms = ms;
+}
+
+void connection::on_socket_closed(std::function<void()> fn) {
+  if (state_ != nullptr) state_->socket_closed = std::move(fn);
 }
 
 uv_loop_t* connection::uv_loop() const { return state_ == nullptr ? nullptr : state_->handle()->loop; }

@@ -65,8 +65,20 @@ class connection {
   void write_borrowed(const char* data, size_t size);
   size_t write_queue_size() const;
 
-  // Stop reading, let queued writes finish, then close. Safe to call twice.
+  // Stop reading, let queued writes finish, then close. Safe to call twice. The close
+  // is bounded: writes still queued after the close deadline (a peer that stopped
+  // reading, a zero window) are dropped and the socket is reset (SO_LINGER 0), so a
+  // peer cannot keep a descriptor of ours alive after we have finished with it.
   void close();
+  // How long close() waits for queued writes; set before close(). Default 5000 ms.
+  void set_close_deadline(uint32_t ms);
+  static constexpr uint32_t default_close_deadline_ms = 5000;
+  // `fn` runs once on the loop thread when the socket descriptor is really closed, which
+  // may be after this object is gone (close() can be waiting for queued writes). The
+  // connection owns `fn` until then. Owners that count sockets against limits release
+  // them here rather than when they drop the connection. Not run if the loop is torn
+  // down with the socket still open.
+  void on_socket_closed(std::function<void()> fn);
   bool closed() const { return state_ == nullptr; }
 
   // TCP only (empty for Unix-domain sockets).

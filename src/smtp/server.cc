@@ -8,6 +8,10 @@
 //   only CRLF.CRLF; a bare CR or LF anywhere in DATA content makes the message
 //   refused at its real end (550 5.6.11), which defeats SMTP smuggling through
 //   "\n.\n" / "\r.\r" style terminators that other hops might honour.
+// - A NUL octet in DATA content, or in BDAT chunks of a transaction that is not
+//   BODY=BINARYMIME, is refused the same way (550 5.6.0): RFC 5321 text has no NUL,
+//   and a next hop that reads strings up to NUL would see "\0." or ".\0" before the
+//   real end as a forged end of data. Only BINARYMIME (RFC 3030) makes NUL content.
 // - An over-long command line gets "500 5.5.6 Line too long" (RFC 5321 4.5.3.1.10
 //   names 500 for it, RFC 4954 gives 5.5.6 for line length) and the rest of the line
 //   is skipped without being buffered. AUTH lines may be 12288 octets (RFC 4954 4).
@@ -552,6 +556,10 @@ struct server_commands {
   static void bare_fault(server& s) {
     data_fault(s, {550, "5.6.11", "Bare LF or CR in message not allowed"}, true);
   }
+  // Same class as a bare CR/LF: a permanent refusal that outranks a size fault.
+  static void nul_fault(server& s) {
+    data_fault(s, {550, "5.6.0", "NUL character in message not allowed"}, true);
+  }
   static void finish_message(server& s) {
     s.state_ = server::state::waiting_submit;
     s.delegate_.submit(s.env_, s.body_);
@@ -599,9 +607,10 @@ struct server_commands {
         ++p;
         continue;
       }
-      if (c == '\n') {
-        // A bare LF neither ends a line nor can start the end of data.
-        bare_fault(s);
+      if (c == '\n' || c == '\0') {
+        // A bare LF neither ends a line nor can start the end of data; neither can a NUL.
+        if (c == '\n') bare_fault(s);
+        else nul_fault(s);
         ++s.line_len_;
         s.line_start_ = false;
         ++p;
@@ -617,7 +626,7 @@ struct server_commands {
         }
       }
       const char* q = p;
-      while (q < end && *q != '\r' && *q != '\n') ++q;
+      while (q < end && *q != '\r' && *q != '\n' && *q != '\0') ++q;
       emit(s, p, size_t(q - p));
       s.line_len_ += size_t(q - p);
       p = q;
@@ -630,6 +639,10 @@ struct server_commands {
     size_t avail = s.in_.size() - s.in_pos_;
     size_t take = size_t(std::min<uint64_t>(avail, s.bdat_remaining_));
     if (take > 0) {
+      std::string_view octets(s.in_.data() + s.in_pos_, take);
+      if (!s.chunk_fault_ && s.env_.body != body_type::binary_mime &&
+          octets.find('\0') != std::string_view::npos)
+        nul_fault(s);
       if (!s.chunk_fault_ && !s.data_bad_) {
         if (s.body_.size() + take > s.settings_.max_message_size) data_fault(s, size_exceeded(), false);
         else s.body_.append(s.in_, s.in_pos_, take);

@@ -92,16 +92,20 @@ void receiver::accept(std::unique_ptr<net::connection> conn) {
   session_slot slot;
   std::shared_ptr<const connector_policy> policy;
   if (rc != nullptr) {
-    slot.connector = static_cast<size_t>(rc - cfg.receive_connectors.data());
-    slot.source_hash = hash_source(conn->peer());
-    if (!policies_->limits->acquire(slot.connector, slot.source_hash, rc->max_connections, rc->max_connections_per_ip)) {
+    const auto connector = static_cast<size_t>(rc - cfg.receive_connectors.data());
+    const uint64_t source_hash = hash_source(conn->peer());
+    if (!policies_->limits->acquire(connector, source_hash, rc->max_connections, rc->max_connections_per_ip)) {
       conn->write("421 4.7.0 " + cfg.server.hostname + " Too many connections, try again later\r\n");
       conn->close();
       return;
     }
-    slot.counted = true;
+    // Counted until the socket is really closed, not when the session ends: a close may
+    // wait (bounded) for a peer that does not read, and its descriptor is still ours.
+    conn->on_socket_closed([admitted_by = policies_, connector, source_hash] {
+      admitted_by->limits->release(connector, source_hash);
+    });
     slot.admitted_by = policies_;
-    policy = policies_->by_connector[slot.connector];
+    policy = policies_->by_connector[connector];
   }
   auto s = std::make_unique<session>(*this, std::move(conn), std::move(policy), next_session_id_++);
   session* raw = s.get();
@@ -153,7 +157,6 @@ void receiver::reap() {
   for (session* s : batch) {
     auto it = sessions_.find(s);
     if (it == sessions_.end()) continue;
-    if (it->second.counted) it->second.admitted_by->limits->release(it->second.connector, it->second.source_hash);
     sessions_.erase(it);
   }
 }

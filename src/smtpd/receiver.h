@@ -58,10 +58,7 @@ class receiver final : public session_host {
  private:
   struct session_slot {
     std::unique_ptr<session> owner;
-    std::shared_ptr<const connector_policies> admitted_by;  // whose limits it counts in
-    size_t connector = 0;
-    uint64_t source_hash = 0;
-    bool counted = false;
+    std::shared_ptr<const connector_policies> admitted_by;  // the generation it was admitted by
   };
   void accept(std::unique_ptr<net::connection> conn);
   void reap();

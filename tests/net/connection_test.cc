@@ -1,6 +1,13 @@
 // connection_test.cc: listeners, connects, reads, writes and SO_REUSEPORT on real loopback sockets.
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
@@ -76,6 +83,95 @@ Test(net_connection, echo_round_trip_and_graceful_close) {
   cr_assert(client.ended, "server must close after echoing");
   cr_assert_eq(client.received.size(), payload.size(), "every byte written before close arrives");
   cr_assert(client.received == payload);
+}
+
+namespace {
+
+// A blocking client socket with a tiny receive buffer, so the server's writes stall fast.
+int stalled_client(const endpoint& to) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  int tiny = 1024;
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &tiny, sizeof tiny);
+  cr_assert_eq(::connect(fd, reinterpret_cast<const sockaddr*>(&to.addr), sizeof(sockaddr_in)), 0);
+  return fd;
+}
+
+// Runs the loop until the accepted connection reports its socket closed, or `limit_ms`.
+struct close_probe {
+  loop l;
+  listener lis{l, [this](std::unique_ptr<connection> c) { accepted(std::move(c)); }};
+  std::unique_ptr<connection> conn;
+  std::string to_write;
+  uint32_t deadline_ms = 0;
+  bool socket_closed = false;
+  std::chrono::steady_clock::time_point close_called, closed_at;
+
+  void accepted(std::unique_ptr<connection> c) {
+    conn = std::move(c);
+    if (deadline_ms != 0) conn->set_close_deadline(deadline_ms);
+    conn->on_socket_closed([this] {
+      socket_closed = true;
+      closed_at = std::chrono::steady_clock::now();
+    });
+    conn->write(std::string(to_write));
+    close_called = std::chrono::steady_clock::now();
+    conn.reset();  // the owner lets go at once; the close goes on without it
+  }
+  endpoint start() {
+    endpoint where;
+    cr_assert(endpoint::parse("127.0.0.1:0", where));
+    cr_assert_eq(lis.listen(where), 0);
+    return lis.bound();
+  }
+  void run(uint32_t limit_ms) {
+    sluice::net::timer guard(l);
+    guard.start(limit_ms, 0, [&] { l.halt(); });
+    sluice::net::timer check(l);
+    check.start(10, 10, [&] {
+      if (socket_closed) l.halt();
+    });
+    l.run();
+  }
+  long close_ms() const {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(closed_at - close_called).count();
+  }
+};
+
+}  // namespace
+
+Test(net_connection, close_reports_socket_closed_after_graceful_drain) {
+  close_probe p;
+  p.to_write = "221 bye\r\n";
+  endpoint to = p.start();
+  int fd = stalled_client(to);
+  p.run(3000);
+  cr_assert(p.socket_closed, "a drained connection closes at once");
+  char buf[64];
+  ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+  cr_assert_eq(n, 9, "the final reply arrives before the FIN");
+  cr_assert_eq(::recv(fd, buf, sizeof buf, 0), 0);
+  ::close(fd);
+}
+
+Test(net_connection, close_of_a_peer_that_never_reads_is_bounded_and_abortive) {
+  close_probe p;
+  p.to_write = std::string(8 << 20, 'x');  // far more than both kernel buffers hold
+  p.deadline_ms = 300;
+  endpoint to = p.start();
+  int fd = stalled_client(to);
+  p.run(5000);
+  cr_assert(p.socket_closed, "the close must not wait for a peer that never reads");
+  cr_assert_geq(p.close_ms(), 250);
+  cr_assert_lt(p.close_ms(), 2000, "closed after %ld ms", p.close_ms());
+  // Reset, not a FIN after a partial body: the peer cannot mistake it for a complete reply.
+  char buf[65536];
+  ssize_t n;
+  size_t got = 0;
+  while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0) got += size_t(n);
+  cr_assert_eq(n, -1, "read %zu octets then %zd", got, n);
+  cr_assert_eq(errno, ECONNRESET);
+  cr_assert_lt(got, p.to_write.size());
+  ::close(fd);
 }
 
 Test(net_connection, reuseport_lets_two_listeners_share_a_port) {

@@ -524,12 +524,54 @@ Test(smtp_server, data_content_size_limit) {
   cr_assert_eq(s.d.bodies.size(), 1u);
 }
 
-Test(smtp_server, data_with_8bit_and_nul_kept) {
+Test(smtp_server, data_with_8bit_kept) {
   session s;
-  std::string content("caf\xC3\xA9 \0 x\r\n.\r\n", 14);
-  std::string out = one_message(s, content);
+  std::string out = one_message(s, "caf\xC3\xA9 x\r\n.\r\n");
   cr_assert_str_eq(out.c_str(), queued);
-  cr_assert_eq(s.d.bodies[0], std::string("caf\xC3\xA9 \0 x\r\n", 11));
+  cr_assert_str_eq(s.d.bodies[0].c_str(), "caf\xC3\xA9 x\r\n");
+}
+
+static constexpr const char* nul_refused = "550 5.6.0 NUL character in message not allowed\r\n";
+
+Test(smtp_server, data_nul_refused_and_session_continues) {
+  // "\0." and ".\0" just before the real end read as "." to a C-string next hop.
+  std::string_view payloads[] = {"x\r\n\0.\r\n.\r\n"sv, "x\r\n.\0\r\n.\r\n"sv, "a\0b\r\n.\r\n"sv,
+                                 "\0\r\n.\r\n"sv, "x\0\r\n.\r\n"sv, "..\0\r\n.\r\n"sv};
+  for (std::string_view p : payloads) {
+    session s;
+    std::string out = one_message(s, p);
+    cr_assert_str_eq(out.c_str(), nul_refused, "payload %s", escaped(p).c_str());
+    cr_assert_eq(s.d.bodies.size(), 0u);
+    EXPECT_OUT(s, "RCPT TO:<c@d.test>\r\n", "503 5.5.1 Error: need MAIL command\r\n");
+    std::string next = one_message(s, "clean\r\n.\r\n");
+    cr_assert_str_eq(next.c_str(), queued);
+    cr_assert_eq(s.d.bodies.size(), 1u);
+  }
+}
+
+Test(smtp_server, data_nul_smuggled_commands_stay_content) {
+  session s;
+  std::string content = "Subject: a\r\n\r\nx\r\n\0.\r\nMAIL FROM:<evil@b.test>\r\nRCPT TO:<victim@d.test>\r\n"
+                        "DATA\r\nspoof\r\n.\0\r\n.\r\nNOOP\r\n"s;
+  std::string out = one_message(s, content);
+  std::string want = std::string(nul_refused) + "250 2.0.0 Ok\r\n";
+  cr_assert_str_eq(out.c_str(), want.c_str());
+  cr_assert_eq(s.srv.messages_accepted(), 0u);
+}
+
+Test(smtp_server, data_nul_outranks_size_limit) {
+  server_settings st = test_settings();
+  st.max_message_size = 4;
+  session s(st);
+  std::string out = one_message(s, "123456789\r\n\0\r\n.\r\n"sv);
+  cr_assert_str_eq(out.c_str(), nul_refused);
+}
+
+Test(smtp_server, data_nul_split_at_every_byte) {
+  outcome o = check_split_invariance(test_settings(),
+      "MAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nDATA\r\nx\r\n\0.\r\n.\0\r\n.\r\nQUIT\r\n"sv);
+  cr_assert(o.output.find(nul_refused) != std::string::npos, "%s", escaped(o.output).c_str());
+  cr_assert_eq(o.bodies.size(), 0u);
 }
 
 Test(smtp_server, data_requires_bdat_free_transaction_and_no_binarymime) {
@@ -551,6 +593,24 @@ Test(smtp_server, bdat_multiple_chunks) {
   cr_assert_eq(s.d.bodies[0], std::string("ab\r\n.\r\n\0\r\n.\nxyz", 15));
   cr_assert_eq(s.d.envelopes[0].body, body_type::binary_mime);
   cr_assert_eq(s.srv.messages_accepted(), 1u);
+}
+
+Test(smtp_server, bdat_nul_refused_unless_binarymime) {
+  for (const char* body : {"", " BODY=7BIT", " BODY=8BITMIME"}) {
+    session s;
+    s.run(std::string("EHLO c\r\nMAIL FROM:<a@b.test>") + body + "\r\nRCPT TO:<c@d.test>\r\n");
+    EXPECT_OUT(s, "BDAT 4\r\nab\r\n", "250 2.0.0 4 octets received\r\n");
+    EXPECT_OUT(s, "BDAT 3\r\n\0.\n"sv, nul_refused);
+    // Later chunks of the refused transaction repeat the refusal; the last ends it.
+    EXPECT_OUT(s, "BDAT 2 LAST\r\nok", nul_refused);
+    cr_assert_eq(s.d.bodies.size(), 0u, "body%s", body);
+    EXPECT_OUT(s, "MAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nBDAT 2 LAST\r\nok",
+               (std::string("250 2.1.0 Sender OK\r\n250 2.1.5 Recipient OK\r\n") + queued).c_str());
+  }
+  session bin;
+  bin.run("EHLO c\r\nMAIL FROM:<a@b.test> BODY=BINARYMIME\r\nRCPT TO:<c@d.test>\r\n");
+  EXPECT_OUT(bin, "BDAT 3 LAST\r\n\0.\n"sv, queued);
+  cr_assert_eq(bin.d.bodies[0], "\0.\n"s);
 }
 
 Test(smtp_server, bdat_zero_last_and_data_after_bdat) {

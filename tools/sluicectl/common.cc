@@ -49,21 +49,82 @@ std::string format_bytes(uint64_t b) {
   return fmt::format("{:.1f} {}", v, units[u]);
 }
 
+namespace {
+
+// Length of the well-formed UTF-8 sequence at the start of `s` (RFC 3629: no overlong
+// forms, no surrogates, nothing above U+10FFFF), or 0 if it is not one.
+size_t utf8_sequence(std::string_view s) {
+  auto byte = [&](size_t i) { return i < s.size() ? static_cast<unsigned char>(s[i]) : 0u; };
+  auto cont = [&](size_t i, unsigned lo = 0x80, unsigned hi = 0xBF) { return byte(i) >= lo && byte(i) <= hi; };
+  unsigned c = byte(0);
+  if (c < 0x80) return 1;
+  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+  if (c == 0xE0) return cont(1, 0xA0) && cont(2) ? 3 : 0;
+  if (c == 0xED) return cont(1, 0x80, 0x9F) && cont(2) ? 3 : 0;
+  if (c >= 0xE1 && c <= 0xEF) return cont(1) && cont(2) ? 3 : 0;
+  if (c == 0xF0) return cont(1, 0x90) && cont(2) && cont(3) ? 4 : 0;
+  if (c == 0xF4) return cont(1, 0x80, 0x8F) && cont(2) && cont(3) ? 4 : 0;
+  if (c >= 0xF1 && c <= 0xF3) return cont(1) && cont(2) && cont(3) ? 4 : 0;
+  return 0;
+}
+
+// A C1 control (U+0080..U+009F, e.g. U+009B CSI) as UTF-8: terminals act on these too.
+bool is_c1(std::string_view seq) {
+  return seq.size() == 2 && static_cast<unsigned char>(seq[0]) == 0xC2 && static_cast<unsigned char>(seq[1]) <= 0x9F;
+}
+
+// Calls keep(sequence) for printable text, and escape(bytes, at) for each control
+// character (one byte, or the two of a C1 control) and for each byte that is not UTF-8.
+template <typename Keep, typename Escape>
+void classify(std::string_view s, Keep keep, Escape escape) {
+  for (size_t i = 0; i < s.size();) {
+    size_t n = utf8_sequence(s.substr(i));
+    std::string_view seq = s.substr(i, n == 0 ? 1 : n);
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (n == 0 || (n == 1 && (c < 0x20 || c == 0x7F)) || is_c1(seq)) escape(seq, i);
+    else keep(seq);
+    i += seq.size();
+  }
+}
+
+}  // namespace
+
 std::string json_string(std::string_view s) {
   std::string out = "\"";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (c < 0x20) out += fmt::format("\\u{:04x}", c);
-        else out += static_cast<char>(c);  // UTF-8 passes through (SMTPUTF8 addresses)
-    }
-  }
+  classify(
+      s,
+      [&](std::string_view seq) {
+        if (seq == "\"") out += "\\\"";
+        else if (seq == "\\") out += "\\\\";
+        else out += seq;  // UTF-8 passes through (SMTPUTF8 addresses)
+      },
+      [&](std::string_view bad, size_t) {
+        unsigned c = static_cast<unsigned char>(bad[0]);
+        if (bad.size() == 2) c = ((c & 0x1Fu) << 6) | (static_cast<unsigned char>(bad[1]) & 0x3Fu);  // C1
+        switch (c) {
+          case '\n': out += "\\n"; break;
+          case '\r': out += "\\r"; break;
+          case '\t': out += "\\t"; break;
+          // A byte that is not UTF-8 is shown as the code point of the same value.
+          default: out += fmt::format("\\u{:04x}", c);
+        }
+      });
   out += '"';
+  return out;
+}
+
+std::string terminal_text(std::string_view s, bool lines) {
+  std::string out;
+  out.reserve(s.size());
+  classify(
+      s, [&](std::string_view seq) { out += seq; },
+      [&](std::string_view bad, size_t at) {
+        if (bad == "\t") out += '\t';
+        else if (lines && bad == "\n") out += '\n';
+        else if (lines && bad == "\r" && at + 1 < s.size() && s[at + 1] == '\n') out += '\r';  // CRLF is kept
+        else
+          for (unsigned char c : bad) out += fmt::format("\\x{:02X}", c);
+      });
   return out;
 }
 

@@ -30,7 +30,14 @@ std::string resolve_queue_dir(const global_options& g);
 
 std::string format_age(int64_t seconds);      // "42s", "5m07s", "3h02m", "2d04h"
 std::string format_bytes(uint64_t bytes);     // "812 B", "14.2 KiB", "1.5 GiB"
-std::string json_string(std::string_view s);  // quoted and escaped JSON string
+// Quoted and escaped JSON string. Control characters (C0, DEL, C1) and bytes that are
+// not valid UTF-8 become \u00XX escapes, so the output is valid UTF-8 and safe to view.
+std::string json_string(std::string_view s);
+// Stored data made safe for the operator's terminal: control characters (C0, DEL, C1)
+// and bytes that are not valid UTF-8 become \xNN, so a message cannot send escape
+// sequences. Tab is kept; with `lines`, so are CRLF and LF (a lone CR is escaped: it
+// would let a line overwrite what the terminal shows before it).
+std::string terminal_text(std::string_view s, bool lines = false);
 int64_t now_ms();
 
 // One registration function per command group, each in its own file.

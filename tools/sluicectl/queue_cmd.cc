@@ -25,7 +25,7 @@ void open_store(store::queue_store& s, const global_options& g) {
 }
 
 std::string sender_text(const std::string& mail_from) {
-  return mail_from.empty() ? "<>" : mail_from;
+  return mail_from.empty() ? "<>" : terminal_text(mail_from);
 }
 
 std::string ms_or_null(int64_t ms) { return ms == 0 ? std::string("null") : std::to_string(ms); }
@@ -54,9 +54,10 @@ void print_delivery_queues(const std::vector<store::hop_entry>& hops, int64_t no
     std::string retry = "-";
     if (r.next_retry_ms != 0)
       retry = r.next_retry_ms > now ? "in " + format_age((r.next_retry_ms - now) / 1000) : std::string("due");
-    fmt::print("{:<36}  {:<9}  {:>6}  {:>6}  {:>7}  {:>10}  {}\n", r.key, store::to_string(r.status), r.items,
-               r.recipients, r.items != 0 && r.oldest_ms != 0 ? format_age((now - r.oldest_ms) / 1000) : "-", retry,
-               r.last_error.empty() ? "-" : r.last_error);
+    fmt::print("{:<36}  {:<9}  {:>6}  {:>6}  {:>7}  {:>10}  {}\n", terminal_text(r.key), store::to_string(r.status),
+               r.items, r.recipients,
+               r.items != 0 && r.oldest_ms != 0 ? format_age((now - r.oldest_ms) / 1000) : "-", retry,
+               r.last_error.empty() ? "-" : terminal_text(r.last_error));
   }
 }
 
@@ -119,7 +120,7 @@ void queue_list(const global_options& g) {
         } else {
           fmt::print("{:<16}  {:>7}  {:>9}  {:<32}  {:>5}  {}\n", id.text(),
                      format_age((now - meta.received_at_ms) / 1000), format_bytes(meta.body_size),
-                     sender_text(env.mail_from), env.recipients.size(), first_rcpt);
+                     sender_text(env.mail_from), env.recipients.size(), terminal_text(first_rcpt));
         }
         first = false;
         return true;
@@ -184,29 +185,31 @@ void queue_show(const global_options& g, const std::string& id_text) {
   fmt::print("Queue-ID:     {}\n", m->id.text());
   fmt::print("Received:     {} ago (unix ms {})\n", format_age((now - meta.received_at_ms) / 1000),
              meta.received_at_ms);
-  fmt::print("Connector:    {}\n", meta.connector);
-  fmt::print("Client:       {} (HELO {}){}\n", meta.client_address, meta.client_helo,
+  fmt::print("Connector:    {}\n", terminal_text(meta.connector));
+  fmt::print("Client:       {} (HELO {}){}\n", terminal_text(meta.client_address), terminal_text(meta.client_helo),
              e.esmtp ? " ESMTP" : "");
-  if (!meta.auth_user.empty()) fmt::print("Auth-User:    {}\n", meta.auth_user);
-  fmt::print("Mail-From:    <{}>", e.mail_from);
+  if (!meta.auth_user.empty()) fmt::print("Auth-User:    {}\n", terminal_text(meta.auth_user));
+  fmt::print("Mail-From:    <{}>", terminal_text(e.mail_from));
   if (e.body != smtp::body_type::unspecified) fmt::print(" BODY={}", body_type_name(e.body));
   if (e.smtputf8) fmt::print(" SMTPUTF8");
   if (e.declared_size) fmt::print(" SIZE={}", *e.declared_size);
   if (e.ret == smtp::dsn_ret::full) fmt::print(" RET=FULL");
   if (e.ret == smtp::dsn_ret::headers) fmt::print(" RET=HDRS");
-  if (!e.envid.empty()) fmt::print(" ENVID={}", e.envid);
-  if (!e.auth_submitter.empty()) fmt::print(" AUTH={}", e.auth_submitter);
+  if (!e.envid.empty()) fmt::print(" ENVID={}", terminal_text(e.envid));
+  if (!e.auth_submitter.empty()) fmt::print(" AUTH={}", terminal_text(e.auth_submitter));
   fmt::print("\n");
   for (const auto& r : e.recipients) {
-    fmt::print("Rcpt-To:      <{}>", r.address);
+    fmt::print("Rcpt-To:      <{}>", terminal_text(r.address));
     if (r.notify) fmt::print(" NOTIFY={}", notify_text(r.notify));
-    if (!r.orcpt.empty()) fmt::print(" ORCPT={}", r.orcpt);
+    if (!r.orcpt.empty()) fmt::print(" ORCPT={}", terminal_text(r.orcpt));
     fmt::print("\n");
   }
   fmt::print("Size:         {} bytes in {} chunk{}\n\n", meta.body_size, meta.body_chunks,
              meta.body_chunks == 1 ? "" : "s");
-  std::fwrite(m->body.data(), 1, m->body.size(), stdout);
-  if (!m->body.empty() && m->body.back() != '\n') fmt::print("\n");
+  // Escaped even when stdout is not a terminal: a pager or `cat` of the file shows it later.
+  std::string body = terminal_text(m->body, true);
+  std::fwrite(body.data(), 1, body.size(), stdout);
+  if (!body.empty() && body.back() != '\n') fmt::print("\n");
 }
 
 }  // namespace
