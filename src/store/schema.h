@@ -106,11 +106,6 @@ inline chunk_key make_chunk_key(base::queue_id id, uint32_t index) {
   return k;
 }
 
-inline uint32_t chunk_index_of(const unsigned char* key) {
-  return (uint32_t{key[8]} << 24) | (uint32_t{key[9]} << 16) | (uint32_t{key[10]} << 8) |
-         uint32_t{key[11]};
-}
-
 // The fragmentation defence (DESIGN.md, "The store"). LMDB keeps a key/value pair on
 // its leaf page only while the node fits in me_nodemax; a larger value goes to a run of
 // *contiguous* overflow pages. In a FIFO queue freed page runs are scattered, so large
@@ -123,7 +118,7 @@ inline uint32_t chunk_index_of(const unsigned char* key) {
 // node is NODESIZE (8) + key + value and goes to overflow when it exceeds me_nodemax.
 // For 4096-byte pages: nodemax = 2038, so a chunk holds 2038 - 8 - 12 = 2018 bytes
 // and two chunks fill a leaf page. mdb_env_get_maxkeysize() (511 in Debian's build)
-// only bounds keys; store.cc checks our 12-byte keys against it at open.
+// only bounds keys; env.cc checks our 12-byte keys against it at open.
 inline constexpr std::size_t lmdb_page_header = 16;
 inline constexpr std::size_t lmdb_node_header = 8;
 

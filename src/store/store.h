@@ -16,10 +16,14 @@
 #include "base/queue_id.h"
 #include "smtp/envelope.h"
 #include "store/record.h"
+#include "store/write_op.h"
 
 typedef struct MDB_env MDB_env;
 
 namespace sluice::store {
+
+struct databases;  // env.h: the environment's database handles
+class lane;        // lane.h: one producer's rings to and from the writer
 
 enum class submit_status : uint8_t {
   pending,       // not yet written (the value between submit() and take_completed())
@@ -28,13 +32,16 @@ enum class submit_status : uint8_t {
   failed,        // any other storage error: reply 451 4.3.0
 };
 
-// One message to store. Ownership: the caller allocates and owns the request. Between a
-// successful submit() and the moment take_completed() hands the pointer back, the store
-// borrows it: the writer thread reads every field and writes `result` and `error`, so
-// the caller must not read, write or free it in that window. After take_completed() the
-// caller owns it fully again and may reuse it for another message.
-struct submit_request {
-  base::queue_id id;          // from the producer's queue_id_generator; must be unique
+// One message to store (write_kind::submit). Ownership: the caller allocates and owns the
+// request. Between a successful submit() and the moment take_completed() hands the
+// pointer back, the store borrows it: the writer thread reads every field and writes
+// `result` and `error`, so the caller must not read, write or free it in that window.
+// After take_completed() the caller owns it fully again and may reuse it for another
+// message. `id` (write_op) comes from the producer's queue_id_generator and must be unique.
+struct submit_request : write_op {
+  static constexpr write_kind kind_tag = write_kind::submit;
+  submit_request() : write_op(kind_tag) {}
+
   smtp::envelope envelope;
   std::string body;           // message content after DATA/BDAT, dot-unstuffed
   std::string connector;      // receive connector name
@@ -43,8 +50,8 @@ struct submit_request {
   std::string auth_user;      // "" if the session did not authenticate
   int64_t received_at_ms = 0; // unix ms
   submit_status result = submit_status::pending;
-  std::string error;          // set with storage_full/failed, for logs
-  void* user = nullptr;       // caller's cookie (the session); the store ignores it
+  // write_op::error is set with storage_full/failed, for logs; write_op::user is the
+  // caller's cookie (the session).
 };
 
 enum class categorize_status : uint8_t {
@@ -63,12 +70,15 @@ struct delivery_item_spec {
   uint64_t hop_id = 0;              // out: the hop's id, set by the writer on ok
 };
 
-// The categorizer's decision for one message. Ownership as for submit_request: the store
-// borrows the request from a successful categorize() until take_categorized() returns it;
-// the writer reads everything but `result`, `error` and the items' hop_id, which it writes.
-// Recipient indices are not checked against the envelope (the categorizer read it).
-struct categorize_request {
-  base::queue_id id;
+// The categorizer's decision for one message (write_kind::categorize). Ownership as for
+// submit_request: the store borrows the request from a successful categorize() until
+// take_categorized() returns it; the writer reads everything but `result`, `error` and
+// the items' hop_id, which it writes. Recipient indices are not checked against the
+// envelope (the categorizer read it).
+struct categorize_request : write_op {
+  static constexpr write_kind kind_tag = write_kind::categorize;
+  categorize_request() : write_op(kind_tag) {}
+
   int64_t received_at_ms = 0;       // the message's, for the hops' oldest-age
   std::vector<delivery_item_spec> items;
   std::vector<failed_recipient> failed;
@@ -81,8 +91,6 @@ struct categorize_request {
   std::optional<std::string> new_body;
   int64_t recipient_delta = 0;
   categorize_status result = categorize_status::pending;
-  std::string error;
-  void* user = nullptr;             // caller's cookie; the store ignores it
 };
 
 // One delivery queue as stored, for views and for rebuilding in-memory queues at start.
@@ -94,9 +102,10 @@ struct hop_entry {
 struct store_options {
   std::string dir;                         // queue_dir; created if missing (not in read_only)
   std::size_t map_size = std::size_t{8} << 30;  // LMDB map size; the file never exceeds it
-  unsigned producers = 1;                  // worker loops that call submit()
+  unsigned producers = 1;                  // lanes: threads that call submit()/categorize()
   // Called on the writer thread once per producer that has new completions after a
-  // commit; must be thread-safe and cheap (the daemon wires it to uv_async_send).
+  // commit, when those are ready to take; must be thread-safe and cheap (the daemon
+  // wires it to uv_async_send). It hands over no request: take_*() does.
   std::function<void(unsigned producer)> notify;
   bool read_only = false;                  // MDB_RDONLY: for sluicectl, works while sluiced runs
 };
@@ -132,7 +141,8 @@ struct stored_message {
 
 class queue_store {
  public:
-  // Slots per producer ring; also the most requests one producer may have in flight.
+  // The most submit requests one producer may have in flight (submitted, not yet taken
+  // back by take_completed()).
   static constexpr std::size_t ring_capacity = 1024;
   // Categorize requests one producer may have in flight. Larger than ring_capacity: a
   // shard works through a backlog (recovery, bursts) as fast as the writer commits, and
@@ -147,30 +157,41 @@ class queue_store {
   // Opens (creating if needed) the environment under options.dir and, unless read_only,
   // starts the writer thread. False with `error` set on failure.
   bool open(store_options options, std::string& error);
-  // Stops the writer after it has written everything already submitted. All producers
-  // must have stopped calling submit() first. Completions stay collectable.
+  // Stops the writer after it has written everything already submitted or handed to
+  // categorize(). All producers must have stopped calling submit() and categorize()
+  // first. Completions stay collectable: every request is still owned by the store
+  // until its take_*() returns it.
   void close();
-  bool is_open() const { return env_ != nullptr; }
+
+  // ---- Write operations (the writer thread's group commit) ----
+  // Each producer (worker loop) has one lane to the writer, which carries every kind of
+  // write operation. The same discipline holds for each kind: only the thread of
+  // `producer` calls the request and take functions for that producer; the request is
+  // never refused because of another kind's backlog; a request passed in is borrowed by
+  // the store (see the request structs) until a take function of its kind returns it;
+  // after the commit that holds it is durable, options.notify(producer) is called once.
+  // Requests of one kind come back in the order they were handed in.
 
   // Producer thread `producer` only. Hands `req` to the writer; false if the producer
-  // already has ring_capacity requests in flight (the caller keeps `req` and retries
-  // later, e.g. after its next take_completed()). Never blocks, takes no lock.
+  // already has ring_capacity submit requests in flight (the caller keeps `req` and
+  // retries later, e.g. after its next take_completed()). Never blocks, takes no lock.
   bool submit(unsigned producer, submit_request* req);
-  // Producer thread `producer` only. Moves up to `max` finished requests (result set)
-  // into out[0..); returns how many. Their ownership returns to the caller.
+  // Producer thread `producer` only. Moves up to `max` finished submit requests (result
+  // set) into out[0..); returns how many. Their ownership returns to the caller.
   std::size_t take_completed(unsigned producer, submit_request** out, std::size_t max);
 
-  // Producer thread `producer` only, the same discipline as submit() on a lane of its own
-  // (categorize_capacity in flight): the categorize transaction for one message, written by the
-  // writer thread in the same group commit as submissions. In one transaction: the
-  // submission entry is deleted, one `delivery` record per item is written, hop records
-  // are created or updated (count, recipients, oldest), the failed list is stored and the
-  // message's reference count is set to items + (failed list ? 1 : 0). A message with
-  // neither items nor failed recipients is removed with its body.
+  // Producer thread `producer` only, as submit() (categorize_capacity in flight): the
+  // categorize transaction for one message, written by the writer thread in the same
+  // group commit as submissions. In one transaction: the submission entry is deleted,
+  // one `delivery` record per item is written, hop records are created or updated
+  // (count, recipients, oldest), the failed list is stored and the message's reference
+  // count is set to items + (failed list ? 1 : 0). A message with neither items nor
+  // failed recipients is removed with its body.
   bool categorize(unsigned producer, categorize_request* req);
+  // Producer thread `producer` only, as take_completed(), for categorize requests.
   std::size_t take_categorized(unsigned producer, categorize_request** out, std::size_t max);
 
-  // Readers: any thread, each call uses its own short read transactions.
+  // ---- Readers: any thread, each call uses its own short read transactions ----
   std::optional<store_stats> stats(std::string& error) const;
   // Visits every message in queue order; return false from `fn` to stop. Reads in pages
   // of short transactions, so a slow callback never pins old pages. False on error.
@@ -216,26 +237,26 @@ class queue_store {
   std::size_t chunk_size() const { return chunk_size_; }
 
  private:
-  struct lane;
-  struct dbis;
+  // writer.cc: lanes, the writer thread and its group commit.
+  void start_writer();
+  void stop_writer();
+  // False when `producer` is out of range or its lane has op's kind at its limit.
+  bool post(unsigned producer, write_op* op);
+  void wake_writer();  // after a post (producers) or the stop flag (close)
   void writer_main();
-  void wake_writer();  // after a push (producers) or the stop flag (close)
-  void write_batch(std::vector<submit_request*>& batch);
-  void write_mixed(std::vector<submit_request*>& batch, std::vector<categorize_request*>& cats);
-  int write_requests(submit_request* const* reqs, std::size_t n, categorize_request* const* cats,
-                     std::size_t m, std::vector<uint8_t>& codes);
-  int write_categorizations(void* txn, categorize_request* const* reqs, std::size_t n,
-                            std::vector<uint8_t>& codes);
+  void commit(const std::vector<write_op*>& batch);
+  int write_ops(write_op* const* ops, std::size_t n, std::vector<uint8_t>& codes);
+  void retry_alone(write_op* const* ops, std::size_t n, std::vector<uint8_t>& codes);
   uint64_t reserve_pages() const;
-  uint64_t free_page_budget(std::size_t batch_size) const;
+  uint64_t free_page_budget(std::size_t requests) const;
 
   store_options options_;
   MDB_env* env_ = nullptr;
-  std::unique_ptr<dbis> dbi_;
+  std::unique_ptr<databases> dbi_;
   std::size_t chunk_size_ = 0;
   std::vector<std::unique_ptr<lane>> lanes_;
   std::thread writer_;
-  // Bumped after every submit and by close(); the writer futex-waits on it when idle.
+  // Bumped after every post and by close(); the writer futex-waits on it when idle.
   std::atomic<uint64_t> wake_seq_{0};
   std::atomic<bool> stopping_{false};
 };

@@ -1,0 +1,199 @@
+// categorize.cc: the categorize operation: submission entry out; delivery items, hops, failed list, refs in.
+// Untrusted input: the categorizer's requests (hop keys are length-checked) and records read back.
+#include <lmdb.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "store/lane.h"
+#include "store/record.h"
+#include "store/schema.h"
+#include "store/store.h"
+#include "store/txn.h"
+#include "store/write.h"
+
+namespace sluice::store {
+
+bool queue_store::categorize(unsigned producer, categorize_request* req) {
+  // A refused request is left exactly as it was, result and error included.
+  if (producer >= lanes_.size() || req == nullptr || !lanes_[producer]->has_room(req->kind()))
+    return false;
+  req->result = categorize_status::pending;
+  req->error.clear();
+  return post(producer, req);
+}
+
+std::size_t queue_store::take_categorized(unsigned producer, categorize_request** out,
+                                          std::size_t max) {
+  if (producer >= lanes_.size()) return 0;
+  return lanes_[producer]->take(out, max);
+}
+
+namespace {
+
+// Per-request outcome codes of a committed transaction (0: written).
+constexpr uint8_t code_not_queued = 1;  // no submission entry: skipped
+constexpr uint8_t code_invalid = 2;     // a hop key empty or too long: skipped
+
+// A hop record being updated by one transaction; written back once at its end, so a
+// batch that puts many items on one hop rewrites its record once.
+struct hop_update {
+  uint64_t id = 0;
+  hop_record record;
+};
+
+// The categorize part of a write transaction. Any LMDB error aborts the whole
+// transaction, so a message is categorized entirely or not at all.
+int apply_categorize(const write_txn& w, std::span<write_op* const> ops, std::span<uint8_t> codes) {
+  MDB_txn* txn = w.txn;
+  const databases& d = w.db;
+  const std::size_t chunk = w.chunk_size;
+  std::unordered_map<std::string_view, hop_update> hops;
+  std::string item_bytes;
+  delivery_item_record item;
+  int rc = 0;
+  for (std::size_t i = 0; i < ops.size(); ++i) {
+    categorize_request& r = static_cast<categorize_request&>(*ops[i]);
+    bool valid = true;
+    for (const auto& it : r.items)
+      if (it.hop_key.empty() || it.hop_key.size() > schema::max_hop_key_size) valid = false;
+    if (!valid) {
+      codes[i] = code_invalid;
+      continue;
+    }
+    auto idk = schema::make_id_key(r.id);
+    MDB_val k = val(idk);
+    rc = mdb_del(txn, d.submission, &k, nullptr);
+    if (rc == MDB_NOTFOUND) {
+      codes[i] = code_not_queued;
+      continue;
+    }
+    if (rc) return rc;
+    if (r.new_body) {
+      // Header edits: the shared body is rewritten once, before any item refers to it.
+      if ((rc = delete_chunks(txn, d.bodies, r.id))) return rc;
+      const std::string& body = *r.new_body;
+      for (uint32_t c = 0; std::size_t{c} * chunk < body.size(); ++c) {
+        std::size_t off = std::size_t{c} * chunk;
+        auto ck = schema::make_chunk_key(r.id, c);
+        MDB_val kk = val(ck), cv = val(body.data() + off, std::min(chunk, body.size() - off));
+        if ((rc = mdb_put(txn, d.bodies, &kk, &cv, 0))) return rc;
+      }
+    }
+    if (!r.new_record.empty()) {
+      MDB_val rv = val(r.new_record.data(), r.new_record.size());
+      if ((rc = mdb_put(txn, d.messages, &k, &rv, 0))) return rc;
+    }
+    if (r.recipient_delta != 0 &&
+        (rc = add_counter(txn, d.meta, schema::meta_recipients, r.recipient_delta)))
+      return rc;
+    for (auto& spec : r.items) {
+      auto found = hops.find(spec.hop_key);
+      if (found == hops.end()) {
+        hop_update u;
+        MDB_val nk = val(spec.hop_key.data(), spec.hop_key.size()), nv;
+        rc = mdb_get(txn, d.hop_names, &nk, &nv);
+        if (rc == 0 && nv.mv_size == 8) {
+          u.id = schema::hop_id_of(static_cast<const unsigned char*>(nv.mv_data));
+          auto hk = schema::make_hop_key(u.id);
+          MDB_val hkv = val(hk), hv;
+          std::string err;
+          if (mdb_get(txn, d.hops, &hkv, &hv) != 0 || !decode_hop(view(hv), u.record, err))
+            u.record = hop_record{};  // lost or damaged: counts restart from this item
+        } else if (rc == 0 || rc == MDB_NOTFOUND) {
+          MDB_val ck = val(schema::meta_next_hop_id, std::strlen(schema::meta_next_hop_id)), cv;
+          rc = mdb_get(txn, d.meta, &ck, &cv);
+          if (rc != 0 && rc != MDB_NOTFOUND) return rc;
+          u.id = (rc == 0 ? read_u64_be(cv) : 0) + 1;
+          if ((rc = add_counter(txn, d.meta, schema::meta_next_hop_id, 1))) return rc;
+          auto idbytes = u64_be(u.id);
+          MDB_val iv = val(idbytes);
+          if ((rc = mdb_put(txn, d.hop_names, &nk, &iv, 0))) return rc;
+        } else {
+          return rc;
+        }
+        u.record.key = spec.hop_key;
+        found = hops.emplace(std::string_view(spec.hop_key), std::move(u)).first;
+      }
+      hop_update& u = found->second;
+      spec.hop_id = u.id;
+      ++u.record.items;
+      u.record.recipients += spec.recipients.size();
+      if (u.record.oldest_ms == 0 || (r.received_at_ms != 0 && r.received_at_ms < u.record.oldest_ms))
+        u.record.oldest_ms = r.received_at_ms;
+      item.state = item_state::queued;
+      item.attempts = 0;
+      item.received_at_ms = r.received_at_ms;
+      item.next_attempt_ms = 0;
+      item.recipients.assign(spec.recipients.begin(), spec.recipients.end());
+      encode_item(item, item_bytes);
+      auto dk = schema::make_delivery_key(u.id, r.id);
+      MDB_val dkv = val(dk), dv = val(item_bytes.data(), item_bytes.size());
+      // Ids of one hop arrive in queue order, so this usually appends within the hop.
+      if ((rc = mdb_put(txn, d.delivery, &dkv, &dv, 0))) return rc;
+    }
+    if (!r.failed.empty()) {
+      std::string f = encode_failed(r.failed);
+      MDB_val fv = val(f.data(), f.size());
+      if ((rc = mdb_put(txn, d.failed, &k, &fv, 0))) return rc;
+    }
+    const uint32_t refs = static_cast<uint32_t>(r.items.size()) + (r.failed.empty() ? 0u : 1u);
+    if (refs == 0) {
+      // Nothing refers to the message (no recipients at all): drop it now.
+      MDB_val v;
+      if ((rc = mdb_get(txn, d.messages, &k, &v)) == 0) {
+        smtp::envelope env;
+        message_metadata meta;
+        std::string err;
+        if (decode_record(view(v), env, meta, err) && !env.recipients.empty())
+          rc = add_counter(txn, d.meta, schema::meta_recipients,
+                           -static_cast<int64_t>(env.recipients.size()));
+        if (rc == 0) rc = mdb_del(txn, d.messages, &k, nullptr);
+      }
+      if (rc == MDB_NOTFOUND) rc = 0;
+      if (rc == 0) rc = delete_chunks(txn, d.bodies, r.id);
+      if (rc) return rc;
+      continue;
+    }
+    unsigned char rb[4] = {static_cast<unsigned char>(refs >> 24), static_cast<unsigned char>(refs >> 16),
+                           static_cast<unsigned char>(refs >> 8), static_cast<unsigned char>(refs)};
+    MDB_val rv = val(rb, 4);
+    if ((rc = put_ordered(txn, d.refs, &k, &rv, 0))) return rc;
+  }
+  for (auto& [key, u] : hops) {
+    auto hk = schema::make_hop_key(u.id);
+    MDB_val hkv = val(hk);
+    std::string bytes = encode_hop(u.record);
+    MDB_val hv = val(bytes.data(), bytes.size());
+    if ((rc = mdb_put(txn, d.hops, &hkv, &hv, 0))) return rc;
+  }
+  return 0;
+}
+
+void finish_categorize(write_op& op, int rc, uint8_t code) {
+  auto& c = static_cast<categorize_request&>(op);
+  if (rc == 0) {
+    c.result = code == code_not_queued ? categorize_status::not_queued
+               : code == code_invalid  ? categorize_status::failed
+                                       : categorize_status::ok;
+    if (code == code_invalid) c.error = "invalid next-hop key";
+  } else if (rc == MDB_MAP_FULL) {
+    c.result = categorize_status::storage_full;
+    c.error = mdb_strerror(rc);
+  } else {
+    c.result = categorize_status::failed;
+    c.error = mdb_strerror(rc);
+  }
+}
+
+}  // namespace
+
+// Never held back by the free-page reserve: deleting the submission entry is what lets
+// a full queue drain.
+const write_handler categorize_handler = {apply_categorize, finish_categorize, nullptr,
+                                          retry_policy::halving};
+
+}  // namespace sluice::store

@@ -1,0 +1,154 @@
+// env.cc: opening and closing the queue store's LMDB environment and its named databases.
+// Untrusted input: the store file itself (an existing data.mdb is opened as found).
+#include <lmdb.h>
+
+#include <filesystem>
+#include <system_error>
+
+#include "store/env.h"
+#include "store/lane.h"
+#include "store/schema.h"
+#include "store/store.h"
+#include "store/txn.h"
+
+namespace sluice::store {
+
+queue_store::queue_store() = default;
+queue_store::~queue_store() { close(); }
+
+bool queue_store::open(store_options options, std::string& error) {
+  if (env_) {
+    error = "queue store already open";
+    return false;
+  }
+  options_ = std::move(options);
+  if (options_.producers == 0) options_.producers = 1;
+  const bool ro = options_.read_only;
+  std::error_code ec;
+  if (ro) {
+    if (!std::filesystem::is_directory(options_.dir, ec)) {
+      error = "no queue directory at " + options_.dir;
+      return false;
+    }
+    if (!std::filesystem::exists(std::filesystem::path(options_.dir) / "data.mdb", ec)) {
+      error = "no queue store in " + options_.dir + " (data.mdb missing)";
+      return false;
+    }
+  } else {
+    std::filesystem::create_directories(options_.dir, ec);
+    if (ec) {
+      error = "cannot create queue directory " + options_.dir + ": " + ec.message();
+      return false;
+    }
+  }
+
+  MDB_env* env = nullptr;
+  int rc = mdb_env_create(&env);
+  if (rc) {
+    error = lmdb_error("mdb_env_create", rc);
+    return false;
+  }
+  std::unique_ptr<MDB_env, void (*)(MDB_env*)> env_owner(env, mdb_env_close);
+  mdb_env_set_maxdbs(env, schema::max_dbs);
+  // A read-only opener leaves the map size to what the file's meta page records.
+  if (!ro) {
+    mdb_env_set_maxreaders(env, 256);
+    rc = mdb_env_set_mapsize(env, options_.map_size);
+    if (rc) {
+      error = lmdb_error("mdb_env_set_mapsize", rc);
+      return false;
+    }
+  }
+  // MDB_NOTLS: read transactions are not tied to a thread's TLS slot, so a loop can
+  // hand one to a delivery callback. No MDB_NOSYNC/MDB_NOMETASYNC: commit means fsync.
+  unsigned flags = MDB_NOTLS | (ro ? MDB_RDONLY : 0u);
+  rc = mdb_env_open(env, options_.dir.c_str(), flags, 0640);
+  if (rc) {
+    error = lmdb_error(("cannot open queue store in " + options_.dir).c_str(), rc);
+    return false;
+  }
+  // Clear reader slots left by crashed processes (a killed sluicectl, a crashed
+  // daemon): a stale slot pins old pages and the file grows until it is cleared.
+  int dead = 0;
+  mdb_reader_check(env, &dead);
+  if (mdb_env_get_maxkeysize(env) < static_cast<int>(schema::chunk_key_size)) {
+    error = "LMDB maximum key size is too small for the store's keys";
+    return false;
+  }
+  MDB_stat st;
+  mdb_env_stat(env, &st);
+  chunk_size_ = schema::chunk_size_for_page(st.ms_psize);
+
+  auto handles = std::make_unique<databases>();
+  {
+    txn_guard txn;
+    rc = txn.begin(env, ro ? MDB_RDONLY : 0);
+    if (rc) {
+      error = lmdb_error("cannot begin transaction", rc);
+      return false;
+    }
+    unsigned dbflags = ro ? 0 : MDB_CREATE;
+    struct {
+      const char* name;
+      MDB_dbi* out;
+    } names[] = {{schema::messages_db, &handles->messages},
+                 {schema::bodies_db, &handles->bodies},
+                 {schema::submission_db, &handles->submission},
+                 {schema::meta_db, &handles->meta}};
+    handles->present = true;
+    for (auto& n : names) {
+      rc = mdb_dbi_open(txn.get(), n.name, dbflags, n.out);
+      if (rc == MDB_NOTFOUND && ro) {
+        handles->present = false;
+        break;
+      }
+      if (rc) {
+        error = lmdb_error((std::string("cannot open database ") + n.name).c_str(), rc);
+        return false;
+      }
+    }
+    struct {
+      const char* name;
+      MDB_dbi* out;
+    } cat_names[] = {{schema::hop_names_db, &handles->hop_names},
+                     {schema::hops_db, &handles->hops},
+                     {schema::delivery_db, &handles->delivery},
+                     {schema::refs_db, &handles->refs},
+                     {schema::failed_db, &handles->failed}};
+    handles->categorizer_present = handles->present;
+    for (auto& n : cat_names) {
+      if (!handles->present) break;
+      rc = mdb_dbi_open(txn.get(), n.name, dbflags, n.out);
+      if (rc == MDB_NOTFOUND && ro) {
+        handles->categorizer_present = false;
+        break;
+      }
+      if (rc) {
+        error = lmdb_error((std::string("cannot open database ") + n.name).c_str(), rc);
+        return false;
+      }
+    }
+    // Committing (even a read-only txn) makes the handles usable by later transactions.
+    rc = txn.commit();
+    if (rc) {
+      error = lmdb_error("cannot commit database creation", rc);
+      return false;
+    }
+  }
+
+  dbi_ = std::move(handles);
+  env_ = env_owner.release();
+  if (!ro) start_writer();
+  return true;
+}
+
+void queue_store::close() {
+  stop_writer();
+  if (env_) {
+    mdb_env_close(env_);
+    env_ = nullptr;
+  }
+  dbi_.reset();
+}
+
+}  // namespace sluice::store

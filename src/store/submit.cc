@@ -1,0 +1,92 @@
+// submit.cc: the submit operation: a received message's envelope record, body chunks and submission entry.
+// Untrusted input: envelopes and bodies from SMTP clients, stored as bytes, never interpreted.
+#include <lmdb.h>
+
+#include <algorithm>
+#include <string>
+
+#include "store/lane.h"
+#include "store/record.h"
+#include "store/schema.h"
+#include "store/store.h"
+#include "store/txn.h"
+#include "store/write.h"
+
+namespace sluice::store {
+
+bool queue_store::submit(unsigned producer, submit_request* req) {
+  // A refused request is left exactly as it was, result and error included.
+  if (producer >= lanes_.size() || req == nullptr || !lanes_[producer]->has_room(req->kind()))
+    return false;
+  req->result = submit_status::pending;
+  req->error.clear();
+  return post(producer, req);
+}
+
+std::size_t queue_store::take_completed(unsigned producer, submit_request** out, std::size_t max) {
+  if (producer >= lanes_.size()) return 0;
+  return lanes_[producer]->take(out, max);
+}
+
+namespace {
+
+// Puts every message of the batch, then adds all their recipients to the counter once.
+int apply_submit(const write_txn& w, std::span<write_op* const> ops, std::span<uint8_t>) {
+  const databases& d = w.db;
+  const std::size_t chunk = w.chunk_size;
+  int rc = 0;
+  int64_t recipients = 0;
+  std::string record;
+  for (write_op* op : ops) {
+    const submit_request& r = static_cast<const submit_request&>(*op);
+    message_metadata meta;
+    meta.received_at_ms = r.received_at_ms;
+    meta.connector = r.connector;
+    meta.client_address = r.client_address;
+    meta.client_helo = r.client_helo;
+    meta.auth_user = r.auth_user;
+    meta.body_size = r.body.size();
+    meta.body_chunks = static_cast<uint32_t>((r.body.size() + chunk - 1) / chunk);
+    record = encode_record(r.envelope, meta);
+    auto idk = schema::make_id_key(r.id);
+    MDB_val k = val(idk), v = val(record.data(), record.size());
+    if ((rc = put_ordered(w.txn, d.messages, &k, &v, MDB_NOOVERWRITE))) return rc;
+    for (uint32_t c = 0; c < meta.body_chunks; ++c) {
+      std::size_t off = std::size_t{c} * chunk;
+      auto ck = schema::make_chunk_key(r.id, c);
+      MDB_val kk = val(ck);
+      MDB_val cv = val(r.body.data() + off, std::min(chunk, r.body.size() - off));
+      if ((rc = put_ordered(w.txn, d.bodies, &kk, &cv, 0))) return rc;
+    }
+    MDB_val empty = val(nullptr, 0);
+    if ((rc = put_ordered(w.txn, d.submission, &k, &empty, 0))) return rc;
+    recipients += static_cast<int64_t>(r.envelope.recipients.size());
+  }
+  return add_counter(w.txn, d.meta, schema::meta_recipients, recipients);
+}
+
+void finish_submit(write_op& op, int rc, uint8_t) {
+  auto& r = static_cast<submit_request&>(op);
+  if (rc == 0) {
+    r.result = submit_status::ok;
+  } else if (rc == MDB_MAP_FULL) {
+    r.result = submit_status::storage_full;
+    r.error = mdb_strerror(rc);
+  } else {
+    r.result = submit_status::failed;
+    r.error = rc == MDB_KEYEXIST ? "duplicate queue id " + r.id.text() : std::string(mdb_strerror(rc));
+  }
+}
+
+// Two chunks per leaf page, plus the record, submission entry and tree growth.
+uint64_t submit_pages(const write_op& op, std::size_t chunk_size) {
+  const auto& r = static_cast<const submit_request&>(op);
+  return (r.body.size() / chunk_size + 1) / 2 + 3;
+}
+
+}  // namespace
+
+const write_handler submit_handler = {apply_submit, finish_submit, submit_pages,
+                                      retry_policy::one_by_one};
+
+}  // namespace sluice::store

@@ -1,0 +1,98 @@
+// txn.h: RAII for LMDB transactions and cursors, and the small helpers every store file uses inside them.
+// Untrusted input: values read back from the LMDB file (sizes are checked before use).
+#pragma once
+#include <lmdb.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "base/queue_id.h"
+
+namespace sluice::store {
+
+// Aborts unless committed. For read-only transactions abort is the normal end.
+class txn_guard {
+ public:
+  txn_guard() = default;
+  ~txn_guard() { abort(); }
+  txn_guard(const txn_guard&) = delete;
+  txn_guard& operator=(const txn_guard&) = delete;
+  int begin(MDB_env* env, unsigned flags) { return mdb_txn_begin(env, nullptr, flags, &txn_); }
+  int commit() {
+    int rc = mdb_txn_commit(txn_);  // frees the txn whether or not it succeeds
+    txn_ = nullptr;
+    return rc;
+  }
+  void abort() {
+    if (txn_) mdb_txn_abort(txn_);
+    txn_ = nullptr;
+  }
+  MDB_txn* get() const { return txn_; }
+
+ private:
+  MDB_txn* txn_ = nullptr;
+};
+
+// Declare it after its txn_guard so it closes first (read-only transactions require
+// an explicit cursor close).
+class cursor_guard {
+ public:
+  cursor_guard() = default;
+  ~cursor_guard() {
+    if (cur_) mdb_cursor_close(cur_);
+  }
+  cursor_guard(const cursor_guard&) = delete;
+  cursor_guard& operator=(const cursor_guard&) = delete;
+  int open(MDB_txn* txn, MDB_dbi dbi) { return mdb_cursor_open(txn, dbi, &cur_); }
+  MDB_cursor* get() const { return cur_; }
+
+ private:
+  MDB_cursor* cur_ = nullptr;
+};
+
+inline MDB_val val(const void* data, std::size_t size) {
+  return MDB_val{size, const_cast<void*>(data)};
+}
+template <std::size_t N>
+MDB_val val(const std::array<unsigned char, N>& key) {
+  return val(key.data(), N);
+}
+inline std::string_view view(const MDB_val& v) {
+  return {static_cast<const char*>(v.mv_data), v.mv_size};
+}
+
+inline std::string lmdb_error(const char* what, int rc) {
+  return std::string(what) + ": " + mdb_strerror(rc);
+}
+
+// Begins a short read transaction; false with `error` set when the store is not open
+// or LMDB refuses (reader table full, ...).
+bool begin_read(MDB_env* env, txn_guard& txn, std::string& error);
+
+// Big-endian u64 as stored in `meta`; a value of another size reads as 0.
+uint64_t read_u64_be(const MDB_val& v);
+std::array<unsigned char, 8> u64_be(uint64_t x);
+// A u32 big-endian value (`refs`); out = 0 when missing or of another size.
+int get_u32(MDB_txn* txn, MDB_dbi dbi, const MDB_val& key, uint32_t& out);
+
+// Adds `delta` (two's complement) to a meta counter inside `txn`; never wraps below 0.
+int add_counter(MDB_txn* txn, MDB_dbi dbi, const char* name, int64_t delta);
+
+// Deletes every chunk of `id` with a range scan, so it works even when the record
+// that says how many chunks there are is corrupt or missing.
+int delete_chunks(MDB_txn* txn, MDB_dbi bodies, base::queue_id id);
+
+// Puts with MDB_APPEND when the key sorts after the database's last key (the common
+// case: ids are time-ordered and batches are sorted). Besides skipping the descent,
+// an appending page split leaves the old leaf full instead of splitting it in half;
+// without it every body page would settle half empty. Falls back to a normal put.
+int put_ordered(MDB_txn* txn, MDB_dbi dbi, MDB_val* k, MDB_val* v, unsigned flags);
+
+// Pages on LMDB's freelist as `txn` sees it: database 0, each value an ID list whose
+// first word is its length in pages (the same walk as `mdb_stat -f`).
+uint64_t freelist_pages(MDB_txn* txn);
+
+}  // namespace sluice::store
