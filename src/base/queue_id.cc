@@ -1,6 +1,7 @@
 // queue_id.cc: queue id generation, text form and big-endian keys.
 #include "base/queue_id.h"
 
+#include <atomic>
 #include <chrono>
 
 namespace sluice::base {
@@ -39,13 +40,23 @@ queue_id queue_id::from_key(const void* data) {
   return queue_id{v};
 }
 
+namespace {
+// Read by generators' constructors on the loop threads, written once before they start.
+std::atomic<uint64_t> floor_micros{0};
+}  // namespace
+
+void queue_id_generator::set_floor(queue_id highest) { floor_micros.store(highest.value >> 8); }
+
+queue_id_generator::queue_id_generator(unsigned issuer)
+    : issuer_(issuer & 0xff), last_micros_(floor_micros.load()) {}
+
 queue_id queue_id_generator::next() {
   using namespace std::chrono;
   auto now = static_cast<uint64_t>(
       duration_cast<microseconds>(system_clock::now().time_since_epoch()).count());
   // Strictly increasing even if the clock stalls or steps back.
   last_micros_ = now > last_micros_ ? now : last_micros_ + 1;
-  return queue_id{(last_micros_ << 8) | worker_};
+  return queue_id{(last_micros_ << 8) | issuer_};
 }
 
 }  // namespace sluice::base

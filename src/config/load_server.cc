@@ -6,6 +6,7 @@
 #include <thread>
 #include <unistd.h>
 
+#include "base/queue_id.h"
 #include "config/reader.h"
 
 namespace sluice::config::detail {
@@ -13,7 +14,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-constexpr unsigned max_workers = 256;  // queue ids carry the worker in 8 bits
+constexpr unsigned max_workers = base::issuer::max_loops;  // queue ids name their issuer in 8 bits
 
 std::string system_hostname() {
   char buf[256] = {};

@@ -112,6 +112,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "sluiced: cannot open the queue in %s: %s\n", opts.dir.c_str(), error.c_str());
     return 1;
   }
+  // Before the loops make their queue id generators: no id is issued twice, ever.
+  base::queue_id_generator::set_floor(queue->id_floor());
   if (!links.load_stored_items(*queue, error)) {
     std::fprintf(stderr, "sluiced: cannot load the delivery queues: %s\n", error.c_str());
     return 1;

@@ -23,9 +23,9 @@ struct pickup::job {
   store::submit_request request;
 };
 
-pickup::pickup(net::loop& loop, pickup_settings settings, unsigned worker_index,
+pickup::pickup(net::loop& loop, pickup_settings settings, unsigned /*worker_index: ids use base::issuer::pickup*/,
                std::function<bool(store::submit_request*)> submit_fn)
-    : settings_(std::move(settings)), submit_fn_(std::move(submit_fn)), ids_(worker_index), timer_(loop) {}
+    : settings_(std::move(settings)), submit_fn_(std::move(submit_fn)), ids_(base::issuer::pickup), timer_(loop) {}
 
 pickup::~pickup() = default;
 

@@ -287,6 +287,9 @@ void session::submitted(store::submit_request* request) {
     case store::submit_status::storage_full:
       r = {452, "4.3.1", "Insufficient system storage"};
       break;
+    case store::submit_status::too_large:
+      r = {552, "5.3.4", "Message too big for the queue"};
+      break;
     default:
       r = {451, "4.3.0", "Temporary failure writing the queue"};
       break;

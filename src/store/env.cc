@@ -2,6 +2,11 @@
 // Untrusted input: the store file itself (an existing data.mdb is opened as found).
 #include <lmdb.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <system_error>
 
@@ -12,6 +17,21 @@
 #include "store/txn.h"
 
 namespace sluice::store {
+
+namespace {
+
+bool sync_directory(const std::filesystem::path& dir, std::string& error) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || ::fsync(fd) != 0) {
+    error = "cannot sync queue directory " + dir.string() + ": " + std::strerror(errno);
+    if (fd >= 0) ::close(fd);
+    return false;
+  }
+  ::close(fd);
+  return true;
+}
+
+}  // namespace
 
 queue_store::queue_store() = default;
 queue_store::~queue_store() { close(); }
@@ -34,7 +54,10 @@ bool queue_store::open(store_options options, std::string& error) {
       error = "no queue store in " + options_.dir + " (data.mdb missing)";
       return false;
     }
-  } else {
+  }
+  bool new_file = false;  // this open creates data.mdb
+  if (!ro) {
+    new_file = !std::filesystem::exists(std::filesystem::path(options_.dir) / "data.mdb", ec);
     std::filesystem::create_directories(options_.dir, ec);
     if (ec) {
       error = "cannot create queue directory " + options_.dir + ": " + ec.message();
@@ -128,12 +151,35 @@ bool queue_store::open(store_options options, std::string& error) {
         return false;
       }
     }
+    // Stores written before the floor was kept have none: their newest message stands in.
+    if (handles->present) {
+      uint64_t floor = 0;
+      if ((rc = read_u64(txn.get(), handles->meta, schema::meta_id_floor, floor))) {
+        error = lmdb_error("cannot read the queue id floor", rc);
+        return false;
+      }
+      cursor_guard newest;
+      MDB_val k, v;
+      if (newest.open(txn.get(), handles->messages) == 0 && mdb_cursor_get(newest.get(), &k, &v, MDB_LAST) == 0 &&
+          k.mv_size == schema::id_key_size)
+        floor = std::max(floor, base::queue_id::from_key(k.mv_data).value);
+      id_floor_ = base::queue_id{floor};
+    }
     // Committing (even a read-only txn) makes the handles usable by later transactions.
     rc = txn.commit();
     if (rc) {
       error = lmdb_error("cannot commit database creation", rc);
       return false;
     }
+  }
+
+  // data.mdb and lock.mdb are new directory entries: until the directory itself is
+  // synced, a crash can lose the file, and with it every message whose commit was
+  // fsynced into it. The queue directory is likely new too (the daemon creates it just
+  // before), an entry of its parent in turn.
+  if (new_file) {
+    const std::filesystem::path dir = std::filesystem::absolute(options_.dir, ec);
+    if (!sync_directory(dir, error) || !sync_directory(dir.parent_path(), error)) return false;
   }
 
   dbi_ = std::move(handles);

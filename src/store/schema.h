@@ -59,6 +59,9 @@ inline constexpr unsigned max_dbs = 16;                  // room for the reserve
 
 inline constexpr const char* meta_recipients = "recipients";
 inline constexpr const char* meta_next_hop_id = "next_hop_id";
+// u64 big-endian: the highest queue id any submit committed. Kept after the message is
+// gone, so ids stay unique for the life of the store, whatever the clock does.
+inline constexpr const char* meta_id_floor = "id_floor";
 
 // Longest hop key text accepted as a hop_names key; LMDB's default maximum key size is
 // 511, and a hop key is a connector name plus a domain (at most 255), so this is ample.

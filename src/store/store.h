@@ -29,6 +29,7 @@ enum class submit_status : uint8_t {
   pending,       // not yet written (the value between submit() and take_completed())
   ok,            // durable: the commit holding it returned, reply 250
   storage_full,  // MDB_MAP_FULL even on its own: reply 452 4.3.1 Insufficient system storage
+  too_large,     // bigger than the map could hold even empty: reply 552 5.3.4, never retried
   failed,        // any other storage error: reply 451 4.3.0
 };
 
@@ -235,6 +236,10 @@ class queue_store {
   bool remove(base::queue_id id, std::string& error);
 
   std::size_t chunk_size() const { return chunk_size_; }
+  // The highest queue id ever committed to this store (0 for a new one), read at open():
+  // queue id generators start above it, so a clock that stepped back across a restart
+  // cannot issue an id again (base::queue_id_generator::raise_floor).
+  base::queue_id id_floor() const { return id_floor_; }
 
  private:
   // writer.cc: lanes, the writer thread and its group commit.
@@ -247,6 +252,7 @@ class queue_store {
   void commit(const std::vector<write_op*>& batch);
   int write_ops(write_op* const* ops, std::size_t n, std::vector<uint8_t>& codes);
   void retry_alone(write_op* const* ops, std::size_t n, std::vector<uint8_t>& codes);
+  void hold_back(std::vector<write_op*>& ops) const;
   uint64_t reserve_pages() const;
   uint64_t free_page_budget(std::size_t requests) const;
 
@@ -254,6 +260,7 @@ class queue_store {
   MDB_env* env_ = nullptr;
   std::unique_ptr<databases> dbi_;
   std::size_t chunk_size_ = 0;
+  base::queue_id id_floor_;
   std::vector<std::unique_ptr<lane>> lanes_;
   std::thread writer_;
   // Bumped after every post and by close(); the writer futex-waits on it when idle.

@@ -62,13 +62,18 @@ int apply_submit(const write_txn& w, std::span<write_op* const> ops, std::span<u
     if ((rc = put_ordered(w.txn, d.submission, &k, &empty, 0))) return rc;
     recipients += static_cast<int64_t>(r.envelope.recipients.size());
   }
+  // ops are sorted by id: the last one is the batch's highest.
+  if ((rc = raise_u64(w.txn, d.meta, schema::meta_id_floor, ops.back()->id.value))) return rc;
   return add_counter(w.txn, d.meta, schema::meta_recipients, recipients);
 }
 
-void finish_submit(write_op& op, int rc, uint8_t) {
+void finish_submit(write_op& op, int rc, uint8_t code) {
   auto& r = static_cast<submit_request&>(op);
   if (rc == 0) {
     r.result = submit_status::ok;
+  } else if (rc == MDB_MAP_FULL && code == too_large_for_map) {
+    r.result = submit_status::too_large;
+    r.error = "message larger than the queue's map can ever hold";
   } else if (rc == MDB_MAP_FULL) {
     r.result = submit_status::storage_full;
     r.error = mdb_strerror(rc);

@@ -59,6 +59,26 @@ int add_counter(MDB_txn* txn, MDB_dbi dbi, const char* name, int64_t delta) {
   return mdb_put(txn, dbi, &k, &nv, 0);
 }
 
+int raise_u64(MDB_txn* txn, MDB_dbi dbi, const char* name, uint64_t value) {
+  uint64_t current = 0;
+  int rc = read_u64(txn, dbi, name, current);
+  if (rc || value <= current) return rc;
+  MDB_val k = val(name, std::strlen(name));
+  auto bytes = u64_be(value);
+  MDB_val nv = val(bytes);
+  return mdb_put(txn, dbi, &k, &nv, 0);
+}
+
+int read_u64(MDB_txn* txn, MDB_dbi dbi, const char* name, uint64_t& out) {
+  MDB_val k = val(name, std::strlen(name)), v;
+  out = 0;
+  int rc = mdb_get(txn, dbi, &k, &v);
+  if (rc == MDB_NOTFOUND) return 0;
+  if (rc) return rc;
+  out = read_u64_be(v);
+  return 0;
+}
+
 int delete_chunks(MDB_txn* txn, MDB_dbi bodies, base::queue_id id) {
   cursor_guard cur;
   int rc = cur.open(txn, bodies);

@@ -80,6 +80,10 @@ int get_u32(MDB_txn* txn, MDB_dbi dbi, const MDB_val& key, uint32_t& out);
 
 // Adds `delta` (two's complement) to a meta counter inside `txn`; never wraps below 0.
 int add_counter(MDB_txn* txn, MDB_dbi dbi, const char* name, int64_t delta);
+// Sets the u64 big-endian value `name` to `value` if that is higher (absent counts as 0).
+int raise_u64(MDB_txn* txn, MDB_dbi dbi, const char* name, uint64_t value);
+// The u64 big-endian value `name`, 0 if absent. MDB_NOTFOUND is not an error.
+int read_u64(MDB_txn* txn, MDB_dbi dbi, const char* name, uint64_t& out);
 
 // Deletes every chunk of `id` with a range scan, so it works even when the record
 // that says how many chunks there are is corrupt or missing.

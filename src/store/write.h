@@ -46,6 +46,10 @@ struct write_handler {
   retry_policy retry;
 };
 
+// The code finish() gets with MDB_MAP_FULL for a request that could not fit even in an
+// empty map: a permanent failure, not a full queue.
+inline constexpr uint8_t too_large_for_map = 1;
+
 extern const write_handler submit_handler;      // submit.cc
 extern const write_handler categorize_handler;  // categorize.cc
 

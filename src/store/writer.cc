@@ -96,32 +96,7 @@ void queue_store::commit(const std::vector<write_op*>& batch) {
   std::sort(sorted.begin(), sorted.end(), [](const write_op* a, const write_op* b) {
     return a->kind() != b->kind() ? a->kind() < b->kind() : a->id < b->id;
   });
-  // Keep a reserve of free pages for deletions: LMDB copies pages on write, so a map
-  // filled to the last page cannot even remove a message to make room. Requests that
-  // would eat into the reserve get storage_full without being tried. Kinds without a
-  // reserve_pages step (categorizations) are not held back: they are what lets the
-  // queue drain.
-  const std::size_t checked = static_cast<std::size_t>(std::count_if(
-      sorted.begin(), sorted.end(), [](const write_op* op) { return handler_of(*op).reserve_pages; }));
-  uint64_t budget = checked == 0 ? UINT64_MAX : free_page_budget(checked);
-  if (budget != UINT64_MAX) {
-    const std::size_t chunk = std::max<std::size_t>(chunk_size_, 1);
-    std::vector<write_op*> fits;
-    for (auto* op : sorted) {
-      const write_handler& h = handler_of(*op);
-      if (h.reserve_pages) {
-        const uint64_t need = h.reserve_pages(*op, chunk);
-        if (need > budget) {
-          h.finish(*op, MDB_MAP_FULL, 0);
-          op->error = "queue store is full (keeping free pages in reserve)";
-          continue;
-        }
-        budget -= need;
-      }
-      fits.push_back(op);
-    }
-    sorted.swap(fits);
-  }
+  hold_back(sorted);
   if (sorted.empty()) return;
   std::vector<uint8_t> codes;
   const int rc = write_ops(sorted.data(), sorted.size(), codes);
@@ -143,13 +118,60 @@ void queue_store::commit(const std::vector<write_op*>& batch) {
   for (auto* op : sorted) handler_of(*op).finish(*op, rc, 0);
 }
 
+// Finishes and removes from `ops` the requests that must not be tried: those larger than
+// the map could hold even empty (too_large_for_map: a permanent failure), and those
+// that would eat into a reserve of free pages kept for deletions (LMDB copies pages on
+// write, so a map filled to the last page cannot even remove a message to make room;
+// they get storage_full). Kinds without a reserve_pages step (categorizations) are not
+// held back: they are what lets the queue drain.
+void queue_store::hold_back(std::vector<write_op*>& ops) const {
+  const std::size_t checked = static_cast<std::size_t>(
+      std::count_if(ops.begin(), ops.end(), [](const write_op* op) { return handler_of(*op).reserve_pages; }));
+  if (checked == 0) return;
+  MDB_envinfo info;
+  mdb_env_info(env_, &info);
+  MDB_stat st;
+  mdb_env_stat(env_, &st);
+  const uint64_t map_pages = info.me_mapsize / st.ms_psize;
+  const uint64_t reserve = reserve_pages();
+  const uint64_t capacity = map_pages > reserve ? map_pages - reserve : 0;
+  const std::size_t chunk = std::max<std::size_t>(chunk_size_, 1);
+  uint64_t budget = free_page_budget(checked);
+  std::vector<write_op*> fits;
+  fits.reserve(ops.size());
+  for (auto* op : ops) {
+    const write_handler& h = handler_of(*op);
+    if (h.reserve_pages) {
+      const uint64_t need = h.reserve_pages(*op, chunk);
+      if (need > capacity) {
+        h.finish(*op, MDB_MAP_FULL, too_large_for_map);
+        continue;
+      }
+      if (need > budget) {
+        h.finish(*op, MDB_MAP_FULL, 0);
+        op->error = "queue store is full (keeping free pages in reserve)";
+        continue;
+      }
+      if (budget != UINT64_MAX) budget -= need;
+    }
+    fits.push_back(op);
+  }
+  ops.swap(fits);
+}
+
 // Retries ops[0..n), all of one kind, without the rest of their batch.
 void queue_store::retry_alone(write_op* const* ops, std::size_t n, std::vector<uint8_t>& codes) {
   const write_handler& h = handler_of(*ops[0]);
   if (h.retry == retry_policy::one_by_one) {
+    std::vector<write_op*> one;
     for (std::size_t i = 0; i < n; ++i) {
-      const int one = write_ops(ops + i, 1, codes);
-      h.finish(*ops[i], one, codes[0]);
+      // Each retry keeps the reserve too: the requests that did not fit together are
+      // exactly the ones that would otherwise fill the map to its last page.
+      one.assign(1, ops[i]);
+      hold_back(one);
+      if (one.empty()) continue;
+      const int rc = write_ops(ops + i, 1, codes);
+      h.finish(*ops[i], rc, codes[0]);
     }
     return;
   }

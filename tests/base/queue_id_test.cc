@@ -42,3 +42,24 @@ Test(queue_id, key_order_is_numeric_order) {
   cr_assert(std::memcmp(ks.data(), kb.data(), 8) < 0);
   cr_assert_eq(queue_id::from_key(kb.data()).value, big.value);
 }
+
+// Criterion runs each test in a process of its own, so the floor set here stays here.
+Test(queue_id, generators_made_after_a_floor_issue_above_it_whatever_the_clock_says) {
+  queue_id_generator now(1);
+  const queue_id present = now.next();
+  // An id issued "an hour from now": the clock has since stepped back by an hour.
+  const queue_id future{((present.value >> 8) + 3600ull * 1000 * 1000) << 8 | 7};
+  queue_id_generator::set_floor(future);
+  for (unsigned issuer : {0u, 7u, sluice::base::issuer::pickup}) {
+    queue_id_generator gen(issuer);
+    queue_id first = gen.next();
+    cr_assert(first > future, "issuer %u issued %s, not above the floor %s", issuer, first.text().c_str(),
+              future.text().c_str());
+  }
+}
+
+Test(queue_id, pickup_issuer_is_no_worker_loop) {
+  cr_assert_geq(sluice::base::issuer::pickup, sluice::base::issuer::max_loops,
+                "the pickup must not share a receive loop's issuer byte");
+  cr_assert_leq(sluice::base::issuer::pickup, 0xffu);
+}

@@ -160,7 +160,9 @@ max_message_size = "512K"
 Test(config_loader, workers_auto_and_number) {
   auto c = load_ok(std::string("[server]\nworkers = \"auto\"\n") + minimal_connector);
   cr_assert(c->server.workers >= 1);
-  expect_error("[server]\nworkers = 0\n", 2, "server.workers", "between 1 and 256");
+  expect_error("[server]\nworkers = 0\n", 2, "server.workers", "between 1 and 128");
+  // Queue ids name their issuer in one byte; 128 and up belong to the pickup and others.
+  expect_error("[server]\nworkers = 129\n", 2, "server.workers", "between 1 and 128");
   expect_error("[server]\nworkers = \"many\"\n", 2, "server.workers", "expected \"auto\" or an integer");
 }
 

@@ -7,6 +7,9 @@
 //   set_flags flags=HEX on=N every mdb_env_set_flags
 //   txn flags=HEX           a write transaction begun with MDB_NOSYNC or MDB_NOMETASYNC
 //   reply syncs=N           a socket write carrying "250 2.6.0", N = fsyncs finished before it
+//   dirsync PATH            an fsync of a directory
+// With SLUICE_SHIM_CLOCK_BACK_S=N, the wall clock (CLOCK_REALTIME) reads N seconds
+// early: a clock stepped back, as across a restart after an NTP correction.
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -14,6 +17,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -94,6 +98,29 @@ int fsync(int fd) {
   static auto real = next<int (*)(int)>("fsync");
   int rc = real(fd);
   if (rc == 0) syncs_finished.fetch_add(1);
+  struct stat st;
+  if (rc == 0 && ::fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+    char path[512];
+    char proc[64];
+    std::snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+    ssize_t n = ::readlink(proc, path, sizeof path - 1);
+    if (n > 0) {
+      char line[600];
+      int len = std::snprintf(line, sizeof line, "dirsync %.*s\n", static_cast<int>(n), path);
+      record(line, static_cast<size_t>(len));
+    }
+  }
+  return rc;
+}
+
+int clock_gettime(clockid_t clock, struct timespec* ts) {
+  static auto real = next<int (*)(clockid_t, struct timespec*)>("clock_gettime");
+  static const long back = [] {
+    const char* s = std::getenv("SLUICE_SHIM_CLOCK_BACK_S");
+    return s ? std::atol(s) : 0L;
+  }();
+  int rc = real(clock, ts);
+  if (rc == 0 && clock == CLOCK_REALTIME) ts->tv_sec -= back;
   return rc;
 }
 

@@ -1,4 +1,4 @@
-// durability_test.cc: every 250 sluiced sends follows an fsync, and the queue is never opened without sync.
+// durability_test.cc: every 250 follows an fsync, the queue is never opened without sync, its directory is synced, ids never repeat.
 // kill -9 tests cannot show this: the page cache survives a killed process, so they would
 // pass with MDB_NOSYNC. Here durability_shim.so, preloaded into the daemon, sees the LMDB
 // flags and counts the fsyncs that finished before each "250 2.6.0" reached the socket.
@@ -6,12 +6,14 @@
 #include <lmdb.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "assertions.h"
+#include "base/queue_id.h"
 #include "harness.h"
 
 using namespace sluice::testing;
@@ -24,6 +26,7 @@ struct shim_log {
   std::vector<unsigned> open_flags;
   std::vector<std::string> unsafe;  // set_flags turning sync off, NOSYNC transactions
   std::vector<unsigned long> syncs_before_reply;
+  std::vector<std::string> synced_dirs;
 };
 
 shim_log read_shim_log(const std::string& path) {
@@ -35,6 +38,8 @@ shim_log read_shim_log(const std::string& path) {
       out.open_flags.push_back(static_cast<unsigned>(std::stoul(line.substr(11), nullptr, 16)));
     } else if (line.rfind("reply syncs=", 0) == 0) {
       out.syncs_before_reply.push_back(std::stoul(line.substr(12)));
+    } else if (line.rfind("dirsync ", 0) == 0) {
+      out.synced_dirs.push_back(line.substr(8));
     } else if (line.rfind("txn ", 0) == 0) {
       out.unsafe.push_back(line);
     } else if (line.rfind("set_flags ", 0) == 0) {
@@ -46,17 +51,40 @@ shim_log read_shim_log(const std::string& path) {
   return out;
 }
 
+// Starts `d` with the shim preloaded, logging to d.dir()/shim.log; extra_env are more
+// NAME=VALUE settings for the daemon alone.
+bool start_with_shim(sluiced_process& d, const std::vector<std::pair<std::string, std::string>>& extra_env = {}) {
+  ::setenv("SLUICE_SHIM_LOG", (d.dir() + "/shim.log").c_str(), 1);
+  ::setenv("LD_PRELOAD", shim_path().c_str(), 1);
+  for (const auto& [name, value] : extra_env) ::setenv(name.c_str(), value.c_str(), 1);
+  bool started = d.start();
+  ::unsetenv("LD_PRELOAD");
+  ::unsetenv("SLUICE_SHIM_LOG");
+  for (const auto& [name, value] : extra_env) ::unsetenv(name.c_str());
+  return started;
+}
+
+// Sends one message and returns the queue id from its 250 2.6.0 reply ("" if refused).
+std::string send_one(uint16_t port, const std::string& body = "Subject: id\r\n\r\nbody\r\n") {
+  smtp_client c(port);
+  c.reply();
+  c.cmd("EHLO client.example");
+  c.cmd("MAIL FROM:<sender@example.org>");
+  c.cmd("RCPT TO:<alice@sluice.test>");
+  c.cmd("DATA");
+  std::string r = c.cmd(body + ".");
+  c.cmd("QUIT");
+  size_t open = r.find('<'), close = r.find('>');
+  return r.rfind("250", 0) == 0 && open != std::string::npos && close > open ? r.substr(open + 1, close - open - 1)
+                                                                              : "";
+}
+
 }  // namespace
 
 Test(integration_durability, every_250_follows_an_fsync_and_sync_is_never_off, .timeout = 60) {
   sluiced_process d;
   const std::string log_path = d.dir() + "/shim.log";
-  ::setenv("SLUICE_SHIM_LOG", log_path.c_str(), 1);
-  ::setenv("LD_PRELOAD", shim_path().c_str(), 1);
-  bool started = d.start();
-  ::unsetenv("LD_PRELOAD");
-  ::unsetenv("SLUICE_SHIM_LOG");
-  cr_assert(started, "sluiced did not start: %s", d.log().c_str());
+  cr_assert(start_with_shim(d), "sluiced did not start: %s", d.log().c_str());
 
   // Lock-step, one message at a time: each 250 must be preceded by a sync that finished
   // after the previous 250, or the message it acknowledges was not on disk yet.
@@ -86,4 +114,58 @@ Test(integration_durability, every_250_follows_an_fsync_and_sync_is_never_off, .
   for (size_t k = 1; k < log.syncs_before_reply.size(); ++k)
     cr_assert_gt(log.syncs_before_reply[k], log.syncs_before_reply[k - 1],
                  "250 number %zu was sent with no fsync since the previous one", k + 1);
+}
+
+// data.mdb is a new directory entry: without a sync of the directory a crash can lose the
+// whole file, every fsynced commit in it with it.
+Test(integration_durability, a_new_queue_file_is_made_durable_in_its_directory, .timeout = 60) {
+  sluiced_process d;
+  cr_assert(start_with_shim(d), "sluiced did not start: %s", d.log().c_str());
+  d.stop();
+  shim_log log = read_shim_log(d.dir() + "/shim.log");
+  const std::string queue = std::filesystem::canonical(d.queue_dir()).string();
+  bool synced = false;
+  for (const auto& dir : log.synced_dirs) synced |= dir == queue;
+  cr_assert(synced, "%s was never fsynced (%zu directories were)", queue.c_str(), log.synced_dirs.size());
+}
+
+// Ids are time-ordered, so a clock that reads earlier after a restart would issue ids
+// the store has already seen; the store's floor keeps every new one above them.
+Test(integration_durability, ids_stay_unique_when_the_clock_steps_back_across_a_restart, .timeout = 60) {
+  sluiced_process d;
+  START(d);
+  const std::string before = send_one(d.port());
+  cr_assert_neq(before, "", "first message refused: %s", d.log().c_str());
+  d.stop();
+  cr_assert(start_with_shim(d, {{"SLUICE_SHIM_CLOCK_BACK_S", "86400"}}), "%s", d.log().c_str());
+  const std::string after = send_one(d.port());
+  cr_assert_neq(after, "", "second message refused: %s", d.log().c_str());
+  auto a = sluice::base::queue_id::parse(before), b = sluice::base::queue_id::parse(after);
+  cr_assert(a && b);
+  cr_assert(*b > *a, "id %s issued a day 'earlier' is not above %s", after.c_str(), before.c_str());
+}
+
+// Bigger than the whole map: no amount of waiting makes room, so the answer is 552, not 452.
+Test(integration_durability, a_message_larger_than_the_queue_map_gets_552, .timeout = 60) {
+  sluiced_process d;
+  std::string cfg = sluiced_process::default_config();
+  auto replace = [&cfg](const std::string& from, const std::string& to) { cfg.replace(cfg.find(from), from.size(), to); };
+  replace("max_message_size = \"1M\"", "max_message_size = \"8M\"");
+  replace("map_size = \"256M\"", "map_size = \"1M\"");
+  d.write_config(cfg);
+  START(d);
+  std::string body = "Subject: big\r\n\r\n";
+  const std::string line(998, 'x');
+  while (body.size() < (3u << 20)) body += line + "\r\n";
+  smtp_client c(d.port());
+  c.reply();
+  c.cmd("EHLO client.example");
+  c.cmd("MAIL FROM:<sender@example.org>");
+  c.cmd("RCPT TO:<alice@sluice.test>");
+  c.cmd("DATA");
+  std::string r = c.cmd(body + ".");
+  EXPECT_CODE(r, 552);
+  cr_assert(r.find("5.3.4") != std::string::npos, "%s", r.c_str());
+  // A message that fits is still taken.
+  cr_assert_neq(send_one(d.port()), "", "%s", d.log().c_str());
 }
