@@ -26,6 +26,8 @@ struct server_settings {
   std::string queue_dir = "./var/queue";
   uint64_t max_message_size = 36ull << 20;
   uint64_t map_size = 8ull << 30;   // LMDB map size
+  // Message bytes all sessions may hold in memory at once (DATA/BDAT); past it 452 4.3.1.
+  uint64_t max_in_flight_bytes = 512ull << 20;
   std::string pickup_dir;           // "" = pickup disabled
   uint32_t pickup_interval_ms = 1000;
   std::string log_dir = "./var/log";

@@ -62,6 +62,13 @@ void read_server(table_reader& top, config& c) {
     if (r.read_size("map_size", s.map_size) && s.map_size < (1ull << 20)) {
       r.value_error("map_size", *t->get("map_size"), "must be at least 1MB");
     }
+    // The largest message must fit, or its client would get 452 for it forever.
+    if (!r.read_size("max_in_flight_bytes", s.max_in_flight_bytes)) {
+      s.max_in_flight_bytes = std::max(s.max_in_flight_bytes, s.max_message_size);
+    } else if (s.max_in_flight_bytes < s.max_message_size) {
+      r.value_error("max_in_flight_bytes", *t->get("max_in_flight_bytes"),
+                    "must be at least max_message_size (" + std::to_string(s.max_message_size) + " bytes)");
+    }
     r.read_uint("pickup_interval_ms", s.pickup_interval_ms, 10, 86'400'000);
     r.read_uint("max_received_headers", s.max_received_headers, 1, 1000);
     r.finish();

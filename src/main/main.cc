@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "generation/generation.h"
 #include "main/worker.h"
+#include "smtpd/in_flight_budget.h"
 #include "store/store.h"
 
 namespace {
@@ -95,6 +96,8 @@ int main(int argc, char** argv) {
   std::shared_ptr<const generation::generation> current = std::move(first.built);
 
   const unsigned workers_count = cfg->server.workers;
+  // Message bytes held in memory by all sessions of all loops; outlives the workers.
+  smtpd::in_flight_budget budget(cfg->server.max_in_flight_bytes);
   // Declared before `workers` so it is destroyed after them: their threads use its rings.
   categorize::links links(workers_count);
   std::vector<std::unique_ptr<main::worker>> workers;
@@ -119,7 +122,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   for (unsigned i = 0; i < workers_count; ++i)
-    workers.push_back(std::make_unique<main::worker>(i, *queue, links, current));
+    workers.push_back(std::make_unique<main::worker>(i, *queue, links, current, budget));
   // The admin socket (sluicectl) is served by worker 0.
   workers[0]->serve_admin({admin::socket_path_for(cfg->server.queue_dir),
                            {std::string(admin::version()), workers_count, static_cast<long>(getpid()), started}});
@@ -159,6 +162,7 @@ int main(int argc, char** argv) {
         continue;
       }
       current = std::move(next_generation.built);
+      budget.set_limit(current->cfg->server.max_in_flight_bytes);
       for (auto& w : workers) w->reload(current);
       std::fprintf(stderr, "sluiced: configuration reloaded from %s\n", config_path.c_str());
       continue;

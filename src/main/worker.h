@@ -16,14 +16,20 @@ namespace sluice::store {
 class queue_store;
 }
 
+namespace sluice::smtpd {
+class in_flight_budget;
+}
+
 namespace sluice::main {
 
 class worker {
  public:
   // `links` is shared by every worker and must outlive the worker. `first` is the
   // configuration generation the loop starts with; it takes it the way it takes a reload.
+  // `budget` is the daemon's limit on message bytes in memory, shared by every worker
+  // and outliving them.
   worker(unsigned index, store::queue_store& store, categorize::links& links,
-         std::shared_ptr<const generation::generation> first);
+         std::shared_ptr<const generation::generation> first, smtpd::in_flight_budget& budget);
   ~worker();
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
@@ -49,6 +55,7 @@ class worker {
   unsigned index_;
   store::queue_store& store_;
   categorize::links& links_;
+  smtpd::in_flight_budget& budget_;
   std::shared_ptr<const generation::generation> first_;  // taken by run() at start
   std::optional<admin::server_settings> admin_;
   std::thread thread_;

@@ -1,30 +1,7 @@
 // server.cc: the SMTP server state machine (RFC 5321 with PIPELINING, SIZE, 8BITMIME,
 // ENHANCEDSTATUSCODES, DSN, CHUNKING/BINARYMIME, SMTPUTF8, STARTTLS and AUTH).
 // Untrusted input: every byte given to server::feed() by a remote client.
-//
-// Decisions worth knowing:
-// - Commands may end with a bare LF (as Postfix accepts): a telnet or script client
-//   that sends LF is harmless at the command level. The end of DATA, by contrast, is
-//   only CRLF.CRLF; a bare CR or LF anywhere in DATA content makes the message
-//   refused at its real end (550 5.6.11), which defeats SMTP smuggling through
-//   "\n.\n" / "\r.\r" style terminators that other hops might honour.
-// - A NUL octet in DATA content, or in BDAT chunks of a transaction that is not
-//   BODY=BINARYMIME, is refused the same way (550 5.6.0): RFC 5321 text has no NUL,
-//   and a next hop that reads strings up to NUL would see "\0." or ".\0" before the
-//   real end as a forged end of data. Only BINARYMIME (RFC 3030) makes NUL content.
-// - An over-long command line gets "500 5.5.6 Line too long" (RFC 5321 4.5.3.1.10
-//   names 500 for it, RFC 4954 gives 5.5.6 for line length) and the rest of the line
-//   is skipped without being buffered. AUTH lines may be 12288 octets (RFC 4954 4).
-// - An over-long text line in DATA is answered at the end of data with
-//   "552 5.6.0 Line too long": 552 is RFC 5321's code for content limits, and a 500
-//   there would read as "command unrecognised" to a client that just sent a message.
-// - Every 4xx/5xx reply produced by the protocol counts towards max_errors (as
-//   Postfix's error limits do); refusals from submit_done() do not, since they are
-//   the server's own trouble rather than client misbehaviour.
-// - Input arriving while a submit is pending is held in full. The caller is expected
-//   to stop reading while submit is outstanding (one read buffer at most arrives
-//   meanwhile), which bounds it. Input while waiting for TLS is dropped at once,
-//   since RFC 3207 4.2 has it discarded anyway.
+// The protocol decisions it embodies are listed in server.h, above class server.
 #include <algorithm>
 #include <cstring>
 
@@ -101,13 +78,33 @@ struct server_commands {
     return r;
   }
 
+  // Frees the buffer (clear() keeps its capacity) and the delegate's reservation for it.
+  static void drop_content(server& s) {
+    std::string().swap(s.body_);
+    s.trace_size_ = 0;
+    s.delegate_.content_released();
+  }
+  static reply shutting_down(const server& s) {
+    return {421, "4.3.2", s.settings_.hostname + " Service shutting down, closing transmission channel"};
+  }
+  static reply no_resources() { return {452, "4.3.1", "Insufficient system resources"}; }
+  // The body starts with the delegate's trace header; false if even that is over budget.
+  static bool start_content(server& s) {
+    drop_content(s);
+    std::string trace = s.delegate_.begin_content(s.env_);
+    if (!s.delegate_.reserve_content(trace.size())) return false;
+    s.trace_size_ = trace.size();
+    s.body_ = std::move(trace);
+    return true;
+  }
+  static uint64_t content_size(const server& s) { return s.body_.size() - s.trace_size_; }  // what the limit counts
   static void reset_transaction(server& s) {
     std::string helo = std::move(s.env_.helo);
     bool esmtp = s.env_.esmtp;
     s.env_ = envelope{};
     s.env_.helo = std::move(helo);
     s.env_.esmtp = esmtp;
-    s.body_.clear();
+    drop_content(s);
     s.mail_given_ = false;
     s.data_bad_ = false;
     s.fault_counted_ = false;
@@ -124,13 +121,9 @@ struct server_commands {
   }
 
   static param_extensions extensions(const server& s) {
-    param_extensions e;
-    e.eightbitmime = s.settings_.eightbitmime;
-    e.binarymime = s.settings_.chunking;
-    e.smtputf8 = s.settings_.smtputf8;
-    e.dsn = s.settings_.dsn;
-    e.auth = s.settings_.auth_offered;
-    return e;
+    const server_settings& c = s.settings_;
+    return {.eightbitmime = c.eightbitmime, .binarymime = c.chunking, .smtputf8 = c.smtputf8, .dsn = c.dsn,
+            .auth = c.auth_offered};
   }
 
   // ---- HELO / EHLO ----
@@ -248,8 +241,10 @@ struct server_commands {
     return std::nullopt;
   }
   static void apply_data(server& s, parsed&) {
+    // Refused before the client sends megabytes; the transaction stays open for a retry.
+    // Our shortage, not the client's error: not counted towards max_errors.
+    if (!start_content(s)) return send(s, no_resources());
     s.state_ = server::state::data;
-    s.body_.clear();
     s.line_start_ = true;
     s.dot_line_ = false;
     s.pending_cr_ = false;
@@ -288,8 +283,9 @@ struct server_commands {
   }
   static void apply_bdat(server& s, parsed& p) {
     if (!s.bdat_used_) {
-      s.body_.clear();
       s.bdat_used_ = true;
+      // The chunk's octets must be read either way; the refusal comes after them.
+      if (!start_content(s)) data_fault(s, no_resources(), false);
     }
     start_chunk(s, p, std::nullopt);
   }
@@ -541,16 +537,16 @@ struct server_commands {
     if (!s.data_bad_ || (bare && s.data_fault_.code != 550)) {
       s.data_bad_ = true;
       s.data_fault_ = r;
-      s.body_.clear();
-      s.body_.shrink_to_fit();  // a refused message must not keep its memory
+      drop_content(s);  // a refused message must not keep its memory
     }
   }
   static void emit(server& s, const char* p, size_t n) {
     if (s.data_bad_) return;
-    if (s.body_.size() + n > s.settings_.max_message_size) {
+    if (content_size(s) + n > s.settings_.max_message_size) {
       data_fault(s, size_exceeded(), false);
       return;
     }
+    if (!s.delegate_.reserve_content(n)) return data_fault(s, no_resources(), false);
     s.body_.append(p, n);
   }
   static void bare_fault(server& s) {
@@ -644,7 +640,8 @@ struct server_commands {
           octets.find('\0') != std::string_view::npos)
         nul_fault(s);
       if (!s.chunk_fault_ && !s.data_bad_) {
-        if (s.body_.size() + take > s.settings_.max_message_size) data_fault(s, size_exceeded(), false);
+        if (content_size(s) + take > s.settings_.max_message_size) data_fault(s, size_exceeded(), false);
+        else if (!s.delegate_.reserve_content(take)) data_fault(s, no_resources(), false);
         else s.body_.append(s.in_, s.in_pos_, take);
       }
       s.in_pos_ += take;
@@ -734,7 +731,7 @@ void server::timeout() {
 }
 
 void server::feed(std::string_view bytes) {
-  if (closing_ || state_ == state::waiting_tls) return;
+  if (closing_ || shutting_down_ || state_ == state::waiting_tls) return;
   if (state_ == state::waiting_submit || state_ == state::waiting_auth) {
     // Held until *_done(). A pipelining client may send a whole BDAT message and its
     // commands behind the end of data, but not more: past that it is a flood, and a
@@ -765,7 +762,17 @@ void server::submit_done(const reply& r) {
     return;
   }
   server_commands::send(*this, r);
+  if (shutting_down_) return server_commands::close_with(*this, server_commands::shutting_down(*this));
   server_commands::process(*this);
+}
+
+void server::shut_down() {
+  // Input behind a message in the store is the client's to resend: it must not delay the exit.
+  shutting_down_ = true;
+  in_.clear();
+  in_pos_ = 0;
+  if (!closing_ && state_ != state::waiting_submit)
+    server_commands::close_with(*this, server_commands::shutting_down(*this));
 }
 
 void server::auth_done(const reply& r) {

@@ -47,6 +47,19 @@ class server_delegate {
   // the de-stuffed content with CRLF line ends; the delegate takes it (move out) and
   // later calls server::submit_done() exactly once. Until then no input is processed.
   virtual void submit(envelope& env, std::string& body) = 0;
+  // Content is about to arrive (DATA accepted, or the first BDAT chunk of a transaction):
+  // returns the trace header to place in front of the body. Written now, as Postfix
+  // writes its Received: line when DATA starts, so that it never has to be slid in front
+  // of a body of tens of megabytes later. Not counted against max_message_size; submit()
+  // gets it as the start of `body`.
+  virtual std::string begin_content(const envelope& env) { (void)env; return {}; }
+  // The message buffer is about to grow by `bytes` (the trace header, then content).
+  // False: no memory may be taken for it now; the message is refused with 452 4.3.1
+  // (at DATA itself when even the trace header does not fit) and its buffer freed.
+  virtual bool reserve_content(size_t bytes) { (void)bytes; return true; }
+  // The server freed its message buffer (a refused message, a reset transaction): every
+  // byte reserved for it may be given back. Not called for a body moved out by submit().
+  virtual void content_released() {}
   // STARTTLS was accepted (220 already queued): the caller starts the TLS handshake
   // after writing pending output, then calls server::tls_started().
   virtual void start_tls() {}
@@ -65,6 +78,30 @@ class server_delegate {
   virtual void on_reply(std::string_view text) { (void)text; }
 };
 
+// Decisions worth knowing:
+// Decisions worth knowing:
+// - Commands may end with a bare LF (as Postfix accepts): a telnet or script client
+//   that sends LF is harmless at the command level. The end of DATA, by contrast, is
+//   only CRLF.CRLF; a bare CR or LF anywhere in DATA content makes the message
+//   refused at its real end (550 5.6.11), which defeats SMTP smuggling through
+//   "\n.\n" / "\r.\r" style terminators that other hops might honour.
+// - A NUL octet in DATA content, or in BDAT chunks of a transaction that is not
+//   BODY=BINARYMIME, is refused the same way (550 5.6.0): RFC 5321 text has no NUL,
+//   and a next hop that reads strings up to NUL would see "\0." or ".\0" before the
+//   real end as a forged end of data. Only BINARYMIME (RFC 3030) makes NUL content.
+// - An over-long command line gets "500 5.5.6 Line too long" (RFC 5321 4.5.3.1.10
+//   names 500 for it, RFC 4954 gives 5.5.6 for line length) and the rest of the line
+//   is skipped without being buffered. AUTH lines may be 12288 octets (RFC 4954 4).
+// - An over-long text line in DATA is answered at the end of data with
+//   "552 5.6.0 Line too long": 552 is RFC 5321's code for content limits, and a 500
+//   there would read as "command unrecognised" to a client that just sent a message.
+// - Every 4xx/5xx reply produced by the protocol counts towards max_errors (as
+//   Postfix's error limits do); refusals from submit_done() do not, since they are
+//   the server's own trouble rather than client misbehaviour.
+// - Input arriving while a submit is pending is held in full. The caller is expected
+//   to stop reading while submit is outstanding (one read buffer at most arrives
+//   meanwhile), which bounds it. Input while waiting for TLS is dropped at once,
+//   since RFC 3207 4.2 has it discarded anyway.
 class server {
  public:
   server(const server_settings& settings, server_delegate& delegate);
@@ -101,6 +138,10 @@ class server {
   // True once the session should end: after QUIT, a 421, or refuse(). The caller
   // flushes output() and closes.
   bool closing() const { return closing_; }
+  // The daemon is shutting down: input not yet executed is dropped and no more is
+  // taken. With a submit pending, submit_done() still sends that message's reply, then
+  // the 421; otherwise the 421 is queued now. closing() is true once the 421 is queued.
+  void shut_down();
   // Idle/timeout handling by the caller: queue "421 4.4.2 <hostname> Error: timeout exceeded" and close.
   void timeout();
 
@@ -121,13 +162,15 @@ class server {
   server_delegate& delegate_;
   std::string in_;          // unconsumed input
   std::string out_;         // replies not yet taken by the caller
-  std::string body_;        // message content being received
+  std::string body_;        // message content being received, after the trace header
+  size_t trace_size_ = 0;   // bytes of body_ that begin_content() supplied
   envelope env_;
   state state_ = state::command;
   bool greeted_ = false;    // HELO/EHLO seen
   bool mail_given_ = false;
   bool closing_ = false;
   bool tls_active_ = false;
+  bool shutting_down_ = false;  // shut_down(): no input is executed any more
   bool data_bad_ = false;   // DATA/BDAT content had a fault (bare LF/CR, long line, too big)
   reply data_fault_{};
   uint64_t bdat_remaining_ = 0;

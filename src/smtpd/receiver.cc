@@ -33,11 +33,12 @@ std::string_view domain_part(std::string_view address) {
 }  // namespace
 
 receiver::receiver(net::loop& loop, unsigned worker_index, log::tracking_batch& tracking,
-                   std::function<bool(store::submit_request*)> submit_fn)
+                   std::function<bool(store::submit_request*)> submit_fn, in_flight_budget* budget)
     : loop_(loop),
       worker_index_(worker_index),
       tracking_(tracking),
       submit_fn_(std::move(submit_fn)),
+      budget_(budget),
       ids_(worker_index),
       reaper_(loop, [this] { reap(); }),
       next_session_id_(static_cast<uint64_t>(worker_index) << 48) {}

@@ -25,9 +25,11 @@ class receiver final : public session_host {
  public:
   // `submit_fn` forwards a request to the store on this loop's producer slot. RECEIVE
   // events go to `tracking`, the loop's batch, which must outlive the receiver. Nothing
-  // is listened on, and no connection accepted, before the first install().
+  // is listened on, and no connection accepted, before the first install(). `budget`
+  // (shared by every loop's receiver, outliving them) bounds the message bytes all
+  // sessions hold in memory; null means no bound.
   receiver(net::loop& loop, unsigned worker_index, log::tracking_batch& tracking,
-           std::function<bool(store::submit_request*)> submit_fn);
+           std::function<bool(store::submit_request*)> submit_fn, in_flight_budget* budget = nullptr);
   ~receiver() override;
 
   // Takes the receive policies of a configuration generation (loop thread): the first
@@ -36,7 +38,8 @@ class receiver final : public session_host {
   // both keep their sockets, new ones are opened, dropped ones closed. Returns "" or
   // the first error (the bindings that failed are not listened on).
   std::string install(std::shared_ptr<const connector_policies> next);
-  // Stop accepting, send 421 to idle sessions; sessions with a submit in flight finish it.
+  // Stop accepting and reading commands: 421 to every session, after the reply to a
+  // message that is already in the store.
   void shutdown();
   // Writes the protocol log batches gathered since the last call (called on a timer;
   // tracking events are the worker's, in its tracking_batch).
@@ -54,6 +57,7 @@ class receiver final : public session_host {
   auth::failure_limiter& auth_limiter(const connector_policy& policy) override;
   void track(const log::tracking_record& record) override;
   void retire(session* s) override;
+  in_flight_budget* content_budget() override { return budget_; }
 
  private:
   struct session_slot {
@@ -70,6 +74,7 @@ class receiver final : public session_host {
   log::tracking_batch& tracking_;
   std::shared_ptr<const connector_policies> policies_;
   std::function<bool(store::submit_request*)> submit_fn_;
+  in_flight_budget* budget_;
   base::queue_id_generator ids_;
   // Lines not yet written, per log file; flush_logs() hands them to the threadpool.
   std::unordered_map<const log::append_file*, std::pair<std::shared_ptr<const log::append_file>, std::string>>

@@ -3,6 +3,7 @@
 // (quoted into Received: and the protocol log).
 #include "smtpd/session.h"
 
+#include <algorithm>
 #include <chrono>
 
 #include "auth/credentials.h"
@@ -30,6 +31,7 @@ session::session(session_host& host, std::unique_ptr<net::connection> conn,
       settings_(policy_ ? policy_->smtp : smtp::server_settings{}),
       server_(settings_, *this),
       request_(std::make_unique<store::submit_request>()),
+      content_claim_(host.content_budget()),
       idle_timer_(host.event_loop()),
       id_(id) {
   local_text_ = stream_.local().text();
@@ -198,10 +200,12 @@ void session::finish() {
 }
 
 void session::shutdown() {
-  if (finished_ || submit_in_flight_) return;
-  stream_.send(std::string("421 4.3.2 ") + (policy_ ? policy_->smtp.hostname : "") +
-               " Service shutting down, closing transmission channel\r\n");
-  finish();
+  if (finished_) return;
+  // With a submit in flight the 421 follows its reply (submitted() flushes it); pipelined
+  // commands behind it are dropped, so a client that never stops sending cannot hold
+  // the drain open.
+  server_.shut_down();
+  flush();
 }
 
 smtp::reply session::check_mail(const smtp::envelope& env) {
@@ -239,18 +243,38 @@ std::string session::received_header(const smtp::envelope& env, const base::queu
   return smtp::received_header(f);
 }
 
+std::string session::begin_content(const smtp::envelope& env) {
+  // Like Postfix, the Received: line is written when content starts (its id and date
+  // are those of DATA), so it is the body's first bytes and nothing slides it in later.
+  content_id_ = host_.next_queue_id();
+  std::string header = received_header(env, content_id_);
+  trace_size_ = header.size();
+  return header;
+}
+
+void session::release_body() {
+  std::string().swap(request_->body);  // clear() would keep the capacity
+  content_claim_.release();
+}
+
+void session::content_released() {
+  // After submit() the body lives in request_ until submitted(), which gives it back.
+  if (!submit_in_flight_) content_claim_.release();
+}
+
 void session::submit(smtp::envelope& env, std::string& body) {
-  if (smtp::hop_limit_reached(body, policy_->max_received_headers)) {
+  // Our own Received: line is not the client's hop count.
+  std::string_view client_content = std::string_view(body).substr(std::min(trace_size_, body.size()));
+  if (smtp::hop_limit_reached(client_content, policy_->max_received_headers)) {
     log_event(log::event::info, "mail loop: too many Received: headers");
     server_.submit_done({554, "5.4.6", "Hop count exceeded - possible mail loop"});
     return;
   }
   store::submit_request& req = *request_;
-  req.id = host_.next_queue_id();
+  req.id = content_id_;
   req.envelope = std::move(env);
-  // The body is moved in and the Received: line slid in front of it: no second copy.
+  // Moved, not copied: the Received: line is already at its front.
   req.body = std::move(body);
-  req.body.insert(0, received_header(req.envelope, req.id));
   req.connector = policy_->name;
   req.client_address = peer_host_;
   req.client_helo = req.envelope.helo;
@@ -258,6 +282,7 @@ void session::submit(smtp::envelope& env, std::string& body) {
   req.received_at_ms = now_ms();
   req.user = static_cast<submit_client*>(this);
   if (!host_.submit(&req)) {
+    release_body();
     server_.submit_done({451, "4.3.0", "Queue busy, try again later"});
     flush();
     return;
@@ -272,6 +297,7 @@ void session::submitted(store::submit_request* request) {
   if (finished_) {
     // The client went away before its 250: the message is queued regardless (a duplicate
     // on its retry is allowed, a loss is not).
+    release_body();
     host_.retire(this);
     return;
   }
@@ -294,8 +320,7 @@ void session::submitted(store::submit_request* request) {
       r = {451, "4.3.0", "Temporary failure writing the queue"};
       break;
   }
-  request->body.clear();
-  request->body.shrink_to_fit();
+  release_body();
   stream_.release_input();
   server_.submit_done(r);
   flush();

@@ -12,6 +12,7 @@
 #include "log/tracking_log.h"
 #include "net/connection.h"
 #include "smtp/server.h"
+#include "smtpd/in_flight_budget.h"
 #include "smtpd/policy.h"
 #include "stream/stream.h"
 
@@ -59,6 +60,9 @@ class session_host {
   virtual auth::failure_limiter& auth_limiter(const connector_policy& policy) = 0;
   // The session is finished and may be destroyed once the current callback returns.
   virtual void retire(session* s) = 0;
+  // The daemon-wide budget for message bytes held in memory; it outlives every session.
+  // Null: no limit (tools and tests that do not exercise it).
+  virtual in_flight_budget* content_budget() { return nullptr; }
 };
 
 class session final : public stream::stream_handler, public smtp::server_delegate, public submit_client {
@@ -73,7 +77,8 @@ class session final : public stream::stream_handler, public smtp::server_delegat
   void start();
   // Called by the host when the store has finished with this session's request.
   void submitted(store::submit_request* request) override;
-  // Graceful shutdown of the daemon: 421 and close unless a submit is in flight.
+  // Graceful shutdown of the daemon: no more commands are read or executed. A message
+  // already in the store gets its reply, then 421; any other session gets 421 now.
   void shutdown();
   uint64_t id() const { return id_; }
   const std::string& connector_name() const;
@@ -87,6 +92,9 @@ class session final : public stream::stream_handler, public smtp::server_delegat
   smtp::reply check_recipient(const smtp::envelope& env, const smtp::recipient& rcpt) override;
   smtp::reply check_mail(const smtp::envelope& env) override;
   void submit(smtp::envelope& env, std::string& body) override;
+  std::string begin_content(const smtp::envelope& env) override;
+  bool reserve_content(size_t bytes) override { return content_claim_.grow(bytes); }
+  void content_released() override;
   void start_tls() override;
   smtp::reply check_auth(std::string_view mechanism, std::string_view authzid, std::string_view user,
                          std::string_view password) override;
@@ -99,6 +107,8 @@ class session final : public stream::stream_handler, public smtp::server_delegat
   void finish();
   void arm_timer();
   void log_event(log::event kind, std::string_view data);
+  // The store is done with request_'s body (or never got it): free it and its budget.
+  void release_body();
   void track_receive(const store::submit_request& request, const std::string& id);
   std::string received_header(const smtp::envelope& env, const base::queue_id& id) const;
 
@@ -114,6 +124,11 @@ class session final : public stream::stream_handler, public smtp::server_delegat
   // touching the session again.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::unique_ptr<store::submit_request> request_;  // reused for every message of the session
+  // The bytes of the message being received, then of request_->body until the store is
+  // done with it; given back at the latest when the session is destroyed.
+  budget_claim content_claim_;
+  base::queue_id content_id_;  // chosen at DATA/BDAT for the Received: line, used at submit
+  size_t trace_size_ = 0;      // that line's length at the front of the body
   net::timer idle_timer_;
   uint64_t id_;
   uint32_t log_sequence_ = 0;

@@ -85,6 +85,7 @@ Test(config_loader, defaults_when_keys_are_absent) {
   cr_assert_eq(c->server.max_message_size, 36ull << 20);
   cr_assert_eq(c->server.map_size, 8ull << 30);
   cr_assert_eq(c->server.max_received_headers, 100u);
+  cr_assert_eq(c->server.max_in_flight_bytes, 512ull << 20);
   const receive_connector& rc = c->receive_connectors.at(0);
   cr_assert_eq(rc.max_message_size, 36ull << 20);
   cr_assert_eq(rc.max_recipients, 200u);
@@ -744,4 +745,16 @@ Test(config_loader, damaged_configs_are_always_located) {
     }
   }
   cr_assert(failures > 100, "the damage should break the file often (%d)", failures);
+}
+
+// The memory budget for messages in flight: read as a size, at least the largest message
+// (a smaller one would refuse that message with 452 forever), raised with it when unset.
+Test(config_loader, max_in_flight_bytes) {
+  auto c = load_ok(std::string("[server]\nmax_in_flight_bytes = \"64MB\"\n") + minimal_connector);
+  cr_assert_eq(c->server.max_in_flight_bytes, 64ull << 20);
+  c = load_ok(std::string("[server]\nmax_message_size = \"1GB\"\n") + minimal_connector);
+  cr_assert_eq(c->server.max_in_flight_bytes, 1ull << 30);
+  expect_error("[server]\nmax_message_size = \"36MB\"\nmax_in_flight_bytes = \"16MB\"\n", 3,
+               "server.max_in_flight_bytes", "must be at least max_message_size");
+  expect_error("[server]\nmax_in_flight_bytes = 0\n", 2, "server.max_in_flight_bytes", "positive number of bytes");
 }

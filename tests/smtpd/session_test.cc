@@ -1,4 +1,5 @@
-// session_test.cc: smtpd::session over loopback sockets with a fake session_host: replies, submit, hop count, STARTTLS.
+// session_test.cc: smtpd::session over loopback sockets with a fake session_host: replies, submit, hop count, STARTTLS,
+// the in-flight memory budget and shutdown.
 #include <criterion/criterion.h>
 
 #include <functional>
@@ -50,6 +51,8 @@ struct fake_host : smtpd::session_host {
   }
   auth::failure_limiter& auth_limiter(const smtpd::connector_policy&) override { return limiter; }
   void retire(smtpd::session*) override { retired = true; }
+  smtpd::in_flight_budget* budget = nullptr;
+  smtpd::in_flight_budget* content_budget() override { return budget; }
 };
 
 // The client end: a stream that collects what the session says.
@@ -213,4 +216,68 @@ Test(smtpd_session, starttls_then_a_message_records_tls_in_received) {
   f.session->submitted(f.host.submits[0]);
   f.run_until([&] { return f.client.has("250 2.6.0"); });
   cr_assert(f.client.has("250 2.6.0"));
+}
+
+// Message bytes are charged to the daemon's budget while they arrive and until the store
+// is done with them; a message that does not fit is refused with 452 4.3.1 and gives
+// its bytes back, and the same session can then send one that fits.
+Test(smtpd_session, in_flight_budget_refuses_what_does_not_fit) {
+  smtpd::in_flight_budget budget(256 * 1024);
+  fixture f;
+  f.host.budget = &budget;
+  f.connect();
+  f.run_until([&] { return f.client.has("220 "); });
+  f.exchange("EHLO client.test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n", "354 ");
+  std::string big;
+  while (big.size() < 300 * 1024) big += std::string(98, 'x') + "\r\n";
+  f.client.replies.clear();
+  f.exchange(big + ".\r\n", "452 4.3.1 Insufficient system resources");
+  cr_assert(f.host.submits.empty());
+  cr_assert_eq(budget.in_use(), 0u, "a refused message keeps %lu bytes", (unsigned long)budget.in_use());
+
+  f.exchange("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n", "354 ");
+  f.client.say("Subject: small\r\n\r\nfits\r\n.\r\n");
+  f.run_until([&] { return !f.host.submits.empty(); });
+  store::submit_request& req = *f.host.submits[0];
+  cr_assert(req.body.rfind("Received: from client.test", 0) == 0, "%s", req.body.c_str());
+  cr_assert_geq(budget.in_use(), req.body.size(), "the body is still held while the store has it");
+  req.result = store::submit_status::ok;
+  f.session->submitted(&req);
+  f.run_until([&] { return f.client.has("250 2.6.0"); });
+  cr_assert_eq(budget.in_use(), 0u);
+
+  // With the budget used up elsewhere, DATA itself is refused before any content.
+  cr_assert(budget.try_take(budget.limit()));
+  f.exchange("MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n", "452 4.3.1");
+  budget.give_back(budget.limit());
+  f.exchange("DATA\r\n", "354 ");
+  f.client.say("Subject: never finished\r\n");
+  f.run_until([&] { return budget.in_use() > 0; });
+  f.client.s->close();
+  f.run_until([&] { return f.host.retired; });
+  f.session.reset();
+  cr_assert_eq(budget.in_use(), 0u, "a session that ends mid-message gives its bytes back");
+}
+
+// Shutdown with a message in the store: its 250 still comes, then 421, and the message
+// pipelined behind it is never executed.
+Test(smtpd_session, shutdown_answers_the_stored_message_then_421) {
+  fixture f;
+  f.connect();
+  f.run_until([&] { return f.client.has("220 "); });
+  f.exchange("EHLO client.test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n", "354 ");
+  f.client.replies.clear();
+  f.client.say("Subject: one\r\n\r\nb\r\n.\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.net>\r\nDATA\r\n"
+               "Subject: two\r\n\r\nb\r\n.\r\n");
+  f.run_until([&] { return !f.host.submits.empty(); });
+  f.session->shutdown();
+  cr_assert(!f.host.retired, "the session waits for the store");
+  f.host.submits[0]->result = store::submit_status::ok;
+  f.session->submitted(f.host.submits[0]);
+  f.run_until([&] { return f.client.ended; });
+  cr_assert(f.client.replies.rfind("250 2.6.0 ", 0) == 0, "%s", f.client.replies.c_str());
+  cr_assert(f.client.has("\r\n421 4.3.2 mx.sluice.test Service shutting down"), "%s", f.client.replies.c_str());
+  cr_assert(!f.client.has("354"), "pipelined input ran after shutdown: %s", f.client.replies.c_str());
+  cr_assert_eq(f.host.submits.size(), 1u);
+  cr_assert(f.host.retired);
 }
