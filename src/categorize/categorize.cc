@@ -2,7 +2,15 @@
 // Untrusted input: recipient addresses from stored envelopes; header blocks of stored bodies.
 #include "categorize/categorize.h"
 
+#include "route/hop_key.h"
+#include "store/schema.h"
+
 namespace sluice::categorize {
+
+// The configuration is checked against route's limit (config::load); the store enforces
+// its own. A route limit above the store's would let a checked configuration produce keys
+// the store refuses, which is exactly the failure the check exists to prevent.
+static_assert(route::max_hop_key_size <= store::schema::max_hop_key_size);
 
 namespace {
 
@@ -20,10 +28,11 @@ std::string lower_domain_of(std::string_view address) {
 std::string forced_hop_key(const route::table& routes, std::string_view connector, std::string_view address) {
   for (const auto& c : routes.send_connectors()) {
     if (c.name != connector || !c.enabled) continue;
-    if (c.routing == route::routing_method::smart_host) return "smarthost:" + c.name;
+    if (c.routing == route::routing_method::smart_host) return std::string(route::smart_host_hop_prefix) + c.name;
     std::string domain = lower_domain_of(address);
-    if (domain.empty()) return {};
-    return "dns:" + c.name + ":" + domain;
+    // Longer than route_recipient accepts: the key could exceed what the store holds.
+    if (domain.empty() || domain.size() > route::max_hop_domain_size) return {};
+    return std::string(route::dns_hop_prefix) + c.name + ":" + domain;
   }
   return {};
 }

@@ -12,6 +12,28 @@ namespace sluice::categorize {
 
 namespace {
 constexpr std::size_t read_batch = 256;  // ids per envelope read transaction
+// A finished job keeps buffers up to these sizes for the next message (a warm request
+// does not allocate); anything larger is freed, so one huge message does not leave its
+// footprint in every pooled job it passed through.
+constexpr std::size_t keep_string_bytes = 4096;
+constexpr std::size_t keep_elements = 64;
+
+template <class Buffer>
+void drop_if_large(Buffer& b, std::size_t keep) {
+  if (b.capacity() > keep) Buffer().swap(b);
+}
+
+// Heap bytes of a string beyond the object itself (short strings live inside it).
+std::size_t heap_of(const std::string& s) { return s.capacity() > std::string().capacity() ? s.capacity() : 0; }
+std::size_t heap_of(const std::vector<std::string>& v) {
+  std::size_t n = v.capacity() * sizeof(std::string);
+  for (const auto& s : v) n += heap_of(s);
+  return n;
+}
+
+std::string delay_text(uint64_t ms) {
+  return ms % 1000 == 0 ? fmt::format("{} s", ms / 1000) : fmt::format("{} ms", ms);
+}
 }  // namespace
 
 // A pooled request plus what the completion needs that the store does not keep.
@@ -23,6 +45,7 @@ struct categorizer::job {
   std::string sender;
   std::vector<std::string> recipients;
   std::vector<std::string> rules_fired;
+  std::size_t body_charge = 0;  // bytes of req.new_body counted in stats_.body_bytes
 };
 
 categorizer::categorizer(net::loop& loop, unsigned index, store::queue_store& store, links& l,
@@ -53,6 +76,36 @@ categorizer::job* categorizer::take_job() {
   job* j = free_jobs_.back();
   free_jobs_.pop_back();
   return j;
+}
+
+void categorizer::release(job& j) {
+  stats_.body_bytes -= j.body_charge;
+  j.body_charge = 0;
+  store::categorize_request& r = j.req;
+  r.new_body.reset();
+  drop_if_large(r.new_record, keep_string_bytes);
+  drop_if_large(r.error, keep_string_bytes);
+  drop_if_large(r.items, keep_elements);
+  drop_if_large(r.failed, keep_elements);
+  drop_if_large(j.failed_addresses, keep_elements);
+  drop_if_large(j.recipients, keep_elements);
+  drop_if_large(j.rules_fired, keep_elements);
+  free_jobs_.push_back(&j);
+}
+
+std::size_t categorizer::job_bytes() const {
+  std::size_t n = 0;
+  for (const auto& owned : jobs_) {
+    const job& j = *owned;
+    const store::categorize_request& r = j.req;
+    n += sizeof(job) + heap_of(r.new_record) + heap_of(r.error) + (r.new_body ? heap_of(*r.new_body) : 0);
+    n += r.items.capacity() * sizeof(store::delivery_item_spec);
+    for (const auto& item : r.items) n += heap_of(item.hop_key) + item.recipients.capacity() * sizeof(uint32_t);
+    n += r.failed.capacity() * sizeof(store::failed_recipient);
+    for (const auto& f : r.failed) n += heap_of(f.status) + heap_of(f.reason);
+    n += heap_of(j.failed_addresses) + heap_of(j.recipients) + heap_of(j.rules_fired) + heap_of(j.sender);
+  }
+  return n;
 }
 
 void categorizer::hand_off(base::queue_id id) {
@@ -97,20 +150,91 @@ void categorizer::arm_flush() {
   });
 }
 
+// The retry timer ticks every first_ms while any message waits: the net::timer cannot be
+// re-armed with another timeout from its own callback, and a tick costs nothing when
+// nothing is due.
 void categorizer::arm_retry() {
+  if (retry_armed_ || stopping_) return;
   retry_armed_ = true;
   if (retry_started_) {
     retry_timer_.again();
     return;
   }
   retry_started_ = true;
-  retry_timer_.start(1000, 0, [this] {
+  const uint64_t tick = std::max<uint64_t>(1, retry_policy_.first_ms);
+  retry_timer_.start(tick, tick, [this] { retry_due(); });
+}
+
+void categorizer::retry_due() {
+  const auto due = retry_due_.upper_bound(uv_now(loop_.get()));
+  for (auto it = retry_due_.begin(); it != due; ++it) todo_.push_back(it->second);
+  retry_due_.erase(retry_due_.begin(), due);
+  if (retry_due_.empty()) {
+    retry_timer_.stop();
     retry_armed_ = false;
-    todo_.insert(todo_.end(), retry_.begin(), retry_.end());
-    retry_.clear();
-    start_some();
-    flush();
-  });
+  }
+  start_some();
+  flush();
+}
+
+// Never touches todo_ (start_some may be iterating it): a message is due again through
+// retry_due_ only.
+void categorizer::note_failure(base::queue_id id, const std::string& error, bool transient, bool quiet) {
+  ++stats_.store_errors;
+  failure& f = failures_[id.value];
+  ++f.attempts;
+  if (!transient) ++f.hard_attempts;
+  f.last_error = error;
+  const uint64_t now = uv_now(loop_.get());
+  if (!f.give_up && f.hard_attempts >= retry_policy_.give_up_after) {
+    // The store has refused this message's transaction give_up_after times, over many
+    // minutes, for a reason other than space: the cause is the message or the routing it
+    // gets (a key the store cannot hold), and retrying for days as Postfix does for a
+    // deferred delivery would only hide an acknowledged message from its sender.
+    // It becomes what any undeliverable recipient becomes, a failed list entry the DSN
+    // generator reports, with 5.3.0: the fault is this mail system's, not the address's
+    // (5.1.x) or the content's (5.6.x). A reload that fixes the cause in the meantime
+    // lets one of the earlier attempts succeed instead.
+    f.give_up = true;
+    log(fmt::format("categorizer {}: {}: {}; failed {} times, failing its recipients with 5.3.0", index_,
+                    id.text(), error, f.attempts));
+    retry_due_.emplace(now, id);
+  } else {
+    const unsigned doublings = std::min(f.attempts - 1, 40u);
+    const uint64_t delay = std::min(retry_policy_.cap_ms, retry_policy_.first_ms << doublings);
+    retry_due_.emplace(now + delay, id);
+    if (!quiet)
+      log(fmt::format("categorizer {}: {}: {}; attempt {}, retrying in {}", index_, id.text(), error, f.attempts,
+                      delay_text(delay)));
+  }
+  arm_retry();
+}
+
+void categorizer::fill_given_up(job& j, base::queue_id id, const smtp::envelope& env,
+                                const store::message_metadata& meta, const failure& f) {
+  store::categorize_request& r = j.req;
+  r.id = id;
+  r.received_at_ms = meta.received_at_ms;
+  r.result = store::categorize_status::pending;
+  r.error.clear();
+  r.new_record.clear();
+  r.new_body.reset();
+  r.recipient_delta = 0;
+  r.items.clear();
+  // The envelope as received: rules are not applied again to a message that could not
+  // be categorized with them.
+  const std::string reason = "categorization failed repeatedly: " + f.last_error;
+  r.failed.resize(env.recipients.size());
+  j.failed_addresses.resize(env.recipients.size());
+  for (uint32_t i = 0; i < env.recipients.size(); ++i) {
+    r.failed[i] = {i, "5.3.0", reason};
+    j.failed_addresses[i] = env.recipients[i].address;
+  }
+  j.rules_fired.clear();
+  if (tracker_) {
+    j.sender = env.mail_from;
+    j.recipients = j.failed_addresses;
+  }
 }
 
 void categorizer::poll() {
@@ -135,6 +259,51 @@ void categorizer::poll() {
   flush();
 }
 
+bool categorizer::route_one(job& j, const route::table& routes, base::queue_id id, const smtp::envelope& env,
+                            const store::message_metadata& meta) {
+  const rules::rule_set* rules = rules_ && !rules_->empty() ? rules_.get() : nullptr;
+  std::string_view headers;
+  if (rules && rules->needs_headers()) {
+    std::string herr;
+    if (!store_.read_header_block(id, header_block_, 64 * 1024, herr) && !herr.empty())
+      log(fmt::format("{}: reading headers for transport rules: {}", id.text(), herr));
+    headers = header_block_;
+  }
+  router_.categorize(routes, rules, headers, id, env, meta, j.req);
+  if (router_.header_edits_pending()) {
+    // Rare (a rule edits headers): the whole body is read, edited and stored again in the
+    // categorize transaction, still once for every next hop. The job holds it until the
+    // store has written it, so the bodies of all jobs in flight count against the budget.
+    if (stats_.body_bytes != 0 && stats_.body_bytes + meta.body_size > body_budget_) return false;
+    std::string berr;
+    auto whole = store_.read_message(id, berr);
+    if (whole)
+      router_.finish_with_body(std::move(whole->body), env, meta, store_.chunk_size(), j.req);
+    else
+      log(fmt::format("{}: header edits not applied: {}", id.text(), berr.empty() ? "message gone" : berr));
+    if (j.req.new_body) {
+      j.body_charge = j.req.new_body->capacity();
+      stats_.body_bytes += j.body_charge;
+      stats_.body_bytes_peak = std::max(stats_.body_bytes_peak, stats_.body_bytes);
+    }
+  }
+  const smtp::envelope& effective = router_.effective(env);
+  j.rules_fired.clear();
+  for (const auto& f : router_.fired()) {
+    if (tracker_) j.rules_fired.push_back(fmt::format("{}: {}", f.name, f.actions));
+    else log(fmt::format("{}: RULE {}: {}", id.text(), f.name, f.actions));
+  }
+  if (tracker_) {
+    j.sender = env.mail_from;
+    j.recipients.resize(effective.recipients.size());
+    for (std::size_t r = 0; r < effective.recipients.size(); ++r) j.recipients[r] = effective.recipients[r].address;
+  }
+  j.failed_addresses.resize(j.req.failed.size());
+  for (std::size_t f = 0; f < j.req.failed.size(); ++f)
+    j.failed_addresses[f] = effective.recipients[j.req.failed[f].recipient].address;
+  return true;
+}
+
 void categorizer::start_some() {
   std::string problems, error;
   constexpr std::size_t capacity = store::queue_store::categorize_capacity;
@@ -143,59 +312,44 @@ void categorizer::start_some() {
     std::span<const base::queue_id> batch(todo_.data() + todo_head_, take);
     const route::table& routes = *routes_;
     problems.clear();
+    // Where the body budget ran out: that message and the rest of the batch stay in
+    // todo_, in order, until completions free bodies (poll() calls start_some again).
+    std::size_t visited = 0, wait_at = take;
     bool ok = store_.read_envelopes(
         batch,
         [&](base::queue_id id, const smtp::envelope& env, const store::message_metadata& meta) {
+          if (wait_at != take) return;
+          while (visited < take && batch[visited].value != id.value) ++visited;  // skipped ids: missing
           job* j = take_job();
-          const rules::rule_set* rules = rules_ && !rules_->empty() ? rules_.get() : nullptr;
-          std::string_view headers;
-          if (rules && rules->needs_headers()) {
-            std::string herr;
-            if (!store_.read_header_block(id, header_block_, 64 * 1024, herr) && !herr.empty())
-              log(fmt::format("{}: reading headers for transport rules: {}", id.text(), herr));
-            headers = header_block_;
+          const failure* given_up = nullptr;
+          if (!failures_.empty())
+            if (auto f = failures_.find(id.value); f != failures_.end() && f->second.give_up) given_up = &f->second;
+          if (given_up) {
+            fill_given_up(*j, id, env, meta, *given_up);
+          } else if (!route_one(*j, routes, id, env, meta)) {
+            release(*j);
+            ++stats_.body_waits;
+            wait_at = visited;
+            return;
           }
-          router_.categorize(routes, rules, headers, id, env, meta, j->req);
-          if (router_.header_edits_pending()) {
-            // Rare (a rule edits headers): the whole body is read, edited and stored
-            // again in the categorize transaction, still once for every next hop.
-            std::string berr;
-            auto whole = store_.read_message(id, berr);
-            if (whole)
-              router_.finish_with_body(std::move(whole->body), env, meta, store_.chunk_size(), j->req);
-            else
-              log(fmt::format("{}: header edits not applied: {}", id.text(), berr.empty() ? "message gone" : berr));
-          }
-          const smtp::envelope& effective = router_.effective(env);
-          j->rules_fired.clear();
-          for (const auto& f : router_.fired()) {
-            if (tracker_) j->rules_fired.push_back(fmt::format("{}: {}", f.name, f.actions));
-            else log(fmt::format("{}: RULE {}: {}", id.text(), f.name, f.actions));
-          }
-          if (tracker_) {
-            j->sender = env.mail_from;
-            j->recipients.resize(effective.recipients.size());
-            for (std::size_t r = 0; r < effective.recipients.size(); ++r)
-              j->recipients[r] = effective.recipients[r].address;
-          }
-          j->failed_addresses.resize(j->req.failed.size());
-          for (std::size_t f = 0; f < j->req.failed.size(); ++f)
-            j->failed_addresses[f] = effective.recipients[j->req.failed[f].recipient].address;
+          ++visited;
           // Cannot be refused: in_flight_ stays below the lane's capacity.
           if (store_.categorize(index_, &j->req)) {
             ++in_flight_;
           } else {
-            free_jobs_.push_back(j);
-            retry_.push_back(id);
+            release(*j);
+            note_failure(id, "categorize lane full", true, false);
           }
         },
         problems, error);
     if (!problems.empty()) log(fmt::format("categorizer {}: {}", index_, problems));
     if (!ok) {
-      log(fmt::format("categorizer {}: {}; retrying in 1 s", index_, error));
-      retry_.insert(retry_.end(), batch.begin(), batch.end());
+      // The read transaction itself failed: the store, not these messages. One line for
+      // the batch; each message still backs off, and none is given up for it.
+      log(fmt::format("categorizer {}: {}; {} messages wait for a retry", index_, error, batch.size()));
+      for (base::queue_id id : batch) note_failure(id, error, true, true);
     }
-    todo_head_ += take;
+    todo_head_ += ok ? wait_at : take;
     if (todo_head_ == todo_.size()) {
       todo_.clear();
       todo_head_ = 0;
@@ -203,9 +357,8 @@ void categorizer::start_some() {
       todo_.erase(todo_.begin(), todo_.begin() + static_cast<std::ptrdiff_t>(todo_head_));
       todo_head_ = 0;
     }
-    if (!ok) break;
+    if (!ok || wait_at != take) break;
   }
-  if (!retry_.empty() && !retry_armed_ && !stopping_) arm_retry();
 }
 
 void categorizer::complete(job& j) {
@@ -231,17 +384,21 @@ void categorizer::complete(job& j) {
                           r.failed[f].reason));
       }
       if (tracker_) track(j);
-      break;
+      [[fallthrough]];
     case store::categorize_status::not_queued:
-      ++stats_.duplicates;
+      if (r.result == store::categorize_status::not_queued) ++stats_.duplicates;
+      if (!failures_.empty()) {
+        if (auto f = failures_.find(r.id.value); f != failures_.end()) {
+          if (f->second.give_up && r.result == store::categorize_status::ok) ++stats_.given_up;
+          failures_.erase(f);
+        }
+      }
       break;
     default:
-      ++stats_.store_errors;
-      log(fmt::format("categorizer {}: {}: {}; retrying in 1 s", index_, r.id.text(), r.error));
-      retry_.push_back(r.id);
+      note_failure(r.id, r.error, r.result == store::categorize_status::storage_full, false);
       break;
   }
-  free_jobs_.push_back(&j);
+  release(j);
 }
 
 void categorizer::track(const job& j) {

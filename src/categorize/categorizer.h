@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -56,8 +57,30 @@ struct categorizer_stats {
   uint64_t duplicates = 0;         // not_queued: someone categorized them first
   uint64_t items_sent = 0;         // delivery items handed to hop owners
   uint64_t failed_recipients = 0;  // recorded in failed lists
-  uint64_t store_errors = 0;       // storage_full / failed: retried later
+  uint64_t store_errors = 0;       // failed attempts (storage_full / failed / unreadable): retried later
+  uint64_t given_up = 0;           // messages failed with 5.3.0 after repeated failures (retry_policy)
+  uint64_t body_waits = 0;         // times the next message waited for the body budget
+  std::size_t body_bytes = 0;      // edited bodies held by jobs in the store now
+  std::size_t body_bytes_peak = 0; // the most body_bytes has been
 };
+
+// How a shard retries a message whose categorization failed. The delay doubles from
+// first_ms at each failure of the same message, up to cap_ms, with one log line per
+// failure, so a message that keeps failing costs a line every cap_ms, not every second.
+// After give_up_after failures that were not storage_full, the message's recipients are
+// failed with 5.3.0 (see categorizer.cc for why); storage_full is retried for ever, as the
+// failed list needs the space the store lacks and a full disk is an operator's alarm, not
+// the sender's problem.
+struct retry_policy {
+  uint64_t first_ms = 1000;
+  uint64_t cap_ms = 300'000;
+  unsigned give_up_after = 12;  // about 18 minutes of attempts with the defaults
+};
+
+// Body bytes one shard's jobs may hold at once (bodies read for header edits, kept until
+// the store has written them). A message that would exceed it waits for completions,
+// unless no body is held at all: one message larger than the budget still proceeds alone.
+inline constexpr std::size_t default_body_budget = std::size_t{64} << 20;
 
 // One per worker loop; every member function runs on that loop's thread only. The
 // categorize requests it hands to the store are owned by this object and borrowed by the
@@ -103,19 +126,46 @@ class categorizer {
   using tracker = std::function<void(const log::tracking_record&)>;
   void set_tracker(tracker fn) { tracker_ = std::move(fn); }
 
+  // Before recover() and the first poll().
+  void set_body_budget(std::size_t bytes) { body_budget_ = bytes; }
+  void set_retry_policy(retry_policy p) { retry_policy_ = p; }
+
   const delivery::hop_queues& queues() const { return queues_; }
   const categorizer_stats& stats() const { return stats_; }
   std::size_t backlog() const { return todo_.size() - todo_head_; }
+  // Heap bytes held by the job pool's buffers (capacities, idle jobs included): what the
+  // pool keeps between messages, for tests and diagnostics. Walks the pool: not per message.
+  std::size_t job_bytes() const;
+  // Messages waiting for a retry after a failed categorization.
+  std::size_t retrying() const { return retry_due_.size(); }
 
  private:
   struct job;
+  // Per message whose categorization failed, until it succeeds or is given up.
+  struct failure {
+    unsigned attempts = 0;       // failures in a row, any kind
+    unsigned hard_attempts = 0;  // of those, not storage_full
+    bool give_up = false;        // next attempt fails every recipient with 5.3.0
+    std::string last_error;
+  };
   void start_some();
   void complete(job& j);
   job* take_job();
+  void release(job& j);
   void log(const std::string& line);
   void arm_flush();
   void track(const job& j);
   void arm_retry();
+  void retry_due();
+  // `transient`: the store's condition (storage_full, a failed read), not this message's,
+  // so it does not count towards giving up. `quiet`: the caller logged it for a batch.
+  void note_failure(base::queue_id id, const std::string& error, bool transient, bool quiet);
+  // Fills j.req for one message; false (j to be released) when its body would overrun
+  // the body budget.
+  bool route_one(job& j, const route::table& routes, base::queue_id id, const smtp::envelope& env,
+                 const store::message_metadata& meta);
+  void fill_given_up(job& j, base::queue_id id, const smtp::envelope& env, const store::message_metadata& meta,
+                     const failure& f);
 
   net::loop& loop_;
   unsigned index_;
@@ -131,7 +181,11 @@ class categorizer {
 
   std::vector<base::queue_id> todo_;  // ids to categorize; consumed from todo_head_
   std::size_t todo_head_ = 0;
-  std::vector<base::queue_id> retry_;  // store errors, retried after a second
+  // Failed messages by due time (loop ms); failures_ holds their counts by queue id value.
+  std::multimap<uint64_t, base::queue_id> retry_due_;
+  std::unordered_map<uint64_t, failure> failures_;
+  retry_policy retry_policy_;
+  std::size_t body_budget_ = default_body_budget;
   std::vector<std::vector<base::queue_id>> out_ids_;  // per target shard, not yet pushed
   std::vector<std::vector<delivery::hop_item>> out_items_;      // per owner loop, not yet pushed
   std::vector<std::unique_ptr<job>> jobs_;            // every job ever made (the pool)

@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "config/reader.h"
+#include "route/hop_key.h"
 
 namespace sluice::config::detail {
 namespace {
@@ -163,6 +164,11 @@ void read_address_spaces(table_reader& r, const toml::table& t, send_connector& 
   }
 }
 
+std::string name_too_long(std::string_view name, std::string_view key_format) {
+  return "is " + std::to_string(name.size()) + " bytes long: its next-hop key \"" + std::string(key_format) +
+         "\" must fit in " + std::to_string(route::max_hop_key_size) + " bytes";
+}
+
 }  // namespace
 
 void read_accepted_domains(table_reader& top, config& c) {
@@ -185,6 +191,10 @@ void read_accepted_domains(table_reader& top, config& c) {
       } else {
         d.name = lower(d.name);
         named = true;
+        if (route::longest_local_hop_key(d.name) > route::max_hop_key_size) {
+          r.value_error("name", *t.get("name"), name_too_long(d.name, "local:<name>"));
+          named = false;
+        }
       }
     } else if (!t.get("name")) {
       r.missing("name", "the domain, e.g. name = \"example.com\"");
@@ -273,6 +283,14 @@ void read_send_connectors(table_reader& top, config& c) {
       }
     }
     r.finish();
+    // The name is part of every delivery queue key of the connector, and the store keys
+    // queues by that text: a name it cannot hold would make every message routed here
+    // fail at categorization, so it is refused now rather than discovered per message.
+    if (!sc.name.empty() && route::longest_hop_key(sc.routing, sc.name) > route::max_hop_key_size)
+      r.value_error("name", *t.get("name"),
+                    name_too_long(sc.name, sc.routing == route::routing_method::smart_host
+                                               ? "smarthost:<name>"
+                                               : "dns:<name>:<recipient domain of up to 255 bytes>"));
     for (size_t i = 0; i < c.send_connectors.size(); ++i) {
       if (!sc.name.empty() && lower(c.send_connectors[i].name) == lower(sc.name)) {
         r.value_error("name", *t.get("name"),

@@ -2,6 +2,7 @@
 // Untrusted input: recipient addresses (route_recipient); configuration (build).
 #include <algorithm>
 
+#include "route/hop_key.h"
 #include "route/table_impl.h"
 
 namespace sluice::route {
@@ -421,10 +422,12 @@ decision table::route_recipient(std::string_view address, uint64_t message_size,
 std::string table::hop_key(const next_hop& hop) const {
   switch (hop.kind) {
     case hop_kind::none: return {};
-    case hop_kind::local: return "local:" + domains_[hop.index].name;
-    case hop_kind::smart_host: return "smarthost:" + connectors_[hop.index].name;
+    case hop_kind::local: return std::string(local_hop_prefix) + domains_[hop.index].name;
+    case hop_kind::smart_host: return std::string(smart_host_hop_prefix) + connectors_[hop.index].name;
     case hop_kind::dns: {
-      std::string key = "dns:" + connectors_[hop.index].name + ":";
+      // The domain passed parse_address, so it is at most max_hop_domain_size long.
+      static_assert(detail::max_domain == max_hop_domain_size);
+      std::string key = std::string(dns_hop_prefix) + connectors_[hop.index].name + ":";
       for (char ch : hop.domain) key += detail::lower(ch);
       return key;
     }
