@@ -118,11 +118,14 @@ std::shared_ptr<const smtpd::connector_policy> make_policy(const config::config&
 
 std::shared_ptr<const smtpd::connector_policies> make_receive_policies(std::shared_ptr<const config::config> cfg,
                                                                        std::shared_ptr<const route::table> routes,
+                                                                       smtpd::connection_registry& connections,
                                                                        std::string& error) {
   auto out = std::make_shared<smtpd::connector_policies>();
   out->cfg = cfg;
   out->routes = std::move(routes);
-  out->limits = std::make_unique<smtpd::connection_limits>(cfg->receive_connectors.size());
+  std::vector<std::string> names;
+  for (const auto& rc : cfg->receive_connectors) names.push_back(rc.name);
+  out->limits = std::make_unique<smtpd::connection_limits>(connections, names);
   const std::string protocol_dir = cfg->server.log_dir + "/protocol";
   bool any_log = false;
   for (const auto& rc : cfg->receive_connectors) any_log |= rc.protocol_log;
@@ -140,7 +143,7 @@ std::shared_ptr<const smtpd::connector_policies> make_receive_policies(std::shar
 }  // namespace
 
 build_result build(std::shared_ptr<const config::config> cfg, uint64_t number,
-                   std::chrono::system_clock::time_point loaded_at) {
+                   std::chrono::system_clock::time_point loaded_at, daemon_state* shared) {
   build_result result;
   auto g = std::make_shared<generation>();
   g->number = number;
@@ -154,7 +157,9 @@ build_result build(std::shared_ptr<const config::config> cfg, uint64_t number,
   g->rules = std::make_shared<const rules::rule_set>(cfg->transport_rules);
   std::string error;
   g->tracking_log = log::append_file::open(cfg->server.log_dir + "/tracking.csv", log::tracking_log_header(), error);
-  if (g->tracking_log) g->receive = make_receive_policies(cfg, g->routes, error);
+  smtpd::connection_registry private_connections;
+  if (g->tracking_log)
+    g->receive = make_receive_policies(cfg, g->routes, shared ? shared->connections : private_connections, error);
   if (!g->receive) {
     result.failed = failure::resources;
     result.errors.push_back(std::move(error));

@@ -81,7 +81,8 @@ int main(int argc, char** argv) {
 
   // The first generation is built the way a reload builds the next one.
   const auto started = std::chrono::system_clock::now();
-  auto first = generation::build(cfg, 1, started);
+  generation::daemon_state shared;  // outlives every generation and worker
+  auto first = generation::build(cfg, 1, started, &shared);
   if (!first) {
     const bool bad_routes = first.failed == generation::failure::routes;
     for (const auto& e : first.errors) {
@@ -117,7 +118,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   for (unsigned i = 0; i < workers_count; ++i)
-    workers.push_back(std::make_unique<main::worker>(i, *queue, links, current));
+    workers.push_back(std::make_unique<main::worker>(i, *queue, links, current, shared.auth_limiters));
   // The admin socket (sluicectl) is served by worker 0.
   workers[0]->serve_admin({admin::socket_path_for(cfg->server.queue_dir),
                            {std::string(admin::version()), workers_count, static_cast<long>(getpid()), started}});
@@ -150,7 +151,7 @@ int main(int argc, char** argv) {
       const auto& running = current->cfg->server;
       if (next.value->server.queue_dir != running.queue_dir || next.value->server.workers != running.workers)
         std::fprintf(stderr, "sluiced: reload: queue_dir and workers changes take effect at restart\n");
-      auto next_generation = generation::build(next.value, current->number + 1);
+      auto next_generation = generation::build(next.value, current->number + 1, std::chrono::system_clock::now(), &shared);
       if (!next_generation) {
         for (const auto& e : next_generation.errors)
           std::fprintf(stderr, "sluiced: reload failed, configuration unchanged: %s\n", e.c_str());

@@ -14,8 +14,8 @@
 namespace sluice::main {
 
 worker::worker(unsigned index, store::queue_store& store, categorize::links& links,
-               std::shared_ptr<const generation::generation> first)
-    : index_(index), store_(store), links_(links), first_(std::move(first)) {}
+               std::shared_ptr<const generation::generation> first, std::shared_ptr<auth::limiter_registry> auth_limiters)
+    : index_(index), store_(store), links_(links), first_(std::move(first)), auth_limiters_(std::move(auth_limiters)) {}
 
 worker::~worker() {
   stop();
@@ -58,7 +58,7 @@ void worker::run(std::promise<std::string>& ready) {
   log::tracking_batch tracking;
   auto track = [&tracking](const log::tracking_record& r) { tracking.add(r); };
   auto submit = [this](store::submit_request* r) { return store_.submit(index_, r); };
-  smtpd::receiver receiver(loop, index_, tracking, submit);
+  smtpd::receiver receiver(loop, index_, tracking, submit, auth_limiters_);
 
   // This loop's categorizer shard. Destroyed at the end of run(), after the stop
   // sequence below has waited until the store holds none of its requests.

@@ -22,8 +22,9 @@ class worker {
  public:
   // `links` is shared by every worker and must outlive the worker. `first` is the
   // configuration generation the loop starts with; it takes it the way it takes a reload.
+  // `auth_limiters` is the daemon's, shared with every other worker.
   worker(unsigned index, store::queue_store& store, categorize::links& links,
-         std::shared_ptr<const generation::generation> first);
+         std::shared_ptr<const generation::generation> first, std::shared_ptr<auth::limiter_registry> auth_limiters);
   ~worker();
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
@@ -50,6 +51,7 @@ class worker {
   store::queue_store& store_;
   categorize::links& links_;
   std::shared_ptr<const generation::generation> first_;  // taken by run() at start
+  std::shared_ptr<auth::limiter_registry> auth_limiters_;
   std::optional<admin::server_settings> admin_;
   std::thread thread_;
   // Created on the worker thread, published through the atomics, and destroyed only by

@@ -33,12 +33,14 @@ std::string_view domain_part(std::string_view address) {
 }  // namespace
 
 receiver::receiver(net::loop& loop, unsigned worker_index, log::tracking_batch& tracking,
-                   std::function<bool(store::submit_request*)> submit_fn)
+                   std::function<bool(store::submit_request*)> submit_fn,
+                   std::shared_ptr<auth::limiter_registry> auth_limiters)
     : loop_(loop),
       worker_index_(worker_index),
       tracking_(tracking),
       submit_fn_(std::move(submit_fn)),
       ids_(worker_index),
+      auth_limiters_(auth_limiters ? std::move(auth_limiters) : std::make_shared<auth::limiter_registry>()),
       reaper_(loop, [this] { reap(); }),
       next_session_id_(static_cast<uint64_t>(worker_index) << 48) {}
 
@@ -138,11 +140,7 @@ smtp::reply receiver::check_recipient(const connector_policy& policy, bool authe
 
 auth::failure_limiter& receiver::auth_limiter(const connector_policy& policy) {
   auto& slot = limiters_[&policy];
-  if (!slot) {
-    auth::failure_limiter::settings s;
-    s.max_failures = static_cast<int>(policy.auth_max_failures);
-    slot = std::make_unique<auth::failure_limiter>(s);
-  }
+  if (!slot) slot = auth_limiters_->for_connector(policy.name, static_cast<int>(policy.auth_max_failures));
   return *slot;
 }
 
