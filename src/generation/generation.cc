@@ -70,6 +70,10 @@ std::shared_ptr<const tls::context> make_tls_context(const config::config& cfg, 
   return tls::context::make_server(o, error);
 }
 
+log::rotation log_rotation(const config::config& cfg) {
+  return {.max_size = cfg.server.log_max_size, .keep = cfg.server.log_keep, .max_age_days = cfg.server.log_max_age_days};
+}
+
 std::string sanitize_file_name(std::string_view name) {
   std::string out;
   for (char c : name) out.push_back(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ? c : '_');
@@ -110,7 +114,7 @@ std::shared_ptr<const smtpd::connector_policy> make_policy(const config::config&
   if (rc.protocol_log) {
     // One file per connector name, shared by the connector's sessions on every loop.
     p->protocol_log = log::append_file::open(protocol_dir + "/" + sanitize_file_name(rc.name) + ".csv",
-                                             log::protocol_log_header(), error);
+                                             log::protocol_log_header(), error, log_rotation(cfg));
     if (!p->protocol_log) return nullptr;
   }
   return p;
@@ -156,7 +160,8 @@ build_result build(std::shared_ptr<const config::config> cfg, uint64_t number,
   }
   g->rules = std::make_shared<const rules::rule_set>(cfg->transport_rules);
   std::string error;
-  g->tracking_log = log::append_file::open(cfg->server.log_dir + "/tracking.csv", log::tracking_log_header(), error);
+  g->tracking_log = log::append_file::open(cfg->server.log_dir + "/tracking.csv", log::tracking_log_header(), error,
+                                           log_rotation(*cfg));
   smtpd::connection_registry private_connections;
   if (g->tracking_log)
     g->receive = make_receive_policies(cfg, g->routes, shared ? shared->connections : private_connections, error);

@@ -3,7 +3,6 @@
 // Untrusted input: peer addresses and RCPT addresses.
 #include "smtpd/receiver.h"
 
-#include "net/file_writer.h"
 
 namespace sluice::smtpd {
 
@@ -181,7 +180,8 @@ void receiver::flush_logs() {
     if (slot.second.empty()) continue;
     std::string batch;
     batch.swap(slot.second);
-    net::append_async(loop_, slot.first->fd(), slot.first, std::move(batch));
+    // The work owns the batch and keeps the file open; append() rotates and counts drops.
+    net::queue_work(loop_, [file = slot.first, lines = std::move(batch)] { file->append(lines); }, [] {});
   }
   // Files of earlier generations are dropped once idle, so a reload can close them.
   std::erase_if(pending_logs_, [&](const auto& entry) { return entry.second.first.use_count() == 1; });
