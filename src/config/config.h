@@ -33,6 +33,7 @@ struct server_settings {
   uint64_t log_max_size = 100ull << 20;  // rotate before a file passes this; 0 = never by size
   uint32_t log_keep = 10;                // rotated files kept per log
   uint32_t log_max_age_days = 30;        // rotated files older than this are deleted; 0 = kept
+  bool log_rotate_daily = true;          // a new file each UTC day as well
   uint32_t max_received_headers = 100;  // more Received: headers than this = mail loop
   // Where certificates configured as "auto" are generated: queue_dir/../tls.
   std::string auto_tls_dir;

@@ -69,6 +69,7 @@ void read_server(table_reader& top, config& c) {
     }
     r.read_uint("log_keep", s.log_keep, 1, 100'000);
     r.read_uint("log_max_age_days", s.log_max_age_days, 0, 36'500);
+    r.read_bool("log_rotate_daily", s.log_rotate_daily);
     r.finish();
   }
   std::string q = s.queue_dir;

@@ -71,7 +71,8 @@ std::shared_ptr<const tls::context> make_tls_context(const config::config& cfg, 
 }
 
 log::rotation log_rotation(const config::config& cfg) {
-  return {.max_size = cfg.server.log_max_size, .keep = cfg.server.log_keep, .max_age_days = cfg.server.log_max_age_days};
+  return {.max_size = cfg.server.log_max_size, .keep = cfg.server.log_keep, .max_age_days = cfg.server.log_max_age_days,
+          .daily = cfg.server.log_rotate_daily};
 }
 
 std::string sanitize_file_name(std::string_view name) {

@@ -167,6 +167,10 @@ void append_file::remove_old() const {
 void append_file::append(std::string_view lines) const {
   std::lock_guard lock(files_mutex);
   reopen_if_moved();
+  if (struct stat st {}; policy_.daily && fd_ >= 0 && ::fstat(fd_, &st) == 0 &&
+                         static_cast<uint64_t>(st.st_size) > header_.size() &&
+                         st.st_mtime / 86400 != std::time(nullptr) / 86400)
+    rotate();  // days in UTC: Unix time has no leap seconds, so every day is 86400 s
   while (!lines.empty()) {
     if (fd_ < 0) {
       count_dropped(lines);

@@ -27,6 +27,7 @@ struct rotation {
   uint64_t max_size = 100ull << 20;  // bytes; 0 = never by size
   uint32_t keep = 10;                // rotated files kept per log, newest first
   uint32_t max_age_days = 30;        // rotated files older than this are deleted; 0 = no age limit
+  bool daily = true;                 // also start a new file on the first write of each UTC day
 };
 
 // Lines the daemon failed to write to any log (full disk, I/O error), since start. A
@@ -48,7 +49,8 @@ class append_file {
   const std::string& path() const { return path_; }
 
   // Blocking (the threadpool calls it): writes whole lines, first renaming the file to
-  // <stem>.<YYYYMMDD-HHMMSS-NNNN><ext> when they would take it past max_size, and
+  // <stem>.<YYYYMMDD-HHMMSS-NNNN><ext> when they would take it past max_size (or, when
+  // daily, when it was last written on an earlier UTC day), and
   // deleting rotated files past keep/max_age_days. Lines that cannot be written are
   // dropped and counted in dropped_lines().
   void append(std::string_view lines) const;

@@ -1,6 +1,7 @@
 // protocol_log_test.cc: protocol log lines are well-formed CSV whatever the client sends.
 #include <criterion/criterion.h>
 
+#include <chrono>
 #include <filesystem>
 
 #include <unistd.h>
@@ -87,5 +88,26 @@ Test(log_protocol, append_file_counts_lines_it_cannot_write) {
   uint64_t before = dropped_lines();
   f->append("one\ntwo\n");
   cr_assert_eq(dropped_lines() - before, 2u);
+  std::filesystem::remove_all(dir);
+}
+
+Test(log_protocol, append_file_starts_a_new_file_on_a_new_day) {
+  char tmpl[] = "/tmp/sluice-log-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  std::string path = dir + "/d.csv", error;
+  auto f = append_file::open(path, "h\n", error);
+  cr_assert(f, "%s", error.c_str());
+  f->append("yesterday\n");
+  auto when = std::filesystem::last_write_time(path) - std::chrono::hours(48);
+  std::filesystem::last_write_time(path, when);
+  f->append("today\n");
+  size_t files = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) ++files, (void)e;
+  cr_assert_eq(files, 2u, "the old day's file was rotated");
+  FILE* in = fopen(path.c_str(), "r");
+  char buf[64] = {};
+  size_t n = fread(buf, 1, sizeof buf - 1, in);
+  fclose(in);
+  cr_assert_eq(std::string(buf, n), "h\ntoday\n");
   std::filesystem::remove_all(dir);
 }
