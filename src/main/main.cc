@@ -15,6 +15,7 @@
 #include "categorize/categorizer.h"
 #include "config/config.h"
 #include "generation/generation.h"
+#include "log/protocol_log.h"
 #include "main/worker.h"
 #include "store/store.h"
 
@@ -121,7 +122,8 @@ int main(int argc, char** argv) {
     workers.push_back(std::make_unique<main::worker>(i, *queue, links, current, shared.auth_limiters));
   // The admin socket (sluicectl) is served by worker 0.
   workers[0]->serve_admin({admin::socket_path_for(cfg->server.queue_dir),
-                           {std::string(admin::version()), workers_count, static_cast<long>(getpid()), started}});
+                           {std::string(admin::version()), workers_count, static_cast<long>(getpid()), started,
+                            &log::dropped_lines}});
   for (auto& w : workers) {
     error = w->start();
     if (!error.empty()) {

@@ -171,6 +171,11 @@ Test(integration_logauth, failing_log_writes_drop_lines_not_mail) {
   for (int i = 0; i < 3; ++i) EXPECT_CODE(send_mail(d.port()), 250);
   cr_assert(wait_for_log(d, "log lines dropped since start"), "%s", d.log().c_str());
   EXPECT_CODE(send_mail(d.port()), 250);
+  // The admin socket's status answer (sluicectl has no status command yet).
+  auto status = run("python3 -c \"import socket; s = socket.socket(socket.AF_UNIX); s.connect('" + d.dir() +
+                    "/admin.sock'); s.sendall(b'status\\n'); s.settimeout(5); print(s.recv(65536).decode())\"");
+  cr_assert(status.output.find("log lines dropped: 0") == std::string::npos, "%s", status.output.c_str());
+  EXPECT_HAS(status, "log lines dropped: ");
 }
 
 Test(integration_logauth, full_tmpfs_log_dir_drops_lines_not_mail) {
