@@ -71,6 +71,7 @@ void server_commands(command_table& t) {
     r.add("started: " + format_utc(ctx.daemon.started_at));
     r.add("uptime: " + format_duration(up) + " (" + std::to_string(up.count()) + "s)");
     r.add("workers: " + std::to_string(ctx.daemon.workers));
+    if (ctx.daemon.dropped_log_lines) r.add("log lines dropped: " + std::to_string(ctx.daemon.dropped_log_lines()));
   };
   t.add(std::move(status));
 

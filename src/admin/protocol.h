@@ -110,6 +110,8 @@ struct daemon_info {
   unsigned workers = 0;
   long pid = 0;
   std::chrono::system_clock::time_point started_at{};
+  // Log lines lost to failed writes since start (any thread may call it); null: not shown.
+  std::function<uint64_t()> dropped_log_lines;
 };
 
 // Everything a command's apply step may read. Later commands (queue, message,

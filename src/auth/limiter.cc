@@ -21,12 +21,14 @@ void failure_limiter::drop_old(entry& e, clock::time_point now) const {
 }
 
 bool failure_limiter::blocked(std::string_view source) {
+  std::lock_guard lock(mutex_);
   auto it = sources_.find(std::string(source));
   if (it == sources_.end()) return false;
   return now_() < it->second.blocked_until;
 }
 
 std::chrono::seconds failure_limiter::retry_after(std::string_view source) {
+  std::lock_guard lock(mutex_);
   auto it = sources_.find(std::string(source));
   if (it == sources_.end()) return std::chrono::seconds(0);
   auto now = now_();
@@ -36,6 +38,7 @@ std::chrono::seconds failure_limiter::retry_after(std::string_view source) {
 }
 
 void failure_limiter::record_failure(std::string_view source) {
+  std::lock_guard lock(mutex_);
   auto now = now_();
   std::string key(source);
   auto it = sources_.find(key);
@@ -55,8 +58,32 @@ void failure_limiter::record_failure(std::string_view source) {
 }
 
 void failure_limiter::record_success(std::string_view source) {
+  std::lock_guard lock(mutex_);
   auto it = sources_.find(std::string(source));
   if (it != sources_.end() && now_() >= it->second.blocked_until) sources_.erase(it);
+}
+
+size_t failure_limiter::tracked() const {
+  std::lock_guard lock(mutex_);
+  return sources_.size();
+}
+
+void failure_limiter::set_max_failures(int max_failures) {
+  std::lock_guard lock(mutex_);
+  settings_.max_failures = max_failures < 1 ? 1 : max_failures;
+}
+
+std::shared_ptr<failure_limiter> limiter_registry::for_connector(const std::string& connector, int max_failures) {
+  std::lock_guard lock(mutex_);
+  auto& slot = by_name_[connector];
+  if (!slot) {
+    failure_limiter::settings s;
+    s.max_failures = max_failures;
+    slot = std::make_shared<failure_limiter>(s);
+  } else {
+    slot->set_max_failures(max_failures);
+  }
+  return slot;
 }
 
 void failure_limiter::prune(clock::time_point now) {

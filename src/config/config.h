@@ -31,6 +31,11 @@ struct server_settings {
   std::string pickup_dir;           // "" = pickup disabled
   uint32_t pickup_interval_ms = 1000;
   std::string log_dir = "./var/log";
+  // Rotation of every log under log_dir (protocol logs, tracking.csv).
+  uint64_t log_max_size = 100ull << 20;  // rotate before a file passes this; 0 = never by size
+  uint32_t log_keep = 10;                // rotated files kept per log
+  uint32_t log_max_age_days = 30;        // rotated files older than this are deleted; 0 = kept
+  bool log_rotate_daily = true;          // a new file each UTC day as well
   uint32_t max_received_headers = 100;  // more Received: headers than this = mail loop
   // Where certificates configured as "auto" are generated: queue_dir/../tls.
   std::string auto_tls_dir;

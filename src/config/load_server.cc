@@ -71,6 +71,13 @@ void read_server(table_reader& top, config& c) {
     }
     r.read_uint("pickup_interval_ms", s.pickup_interval_ms, 10, 86'400'000);
     r.read_uint("max_received_headers", s.max_received_headers, 1, 1000);
+    // Below a kilobyte a file would hold a line or two: a typo, not a policy.
+    if (r.read_size("log_max_size", s.log_max_size) && s.log_max_size != 0 && s.log_max_size < 1024) {
+      r.value_error("log_max_size", *t->get("log_max_size"), "must be 0 (no size limit) or at least 1KB");
+    }
+    r.read_uint("log_keep", s.log_keep, 1, 100'000);
+    r.read_uint("log_max_age_days", s.log_max_age_days, 0, 36'500);
+    r.read_bool("log_rotate_daily", s.log_rotate_daily);
     r.finish();
   }
   std::string q = s.queue_dir;

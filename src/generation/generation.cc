@@ -70,6 +70,11 @@ std::shared_ptr<const tls::context> make_tls_context(const config::config& cfg, 
   return tls::context::make_server(o, error);
 }
 
+log::rotation log_rotation(const config::config& cfg) {
+  return {.max_size = cfg.server.log_max_size, .keep = cfg.server.log_keep, .max_age_days = cfg.server.log_max_age_days,
+          .daily = cfg.server.log_rotate_daily};
+}
+
 std::string sanitize_file_name(std::string_view name) {
   std::string out;
   for (char c : name) out.push_back(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' ? c : '_');
@@ -110,7 +115,7 @@ std::shared_ptr<const smtpd::connector_policy> make_policy(const config::config&
   if (rc.protocol_log) {
     // One file per connector name, shared by the connector's sessions on every loop.
     p->protocol_log = log::append_file::open(protocol_dir + "/" + sanitize_file_name(rc.name) + ".csv",
-                                             log::protocol_log_header(), error);
+                                             log::protocol_log_header(), error, log_rotation(cfg));
     if (!p->protocol_log) return nullptr;
   }
   return p;
@@ -118,11 +123,14 @@ std::shared_ptr<const smtpd::connector_policy> make_policy(const config::config&
 
 std::shared_ptr<const smtpd::connector_policies> make_receive_policies(std::shared_ptr<const config::config> cfg,
                                                                        std::shared_ptr<const route::table> routes,
+                                                                       smtpd::connection_registry& connections,
                                                                        std::string& error) {
   auto out = std::make_shared<smtpd::connector_policies>();
   out->cfg = cfg;
   out->routes = std::move(routes);
-  out->limits = std::make_unique<smtpd::connection_limits>(cfg->receive_connectors.size());
+  std::vector<std::string> names;
+  for (const auto& rc : cfg->receive_connectors) names.push_back(rc.name);
+  out->limits = std::make_unique<smtpd::connection_limits>(connections, names);
   const std::string protocol_dir = cfg->server.log_dir + "/protocol";
   bool any_log = false;
   for (const auto& rc : cfg->receive_connectors) any_log |= rc.protocol_log;
@@ -140,7 +148,7 @@ std::shared_ptr<const smtpd::connector_policies> make_receive_policies(std::shar
 }  // namespace
 
 build_result build(std::shared_ptr<const config::config> cfg, uint64_t number,
-                   std::chrono::system_clock::time_point loaded_at) {
+                   std::chrono::system_clock::time_point loaded_at, daemon_state* shared) {
   build_result result;
   auto g = std::make_shared<generation>();
   g->number = number;
@@ -153,8 +161,11 @@ build_result build(std::shared_ptr<const config::config> cfg, uint64_t number,
   }
   g->rules = std::make_shared<const rules::rule_set>(cfg->transport_rules);
   std::string error;
-  g->tracking_log = log::append_file::open(cfg->server.log_dir + "/tracking.csv", log::tracking_log_header(), error);
-  if (g->tracking_log) g->receive = make_receive_policies(cfg, g->routes, error);
+  g->tracking_log = log::append_file::open(cfg->server.log_dir + "/tracking.csv", log::tracking_log_header(), error,
+                                           log_rotation(*cfg));
+  smtpd::connection_registry private_connections;
+  if (g->tracking_log)
+    g->receive = make_receive_policies(cfg, g->routes, shared ? shared->connections : private_connections, error);
   if (!g->receive) {
     result.failed = failure::resources;
     result.errors.push_back(std::move(error));

@@ -9,10 +9,12 @@
 #include <vector>
 
 #include "admin/protocol.h"
+#include "auth/limiter.h"
 #include "config/config.h"
 #include "log/protocol_log.h"
 #include "route/route.h"
 #include "rules/rules.h"
+#include "smtpd/connection_limits.h"
 #include "smtpd/policy.h"
 
 namespace sluice::generation {
@@ -37,6 +39,14 @@ struct generation {
   admin::snapshot admin_view;  // what `sluicectl route test` and `config` answer from
 };
 
+// What outlives every generation: one per daemon, owned by main. Connection counts and
+// AUTH failures are the daemon's, keyed by connector name, so N workers do not give N
+// budgets and a reload neither wipes a blocked source nor lets a flood start over.
+struct daemon_state {
+  smtpd::connection_registry connections;  // drawn from by every build()
+  std::shared_ptr<auth::limiter_registry> auth_limiters = std::make_shared<auth::limiter_registry>();
+};
+
 // Why a build failed: the routes (the configuration describes an impossible table; the
 // file must be fixed) or a resource it names (a certificate, credentials or log file).
 enum class failure { none, routes, resources };
@@ -51,8 +61,10 @@ struct build_result {
 // Builds every part from `cfg`. Opens (creating) the tracking log and the protocol logs
 // under cfg->server.log_dir, which must exist, and generates "auto" certificates that
 // are missing. Nothing is shared with an earlier generation, so a failed build leaves
-// the running one untouched.
+// the running one untouched, except the connection counts it takes from `shared` (null:
+// fresh counts of its own, for tests).
 build_result build(std::shared_ptr<const config::config> cfg, uint64_t number,
-                   std::chrono::system_clock::time_point loaded_at = std::chrono::system_clock::now());
+                   std::chrono::system_clock::time_point loaded_at = std::chrono::system_clock::now(),
+                   daemon_state* shared = nullptr);
 
 }  // namespace sluice::generation

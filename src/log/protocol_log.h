@@ -22,25 +22,52 @@ void append_event(std::string& out, std::string_view connector, uint64_t session
 // The CSV column names, written once at the top of a new file.
 const char* protocol_log_header();
 
-// An open O_APPEND log file. Shared (shared_ptr) by the configuration snapshot that
-// opened it, the sessions started under that snapshot, and writes in flight, so a
-// reload never closes a file something still writes to.
+// When a log file is rotated and how many old ones stay (the [server] log_* keys).
+struct rotation {
+  uint64_t max_size = 100ull << 20;  // bytes; 0 = never by size
+  uint32_t keep = 10;                // rotated files kept per log, newest first
+  uint32_t max_age_days = 30;        // rotated files older than this are deleted; 0 = no age limit
+  bool daily = true;                 // also start a new file on the first write of each UTC day
+};
+
+// Lines the daemon failed to write to any log (full disk, I/O error), since start. A
+// log write failure drops lines, never mail; this is how the operator learns of it.
+uint64_t dropped_lines();
+
+// An O_APPEND log file with size rotation. Shared (shared_ptr) by the configuration
+// snapshot that opened it, the sessions started under that snapshot, and writes in
+// flight, so a reload never closes a file something still writes to. Logically const:
+// append() is safe from any thread and only changes which descriptor backs the path.
 class append_file {
  public:
   // Opens (creating with the header line if new); null with `error` on failure.
-  static std::shared_ptr<const append_file> open(const std::string& path, const char* header, std::string& error);
+  static std::shared_ptr<const append_file> open(const std::string& path, const char* header, std::string& error,
+                                                 rotation policy = {});
   ~append_file();
   append_file(const append_file&) = delete;
   append_file& operator=(const append_file&) = delete;
-  int fd() const { return fd_; }
   const std::string& path() const { return path_; }
 
+  // Blocking (the threadpool calls it): writes whole lines, first renaming the file to
+  // <stem>.<YYYYMMDD-HHMMSS-NNNN><ext> when they would take it past max_size (or, when
+  // daily, when it was last written on an earlier UTC day), and
+  // deleting rotated files past keep/max_age_days. Lines that cannot be written are
+  // dropped and counted in dropped_lines().
+  void append(std::string_view lines) const;
+
   struct private_tag {};
-  append_file(private_tag, int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
+  append_file(private_tag, int fd, std::string path, const char* header, rotation policy)
+      : fd_(fd), path_(std::move(path)), header_(header ? header : ""), policy_(policy) {}
 
  private:
-  int fd_;
+  void reopen_if_moved() const;
+  void rotate() const;
+  void remove_old() const;
+
+  mutable int fd_;  // guarded by the file-wide mutex in protocol_log.cc; -1 = reopen on next append
   std::string path_;
+  std::string header_;
+  rotation policy_;
 };
 
 }  // namespace sluice::log

@@ -15,6 +15,7 @@
 #include "categorize/categorizer.h"
 #include "config/config.h"
 #include "generation/generation.h"
+#include "log/protocol_log.h"
 #include "main/worker.h"
 #include "smtpd/in_flight_budget.h"
 #include "store/store.h"
@@ -82,7 +83,8 @@ int main(int argc, char** argv) {
 
   // The first generation is built the way a reload builds the next one.
   const auto started = std::chrono::system_clock::now();
-  auto first = generation::build(cfg, 1, started);
+  generation::daemon_state shared;  // outlives every generation and worker
+  auto first = generation::build(cfg, 1, started, &shared);
   if (!first) {
     const bool bad_routes = first.failed == generation::failure::routes;
     for (const auto& e : first.errors) {
@@ -122,10 +124,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   for (unsigned i = 0; i < workers_count; ++i)
-    workers.push_back(std::make_unique<main::worker>(i, *queue, links, current, budget));
+    workers.push_back(std::make_unique<main::worker>(i, *queue, links, current, budget, shared.auth_limiters));
   // The admin socket (sluicectl) is served by worker 0.
   workers[0]->serve_admin({admin::socket_path_for(cfg->server.queue_dir),
-                           {std::string(admin::version()), workers_count, static_cast<long>(getpid()), started}});
+                           {std::string(admin::version()), workers_count, static_cast<long>(getpid()), started,
+                            &log::dropped_lines}});
   for (auto& w : workers) {
     error = w->start();
     if (!error.empty()) {
@@ -155,7 +158,7 @@ int main(int argc, char** argv) {
       const auto& running = current->cfg->server;
       if (next.value->server.queue_dir != running.queue_dir || next.value->server.workers != running.workers)
         std::fprintf(stderr, "sluiced: reload: queue_dir and workers changes take effect at restart\n");
-      auto next_generation = generation::build(next.value, current->number + 1);
+      auto next_generation = generation::build(next.value, current->number + 1, std::chrono::system_clock::now(), &shared);
       if (!next_generation) {
         for (const auto& e : next_generation.errors)
           std::fprintf(stderr, "sluiced: reload failed, configuration unchanged: %s\n", e.c_str());

@@ -1,11 +1,11 @@
 // worker.cc: the body of a worker thread.
 #include "main/worker.h"
 
+#include <chrono>
 #include <cstdio>
 #include <utility>
 
 #include "log/tracking_batch.h"
-#include "net/file_writer.h"
 #include "net/loop.h"
 #include "smtpd/pickup.h"
 #include "smtpd/receiver.h"
@@ -14,8 +14,14 @@
 namespace sluice::main {
 
 worker::worker(unsigned index, store::queue_store& store, categorize::links& links,
-               std::shared_ptr<const generation::generation> first, smtpd::in_flight_budget& budget)
-    : index_(index), store_(store), links_(links), budget_(budget), first_(std::move(first)) {}
+               std::shared_ptr<const generation::generation> first, smtpd::in_flight_budget& budget,
+               std::shared_ptr<auth::limiter_registry> auth_limiters)
+    : index_(index),
+      store_(store),
+      links_(links),
+      budget_(budget),
+      first_(std::move(first)),
+      auth_limiters_(std::move(auth_limiters)) {}
 
 worker::~worker() {
   stop();
@@ -58,7 +64,7 @@ void worker::run(std::promise<std::string>& ready) {
   log::tracking_batch tracking;
   auto track = [&tracking](const log::tracking_record& r) { tracking.add(r); };
   auto submit = [this](store::submit_request* r) { return store_.submit(index_, r); };
-  smtpd::receiver receiver(loop, index_, tracking, submit, &budget_);
+  smtpd::receiver receiver(loop, index_, tracking, submit, &budget_, auth_limiters_);
 
   // This loop's categorizer shard. Destroyed at the end of run(), after the stop
   // sequence below has waited until the store holds none of its requests.
@@ -85,10 +91,26 @@ void worker::run(std::promise<std::string>& ready) {
   // Log batches leave the loop five times a second, not once per event.
   auto flush_logs = [&] {
     receiver.flush_logs();
-    for (auto& batch : tracking.take()) net::append_async(loop, batch.file->fd(), batch.file, std::move(batch.lines));
+    for (auto& batch : tracking.take())
+      net::queue_work(loop, [file = std::move(batch.file), lines = std::move(batch.lines)] { file->append(lines); }, [] {});
   };
   net::timer log_flush(loop);
   log_flush.start(200, 200, flush_logs);
+  // Worker 0 tells the operator about dropped log lines: at once the first time, then at
+  // most once a minute, so a full disk is visible without flooding stderr further.
+  uint64_t dropped_reported = 0;
+  auto last_report = std::chrono::steady_clock::time_point{};
+  net::timer drop_report(loop);
+  if (index_ == 0)
+    drop_report.start(1000, 1000, [&] {
+      const uint64_t dropped = log::dropped_lines();
+      const auto now = std::chrono::steady_clock::now();
+      if (dropped == dropped_reported || (dropped_reported != 0 && now - last_report < std::chrono::minutes(1))) return;
+      std::fprintf(stderr, "sluiced: log write failed: %llu log lines dropped since start (mail is not affected)\n",
+                   static_cast<unsigned long long>(dropped));
+      dropped_reported = dropped;
+      last_report = now;
+    });
 
   // Every consumer on this loop takes its part of one generation in one callback, so no
   // message is answered at RCPT by one table and categorized here by another.
@@ -138,6 +160,7 @@ void worker::run(std::promise<std::string>& ready) {
       if (receiver.session_count() == 0 && (!pickup || pickup->idle()) && cat->idle()) {
         flush_logs();
         log_flush.stop();
+        drop_report.stop();
         drain_check.stop();
         loop.halt();
       }

@@ -27,9 +27,10 @@ class worker {
   // `links` is shared by every worker and must outlive the worker. `first` is the
   // configuration generation the loop starts with; it takes it the way it takes a reload.
   // `budget` is the daemon's limit on message bytes in memory, shared by every worker
-  // and outliving them.
+  // and outliving them. `auth_limiters` is the daemon's, shared with every other worker.
   worker(unsigned index, store::queue_store& store, categorize::links& links,
-         std::shared_ptr<const generation::generation> first, smtpd::in_flight_budget& budget);
+         std::shared_ptr<const generation::generation> first, smtpd::in_flight_budget& budget,
+         std::shared_ptr<auth::limiter_registry> auth_limiters);
   ~worker();
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
@@ -57,6 +58,7 @@ class worker {
   categorize::links& links_;
   smtpd::in_flight_budget& budget_;
   std::shared_ptr<const generation::generation> first_;  // taken by run() at start
+  std::shared_ptr<auth::limiter_registry> auth_limiters_;
   std::optional<admin::server_settings> admin_;
   std::thread thread_;
   // Created on the worker thread, published through the atomics, and destroyed only by

@@ -53,8 +53,8 @@ struct connector_policies {
   // The routing table of the same generation: RCPT answers what the categorizer will do.
   std::shared_ptr<const route::table> routes;
   std::vector<std::shared_ptr<const connector_policy>> by_connector;  // parallel to cfg->receive_connectors
-  // Connection counts of this generation's connectors, shared by every loop. A reload
-  // starts new counts; sessions release into the generation they were admitted by.
+  // Connection counts of this generation's connectors, shared by every loop and, by
+  // connector name, with the generations before and after it (connection_registry).
   std::unique_ptr<connection_limits> limits;
 };
 

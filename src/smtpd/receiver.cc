@@ -3,7 +3,6 @@
 // Untrusted input: peer addresses and RCPT addresses.
 #include "smtpd/receiver.h"
 
-#include "net/file_writer.h"
 
 namespace sluice::smtpd {
 
@@ -36,13 +35,15 @@ std::string_view domain_part(std::string_view address) {
 }  // namespace
 
 receiver::receiver(net::loop& loop, unsigned worker_index, log::tracking_batch& tracking,
-                   std::function<bool(store::submit_request*)> submit_fn, in_flight_budget* budget)
+                   std::function<bool(store::submit_request*)> submit_fn, in_flight_budget* budget,
+                   std::shared_ptr<auth::limiter_registry> auth_limiters)
     : loop_(loop),
       worker_index_(worker_index),
       tracking_(tracking),
       submit_fn_(std::move(submit_fn)),
       budget_(budget),
       ids_(worker_index),
+      auth_limiters_(auth_limiters ? std::move(auth_limiters) : std::make_shared<auth::limiter_registry>()),
       reaper_(loop, [this] { reap(); }),
       next_session_id_(static_cast<uint64_t>(worker_index) << 48) {}
 
@@ -145,11 +146,7 @@ smtp::reply receiver::check_recipient(const connector_policy& policy, bool authe
 
 auth::failure_limiter& receiver::auth_limiter(const connector_policy& policy) {
   auto& slot = limiters_[&policy];
-  if (!slot) {
-    auth::failure_limiter::settings s;
-    s.max_failures = static_cast<int>(policy.auth_max_failures);
-    slot = std::make_unique<auth::failure_limiter>(s);
-  }
+  if (!slot) slot = auth_limiters_->for_connector(policy.name, static_cast<int>(policy.auth_max_failures));
   return *slot;
 }
 
@@ -190,7 +187,8 @@ void receiver::flush_logs() {
     if (slot.second.empty()) continue;
     std::string batch;
     batch.swap(slot.second);
-    net::append_async(loop_, slot.first->fd(), slot.first, std::move(batch));
+    // The work owns the batch and keeps the file open; append() rotates and counts drops.
+    net::queue_work(loop_, [file = slot.first, lines = std::move(batch)] { file->append(lines); }, [] {});
   }
   // Files of earlier generations are dropped once idle, so a reload can close them.
   std::erase_if(pending_logs_, [&](const auto& entry) { return entry.second.first.use_count() == 1; });

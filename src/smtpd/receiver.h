@@ -27,9 +27,11 @@ class receiver final : public session_host {
   // events go to `tracking`, the loop's batch, which must outlive the receiver. Nothing
   // is listened on, and no connection accepted, before the first install(). `budget`
   // (shared by every loop's receiver, outliving them) bounds the message bytes all
-  // sessions hold in memory; null means no bound.
+  // sessions hold in memory; null means no bound. `auth_limiters` is the daemon's,
+  // shared by every loop (null: this receiver keeps its own).
   receiver(net::loop& loop, unsigned worker_index, log::tracking_batch& tracking,
-           std::function<bool(store::submit_request*)> submit_fn, in_flight_budget* budget = nullptr);
+           std::function<bool(store::submit_request*)> submit_fn, in_flight_budget* budget = nullptr,
+           std::shared_ptr<auth::limiter_registry> auth_limiters = nullptr);
   ~receiver() override;
 
   // Takes the receive policies of a configuration generation (loop thread): the first
@@ -82,7 +84,9 @@ class receiver final : public session_host {
   std::unordered_map<std::string, std::unique_ptr<net::listener>> listeners_;  // by binding text
   std::unordered_map<session*, session_slot> sessions_;
   std::vector<session*> retired_;
-  std::unordered_map<const connector_policy*, std::unique_ptr<auth::failure_limiter>> limiters_;
+  std::shared_ptr<auth::limiter_registry> auth_limiters_;
+  // This generation's lookups into auth_limiters_, so AUTH takes the registry lock once.
+  std::unordered_map<const connector_policy*, std::shared_ptr<auth::failure_limiter>> limiters_;
   net::async_signal reaper_;  // frees retired sessions after the callback that retired them
   uint64_t next_session_id_;
   bool shutting_down_ = false;
