@@ -39,16 +39,20 @@ std::string forced_hop_key(const route::table& routes, std::string_view connecto
 
 }  // namespace
 
+void begin_request(store::categorize_request& r, base::queue_id id, int64_t received_at_ms) {
+  r.id = id;
+  r.received_at_ms = received_at_ms;
+  r.result = store::categorize_status::pending;
+  r.error.clear();
+  r.new_record.clear();
+  r.new_body.reset();
+  r.recipient_delta = 0;
+}
+
 void message_router::categorize(const route::table& routes, const rules::rule_set* rules, std::string_view headers,
                                 base::queue_id id, const smtp::envelope& env, const store::message_metadata& meta,
                                 store::categorize_request& out) {
-  out.id = id;
-  out.received_at_ms = meta.received_at_ms;
-  out.result = store::categorize_status::pending;
-  out.error.clear();
-  out.new_record.clear();
-  out.new_body.reset();
-  out.recipient_delta = 0;
+  begin_request(out, id, meta.received_at_ms);
   outcome_.clear();
   envelope_changed_ = false;
 

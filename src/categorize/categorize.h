@@ -58,6 +58,10 @@ class message_router {
   bool envelope_changed_ = false;
 };
 
+// Makes a pooled request ready for message `id`: no result, error, rule edits or
+// recipient delta left from its last use (items and failed are the caller's to fill).
+void begin_request(store::categorize_request& r, base::queue_id id, int64_t received_at_ms);
+
 // Which loop owns a next hop: a stable function of the hop key text (FNV-1a), so the
 // owner is the same after a restart, when only the stored key is known.
 unsigned owner_of(std::string_view hop_key, unsigned loops) noexcept;

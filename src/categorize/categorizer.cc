@@ -213,13 +213,7 @@ void categorizer::note_failure(base::queue_id id, const std::string& error, bool
 void categorizer::fill_given_up(job& j, base::queue_id id, const smtp::envelope& env,
                                 const store::message_metadata& meta, const failure& f) {
   store::categorize_request& r = j.req;
-  r.id = id;
-  r.received_at_ms = meta.received_at_ms;
-  r.result = store::categorize_status::pending;
-  r.error.clear();
-  r.new_record.clear();
-  r.new_body.reset();
-  r.recipient_delta = 0;
+  begin_request(r, id, meta.received_at_ms);
   r.items.clear();
   // The envelope as received: rules are not applied again to a message that could not
   // be categorized with them.

@@ -19,6 +19,27 @@ const write_handler* const handlers[write_kinds] = {&submit_handler, &categorize
 
 const write_handler& handler_of(const write_op& op) { return *handlers[index_of(op.kind())]; }
 
+// The map as the reserve arithmetic sees it, in pages.
+struct map_pages {
+  uint64_t total = 0;       // the map size
+  uint64_t high_water = 0;  // the highest page the file has used, + 1
+  uint64_t page_size = 0;
+  uint64_t reserve = 0;     // kept free for deletions: 1/64 of the map, at least 32
+};
+
+map_pages pages_of(MDB_env* env) {
+  MDB_envinfo info;
+  mdb_env_info(env, &info);
+  MDB_stat st;
+  mdb_env_stat(env, &st);
+  map_pages p;
+  p.page_size = st.ms_psize;
+  p.total = info.me_mapsize / st.ms_psize;
+  p.high_water = info.me_last_pgno + 1;
+  p.reserve = std::max<uint64_t>(32, p.total / 64);
+  return p;
+}
+
 }  // namespace
 
 void queue_store::start_writer() {
@@ -128,13 +149,8 @@ void queue_store::hold_back(std::vector<write_op*>& ops) const {
   const std::size_t checked = static_cast<std::size_t>(
       std::count_if(ops.begin(), ops.end(), [](const write_op* op) { return handler_of(*op).reserve_pages; }));
   if (checked == 0) return;
-  MDB_envinfo info;
-  mdb_env_info(env_, &info);
-  MDB_stat st;
-  mdb_env_stat(env_, &st);
-  const uint64_t map_pages = info.me_mapsize / st.ms_psize;
-  const uint64_t reserve = reserve_pages();
-  const uint64_t capacity = map_pages > reserve ? map_pages - reserve : 0;
+  const map_pages map = pages_of(env_);
+  const uint64_t capacity = map.total > map.reserve ? map.total - map.reserve : 0;
   const std::size_t chunk = std::max<std::size_t>(chunk_size_, 1);
   uint64_t budget = free_page_budget(checked);
   std::vector<write_op*> fits;
@@ -212,36 +228,21 @@ int queue_store::write_ops(write_op* const* ops, std::size_t n, std::vector<uint
   return txn.commit();
 }
 
-uint64_t queue_store::reserve_pages() const {
-  MDB_envinfo info;
-  mdb_env_info(env_, &info);
-  MDB_stat st;
-  mdb_env_stat(env_, &st);
-  const uint64_t map_pages = info.me_mapsize / st.ms_psize;
-  return std::max<uint64_t>(32, map_pages / 64);
-}
-
 // Pages a batch of `requests` held-back requests may still use before touching the
 // reserve, or UINT64_MAX when the file's high-water mark is far enough from the map's
 // end that the answer cannot matter (the common case, which costs no transaction).
 // Otherwise the freelist is walked in a short read transaction, because freed pages
 // below the high-water mark are reusable.
 uint64_t queue_store::free_page_budget(std::size_t requests) const {
-  MDB_envinfo info;
-  mdb_env_info(env_, &info);
-  MDB_stat st;
-  mdb_env_stat(env_, &st);
-  const uint64_t map_pages = info.me_mapsize / st.ms_psize;
-  const uint64_t reserve = reserve_pages();
-  const uint64_t high_water = info.me_last_pgno + 1;
+  const map_pages map = pages_of(env_);
   // Generous slack: up to 64 pages per request plus 32 MiB for one large message.
-  const uint64_t slack = reserve + 64 * (requests + 1) + (uint64_t{32} << 20) / st.ms_psize;
-  if (high_water + slack < map_pages) return UINT64_MAX;
+  const uint64_t slack = map.reserve + 64 * (requests + 1) + (uint64_t{32} << 20) / map.page_size;
+  if (map.high_water + slack < map.total) return UINT64_MAX;
   txn_guard txn;
   if (txn.begin(env_, MDB_RDONLY) != 0) return UINT64_MAX;  // let LMDB decide
   const uint64_t free_pages = freelist_pages(txn.get());
-  const uint64_t in_use = high_water > free_pages ? high_water - free_pages : 0;
-  return in_use + reserve >= map_pages ? 0 : map_pages - reserve - in_use;
+  const uint64_t in_use = map.high_water > free_pages ? map.high_water - free_pages : 0;
+  return in_use + map.reserve >= map.total ? 0 : map.total - map.reserve - in_use;
 }
 
 }  // namespace sluice::store
