@@ -268,6 +268,16 @@ void connection::close() {
   state_ = nullptr;
 }
 
+void connection::close_now() {
+  state* s = state_;
+  state_ = nullptr;
+  if (s == nullptr || s->closing) return;
+  s->closing = true;
+  s->handler = nullptr;
+  uv_read_stop(s->stream());
+  finish_close(s, false);  // uv_close closes the descriptor before it returns
+}
+
 void connection::set_close_deadline(uint32_t ms) {
   if (state_ != nullptr) state_->close_deadline_ms = ms;
 }

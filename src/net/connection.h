@@ -70,6 +70,12 @@ class connection {
   // reading, a zero window) are dropped and the socket is reset (SO_LINGER 0), so a
   // peer cannot keep a descriptor of ours alive after we have finished with it.
   void close();
+  // Closes the descriptor now: writes libuv still queues are dropped, bytes the kernel has
+  // already taken are still sent, then a FIN. For connections refused on arrival: a flood
+  // of them must not hold descriptors for a loop turn or a close deadline. A write made
+  // just before on a fresh socket has gone to the kernel (libuv writes at once when its
+  // queue is empty), so a short refusal such as a 421 still reaches the peer.
+  void close_now();
   // How long close() waits for queued writes; set before close(). Default 5000 ms.
   void set_close_deadline(uint32_t ms);
   static constexpr uint32_t default_close_deadline_ms = 5000;

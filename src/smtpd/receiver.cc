@@ -8,9 +8,6 @@ namespace sluice::smtpd {
 
 namespace {
 
-// Time a refused connection gets to read its 421 before it is reset.
-constexpr uint32_t refused_close_deadline_ms = 100;
-
 uint64_t hash_source(const net::endpoint& peer) {
   // FNV-1a over the address bytes only (not the port).
   const unsigned char* p = nullptr;
@@ -102,9 +99,8 @@ void receiver::accept(std::unique_ptr<net::connection> conn) {
     if (!policies_->limits->acquire(connector, source_hash, rc->max_connections, rc->max_connections_per_ip)) {
       conn->write("421 4.7.0 " + cfg.server.hostname + " Too many connections, try again later\r\n");
       // Not counted anywhere, so it must not linger: a flood of refused peers that never
-      // read would otherwise each hold a descriptor for the whole close deadline.
-      conn->set_close_deadline(refused_close_deadline_ms);
-      conn->close();
+      // read would otherwise hold descriptors until the loop turn, or the close deadline.
+      conn->close_now();
       return;
     }
     // Counted until the socket is really closed, not when the session ends: a close may

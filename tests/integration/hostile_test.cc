@@ -201,8 +201,8 @@ Test(integration_hostile, stalled_readers_cannot_exhaust_descriptors, .timeout =
   sample();
   size_t left = sockets_from(d.pid(), attacker);
   for (int fd : staying) ::close(fd);
-  // A rejected connection (421 Too many connections) is held for one loop turn on each
-  // worker loop before it is closed; the default config has two.
+  // A connection refused for the limit (421 Too many connections) is closed at once, but
+  // a sample can catch it between accept and close on each of the two worker loops.
   cr_assert_leq(peak, per_ip_limit + 2, "the daemon held %zu sockets from one address", peak);
   cr_assert_eq(left, 0u, "%zu sockets from the stalled clients still open", left);
   cr_assert_leq(now, baseline, "descriptors: %zu, baseline %zu", now, baseline);
