@@ -9,7 +9,8 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
   constexpr uint64_t max_size = 64u << 10;
-  auto r = sluice::smtpd::parse_pickup_file(text, max_size);
+  constexpr unsigned max_received_headers = 100;
+  auto r = sluice::smtpd::parse_pickup_file(text, max_size, max_received_headers);
   if (r.ok) {
     FUZZ_CHECK(!r.envelope.recipients.empty());
     // LF → CRLF at most doubles the size; the limit applies to the result.
