@@ -80,7 +80,7 @@ void worker::run(std::promise<std::string>& ready) {
     smtpd::pickup_settings ps{.dir = server.pickup_dir, .interval_ms = server.pickup_interval_ms,
                               .max_message_size = server.max_message_size, .hostname = server.hostname,
                               .max_received_headers = server.max_received_headers};
-    pickup = std::make_unique<smtpd::pickup>(loop, ps, index_, submit);
+    pickup = std::make_unique<smtpd::pickup>(loop, ps, submit);
     pickup->set_tracker(track);
     pickup->start();
   }

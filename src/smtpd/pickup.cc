@@ -287,8 +287,7 @@ scan_result scan_directory(const scan_request& req) {
 
 }  // namespace
 
-pickup::pickup(net::loop& loop, pickup_settings settings, unsigned /*worker_index: ids use base::issuer::pickup*/,
-               std::function<bool(store::submit_request*)> submit_fn)
+pickup::pickup(net::loop& loop, pickup_settings settings, std::function<bool(store::submit_request*)> submit_fn)
     : loop_(loop), settings_(std::move(settings)), submit_fn_(std::move(submit_fn)), ids_(base::issuer::pickup),
       timer_(loop) {}
 

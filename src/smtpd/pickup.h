@@ -42,8 +42,8 @@ struct pickup_settings {
 // reason logged.
 class pickup final : public submit_client {
  public:
-  pickup(net::loop& loop, pickup_settings settings, unsigned worker_index,
-         std::function<bool(store::submit_request*)> submit_fn);
+  // Its queue ids carry base::issuer::pickup, whichever loop it runs on.
+  pickup(net::loop& loop, pickup_settings settings, std::function<bool(store::submit_request*)> submit_fn);
   ~pickup() override;
   void start();
   void stop();  // no new scans; a scan under way submits nothing (its files stay claimed)

@@ -253,7 +253,6 @@ class queue_store {
   int write_ops(write_op* const* ops, std::size_t n, std::vector<uint8_t>& codes);
   void retry_alone(write_op* const* ops, std::size_t n, std::vector<uint8_t>& codes);
   void hold_back(std::vector<write_op*>& ops) const;
-  uint64_t free_page_budget(std::size_t requests) const;
 
   store_options options_;
   MDB_env* env_ = nullptr;

@@ -40,6 +40,22 @@ map_pages pages_of(MDB_env* env) {
   return p;
 }
 
+// Pages a batch of `requests` held-back requests may still use before touching the
+// reserve, or UINT64_MAX when the file's high-water mark is far enough from the map's
+// end that the answer cannot matter (the common case, which costs no transaction).
+// Otherwise the freelist is walked in a short read transaction, because freed pages
+// below the high-water mark are reusable.
+uint64_t free_page_budget(MDB_env* env, const map_pages& map, std::size_t requests) {
+  // Generous slack: up to 64 pages per request plus 32 MiB for one large message.
+  const uint64_t slack = map.reserve + 64 * (requests + 1) + (uint64_t{32} << 20) / map.page_size;
+  if (map.high_water + slack < map.total) return UINT64_MAX;
+  txn_guard txn;
+  if (txn.begin(env, MDB_RDONLY) != 0) return UINT64_MAX;  // let LMDB decide
+  const uint64_t free_pages = freelist_pages(txn.get());
+  const uint64_t in_use = map.high_water > free_pages ? map.high_water - free_pages : 0;
+  return in_use + map.reserve >= map.total ? 0 : map.total - map.reserve - in_use;
+}
+
 }  // namespace
 
 void queue_store::start_writer() {
@@ -152,9 +168,9 @@ void queue_store::hold_back(std::vector<write_op*>& ops) const {
   const map_pages map = pages_of(env_);
   const uint64_t capacity = map.total > map.reserve ? map.total - map.reserve : 0;
   const std::size_t chunk = std::max<std::size_t>(chunk_size_, 1);
-  uint64_t budget = free_page_budget(checked);
-  std::vector<write_op*> fits;
-  fits.reserve(ops.size());
+  uint64_t budget = free_page_budget(env_, map, checked);
+  // Compacted in place: this runs for every commit, and usually drops nothing.
+  std::size_t kept = 0;
   for (auto* op : ops) {
     const write_handler& h = handler_of(*op);
     if (h.reserve_pages) {
@@ -170,9 +186,9 @@ void queue_store::hold_back(std::vector<write_op*>& ops) const {
       }
       if (budget != UINT64_MAX) budget -= need;
     }
-    fits.push_back(op);
+    ops[kept++] = op;
   }
-  ops.swap(fits);
+  ops.resize(kept);
 }
 
 // Retries ops[0..n), all of one kind, without the rest of their batch.
@@ -226,23 +242,6 @@ int queue_store::write_ops(write_op* const* ops, std::size_t n, std::vector<uint
     lo = hi;
   }
   return txn.commit();
-}
-
-// Pages a batch of `requests` held-back requests may still use before touching the
-// reserve, or UINT64_MAX when the file's high-water mark is far enough from the map's
-// end that the answer cannot matter (the common case, which costs no transaction).
-// Otherwise the freelist is walked in a short read transaction, because freed pages
-// below the high-water mark are reusable.
-uint64_t queue_store::free_page_budget(std::size_t requests) const {
-  const map_pages map = pages_of(env_);
-  // Generous slack: up to 64 pages per request plus 32 MiB for one large message.
-  const uint64_t slack = map.reserve + 64 * (requests + 1) + (uint64_t{32} << 20) / map.page_size;
-  if (map.high_water + slack < map.total) return UINT64_MAX;
-  txn_guard txn;
-  if (txn.begin(env_, MDB_RDONLY) != 0) return UINT64_MAX;  // let LMDB decide
-  const uint64_t free_pages = freelist_pages(txn.get());
-  const uint64_t in_use = map.high_water > free_pages ? map.high_water - free_pages : 0;
-  return in_use + map.reserve >= map.total ? 0 : map.total - map.reserve - in_use;
 }
 
 }  // namespace sluice::store

@@ -86,12 +86,9 @@ Test(integration_budget, in_flight_bytes_bounded_across_sessions, .timeout = 120
   // RSS also counts pages the allocator keeps for reuse after a refused message's buffer
   // is freed (about 30-40 MB more here); this daemon is told to hand them back at once,
   // so that RSS shows what the sessions hold.
-  ::setenv("MIMALLOC_PAGE_RESET", "1", 1);
-  ::setenv("MIMALLOC_DECOMMIT_DELAY", "0", 1);
-  const bool started = d.start();
-  ::unsetenv("MIMALLOC_PAGE_RESET");
-  ::unsetenv("MIMALLOC_DECOMMIT_DELAY");
-  cr_assert(started, "sluiced did not start: %s", d.log().c_str());
+  d.set_env("MIMALLOC_PAGE_RESET", "1");
+  d.set_env("MIMALLOC_DECOMMIT_DELAY", "0");
+  START(d);
   constexpr int sessions = 100;
   constexpr int megabytes_each = 30;
   constexpr long budget_kib = 64 * 1024;

@@ -54,14 +54,10 @@ shim_log read_shim_log(const std::string& path) {
 // Starts `d` with the shim preloaded, logging to d.dir()/shim.log; extra_env are more
 // NAME=VALUE settings for the daemon alone.
 bool start_with_shim(sluiced_process& d, const std::vector<std::pair<std::string, std::string>>& extra_env = {}) {
-  ::setenv("SLUICE_SHIM_LOG", (d.dir() + "/shim.log").c_str(), 1);
-  ::setenv("LD_PRELOAD", shim_path().c_str(), 1);
-  for (const auto& [name, value] : extra_env) ::setenv(name.c_str(), value.c_str(), 1);
-  bool started = d.start();
-  ::unsetenv("LD_PRELOAD");
-  ::unsetenv("SLUICE_SHIM_LOG");
-  for (const auto& [name, value] : extra_env) ::unsetenv(name.c_str());
-  return started;
+  d.set_env("SLUICE_SHIM_LOG", d.dir() + "/shim.log");
+  d.set_env("LD_PRELOAD", shim_path());
+  for (const auto& [name, value] : extra_env) d.set_env(name, value);
+  return d.start();
 }
 
 // Sends one message and returns the queue id from its 250 2.6.0 reply ("" if refused).

@@ -131,6 +131,7 @@ bool sluiced_process::start() {
     ::dup2(out, 1);
     ::dup2(out, 2);
     ::chdir(dir_.c_str());
+    for (const auto& [name, value] : env_) ::setenv(name.c_str(), value.c_str(), 1);
     ::execl(sluiced_path().c_str(), "sluiced", "--config", (dir_ + "/sluice.toml").c_str(), nullptr);
     std::_Exit(127);
   }
@@ -176,6 +177,10 @@ long sluiced_process::rss_kib() const {
   while (std::getline(in, line))
     if (line.rfind("VmRSS:", 0) == 0) return std::atol(line.c_str() + 6);
   return -1;
+}
+
+void sluiced_process::set_env(std::string name, std::string value) {
+  env_.emplace_back(std::move(name), std::move(value));
 }
 
 void sluiced_process::signal(int sig) {

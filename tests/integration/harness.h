@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sluice::testing {
@@ -44,6 +45,9 @@ class sluiced_process {
   void stop();          // SIGTERM, wait
   void kill9();         // SIGKILL, wait
   void signal(int sig);  // e.g. SIGHUP: reload
+  // NAME=VALUE in the environment of the daemons start() runs from now on, not the test's
+  // (LD_PRELOAD of a test shim, allocator options).
+  void set_env(std::string name, std::string value);
   bool running() const { return pid_ > 0; }
   pid_t pid() const { return pid_; }
   long rss_kib() const;  // the daemon's resident memory, from /proc
@@ -59,6 +63,7 @@ class sluiced_process {
   std::string dir_;
   uint16_t port_;
   pid_t pid_ = -1;
+  std::vector<std::pair<std::string, std::string>> env_;
 };
 
 // A blocking line-oriented SMTP client for transcripts (a test's telnet).

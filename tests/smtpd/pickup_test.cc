@@ -67,7 +67,7 @@ struct harness {
   std::vector<store::submit_request*> submitted;
   smtpd::pickup p;
   explicit harness(const pickup_dir& dir, unsigned max_received = 100)
-      : p(l, settings(dir, max_received), 0, [this](store::submit_request* r) {
+      : p(l, settings(dir, max_received), [this](store::submit_request* r) {
           submitted.push_back(r);
           return true;
         }) {}
@@ -226,7 +226,7 @@ Test(smtpd_pickup_dir, large_file_is_read_off_the_loop_thread) {
   int ticks = 0, ticks_at_submit = -1;
   bool inside_scan = false, submitted_inside_scan = false;
   smtpd::pickup_settings ps = harness::settings(dir, 100);
-  smtpd::pickup p(h.l, ps, 0, [&](store::submit_request*) {
+  smtpd::pickup p(h.l, ps, [&](store::submit_request*) {
     submitted_inside_scan |= inside_scan;
     ticks_at_submit = ticks;
     return true;
