@@ -17,6 +17,10 @@ struct hop_item {
   base::queue_id id;
   uint32_t recipients = 0;
   int64_t received_at_ms = 0;
+  // From the stored item when recovered at start (0 for new items): the retry schedule
+  // survives a restart.
+  int64_t next_attempt_ms = 0;  // unix ms; 0 = as soon as possible
+  uint32_t attempts = 0;
   std::string hop_key;
 };
 
