@@ -248,7 +248,7 @@ void categorizer::poll() {
   for (unsigned from = 0; from < links_.loops(); ++from) {
     auto& ring = links_.items.ring(from, index_);
     while ((n = ring.pop_batch(items, 64)) != 0)
-      for (std::size_t i = 0; i < n; ++i) queues_.add(std::move(items[i]));
+      for (std::size_t i = 0; i < n; ++i) take_item(std::move(items[i]));
   }
   flush();
 }
@@ -445,7 +445,7 @@ void categorizer::recover() {
     log(fmt::format("categorizer {}: reading the submission queue: {}", index_, error));
   std::vector<delivery::hop_item> stored;
   stored.swap(links_.stored_items[index_]);
-  for (auto& item : stored) queues_.add(std::move(item));
+  for (auto& item : stored) take_item(std::move(item));
   if (pending != 0)
     log(fmt::format("categorizer {}: {} message{} from the submission queue to categorize", index_, pending,
                     pending == 1 ? "" : "s"));
@@ -468,7 +468,7 @@ bool links::load_stored_items(const store::queue_store& store, std::string& erro
         e.id,
         [&](base::queue_id id, const store::delivery_item_record& item) {
           out.push_back(delivery::hop_item{e.id, id, static_cast<uint32_t>(item.recipients.size()), item.received_at_ms,
-                                 e.record.key});
+                                           item.next_attempt_ms, item.attempts, e.record.key});
           return true;
         },
         error);
@@ -478,6 +478,13 @@ bool links::load_stored_items(const store::queue_store& store, std::string& erro
     }
   }
   return true;
+}
+
+void categorizer::take_item(delivery::hop_item&& item) {
+  if (item_sink_)
+    item_sink_(std::move(item));
+  else
+    queues_.add(std::move(item));
 }
 
 void categorizer::shutdown() {

@@ -130,6 +130,10 @@ class categorizer {
   void set_body_budget(std::size_t bytes) { body_budget_ = bytes; }
   void set_retry_policy(retry_policy p) { retry_policy_ = p; }
 
+  // Where delivery items for this loop's next hops go (new ones from any shard, and the
+  // stored ones at recover()): the loop's delivery engine. Unset: they collect in queues().
+  using item_sink = std::function<void(delivery::hop_item&&)>;
+  void set_item_sink(item_sink fn) { item_sink_ = std::move(fn); }
   const delivery::hop_queues& queues() const { return queues_; }
   const categorizer_stats& stats() const { return stats_; }
   std::size_t backlog() const { return todo_.size() - todo_head_; }
@@ -155,6 +159,7 @@ class categorizer {
   void log(const std::string& line);
   void arm_flush();
   void track(const job& j);
+  void take_item(delivery::hop_item&& item);
   void arm_retry();
   void retry_due();
   // `transient`: the store's condition (storage_full, a failed read), not this message's,
@@ -177,6 +182,7 @@ class categorizer {
   std::string header_block_;  // scratch for rules with header conditions
   tracker tracker_;
   delivery::hop_queues queues_;
+  item_sink item_sink_;
   categorizer_stats stats_;
 
   std::vector<base::queue_id> todo_;  // ids to categorize; consumed from todo_head_

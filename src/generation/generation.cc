@@ -145,6 +145,29 @@ std::shared_ptr<const smtpd::connector_policies> make_receive_policies(std::shar
   return out;
 }
 
+// The outbound TLS contexts: one unverified for opportunistic and mandatory connectors,
+// and a verifying one per partner connector (its CA file, or the system store).
+std::shared_ptr<const delivery::send_tls> make_send_tls(const config::config& cfg, std::string& error) {
+  auto out = std::make_shared<delivery::send_tls>();
+  tls::client_options o;
+  o.policy = tls::verify_policy::opportunistic;
+  out->unverified = tls::context::make_client(o, error);
+  if (!out->unverified) return nullptr;
+  for (const auto& sc : cfg.send_connectors) {
+    if (sc.tls != route::tls_policy::partner) continue;
+    tls::client_options v;
+    v.policy = tls::verify_policy::verified;
+    v.ca_file = sc.tls_ca;
+    auto ctx = tls::context::make_client(v, error);
+    if (!ctx) {
+      error = "send connector \"" + sc.name + "\": " + error;
+      return nullptr;
+    }
+    out->verified.emplace(sc.name, std::move(ctx));
+  }
+  return out;
+}
+
 }  // namespace
 
 build_result build(std::shared_ptr<const config::config> cfg, uint64_t number,
@@ -166,7 +189,8 @@ build_result build(std::shared_ptr<const config::config> cfg, uint64_t number,
   smtpd::connection_registry private_connections;
   if (g->tracking_log)
     g->receive = make_receive_policies(cfg, g->routes, shared ? shared->connections : private_connections, error);
-  if (!g->receive) {
+  if (g->receive) g->send_tls = make_send_tls(*cfg, error);
+  if (!g->receive || !g->send_tls) {
     result.failed = failure::resources;
     result.errors.push_back(std::move(error));
     return result;

@@ -11,6 +11,7 @@
 #include "admin/protocol.h"
 #include "auth/limiter.h"
 #include "config/config.h"
+#include "delivery/send_tls.h"
 #include "log/protocol_log.h"
 #include "route/route.h"
 #include "rules/rules.h"
@@ -36,6 +37,7 @@ struct generation {
   // protocol log file; its cfg and routes are the ones above.
   std::shared_ptr<const smtpd::connector_policies> receive;
   std::shared_ptr<const log::append_file> tracking_log;  // log_dir/tracking.csv
+  std::shared_ptr<const delivery::send_tls> send_tls;     // outbound TLS contexts
   admin::snapshot admin_view;  // what `sluicectl route test` and `config` answer from
 };
 

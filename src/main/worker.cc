@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <utility>
 
+#include "delivery/engine.h"
+#include "dns/resolver.h"
 #include "log/tracking_batch.h"
 #include "net/loop.h"
 #include "smtpd/pickup.h"
@@ -72,6 +74,20 @@ void worker::run(std::promise<std::string>& ready) {
   categorize::categorizer* cat = categorizer.get();
   cat->set_tracker(track);
 
+  // This loop's resolver and delivery engine: the next hops this loop owns are delivered
+  // from here. DNS settings are the first generation's (changing them needs a restart).
+  const auto& first_cfg = *first_->cfg;
+  dns::resolver_settings rs{.servers = first_cfg.dns.servers, .timeout_ms = first_cfg.dns.timeout_ms,
+                            .tries = first_cfg.dns.tries, .negative_ttl_s = first_cfg.dns.negative_ttl_s,
+                            .max_ttl_s = first_cfg.dns.max_ttl_s, .max_addresses = first_cfg.delivery.max_addresses,
+                            .ipv6 = first_cfg.dns.ipv6, .self_names = {first_cfg.server.hostname}};
+  std::string dns_error;
+  dns::resolver resolver(loop, rs, dns_error);
+  if (!dns_error.empty()) std::fprintf(stderr, "sluiced: worker %u: DNS: %s\n", index_, dns_error.c_str());
+  auto engine = std::make_unique<delivery::engine>(loop, index_, links_.loops(), store_, resolver);
+  engine->set_tracker(track);
+  cat->set_item_sink([e = engine.get()](delivery::hop_item&& item) { e->add(std::move(item)); });
+
   // The pickup directory is scanned by the first worker only, so no file is read twice.
   // Its settings are the first generation's: moving the directory needs a restart.
   std::unique_ptr<smtpd::pickup> pickup;
@@ -116,6 +132,7 @@ void worker::run(std::promise<std::string>& ready) {
   // message is answered at RCPT by one table and categorized here by another.
   auto install = [&](const generation::generation& g) {
     cat->set_routes(g.routes, g.rules);
+    engine->set_config(g.cfg, g.send_tls);
     tracking.set_file(g.tracking_log);
     if (admin_server) admin_server->set_state(g.admin_view);
     return receiver.install(g.receive);
@@ -143,6 +160,7 @@ void worker::run(std::promise<std::string>& ready) {
       }
     }
     cat->poll();  // also flushes the hand-offs above into the rings
+    engine->poll();
   };
   completions_owner_ = std::make_unique<net::async_signal>(loop, drain_completions);
 
@@ -153,11 +171,13 @@ void worker::run(std::promise<std::string>& ready) {
     if (pickup) pickup->stop();
     // Ids not yet categorized stay in the submission queue for the next start.
     cat->shutdown();
+    // Messages on the wire finish (or are cut off and deferred); nothing new starts.
+    engine->shutdown();
     // Sessions with a message in the store finish it before the loop ends: an
     // acknowledged 250 must reach its client, and nothing may be left half-done.
     drain_check.start(0, 20, [&] {
       drain_completions();
-      if (receiver.session_count() == 0 && (!pickup || pickup->idle()) && cat->idle()) {
+      if (receiver.session_count() == 0 && (!pickup || pickup->idle()) && cat->idle() && engine->idle()) {
         flush_logs();
         log_flush.stop();
         drop_report.stop();
@@ -180,6 +200,16 @@ void worker::run(std::promise<std::string>& ready) {
   cat->recover();
   loop.run();
   running_.store(false);
+  const auto& ds = engine->stats();
+  std::fprintf(stderr,
+               "sluiced: worker %u: delivery: %llu recipients delivered, %llu deferred, %llu failed, %llu expired; "
+               "%llu connections opened, %llu failed, %llu messages on reused connections; "
+               "body bytes written from the store map: %llu\n",
+               index_, static_cast<unsigned long long>(ds.recipients_delivered),
+               static_cast<unsigned long long>(ds.recipients_deferred), static_cast<unsigned long long>(ds.recipients_failed),
+               static_cast<unsigned long long>(ds.recipients_expired), static_cast<unsigned long long>(ds.connections_opened),
+               static_cast<unsigned long long>(ds.connections_failed), static_cast<unsigned long long>(ds.connections_reused),
+               static_cast<unsigned long long>(ds.body_bytes_borrowed));
 }
 
 }  // namespace sluice::main

@@ -2,6 +2,7 @@
 // Untrusted input: none (names from the validated configuration).
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <string_view>
 
 #include "route/kinds.h"
@@ -32,6 +33,29 @@ constexpr std::size_t longest_hop_key(routing_method routing, std::string_view n
 // The key of local delivery to the accepted domain `name`.
 constexpr std::size_t longest_local_hop_key(std::string_view name) noexcept {
   return local_hop_prefix.size() + name.size();
+}
+
+// A hop key taken apart again, for the delivery engine: which send connector (or accepted
+// domain) and, for DNS hops, which domain. Views into the key given.
+enum class hop_key_kind : uint8_t { invalid, local, smart_host, dns };
+struct hop_key_parts {
+  hop_key_kind kind = hop_key_kind::invalid;
+  std::string_view name;    // connector name (smart_host, dns) or accepted domain (local)
+  std::string_view domain;  // dns only: the recipient domain
+};
+// A DNS key is "dns:<connector>:<domain>"; a domain holds no ':', so the last one splits
+// them even when the connector's name contains one.
+constexpr hop_key_parts parse_hop_key(std::string_view key) noexcept {
+  if (key.starts_with(local_hop_prefix)) return {hop_key_kind::local, key.substr(local_hop_prefix.size()), {}};
+  if (key.starts_with(smart_host_hop_prefix))
+    return {hop_key_kind::smart_host, key.substr(smart_host_hop_prefix.size()), {}};
+  if (key.starts_with(dns_hop_prefix)) {
+    const std::string_view rest = key.substr(dns_hop_prefix.size());
+    const std::size_t colon = rest.rfind(':');
+    if (colon == std::string_view::npos || colon == 0 || colon + 1 == rest.size()) return {};
+    return {hop_key_kind::dns, rest.substr(0, colon), rest.substr(colon + 1)};
+  }
+  return {};
 }
 
 }  // namespace sluice::route

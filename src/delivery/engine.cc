@@ -1,0 +1,559 @@
+// engine.cc: the delivery engine of one loop: hop-to-site binding, scheduling under limits, outcomes, retries.
+// Untrusted input: DNS answers and remote replies (data only: stored, logged, never executed).
+#include "delivery/engine.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+
+#include "delivery/outbound.h"
+
+namespace sluice::delivery {
+
+namespace {
+
+// How often waiting items, suspensions, rate limits and idle connections are looked at.
+constexpr uint64_t tick_ms = 100;
+// How long an address that refused a connect is skipped by new attempts.
+constexpr int64_t unreachable_ms = 60'000;
+// A store failure to record an outcome is retried after this (the outcome is kept).
+constexpr int64_t store_retry_ms = 1000;
+// The shortest time a hop stays bound to the site of a DNS answer (TTL 0 answers).
+constexpr int64_t min_binding_ms = 10'000;
+constexpr int64_t smart_host_binding_ms = 60'000;
+
+struct pending_deliver final : store::deliver_request {
+  engine::work next;  // the item as it will be if recipients remain
+  int64_t retry_at_ms = 0;  // store failure: when to hand it in again
+};
+
+recipient_outcome outcome_of(const smtp::reply& r) {
+  if (r.code >= 200 && r.code < 300) return recipient_outcome::delivered;
+  if (r.code >= 500) return recipient_outcome::failed;
+  return recipient_outcome::deferred;
+}
+
+std::string reply_text(const smtp::reply& r) {
+  std::string text = r.text;
+  std::replace(text.begin(), text.end(), '\n', ' ');
+  return fmt::format("{} {} {}", r.code, r.enhanced, text);
+}
+
+}  // namespace
+
+engine::engine(net::loop& loop, unsigned producer, unsigned loops, store::queue_store& store, dns::resolver& resolver)
+    : loop_(loop),
+      producer_(producer),
+      loops_(std::max(1u, loops)),
+      store_(store),
+      resolver_(resolver),
+      rng_(std::random_device{}()),
+      tick_(loop) {
+  tick_.start(tick_ms, tick_ms, [this] { tick(); });
+}
+
+engine::~engine() {
+  tick_.stop();
+  // Connections close without callbacks reaching us (smtp_connection's destructor).
+  outbounds_.clear();
+  dead_.clear();
+}
+
+int64_t engine::now_ms() const {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+void engine::set_config(std::shared_ptr<const config::config> cfg, std::shared_ptr<const send_tls> tls) {
+  cfg_ = std::move(cfg);
+  tls_ = std::move(tls);
+  ++config_epoch_;
+  const auto& d = cfg_->delivery;
+  retry_.first_ms = int64_t{d.retry_first_s} * 1000;
+  retry_.max_ms = int64_t{d.retry_max_s} * 1000;
+  retry_.expire_ms = static_cast<int64_t>(d.expire_after_s) * 1000;
+}
+
+const config::send_connector* engine::connector(std::string_view name) const {
+  if (!cfg_) return nullptr;
+  const auto* sc = cfg_->find_send_connector(name);
+  return sc && sc->enabled ? sc : nullptr;
+}
+
+config::delivery_limits engine::limits_for(const config::send_connector& sc, std::string_view domain) const {
+  config::delivery_limits l = sc.limits.apply(cfg_->delivery.limits);
+  for (const auto& o : cfg_->delivery.domains)
+    if (o.domain == domain) l = o.limits.apply(l);
+  // Each loop shapes the sites of the hops it owns on its own (no locks on the delivery
+  // path), so it takes its share of every per-site limit, rounded up so none is zero.
+  l.max_connections = std::max(1u, (l.max_connections + loops_ - 1) / loops_);
+  l.connection_rate /= loops_;
+  l.message_rate /= loops_;
+  return l;
+}
+
+engine::hop& engine::hop_for(uint64_t hop_id, const std::string& key) {
+  auto& slot = hops_[hop_id];
+  if (!slot) {
+    slot = std::make_unique<hop>();
+    slot->id = hop_id;
+    slot->key = key;
+    const auto parts = route::parse_hop_key(key);
+    slot->kind = parts.kind;
+    slot->connector = std::string(parts.name);
+    slot->domain = std::string(parts.domain);
+  }
+  return *slot;
+}
+
+void engine::add(hop_item&& item) {
+  hop& h = hop_for(item.hop_id, item.hop_key);
+  ++items_;
+  work w{item.hop_id, item.id, item.recipients, item.received_at_ms, item.attempts};
+  if (item.next_attempt_ms > now_ms())
+    waiting_.emplace(item.next_attempt_ms, w);
+  else
+    make_ready(h, std::move(w));
+}
+
+void engine::make_ready(hop& h, work&& w) {
+  h.ready.push_back(std::move(w));
+  // Local delivery (Maildir, LMTP) is the next stage's: its items wait in memory, durable
+  // in the store, until a transport for them exists.
+  if (h.kind != route::hop_key_kind::dns && h.kind != route::hop_key_kind::smart_host) return;
+  if (h.bound && h.epoch == config_epoch_ && now_ms() < h.bound_until_ms) {
+    enqueue(*h.bound, h);
+    pump(*h.bound);
+  } else {
+    bind(h);
+  }
+}
+
+void engine::bind(hop& h) {
+  if (h.resolving || stopping_) return;
+  const config::send_connector* sc = connector(h.connector);
+  if (sc == nullptr) {
+    // The connector was removed or disabled by a reload: keep the mail and say why.
+    const smtp::reply r{451, "4.4.4", fmt::format("send connector \"{}\" is not configured or disabled", h.connector)};
+    auto ready = std::move(h.ready);
+    h.ready.clear();
+    for (const auto& w : ready) settle_all(w, r, "");
+    return;
+  }
+  h.resolving = true;
+  const uint64_t id = h.id, epoch = config_epoch_;
+  if (h.kind == route::hop_key_kind::dns) {
+    resolver_.resolve_mail_domain(h.domain, [this, id, epoch](dns::destination&& d) { resolved(id, std::move(d), epoch); });
+    return;
+  }
+  // Smart hosts: every name's addresses, gathered into one destination of equal-rank hosts.
+  struct gather {
+    dns::destination d;
+    std::size_t left = 0;
+    dns::lookup_status worst = dns::lookup_status::ok;
+    std::string detail;
+  };
+  auto g = std::make_shared<gather>();
+  g->left = sc->smart_hosts.size();
+  g->d.hosts.resize(sc->smart_hosts.size());
+  g->d.site_key = "smarthost";
+  if (g->left == 0) {
+    g->d.status = dns::lookup_status::no_addresses;
+    g->d.detail = "no smart hosts configured";
+    resolved(id, std::move(g->d), epoch);
+    return;
+  }
+  for (std::size_t i = 0; i < sc->smart_hosts.size(); ++i) {
+    g->d.hosts[i].name = sc->smart_hosts[i].host;
+    resolver_.resolve_host(sc->smart_hosts[i].host, [this, g, i, id, epoch](dns::lookup_status st, std::vector<std::string> addrs,
+                                                                            std::string detail) {
+      if (st == dns::lookup_status::ok) {
+        g->d.hosts[i].addresses = std::move(addrs);
+      } else {
+        if (g->worst != dns::lookup_status::temporary) g->worst = st;
+        g->detail = std::move(detail);
+      }
+      if (--g->left != 0) return;
+      std::erase_if(g->d.hosts, [](const dns::mx_host& h) { return h.addresses.empty(); });
+      if (g->d.hosts.empty()) {
+        g->d.status = g->worst == dns::lookup_status::ok ? dns::lookup_status::no_addresses : dns::lookup_status::temporary;
+        g->d.detail = "smart hosts: " + g->detail;
+      }
+      resolved(id, std::move(g->d), epoch);
+    });
+  }
+}
+
+void engine::resolved(uint64_t hop_id, dns::destination&& d, uint64_t epoch) {
+  auto it = hops_.find(hop_id);
+  if (it == hops_.end()) return;
+  hop& h = *it->second;
+  h.resolving = false;
+  if (stopping_) return;
+  const config::send_connector* sc = connector(h.connector);
+  if (epoch != config_epoch_ || sc == nullptr) {
+    bind(h);  // the configuration changed while we asked: ask again under the new one
+    return;
+  }
+  if (d.status != dns::lookup_status::ok) {
+    const smtp::reply r{dns::reply_code(d.status), std::string(dns::enhanced_status(d.status)), d.detail};
+    auto ready = std::move(h.ready);
+    h.ready.clear();
+    for (const auto& w : ready) settle_all(w, r, "");
+    return;
+  }
+  const bool smart = h.kind == route::hop_key_kind::smart_host;
+  site& s = site_for(h.connector + "|" + d.site_key, *sc, h.domain);
+  s.smart_host = smart;
+  s.hosts.clear();
+  for (std::size_t i = 0; i < d.hosts.size(); ++i) {
+    auto& mx = d.hosts[i];
+    uint16_t port = sc->port;
+    if (smart) {
+      for (const auto& sh : sc->smart_hosts)
+        if (sh.host == mx.name) port = sh.port;
+    }
+    s.hosts.push_back({std::move(mx.name), smart ? uint16_t{0} : mx.preference, port, std::move(mx.addresses)});
+  }
+  if (h.bound != &s && h.in_site && h.bound) std::erase(h.bound->hops, &h), h.in_site = false;
+  h.bound = &s;
+  h.epoch = epoch;
+  h.bound_until_ms = now_ms() + (smart ? smart_host_binding_ms : std::max<int64_t>(min_binding_ms, int64_t{d.ttl_s} * 1000));
+  if (!h.ready.empty()) {
+    enqueue(s, h);
+    pump(s);
+  }
+}
+
+engine::site& engine::site_for(const std::string& key, const config::send_connector& sc, std::string_view domain) {
+  auto& slot = sites_[key];
+  if (!slot) {
+    slot = std::make_unique<site>();
+    slot->key = key;
+    slot->connector = sc.name;
+    stats_.sites = static_cast<uint32_t>(sites_.size());
+  }
+  site& s = *slot;
+  s.limits = limits_for(sc, domain);
+  s.connect_rate.configure(s.limits.connection_rate);
+  s.message_rate.configure(s.limits.message_rate);
+  s.streak.configure(s.limits.failures_before_suspend, int64_t{s.limits.suspend_s} * 1000);
+  return s;
+}
+
+void engine::enqueue(site& s, hop& h) {
+  if (h.in_site || h.ready.empty()) return;
+  s.hops.push_back(&h);
+  h.in_site = true;
+}
+
+bool engine::next_work(site& s, work& out) {
+  if (s.hops.empty() || stopping_) return false;
+  const int64_t now = now_ms();
+  if (s.message_rate.wait_ms(now) > 0) return false;
+  hop* h = s.hops.front();
+  s.hops.pop_front();
+  out = std::move(h->ready.front());
+  h->ready.pop_front();
+  if (h->ready.empty())
+    h->in_site = false;
+  else
+    s.hops.push_back(h);  // round robin between the site's domains
+  s.message_rate.take(now);
+  return true;
+}
+
+void engine::pump(site& s) {
+  if (stopping_) return;
+  const int64_t now = now_ms();
+  if (s.streak.suspended(now)) return;
+  const uint32_t max_total = std::max(1u, (cfg_->delivery.max_outbound_connections + loops_ - 1) / loops_);
+  while (!s.hops.empty()) {
+    if (!s.idle.empty()) {
+      outbound* o = s.idle.back();
+      s.idle.pop_back();
+      if (!o->wake()) {
+        s.idle.push_back(o);
+        return;
+      }
+      continue;
+    }
+    if (s.open >= s.limits.max_connections || open_total_ >= max_total) return;
+    if (s.connect_rate.wait_ms(now) > 0) return;
+    work w;
+    if (!next_work(s, w)) return;
+    s.connect_rate.take(now);
+    open_connection(s, std::move(w));
+  }
+}
+
+void engine::open_connection(site& s, work&& first) {
+  const int64_t now = now_ms();
+  // RFC 5321 5.1: hosts in preference order, equal preferences in random order (shuffled
+  // per connection, so connections spread over them), each host's addresses in order.
+  std::vector<const site_host*> order;
+  for (const auto& h : s.hosts) order.push_back(&h);
+  for (std::size_t i = 0; i < order.size();) {
+    std::size_t j = i;
+    while (j < order.size() && order[j]->preference == order[i]->preference) ++j;
+    std::shuffle(order.begin() + static_cast<std::ptrdiff_t>(i), order.begin() + static_cast<std::ptrdiff_t>(j), rng_);
+    i = j;
+  }
+  std::vector<target> targets, skipped;
+  for (const site_host* h : order) {
+    auto broken = broken_tls_.find(h->name);
+    const bool skip_tls = broken != broken_tls_.end() && broken->second > now;
+    for (const auto& a : h->addresses) {
+      target t{h->name, a, h->port, skip_tls};
+      auto dead = unreachable_.find(fmt::format("{}:{}", a, h->port));
+      (dead != unreachable_.end() && dead->second > now ? skipped : targets).push_back(std::move(t));
+    }
+  }
+  // Addresses known to be down are tried last, not never: the list may be stale.
+  for (auto& t : skipped) targets.push_back(std::move(t));
+  ++s.open;
+  ++open_total_;
+  stats_.connections_open = open_total_;
+  stats_.connections_peak = std::max(stats_.connections_peak, open_total_);
+  outbounds_.push_back(std::make_unique<outbound>(*this, s, std::move(first), std::move(targets)));
+  outbounds_.back()->start();
+}
+
+connection_settings engine::settings_for(const site& s, const std::string& host_name) const {
+  connection_settings c;
+  const config::send_connector* sc = connector(s.connector);
+  const auto& d = cfg_->delivery;
+  c.helo = sc && !sc->helo.empty() ? sc->helo : !d.helo.empty() ? d.helo : cfg_->server.hostname;
+  c.tls = sc ? sc->tls : route::tls_policy::opportunistic;
+  if (c.tls == route::tls_policy::partner) {
+    auto it = tls_->verified.find(s.connector);
+    if (it != tls_->verified.end()) c.tls_ctx = it->second;
+  } else if (c.tls != route::tls_policy::none) {
+    c.tls_ctx = tls_->unverified;
+  }
+  c.tls_name = sc && !sc->tls_verify_name.empty() ? sc->tls_verify_name : host_name;
+  if (sc && s.smart_host) {
+    c.auth_user = sc->auth_user;
+    c.auth_password = sc->auth_password;
+  }
+  const auto& t = d.timeouts;
+  auto ms = [](uint32_t s) { return s * 1000; };
+  c.timeouts = {ms(t.connect_s), ms(t.greeting_s), ms(t.helo_s), ms(t.starttls_s), ms(t.helo_s), ms(t.mail_s),
+                ms(t.rcpt_s), ms(t.data_s), ms(t.data_block_s), ms(t.final_dot_s), ms(t.rset_s), ms(t.quit_s)};
+  return c;
+}
+
+void engine::settle_all(const work& w, const smtp::reply& r, std::string_view remote_mta) {
+  std::string error;
+  auto view = store_.open_delivery(w.hop_id, w.id, error);
+  if (!view) {
+    if (!error.empty()) std::fprintf(stderr, "sluiced: delivery: reading %s: %s\n", w.id.to_string().c_str(), error.c_str());
+    --items_;  // already gone (delivered, or removed): nothing to record
+    return;
+  }
+  attempt_result result;
+  result.remote_mta = std::string(remote_mta);
+  for (uint32_t idx : view->item.recipients) result.recipients.push_back({idx, outcome_of(r), r});
+  record(w, *view, std::move(result));
+}
+
+void engine::record(const work& w, const store::message_view& view, attempt_result&& result) {
+  const int64_t now = now_ms();
+  auto req = std::make_unique<pending_deliver>();
+  req->id = w.id;
+  req->hop_id = w.hop_id;
+  req->now_ms = now;
+  const bool expired = retry::expired(retry_, w.received_at_ms, now);
+  std::vector<uint32_t> delivered, deferred, failed, expired_rcpts;
+  std::string defer_text, fail_text, deliver_text;
+  for (const auto& rr : result.recipients) {
+    const std::string text = reply_text(rr.reply);
+    if (rr.outcome == recipient_outcome::delivered) {
+      req->delivered.push_back(rr.recipient);
+      delivered.push_back(rr.recipient);
+      deliver_text = text;
+    } else if (rr.outcome == recipient_outcome::failed || expired) {
+      store::failed_recipient f;
+      f.recipient = rr.recipient;
+      f.remote_mta = result.remote_mta;
+      f.at_ms = now;
+      if (rr.outcome == recipient_outcome::failed) {
+        f.status = rr.reply.enhanced;
+        f.reason = rr.reply.text;
+        f.diagnostic = text;
+        failed.push_back(rr.recipient);
+        fail_text = text;
+      } else {
+        f.status = "4.4.7";
+        f.reason = "delivery time expired";
+        f.diagnostic = text;
+        expired_rcpts.push_back(rr.recipient);
+        defer_text = text;
+      }
+      req->failed.push_back(std::move(f));
+    } else {
+      deferred.push_back(rr.recipient);
+      defer_text = text;
+    }
+  }
+  const std::string where = result.remote_mta.empty() ? std::string() : result.remote_mta + ": ";
+  req->last_error = where + defer_text;
+  req->next_attempt_ms = retry::next_attempt_ms(retry_, w.attempts + 1, w.received_at_ms, now, rng_());
+  req->next = w;
+  req->next.attempts = w.attempts + 1;
+  req->next.recipients = static_cast<uint32_t>(deferred.size());
+
+  const std::string tls = result.tls.empty() ? std::string() : " (" + result.tls + ")";
+  auto hop_key = hops_.count(w.hop_id) ? std::string_view(hops_[w.hop_id]->key) : std::string_view();
+  if (!delivered.empty()) {
+    ++stats_.messages_delivered;
+    track(log::tracking_event::deliver, view, delivered, hop_key, where + deliver_text + tls);
+  }
+  if (!deferred.empty())
+    track(log::tracking_event::defer, view, deferred, hop_key,
+          fmt::format("{}{}; next attempt in {} s", where, defer_text, (req->next_attempt_ms - now + 999) / 1000));
+  if (!failed.empty()) track(log::tracking_event::fail, view, failed, hop_key, where + fail_text);
+  if (!expired_rcpts.empty())
+    track(log::tracking_event::expire, view, expired_rcpts, hop_key, "4.4.7 delivery time expired; last error: " + where + defer_text);
+  stats_.recipients_delivered += delivered.size();
+  stats_.recipients_deferred += deferred.size();
+  stats_.recipients_failed += failed.size();
+  stats_.recipients_expired += expired_rcpts.size();
+  submit(std::move(req));
+}
+
+void engine::submit(std::unique_ptr<store::deliver_request> req) {
+  store::deliver_request* raw = req.get();
+  if (!store_.deliver(producer_, raw)) {
+    unsent_.push_back(std::move(req));  // the lane is full: handed in again after the next completions
+    return;
+  }
+  req.release();  // borrowed by the store until take_delivered() hands it back
+  ++in_store_;
+}
+
+void engine::poll() {
+  store::deliver_request* done[256];
+  std::size_t n;
+  while ((n = store_.take_delivered(producer_, done, 256)) != 0) {
+    for (std::size_t i = 0; i < n; ++i) {
+      --in_store_;
+      completed(*done[i]);
+    }
+  }
+  auto unsent = std::move(unsent_);
+  unsent_.clear();
+  const int64_t now = now_ms();
+  for (auto& r : unsent) {
+    if (static_cast<pending_deliver&>(*r).retry_at_ms > now)
+      unsent_.push_back(std::move(r));
+    else
+      submit(std::move(r));
+  }
+}
+
+void engine::completed(store::deliver_request& req) {
+  std::unique_ptr<pending_deliver> owned(static_cast<pending_deliver*>(&req));
+  switch (req.result) {
+    case store::deliver_status::ok:
+      if (req.remaining == 0) {
+        --items_;
+        return;
+      }
+      owned->next.recipients = req.remaining;
+      waiting_.emplace(req.next_attempt_ms, owned->next);
+      return;
+    case store::deliver_status::not_found:
+      --items_;
+      return;
+    default:
+      // The outcome is not durable yet: nothing may be forgotten or retried until it is.
+      ++stats_.store_retries;
+      std::fprintf(stderr, "sluiced: delivery: recording the outcome for %s: %s (retrying)\n",
+                   req.id.to_string().c_str(), req.error.c_str());
+      owned->result = store::deliver_status::pending;
+      owned->error.clear();
+      owned->retry_at_ms = now_ms() + store_retry_ms;
+      unsent_.push_back(std::move(owned));
+      return;
+  }
+}
+
+void engine::track(log::tracking_event ev, const store::message_view& view, const std::vector<uint32_t>& rcpts,
+                   std::string_view hop_key, std::string_view detail) {
+  if (!tracker_) return;
+  const std::string id = view.id.to_string();
+  std::vector<std::string_view> addresses;
+  for (uint32_t i : rcpts)
+    if (i < view.envelope.recipients.size()) addresses.push_back(view.envelope.recipients[i].address);
+  log::tracking_record r;
+  r.event = ev;
+  r.queue_id = id;
+  r.sender = view.envelope.mail_from;
+  r.recipients = addresses;
+  r.connector = hop_key;
+  r.detail = detail;
+  tracker_(r);
+}
+
+void engine::closed(outbound& o) {
+  site& s = o.owner();
+  --s.open;
+  --open_total_;
+  stats_.connections_open = open_total_;
+  std::erase(s.idle, &o);
+  for (auto it = outbounds_.begin(); it != outbounds_.end(); ++it) {
+    if (it->get() == &o) {
+      dead_.push_back(std::move(*it));  // destroyed on the next tick: we are inside its callback
+      outbounds_.erase(it);
+      break;
+    }
+  }
+  pump(s);
+}
+
+void engine::tick() {
+  dead_.clear();
+  const int64_t now = now_ms();
+  while (!waiting_.empty() && waiting_.begin()->first <= now && !stopping_) {
+    work w = waiting_.begin()->second;
+    waiting_.erase(waiting_.begin());
+    auto it = hops_.find(w.hop_id);
+    if (it != hops_.end()) make_ready(*it->second, std::move(w));
+  }
+  for (auto& [key, s] : sites_) {
+    // Idle connections past their time are closed; the rest wait for work.
+    for (std::size_t i = 0; i < s->idle.size();) {
+      outbound* o = s->idle[i];
+      if (stopping_ || now - o->idle_since_ms() >= int64_t{cfg_->delivery.idle_timeout_s} * 1000) {
+        s->idle.erase(s->idle.begin() + static_cast<std::ptrdiff_t>(i));
+        o->quit();
+      } else {
+        ++i;
+      }
+    }
+    if (!s->hops.empty()) pump(*s);  // suspensions ended, rate limits refilled
+  }
+  if (!unsent_.empty()) poll();
+  if (stopping_ && now >= stop_deadline_ms_) {
+    for (auto& o : outbounds_) o->abort();
+  }
+  std::erase_if(broken_tls_, [now](const auto& e) { return e.second <= now; });
+  std::erase_if(unreachable_, [now](const auto& e) { return e.second <= now; });
+}
+
+void engine::shutdown(uint32_t deadline_ms) {
+  stopping_ = true;
+  stop_deadline_ms_ = now_ms() + deadline_ms;
+  for (auto& [key, s] : sites_) {
+    auto idle = std::move(s->idle);
+    s->idle.clear();
+    for (outbound* o : idle) o->quit();
+  }
+}
+
+bool engine::idle() const { return outbounds_.empty() && in_store_ == 0 && unsent_.empty(); }
+
+}  // namespace sluice::delivery

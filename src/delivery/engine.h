@@ -1,0 +1,148 @@
+// engine.h: a worker loop's delivery engine: next hops, sites (MX rollup), outbound connections, retries, outcomes.
+// Untrusted input: DNS answers (via dns::resolver) and remote SMTP replies (via smtp_connection), both carried
+// as data into the store and the tracking log.
+#pragma once
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "base/queue_id.h"
+#include "config/config.h"
+#include "delivery/attempt.h"
+#include "delivery/hop_queues.h"
+#include "delivery/send_tls.h"
+#include "delivery/shaping.h"
+#include "delivery/smtp_connection.h"
+#include "dns/resolver.h"
+#include "log/tracking_log.h"
+#include "net/loop.h"
+#include "retry/backoff.h"
+#include "route/hop_key.h"
+#include "store/store.h"
+
+namespace sluice::delivery {
+
+struct engine_stats {
+  uint64_t messages_delivered = 0;    // attempts that delivered at least one recipient
+  uint64_t recipients_delivered = 0, recipients_deferred = 0, recipients_failed = 0, recipients_expired = 0;
+  uint64_t connections_opened = 0;    // TCP connects started
+  uint64_t connections_failed = 0;    // ended before a usable session
+  uint64_t connections_reused = 0;    // messages sent on a connection that had carried one before
+  uint64_t suspensions = 0;           // sites suspended after a failure streak
+  uint64_t body_bytes_borrowed = 0;   // body bytes written straight from the store's map
+  uint64_t store_retries = 0;         // deliver transactions that failed and were tried again
+  uint32_t connections_open = 0, connections_peak = 0;
+  uint32_t sites = 0;
+};
+
+// One per worker loop; every member function runs on that loop's thread. It owns the
+// delivery items of the next hops this loop owns (categorize::owner_of), the sites they
+// roll up into, and every outbound connection it opens. Deliver requests it hands to the
+// store are its own, borrowed by the writer until take_delivered() returns them, so the
+// engine must not be destroyed before idle() (the worker waits for it).
+class engine {
+ public:
+  // `producer` is this loop's lane in the store. `resolver` is this loop's and outlives it.
+  engine(net::loop& loop, unsigned producer, unsigned loops, store::queue_store& store, dns::resolver& resolver);
+  ~engine();
+  engine(const engine&) = delete;
+  engine& operator=(const engine&) = delete;
+
+  // A configuration generation: connectors, limits, retry policy, TLS contexts. Applies
+  // to the next attempt of every item (a retry re-reads its connector's settings);
+  // connections already open finish with the settings they were opened with.
+  void set_config(std::shared_ptr<const config::config> cfg, std::shared_ptr<const send_tls> tls);
+  // A delivery item for a hop this loop owns: new from a categorizer, or recovered.
+  void add(hop_item&& item);
+  // Takes the store's deliver completions (call when the store notifies this producer).
+  void poll();
+  // Message tracking: DELIVER, DEFER, FAIL and EXPIRE per attempt. Views valid during the call.
+  using tracker = std::function<void(const log::tracking_record&)>;
+  void set_tracker(tracker fn) { tracker_ = std::move(fn); }
+  // Stop starting deliveries; messages on the wire finish (or are cut off after
+  // `deadline_ms`, then recorded as deferred); idle connections are closed.
+  void shutdown(uint32_t deadline_ms = 10'000);
+  // Nothing in flight: no connection open, no deliver request in the store.
+  bool idle() const;
+
+  const engine_stats& stats() const { return stats_; }
+  // Items this loop holds (ready, waiting for a retry, or on the wire).
+  uint64_t items() const { return items_; }
+
+  class outbound;  // one outbound connection and the attempt it carries (engine.cc)
+  struct site;
+  struct hop;
+  struct work {
+    uint64_t hop_id = 0;
+    base::queue_id id;
+    uint32_t recipients = 0;
+    int64_t received_at_ms = 0;
+    uint32_t attempts = 0;
+  };
+
+ private:
+  friend class outbound;
+  int64_t now_ms() const;
+  void tick();
+  hop& hop_for(uint64_t hop_id, const std::string& key);
+  void make_ready(hop& h, work&& w);
+  void bind(hop& h);
+  void resolved(uint64_t hop_id, dns::destination&& d, uint64_t config_epoch);
+  site& site_for(const std::string& key, const config::send_connector& sc, std::string_view domain);
+  void enqueue(site& s, hop& h);
+  void pump(site& s);
+  bool next_work(site& s, work& out);
+  void open_connection(site& s, work&& first);
+  // Every recipient of `w` gets `r` (deferred for 4xx, failed for 5xx): DNS failures, attempts
+  // that found no usable connection, a connector that is gone.
+  void settle_all(const work& w, const smtp::reply& r, std::string_view remote_mta);
+  // Records one attempt's outcome durably; the item is rescheduled or forgotten when it commits.
+  void record(const work& w, const store::message_view& view, attempt_result&& result);
+  void submit(std::unique_ptr<store::deliver_request> req);
+  void completed(store::deliver_request& req);
+  void closed(outbound& o);
+  void track(log::tracking_event ev, const store::message_view& view, const std::vector<uint32_t>& rcpts,
+             std::string_view hop_key, std::string_view detail);
+  connection_settings settings_for(const site& s, const std::string& host_name) const;
+  const config::send_connector* connector(std::string_view name) const;
+  config::delivery_limits limits_for(const config::send_connector& sc, std::string_view domain) const;
+
+  net::loop& loop_;
+  unsigned producer_;
+  unsigned loops_;
+  store::queue_store& store_;
+  dns::resolver& resolver_;
+  std::shared_ptr<const config::config> cfg_;
+  std::shared_ptr<const send_tls> tls_;
+  uint64_t config_epoch_ = 0;  // bumped per set_config: stale hop-to-site bindings re-resolve
+  retry::policy retry_;
+  tracker tracker_;
+  std::mt19937_64 rng_;
+
+  std::unordered_map<uint64_t, std::unique_ptr<hop>> hops_;
+  std::unordered_map<std::string, std::unique_ptr<site>> sites_;
+  // Items waiting for their retry time, by due time (unix ms).
+  std::multimap<int64_t, work> waiting_;
+  std::vector<std::unique_ptr<outbound>> outbounds_;
+  std::vector<std::unique_ptr<outbound>> dead_;     // closed, destroyed on the next tick
+  // Opportunistic TLS: hosts whose handshake failed, tried in plaintext until then.
+  std::unordered_map<std::string, int64_t> broken_tls_;
+  // Addresses that refused or timed out a connect, skipped until then (RFC 5321 4.5.4.1).
+  std::unordered_map<std::string, int64_t> unreachable_;
+  std::vector<std::unique_ptr<store::deliver_request>> unsent_;  // refused by a full lane
+  std::size_t in_store_ = 0;
+  uint64_t items_ = 0;
+  uint32_t open_total_ = 0;
+  bool stopping_ = false;
+  int64_t stop_deadline_ms_ = 0;
+  engine_stats stats_;
+  net::timer tick_;
+};
+
+}  // namespace sluice::delivery

@@ -1,0 +1,102 @@
+// delivery_env.cc: sluiced + dnsmasq + blaster sinks for the delivery tests.
+#include "delivery_env.h"
+
+#include <fstream>
+#include <sstream>
+
+namespace sluice::testing {
+
+delivery_env::delivery_env(const std::string& zone) : dns("local=/test/\n" + zone), sink_port(free_port()) {}
+
+void delivery_env::configure(const std::string& connectors, const std::string& delivery_keys, const std::string& extra) {
+  std::ostringstream c;
+  c << R"([server]
+hostname = "mx.sluice.test"
+workers = 2
+queue_dir = "@DIR@/queue"
+log_dir = "@DIR@/log"
+map_size = "256M"
+
+[[accepted_domain]]
+name = "sluice.test"
+type = "authoritative"
+
+[[receive_connector]]
+name = "Relay"
+type = "enterprise"
+bindings = ["127.0.0.1:@PORT@"]
+remote_ranges = ["127.0.0.0/8"]
+permissions = { anonymous = true, relay = true }
+
+[dns]
+servers = [")" << dns.server() << R"("]
+timeout_ms = 500
+tries = 1
+negative_ttl_s = 1
+
+)";
+  if (connectors.empty())
+    c << "[[send_connector]]\nname = \"Internet\"\naddress_spaces = [\"*\"]\ntls = \"none\"\nport = " << sink_port << "\n\n";
+  else
+    c << connectors << "\n";
+  c << "[delivery]\nretry_first_s = 1\nretry_max_s = 2\nidle_timeout_s = 1\n" << delivery_keys << "\n"
+    << "[delivery.timeouts]\nconnect_s = 2\ngreeting_s = 2\nhelo_s = 2\nmail_s = 2\nrcpt_s = 2\ndata_s = 2\n"
+       "data_block_s = 5\nfinal_dot_s = 5\n\n"
+    << extra;
+  daemon.write_config(c.str());
+}
+
+bool delivery_env::start() { return daemon.start(); }
+
+sink_process& delivery_env::sink(const std::string& address, std::vector<std::string> extra) {
+  auto& slot = sinks[address];
+  slot = std::make_unique<sink_process>(daemon.dir(), "sink-" + address, address, sink_port, std::move(extra));
+  return *slot;
+}
+
+send_result delivery_env::send(const std::string& name, int messages, std::vector<std::string> extra) {
+  std::vector<std::string> args{"--messages", std::to_string(messages), "--sessions", "4", "--size", "2k"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return blaster_send(daemon.dir(), name, daemon.port(), args);
+}
+
+std::vector<std::string> delivery_env::received_logs() const {
+  std::vector<std::string> out;
+  for (const auto& [address, s] : sinks) out.push_back(s->record_file());
+  return out;
+}
+
+std::vector<std::string> delivery_env::tracking(const std::string& event) const {
+  std::ifstream in(daemon.dir() + "/log/tracking.csv");
+  std::vector<std::string> out;
+  std::string line;
+  const std::string field = "," + event + ",";
+  while (std::getline(in, line))
+    if (line.find(field) != std::string::npos) out.push_back(line);
+  return out;
+}
+
+std::size_t delivery_env::tracked_recipients(const std::string& event) const {
+  std::size_t n = 0;
+  for (const auto& line : tracking(event)) {
+    // date,event,id,sender,recipients,...: the fifth field, quoted or not.
+    std::size_t pos = 0;
+    for (int f = 0; f < 4; ++f) {
+      if (line[pos] == '"') pos = line.find('"', pos + 1);
+      pos = line.find(',', pos) + 1;
+    }
+    std::size_t end = line[pos] == '"' ? line.find('"', pos + 1) : line.find(',', pos);
+    const std::string field = line.substr(pos, end - pos);
+    n += 1;
+    for (char ch : field)
+      if (ch == ';') ++n;
+  }
+  return n;
+}
+
+long long delivery_env::queued_items() const {
+  const auto r = daemon.ctl("queue list --json");
+  return json_number(r.output, "delivery_items");
+}
+
+}  // namespace sluice::testing
