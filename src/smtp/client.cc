@@ -225,7 +225,7 @@ void client::become_ready() {
 
 void client::after_helo() {
   if (!tls_active_ && (settings_.starttls || (settings_.starttls_if_offered && caps_.starttls))) {
-    if (!caps_.starttls) return give_up("server does not offer STARTTLS");
+    if (!caps_.starttls) return give_up(waiting_for::starttls, "server does not offer STARTTLS");
     out_ += "STARTTLS\r\n";
     state_ = state::starttls;
     return;
@@ -235,7 +235,8 @@ void client::after_helo() {
 }
 
 void client::start_auth() {
-  if (settings_.auth_needs_tls && !tls_active_) return give_up("no TLS: credentials are not sent in clear");
+  if (settings_.auth_needs_tls && !tls_active_)
+    return give_up(waiting_for::auth, "no TLS: credentials are not sent in clear");
   if (caps_.has_auth("PLAIN")) {
     std::string cred;
     cred += '\0';
@@ -255,7 +256,7 @@ void client::start_auth() {
     state_ = state::auth_login_user;
     return;
   }
-  give_up("server offers neither AUTH PLAIN nor AUTH LOGIN");
+  give_up(waiting_for::auth, "server offers neither AUTH PLAIN nor AUTH LOGIN");
 }
 
 // A refusal outside a transaction ends the session politely.
@@ -635,8 +636,7 @@ void client::fail(std::string detail) {
 }
 
 // The server cannot serve what the settings require: leave politely.
-void client::give_up(std::string detail) {
-  const waiting_for at = waiting();
+void client::give_up(waiting_for at, std::string detail) {
   abort_transactions(reply{0, "", detail});
   out_ += "QUIT\r\n";
   state_ = state::closed;

@@ -212,7 +212,7 @@ class client {
   void abort_transactions(const reply& why);
   bool can_pipeline_next() const;
   void fail(std::string detail);
-  void give_up(std::string detail);
+  void give_up(waiting_for at, std::string detail);  // `at`: the step that cannot be taken
   void emit(client_event::kind k);
 
   const client_settings& settings_;
