@@ -29,7 +29,7 @@ struct script_server {
   std::string final_reply = "250 2.6.0 queued\r\n";  // after the dot; "" = stall
   bool drop_after_dot = false;                     // close instead of answering the dot
   std::shared_ptr<const tls::context> tls_ctx;     // STARTTLS turns TLS on with this context
-  bool broken_tls = false;                         // answer STARTTLS, then send garbage instead of TLS
+  bool broken_tls = false;                         // answer STARTTLS, then the ClientHello with garbage
   std::string after_starttls;                      // bytes sent in clear right behind the 220 to STARTTLS
   std::function<bool(session&, const std::string& line, std::string& out)> reply;
 
@@ -47,6 +47,7 @@ struct script_server {
     bool ended = false;
     int rcpts_ok = 0;  // recipients accepted in this transaction
     bool mail_ok = false;
+    bool garbage_next = false;
 
     session(script_server& s, std::unique_ptr<net::connection> c)
         : srv(s), stream(std::make_unique<stream::byte_stream>(std::move(c))) {}
@@ -54,6 +55,10 @@ struct script_server {
       if (!s.empty()) stream->send(std::string(s));
     }
     void on_input(std::string_view d) override {
+      if (garbage_next) {  // the ClientHello: answer it with something that is not TLS
+        garbage_next = false;
+        return send("this is not a TLS ServerHello at all\r\n\r\n");
+      }
       in.append(d);
       for (;;) {
         if (ended) return;
@@ -119,7 +124,10 @@ struct script_server {
       if (verb == "STAR") {
         send("220 2.0.0 ready to start TLS\r\n" + srv.after_starttls);
         in.clear();  // RFC 3207: nothing pipelined behind STARTTLS counts
-        if (srv.broken_tls) return send("this is not a TLS ServerHello at all\r\n\r\n");
+        if (srv.broken_tls) {
+          garbage_next = true;
+          return;
+        }
         if (srv.tls_ctx) {
           stream->start_tls(srv.tls_ctx);
           tls = true;
