@@ -27,6 +27,14 @@ if command -v python3 >/dev/null 2>&1; then
 else
   need python3 "smtplib client"
 fi
+# Debian installs dnsmasq in /usr/sbin, often outside a non-root PATH; the fixture looks there too.
+if command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ]; then
+  dnsmasq_bin=$(command -v dnsmasq 2>/dev/null || echo /usr/sbin/dnsmasq)
+  "$dnsmasq_bin" --test --no-resolv --no-hosts --conf-file=/dev/null >/dev/null 2>&1 ||
+    need dnsmasq-base "DNS server for the resolver tests (dnsmasq --test failed)"
+else
+  need dnsmasq-base "DNS server for the resolver tests"
+fi
 
 if [ ${#missing[@]} -ne 0 ]; then
   echo "sluice tests: missing test peers:" >&2

@@ -145,6 +145,31 @@ capabilities capabilities::parse(std::string_view text) {
   return c;
 }
 
+uint64_t outgoing_message::content_size() const {
+  if (!chunked_content) return content.size();
+  uint64_t n = 0;
+  for (std::string_view c : chunks) n += c.size();
+  return n;
+}
+
+const char* waiting_for_name(waiting_for w) {
+  switch (w) {
+    case waiting_for::none: return "nothing";
+    case waiting_for::greeting: return "greeting";
+    case waiting_for::helo: return "EHLO";
+    case waiting_for::starttls: return "STARTTLS";
+    case waiting_for::auth: return "AUTH";
+    case waiting_for::mail: return "MAIL FROM";
+    case waiting_for::rcpt: return "RCPT TO";
+    case waiting_for::data: return "DATA";
+    case waiting_for::content: return "message content";
+    case waiting_for::final_dot: return "end of data";
+    case waiting_for::rset: return "RSET";
+    case waiting_for::quit: return "QUIT";
+  }
+  return "?";
+}
+
 size_t message_result::accepted_recipients() const {
   return size_t(std::count_if(recipients.begin(), recipients.end(),
                               [](const reply& r) { return r.code >= 200 && r.code < 300; }));
@@ -166,6 +191,9 @@ void client::emit(client_event::kind k) {
 
 void client::feed(std::string_view bytes) {
   if (state_ == state::closed) return;
+  // RFC 3207 5: nothing the server sends between its 220 to STARTTLS and the handshake
+  // may be believed (a man in the middle could have injected it in clear).
+  if (state_ == state::waiting_tls && !bytes.empty()) return fail("server bytes after STARTTLS before TLS");
   parser_.feed(bytes);
   reply r;
   while (state_ != state::closed) {
@@ -175,6 +203,7 @@ void client::feed(std::string_view bytes) {
       fail(parser_.error());
       break;
     }
+    ++replies_seen_;
     on_reply(r);
   }
 }
@@ -195,14 +224,20 @@ void client::become_ready() {
 }
 
 void client::after_helo() {
-  if (settings_.starttls && !tls_active_) {
-    if (!caps_.starttls) return fail("server does not offer STARTTLS");
+  if (!tls_active_ && (settings_.starttls || (settings_.starttls_if_offered && caps_.starttls))) {
+    if (!caps_.starttls) return give_up(waiting_for::starttls, "server does not offer STARTTLS");
     out_ += "STARTTLS\r\n";
     state_ = state::starttls;
     return;
   }
-  if (!settings_.auth_user.empty() && !authenticated_) {
-    if (!caps_.has_auth("PLAIN")) return fail("server does not offer AUTH PLAIN");
+  if (!settings_.auth_user.empty() && !authenticated_) return start_auth();
+  become_ready();
+}
+
+void client::start_auth() {
+  if (settings_.auth_needs_tls && !tls_active_)
+    return give_up(waiting_for::auth, "no TLS: credentials are not sent in clear");
+  if (caps_.has_auth("PLAIN")) {
     std::string cred;
     cred += '\0';
     cred += settings_.auth_user;
@@ -214,19 +249,28 @@ void client::after_helo() {
     state_ = state::auth;
     return;
   }
-  become_ready();
+  if (caps_.has_auth("LOGIN")) {
+    // No initial response: LOGIN has no standard, and the prompt-by-prompt form is the
+    // one every server that offers it understands.
+    out_ += "AUTH LOGIN\r\n";
+    state_ = state::auth_login_user;
+    return;
+  }
+  give_up(waiting_for::auth, "server offers neither AUTH PLAIN nor AUTH LOGIN");
 }
 
 // A refusal outside a transaction ends the session politely.
 static void refuse_session(std::string& out) { out += "QUIT\r\n"; }
 
 void client::on_reply(const reply& r) {
+  const waiting_for at = waiting();
   if (r.code == 421 && state_ != state::quit) {
     // The server is closing the channel (RFC 5321 3.8): whatever was in flight is over.
     abort_transactions(r);
     state_ = state::closed;
     emit(client_event::kind::closed);
     events_.back().why = r;
+    events_.back().at = at;
     return;
   }
   auto end_session = [&] {
@@ -234,6 +278,7 @@ void client::on_reply(const reply& r) {
     state_ = state::closed;
     emit(client_event::kind::closed);
     events_.back().why = r;
+    events_.back().at = at;
   };
   switch (state_) {
     case state::greeting:
@@ -253,6 +298,9 @@ void client::on_reply(const reply& r) {
       return end_session();
     case state::starttls:
       if (r.code != 220) return end_session();
+      // Bytes pipelined behind the 220 were sent in clear before TLS: an injection
+      // (CVE-2011-0411), never a reply to anything we send over TLS.
+      if (parser_.unparsed() > 0) return fail("server bytes after its STARTTLS reply, before TLS");
       state_ = state::waiting_tls;
       emit(client_event::kind::need_tls);
       return;
@@ -260,6 +308,15 @@ void client::on_reply(const reply& r) {
       if (r.code != 235) return end_session();
       authenticated_ = true;
       return become_ready();
+    case state::auth_login_user:
+    case state::auth_login_password: {
+      if (r.code != 334) return end_session();
+      bool user = state_ == state::auth_login_user;
+      base64_encode(user ? settings_.auth_user : settings_.auth_password, out_);
+      out_ += "\r\n";
+      state_ = user ? state::auth_login_password : state::auth;
+      return;
+    }
     case state::transaction:
       return on_transaction_reply(r);
     case state::rset:
@@ -273,6 +330,7 @@ void client::on_reply(const reply& r) {
       state_ = state::closed;
       emit(client_event::kind::closed);
       events_.back().why = r;
+      events_.back().at = at;
       return;
     case state::waiting_tls:
     case state::ready:
@@ -284,7 +342,37 @@ void client::on_reply(const reply& r) {
 
 bool client::can_pipeline_next() const {
   return settings_.pipeline_next_message && pipelined_ && state_ == state::transaction && txns_.size() == 1 &&
-         txns_.front().content_sent && !quit_pending_;
+         txns_.front().content_sent && !content_due_ && !quit_pending_;
+}
+
+waiting_for client::waiting() const {
+  switch (state_) {
+    case state::greeting: return waiting_for::greeting;
+    case state::helo: return waiting_for::helo;
+    case state::starttls:
+    case state::waiting_tls: return waiting_for::starttls;
+    case state::auth:
+    case state::auth_login_user:
+    case state::auth_login_password: return waiting_for::auth;
+    case state::transaction:
+      if (content_due_) return waiting_for::content;
+      for (const auto& t : txns_) {
+        if (t.pending.empty()) continue;
+        switch (t.pending.front()) {
+          case expect::mail: return waiting_for::mail;
+          case expect::rcpt: return waiting_for::rcpt;
+          case expect::data: return waiting_for::data;
+          case expect::content:
+          case expect::lmtp_content: return waiting_for::final_dot;
+        }
+      }
+      return waiting_for::none;
+    case state::rset: return waiting_for::rset;
+    case state::quit: return waiting_for::quit;
+    case state::ready:
+    case state::closed: return waiting_for::none;
+  }
+  return waiting_for::none;
 }
 
 bool client::is_ready() const { return state_ == state::ready || can_pipeline_next(); }
@@ -303,6 +391,7 @@ void client::send(const outgoing_message& msg) {
   }
   if (!is_ready()) return;
   ready_emitted_ = false;
+  if (refuse_locally(msg)) return;
   if (state_ == state::ready) {
     state_ = state::transaction;
     pipelined_ = settings_.pipelining && caps_.pipelining;
@@ -312,18 +401,7 @@ void client::send(const outgoing_message& msg) {
   t.result.final.code = 0;
   t.result.recipients.assign(msg.recipients.size(), reply{0, "", ""});
 
-  out_ += "MAIL FROM:<";
-  out_ += msg.mail_from;
-  out_ += '>';
-  if (caps_.size_offered) {
-    out_ += " SIZE=";
-    out_ += std::to_string(msg.content.size());
-  }
-  if (!msg.mail_params.empty()) {
-    out_ += ' ';
-    out_ += msg.mail_params;
-  }
-  out_ += "\r\n";
+  compose_mail(msg);
   t.pending.push_back(expect::mail);
   if (pipelined_) {
     for (size_t i = 0; i < msg.recipients.size(); ++i) {
@@ -335,6 +413,55 @@ void client::send(const outgoing_message& msg) {
   }
 }
 
+// A message the server cannot take is not offered at all: the refusal a server would
+// give is known, and a MAIL that can only fail would cost a round trip.
+bool client::refuse_locally(const outgoing_message& msg) {
+  reply why;
+  uint64_t size = msg.content_size();
+  if (caps_.size_offered && caps_.size > 0 && size > caps_.size) {
+    why = {552, "5.3.4", "message size " + std::to_string(size) + " exceeds the server's limit of " +
+                             std::to_string(caps_.size)};
+  } else if (msg.eight_bit && !caps_.eightbitmime) {
+    why = {554, "5.6.3", "8-bit content, and the server does not offer 8BITMIME"};
+  } else if (msg.smtputf8 && !caps_.smtputf8) {
+    why = {553, "5.6.7", "internationalised message, and the server does not offer SMTPUTF8"};
+  } else {
+    return false;
+  }
+  transaction& t = txns_.emplace_back();
+  t.msg = &msg;
+  t.failed = true;
+  t.local = true;
+  t.result.final = why;
+  t.result.recipients.assign(msg.recipients.size(), why);
+  // Behind a transaction still in flight it waits, so message_done stays in send() order.
+  if (txns_.size() > 1) return true;
+  finish_front();
+  become_ready();
+  return true;
+}
+
+void client::compose_mail(const outgoing_message& msg) {
+  out_ += "MAIL FROM:<";
+  out_ += msg.mail_from;
+  out_ += '>';
+  if (caps_.size_offered) {
+    out_ += " SIZE=";
+    out_ += std::to_string(msg.content_size());
+  }
+  if (msg.eight_bit) out_ += " BODY=8BITMIME";  // refuse_locally() saw 8BITMIME offered
+  if (msg.smtputf8) out_ += " SMTPUTF8";
+  if (caps_.dsn && !msg.dsn_mail_params.empty()) {
+    out_ += ' ';
+    out_ += msg.dsn_mail_params;
+  }
+  if (!msg.mail_params.empty()) {
+    out_ += ' ';
+    out_ += msg.mail_params;
+  }
+  out_ += "\r\n";
+}
+
 void client::append_rcpt(const outgoing_message& msg, size_t i) {
   out_ += "RCPT TO:<";
   out_ += msg.recipients[i];
@@ -342,6 +469,10 @@ void client::append_rcpt(const outgoing_message& msg, size_t i) {
   if (i < msg.rcpt_params.size() && !msg.rcpt_params[i].empty()) {
     out_ += ' ';
     out_ += msg.rcpt_params[i];
+  }
+  if (caps_.dsn && i < msg.dsn_rcpt_params.size() && !msg.dsn_rcpt_params[i].empty()) {
+    out_ += ' ';
+    out_ += msg.dsn_rcpt_params[i];
   }
   out_ += "\r\n";
 }
@@ -359,6 +490,8 @@ void client::send_next_lockstep(transaction& t) {
 // Replies arrive in command order, so each belongs to the oldest transaction in flight.
 void client::on_transaction_reply(const reply& r) {
   if (txns_.empty() || txns_.front().pending.empty()) return fail("unexpected reply " + std::to_string(r.code));
+  // The content is not out yet, so nothing can be its reply.
+  if (content_due_) return fail("reply " + std::to_string(r.code) + " before the content was sent");
   transaction& t = txns_.front();
   expect e = t.pending.front();
   t.pending.pop_front();
@@ -394,7 +527,13 @@ void client::on_transaction_reply(const reply& r) {
           t.failed = true;
           t.pending.push_back(expect::content);
         } else {
-          dot_stuff(t.msg->content, out_);
+          if (t.msg->chunked_content) {
+            content_due_ = true;
+            emit(client_event::kind::content_due);
+            events_.back().message = t.msg;
+          } else {
+            dot_stuff(t.msg->content, out_);
+          }
           if (settings_.lmtp) {
             for (size_t i = 0; i < t.rcpt_accepted; ++i) t.pending.push_back(expect::lmtp_content);
           } else {
@@ -441,6 +580,8 @@ void client::on_transaction_reply(const reply& r) {
   // needed while another transaction is in flight.)
   bool need_rset = !t.content_sent && t.mail_ok;
   finish_front();
+  // Messages refused locally behind this one have their turn now.
+  while (!txns_.empty() && txns_.front().local) finish_front();
   if (!txns_.empty()) return;
   if (need_rset) {
     out_ += "RSET\r\n";
@@ -474,6 +615,7 @@ void client::finish_front() {
 
 // Ends every transaction in flight with `why` (unless it already failed otherwise).
 void client::abort_transactions(const reply& why) {
+  content_due_ = false;
   while (!txns_.empty()) {
     transaction& t = txns_.front();
     if (!t.failed) {
@@ -485,14 +627,31 @@ void client::abort_transactions(const reply& why) {
 }
 
 void client::fail(std::string detail) {
+  const waiting_for at = waiting();
   abort_transactions(reply{0, "", "protocol error: " + detail});
   state_ = state::closed;
   emit(client_event::kind::protocol_error);
   events_.back().detail = std::move(detail);
+  events_.back().at = at;
+}
+
+// The server cannot serve what the settings require: leave politely.
+void client::give_up(waiting_for at, std::string detail) {
+  abort_transactions(reply{0, "", detail});
+  out_ += "QUIT\r\n";
+  state_ = state::closed;
+  emit(client_event::kind::closed);
+  events_.back().why = reply{0, "", detail};
+  events_.back().detail = std::move(detail);
+  events_.back().at = at;
 }
 
 void client::quit() {
   if (state_ == state::closed || state_ == state::quit || quit_pending_) return;
+  if (content_due_) {  // the caller is writing content: QUIT must follow it
+    quit_after_content_ = true;
+    return;
+  }
   out_ += "QUIT\r\n";
   // Behind a transaction still awaiting its end-of-data reply (or an RSET), QUIT
   // takes effect once those replies are in.
@@ -509,12 +668,26 @@ void client::tls_started() {
   send_helo();
 }
 
+void client::content_written() {
+  if (!content_due_) return;
+  content_due_ = false;
+  if (quit_after_content_) {
+    quit_after_content_ = false;
+    quit();
+  } else if (can_pipeline_next() && !ready_emitted_) {
+    ready_emitted_ = true;
+    emit(client_event::kind::ready);
+  }
+}
+
 void client::connection_lost(std::string_view why) {
   if (state_ == state::closed) return;
+  const waiting_for at = waiting();
   abort_transactions(reply{0, "", std::string(why)});
   state_ = state::closed;
   emit(client_event::kind::closed);
   events_.back().why = reply{0, "", std::string(why)};
+  events_.back().at = at;
 }
 
 }  // namespace sluice::smtp

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +26,8 @@ class reply_parser {
   const std::string& error() const { return error_; }
   // Bytes held: the unparsed tail plus consumed bytes not yet dropped.
   size_t buffered() const { return buf_.size(); }
+  // Bytes received but not yet part of a complete reply.
+  size_t unparsed() const { return buf_.size() - pos_; }
 
   static constexpr size_t max_line = 4096;  // RFC 5321 allows 512; be lenient, not unbounded
   // One reply, all its lines together: an endless "250-" continuation from a hostile
@@ -60,22 +63,50 @@ struct client_settings {
   bool pipelining = true;            // use PIPELINING when the server offers it
   bool pipeline_next_message = false;  // next MAIL right after the end of data (RFC 2920 3.1)
   bool starttls = false;             // require STARTTLS before any message
-  std::string auth_user;             // AUTH PLAIN when non-empty (after TLS if starttls)
+  bool starttls_if_offered = false;  // STARTTLS when the server offers it, plaintext otherwise
+  // AUTH when non-empty (after TLS if any): PLAIN if offered, else LOGIN.
+  std::string auth_user;
   std::string auth_password;
+  bool auth_needs_tls = false;       // never send credentials in clear: end the session instead
 };
 
 // One message to send. The client keeps a pointer to it: the caller keeps the object
-// and everything it refers to (content included) valid and unchanged until that
-// message's message_done event. Content uses CRLF line ends and is not yet dot-stuffed.
+// and everything it refers to (content or chunks included) valid and unchanged until
+// that message's message_done event. Content is not yet dot-stuffed.
 struct outgoing_message {
   std::string mail_from;             // without angle brackets; "" for the null sender
   std::vector<std::string> recipients;
   std::string_view content;
-  std::string mail_params;           // extra MAIL FROM parameters ("BODY=8BITMIME"), "" if none
+  std::string mail_params;           // extra MAIL FROM parameters, always sent, "" if none
   // RCPT TO parameters per recipient ("NOTIFY=FAILURE ORCPT=rfc822;a@b"), by index;
-  // missing or empty entries mean none.
+  // missing or empty entries mean none. Always sent.
   std::vector<std::string> rcpt_params;
+  // The content as chunks the caller writes itself (zero-copy, see content_due) instead
+  // of `content`, which is then ignored.
+  std::span<const std::string_view> chunks;
+  bool chunked_content = false;
+  // What the content needs of the server. A message the server cannot take ends at once,
+  // without a MAIL command, with the same reply for every recipient: larger than its
+  // SIZE: 552 5.3.4; eight_bit without 8BITMIME: 554 5.6.3 (no downgrade); smtputf8
+  // without SMTPUTF8: 553 5.6.7. Otherwise MAIL carries SIZE=, BODY=8BITMIME and
+  // SMTPUTF8 as they apply.
+  bool eight_bit = false;
+  bool smtputf8 = false;
+  // Sent only when the server offers DSN (RFC 3461): "RET=HDRS ENVID=x", and per
+  // recipient by index "NOTIFY=FAILURE ORCPT=rfc822;a@b".
+  std::string dsn_mail_params;
+  std::vector<std::string> dsn_rcpt_params;
+
+  uint64_t content_size() const;     // bytes of content (or of all chunks)
 };
+
+// Which reply the client waits for now, so the caller can apply the RFC 5321 4.5.3.2
+// timeout of that command. `content` is the caller writing chunked content (between
+// content_due and content_written()); `final_dot` the reply to the end of data.
+enum class waiting_for : uint8_t {
+  none, greeting, helo, starttls, auth, mail, rcpt, data, content, final_dot, rset, quit
+};
+const char* waiting_for_name(waiting_for w);  // "greeting", "EHLO", "DATA", "end of data" ...
 
 struct message_result {
   // SMTP: the end-of-data reply, or the reply that stopped the transaction (MAIL, DATA,
@@ -94,13 +125,24 @@ struct client_event {
     ready,           // greeted (and TLS/AUTH done): send() may be called
     message_done,    // `result` holds the outcome of the oldest message sent
     need_tls,        // STARTTLS accepted: flush output, start TLS, then call tls_started()
-    closed,          // session over (221 after QUIT, 421, refused greeting); `why` is that reply
+    // Session over (221 after QUIT, 421, a refused greeting, EHLO, STARTTLS or AUTH);
+    // `why` is that reply. Code 0: the connection was lost, or the server lacks what the
+    // settings require (STARTTLS, an AUTH mechanism, TLS for AUTH), and QUIT is queued.
+    closed,
     protocol_error,  // unparseable or unexpected reply; `detail` explains; the caller closes
+    // Chunked content is due (354 came, a recipient was accepted): flush output(),
+    // write the transmission of `message`'s chunks (smtp/data_segments.h), then call
+    // content_written().
+    content_due,
   };
   kind what;
   message_result result;
   reply why;
   std::string detail;
+  // closed, protocol_error: the reply the session was waiting for when it ended, so a
+  // caller can tell a refused greeting, EHLO, STARTTLS or AUTH from a later end.
+  waiting_for at = waiting_for::none;
+  const outgoing_message* message = nullptr;  // content_due: whose content
 };
 
 class client {
@@ -121,11 +163,16 @@ class client {
   // follows its message_done. With pipeline_next_message (and PIPELINING offered) the
   // ready event comes as soon as the content is sent, so the next MAIL rides in the
   // same write as the end of data; message_done events still come in send() order.
+  // A message the server cannot take (see outgoing_message) gets its message_done, and
+  // the next ready, without a command being sent.
   void send(const outgoing_message& msg);
   // Queue QUIT; a closed event follows the 221 (or the caller just closes).
   void quit();
   // TLS is now active: the session restarts with EHLO (RFC 3207 4.2).
   void tls_started();
+  // The chunked content announced by content_due has been written: the client goes on
+  // as if it had put that content in output() itself.
+  void content_written();
   // The connection dropped: the message in flight (if any) ends with code 0 and a
   // closed event is queued.
   void connection_lost(std::string_view why);
@@ -138,10 +185,14 @@ class client {
   // Server bytes held while a reply is incomplete (bounded by reply_parser's limits).
   size_t buffered_input() const { return parser_.buffered(); }
   uint64_t messages_done() const { return messages_done_; }
+  waiting_for waiting() const;
+  // Complete replies consumed so far: a caller restarts its reply timer when it moves.
+  uint64_t replies_seen() const { return replies_seen_; }
 
  private:
   enum class state : uint8_t {
-    greeting, helo, starttls, waiting_tls, auth, ready, transaction, rset, quit, closed
+    greeting, helo, starttls, waiting_tls, auth, auth_login_user, auth_login_password, ready, transaction, rset,
+    quit, closed
   };
   // In a transaction, which reply comes next.
   enum class expect : uint8_t { mail, rcpt, data, content, lmtp_content };
@@ -150,6 +201,9 @@ class client {
   void on_transaction_reply(const reply& r);
   void send_helo();
   void after_helo();
+  void start_auth();
+  void compose_mail(const outgoing_message& msg);
+  bool refuse_locally(const outgoing_message& msg);
   void become_ready();
   struct transaction;
   void send_next_lockstep(transaction& t);
@@ -158,6 +212,7 @@ class client {
   void abort_transactions(const reply& why);
   bool can_pipeline_next() const;
   void fail(std::string detail);
+  void give_up(waiting_for at, std::string detail);  // `at`: the step that cannot be taken
   void emit(client_event::kind k);
 
   const client_settings& settings_;
@@ -181,13 +236,17 @@ class client {
     bool mail_ok = false;
     bool failed = false;           // the transaction cannot deliver any more
     bool content_sent = false;     // 354 came and the content (or a lone dot) went out
+    bool local = false;            // refused before any command; waits only for its turn
     message_result result;
   };
   std::deque<transaction> txns_;   // in flight, oldest first; two at most
   bool pipelined_ = false;
   bool ready_emitted_ = false;     // a ready event not yet answered by send()
   bool quit_pending_ = false;      // QUIT queued behind replies still expected
+  bool content_due_ = false;       // content_due emitted, content_written() not yet called
+  bool quit_after_content_ = false;  // quit() came while the caller was writing content
   uint64_t messages_done_ = 0;
+  uint64_t replies_seen_ = 0;
 };
 
 }  // namespace sluice::smtp

@@ -42,6 +42,7 @@ void byte_stream::start(stream_handler& handler) {
 void byte_stream::send(std::string&& plaintext) {
   if (closed_) return;
   if (tls_) return send(std::string_view(plaintext));  // encrypted into a new buffer anyway
+  stats_.moved += plaintext.size();
   conn_->write(std::move(plaintext));
   after_write();
 }
@@ -49,12 +50,35 @@ void byte_stream::send(std::string&& plaintext) {
 void byte_stream::send(std::string_view plaintext) {
   if (closed_) return;
   if (!tls_) {
+    stats_.copied += plaintext.size();
     conn_->write(std::string(plaintext));
   } else {
-    if (!plaintext.empty()) tls_->write_plaintext(plaintext);
-    flush_ciphertext();
+    write_tls(plaintext, false);
   }
   after_write();
+}
+
+void byte_stream::send_borrowed(const char* p, size_t n) {
+  if (closed_ || n == 0) return;
+  if (!tls_) {
+    stats_.borrowed += n;
+    borrowed_queued_ = true;
+    conn_->write_borrowed(p, n);
+  } else {
+    write_tls(std::string_view(p, n), true);
+  }
+  after_write();
+}
+
+// SSL_write reads the caller's bytes and encrypts them into the record; only plaintext
+// written before the handshake is done waits in a copy (the session's pending buffer).
+void byte_stream::write_tls(std::string_view plaintext, bool borrowed) {
+  if (!plaintext.empty()) {
+    if (!tls_->handshake_done()) stats_.copied += plaintext.size();
+    else if (borrowed) stats_.borrowed += plaintext.size();
+    tls_->write_plaintext(plaintext);
+  }
+  flush_ciphertext();
 }
 
 void byte_stream::start_tls(std::shared_ptr<const tls::context> ctx, std::string_view peer_name,
@@ -108,7 +132,10 @@ void byte_stream::close() {
   }
   closed_ = true;
   handler_ = nullptr;
-  conn_->close();
+  // A borrowed write still queued would read the caller's memory after close() has
+  // returned, when the caller may already have let it go: drop it instead.
+  if (borrowed_queued_ && conn_->write_queue_size() > 0) conn_->close_now();
+  else conn_->close();
 }
 
 void byte_stream::on_read(std::string_view data) {
@@ -152,6 +179,7 @@ void byte_stream::on_read_end(int status) {
 }
 
 void byte_stream::on_drained() {
+  borrowed_queued_ = false;
   if (closed_ || !output_blocked_) return;
   output_blocked_ = false;
   update_reading();

@@ -2,6 +2,7 @@
 // Untrusted input: every byte the remote peer sends (decrypted here when TLS is on, then handed on unexamined).
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -50,6 +51,7 @@ class stream_handler {
 // Buffer ownership: send(std::string&&) takes the string (without TLS it is the very
 // buffer libuv writes, so a reply moves from the state machine to the socket with no
 // copy); send(std::string_view) copies. Either may be called again at once.
+// send_borrowed() copies nothing: see there for how long the caller keeps the bytes.
 class byte_stream final : private net::connection_handler {
  public:
   static constexpr size_t default_output_limit = 256 * 1024;
@@ -64,6 +66,27 @@ class byte_stream final : private net::connection_handler {
 
   void send(std::string&& plaintext);
   void send(std::string_view plaintext);
+  // Zero-copy send of bytes the caller pins (a message body in the LMDB map). Plaintext:
+  // libuv writes straight from `p`, so the caller keeps the bytes alive and unchanged
+  // until on_writable() has reported the queue drained, queued_output() is 0, or the
+  // stream is closed: close() never lets a borrowed write go on after it returns (it
+  // closes at once, dropping unsent bytes, when borrowed bytes may still be queued).
+  // TLS: OpenSSL encrypts from `p` into the record during the call and keeps nothing.
+  // Before the handshake is done the bytes would have to wait in a copy; they are
+  // counted as copied then.
+  void send_borrowed(const char* p, size_t n);
+
+  // What went out by which path, for tests and counters: `borrowed`: send_borrowed()
+  // bytes that went out from the caller's memory; `copied`: bytes any send copied into
+  // a plaintext buffer of its own first (send(std::string_view) without TLS, plaintext
+  // held until the handshake is done); `moved`: send(std::string&&) strings taken over
+  // without TLS. (Other TLS sends encrypt from the caller's bytes and count nowhere.)
+  struct send_stats {
+    uint64_t borrowed = 0;
+    uint64_t copied = 0;
+    uint64_t moved = 0;
+  };
+  const send_stats& stats() const { return stats_; }
 
   // From now on everything is encrypted both ways. A server calls it once its plaintext
   // 220 to STARTTLS has been sent; a client once it has read the server's 220 (its
@@ -108,6 +131,7 @@ class byte_stream final : private net::connection_handler {
 
   void read_tls(std::string_view ciphertext);
   void flush_ciphertext();
+  void write_tls(std::string_view plaintext, bool borrowed);
   void after_write();
   void update_reading();
 
@@ -122,6 +146,8 @@ class byte_stream final : private net::connection_handler {
   bool reading_ = false;
   bool secured_reported_ = false;
   bool closed_ = false;
+  bool borrowed_queued_ = false;  // plaintext borrowed writes may still be in libuv's queue
+  send_stats stats_;
   // Points at a flag on the stack of the callback in progress, so that callback can see
   // that the handler destroyed the stream under it.
   bool* destroyed_ = nullptr;

@@ -426,6 +426,8 @@ void session::pump() {
         session_error_ = "protocol error: " + ev.detail;
         ended_ = true;
         break;
+      case smtp::client_event::kind::content_due:  // blaster sends its content whole, never chunked
+        break;
     }
   }
   flush();

@@ -1,0 +1,97 @@
+// data_segments.cc: dot-stuffing and line-end repair by reference: segments into the body chunks plus inserted bytes.
+// Untrusted input: body bytes (only CR, LF and a leading '.' are looked at).
+#include "smtp/data_segments.h"
+
+namespace sluice::smtp {
+
+namespace {
+
+// The inserted bytes live in static storage so a segment may point at them for as long
+// as the transmission lasts.
+constexpr std::string_view dot = ".";
+constexpr std::string_view cr = "\r";
+constexpr std::string_view lf = "\n";
+constexpr std::string_view crlf = "\r\n";
+constexpr std::string_view end_of_data = ".\r\n";
+
+class builder {
+ public:
+  explicit builder(std::vector<std::string_view>& out) : out_(out) {}
+
+  void chunk(std::string_view c) {
+    if (c.empty()) return;  // an empty chunk changes nothing, not even a pending CR
+    size_t i = 0;
+    if (pending_cr_) {
+      pending_cr_ = false;
+      line_start_ = true;
+      if (c[0] == '\n') {
+        i = 1;  // the LF completing the previous chunk's CR: sent as it is
+      } else {
+        emit(lf);
+      }
+    }
+    size_t run = 0;  // start of the bytes of `c` not yet emitted
+    while (i < c.size()) {
+      if (line_start_ && c[i] == '.') {
+        emit(c.substr(run, i - run));
+        emit(dot);
+        run = i;  // the body's own dot follows the inserted one
+      }
+      line_start_ = false;
+      size_t j = i;
+      while (j < c.size() && c[j] != '\r' && c[j] != '\n') ++j;
+      if (j == c.size()) break;
+      if (c[j] == '\n') {  // a bare LF: its CR is missing
+        emit(c.substr(run, j - run));
+        emit(cr);
+        run = j;
+        i = j + 1;
+      } else if (j + 1 == c.size()) {  // a CR at the chunk's end: the next chunk decides
+        pending_cr_ = true;
+        i = j + 1;
+        break;
+      } else if (c[j + 1] == '\n') {
+        i = j + 2;
+      } else {  // a bare CR: its LF is missing
+        emit(c.substr(run, j + 1 - run));
+        emit(lf);
+        run = j + 1;
+        i = j + 1;
+      }
+      line_start_ = true;
+    }
+    emit(c.substr(run));
+  }
+
+  size_t finish() {
+    if (pending_cr_) {
+      emit(lf);
+    } else if (!line_start_) {
+      emit(crlf);
+    }
+    emit(end_of_data);
+    return total_;
+  }
+
+ private:
+  void emit(std::string_view s) {
+    if (s.empty()) return;
+    out_.push_back(s);
+    total_ += s.size();
+  }
+
+  std::vector<std::string_view>& out_;
+  size_t total_ = 0;
+  bool line_start_ = true;
+  bool pending_cr_ = false;
+};
+
+}  // namespace
+
+size_t data_segments(std::span<const std::string_view> chunks, std::vector<std::string_view>& out) {
+  builder b(out);
+  for (std::string_view c : chunks) b.chunk(c);
+  return b.finish();
+}
+
+}  // namespace sluice::smtp

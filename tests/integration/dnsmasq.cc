@@ -1,0 +1,155 @@
+// dnsmasq.cc: starts, probes and stops a private dnsmasq for DNS tests.
+// Untrusted input: none.
+#include "dnsmasq.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "child.h"
+
+namespace fs = std::filesystem;
+
+namespace sluice_test {
+
+namespace {
+
+sockaddr_in loopback(uint16_t port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  return a;
+}
+
+std::string read_all(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+}  // namespace
+
+uint16_t unused_udp_port() {
+  // The kernel picks a port nobody holds; after close nothing answers on it.
+  int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in a = loopback(0);
+  socklen_t len = sizeof a;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+dnsmasq::dnsmasq(const std::string& config, const std::vector<std::string>& extra_args) {
+  char tmpl[] = "/tmp/sluice-dnsmasq-XXXXXX";
+  if (::mkdtemp(tmpl) == nullptr) {
+    error_ = "mkdtemp failed";
+    return;
+  }
+  dir_ = tmpl;
+  std::ofstream(dir_ + "/dnsmasq.conf") << config << "\n";
+  // Another process may take the port between our probe and dnsmasq's bind: try again.
+  for (int attempt = 0; attempt < 5 && !start_once(extra_args); ++attempt) {
+  }
+}
+
+dnsmasq::~dnsmasq() {
+  stop();
+  if (!dir_.empty() && std::getenv("SLUICE_KEEP_TEST_DIRS") == nullptr) {
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+}
+
+std::string dnsmasq::log() const { return read_all(dir_ + "/dnsmasq.log"); }
+
+bool dnsmasq::start_once(const std::vector<std::string>& extra_args) {
+  port_ = unused_udp_port();
+  // dnsmasq drops root for "nobody" unless told otherwise; as another user it cannot
+  // switch at all. Naming the current user and group works both ways.
+  const passwd* pw = ::getpwuid(::getuid());
+  const group* gr = ::getgrgid(::getgid());
+  std::vector<std::string> args = {
+      "dnsmasq", "--keep-in-foreground", "--port=" + std::to_string(port_), "--listen-address=127.0.0.1",
+      "--bind-interfaces", "--no-resolv", "--no-hosts", "--conf-file=" + dir_ + "/dnsmasq.conf",
+      "--pid-file=" + dir_ + "/dnsmasq.pid", "--log-facility=" + dir_ + "/dnsmasq.log", "--log-queries",
+      "--user=" + std::string(pw != nullptr ? pw->pw_name : "root"),
+      "--group=" + std::string(gr != nullptr ? gr->gr_name : "root")};
+  args.insert(args.end(), extra_args.begin(), extra_args.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const std::string stderr_path = dir_ + "/dnsmasq.stderr";
+  const pid_t parent = ::getpid();
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    end_with_parent(parent);
+    int out = ::open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(out, 1);
+    ::dup2(out, 2);
+    // Debian puts dnsmasq in /usr/sbin, which a non-root PATH often lacks.
+    ::execv("/usr/sbin/dnsmasq", argv.data());
+    ::execvp("dnsmasq", argv.data());
+    std::_Exit(127);
+  }
+  if (pid_ < 0) {
+    error_ = "fork failed";
+    return false;
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      error_ = "dnsmasq exited (status " + std::to_string(status) + "): " + read_all(stderr_path) + log();
+      return false;
+    }
+    if (answers()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  error_ = "dnsmasq did not answer within 10 s: " + read_all(stderr_path);
+  stop();
+  return false;
+}
+
+bool dnsmasq::answers() const {
+  // A query for "probe." type A; any reply, even REFUSED, means dnsmasq is serving.
+  static const unsigned char query[] = {0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                                        5,    'p',  'r',  'o',  'b',  'e',  0,    0x00, 0x01, 0x00, 0x01};
+  int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in a = loopback(port_);
+  bool ok = false;
+  if (::sendto(fd, query, sizeof query, 0, reinterpret_cast<sockaddr*>(&a), sizeof a) == sizeof query) {
+    pollfd p{fd, POLLIN, 0};
+    unsigned char reply[512];
+    ok = ::poll(&p, 1, 100) == 1 && ::recv(fd, reply, sizeof reply, 0) >= 12 && reply[0] == 0x12 && reply[1] == 0x34;
+  }
+  ::close(fd);
+  return ok;
+}
+
+void dnsmasq::stop() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGTERM);
+  int status = 0;
+  ::waitpid(pid_, &status, 0);
+  pid_ = -1;
+}
+
+}  // namespace sluice_test
