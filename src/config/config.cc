@@ -1,5 +1,5 @@
 // config.cc: lookups on a loaded configuration (receive connector selection, connectors by
-// name), error texts and size parsing.
+// name, delivery overrides), error texts, size, duration and DNS server parsing.
 // Untrusted input: peer addresses of SMTP sessions.
 #include "config/config.h"
 
@@ -75,6 +75,70 @@ std::string smart_host::to_string() const {
   return host + ":" + std::to_string(port);
 }
 
+delivery_limits delivery_limits_override::apply(delivery_limits base) const {
+  if (max_connections) base.max_connections = *max_connections;
+  if (max_messages_per_connection) base.max_messages_per_connection = *max_messages_per_connection;
+  if (max_recipients_per_message) base.max_recipients_per_message = *max_recipients_per_message;
+  if (connection_rate) base.connection_rate = *connection_rate;
+  if (message_rate) base.message_rate = *message_rate;
+  if (failures_before_suspend) base.failures_before_suspend = *failures_before_suspend;
+  if (suspend_s) base.suspend_s = *suspend_s;
+  return base;
+}
+
+bool delivery_limits_override::empty() const {
+  return !max_connections && !max_messages_per_connection && !max_recipients_per_message && !connection_rate &&
+         !message_rate && !failures_before_suspend && !suspend_s;
+}
+
+const domain_override* delivery_settings::find_domain(std::string_view domain) const {
+  for (const auto& d : domains) {
+    if (d.domain == domain) return &d;
+  }
+  return nullptr;
+}
+
+std::optional<dns_server> dns_server::parse(std::string_view text) {
+  dns_server s;
+  std::string_view host = text, port;
+  if (!text.empty() && text.front() == '[') {
+    auto close = text.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    host = text.substr(1, close - 1);
+    std::string_view rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return std::nullopt;
+      port = rest.substr(1);
+      if (port.empty()) return std::nullopt;
+    }
+    // Brackets are for IPv6 only: "[192.0.2.1]" reads like a mistake for a port.
+    auto a = ip_address::parse(host);
+    if (!a || a->is_v4()) return std::nullopt;
+    s.address = *a;
+  } else if (auto a = ip_address::parse(text)) {
+    s.address = *a;  // a bare IPv6 address: every colon belongs to it
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos || text.find(':') != colon) return std::nullopt;
+    a = ip_address::parse(text.substr(0, colon));
+    if (!a || !a->is_v4()) return std::nullopt;
+    s.address = *a;
+    port = text.substr(colon + 1);
+    if (port.empty()) return std::nullopt;
+  }
+  if (!port.empty()) {
+    if (port.size() > 5) return std::nullopt;
+    unsigned p = 0;
+    for (char ch : port) {
+      if (ch < '0' || ch > '9') return std::nullopt;
+      p = p * 10 + static_cast<unsigned>(ch - '0');
+    }
+    if (p == 0 || p > 65535) return std::nullopt;
+    s.port = static_cast<uint16_t>(p);
+  }
+  return s;
+}
+
 std::string config_error::to_string() const {
   std::string out = file;
   if (line > 0) {
@@ -119,6 +183,25 @@ std::optional<uint64_t> parse_size(std::string_view text) {
   return n << shift;
 }
 
+std::optional<uint64_t> parse_duration(std::string_view text) {
+  size_t i = 0;
+  uint64_t n = 0;
+  for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
+    if (n > (UINT64_MAX - 9) / 10) return std::nullopt;
+    n = n * 10 + static_cast<uint64_t>(text[i] - '0');
+  }
+  if (i == 0) return std::nullopt;
+  std::string unit = lower(text.substr(i));
+  uint64_t scale;
+  if (unit.empty() || unit == "s") scale = 1;
+  else if (unit == "m") scale = 60;
+  else if (unit == "h") scale = 3600;
+  else if (unit == "d") scale = 86400;
+  else return std::nullopt;
+  if (n > UINT64_MAX / scale) return std::nullopt;
+  return n * scale;
+}
+
 std::string_view to_string(connector_type t) {
   switch (t) {
     case connector_type::internet: return "internet";
@@ -135,6 +218,15 @@ std::string_view to_string(starttls_mode m) {
     case starttls_mode::off: return "off";
     case starttls_mode::offered: return "offered";
     case starttls_mode::required: return "required";
+  }
+  return "?";
+}
+
+std::string_view to_string(reconnect_policy p) {
+  switch (p) {
+    case reconnect_policy::next_host: return "next_host";
+    case reconnect_policy::same_host: return "same_host";
+    case reconnect_policy::end: return "end";
   }
   return "?";
 }

@@ -134,9 +134,6 @@ struct receive_connector {
   int line = 0;                      // where it is defined, for messages
 };
 
-// ---------------------------------------------------------------------------------------
-// [[send_connector]]
-
 struct address_space {
   std::string domain;  // lower-case: "contoso.com", "*.contoso.com" or "*"
   uint32_t cost = 1;   // 1-100; lower wins among equally specific matches
@@ -148,6 +145,85 @@ struct smart_host {
   std::string to_string() const;
 };
 
+// ---------------------------------------------------------------------------------------
+// Delivery shaping, shared by [delivery], [[delivery.domain]] and [[send_connector]]
+
+enum class reconnect_policy : uint8_t { next_host, same_host, end };  // "next_host" | "same_host" | "end"
+
+// Per-destination shaping. Every field optional at the override levels (send connector,
+// domain): unset = inherit.
+struct delivery_limits {
+  uint32_t max_connections = 20;              // concurrent connections per site (MX set) or smart-host set
+  uint32_t max_messages_per_connection = 100;
+  uint32_t max_recipients_per_message = 100;  // RCPTs per transaction; more are split into further transactions
+  double connection_rate = 0;                 // new connections per second per site; 0 = unlimited
+  double message_rate = 0;                    // messages per second per site; 0 = unlimited
+  uint32_t failures_before_suspend = 5;       // connection failures in a row that suspend the site
+  uint32_t suspend_s = 300;                   // how long it stays suspended
+};
+
+struct delivery_limits_override {  // the same fields as std::optional
+  std::optional<uint32_t> max_connections, max_messages_per_connection, max_recipients_per_message,
+      failures_before_suspend, suspend_s;
+  std::optional<double> connection_rate, message_rate;
+  delivery_limits apply(delivery_limits base) const;  // base with the set fields replaced
+  bool empty() const;                                  // no field set
+};
+
+struct domain_override {
+  std::string domain;  // lower-case, exact (no wildcards)
+  delivery_limits_override limits;
+  int line = 0;
+};
+
+struct delivery_timeouts {  // RFC 5321 4.5.3.2; seconds in the file
+  uint32_t connect_s = 30, greeting_s = 300, helo_s = 300, starttls_s = 300, mail_s = 300, rcpt_s = 300,
+           data_s = 120, data_block_s = 180, final_dot_s = 600, rset_s = 120, quit_s = 60;
+};
+
+struct delivery_settings {                    // [delivery]
+  uint32_t max_outbound_connections = 1000;   // all sites together
+  uint32_t max_addresses = 5;                 // addresses tried per delivery attempt (Postfix smtp_mx_address_limit)
+  uint32_t max_sessions = 2;                  // sessions (connections that got a greeting) per attempt (smtp_mx_session_limit)
+  uint32_t idle_connections = 10;             // idle connections kept per site for reuse
+  uint32_t idle_timeout_s = 5;                // an idle connection is QUIT after this
+  uint32_t retry_first_s = 300;               // first retry after a temporary failure
+  uint32_t retry_max_s = 3600;                // longest interval between retries
+  uint64_t expire_after_s = 5 * 86400;        // message lifetime ("5d", "120h", "3600s" or a number of seconds)
+  uint32_t tls_broken_remember_s = 3600;      // opportunistic: a host whose handshake failed is tried in plaintext
+  reconnect_policy reconnect = reconnect_policy::next_host;
+  std::string helo;                           // EHLO name; default server.hostname
+  delivery_limits limits;                     // [delivery] keys of the same names
+  delivery_timeouts timeouts;                 // [delivery.timeouts]
+  std::vector<domain_override> domains;       // [[delivery.domain]] name = "...", plus any limit keys
+
+  // The override for a recipient domain (lower-case), or nullptr.
+  const domain_override* find_domain(std::string_view domain) const;
+};
+
+// ---------------------------------------------------------------------------------------
+// [dns]
+
+struct dns_settings {                         // [dns]
+  std::vector<std::string> servers;           // "127.0.0.1:5353", "192.0.2.53", "[::1]:53"; empty = /etc/resolv.conf
+  uint32_t timeout_ms = 5000;
+  uint32_t tries = 2;
+  uint32_t negative_ttl_s = 60;
+  uint32_t max_ttl_s = 86400;
+  bool ipv6 = true;
+};
+
+// A [dns] servers entry: "192.0.2.53", "192.0.2.53:5353", "::1", "[::1]", "[::1]:53".
+// A port needs brackets around an IPv6 address; the port defaults to 53.
+struct dns_server {
+  ip_address address;
+  uint16_t port = 53;
+  static std::optional<dns_server> parse(std::string_view text);
+};
+
+// ---------------------------------------------------------------------------------------
+// [[send_connector]]
+
 struct send_connector {
   std::string name;
   bool enabled = true;
@@ -158,6 +234,12 @@ struct send_connector {
   route::tls_policy tls = route::tls_policy::opportunistic;
   std::vector<std::string> source_servers;
   uint16_t port = 25;
+  delivery_limits_override limits;   // the limit keys directly in the [[send_connector]] table
+  std::string tls_verify_name;       // "" = the MX host name / smart host name (partner TLS)
+  std::string tls_ca;                // resolved path; "" = system store
+  std::string auth_credentials;      // resolved path of a "user:password" file; smarthost only
+  std::string auth_user, auth_password;  // read from auth_credentials by the loader
+  std::string helo;                  // "" = delivery.helo
   int line = 0;
 };
 
@@ -169,6 +251,8 @@ struct config {
   std::vector<accepted_domain> accepted_domains;  // the first one is the default domain
   std::vector<receive_connector> receive_connectors;
   std::vector<send_connector> send_connectors;
+  delivery_settings delivery;
+  dns_settings dns;
   // [[transport_rule]], in file order (evaluation order). Connector names in route_via and
   // received_on are rewritten to the connectors' own spelling, so exact comparison works.
   std::vector<rules::rule_spec> transport_rules;
@@ -227,8 +311,12 @@ load_result load_string(std::string_view text, std::string_view name, std::strin
 // "36MB", "36M", "36MiB", "512k", "1G", "1048576": binary multiples, case-insensitive.
 // nullopt on junk, overflow or zero.
 std::optional<uint64_t> parse_size(std::string_view text);
+// Seconds: "30s", "5m", "1h", "5d" or a bare number of seconds ("90"); nullopt on junk or
+// overflow. Zero is returned as zero (each key has its own minimum).
+std::optional<uint64_t> parse_duration(std::string_view text);
 
 std::string_view to_string(connector_type t);
 std::string_view to_string(starttls_mode m);
+std::string_view to_string(reconnect_policy p);
 
 }  // namespace sluice::config

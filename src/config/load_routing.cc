@@ -1,12 +1,14 @@
 // load_routing.cc: where mail goes: [[accepted_domain]] (with recipient lists) and
-// [[send_connector]] (address spaces, smart hosts, TLS, size limits).
-// Untrusted input: the configuration file and the recipient lists it names (admin-written,
-// but typos must be reported with file, line, column and key, never silently ignored).
+// [[send_connector]] (address spaces, smart hosts, TLS, size and delivery limits, AUTH).
+// Untrusted input: the configuration file, the recipient lists and smart-host credential
+// files it names (admin-written, but typos must be reported with file, line, column and
+// key, never silently ignored).
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <sys/stat.h>
 #include <unordered_map>
 
 #include "config/reader.h"
@@ -164,6 +166,79 @@ void read_address_spaces(table_reader& r, const toml::table& t, send_connector& 
   }
 }
 
+// The smart host's AUTH credentials: one line "user:password". The file holds a password
+// in the clear, so one that everybody may read is refused rather than used.
+void load_credentials(table_reader& r, const toml::node& n, send_connector& sc) {
+  const std::string& file = sc.auth_credentials;
+  struct stat st {};
+  if (::stat(file.c_str(), &st) != 0) {
+    r.value_error("auth_credentials", n, "cannot read " + squote(file) + ": " + std::strerror(errno));
+    return;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    r.value_error("auth_credentials", n, squote(file) + " is not a regular file");
+    return;
+  }
+  if (st.st_mode & S_IROTH) {
+    r.value_error("auth_credentials", n,
+                  squote(file) + " is readable by everyone; it holds a password (chmod o-r " + file + ")");
+    return;
+  }
+  std::ifstream in(file);
+  if (!in) {
+    r.value_error("auth_credentials", n, "cannot read " + squote(file) + ": " + std::strerror(errno));
+    return;
+  }
+  std::string line, extra;
+  std::getline(in, line);
+  while (std::getline(in, extra)) {
+    if (!trim(extra).empty()) {
+      r.value_error("auth_credentials", n, squote(file) + " must hold one line user:password, it has more");
+      return;
+    }
+  }
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  auto colon = line.find(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == line.size()) {
+    r.value_error("auth_credentials", n, squote(file) + " must hold one line user:password");
+    return;
+  }
+  sc.auth_user = line.substr(0, colon);
+  sc.auth_password = line.substr(colon + 1);
+}
+
+// The outbound TLS and AUTH keys, after tls and routing are known.
+void read_send_security(table_reader& r, const toml::table& t, send_connector& sc) {
+  if (r.read_string("tls_verify_name", sc.tls_verify_name)) {
+    const toml::node& n = *t.get("tls_verify_name");
+    if (!is_hostname(sc.tls_verify_name)) {
+      r.value_error("tls_verify_name", n,
+                    squote(sc.tls_verify_name) + " is not a host name" + idn_hint(sc.tls_verify_name));
+    } else if (sc.tls != route::tls_policy::partner) {
+      r.value_error("tls_verify_name", n, "is only used with tls = \"partner\"");
+    }
+    sc.tls_verify_name = lower(sc.tls_verify_name);
+  }
+  if (r.read_path("tls_ca", sc.tls_ca, false) && sc.tls != route::tls_policy::partner &&
+      sc.tls != route::tls_policy::mandatory) {
+    r.value_error("tls_ca", *t.get("tls_ca"), "is only used with tls = \"mandatory\" or \"partner\"");
+  }
+  if (r.read_path("auth_credentials", sc.auth_credentials, false)) {
+    const toml::node& n = *t.get("auth_credentials");
+    if (sc.routing != route::routing_method::smart_host) {
+      r.value_error("auth_credentials", n, "is only used with routing = \"smarthost\"");
+    } else {
+      load_credentials(r, n, sc);
+    }
+  }
+  if (r.read_string("helo", sc.helo)) {
+    if (!is_hostname(sc.helo)) {
+      r.value_error("helo", *t.get("helo"), squote(sc.helo) + " is not a valid host name" + idn_hint(sc.helo));
+    }
+    sc.helo = lower(sc.helo);
+  }
+}
+
 std::string name_too_long(std::string_view name, std::string_view key_format) {
   return "is " + std::to_string(name.size()) + " bytes long: its next-hop key \"" + std::string(key_format) +
          "\" must fit in " + std::to_string(route::max_hop_key_size) + " bytes";
@@ -275,6 +350,8 @@ void read_send_connectors(table_reader& top, config& c) {
                                 {"opportunistic", route::tls_policy::opportunistic},
                                 {"mandatory", route::tls_policy::mandatory},
                                 {"partner", route::tls_policy::partner}});
+    read_send_security(r, t, sc);
+    read_limits(r, sc.limits);
     items.clear();
     if (r.read_strings("source_servers", items)) {
       for (auto& [text, n] : items) {

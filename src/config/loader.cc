@@ -172,6 +172,49 @@ bool table_reader::read_size(std::string_view key, uint64_t& out) {
   return false;
 }
 
+namespace {
+
+// "90s" reads worse than "1m30s" would, but units are only ever whole: the largest that
+// divides the value, so a limit in a message reads as it would be written.
+std::string format_seconds(uint64_t s) {
+  if (s != 0 && s % 86400 == 0) return std::to_string(s / 86400) + "d";
+  if (s != 0 && s % 3600 == 0) return std::to_string(s / 3600) + "h";
+  if (s != 0 && s % 60 == 0) return std::to_string(s / 60) + "m";
+  return std::to_string(s) + "s";
+}
+
+}  // namespace
+
+bool table_reader::read_seconds(std::string_view key, uint64_t& out, uint64_t min, uint64_t max) {
+  const toml::node* n = get(key);
+  if (!n) return false;
+  uint64_t v = 0;
+  if (auto i = n->as_integer()) {
+    if (i->get() < 0) {
+      value_error(key, *n, "must not be negative");
+      return false;
+    }
+    v = static_cast<uint64_t>(i->get());
+  } else if (auto s = n->as_string()) {
+    auto parsed = parse_duration(s->get());
+    if (!parsed) {
+      value_error(key, *n, squote(s->get()) + " is not a duration (seconds, or a number with s, m, h or d such as \"5m\")");
+      return false;
+    }
+    v = *parsed;
+  } else {
+    type_error(key, *n, "a duration (seconds as an integer, or a string such as \"5m\")");
+    return false;
+  }
+  if (v < min || v > max) {
+    value_error(key, *n, "must be between " + format_seconds(min) + " and " + format_seconds(max) + ", not " +
+                             format_seconds(v));
+    return false;
+  }
+  out = v;
+  return true;
+}
+
 const toml::table* table_reader::read_table(std::string_view key) {
   const toml::node* n = get(key);
   if (!n) return nullptr;
@@ -258,12 +301,12 @@ const toml::array* read_table_array(table_reader& r, std::string_view key) {
   if (!n) return nullptr;
   auto a = n->as_array();
   if (!a) {
-    r.type_error(key, *n, "an array of tables (write [[" + std::string(key) + "]])");
+    r.type_error(key, *n, "an array of tables (write [[" + r.key_path(key) + "]])");
     return nullptr;
   }
   for (const toml::node& el : *a) {
     if (!el.is_table()) {
-      r.type_error(key, el, "an array of tables (write [[" + std::string(key) + "]])");
+      r.type_error(key, el, "an array of tables (write [[" + r.key_path(key) + "]])");
       return nullptr;
     }
   }
@@ -290,6 +333,8 @@ load_result parse_document(std::string_view text, context& ctx) {
   c->source = ctx.file;
   table_reader top(ctx, doc, "");
   read_server(top, *c);
+  read_delivery(top, *c);
+  read_dns(top, *c);
   read_accepted_domains(top, *c);
   read_receive_connectors(top, *c);
   read_send_connectors(top, *c);

@@ -86,6 +86,15 @@ class table_reader {
 
   // Bytes as an integer, or a string with a K/M/G suffix ("36MB").
   bool read_size(std::string_view key, uint64_t& out);
+  // Seconds as an integer, or a string with a unit ("30s", "5m", "1h", "5d"), in [min, max].
+  bool read_seconds(std::string_view key, uint64_t& out, uint64_t min, uint64_t max);
+  template <typename T>
+  bool read_duration(std::string_view key, T& out, uint64_t min, uint64_t max) {
+    uint64_t v = 0;
+    if (!read_seconds(key, v, min, max)) return false;
+    out = static_cast<T>(v);
+    return true;
+  }
 
   template <typename E>
   bool read_enum(std::string_view key, E& out, std::initializer_list<std::pair<std::string_view, E>> names) {
@@ -136,9 +145,15 @@ const toml::array* read_table_array(table_reader& r, std::string_view key);
 // reports problems through top's context. Later sections may look at earlier ones (sizes
 // default to [server]'s, rules name connectors).
 void read_server(table_reader& top, config& c);                // load_server.cc
+void read_delivery(table_reader& top, config& c);              // load_delivery.cc
+void read_dns(table_reader& top, config& c);                   // load_delivery.cc
 void read_accepted_domains(table_reader& top, config& c);      // load_routing.cc
 void read_receive_connectors(table_reader& top, config& c);    // load_receive.cc
 void read_send_connectors(table_reader& top, config& c);       // load_routing.cc
 void read_transport_rules(table_reader& top, config& c);       // load_rules.cc
+
+// The delivery limit keys (max_connections, connection_rate, suspend...) of r's table, as
+// [delivery], [[delivery.domain]] and [[send_connector]] share them (load_delivery.cc).
+void read_limits(table_reader& r, delivery_limits_override& out);
 
 }  // namespace sluice::config::detail
