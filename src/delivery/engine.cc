@@ -537,8 +537,11 @@ void engine::tick() {
     if (!s->hops.empty()) pump(*s);  // suspensions ended, rate limits refilled
   }
   if (!unsent_.empty()) poll();
-  if (stopping_ && now >= stop_deadline_ms_) {
-    for (auto& o : outbounds_) o->abort();
+  if (stopping_ && now >= stop_deadline_ms_ && !outbounds_.empty()) {
+    // abort() reports synchronously and the engine drops the connection from outbounds_.
+    std::vector<outbound*> open;
+    for (auto& o : outbounds_) open.push_back(o.get());
+    for (outbound* o : open) o->abort();
   }
   std::erase_if(broken_tls_, [now](const auto& e) { return e.second <= now; });
   std::erase_if(unreachable_, [now](const auto& e) { return e.second <= now; });
