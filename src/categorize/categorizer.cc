@@ -468,7 +468,7 @@ bool links::load_stored_items(const store::queue_store& store, std::string& erro
         e.id,
         [&](base::queue_id id, const store::delivery_item_record& item) {
           out.push_back(delivery::hop_item{e.id, id, static_cast<uint32_t>(item.recipients.size()), item.received_at_ms,
-                                 e.record.key});
+                                 item.next_attempt_ms, item.attempts, e.record.key});
           return true;
         },
         error);
