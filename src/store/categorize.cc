@@ -143,24 +143,11 @@ int apply_categorize(const write_txn& w, std::span<write_op* const> ops, std::sp
     const uint32_t refs = static_cast<uint32_t>(r.items.size()) + (r.failed.empty() ? 0u : 1u);
     if (refs == 0) {
       // Nothing refers to the message (no recipients at all): drop it now.
-      MDB_val v;
-      if ((rc = mdb_get(txn, d.messages, &k, &v)) == 0) {
-        smtp::envelope env;
-        message_metadata meta;
-        std::string err;
-        if (decode_record(view(v), env, meta, err) && !env.recipients.empty())
-          rc = add_counter(txn, d.meta, schema::meta_recipients,
-                           -static_cast<int64_t>(env.recipients.size()));
-        if (rc == 0) rc = mdb_del(txn, d.messages, &k, nullptr);
-      }
-      if (rc == MDB_NOTFOUND) rc = 0;
-      if (rc == 0) rc = delete_chunks(txn, d.bodies, r.id);
-      if (rc) return rc;
+      if ((rc = drop_message(txn, d, r.id))) return rc;
       continue;
     }
-    unsigned char rb[4] = {static_cast<unsigned char>(refs >> 24), static_cast<unsigned char>(refs >> 16),
-                           static_cast<unsigned char>(refs >> 8), static_cast<unsigned char>(refs)};
-    MDB_val rv = val(rb, 4);
+    const auto rb = u32_be(refs);
+    MDB_val rv = val(rb);
     if ((rc = put_ordered(txn, d.refs, &k, &rv, 0))) return rc;
   }
   for (auto& [key, u] : hops) {

@@ -73,9 +73,13 @@ bool queue_store::open(store_options options, std::string& error) {
   }
   std::unique_ptr<MDB_env, void (*)(MDB_env*)> env_owner(env, mdb_env_close);
   mdb_env_set_maxdbs(env, schema::max_dbs);
+  // The first process to open the environment sizes the lock file's reader table; later
+  // ones take the size the file has. Both set it, so a sluicectl that happens to open
+  // first does not leave the daemon with LMDB's default of 126 slots, too few for the
+  // delivery engine's message views (queue_store::max_readers).
+  mdb_env_set_maxreaders(env, max_readers);
   // A read-only opener leaves the map size to what the file's meta page records.
   if (!ro) {
-    mdb_env_set_maxreaders(env, 256);
     rc = mdb_env_set_mapsize(env, options_.map_size);
     if (rc) {
       error = lmdb_error("mdb_env_set_mapsize", rc);

@@ -119,8 +119,14 @@ bool decode_record(std::string_view bytes, smtp::envelope& env, message_metadata
 
 namespace {
 constexpr uint8_t hop_version = 1;
-constexpr uint8_t item_version = 1;
-constexpr uint8_t failed_version = 1;
+// Written: the newest version of each record. Read: every version down to 1, so a store
+// written by an older sluice keeps working after an upgrade.
+constexpr uint8_t item_version = 2;
+constexpr uint8_t failed_version = 2;
+// Smallest encoding of one failed entry: u32 index and two empty strings in version 1,
+// three more fields (two empty strings and a u64) in version 2.
+constexpr std::size_t min_failed_bytes_v1 = 12;
+constexpr std::size_t min_failed_bytes_v2 = 28;
 }  // namespace
 
 std::string_view to_string(hop_status s) noexcept {
@@ -178,6 +184,8 @@ void encode_item(const delivery_item_record& item, std::string& out) {
   w.u64(static_cast<uint64_t>(item.next_attempt_ms));
   w.u32(static_cast<uint32_t>(item.recipients.size()));
   for (uint32_t r : item.recipients) w.u32(r);
+  w.str(item.last_error);
+  w.u64(static_cast<uint64_t>(item.last_attempt_ms));
   w.buffer().swap(out);
 }
 
@@ -189,7 +197,8 @@ std::string encode_item(const delivery_item_record& item) {
 
 bool decode_item(std::string_view bytes, delivery_item_record& out, std::string& error) {
   binary_reader r(bytes);
-  if (r.u8() != item_version) {
+  const uint8_t version = r.u8();
+  if (version < 1 || version > item_version) {
     error = "unsupported or empty delivery item record";
     return false;
   }
@@ -205,6 +214,12 @@ bool decode_item(std::string_view bytes, delivery_item_record& out, std::string&
   out.state = static_cast<item_state>(state);
   out.recipients.resize(n);
   for (auto& x : out.recipients) x = r.u32();
+  out.last_error.clear();
+  out.last_attempt_ms = 0;
+  if (version >= 2) {
+    out.last_error = r.str();
+    out.last_attempt_ms = static_cast<int64_t>(r.u64());
+  }
   if (!r.at_end()) {
     error = "malformed delivery item record";
     return false;
@@ -220,18 +235,22 @@ std::string encode_failed(const std::vector<failed_recipient>& failed) {
     w.u32(f.recipient);
     w.str(f.status);
     w.str(f.reason);
+    w.str(f.remote_mta);
+    w.str(f.diagnostic);
+    w.u64(static_cast<uint64_t>(f.at_ms));
   }
   return w.take();
 }
 
 bool decode_failed(std::string_view bytes, std::vector<failed_recipient>& out, std::string& error) {
   binary_reader r(bytes);
-  if (r.u8() != failed_version) {
+  const uint8_t version = r.u8();
+  if (version < 1 || version > failed_version) {
     error = "unsupported or empty failed-recipient record";
     return false;
   }
   uint32_t n = r.u32();
-  if (!r.ok() || n > r.remaining() / 12) {
+  if (!r.ok() || n > r.remaining() / (version >= 2 ? min_failed_bytes_v2 : min_failed_bytes_v1)) {
     error = "malformed failed-recipient record";
     return false;
   }
@@ -240,6 +259,14 @@ bool decode_failed(std::string_view bytes, std::vector<failed_recipient>& out, s
     f.recipient = r.u32();
     f.status = r.str();
     f.reason = r.str();
+    f.remote_mta.clear();
+    f.diagnostic.clear();
+    f.at_ms = 0;
+    if (version >= 2) {
+      f.remote_mta = r.str();
+      f.diagnostic = r.str();
+      f.at_ms = static_cast<int64_t>(r.u64());
+    }
   }
   if (!r.at_end()) {
     error = "malformed failed-recipient record";

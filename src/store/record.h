@@ -55,18 +55,25 @@ struct hop_record {
 
 enum class item_state : uint8_t { queued, in_flight, deferred };
 
+// Version 2 added last_error and last_attempt_ms; version 1 records decode with them empty.
 struct delivery_item_record {
   item_state state = item_state::queued;
   uint32_t attempts = 0;
   int64_t received_at_ms = 0;    // the message's, so the hop's oldest age needs no lookup
   int64_t next_attempt_ms = 0;   // 0 = as soon as possible
   std::vector<uint32_t> recipients;  // indices into the message's envelope recipients
+  std::string last_error;        // the last temporary failure, "451 4.4.1 mx.example[1.2.3.4]: ..."
+  int64_t last_attempt_ms = 0;   // unix ms of the last attempt; 0 = never tried
 };
 
+// Version 2 added remote_mta, diagnostic and at_ms; version 1 records decode with them empty.
 struct failed_recipient {
   uint32_t recipient = 0;  // index into the envelope's recipients
   std::string status;      // enhanced status code, "5.1.1"
   std::string reason;      // "unknown recipient"
+  std::string remote_mta;  // who refused it, "mx.example[1.2.3.4]"; "" for sluice itself
+  std::string diagnostic;  // the full reply, "550 5.1.1 <x@y>: no such user", or sluice's own text
+  int64_t at_ms = 0;       // unix ms of the failure; 0 = unknown (version 1 records)
 };
 
 std::string encode_hop(const hop_record& h);

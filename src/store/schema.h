@@ -36,14 +36,17 @@ namespace sluice::store::schema {
 //              status, item and recipient counts, oldest message, next retry time and
 //              last error: what `sluicectl queue list` shows per delivery queue.
 // delivery     key: hop id (8) + queue id (8)     value: delivery item record: the
-//              indices of the message's recipients that travel to this hop, state and
-//              attempts. Cursor order within one hop is queue order.
+//              indices of the message's recipients that travel to this hop, state,
+//              attempts, next attempt, last error. Cursor order within one hop is queue
+//              order. The deliver transaction removes recipients as they are delivered
+//              or fail, and the item when none are left.
 // refs         key: queue id (8)                  value: u32 big-endian: delivery items
 //              plus failed lists still referring to the message. The body is stored
 //              once; whoever drops the count to zero deletes message and body.
 // failed       key: queue id (8)                  value: failed-recipient record: the
-//              recipients the categorizer could not route, with their DSN status, for
-//              the DSN generator.
+//              recipients the categorizer could not route or a next hop refused for
+//              good, with DSN status, remote MTA and diagnostic, for the DSN generator.
+//              It holds one reference to the message while it exists.
 // Reserved: `retry` (due time + queue id → item).
 inline constexpr const char* messages_db = "messages";
 inline constexpr const char* bodies_db = "bodies";

@@ -10,6 +10,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -19,6 +20,7 @@
 #include "store/write_op.h"
 
 typedef struct MDB_env MDB_env;
+typedef struct MDB_txn MDB_txn;
 
 namespace sluice::store {
 
@@ -94,6 +96,39 @@ struct categorize_request : write_op {
   categorize_status result = categorize_status::pending;
 };
 
+enum class deliver_status : uint8_t {
+  pending,       // between deliver() and take_delivered()
+  ok,            // durable: the item, failed list, refs and hop record are updated
+  not_found,     // no item (hop_id, id): already delivered or removed; nothing was written,
+                 // so a duplicate outcome is harmless
+  storage_full,  // MDB_MAP_FULL: nothing written (rare: delivery is never held back)
+  failed,        // any other error (including a corrupt item record): nothing written
+};
+
+// One attempt's durable outcome for one delivery item (hop_id + queue id), write_kind::
+// deliver. Ownership as submit_request: borrowed by the store from a successful deliver()
+// until take_delivered() returns it; the writer reads every input field and writes
+// `result`, `error`, `remaining` and `message_removed`.
+struct deliver_request : write_op {  // write_op::id = the message's queue id
+  static constexpr write_kind kind_tag = write_kind::deliver;
+  deliver_request() : write_op(kind_tag) {}
+
+  uint64_t hop_id = 0;
+  std::vector<uint32_t> delivered;       // recipient indices the next hop took
+  // Permanent failures (status, reason = remote reply text, remote_mta, diagnostic). An
+  // entry whose at_ms is 0 is stored with now_ms. An index in both lists counts as delivered.
+  std::vector<failed_recipient> failed;
+  // Recipients of the item in neither list stay in it, deferred: attempts+1,
+  // next_attempt_ms, last_error. Indices not in the item are ignored.
+  int64_t next_attempt_ms = 0;           // unix ms of the next try for the remaining ones
+  std::string last_error;                // "451 4.4.1 mx.example[1.2.3.4]: connection refused"
+  int64_t now_ms = 0;                    // the attempt's time (hop record, failed entries)
+  deliver_status result = deliver_status::pending;
+  // out (set by the writer on ok):
+  uint32_t remaining = 0;                // recipients still in the item; 0 = item removed
+  bool message_removed = false;          // refs reached zero: message and body deleted
+};
+
 // One delivery queue as stored, for views and for rebuilding in-memory queues at start.
 struct hop_entry {
   uint64_t id = 0;
@@ -140,6 +175,39 @@ struct stored_message {
   std::string body;
 };
 
+class queue_store;
+
+// A message read under a read transaction the view holds until destroyed: envelope,
+// metadata, the delivery item, and the body as views straight into the LMDB map (no
+// copy). Move-only. It may be destroyed on another thread than the one that made it
+// (MDB_NOTLS is set), but used by one thread at a time. A long-lived view pins pages
+// (LMDB cannot reuse pages freed after its transaction began, so the file grows while
+// it lives): the delivery engine holds one only while that message's content is being
+// written to a socket. Every view must be destroyed before its store is closed: the
+// transaction belongs to the store's environment.
+class message_view {
+ public:
+  base::queue_id id;
+  uint64_t hop_id = 0;
+  smtp::envelope envelope;
+  message_metadata meta;
+  delivery_item_record item;              // the item of (hop_id, id)
+  std::vector<std::string_view> chunks;   // body chunks in order, pointing into the map
+
+  message_view() = default;               // empty: holds no transaction
+  message_view(message_view&& other) noexcept;
+  message_view& operator=(message_view&& other) noexcept;
+  message_view(const message_view&) = delete;
+  message_view& operator=(const message_view&) = delete;
+  ~message_view();                        // ends the read transaction
+
+ private:
+  friend class queue_store;
+  void release() noexcept;
+  MDB_txn* txn_ = nullptr;                        // owned: a read-only transaction
+  std::atomic<std::size_t>* open_count_ = nullptr;  // the store's open_views counter
+};
+
 class queue_store {
  public:
   // The most submit requests one producer may have in flight (submitted, not yet taken
@@ -149,6 +217,14 @@ class queue_store {
   // shard works through a backlog (recovery, bursts) as fast as the writer commits, and
   // with disk flushes of milliseconds the batch size per commit is what sets the rate.
   static constexpr std::size_t categorize_capacity = 4096;
+  // Deliver requests one producer may have in flight: a loop finishing many attempts at
+  // once (a hop coming back after an outage) hands them all to one commit.
+  static constexpr std::size_t deliver_capacity = 4096;
+  // LMDB reader slots (mdb_env_set_maxreaders): every live message_view holds one, and
+  // so does every short reader. Delivery engines must keep their views below this, less
+  // a margin for readers (stats, sluicectl, the categorizer); past it open_delivery()
+  // fails with MDB_READERS_FULL. The lock file holds 64 bytes per slot (256 KiB).
+  static constexpr unsigned max_readers = 4096;
 
   queue_store();
   ~queue_store();  // close()
@@ -192,6 +268,18 @@ class queue_store {
   // Producer thread `producer` only, as take_completed(), for categorize requests.
   std::size_t take_categorized(unsigned producer, categorize_request** out, std::size_t max);
 
+  // Producer thread `producer` only, as submit() (deliver_capacity in flight): one
+  // attempt's outcome for one item, in one transaction of the group commit. The
+  // delivered and failed recipients leave the item; failed ones are appended to the
+  // message's failed list (created if absent, which adds a reference). An item left
+  // empty is deleted and drops a reference; the last reference deletes message, body
+  // and refs entry. An item with recipients left becomes deferred (attempts+1,
+  // next_attempt_ms, last_error). The hop record's counts, next retry, last error and
+  // status follow. Never held back by the free-page reserve: it is what drains a full store.
+  bool deliver(unsigned producer, deliver_request* req);
+  // Producer thread `producer` only, as take_completed(), for deliver requests.
+  std::size_t take_delivered(unsigned producer, deliver_request** out, std::size_t max);
+
   // ---- Readers: any thread, each call uses its own short read transactions ----
   std::optional<store_stats> stats(std::string& error) const;
   // Visits every message in queue order; return false from `fn` to stop. Reads in pages
@@ -227,6 +315,15 @@ class queue_store {
   std::optional<std::vector<failed_recipient>> read_failed(base::queue_id id, std::string& error) const;
   // The message's reference count (0 when it has none: not categorized, or unknown).
   uint32_t references(base::queue_id id, std::string& error) const;
+
+  // Any thread (message_view.cc). The item (hop_id, id) with its message, the body as
+  // chunks pointing into the map, under a read transaction the view keeps (see
+  // message_view). nullptr with `error` empty: no such item or message (already
+  // delivered or removed); with `error` set: I/O error, reader slots exhausted, or a
+  // corrupt record.
+  std::unique_ptr<message_view> open_delivery(uint64_t hop_id, base::queue_id id, std::string& error) const;
+  // Views alive now, for tests and metrics.
+  std::size_t open_views() const { return open_views_.load(std::memory_order_relaxed); }
 
   // Deletes messages (record, body chunks, submission entry) in one durable write
   // transaction, from the calling thread; waits for LMDB's writer lock, so not for a
@@ -264,6 +361,9 @@ class queue_store {
   // Bumped after every post and by close(); the writer futex-waits on it when idle.
   std::atomic<uint64_t> wake_seq_{0};
   std::atomic<bool> stopping_{false};
+  // Views alive (message_view decrements it when it ends its transaction); mutable
+  // because opening a view is a read.
+  mutable std::atomic<std::size_t> open_views_{0};
 };
 
 }  // namespace sluice::store

@@ -4,6 +4,8 @@
 
 #include <cstring>
 
+#include "store/env.h"
+#include "store/record.h"
 #include "store/schema.h"
 
 namespace sluice::store {
@@ -32,6 +34,11 @@ std::array<unsigned char, 8> u64_be(uint64_t x) {
   std::array<unsigned char, 8> b{};
   for (int i = 0; i < 8; ++i) b[i] = static_cast<unsigned char>(x >> (56 - 8 * i));
   return b;
+}
+
+std::array<unsigned char, 4> u32_be(uint32_t x) {
+  return {static_cast<unsigned char>(x >> 24), static_cast<unsigned char>(x >> 16),
+          static_cast<unsigned char>(x >> 8), static_cast<unsigned char>(x)};
 }
 
 int get_u32(MDB_txn* txn, MDB_dbi dbi, const MDB_val& key, uint32_t& out) {
@@ -95,6 +102,23 @@ int delete_chunks(MDB_txn* txn, MDB_dbi bodies, base::queue_id id) {
     rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT);
   }
   return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int drop_message(MDB_txn* txn, const databases& db, base::queue_id id) {
+  auto idk = schema::make_id_key(id);
+  MDB_val k = val(idk), v;
+  int rc = mdb_get(txn, db.messages, &k, &v);
+  if (rc == 0) {
+    smtp::envelope env;
+    message_metadata meta;
+    std::string err;
+    if (decode_record(view(v), env, meta, err) && !env.recipients.empty())
+      rc = add_counter(txn, db.meta, schema::meta_recipients, -static_cast<int64_t>(env.recipients.size()));
+    if (rc == 0) rc = mdb_del(txn, db.messages, &k, nullptr);
+  }
+  if (rc == MDB_NOTFOUND) rc = 0;
+  if (rc == 0) rc = delete_chunks(txn, db.bodies, id);
+  return rc;
 }
 
 int put_ordered(MDB_txn* txn, MDB_dbi dbi, MDB_val* k, MDB_val* v, unsigned flags) {

@@ -8,10 +8,13 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "base/queue_id.h"
 
 namespace sluice::store {
+
+struct databases;  // env.h
 
 // Aborts unless committed. For read-only transactions abort is the normal end.
 class txn_guard {
@@ -31,6 +34,8 @@ class txn_guard {
     txn_ = nullptr;
   }
   MDB_txn* get() const { return txn_; }
+  // Hands the transaction to a new owner (a message_view), which must end it.
+  MDB_txn* release() { return std::exchange(txn_, nullptr); }
 
  private:
   MDB_txn* txn_ = nullptr;
@@ -75,6 +80,7 @@ bool begin_read(MDB_env* env, txn_guard& txn, std::string& error);
 // Big-endian u64 as stored in `meta`; a value of another size reads as 0.
 uint64_t read_u64_be(const MDB_val& v);
 std::array<unsigned char, 8> u64_be(uint64_t x);
+std::array<unsigned char, 4> u32_be(uint32_t x);  // as stored in `refs`
 // A u32 big-endian value (`refs`); out = 0 when missing or of another size.
 int get_u32(MDB_txn* txn, MDB_dbi dbi, const MDB_val& key, uint32_t& out);
 
@@ -88,6 +94,12 @@ int read_u64(MDB_txn* txn, MDB_dbi dbi, const char* name, uint64_t& out);
 // Deletes every chunk of `id` with a range scan, so it works even when the record
 // that says how many chunks there are is corrupt or missing.
 int delete_chunks(MDB_txn* txn, MDB_dbi bodies, base::queue_id id);
+
+// Deletes a message nothing refers to any more: its envelope record (lowering the
+// "recipients" counter by its recipient count when the record decodes) and its body
+// chunks. A message already gone is not an error. Entries in other databases (refs,
+// failed, submission) are the caller's.
+int drop_message(MDB_txn* txn, const databases& db, base::queue_id id);
 
 // Puts with MDB_APPEND when the key sorts after the database's last key (the common
 // case: ids are time-ordered and batches are sorted). Besides skipping the descent,

@@ -15,7 +15,8 @@ namespace sluice::store {
 namespace {
 
 // By write_kind; the order of write_kind is the order within a transaction.
-const write_handler* const handlers[write_kinds] = {&submit_handler, &categorize_handler};
+const write_handler* const handlers[write_kinds] = {&submit_handler, &categorize_handler,
+                                                    &deliver_handler};
 
 const write_handler& handler_of(const write_op& op) { return *handlers[index_of(op.kind())]; }
 
@@ -159,8 +160,8 @@ void queue_store::commit(const std::vector<write_op*>& batch) {
 // the map could hold even empty (too_large_for_map: a permanent failure), and those
 // that would eat into a reserve of free pages kept for deletions (LMDB copies pages on
 // write, so a map filled to the last page cannot even remove a message to make room;
-// they get storage_full). Kinds without a reserve_pages step (categorizations) are not
-// held back: they are what lets the queue drain.
+// they get storage_full). Kinds without a reserve_pages step (categorizations, delivery
+// outcomes) are not held back: they are what lets the queue drain.
 void queue_store::hold_back(std::vector<write_op*>& ops) const {
   const std::size_t checked = static_cast<std::size_t>(
       std::count_if(ops.begin(), ops.end(), [](const write_op* op) { return handler_of(*op).reserve_pages; }));

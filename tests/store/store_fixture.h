@@ -49,16 +49,16 @@ inline sluice::store::submit_request make_request(sluice::base::queue_id id, std
   return r;
 }
 
-// Submits every request from `producer` (retrying while the lane is full) and waits
-// until all have come back through take_completed. Returns false on a 30 s timeout.
-inline bool submit_all(sluice::store::queue_store& store, unsigned producer,
-                       std::vector<sluice::store::submit_request>& reqs) {
+// Hands every request to the store with `post` (retrying while the lane is full) and
+// waits until all have come back through `take`. Returns false on a 60 s timeout.
+template <typename Request, typename Post, typename Take>
+bool hand_all(std::vector<Request>& reqs, Post&& post, Take&& take) {
   std::size_t next = 0, done = 0;
-  sluice::store::submit_request* out[256];
+  Request* out[256];
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (done < reqs.size()) {
-    while (next < reqs.size() && store.submit(producer, &reqs[next])) ++next;
-    std::size_t n = store.take_completed(producer, out, 256);
+    while (next < reqs.size() && post(&reqs[next])) ++next;
+    std::size_t n = take(out, 256);
     done += n;
     if (n == 0) {
       if (std::chrono::steady_clock::now() > deadline) return false;
@@ -68,23 +68,27 @@ inline bool submit_all(sluice::store::queue_store& store, unsigned producer,
   return true;
 }
 
-// Hands every categorize request to `producer`'s lane (retrying while full) and waits
-// until all have come back. Returns false on a 60 s timeout.
+inline bool submit_all(sluice::store::queue_store& store, unsigned producer,
+                       std::vector<sluice::store::submit_request>& reqs) {
+  return hand_all(
+      reqs, [&](sluice::store::submit_request* r) { return store.submit(producer, r); },
+      [&](sluice::store::submit_request** out, std::size_t max) { return store.take_completed(producer, out, max); });
+}
+
 inline bool categorize_all(sluice::store::queue_store& store, unsigned producer,
                            std::vector<sluice::store::categorize_request>& reqs) {
-  std::size_t next = 0, done = 0;
-  sluice::store::categorize_request* out[256];
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (done < reqs.size()) {
-    while (next < reqs.size() && store.categorize(producer, &reqs[next])) ++next;
-    std::size_t n = store.take_categorized(producer, out, 256);
-    done += n;
-    if (n == 0) {
-      if (std::chrono::steady_clock::now() > deadline) return false;
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
-  }
-  return true;
+  return hand_all(
+      reqs, [&](sluice::store::categorize_request* r) { return store.categorize(producer, r); },
+      [&](sluice::store::categorize_request** out, std::size_t max) {
+        return store.take_categorized(producer, out, max);
+      });
+}
+
+inline bool deliver_all(sluice::store::queue_store& store, unsigned producer,
+                        std::vector<sluice::store::deliver_request>& reqs) {
+  return hand_all(
+      reqs, [&](sluice::store::deliver_request* r) { return store.deliver(producer, r); },
+      [&](sluice::store::deliver_request** out, std::size_t max) { return store.take_delivered(producer, out, max); });
 }
 
 }  // namespace store_test
