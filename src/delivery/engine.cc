@@ -16,8 +16,6 @@ namespace {
 
 // How often waiting items, suspensions, rate limits and idle connections are looked at.
 constexpr uint64_t tick_ms = 100;
-// How long an address that refused a connect is skipped by new attempts.
-constexpr int64_t unreachable_ms = 60'000;
 // A store failure to record an outcome is retried after this (the outcome is kept).
 constexpr int64_t store_retry_ms = 1000;
 // The shortest time a hop stays bound to the site of a DNS answer (TTL 0 answers).
@@ -349,7 +347,7 @@ void engine::settle_all(const work& w, const smtp::reply& r, std::string_view re
   std::string error;
   auto view = store_.open_delivery(w.hop_id, w.id, error);
   if (!view) {
-    if (!error.empty()) std::fprintf(stderr, "sluiced: delivery: reading %s: %s\n", w.id.to_string().c_str(), error.c_str());
+    if (!error.empty()) std::fprintf(stderr, "sluiced: delivery: reading %s: %s\n", w.id.text().c_str(), error.c_str());
     --items_;  // already gone (delivered, or removed): nothing to record
     return;
   }
@@ -472,7 +470,7 @@ void engine::completed(store::deliver_request& req) {
       // The outcome is not durable yet: nothing may be forgotten or retried until it is.
       ++stats_.store_retries;
       std::fprintf(stderr, "sluiced: delivery: recording the outcome for %s: %s (retrying)\n",
-                   req.id.to_string().c_str(), req.error.c_str());
+                   req.id.text().c_str(), req.error.c_str());
       owned->result = store::deliver_status::pending;
       owned->error.clear();
       owned->retry_at_ms = now_ms() + store_retry_ms;
@@ -484,7 +482,7 @@ void engine::completed(store::deliver_request& req) {
 void engine::track(log::tracking_event ev, const store::message_view& view, const std::vector<uint32_t>& rcpts,
                    std::string_view hop_key, std::string_view detail) {
   if (!tracker_) return;
-  const std::string id = view.id.to_string();
+  const std::string id = view.id.text();
   std::vector<std::string_view> addresses;
   for (uint32_t i : rcpts)
     if (i < view.envelope.recipients.size()) addresses.push_back(view.envelope.recipients[i].address);

@@ -22,7 +22,7 @@
 #include "dns/resolver.h"
 #include "log/tracking_log.h"
 #include "net/loop.h"
-#include "retry/backoff.h"
+#include "retry/retry.h"
 #include "route/hop_key.h"
 #include "store/store.h"
 

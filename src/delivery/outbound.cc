@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "delivery/outbound.h"
 #include "smtp/params.h"
@@ -95,8 +96,14 @@ void engine::outbound::on_ready(smtp_connection&) {
 }
 
 void engine::outbound::next_step() {
-  if (current_) {  // more recipient batches of the message on the wire
-    send_batch();
+  if (current_) {
+    // With PIPELINING the session is ready for the next MAIL before the final reply to this
+    // message: one message at a time here, so the next one waits for that reply.
+    if (awaiting_reply_) {
+      ready_pending_ = true;
+      return;
+    }
+    send_batch();  // more recipient batches of the message on the wire
     return;
   }
   if (closing_) return;
@@ -148,7 +155,7 @@ bool engine::outbound::begin(work w) {
   std::string error;
   view_ = e_.store_.open_delivery(w.hop_id, w.id, error);
   if (!view_) {
-    if (!error.empty()) std::fprintf(stderr, "sluiced: delivery: reading %s: %s\n", w.id.to_string().c_str(), error.c_str());
+    if (!error.empty()) std::fprintf(stderr, "sluiced: delivery: reading %s: %s\n", w.id.text().c_str(), error.c_str());
     --e_.items_;
     return false;
   }
@@ -191,20 +198,26 @@ void engine::outbound::send_batch() {
     msg_.recipients.push_back(r.address);
     msg_.dsn_rcpt_params.push_back(dsn_rcpt_params(r));
   }
+  awaiting_reply_ = true;
   conn_->send(msg_);
 }
 
 void engine::outbound::on_message_done(smtp_connection& c, std::vector<smtp::reply>&& replies) {
   if (!current_) return;
+  awaiting_reply_ = false;
   for (std::size_t k = batch_begin_; k < batch_end_; ++k) {
     const std::size_t j = k - batch_begin_;
     smtp::reply r = j < replies.size() ? std::move(replies[j]) : smtp::reply{451, "4.4.2", "no reply for this recipient"};
     result_.recipients.push_back({indices_[k], outcome_of(r), std::move(r)});
   }
-  if (batch_end_ < indices_.size()) return;  // the next batch goes when the session is ready again
+  if (batch_end_ < indices_.size()) {  // the next batch goes when the session is ready again
+    if (std::exchange(ready_pending_, false) && !closing_) next_step();
+    return;
+  }
   result_.remote_mta = c.remote_mta();
   result_.tls = c.tls_summary();
   finish_message();
+  if (std::exchange(ready_pending_, false) && !closing_) next_step();
 }
 
 void engine::outbound::finish_message() {

@@ -12,6 +12,9 @@
 
 namespace sluice::delivery {
 
+// How long an address that refused a connect is skipped by new attempts.
+inline constexpr int64_t unreachable_ms = 60'000;
+
 // One host a site's connections may go to, with its addresses in try order.
 struct site_host {
   std::string name;
@@ -104,6 +107,8 @@ class engine::outbound final : public smtp_connection::handler {
   std::unique_ptr<smtp_connection> conn_;
   std::optional<work> bound_;
   bool ever_ready_ = false;
+  bool ready_pending_ = false;
+  bool awaiting_reply_ = false;  // a batch of current_ is sent and not yet answered  // on_ready came before the final reply of current_
   bool idle_ = false;
   bool closing_ = false;
   int64_t idle_since_ms_ = 0;
