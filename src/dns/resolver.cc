@@ -69,6 +69,22 @@ std::string ip_literal(std::string_view text) {
   return {};
 }
 
+std::string address_text(const ares_addrttl& r) { return address_text(AF_INET, &r.ipaddr); }
+std::string address_text(const ares_addr6ttl& r) { return address_text(AF_INET6, &r.ip6addr); }
+
+// The addresses of an A or AAAA answer in answer order, lowering `ttl` to theirs.
+template <typename Record, typename Parse>
+int read_addresses(Parse parse, const unsigned char* abuf, int alen, std::vector<std::string>& out, uint32_t& ttl) {
+  Record records[max_records];
+  int n = max_records;
+  int status = parse(abuf, alen, nullptr, records, &n);
+  for (int i = 0; status == ARES_SUCCESS && i < n; ++i) {
+    out.push_back(address_text(records[i]));
+    ttl = std::min<uint32_t>(ttl, static_cast<uint32_t>(std::max(records[i].ttl, 0)));
+  }
+  return status;
+}
+
 // What one name's A (and AAAA) questions came to.
 struct address_result {
   lookup_status status = lookup_status::ok;
@@ -260,21 +276,9 @@ answer resolver::impl::make_answer(int type, int status, const unsigned char* ab
       if (mx != nullptr) ares_free_data(mx);
       ttl = answer_ttl(message).value_or(0);
     } else if (type == type_a) {
-      ares_addrttl ttls[max_records];
-      int n = max_records;
-      status = ares_parse_a_reply(abuf, alen, nullptr, ttls, &n);
-      for (int i = 0; status == ARES_SUCCESS && i < n; ++i) {
-        a.addresses.push_back(address_text(AF_INET, &ttls[i].ipaddr));
-        ttl = std::min<uint32_t>(ttl, static_cast<uint32_t>(std::max(ttls[i].ttl, 0)));
-      }
+      status = read_addresses<ares_addrttl>(ares_parse_a_reply, abuf, alen, a.addresses, ttl);
     } else {
-      ares_addr6ttl ttls[max_records];
-      int n = max_records;
-      status = ares_parse_aaaa_reply(abuf, alen, nullptr, ttls, &n);
-      for (int i = 0; status == ARES_SUCCESS && i < n; ++i) {
-        a.addresses.push_back(address_text(AF_INET6, &ttls[i].ip6addr));
-        ttl = std::min<uint32_t>(ttl, static_cast<uint32_t>(std::max(ttls[i].ttl, 0)));
-      }
+      status = read_addresses<ares_addr6ttl>(ares_parse_aaaa_reply, abuf, alen, a.addresses, ttl);
     }
     a.error = status;
     if (status == ARES_SUCCESS && (!a.mx.empty() || !a.addresses.empty())) {

@@ -3,11 +3,13 @@
 #pragma once
 #include <criterion/criterion.h>
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "../net/run_until.h"
+#include "net/loop.h"
 #include "dns/resolver.h"
 #include "dnsmasq.h"
 
@@ -61,35 +63,65 @@ inline sluice::dns::resolver_settings settings_for(const std::string& server) {
   return s;
 }
 
+// dnsmasq serving the zone, a loop, and resolvers asking that dnsmasq.
+struct served {
+  sluice_test::dnsmasq dns{zone};
+  sluice::net::loop l;
+  served() { cr_assert(dns.ok(), "dnsmasq: %s", dns.error().c_str()); }
+  sluice::dns::resolver_settings settings() const { return settings_for(dns.server()); }
+  std::unique_ptr<sluice::dns::resolver> make(const sluice::dns::resolver_settings& s) {
+    std::string error;
+    auto r = std::make_unique<sluice::dns::resolver>(l, s, error);
+    cr_assert(error.empty(), "%s", error.c_str());
+    return r;
+  }
+  std::unique_ptr<sluice::dns::resolver> make() { return make(settings()); }
+};
+
 struct host_answer {
   lookup_status status = lookup_status::temporary;
   std::vector<std::string> addresses;
   std::string detail;
 };
 
-inline destination resolve(sluice::dns::resolver& r, sluice::net::loop& l, const std::string& domain) {
-  std::optional<destination> out;
+// Runs the loop until `ask`'s callback has given a T, checking the callback contract:
+// never from inside the call, exactly once.
+template <typename T, typename Ask>
+T await(sluice::net::loop& l, const std::string& what, Ask ask) {
+  std::optional<T> out;
   int calls = 0;
-  r.resolve_mail_domain(domain, [&](destination&& d) {
-    out = std::move(d);
+  ask([&](T v) {
+    out = std::move(v);
     ++calls;
   });
-  cr_assert(!out.has_value(), "%s: answered from inside the call", domain.c_str());
+  cr_assert(!out.has_value(), "%s: answered from inside the call", what.c_str());
   net_test::run_until(l, [&] { return out.has_value(); });
-  cr_assert(out.has_value(), "%s: no answer", domain.c_str());
+  cr_assert(out.has_value(), "%s: no answer", what.c_str());
   cr_assert_eq(calls, 1);
   return std::move(*out);
 }
 
-inline host_answer resolve_host(sluice::dns::resolver& r, sluice::net::loop& l, const std::string& name) {
-  std::optional<host_answer> out;
-  r.resolve_host(name, [&](lookup_status s, std::vector<std::string> a, std::string d) {
-    out = host_answer{s, std::move(a), std::move(d)};
+inline destination resolve(sluice::dns::resolver& r, sluice::net::loop& l, const std::string& domain) {
+  return await<destination>(l, domain, [&](auto set) {
+    r.resolve_mail_domain(domain, [set](destination&& d) { set(std::move(d)); });
   });
-  cr_assert(!out.has_value(), "%s: answered from inside the call", name.c_str());
-  net_test::run_until(l, [&] { return out.has_value(); });
-  cr_assert(out.has_value(), "%s: no answer", name.c_str());
-  return std::move(*out);
+}
+
+inline host_answer resolve_host(sluice::dns::resolver& r, sluice::net::loop& l, const std::string& name) {
+  return await<host_answer>(l, name, [&](auto set) {
+    r.resolve_host(name, [set](lookup_status s, std::vector<std::string> a, std::string d) {
+      set(host_answer{s, std::move(a), std::move(d)});
+    });
+  });
+}
+
+// Runs the loop for `ms` milliseconds, to show that nothing happens meanwhile.
+inline void run_for(sluice::net::loop& l, uint64_t ms) {
+  bool waited = false;
+  sluice::net::timer t(l);
+  t.start(ms, 0, [&] { waited = true; });
+  net_test::run_until(l, [&] { return waited; });
+  cr_assert(waited);
 }
 
 // How many queries of `type` for `name` dnsmasq has logged.

@@ -6,7 +6,7 @@
 
 #include <memory>
 
-#include "../net/run_until.h"
+#include "dns_fixture.h"
 #include "net/poll.h"
 
 using sluice::net::loop;
@@ -27,10 +27,7 @@ Test(poll, reports_readable_and_writable) {
   cr_assert_eq(seen, poll::writable, "an empty socket is writable, not readable");
   seen = 0;
   p.start(poll::readable, [&](int, int events) { seen |= events; });
-  bool waited = false;
-  sluice::net::timer t(l);
-  t.start(50, 0, [&] { waited = true; });
-  net_test::run_until(l, [&] { return waited; });
+  dns_test::run_for(l, 50);
   cr_assert_eq(seen, 0, "nothing to read yet");
   cr_assert_eq(::write(sv[1], "x", 1), 1);
   net_test::run_until(l, [&] { return seen != 0; });
@@ -51,10 +48,7 @@ Test(poll, stop_and_destruction_silence_it) {
   auto q = std::make_unique<poll>(l, sv[1]);
   q->start(poll::writable, [&](int, int) { ++calls; });
   q.reset();
-  bool waited = false;
-  sluice::net::timer t(l);
-  t.start(50, 0, [&] { waited = true; });
-  net_test::run_until(l, [&] { return waited; });
+  dns_test::run_for(l, 50);
   cr_assert_eq(calls, 0);
   p->start(poll::readable, [&](int, int) { ++calls; });
   net_test::run_until(l, [&] { return calls > 0; });

@@ -17,21 +17,27 @@ using sluice::net::loop;
 
 namespace {
 
+// A UDP socket bound to a free port on 127.0.0.1.
+int bound_udp_socket(uint16_t& port) {
+  int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  cr_assert_eq(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  port = ntohs(a.sin_port);
+  return fd;
+}
+
 // A UDP name server on 127.0.0.1 that answers every query with SERVFAIL.
 struct servfail_server {
-  int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
   uint16_t port = 0;
+  int fd = bound_udp_socket(port);
   int answered = 0;
   std::unique_ptr<sluice::net::poll> watch;
 
   explicit servfail_server(loop& l) {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    cr_assert_eq(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
     watch = std::make_unique<sluice::net::poll>(l, fd);
     watch->start(sluice::net::poll::readable, [this](int, int) {
       unsigned char buf[512];
@@ -56,17 +62,8 @@ std::string dead_server() { return "127.0.0.1:" + std::to_string(sluice_test::un
 // A bound UDP socket nobody reads: queries vanish without the ICMP "port unreachable"
 // that a closed port sends back, so they can only time out.
 struct black_hole {
-  int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
   uint16_t port = 0;
-  black_hole() {
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    cr_assert_eq(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    port = ntohs(a.sin_port);
-  }
+  int fd = bound_udp_socket(port);
   ~black_hole() { ::close(fd); }
   std::string server() const { return "127.0.0.1:" + std::to_string(port); }
 };
@@ -116,26 +113,20 @@ Test(resolver_fail, servfail_is_temporary) {
 }
 
 Test(resolver_fail, refused_is_temporary) {
-  sluice_test::dnsmasq dns(zone);
-  cr_assert(dns.ok(), "dnsmasq: %s", dns.error().c_str());
-  loop l;
-  std::string error;
-  resolver r(l, settings_for(dns.server()), error);
-  destination d = resolve(r, l, "x.refused.test");
+  served s;
+  auto r = s.make();
+  destination d = resolve(*r, s.l, "x.refused.test");
   cr_assert_eq(d.status, lookup_status::temporary, "%s", d.detail.c_str());
   cr_assert(d.detail.find("REFUSED") != std::string::npos, "%s", d.detail.c_str());
 }
 
 Test(resolver_fail, host_failing_temporarily_makes_the_destination_temporary) {
-  sluice_test::dnsmasq dns(zone);
-  cr_assert(dns.ok(), "dnsmasq: %s", dns.error().c_str());
-  loop l;
-  std::string error;
-  resolver r(l, settings_for(dns.server()), error);
-  destination d = resolve(r, l, "tempaddr.test");
+  served s;
+  auto r = s.make();
+  destination d = resolve(*r, s.l, "tempaddr.test");
   cr_assert_eq(d.status, lookup_status::temporary, "not no_addresses: %s", d.detail.c_str());
   // With another host that has addresses, the failed one is just dropped.
-  destination half = resolve(r, l, "halfdead.test");
+  destination half = resolve(*r, s.l, "halfdead.test");
   cr_assert_eq(half.status, lookup_status::ok, "%s", half.detail.c_str());
   cr_assert_eq(half.hosts.size(), 1u);
   cr_assert_str_eq(half.hosts[0].name.c_str(), "mx2.two.test");
@@ -164,24 +155,16 @@ Test(resolver_fail, destruction_cancels_lookups_in_flight) {
   int calls = 0;
   r->resolve_mail_domain("two.test", [&](destination&&) { ++calls; });
   r->resolve_host("mx.example", [&](lookup_status, std::vector<std::string>, std::string) { ++calls; });
-  bool waited = false;
-  sluice::net::timer t(l);
-  t.start(30, 0, [&] { waited = true; });
-  net_test::run_until(l, [&] { return waited; });  // the questions are on the wire
+  run_for(l, 30);  // the questions are on the wire
   r.reset();
-  waited = false;
-  t.start(300, 0, [&] { waited = true; });  // well past the 100 ms timeout
-  net_test::run_until(l, [&] { return waited; });
-  cr_assert(waited);
+  run_for(l, 300);  // well past the 100 ms timeout
   cr_assert_eq(calls, 0);
 }
 
 Test(resolver_fail, destroying_from_a_callback_cancels_the_rest) {
-  sluice_test::dnsmasq dns(zone);
-  cr_assert(dns.ok(), "dnsmasq: %s", dns.error().c_str());
-  loop l;
-  std::string error;
-  auto r = std::make_unique<resolver>(l, settings_for(dns.server()), error);
+  served s;
+  auto r = s.make();
+  loop& l = s.l;
   resolve(*r, l, "two.test");  // cached now, so both answers below come in one turn
   int calls = 0;
   for (int i = 0; i < 2; ++i) {
@@ -190,10 +173,7 @@ Test(resolver_fail, destroying_from_a_callback_cancels_the_rest) {
       r.reset();
     });
   }
-  bool waited = false;
-  sluice::net::timer t(l);
-  t.start(100, 0, [&] { waited = true; });
-  net_test::run_until(l, [&] { return waited; });
+  run_for(l, 100);
   cr_assert_eq(calls, 1);
 }
 
