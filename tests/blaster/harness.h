@@ -1,5 +1,6 @@
 // harness.h: shared by the blaster tests: the built binary as a child process, free ports,
 // JSON fields of its summaries, and a blocking SMTP client for hand-made exchanges.
+// Untrusted input: none (the tests' own input; what the sink sends back is checked, not trusted).
 #pragma once
 #include <arpa/inet.h>
 #include <criterion/criterion.h>

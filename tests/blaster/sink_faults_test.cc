@@ -1,6 +1,7 @@
 // sink_faults_test.cc: the built blaster sink's fault injection, against real clients:
 // greeting codes, stalled and dropped replies, recipient globs, a recovering destination,
 // ESMTP extensions and SIZE, DSN records, and the session limit and counts.
+// Untrusted input: none (the tests' own input; what the sink sends back is checked, not trusted).
 #include <criterion/criterion.h>
 
 #include <chrono>

@@ -1,5 +1,6 @@
 // sink_tls_test.cc: the built blaster sink's certificates (generated for a chosen name, or
 // given files) and its broken STARTTLS, seen by openssl s_client and a plain client.
+// Untrusted input: none (the tests' own input; what the sink sends back is checked, not trusted).
 #include <criterion/criterion.h>
 
 #include <cstdio>

@@ -1,5 +1,6 @@
 // delivery_test.cc: [delivery], [[delivery.domain]] and [dns]: every key, its default, the
 // duration forms, override apply(), and each error's file:line:key form.
+// Untrusted input: none (test configurations written here).
 #include <criterion/criterion.h>
 
 #include <cmath>

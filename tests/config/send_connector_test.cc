@@ -1,5 +1,6 @@
 // send_connector_test.cc: the outbound keys of [[send_connector]]: delivery limits, TLS name
 // and CA, smart-host AUTH credentials, EHLO name, and each of their errors.
+// Untrusted input: none (test configurations written here).
 #include <criterion/criterion.h>
 #include <sys/stat.h>
 

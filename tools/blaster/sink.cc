@@ -1,4 +1,4 @@
-// sink.cc: blaster sink: smtp::server sessions that accept, check digests, record and inject faults.
+// sink.cc: blaster sink: smtp::server sessions that accept, check digests, record and act out a destination's faults.
 // Untrusted input: everything connecting clients send (parsed by smtp::server and check_message).
 #include <fmt/format.h>
 #include <pthread.h>
@@ -173,6 +173,8 @@ class sink_session final : public stream::stream_handler, public smtp::server_de
   std::optional<size_t> cut_;
   bool stalled_ = false;                 // output is held in held_ until the stall ends
   std::string held_;
+  // Owned by the session, on its loop; its callback runs there and only releases held_.
+  // die() stops it, so it never fires for a dead session (freed later by the reaper).
   net::timer stall_timer_;
   bool drop_now_ = false;                // close after the output already due (--drop-at dot)
   bool tls_garbage_ = false;             // --tls-broken: the next input is a ClientHello
