@@ -1,5 +1,5 @@
 // config.cc: lookups on a loaded configuration (receive connector selection, connectors by
-// name, delivery overrides), error texts, size, duration and DNS server parsing.
+// name, delivery overrides), error texts, size and duration parsing.
 // Untrusted input: peer addresses of SMTP sessions.
 #include "config/config.h"
 
@@ -14,6 +14,17 @@ std::string lower(std::string_view s) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   }
   return out;
+}
+
+// Moves the leading decimal digits of text into n; false if there are none or they overflow.
+bool take_number(std::string_view& text, uint64_t& n) {
+  size_t i = 0;
+  for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
+    if (n > (UINT64_MAX - 9) / 10) return false;
+    n = n * 10 + static_cast<uint64_t>(text[i] - '0');
+  }
+  text.remove_prefix(i);
+  return i != 0;
 }
 
 }  // namespace
@@ -98,47 +109,6 @@ const domain_override* delivery_settings::find_domain(std::string_view domain) c
   return nullptr;
 }
 
-std::optional<dns_server> dns_server::parse(std::string_view text) {
-  dns_server s;
-  std::string_view host = text, port;
-  if (!text.empty() && text.front() == '[') {
-    auto close = text.find(']');
-    if (close == std::string_view::npos) return std::nullopt;
-    host = text.substr(1, close - 1);
-    std::string_view rest = text.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':') return std::nullopt;
-      port = rest.substr(1);
-      if (port.empty()) return std::nullopt;
-    }
-    // Brackets are for IPv6 only: "[192.0.2.1]" reads like a mistake for a port.
-    auto a = ip_address::parse(host);
-    if (!a || a->is_v4()) return std::nullopt;
-    s.address = *a;
-  } else if (auto a = ip_address::parse(text)) {
-    s.address = *a;  // a bare IPv6 address: every colon belongs to it
-  } else {
-    auto colon = text.rfind(':');
-    if (colon == std::string_view::npos || text.find(':') != colon) return std::nullopt;
-    a = ip_address::parse(text.substr(0, colon));
-    if (!a || !a->is_v4()) return std::nullopt;
-    s.address = *a;
-    port = text.substr(colon + 1);
-    if (port.empty()) return std::nullopt;
-  }
-  if (!port.empty()) {
-    if (port.size() > 5) return std::nullopt;
-    unsigned p = 0;
-    for (char ch : port) {
-      if (ch < '0' || ch > '9') return std::nullopt;
-      p = p * 10 + static_cast<unsigned>(ch - '0');
-    }
-    if (p == 0 || p > 65535) return std::nullopt;
-    s.port = static_cast<uint16_t>(p);
-  }
-  return s;
-}
-
 std::string config_error::to_string() const {
   std::string out = file;
   if (line > 0) {
@@ -163,14 +133,9 @@ std::string load_result::error_text() const {
 std::optional<uint64_t> parse_size(std::string_view text) {
   while (!text.empty() && text.back() == ' ') text.remove_suffix(1);
   while (!text.empty() && text.front() == ' ') text.remove_prefix(1);
-  size_t i = 0;
   uint64_t n = 0;
-  for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
-    if (n > (UINT64_MAX - 9) / 10) return std::nullopt;
-    n = n * 10 + static_cast<uint64_t>(text[i] - '0');
-  }
-  if (i == 0) return std::nullopt;
-  std::string unit = lower(text.substr(i));
+  if (!take_number(text, n)) return std::nullopt;
+  std::string unit = lower(text);
   while (!unit.empty() && unit.front() == ' ') unit.erase(0, 1);
   unsigned shift;
   if (unit.empty() || unit == "b") shift = 0;
@@ -184,14 +149,9 @@ std::optional<uint64_t> parse_size(std::string_view text) {
 }
 
 std::optional<uint64_t> parse_duration(std::string_view text) {
-  size_t i = 0;
   uint64_t n = 0;
-  for (; i < text.size() && text[i] >= '0' && text[i] <= '9'; ++i) {
-    if (n > (UINT64_MAX - 9) / 10) return std::nullopt;
-    n = n * 10 + static_cast<uint64_t>(text[i] - '0');
-  }
-  if (i == 0) return std::nullopt;
-  std::string unit = lower(text.substr(i));
+  if (!take_number(text, n)) return std::nullopt;
+  std::string unit = lower(text);
   uint64_t scale;
   if (unit.empty() || unit == "s") scale = 1;
   else if (unit == "m") scale = 60;

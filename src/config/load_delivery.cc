@@ -1,5 +1,6 @@
 // load_delivery.cc: how mail leaves: [delivery] (limits, retries, timeouts, per-domain
-// [[delivery.domain]] overrides), [dns] (resolvers) and the limit keys send connectors share.
+// [[delivery.domain]] overrides), [dns] (resolvers, and their address parser) and the
+// limit keys send connectors share.
 // Untrusted input: the configuration file (admin-written, but typos must be reported with
 // file, line, column and key, never silently ignored).
 #include <cmath>
@@ -188,3 +189,35 @@ void read_dns(table_reader& top, config& c) {
 }
 
 }  // namespace sluice::config::detail
+
+namespace sluice::config {
+
+std::optional<dns_server> dns_server::parse(std::string_view text) {
+  dns_server s;
+  std::string_view host = text, port;
+  if (!text.empty() && text.front() == '[') {
+    if (!detail::split_bracketed(text, host, port)) return std::nullopt;
+    // Brackets are for IPv6 only: "[192.0.2.1]" reads like a mistake for a port.
+    auto a = ip_address::parse(host);
+    if (!a || a->is_v4()) return std::nullopt;
+    s.address = *a;
+  } else if (auto a = ip_address::parse(text)) {
+    s.address = *a;  // a bare IPv6 address: every colon belongs to it
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos || text.find(':') != colon) return std::nullopt;
+    a = ip_address::parse(text.substr(0, colon));
+    if (!a || !a->is_v4()) return std::nullopt;
+    s.address = *a;
+    port = text.substr(colon + 1);
+    if (port.empty()) return std::nullopt;
+  }
+  if (!port.empty()) {
+    auto p = detail::parse_port(port);
+    if (!p) return std::nullopt;
+    s.port = *p;
+  }
+  return s;
+}
+
+}  // namespace sluice::config

@@ -66,14 +66,7 @@ std::optional<smart_host> parse_smart_host(std::string_view text, uint16_t defau
   h.port = default_port;
   std::string_view host = text, port;
   if (!text.empty() && text.front() == '[') {
-    auto close = text.find(']');
-    if (close == std::string_view::npos) return std::nullopt;
-    host = text.substr(1, close - 1);
-    std::string_view rest = text.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':') return std::nullopt;
-      port = rest.substr(1);
-    }
+    if (!split_bracketed(text, host, port)) return std::nullopt;
     if (!ip_address::parse(host)) return std::nullopt;  // "[1.2.3.4]" and "[2001:db8::1]" only
   } else {
     auto colon = text.find(':');
@@ -85,14 +78,9 @@ std::optional<smart_host> parse_smart_host(std::string_view text, uint16_t defau
     if (!is_hostname(host) && !ip_address::parse(host)) return std::nullopt;
   }
   if (port.data() != nullptr) {
-    if (port.empty() || port.size() > 5) return std::nullopt;
-    unsigned p = 0;
-    for (char ch : port) {
-      if (ch < '0' || ch > '9') return std::nullopt;
-      p = p * 10 + static_cast<unsigned>(ch - '0');
-    }
-    if (p == 0 || p > 65535) return std::nullopt;
-    h.port = static_cast<uint16_t>(p);
+    auto p = parse_port(port);
+    if (!p) return std::nullopt;
+    h.port = *p;
   }
   h.host = lower(host);
   return h;

@@ -84,6 +84,29 @@ std::string idn_hint(std::string_view s) {
   return "";
 }
 
+std::optional<uint16_t> parse_port(std::string_view s) {
+  if (s.empty() || s.size() > 5) return std::nullopt;
+  unsigned p = 0;
+  for (char ch : s) {
+    if (ch < '0' || ch > '9') return std::nullopt;
+    p = p * 10 + static_cast<unsigned>(ch - '0');
+  }
+  if (p == 0 || p > 65535) return std::nullopt;
+  return static_cast<uint16_t>(p);
+}
+
+bool split_bracketed(std::string_view text, std::string_view& host, std::string_view& port) {
+  auto close = text.find(']');
+  if (text.empty() || text.front() != '[' || close == std::string_view::npos) return false;
+  host = text.substr(1, close - 1);
+  std::string_view rest = text.substr(close + 1);
+  port = {};
+  if (rest.empty()) return true;
+  if (rest.front() != ':' || rest.size() == 1) return false;
+  port = rest.substr(1);
+  return true;
+}
+
 std::string type_name(const toml::node& n) {
   switch (n.type()) {
     case toml::node_type::string: return "a string";

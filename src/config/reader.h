@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <initializer_list>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -26,6 +27,11 @@ bool is_domain_pattern(std::string_view s, bool allow_wildcard);
 // Names are compared as ASCII; internationalized names must be written as A-labels.
 std::string idn_hint(std::string_view s);
 std::string type_name(const toml::node& n);
+// A port number 1-65535 in decimal, nothing else.
+std::optional<uint16_t> parse_port(std::string_view s);
+// "[address]" or "[address]:port" into address and port ("" when absent); false for
+// anything else, "[address]:" included.
+bool split_bracketed(std::string_view text, std::string_view& host, std::string_view& port);
 
 // Shared state of one load: where we are and what went wrong so far.
 struct context {

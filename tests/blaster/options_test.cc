@@ -116,3 +116,60 @@ Test(blaster_options, helpers) {
   cr_assert(parse_host_port("[::1]:2525", host, port) && host == "::1" && port == 2525);
   cr_assert(!parse_host_port(":25", host, port));
 }
+
+Test(blaster_options, sink_fault_options) {
+  auto a = parse({"sink", "--listen", "127.0.0.1:2526", "--greeting", "421", "--stall-at", "rcpt", "--stall-ms", "250",
+                  "--drop-at", "after-dot", "--reject-rcpt", "a*@x", "--reject-rcpt", "b@y", "--defer-rcpt", "c?@z",
+                  "--fail-for-ms", "1500", "--tls-cert-name", "mx.test", "--no-8bitmime", "--no-smtputf8",
+                  "--no-pipelining", "--size", "2M", "--dsn", "--max-sessions", "7"});
+  cr_assert_eq(a.exit_code, -1, "%s", a.message.c_str());
+  const auto& o = a.sink;
+  cr_assert_eq(o.greeting, 421u);
+  cr_assert(o.stall_at == "rcpt" && o.stall_ms == 250);
+  cr_assert(o.drop_at == "after-dot");
+  cr_assert(o.reject_rcpt.size() == 2 && o.reject_rcpt[1] == "b@y" && o.defer_rcpt.size() == 1);
+  cr_assert_eq(o.fail_for_ms, 1500);
+  cr_assert(o.tls_cert_name == "mx.test" && o.starttls, "a certificate name means STARTTLS is offered");
+  cr_assert(!o.eightbitmime && !o.smtputf8 && !o.pipelining && o.dsn);
+  cr_assert_eq(o.max_size, 2u << 20);
+  cr_assert_eq(o.max_sessions, 7u);
+  auto d = parse({"sink", "--listen", "127.0.0.1:2526"});
+  cr_assert(d.sink.greeting == 220 && d.sink.stall_at.empty() && d.sink.stall_ms < 0 && d.sink.drop_at.empty());
+  cr_assert(d.sink.eightbitmime && d.sink.smtputf8 && d.sink.pipelining && !d.sink.dsn && !d.sink.starttls);
+  cr_assert_eq(d.sink.max_sessions, 0u);
+}
+
+Test(blaster_options, sink_fault_option_errors) {
+  auto bad = [](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"sink", "--listen", "127.0.0.1:2526"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return parse(args).exit_code != -1;
+  };
+  cr_assert(bad({"--greeting", "250"}));
+  cr_assert(bad({"--greeting", "99"}));
+  cr_assert(bad({"--stall-at", "quit"}));
+  cr_assert(bad({"--stall-ms", "100"}), "--stall-ms needs --stall-at");
+  cr_assert(bad({"--stall-at", "mail", "--stall-ms", "soon"}));
+  cr_assert(bad({"--drop-at", "ehlo"}));
+  cr_assert(bad({"--fail-for-ms", "x"}));
+  cr_assert(bad({"--tls-cert", "c.pem"}), "--tls-cert needs --tls-key");
+  cr_assert(bad({"--tls-cert", "c.pem", "--tls-key", "k.pem", "--tls-cert-name", "x"}));
+  cr_assert(bad({"--tls-broken", "--tls-cert-name", "x"}));
+  cr_assert(bad({"--size", "0"}));
+  cr_assert(bad({"--size", "big"}));
+  cr_assert(bad({"--max-sessions", "0"}));
+  cr_assert(!bad({"--tls-broken"}));
+}
+
+Test(blaster_options, glob_match) {
+  cr_assert(glob_match("*", ""));
+  cr_assert(glob_match("*@example.test", "User@Example.TEST"));
+  cr_assert(glob_match("a?c", "abc"));
+  cr_assert(!glob_match("a?c", "ac"));
+  cr_assert(glob_match("a*b*c", "aXXbYYc"));
+  cr_assert(!glob_match("a*b*c", "aXXbYY"));
+  cr_assert(glob_match("**x", "yyx"));
+  cr_assert(!glob_match("abc", "abcd"));
+  cr_assert(!glob_match("", "a"));
+  cr_assert(glob_match("*a*a*a*", "baaab"));
+}

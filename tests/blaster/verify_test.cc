@@ -65,6 +65,16 @@ Test(blaster_record, round_trip_and_queue_id) {
   cr_assert(parse_record(std::string_view(line).substr(0, line.size() - 1), rb));
   cr_assert(rb.from.empty(), "the null sender round-trips");
   cr_assert(!parse_record("only\tthree\tfields", rb));
+  cr_assert(!rb.dsn && line.find('\t', line.rfind('\t') + 1) == std::string::npos, "five columns: %s", line.c_str());
+  // sink --dsn: a sixth column, and readers that know five still read the five.
+  r.dsn = "RET=HDRS|NOTIFY=NEVER";
+  line.clear();
+  append_record(line, r);
+  cr_assert_str_eq(line.c_str(), "r-1\tok\t00ff\t-\tb@y\tRET=HDRS|NOTIFY=NEVER\n");
+  cr_assert(parse_record(std::string_view(line).substr(0, line.size() - 1), rb));
+  cr_assert(rb.dsn && *rb.dsn == "RET=HDRS|NOTIFY=NEVER" && rb.rcpts.size() == 1 && rb.rcpts[0] == "b@y");
+  cr_assert(parse_record("r-2\tok\t00ff\ta@x\tb@y\t\tlater", rb), "columns after the sixth are ignored");
+  cr_assert(rb.dsn && rb.dsn->empty() && rb.id == "r-2");
   std::string q1 = queue_id_from_reply("Ok: queued as 4Fk2x1");
   cr_assert_str_eq(q1.c_str(), "4Fk2x1");
   std::string q2 = queue_id_from_reply("066153ACC0BB6200 Queued mail for delivery");

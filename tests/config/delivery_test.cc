@@ -1,5 +1,6 @@
 // delivery_test.cc: [delivery], [[delivery.domain]] and [dns]: every key, its default, the
 // duration forms, override apply(), and each error's file:line:key form.
+// Untrusted input: none (test configurations written here).
 #include <criterion/criterion.h>
 
 #include <cmath>
@@ -329,28 +330,33 @@ Test(config_delivery, shipped_commented_sections_are_the_defaults) {
 // Errors
 
 Test(config_delivery, limit_ranges) {
-  expect_error("[delivery]\nmax_connections = 0\n", 2, "delivery.max_connections", "between 1 and 10000, not 0");
-  expect_error("[delivery]\nmax_connections = 10001\n", 2, "delivery.max_connections", "between 1 and 10000");
-  expect_error("[delivery]\nmax_messages_per_connection = 0\n", 2, "delivery.max_messages_per_connection",
-               "between 1 and");
-  expect_error("[delivery]\nmax_recipients_per_message = 0\n", 2, "delivery.max_recipients_per_message",
-               "between 1 and");
-  expect_error("[delivery]\nfailures_before_suspend = 0\n", 2, "delivery.failures_before_suspend", "between 1 and");
-  expect_error("[delivery]\nsuspend = 0\n", 2, "delivery.suspend", "between 1s and 7d, not 0s");
-  expect_error("[delivery]\nconnection_rate = -1\n", 2, "delivery.connection_rate", "between 0 (unlimited)");
-  expect_error("[delivery]\nmessage_rate = -0.5\n", 2, "delivery.message_rate", "between 0 (unlimited)");
-  expect_error("[delivery]\nmessage_rate = nan\n", 2, "delivery.message_rate", "between 0 (unlimited)");
-  expect_error("[delivery]\nmessage_rate = inf\n", 2, "delivery.message_rate", "between 0 (unlimited)");
-  expect_error("[delivery]\nconnection_rate = \"5/s\"\n", 2, "delivery.connection_rate",
-               "expected a number (per second; 0 = unlimited), got a string");
-  expect_error("[delivery]\nmax_outbound_connections = 0\n", 2, "delivery.max_outbound_connections",
-               "between 1 and");
-  expect_error("[delivery]\nmax_addresses = 0\n", 2, "delivery.max_addresses", "between 1 and 100");
-  expect_error("[delivery]\nmax_sessions = 101\n", 2, "delivery.max_sessions", "between 1 and 100");
-  expect_error("[delivery]\nidle_connections = -1\n", 2, "delivery.idle_connections", "between 0 and");
-  expect_error("[delivery]\nidle_timeout = \"2h\"\n", 2, "delivery.idle_timeout", "between 1s and 1h, not 2h");
-  expect_error("[delivery]\ntls_broken_remember = \"31d\"\n", 2, "delivery.tls_broken_remember",
-               "between 0s and 30d");
+  struct {
+    const char* text;
+    const char* key;
+    const char* fragment;
+  } cases[] = {
+      {"max_connections = 0", "max_connections", "between 1 and 10000, not 0"},
+      {"max_connections = 10001", "max_connections", "between 1 and 10000"},
+      {"max_messages_per_connection = 0", "max_messages_per_connection", "between 1 and"},
+      {"max_recipients_per_message = 0", "max_recipients_per_message", "between 1 and"},
+      {"failures_before_suspend = 0", "failures_before_suspend", "between 1 and"},
+      {"suspend = 0", "suspend", "between 1s and 7d, not 0s"},
+      {"connection_rate = -1", "connection_rate", "between 0 (unlimited)"},
+      {"message_rate = -0.5", "message_rate", "between 0 (unlimited)"},
+      {"message_rate = nan", "message_rate", "between 0 (unlimited)"},
+      {"message_rate = inf", "message_rate", "between 0 (unlimited)"},
+      {"connection_rate = \"5/s\"", "connection_rate", "expected a number (per second; 0 = unlimited), got a string"},
+      {"max_outbound_connections = 0", "max_outbound_connections", "between 1 and"},
+      {"max_addresses = 0", "max_addresses", "between 1 and 100"},
+      {"max_sessions = 101", "max_sessions", "between 1 and 100"},
+      {"idle_connections = -1", "idle_connections", "between 0 and"},
+      {"idle_timeout = \"2h\"", "idle_timeout", "between 1s and 1h, not 2h"},
+      {"tls_broken_remember = \"31d\"", "tls_broken_remember", "between 0s and 30d"},
+  };
+  for (const auto& c : cases) {
+    expect_error(std::string("[delivery]\n") + c.text + "\n", 2, ("delivery." + std::string(c.key)).c_str(),
+                 c.fragment);
+  }
 }
 
 Test(config_delivery, duration_errors) {

@@ -1,5 +1,6 @@
 // send_connector_test.cc: the outbound keys of [[send_connector]]: delivery limits, TLS name
 // and CA, smart-host AUTH credentials, EHLO name, and each of their errors.
+// Untrusted input: none (test configurations written here).
 #include <criterion/criterion.h>
 #include <sys/stat.h>
 
@@ -109,18 +110,22 @@ Test(config_send_connector, auth_credentials_errors) {
   const char* key = "send_connector[0].auth_credentials";
   std::string text = smarthost("auth_credentials = \"relay.auth\"\n");
   expect_error(text, 6, key, "does not exist", dir.path());
-  write_credentials(dir, "u:p\n", 0644);
-  expect_error(text, 6, key, "is readable by everyone", dir.path());
-  write_credentials(dir, "no colon here\n", 0600);
-  expect_error(text, 6, key, "must hold one line user:password", dir.path());
-  write_credentials(dir, ":password\n", 0600);
-  expect_error(text, 6, key, "must hold one line user:password", dir.path());
-  write_credentials(dir, "user:\n", 0600);
-  expect_error(text, 6, key, "must hold one line user:password", dir.path());
-  write_credentials(dir, "", 0600);
-  expect_error(text, 6, key, "must hold one line user:password", dir.path());
-  write_credentials(dir, "a:b\nc:d\n", 0600);
-  expect_error(text, 6, key, "it has more", dir.path());
+  struct {
+    const char* content;
+    mode_t mode;
+    const char* fragment;
+  } cases[] = {
+      {"u:p\n", 0644, "is readable by everyone"},
+      {"no colon here\n", 0600, "must hold one line user:password"},
+      {":password\n", 0600, "must hold one line user:password"},
+      {"user:\n", 0600, "must hold one line user:password"},
+      {"", 0600, "must hold one line user:password"},
+      {"a:b\nc:d\n", 0600, "it has more"},
+  };
+  for (const auto& c : cases) {
+    write_credentials(dir, c.content, c.mode);
+    expect_error(text, 6, key, c.fragment, dir.path());
+  }
   write_credentials(dir, "u:p\n", 0600);
   expect_error("[[send_connector]]\nname = \"Out\"\naddress_spaces = [\"*\"]\nauth_credentials = \"relay.auth\"\n", 4,
                key, "is only used with routing = \"smarthost\"", dir.path());

@@ -100,6 +100,28 @@ bool parse_host_port(const std::string& text, std::string& host, uint16_t& port)
   return !host.empty();
 }
 
+bool glob_match(std::string_view pattern, std::string_view text) {
+  auto fold = [](char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; };
+  // Greedy with one backtrack point: the last '*' seen. Linear in |pattern| x |text|.
+  size_t p = 0, t = 0, star = std::string_view::npos, resume = 0;
+  while (t < text.size()) {
+    if (p < pattern.size() && (pattern[p] == '?' || fold(pattern[p]) == fold(text[t]))) {
+      ++p;
+      ++t;
+    } else if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      resume = t;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      t = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
+
 parsed_args parse_args(int argc, const char* const* argv) {
   parsed_args r;
   CLI::App app{"blaster: SMTP load generator, sink and loss checker", "blaster"};
@@ -175,6 +197,29 @@ parsed_args parse_args(int argc, const char* const* argv) {
   sink->add_option("--duration", k_duration, "exit after this long (default: at SIGINT/SIGTERM)");
   sink->add_option("--hostname", ko.hostname, "name in the banner")
       ->capture_default_str();
+  std::string k_size, k_stall_ms, k_fail_for = "0";
+  bool k_no_8bit = false, k_no_utf8 = false, k_no_pipelining = false;
+  sink->add_option("--greeting", ko.greeting, "greet with this code (421, 554...) and close")
+      ->check(CLI::Range(200u, 599u));
+  sink->add_option("--stall-at", ko.stall_at, "greeting|ehlo|mail|rcpt|data|dot: hold that reply")
+      ->check(CLI::IsMember({"greeting", "ehlo", "mail", "rcpt", "data", "dot"}));
+  sink->add_option("--stall-ms", k_stall_ms, "hold it this long (default: forever)");
+  sink->add_option("--drop-at", ko.drop_at, "mail|rcpt|data|dot|after-dot: close the connection there")
+      ->check(CLI::IsMember({"mail", "rcpt", "data", "dot", "after-dot"}));
+  sink->add_option("--reject-rcpt", ko.reject_rcpt, "550 5.1.1 for recipients matching this glob (repeatable)");
+  sink->add_option("--defer-rcpt", ko.defer_rcpt, "451 4.2.1 for recipients matching this glob (repeatable)");
+  sink->add_option("--fail-for-ms", k_fail_for, "451 4.3.2 to every MAIL for this long after start");
+  sink->add_option("--tls-cert-name", ko.tls_cert_name, "CN/SAN of the generated certificate (default --hostname)");
+  sink->add_option("--tls-cert", ko.tls_cert, "PEM certificate (chain) to present");
+  sink->add_option("--tls-key", ko.tls_key, "PEM key of --tls-cert");
+  sink->add_flag("--tls-broken", ko.tls_broken, "offer STARTTLS, answer 220, then send garbage");
+  sink->add_flag("--no-8bitmime", k_no_8bit, "do not offer 8BITMIME");
+  sink->add_flag("--no-smtputf8", k_no_utf8, "do not offer SMTPUTF8");
+  sink->add_flag("--no-pipelining", k_no_pipelining, "do not offer PIPELINING");
+  sink->add_option("--size", k_size, "announce SIZE N (k/M/G suffixes) and refuse larger with 552");
+  sink->add_flag("--dsn", ko.dsn, "offer DSN; --record gets the DSN parameters as a sixth column");
+  sink->add_option("--max-sessions", ko.max_sessions, "refuse connections beyond this many at once with 421")
+      ->check(CLI::Range(1u, 1000000u));
 
   // verify
   auto* verify = app.add_subcommand("verify", "compare sent and received logs");
@@ -236,6 +281,27 @@ parsed_args parse_args(int argc, const char* const* argv) {
     if (!parse_host_port(ko.listen, host, port)) return error("--listen: expected HOST:PORT, got " + ko.listen);
     if (!parse_duration(k_duration, ko.duration_s)) return error("--duration: bad time " + k_duration);
     if (ko.fail4 + ko.fail5 > 1.0) return error("--fail-4xx plus --fail-5xx exceed 1");
+    if (ko.greeting != 220 && ko.greeting < 400) return error("--greeting: 220, or a 4xx or 5xx code");
+    double seconds = 0;
+    if (!k_stall_ms.empty()) {
+      if (!parse_duration(k_stall_ms + "ms", seconds)) return error("--stall-ms: expected milliseconds, got " + k_stall_ms);
+      if (ko.stall_at.empty()) return error("--stall-ms needs --stall-at");
+      ko.stall_ms = seconds * 1000.0;
+    }
+    if (!parse_duration(k_fail_for + "ms", seconds)) return error("--fail-for-ms: expected milliseconds, got " + k_fail_for);
+    ko.fail_for_ms = seconds * 1000.0;
+    if (!k_size.empty() && (!parse_u64_suffixed(k_size, ko.max_size) || ko.max_size == 0))
+      return error("--size: expected a positive number of bytes, got " + k_size);
+    if (ko.tls_cert.empty() != ko.tls_key.empty()) return error("--tls-cert and --tls-key go together");
+    if (!ko.tls_cert.empty() && !ko.tls_cert_name.empty())
+      return error("--tls-cert-name names a generated certificate; --tls-cert brings its own");
+    if (ko.tls_broken && (!ko.tls_cert.empty() || !ko.tls_cert_name.empty()))
+      return error("--tls-broken never gets to a certificate");
+    // Any certificate choice means the sink offers STARTTLS.
+    if (!ko.tls_cert.empty() || !ko.tls_cert_name.empty() || ko.tls_broken) ko.starttls = true;
+    ko.eightbitmime = !k_no_8bit;
+    ko.smtputf8 = !k_no_utf8;
+    ko.pipelining = !k_no_pipelining;
   } else {
     r.cmd = parsed_args::command::verify;
   }

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "message.h"
@@ -45,8 +46,22 @@ struct sink_options {
   std::string record;
   bool json = false;
   double duration_s = 0;        // 0: until SIGINT/SIGTERM
-  uint64_t max_size = 64u << 20;
+  uint64_t max_size = 64u << 20;  // --size: announced with SIZE; larger messages get 552
   std::string hostname = "blaster-sink";
+  // Faults of a destination, for testing a sender's delivery logic against them.
+  unsigned greeting = 220;         // other than 220: greet with this code, then close (busy server)
+  std::string stall_at;            // "" | greeting | ehlo | mail | rcpt | data | dot: hold that reply ...
+  double stall_ms = -1;            // ... this long; < 0 = until the client gives up
+  std::string drop_at;             // "" | mail | rcpt | data | dot | after-dot: close the connection there
+  std::vector<std::string> reject_rcpt;  // globs: 550 5.1.1
+  std::vector<std::string> defer_rcpt;   // globs: 451 4.2.1
+  double fail_for_ms = 0;          // every MAIL gets 451 4.3.2 for this long after start
+  std::string tls_cert_name;       // name of the generated certificate; "" = hostname (+ localhost)
+  std::string tls_cert, tls_key;   // PEM files instead of a generated certificate
+  bool tls_broken = false;         // STARTTLS answered 220, then garbage instead of a ServerHello
+  bool eightbitmime = true, smtputf8 = true, pipelining = true;
+  bool dsn = false;                // offer DSN; record MAIL/RCPT DSN parameters as a sixth column
+  unsigned max_sessions = 0;       // > 0: connections beyond this many at once get 421
 };
 
 struct verify_options {
@@ -71,5 +86,7 @@ bool parse_duration(const std::string& text, double& seconds);      // "30", "30
 bool parse_size_range(const std::string& text, size_t& lo, size_t& hi);  // "1024", "1k-64k", "2M"
 bool parse_domains(const std::vector<std::string>& items, std::vector<weighted_domain>& out);  // "a.test:3"
 bool parse_host_port(const std::string& text, std::string& host, uint16_t& port);
+// '*' any run, '?' one character, ASCII case ignored: the sink's --reject-rcpt/--defer-rcpt.
+bool glob_match(std::string_view pattern, std::string_view text);
 
 }  // namespace sluice::blaster

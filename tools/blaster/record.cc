@@ -3,6 +3,7 @@
 #include "record.h"
 
 #include <array>
+#include <optional>
 
 namespace sluice::blaster {
 
@@ -17,8 +18,8 @@ void append_rcpts(std::string& out, const std::vector<std::string>& rcpts) {
   }
 }
 
-// Splits into exactly five tab-separated fields.
-bool split5(std::string_view line, std::array<std::string_view, 5>& f) {
+// Splits off five tab-separated fields; `rest` gets what follows a sixth tab, if any.
+bool split5(std::string_view line, std::array<std::string_view, 5>& f, std::optional<std::string_view>* rest = nullptr) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   for (size_t i = 0; i < 4; ++i) {
     size_t t = line.find('\t');
@@ -26,8 +27,9 @@ bool split5(std::string_view line, std::array<std::string_view, 5>& f) {
     f[i] = line.substr(0, t);
     line.remove_prefix(t + 1);
   }
-  if (line.find('\t') != std::string_view::npos) return false;
-  f[4] = line;
+  size_t t = line.find('\t');
+  f[4] = line.substr(0, t);
+  if (rest != nullptr && t != std::string_view::npos) *rest = line.substr(t + 1);
   return !f[0].empty();
 }
 
@@ -69,6 +71,10 @@ void append_record(std::string& out, const received_record& r) {
   out += field_text(r.from);
   out += '\t';
   append_rcpts(out, r.rcpts);
+  if (r.dsn) {
+    out += '\t';
+    out += field_text(*r.dsn);
+  }
   out += '\n';
 }
 
@@ -85,7 +91,10 @@ bool parse_record(std::string_view line, sent_record& r) {
 
 bool parse_record(std::string_view line, received_record& r) {
   std::array<std::string_view, 5> f;
-  if (!split5(line, f)) return false;
+  std::optional<std::string_view> rest;
+  if (!split5(line, f, &rest)) return false;
+  r.dsn.reset();
+  if (rest) r.dsn = unfield(rest->substr(0, rest->find('\t')));
   r.id = unfield(f[0]);
   r.check = unfield(f[1]);
   r.digest = unfield(f[2]);

@@ -2,6 +2,7 @@
 // Untrusted input: log files given on the command line (parsed leniently, bad lines counted).
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -14,10 +15,13 @@ struct sent_record {
   std::string id, digest, queue_id, from;
   std::vector<std::string> rcpts;
 };
-// One received message: "<id>\t<ok|bad|none>\t<digest>\t<from>\t<rcpt>,<rcpt>...".
+// One received message: "<id>\t<ok|bad|none>\t<digest>\t<from>\t<rcpt>,<rcpt>...", and
+// with sink --dsn a sixth column: the DSN parameters (see README.md). Readers ignore
+// columns they do not know, so columns are only ever added at the end.
 struct received_record {
   std::string id, check, digest, from;
   std::vector<std::string> rcpts;
+  std::optional<std::string> dsn;
 };
 
 void append_record(std::string& out, const sent_record& r);

@@ -1,4 +1,4 @@
-// sink.cc: blaster sink: smtp::server sessions that accept, check digests, record and inject faults.
+// sink.cc: blaster sink: smtp::server sessions that accept, check digests, record and act out a destination's faults.
 // Untrusted input: everything connecting clients send (parsed by smtp::server and check_message).
 #include <fmt/format.h>
 #include <pthread.h>
@@ -34,7 +34,14 @@ struct sink_stats {
   uint64_t connections = 0, messages = 0, accepted = 0, refused_4xx = 0, refused_5xx = 0;
   uint64_t injected_mail = 0, injected_rcpt = 0, rcpts = 0, bytes = 0;
   uint64_t digest_ok = 0, digest_bad = 0, digest_none = 0;
+  uint64_t sessions = 0, refused_sessions = 0, rejected_rcpt = 0, deferred_rcpt = 0, deferred_mail = 0, dropped = 0;
   void merge(const sink_stats& o) {
+    sessions += o.sessions;
+    refused_sessions += o.refused_sessions;
+    rejected_rcpt += o.rejected_rcpt;
+    deferred_rcpt += o.deferred_rcpt;
+    deferred_mail += o.deferred_mail;
+    dropped += o.dropped;
     connections += o.connections;
     messages += o.messages;
     accepted += o.accepted;
@@ -57,7 +64,63 @@ struct sink_config {
   std::shared_ptr<const tls::context> tls_ctx;
   std::mutex record_mu;
   std::FILE* record = nullptr;
+  std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();  // for --fail-for-ms
+  // Sessions open at once over every loop, and the most there ever were.
+  std::atomic<unsigned> open{0}, peak{0};
 };
+
+// The replies --stall-at and --drop-at name.
+enum class reply_point : uint8_t { none, greeting, ehlo, mail, rcpt, data, dot };
+
+reply_point point_named(std::string_view name) {
+  if (name == "greeting") return reply_point::greeting;
+  if (name == "ehlo") return reply_point::ehlo;
+  if (name == "mail") return reply_point::mail;
+  if (name == "rcpt") return reply_point::rcpt;
+  if (name == "data") return reply_point::data;
+  if (name == "dot") return reply_point::dot;
+  return reply_point::none;
+}
+
+std::string upper(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = c >= 'a' && c <= 'z' ? char(c - 'a' + 'A') : c;
+  return out;
+}
+
+// One --dsn record column: "<MAIL parameters>|<RCPT parameters>|..." in recipient order,
+// each part space-separated KEY=VALUE pairs of what the client gave (empty: nothing).
+std::string dsn_column(const smtp::envelope& env) {
+  auto clean = [](std::string v) {
+    for (char& c : v) {
+      if (static_cast<unsigned char>(c) <= ' ' || c == '|' || c == 127) c = '_';
+    }
+    return v;
+  };
+  std::string out;
+  auto add = [&](std::string_view key, const std::string& value) {
+    if (!out.empty() && out.back() != '|') out += ' ';
+    out += key;
+    out += '=';
+    out += clean(value);
+  };
+  if (env.ret != smtp::dsn_ret::unspecified) add("RET", env.ret == smtp::dsn_ret::full ? "FULL" : "HDRS");
+  if (!env.envid.empty()) add("ENVID", env.envid);
+  for (const auto& r : env.recipients) {
+    out += '|';
+    if (r.notify != smtp::notify_unspecified) {
+      std::string n;
+      if (r.notify & smtp::notify_never) n = "NEVER";
+      for (auto [bit, name] : {std::pair{smtp::notify_success, "SUCCESS"}, std::pair{smtp::notify_failure, "FAILURE"},
+                               std::pair{smtp::notify_delay, "DELAY"}}) {
+        if (r.notify & bit) n += (n.empty() ? "" : ",") + std::string(name);
+      }
+      add("NOTIFY", n);
+    }
+    if (!r.orcpt.empty()) add("ORCPT", r.orcpt);
+  }
+  return out;
+}
 
 class sink_worker;
 
@@ -75,8 +138,15 @@ class sink_session final : public stream::stream_handler, public smtp::server_de
   smtp::reply check_recipient(const smtp::envelope& env, const smtp::recipient& rcpt) override;
   void submit(smtp::envelope& env, std::string& body) override;
   void start_tls() override { need_tls_ = true; }
+  void on_command(std::string_view line) override { verb_ = upper(line.substr(0, line.find(' '))); }
+  void on_reply(std::string_view wire) override;
+
+  // A connection over --max-sessions: 421 and close, never counted as a session.
+  void refuse_busy();
 
  private:
+  void emit(std::string out);
+  void release_stall();
   void feed_plain(std::string_view data);
   void after_input();
   void complete_submit();
@@ -96,6 +166,18 @@ class sink_session final : public stream::stream_handler, public smtp::server_de
   bool lhlo_pending_ = false;            // LMTP: the next LHLO is presented to the server as EHLO
   bool need_tls_ = false;
   bool dead_ = false;
+  bool counted_ = false;                 // in cfg.open until it dies
+  // --stall-at / --drop-at: where, in the server's pending output, the named reply begins.
+  std::string verb_;                     // of the last command line (on_command)
+  bool dot_next_ = false;                // the next reply answers the end of data
+  std::optional<size_t> cut_;
+  bool stalled_ = false;                 // output is held in held_ until the stall ends
+  std::string held_;
+  // Owned by the session, on its loop; its callback runs there and only releases held_.
+  // die() stops it, so it never fires for a dead session (freed later by the reaper).
+  net::timer stall_timer_;
+  bool drop_now_ = false;                // close after the output already due (--drop-at dot)
+  bool tls_garbage_ = false;             // --tls-broken: the next input is a ClientHello
 };
 
 class sink_worker {
@@ -123,6 +205,16 @@ class sink_worker {
   void accept(std::unique_ptr<net::connection> c) {
     ++stats_.connections;
     sessions_.push_back(std::make_unique<sink_session>(*this, std::move(c)));
+    unsigned now = cfg_.open.fetch_add(1) + 1;
+    if (cfg_.o.max_sessions > 0 && now > cfg_.o.max_sessions) {
+      cfg_.open.fetch_sub(1);
+      ++stats_.refused_sessions;
+      sessions_.back()->refuse_busy();
+      return;
+    }
+    ++stats_.sessions;
+    for (unsigned peak = cfg_.peak.load(); now > peak && !cfg_.peak.compare_exchange_weak(peak, now);) {
+    }
     sessions_.back()->start();
   }
 
@@ -170,34 +262,86 @@ class sink_worker {
 };
 
 sink_session::sink_session(sink_worker& w, std::unique_ptr<net::connection> c)
-    : w_(w), stream_(std::move(c)), server_(w.cfg_.settings, *this), submit_timer_(w.loop_), reply_timer_(w.loop_) {}
+    : w_(w), stream_(std::move(c)), server_(w.cfg_.settings, *this), submit_timer_(w.loop_), reply_timer_(w.loop_),
+      stall_timer_(w.loop_) {}
 
 void sink_session::start() {
+  counted_ = true;
   lhlo_pending_ = w_.cfg_.o.lmtp;
   stream_.start(*this);
+  if (unsigned code = w_.cfg_.o.greeting; code != 220) {
+    // A busy or closed destination: its one reply, then the close (RFC 5321 3.1).
+    std::string text = code < 500 ? fmt::format("{} 4.3.2 {} Service not available, closing transmission channel\r\n",
+                                                code, w_.cfg_.o.hostname)
+                                  : fmt::format("{} 5.3.2 {} No SMTP service here\r\n", code, w_.cfg_.o.hostname);
+    write_now(std::move(text));
+    die();
+    return;
+  }
+  verb_ = "GREETING";
   server_.greet();
   flush();
 }
 
+void sink_session::refuse_busy() {
+  stream_.start(*this);
+  write_now(fmt::format("421 4.7.0 {} Too many sessions, try again later\r\n", w_.cfg_.o.hostname));
+  die();
+}
+
 void sink_session::shutdown() {
   if (dead_) return;
-  submit_timer_.stop();
-  reply_timer_.stop();
-  stream_.close();
-  dead_ = true;
+  die();
 }
 
 void sink_session::die() {
   submit_timer_.stop();
   reply_timer_.stop();
+  stall_timer_.stop();
   stream_.close();
+  if (counted_) w_.cfg_.open.fetch_sub(1);
+  counted_ = false;
   dead_ = true;  // freed by the worker's reaper, never inside its own callback
 }
 
 void sink_session::on_input(std::string_view plaintext) {
   if (dead_) return;
+  if (tls_garbage_) {
+    // Where the ServerHello belongs: bytes that are no TLS record at all.
+    write_now("HTTP/1.0 400 this is not TLS\r\n\r\n");
+    die();
+    return;
+  }
   feed_plain(plaintext);
   after_input();
+}
+
+// Called as the server appends a reply: the reply begins wire.size() + 2 bytes before
+// the end of its output, which flush() takes whole, so the offset stays valid until then.
+void sink_session::on_reply(std::string_view wire) {
+  reply_point at = reply_point::none;
+  if (dot_next_) {
+    dot_next_ = false;
+    at = reply_point::dot;
+  } else if (verb_ == "GREETING") {
+    at = reply_point::greeting;
+  } else if (verb_ == "EHLO" || verb_ == "HELO" || verb_ == "LHLO") {
+    at = reply_point::ehlo;
+  } else if (verb_ == "MAIL") {
+    at = reply_point::mail;
+  } else if (verb_ == "RCPT") {
+    at = reply_point::rcpt;
+  } else if (verb_ == "DATA") {
+    at = reply_point::data;
+  }
+  verb_.clear();  // a command has one reply (multi-line ones come as one)
+  if (at == reply_point::none || cut_) return;
+  const auto& o = w_.cfg_.o;
+  bool drop = at != reply_point::dot && point_named(o.drop_at) == at;
+  if (drop || point_named(o.stall_at) == at) {
+    cut_ = server_.output().size() - wire.size() - 2;
+    drop_now_ = drop_now_ || drop;
+  }
 }
 
 void sink_session::feed_plain(std::string_view data) {
@@ -221,6 +365,11 @@ void sink_session::feed_plain(std::string_view data) {
 void sink_session::on_end(stream::end_reason, std::string_view) { die(); }
 
 smtp::reply sink_session::check_mail(const smtp::envelope&) {
+  if (w_.cfg_.o.fail_for_ms > 0 &&
+      std::chrono::steady_clock::now() - w_.cfg_.start < std::chrono::duration<double, std::milli>(w_.cfg_.o.fail_for_ms)) {
+    ++w_.stats_.deferred_mail;
+    return {451, "4.3.2", "Not accepting mail yet, try again later"};
+  }
   if (w_.cfg_.o.inject_at == "mail") {
     if (int f = w_.draw_fault()) {
       ++w_.stats_.injected_mail;
@@ -231,7 +380,19 @@ smtp::reply sink_session::check_mail(const smtp::envelope&) {
   return {250, "2.1.0", "Sender OK"};
 }
 
-smtp::reply sink_session::check_recipient(const smtp::envelope&, const smtp::recipient&) {
+smtp::reply sink_session::check_recipient(const smtp::envelope&, const smtp::recipient& rcpt) {
+  for (const auto& g : w_.cfg_.o.reject_rcpt) {
+    if (glob_match(g, rcpt.address)) {
+      ++w_.stats_.rejected_rcpt;
+      return {550, "5.1.1", "No such user here"};
+    }
+  }
+  for (const auto& g : w_.cfg_.o.defer_rcpt) {
+    if (glob_match(g, rcpt.address)) {
+      ++w_.stats_.deferred_rcpt;
+      return {451, "4.2.1", "Mailbox temporarily unavailable"};
+    }
+  }
   if (w_.cfg_.o.inject_at == "rcpt") {
     if (int f = w_.draw_fault()) {
       ++w_.stats_.injected_rcpt;
@@ -250,6 +411,15 @@ void sink_session::submit(smtp::envelope& env, std::string& body) {
   if (chk.claimed.empty()) ++st.digest_none;
   else if (chk.ok()) ++st.digest_ok;
   else ++st.digest_bad;
+  if (w_.cfg_.o.drop_at == "dot") {
+    // The whole message came, and the connection goes before any reply: a crash
+    // before the store had it. Nothing is recorded.
+    ++st.dropped;
+    drop_now_ = true;
+    body.clear();
+    stream_.hold_input();
+    return;
+  }
 
   smtp::reply r;
   int fault = w_.cfg_.o.inject_at == "data" ? w_.draw_fault() : 0;
@@ -269,7 +439,14 @@ void sink_session::submit(smtp::envelope& env, std::string& body) {
     rec.digest = chk.actual;
     rec.from = env.mail_from;
     for (const auto& rc : env.recipients) rec.rcpts.push_back(rc.address);
+    if (w_.cfg_.o.dsn) rec.dsn = dsn_column(env);
     w_.record(rec);
+    if (w_.cfg_.o.drop_at == "after-dot") {
+      // Accepted and recorded, but the 250 never leaves: the sender must assume it
+      // was lost and send it again (the duplicate a crash after commit makes).
+      ++st.dropped;
+      drop_now_ = true;
+    }
   }
   pending_ = std::move(r);
   pending_rcpts_ = env.recipients.size();
@@ -280,6 +457,10 @@ void sink_session::submit(smtp::envelope& env, std::string& body) {
 
 void sink_session::after_input() {
   flush();
+  if (drop_now_ && !dead_ && !pending_) {
+    die();
+    return;
+  }
   if (pending_ && !dead_) {
     // submit_done() re-enters the server's command processing, so it runs only after
     // feed() has returned: right away, or when --data-latency expires.
@@ -296,8 +477,14 @@ void sink_session::complete_submit() {
     smtp::reply r = std::move(*pending_);
     pending_.reset();
     flush();
+    if (drop_now_) {  // --drop-at after-dot: recorded, and now gone without its 250
+      die();
+      return;
+    }
     size_t before = server_.output().size();
+    dot_next_ = true;
     server_.submit_done(r);
+    dot_next_ = false;
     if (w_.cfg_.o.lmtp && pending_rcpts_ > 1 && server_.output().size() > before) {
       // One reply per recipient (RFC 2033 4.2): repeat the end-of-data reply.
       std::string first = r.wire();
@@ -305,7 +492,8 @@ void sink_session::complete_submit() {
       std::string extra;
       for (size_t i = 1; i < pending_rcpts_; ++i) extra += first;
       out.insert(std::min(out.size(), first.size()), extra);
-      send_out(std::move(out));
+      if (cut_ && *cut_ >= first.size()) *cut_ += extra.size();
+      emit(std::move(out));
     }
     flush();
     if (!dead_) stream_.release_input();
@@ -321,10 +509,42 @@ void sink_session::write_now(std::string&& bytes) {
   if (!bytes.empty()) stream_.send(std::move(bytes));
 }
 
-void sink_session::flush() { send_out(server_.take_output()); }
+void sink_session::flush() { emit(server_.take_output()); }
+
+// Output in the order the server made it; a --stall-at/--drop-at cut splits it there.
+void sink_session::emit(std::string out) {
+  if (!cut_) {
+    send_out(std::move(out));
+    return;
+  }
+  size_t at = std::min(*cut_, out.size());
+  cut_.reset();
+  std::string rest = out.substr(at);
+  out.resize(at);
+  send_out(std::move(out));
+  if (drop_now_) {
+    ++w_.stats_.dropped;
+    die();
+    return;
+  }
+  stalled_ = true;
+  held_ += rest;
+  if (w_.cfg_.o.stall_ms >= 0) stall_timer_.start(uint64_t(w_.cfg_.o.stall_ms), 0, [this] { release_stall(); });
+}
+
+void sink_session::release_stall() {
+  stalled_ = false;
+  std::string out = std::move(held_);
+  held_.clear();
+  send_out(std::move(out));
+}
 
 void sink_session::send_out(std::string&& out) {
   if (dead_) return;
+  if (stalled_) {
+    held_ += out;
+    return;
+  }
   if (w_.cfg_.o.latency_ms > 0 && (!out.empty() || !delayed_.empty())) {
     bool armed = !delayed_.empty();
     delayed_ += out;
@@ -344,6 +564,11 @@ void sink_session::send_out(std::string&& out) {
 
 void sink_session::after_write() {
   if (dead_) return;
+  if (need_tls_ && w_.cfg_.o.tls_broken) {
+    need_tls_ = false;
+    tls_garbage_ = true;
+    return;
+  }
   if (need_tls_) {
     // The 220 went out in plaintext; everything after it is TLS.
     need_tls_ = false;
@@ -375,26 +600,37 @@ int run_sink(const sink_options& o) {
   cfg.settings.max_recipients = 100000;
   cfg.settings.max_errors = 1000000;
   cfg.settings.starttls_offered = o.starttls;
-  if (o.starttls) {
-    tls::cert_request req;
-    req.common_name = o.hostname;
-    req.names = {o.hostname, "localhost", "127.0.0.1"};
-    req.key = tls::key_type::p256;
-    tls::key_and_cert kc;
+  cfg.settings.eightbitmime = o.eightbitmime;
+  cfg.settings.smtputf8 = o.smtputf8;
+  cfg.settings.pipelining = o.pipelining;
+  cfg.settings.dsn = o.dsn;
+  if (o.starttls && !o.tls_broken) {
     std::string err;
-    char dir[] = "/tmp/blaster-sink-XXXXXX";
-    if (!tls::issue_certificate(req, kc, err) || mkdtemp(dir) == nullptr ||
-        !tls::write_file_atomic(std::string(dir) + "/cert.pem", kc.cert_pem, 0644, err) ||
-        !tls::write_file_atomic(std::string(dir) + "/key.pem", kc.key_pem, 0600, err)) {
-      fmt::print(stderr, "blaster sink: cannot make a certificate: {}\n", err);
-      return 2;
-    }
     tls::server_options so;
-    so.pair = {std::string(dir) + "/cert.pem", std::string(dir) + "/key.pem"};
-    cfg.tls_ctx = tls::context::make_server(so, err);
-    std::remove(so.pair.chain_file.c_str());
-    std::remove(so.pair.key_file.c_str());
-    rmdir(dir);
+    if (!o.tls_cert.empty()) {
+      so.pair = {o.tls_cert, o.tls_key};
+      cfg.tls_ctx = tls::context::make_server(so, err);
+    } else {
+      tls::cert_request req;
+      // A chosen name stands alone, so a client checking another name sees a mismatch.
+      req.common_name = o.tls_cert_name.empty() ? o.hostname : o.tls_cert_name;
+      req.names = {req.common_name};
+      if (o.tls_cert_name.empty()) req.names.insert(req.names.end(), {"localhost", "127.0.0.1"});
+      req.key = tls::key_type::p256;
+      tls::key_and_cert kc;
+      char dir[] = "/tmp/blaster-sink-XXXXXX";
+      if (!tls::issue_certificate(req, kc, err) || mkdtemp(dir) == nullptr ||
+          !tls::write_file_atomic(std::string(dir) + "/cert.pem", kc.cert_pem, 0644, err) ||
+          !tls::write_file_atomic(std::string(dir) + "/key.pem", kc.key_pem, 0600, err)) {
+        fmt::print(stderr, "blaster sink: cannot make a certificate: {}\n", err);
+        return 2;
+      }
+      so.pair = {std::string(dir) + "/cert.pem", std::string(dir) + "/key.pem"};
+      cfg.tls_ctx = tls::context::make_server(so, err);
+      std::remove(so.pair.chain_file.c_str());
+      std::remove(so.pair.key_file.c_str());
+      rmdir(dir);
+    }
     if (!cfg.tls_ctx) {
       fmt::print(stderr, "blaster sink: TLS: {}\n", err);
       return 2;
@@ -417,6 +653,7 @@ int run_sink(const sink_options& o) {
   signal(SIGPIPE, SIG_IGN);
 
   unsigned threads = std::max(1u, o.threads);
+  cfg.start = std::chrono::steady_clock::now();  // before any worker can read it
   std::vector<std::unique_ptr<sink_worker>> workers(threads);
   std::vector<std::thread> pool;
   std::atomic<unsigned> bound{0};
@@ -468,15 +705,20 @@ int run_sink(const sink_options& o) {
     fmt::print(
         "{{\"listen\":\"{}\",\"connections\":{},\"messages\":{},\"accepted\":{},\"refused_4xx\":{},\"refused_5xx\":{},"
         "\"injected_mail\":{},\"injected_rcpt\":{},\"rcpts\":{},\"bytes\":{},\"digest_ok\":{},\"digest_bad\":{},"
-        "\"digest_none\":{},\"elapsed_s\":{:.3f}}}\n",
+        "\"digest_none\":{},\"sessions_total\":{},\"peak_sessions\":{},\"refused_sessions\":{},"
+        "\"rejected_rcpt\":{},\"deferred_rcpt\":{},\"deferred_mail\":{},\"dropped\":{},\"elapsed_s\":{:.3f}}}\n",
         o.listen, all.connections, all.messages, all.accepted, all.refused_4xx, all.refused_5xx, all.injected_mail,
-        all.injected_rcpt, all.rcpts, all.bytes, all.digest_ok, all.digest_bad, all.digest_none, elapsed);
+        all.injected_rcpt, all.rcpts, all.bytes, all.digest_ok, all.digest_bad, all.digest_none, all.sessions,
+        cfg.peak.load(), all.refused_sessions, all.rejected_rcpt, all.deferred_rcpt, all.deferred_mail, all.dropped,
+        elapsed);
   } else {
     fmt::print("blaster sink: {} connections, {} messages: {} accepted, {} refused 4xx, {} refused 5xx\n",
                all.connections, all.messages, all.accepted, all.refused_4xx, all.refused_5xx);
     fmt::print("  injected at MAIL {}, at RCPT {}; {} recipients, {} bytes\n", all.injected_mail, all.injected_rcpt,
                all.rcpts, all.bytes);
     fmt::print("  digests: {} ok, {} bad, {} missing\n", all.digest_ok, all.digest_bad, all.digest_none);
+    fmt::print("  sessions: {} (at most {} at once), {} refused as too many; {} dropped on purpose\n", all.sessions,
+               cfg.peak.load(), all.refused_sessions, all.dropped);
   }
   std::fflush(stdout);
   return 0;
