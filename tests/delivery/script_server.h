@@ -199,4 +199,41 @@ inline void run_until_closed(net::loop& l, const recorder& r) {
   cr_assert(r.closed, "the connection never reported on_closed");
 }
 
+// Starts `conn` towards `at`, sends `msgs` one per on_ready, then (with `then_quit`)
+// QUIT at the next on_ready, and runs the loop until on_closed.
+inline void run_session(net::loop& l, delivery::smtp_connection& conn, recorder& rec, const net::endpoint& at,
+                        std::vector<const delivery::outbound_message*> msgs, bool then_quit = true,
+                        const std::string& remote_name = "mx.y.test") {
+  rec.when_ready = [&rec, msgs, then_quit](delivery::smtp_connection& c) {
+    size_t turn = size_t(rec.ready) - 1;
+    if (turn < msgs.size()) c.send(*msgs[turn]);
+    else if (then_quit && turn == msgs.size()) c.quit();
+  };
+  conn.start(at, remote_name);
+  run_until_closed(l, rec);
+}
+
+inline std::string failure_text(const recorder& r) {
+  return std::string(delivery::connection_end_name(r.failure.why)) + ": " + r.failure.detail;
+}
+
+inline delivery::connection_settings tls_settings(route::tls_policy policy, std::shared_ptr<const tls::context> ctx) {
+  delivery::connection_settings s;
+  s.helo = "out.test";
+  s.tls = policy;
+  s.tls_ctx = std::move(ctx);
+  s.tls_name = "mx.y.test";
+  return s;
+}
+
 }  // namespace delivery_test
+
+using delivery_test::failure_text;
+using delivery_test::recorder;
+using delivery_test::run_session;
+using delivery_test::script_server;
+using sluice::delivery::connection_end;
+using sluice::delivery::connection_settings;
+using sluice::delivery::outbound_message;
+using sluice::delivery::smtp_connection;
+using sluice::route::tls_policy;
