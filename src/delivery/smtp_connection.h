@@ -113,8 +113,11 @@ class smtp_connection final : private stream::stream_handler {
   // Once. remote_name: the MX host name for logs and remote_mta(). Every outcome, a
   // refused connect included, is reported by callbacks on later loop turns.
   void start(const net::endpoint& to, std::string remote_name);
-  void send(const outbound_message& m);          // only after on_ready; the message and its body are borrowed
-  void quit();                                   // QUIT (after what is in flight), then on_closed(quit)
+  // Only after on_ready; the message and its body are borrowed until its on_message_done.
+  // Called when not ready (or after on_closed) it is answered at once with 451 4.3.0.
+  void send(const outbound_message& m);
+  // QUIT (after what is in flight), then on_closed(quit). Before the session is up, as abort().
+  void quit();
   // Closes now, synchronously: messages not yet answered get on_message_done (451 4.4.2),
   // then on_closed(quit), all before abort() returns. Nothing happens after on_closed.
   void abort();

@@ -321,3 +321,33 @@ void deliver_to_sink(bool starttls) {
 Test(delivery_sink, plaintext_delivery_to_blaster_sink, .timeout = 60) { deliver_to_sink(false); }
 
 Test(delivery_sink, starttls_delivery_to_blaster_sink, .timeout = 60) { deliver_to_sink(true); }
+
+Test(delivery_tls, opportunistic_starttls_refused_goes_on_in_clear) {
+  pki p;
+  sluice::net::loop l;
+  script_server srv(l);
+  srv.ehlo = "250-mx.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n";
+  srv.reply = [](script_server::session&, const std::string& line, std::string& out) {
+    if (line == "STARTTLS") return out = "454 4.7.0 TLS not available\r\n", true;
+    return false;
+  };
+  auto at = srv.listen();
+  body_chunks body;
+  outbound_message m = message(body);
+  connection_settings s = tls_settings(tls_policy::opportunistic, p.client(verify_policy::opportunistic));
+  recorder rec;
+  smtp_connection conn(l, s, rec);
+  run_session(l, conn, rec, at, {&m});
+  cr_assert(rec.failure.why == connection_end::quit, "%s", failure_text(rec).c_str());
+  cr_assert(rec.done.size() == 1 && rec.done[0][0].code == 250);
+  cr_assert(conn.tls_summary().empty());
+
+  // Mandatory: the same refusal is tls_unavailable.
+  connection_settings must = tls_settings(tls_policy::mandatory, p.client(verify_policy::mandatory));
+  recorder rec2;
+  smtp_connection conn2(l, must, rec2);
+  run_session(l, conn2, rec2, at, {&m});
+  cr_assert(rec2.failure.why == connection_end::tls_unavailable, "%s", failure_text(rec2).c_str());
+  cr_assert_eq(rec2.failure.reply.code, 454);
+  cr_assert(rec2.done.empty());
+}

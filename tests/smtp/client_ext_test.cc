@@ -316,6 +316,10 @@ Test(smtp_client_ext, opportunistic_starttls_only_when_offered) {
   take(d);
   d.feed("250-mx\r\n250 STARTTLS\r\n");
   cr_assert_str_eq(take(d).c_str(), "STARTTLS\r\n");
+  d.feed("454 4.7.0 TLS not available now\r\n");
+  ev = drain(d);
+  cr_assert(ev.size() == 1 && ev[0].what == client_event::kind::ready, "refused STARTTLS: on in clear");
+  cr_assert(d.output().empty());
 
   client_settings req;
   req.starttls = true;
@@ -327,4 +331,13 @@ Test(smtp_client_ext, opportunistic_starttls_only_when_offered) {
   cr_assert(ev.size() == 1 && ev[0].what == client_event::kind::closed);
   cr_assert(ev[0].at == waiting_for::starttls, "a missing STARTTLS is reported at STARTTLS");
   cr_assert_str_eq(take(e).c_str(), "QUIT\r\n");
+
+  // Required, and refused: the session ends there.
+  client f(req);
+  f.feed("220 mx\r\n250-mx\r\n250 STARTTLS\r\n");
+  f.feed("454 4.7.0 TLS not available now\r\n");
+  ev = drain(f);
+  cr_assert(ev.size() == 1 && ev[0].what == client_event::kind::closed);
+  cr_assert_eq(ev[0].why.code, 454);
+  cr_assert(ev[0].at == waiting_for::starttls);
 }
