@@ -28,6 +28,7 @@ struct script_server {
   std::string ehlo_tls;                            // the EHLO reply over TLS; "" = same as `ehlo`
   std::string final_reply = "250 2.6.0 queued\r\n";  // after the dot; "" = stall
   bool drop_after_dot = false;                     // close instead of answering the dot
+  bool stop_reading_at_data = false;               // after the 354, read nothing more (a zero window)
   std::shared_ptr<const tls::context> tls_ctx;     // STARTTLS turns TLS on with this context
   bool broken_tls = false;                         // answer STARTTLS, then the ClientHello with garbage
   std::string after_starttls;                      // bytes sent in clear right behind the 220 to STARTTLS
@@ -113,6 +114,7 @@ struct script_server {
       if (verb == "DATA") {
         if (rcpts_ok == 0) return send("554 5.5.1 no valid recipients\r\n");
         in_data = true;
+        if (srv.stop_reading_at_data) stream->hold_input();
         return send("354 go ahead\r\n");
       }
       if (verb == "QUIT") {

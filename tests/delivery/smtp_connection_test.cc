@@ -390,3 +390,41 @@ Test(delivery_connection, abort_answers_messages_in_flight_synchronously) {
   cr_assert_eq(rec.done[0][0].code, 451);
   conn.abort();  // nothing more happens
 }
+
+// A body far larger than the socket buffers: written as the peer takes it (back-pressure),
+// still entirely from the chunks.
+Test(delivery_connection, large_body_flows_with_back_pressure) {
+  sluice::net::loop l;
+  script_server srv(l);
+  auto at = srv.listen();
+  stored_body body(120000);  // ~7 MB in 2 KB chunks
+  outbound_message m = message(body, {"b@y.test"});
+  recorder rec;
+  smtp_connection conn(l, plain_settings(), rec);
+  run_session(l, conn, rec, at, {&m});
+  cr_assert(rec.failure.why == connection_end::quit, "%s", failure_text(rec).c_str());
+  cr_assert(rec.done.size() == 1 && rec.done[0][0].code == 250);
+  const std::string want = body.stuffed();
+  cr_assert(srv.data.size() == 1 && srv.data[0] == want);
+  cr_assert_eq(conn.body_bytes_borrowed(), want.size());
+}
+
+Test(delivery_connection, peer_that_stops_reading_the_body_times_out) {
+  sluice::net::loop l;
+  script_server srv(l);
+  srv.stop_reading_at_data = true;
+  srv.ehlo = "250-mx.test\r\n250 PIPELINING\r\n";  // no SIZE limit in the way
+  auto at = srv.listen();
+  stored_body body(500000);  // ~30 MB: more than the kernel will buffer
+  outbound_message m = message(body, {"b@y.test"});
+  recorder rec;
+  connection_settings s = plain_settings();
+  s.timeouts.data_block_ms = 200;
+  smtp_connection conn(l, s, rec);
+  run_session(l, conn, rec, at, {&m}, false);
+  cr_assert(rec.failure.why == connection_end::timeout, "%s", failure_text(rec).c_str());
+  cr_assert(rec.failure.detail.find("writing the message content") != std::string::npos, "%s",
+            rec.failure.detail.c_str());
+  cr_assert(rec.done.size() == 1 && rec.done[0][0].code == 451);
+  cr_assert_lt(conn.body_bytes_borrowed(), body.stuffed().size(), "the writer waited for the peer");
+}
