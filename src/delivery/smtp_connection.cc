@@ -323,7 +323,12 @@ void smtp_connection::finish(connection_end why, smtp::reply reply, std::string 
 }
 
 void smtp_connection::send(const outbound_message& m) {
-  if (finished_ || !ready_ || !client_) return;
+  if (finished_ || !ready_ || !client_) {
+    // A caller's mistake, but the message still gets its one answer (at once).
+    h_.on_message_done(*this, std::vector<smtp::reply>(m.recipients.size(),
+                                                        smtp::reply{451, "4.3.0", "connection not ready for a message"}));
+    return;
+  }
   ready_ = false;
   auto s = std::make_unique<slot>();
   smtp::outgoing_message& out = s->out;

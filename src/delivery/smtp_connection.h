@@ -76,7 +76,7 @@ struct outbound_message {
   std::vector<std::string> dsn_rcpt_params;     // by index; sent only if the peer offers DSN
   std::string dsn_mail_params;                  // "RET=HDRS ENVID=x"; only if DSN offered
   std::span<const std::string_view> body;       // dot-unstuffed chunks, pinned by the caller until on_message_done
-  uint64_t size = 0;                            // bytes of the body (0: the chunks are counted)
+  uint64_t size = 0;                            // bytes of the body (SIZE= is counted from the chunks)
   bool eight_bit = false, smtputf8 = false;
 };
 
@@ -93,7 +93,9 @@ class smtp_connection final : private stream::stream_handler {
   // Callbacks on the loop thread. The owner may destroy the connection only from on_closed or after it.
   struct handler {
     virtual ~handler() = default;
-    virtual void on_ready(smtp_connection&) = 0;           // idle and usable: send() may be called
+    // Idle and usable: send() may be called. With pipelining it comes as soon as the previous
+    // body is written, before that message's on_message_done (its MAIL then rides behind the dot).
+    virtual void on_ready(smtp_connection&) = 0;
     // One per send(), in order. replies[i]: the final word for recipient i, normalised: a reply code is always set
     // (a lost connection becomes 451 4.4.2, a timeout 451 4.4.2 naming the phase, SIZE 552 5.3.4, ...) and the
     // enhanced code is always set (RFC 3463 default for the class when the server gave none).
@@ -111,8 +113,11 @@ class smtp_connection final : private stream::stream_handler {
   // Once. remote_name: the MX host name for logs and remote_mta(). Every outcome, a
   // refused connect included, is reported by callbacks on later loop turns.
   void start(const net::endpoint& to, std::string remote_name);
-  void send(const outbound_message& m);          // only after on_ready; the message and its body are borrowed
-  void quit();                                   // QUIT (after what is in flight), then on_closed(quit)
+  // Only after on_ready; the message and its body are borrowed until its on_message_done.
+  // Called when not ready (or after on_closed) it is answered at once with 451 4.3.0.
+  void send(const outbound_message& m);
+  // QUIT (after what is in flight), then on_closed(quit). Before the session is up, as abort().
+  void quit();
   // Closes now, synchronously: messages not yet answered get on_message_done (451 4.4.2),
   // then on_closed(quit), all before abort() returns. Nothing happens after on_closed.
   void abort();

@@ -224,7 +224,8 @@ void client::become_ready() {
 }
 
 void client::after_helo() {
-  if (!tls_active_ && (settings_.starttls || (settings_.starttls_if_offered && caps_.starttls))) {
+  if (!tls_active_ && !tls_declined_ &&
+      (settings_.starttls || (settings_.starttls_if_offered && caps_.starttls))) {
     if (!caps_.starttls) return give_up(waiting_for::starttls, "server does not offer STARTTLS");
     out_ += "STARTTLS\r\n";
     state_ = state::starttls;
@@ -297,7 +298,13 @@ void client::on_reply(const reply& r) {
       }
       return end_session();
     case state::starttls:
-      if (r.code != 220) return end_session();
+      if (r.code != 220) {
+        if (settings_.starttls) return end_session();
+        // Opportunistic: a server that offers STARTTLS and then refuses it (454) still
+        // takes mail in clear (RFC 3207 4).
+        tls_declined_ = true;
+        return after_helo();
+      }
       // Bytes pipelined behind the 220 were sent in clear before TLS: an injection
       // (CVE-2011-0411), never a reply to anything we send over TLS.
       if (parser_.unparsed() > 0) return fail("server bytes after its STARTTLS reply, before TLS");

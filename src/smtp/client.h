@@ -63,7 +63,8 @@ struct client_settings {
   bool pipelining = true;            // use PIPELINING when the server offers it
   bool pipeline_next_message = false;  // next MAIL right after the end of data (RFC 2920 3.1)
   bool starttls = false;             // require STARTTLS before any message
-  bool starttls_if_offered = false;  // STARTTLS when the server offers it, plaintext otherwise
+  // STARTTLS when the server offers it; plaintext when it does not, or refuses it.
+  bool starttls_if_offered = false;
   // AUTH when non-empty (after TLS if any): PLAIN if offered, else LOGIN.
   std::string auth_user;
   std::string auth_password;
@@ -224,6 +225,7 @@ class client {
   bool tls_active_ = false;
   bool authenticated_ = false;
   bool helo_fallback_ = false;  // EHLO refused: retried with HELO
+  bool tls_declined_ = false;   // opportunistic STARTTLS refused: the session goes on in clear
 
   struct transaction {
     const outgoing_message* msg = nullptr;

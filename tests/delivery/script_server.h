@@ -28,6 +28,7 @@ struct script_server {
   std::string ehlo_tls;                            // the EHLO reply over TLS; "" = same as `ehlo`
   std::string final_reply = "250 2.6.0 queued\r\n";  // after the dot; "" = stall
   bool drop_after_dot = false;                     // close instead of answering the dot
+  bool stop_reading_at_data = false;               // after the 354, read nothing more (a zero window)
   std::shared_ptr<const tls::context> tls_ctx;     // STARTTLS turns TLS on with this context
   bool broken_tls = false;                         // answer STARTTLS, then the ClientHello with garbage
   std::string after_starttls;                      // bytes sent in clear right behind the 220 to STARTTLS
@@ -113,6 +114,7 @@ struct script_server {
       if (verb == "DATA") {
         if (rcpts_ok == 0) return send("554 5.5.1 no valid recipients\r\n");
         in_data = true;
+        if (srv.stop_reading_at_data) stream->hold_input();
         return send("354 go ahead\r\n");
       }
       if (verb == "QUIT") {
@@ -199,4 +201,41 @@ inline void run_until_closed(net::loop& l, const recorder& r) {
   cr_assert(r.closed, "the connection never reported on_closed");
 }
 
+// Starts `conn` towards `at`, sends `msgs` one per on_ready, then (with `then_quit`)
+// QUIT at the next on_ready, and runs the loop until on_closed.
+inline void run_session(net::loop& l, delivery::smtp_connection& conn, recorder& rec, const net::endpoint& at,
+                        std::vector<const delivery::outbound_message*> msgs, bool then_quit = true,
+                        const std::string& remote_name = "mx.y.test") {
+  rec.when_ready = [&rec, msgs, then_quit](delivery::smtp_connection& c) {
+    size_t turn = size_t(rec.ready) - 1;
+    if (turn < msgs.size()) c.send(*msgs[turn]);
+    else if (then_quit && turn == msgs.size()) c.quit();
+  };
+  conn.start(at, remote_name);
+  run_until_closed(l, rec);
+}
+
+inline std::string failure_text(const recorder& r) {
+  return std::string(delivery::connection_end_name(r.failure.why)) + ": " + r.failure.detail;
+}
+
+inline delivery::connection_settings tls_settings(route::tls_policy policy, std::shared_ptr<const tls::context> ctx) {
+  delivery::connection_settings s;
+  s.helo = "out.test";
+  s.tls = policy;
+  s.tls_ctx = std::move(ctx);
+  s.tls_name = "mx.y.test";
+  return s;
+}
+
 }  // namespace delivery_test
+
+using delivery_test::failure_text;
+using delivery_test::recorder;
+using delivery_test::run_session;
+using delivery_test::script_server;
+using sluice::delivery::connection_end;
+using sluice::delivery::connection_settings;
+using sluice::delivery::outbound_message;
+using sluice::delivery::smtp_connection;
+using sluice::route::tls_policy;

@@ -1,4 +1,5 @@
 // smtp_connection_test.cc: delivery::smtp_connection against a scripted SMTP server on loopback: results, timeouts, reuse.
+// Untrusted input: the client's bytes, read by the test's scripted server.
 #include <criterion/criterion.h>
 
 #include <string>
@@ -8,13 +9,6 @@
 #include "script_server.h"
 #include "smtp/dot_stuff.h"
 
-using namespace delivery_test;
-using sluice::delivery::connection_end;
-using sluice::delivery::connection_end_name;
-using sluice::delivery::connection_settings;
-using sluice::delivery::outbound_message;
-using sluice::delivery::smtp_connection;
-using sluice::route::tls_policy;
 
 namespace {
 
@@ -56,10 +50,6 @@ outbound_message message(const stored_body& b, std::vector<std::string> rcpts) {
   return m;
 }
 
-std::string failure_text(const recorder& r) {
-  return std::string(connection_end_name(r.failure.why)) + ": " + r.failure.detail;
-}
-
 }  // namespace
 
 Test(delivery_connection, delivered_zero_copy_and_byte_identical) {
@@ -70,12 +60,7 @@ Test(delivery_connection, delivered_zero_copy_and_byte_identical) {
   outbound_message m = message(body, {"b@y.test", "c@y.test"});
   recorder rec;
   smtp_connection conn(l, plain_settings(), rec);
-  rec.when_ready = [&](smtp_connection& c) {
-    if (rec.ready == 1) c.send(m);
-    else c.quit();
-  };
-  conn.start(at, "mx.y.test");
-  run_until_closed(l, rec);
+  run_session(l, conn, rec, at, {&m}, true, "mx.y.test");
   cr_assert(rec.failure.why == connection_end::quit, "%s", failure_text(rec).c_str());
   cr_assert(rec.failure.was_ready);
   cr_assert_eq(rec.done.size(), 1u);
@@ -113,9 +98,7 @@ Test(delivery_connection, per_recipient_results_in_one_transaction) {
   m.dsn_rcpt_params = {"NOTIFY=FAILURE ORCPT=rfc822;b@y.test"};
   recorder rec;
   smtp_connection conn(l, plain_settings(), rec);
-  rec.when_ready = [&](smtp_connection& c) { rec.ready == 1 ? c.send(m) : c.quit(); };
-  conn.start(at, "mx.y.test");
-  run_until_closed(l, rec);
+  run_session(l, conn, rec, at, {&m}, true, "mx.y.test");
   cr_assert_eq(rec.done.size(), 1u);
   const auto& r = rec.done[0];
   cr_assert_eq(r[0].code, 250);
@@ -144,9 +127,7 @@ Test(delivery_connection, refusal_after_data_applies_to_accepted_recipients) {
   outbound_message m = message(body, {"b@y.test", "no@y.test"});
   recorder rec;
   smtp_connection conn(l, plain_settings(), rec);
-  rec.when_ready = [&](smtp_connection& c) { rec.ready == 1 ? c.send(m) : c.quit(); };
-  conn.start(at, "mx");
-  run_until_closed(l, rec);
+  run_session(l, conn, rec, at, {&m}, true, "mx");
   cr_assert_eq(rec.done.size(), 1u);
   cr_assert_eq(rec.done[0][0].code, 452);
   cr_assert_str_eq(rec.done[0][0].enhanced.c_str(), "4.3.1");
@@ -170,14 +151,7 @@ Test(delivery_connection, refused_mail_applies_to_all_then_rset_and_second_messa
   outbound_message third = message(body, {"b@y.test"});
   recorder rec;
   smtp_connection conn(l, plain_settings(), rec);
-  rec.when_ready = [&](smtp_connection& c) {
-    if (rec.ready == 1) c.send(first);
-    else if (rec.ready == 2) c.send(second);
-    else if (rec.ready == 3) c.send(third);
-    else c.quit();
-  };
-  conn.start(at, "mx");
-  run_until_closed(l, rec);
+  run_session(l, conn, rec, at, {&first, &second, &third}, true, "mx");
   cr_assert(rec.failure.why == connection_end::quit, "%s", failure_text(rec).c_str());
   cr_assert_eq(rec.done.size(), 3u);
   cr_assert_eq(rec.done[0][0].code, 550);
@@ -204,8 +178,7 @@ Test(delivery_connection, greeting_421_is_refused) {
   auto at = srv.listen();
   recorder rec;
   smtp_connection conn(l, plain_settings(), rec);
-  conn.start(at, "mx");
-  run_until_closed(l, rec);
+  run_session(l, conn, rec, at, {}, true, "mx");
   cr_assert(rec.failure.why == connection_end::greeting_refused, "%s", failure_text(rec).c_str());
   cr_assert_eq(rec.failure.reply.code, 421);
   cr_assert_not(rec.failure.was_ready);
@@ -221,8 +194,7 @@ Test(delivery_connection, greeting_stall_times_out) {
   connection_settings s = plain_settings();
   s.timeouts.greeting_ms = 100;
   smtp_connection conn(l, s, rec);
-  conn.start(at, "mx");
-  run_until_closed(l, rec);
+  run_session(l, conn, rec, at, {}, true, "mx");
   cr_assert(rec.failure.why == connection_end::timeout, "%s", failure_text(rec).c_str());
   cr_assert(rec.failure.detail.find("greeting") != std::string::npos, "%s", rec.failure.detail.c_str());
   cr_assert_eq(rec.failure.reply.code, 0);
@@ -239,11 +211,7 @@ Test(delivery_connection, final_dot_stall_times_out_every_recipient) {
   connection_settings s = plain_settings();
   s.timeouts.final_dot_ms = 150;
   smtp_connection conn(l, s, rec);
-  rec.when_ready = [&](smtp_connection& c) {
-    if (rec.ready == 1) c.send(m);  // once: a second ready comes while the first waits
-  };
-  conn.start(at, "mx");
-  run_until_closed(l, rec);
+  run_session(l, conn, rec, at, {&m}, false, "mx");  // no QUIT: it would follow the stalled dot
   cr_assert(rec.failure.why == connection_end::timeout, "%s", failure_text(rec).c_str());
   cr_assert(rec.failure.was_ready);
   cr_assert_eq(srv.data.size(), 1u, "the content went out; only its reply is missing");
@@ -270,11 +238,7 @@ Test(delivery_connection, rcpt_stall_times_out_with_its_own_timeout) {
   s.pipelining = false;
   s.timeouts.rcpt_ms = 120;
   smtp_connection conn(l, s, rec);
-  rec.when_ready = [&](smtp_connection& c) {
-    if (rec.ready == 1) c.send(m);  // once: a second ready comes while the first waits
-  };
-  conn.start(at, "mx");
-  run_until_closed(l, rec);
+  run_session(l, conn, rec, at, {&m}, false, "mx");  // no QUIT: it would follow the stalled dot
   cr_assert(rec.failure.why == connection_end::timeout, "%s", failure_text(rec).c_str());
   cr_assert(rec.failure.detail.find("RCPT TO") != std::string::npos, "%s", rec.failure.detail.c_str());
   cr_assert_eq(rec.done.size(), 1u);
@@ -290,11 +254,7 @@ Test(delivery_connection, drop_after_dot_defers_everyone) {
   outbound_message m = message(body, {"b@y.test", "c@y.test"});
   recorder rec;
   smtp_connection conn(l, plain_settings(), rec);
-  rec.when_ready = [&](smtp_connection& c) {
-    if (rec.ready == 1) c.send(m);  // once: a second ready comes while the first waits
-  };
-  conn.start(at, "mx");
-  run_until_closed(l, rec);
+  run_session(l, conn, rec, at, {&m}, false, "mx");  // no QUIT: it would follow the stalled dot
   cr_assert(rec.failure.why == connection_end::dropped, "%s", failure_text(rec).c_str());
   cr_assert_eq(rec.done.size(), 1u);
   for (const auto& r : rec.done[0]) {
@@ -315,11 +275,7 @@ Test(delivery_connection, service_closing_421_mid_session) {
   outbound_message m = message(body, {"b@y.test"});
   recorder rec;
   smtp_connection conn(l, plain_settings(), rec);
-  rec.when_ready = [&](smtp_connection& c) {
-    if (rec.ready == 1) c.send(m);  // once: a second ready comes while the first waits
-  };
-  conn.start(at, "mx");
-  run_until_closed(l, rec);
+  run_session(l, conn, rec, at, {&m}, false, "mx");  // no QUIT: it would follow the stalled dot
   cr_assert(rec.failure.why == connection_end::service_closing, "%s", failure_text(rec).c_str());
   cr_assert_eq(rec.failure.reply.code, 421);
   cr_assert_eq(rec.done.size(), 1u);
@@ -339,14 +295,7 @@ Test(delivery_connection, peer_limits_are_applied_without_a_mail_command) {
   utf8.smtputf8 = true;
   recorder rec;
   smtp_connection conn(l, plain_settings(), rec);
-  rec.when_ready = [&](smtp_connection& c) {
-    if (rec.ready == 1) c.send(too_big);
-    else if (rec.ready == 2) c.send(eight);
-    else if (rec.ready == 3) c.send(utf8);
-    else c.quit();
-  };
-  conn.start(at, "mx");
-  run_until_closed(l, rec);
+  run_session(l, conn, rec, at, {&too_big, &eight, &utf8}, true, "mx");
   cr_assert_eq(rec.done.size(), 3u);
   cr_assert_eq(rec.done[0].size(), 2u);
   cr_assert(rec.done[0][0].code == 552 && rec.done[0][1].code == 552);
@@ -368,8 +317,7 @@ Test(delivery_connection, connect_refused) {
   }  // nothing listens there any more
   recorder rec;
   smtp_connection conn(l, plain_settings(), rec);
-  conn.start(at, "mx.gone.test");
-  run_until_closed(l, rec);
+  run_session(l, conn, rec, at, {}, true, "mx.gone.test");
   cr_assert(rec.failure.why == connection_end::connect_failed, "%s", failure_text(rec).c_str());
   cr_assert(rec.failure.detail.rfind("connect to mx.gone.test[127.0.0.1]:", 0) == 0, "%s",
             rec.failure.detail.c_str());
@@ -385,8 +333,7 @@ Test(delivery_connection, auth_needs_tls_and_helo_fallback) {
   s.auth_user = "u";
   s.auth_password = "secret";
   smtp_connection conn(l, s, rec);
-  conn.start(at, "mx");
-  run_until_closed(l, rec);
+  run_session(l, conn, rec, at, {}, true, "mx");
   cr_assert(rec.failure.why == connection_end::auth_failed, "%s", failure_text(rec).c_str());
   cr_assert_eq(srv.count("AUTH"), 0u, "no credentials over plaintext");
 
@@ -401,9 +348,7 @@ Test(delivery_connection, auth_needs_tls_and_helo_fallback) {
   outbound_message m = message(body, {"b@y.test"});
   recorder rec2;
   smtp_connection conn2(l, plain_settings(), rec2);
-  rec2.when_ready = [&](smtp_connection& c) { rec2.ready == 1 ? c.send(m) : c.quit(); };
-  conn2.start(at2, "mx");
-  run_until_closed(l, rec2);
+  run_session(l, conn2, rec2, at2, {&m});
   cr_assert(rec2.failure.why == connection_end::quit, "%s", failure_text(rec2).c_str());
   cr_assert_eq(old.count("HELO out.sluice.test"), 1u);
   cr_assert_eq(rec2.done.size(), 1u);
@@ -418,8 +363,7 @@ Test(delivery_connection, auth_needs_tls_and_helo_fallback) {
   auto at3 = none.listen();
   recorder rec3;
   smtp_connection conn3(l, plain_settings(), rec3);
-  conn3.start(at3, "mx");
-  run_until_closed(l, rec3);
+  run_session(l, conn3, rec3, at3, {}, true, "mx");
   cr_assert(rec3.failure.why == connection_end::helo_refused, "%s", failure_text(rec3).c_str());
   cr_assert_eq(rec3.failure.reply.code, 550);
 }
@@ -445,4 +389,42 @@ Test(delivery_connection, abort_answers_messages_in_flight_synchronously) {
   cr_assert_eq(rec.done.size(), 1u);
   cr_assert_eq(rec.done[0][0].code, 451);
   conn.abort();  // nothing more happens
+}
+
+// A body far larger than the socket buffers: written as the peer takes it (back-pressure),
+// still entirely from the chunks.
+Test(delivery_connection, large_body_flows_with_back_pressure) {
+  sluice::net::loop l;
+  script_server srv(l);
+  auto at = srv.listen();
+  stored_body body(120000);  // ~7 MB in 2 KB chunks
+  outbound_message m = message(body, {"b@y.test"});
+  recorder rec;
+  smtp_connection conn(l, plain_settings(), rec);
+  run_session(l, conn, rec, at, {&m});
+  cr_assert(rec.failure.why == connection_end::quit, "%s", failure_text(rec).c_str());
+  cr_assert(rec.done.size() == 1 && rec.done[0][0].code == 250);
+  const std::string want = body.stuffed();
+  cr_assert(srv.data.size() == 1 && srv.data[0] == want);
+  cr_assert_eq(conn.body_bytes_borrowed(), want.size());
+}
+
+Test(delivery_connection, peer_that_stops_reading_the_body_times_out) {
+  sluice::net::loop l;
+  script_server srv(l);
+  srv.stop_reading_at_data = true;
+  srv.ehlo = "250-mx.test\r\n250 PIPELINING\r\n";  // no SIZE limit in the way
+  auto at = srv.listen();
+  stored_body body(500000);  // ~30 MB: more than the kernel will buffer
+  outbound_message m = message(body, {"b@y.test"});
+  recorder rec;
+  connection_settings s = plain_settings();
+  s.timeouts.data_block_ms = 200;
+  smtp_connection conn(l, s, rec);
+  run_session(l, conn, rec, at, {&m}, false);
+  cr_assert(rec.failure.why == connection_end::timeout, "%s", failure_text(rec).c_str());
+  cr_assert(rec.failure.detail.find("writing the message content") != std::string::npos, "%s",
+            rec.failure.detail.c_str());
+  cr_assert(rec.done.size() == 1 && rec.done[0][0].code == 451);
+  cr_assert_lt(conn.body_bytes_borrowed(), body.stuffed().size(), "the writer waited for the peer");
 }

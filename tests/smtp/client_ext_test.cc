@@ -1,29 +1,20 @@
 // client_ext_test.cc: the client's extensions: SIZE/8BITMIME/SMTPUTF8 checks, MAIL/RCPT parameters, DSN, AUTH LOGIN,
 // the reply it waits for, chunked content (content_due), and the STARTTLS injection guard.
+// Untrusted input: none (the server replies are the test's own script).
 #include <criterion/criterion.h>
 
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "client_fixture.h"
 #include "smtp/client.h"
 
 using namespace sluice::smtp;
+using client_test::drain;
+using client_test::take;
 
 namespace {
-
-std::vector<client_event> drain(client& c) {
-  std::vector<client_event> v;
-  client_event ev;
-  while (c.next_event(ev)) v.push_back(std::move(ev));
-  return v;
-}
-
-std::string take(client& c) {
-  std::string s = c.output();
-  c.consume_output(s.size());
-  return s;
-}
 
 void greet(client& c, const std::string& ehlo) {
   c.feed("220 mx ESMTP\r\n");
@@ -295,8 +286,7 @@ Test(smtp_client_ext, reply_injected_before_tls_is_refused) {
 
   // A partial line behind the 220 is just as suspect.
   client d(s);
-  d.feed("220 mx\r\n250-mx\r\n250 STARTTLS\r\n");
-  d.feed("220 go ahead\r\n250 for");
+  d.feed("220 mx\r\n250-mx\r\n250 STARTTLS\r\n220 go ahead\r\n250 for");
   ev = drain(d);
   cr_assert(ev.size() == 1 && ev[0].what == client_event::kind::protocol_error);
 
@@ -326,6 +316,10 @@ Test(smtp_client_ext, opportunistic_starttls_only_when_offered) {
   take(d);
   d.feed("250-mx\r\n250 STARTTLS\r\n");
   cr_assert_str_eq(take(d).c_str(), "STARTTLS\r\n");
+  d.feed("454 4.7.0 TLS not available now\r\n");
+  ev = drain(d);
+  cr_assert(ev.size() == 1 && ev[0].what == client_event::kind::ready, "refused STARTTLS: on in clear");
+  cr_assert(d.output().empty());
 
   client_settings req;
   req.starttls = true;
@@ -337,4 +331,13 @@ Test(smtp_client_ext, opportunistic_starttls_only_when_offered) {
   cr_assert(ev.size() == 1 && ev[0].what == client_event::kind::closed);
   cr_assert(ev[0].at == waiting_for::starttls, "a missing STARTTLS is reported at STARTTLS");
   cr_assert_str_eq(take(e).c_str(), "QUIT\r\n");
+
+  // Required, and refused: the session ends there.
+  client f(req);
+  f.feed("220 mx\r\n250-mx\r\n250 STARTTLS\r\n");
+  f.feed("454 4.7.0 TLS not available now\r\n");
+  ev = drain(f);
+  cr_assert(ev.size() == 1 && ev[0].what == client_event::kind::closed);
+  cr_assert_eq(ev[0].why.code, 454);
+  cr_assert(ev[0].at == waiting_for::starttls);
 }

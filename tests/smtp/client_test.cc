@@ -4,24 +4,14 @@
 #include <string>
 #include <vector>
 
+#include "client_fixture.h"
 #include "smtp/client.h"
 
 using namespace sluice::smtp;
+using client_test::drain;
+using client_test::take;
 
 namespace {
-
-std::vector<client_event> drain(client& c) {
-  std::vector<client_event> v;
-  client_event ev;
-  while (c.next_event(ev)) v.push_back(std::move(ev));
-  return v;
-}
-
-std::string take(client& c) {
-  std::string s = c.output();
-  c.consume_output(s.size());
-  return s;
-}
 
 const char* ehlo_pipelining =
     "250-mx.example.com hello\r\n250-PIPELINING\r\n250-SIZE 1000000\r\n250-8BITMIME\r\n"

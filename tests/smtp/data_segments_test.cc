@@ -1,4 +1,5 @@
 // data_segments_test.cc: the zero-copy DATA transmission equals dot_stuff() byte for byte and copies no body byte.
+// Untrusted input: none (bodies are made up by the test).
 #include <criterion/criterion.h>
 
 #include <cstdint>

@@ -1,4 +1,5 @@
 // borrowed_test.cc: byte_stream::send_borrowed over real loopback sockets: no copy, plaintext and TLS, safe close.
+// Untrusted input: none (both ends are the test's own).
 #include <criterion/criterion.h>
 
 #include <functional>
