@@ -1,6 +1,7 @@
 // delivery_env.cc: sluiced + dnsmasq + blaster sinks for the delivery tests.
 #include "delivery_env.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -32,16 +33,16 @@ permissions = { anonymous = true, relay = true }
 servers = [")" << dns.server() << R"("]
 timeout_ms = 500
 tries = 1
-negative_ttl_s = 1
+negative_ttl = 1
 
 )";
   if (connectors.empty())
     c << "[[send_connector]]\nname = \"Internet\"\naddress_spaces = [\"*\"]\ntls = \"none\"\nport = " << sink_port << "\n\n";
   else
     c << connectors << "\n";
-  c << "[delivery]\nretry_first_s = 1\nretry_max_s = 2\nidle_timeout_s = 1\n" << delivery_keys << "\n"
-    << "[delivery.timeouts]\nconnect_s = 2\ngreeting_s = 2\nhelo_s = 2\nmail_s = 2\nrcpt_s = 2\ndata_s = 2\n"
-       "data_block_s = 5\nfinal_dot_s = 5\n\n"
+  c << "[delivery]\nretry_first = 1\nretry_max = 2\nidle_timeout = 1\n" << delivery_keys << "\n"
+    << "[delivery.timeouts]\nconnect = 2\ngreeting = 2\nhelo = 2\nmail = 2\nrcpt = 2\ndata = 2\n"
+       "data_block = 5\nfinal_dot = 5\n\n"
     << extra;
   daemon.write_config(c.str());
 }
@@ -55,8 +56,12 @@ sink_process& delivery_env::sink(const std::string& address, std::vector<std::st
 }
 
 send_result delivery_env::send(const std::string& name, int messages, std::vector<std::string> extra) {
-  std::vector<std::string> args{"--messages", std::to_string(messages), "--sessions", "4", "--size", "2k"};
+  std::vector<std::string> args{"--messages", std::to_string(messages)};
   args.insert(args.end(), extra.begin(), extra.end());
+  // Defaults for what the test did not choose (blaster takes each option once).
+  auto has = [&](const char* opt) { return std::find(extra.begin(), extra.end(), opt) != extra.end(); };
+  if (!has("--sessions")) args.insert(args.end(), {"--sessions", "4"});
+  if (!has("--size")) args.insert(args.end(), {"--size", "2k"});
   return blaster_send(daemon.dir(), name, daemon.port(), args);
 }
 
@@ -95,8 +100,10 @@ std::size_t delivery_env::tracked_recipients(const std::string& event) const {
 }
 
 long long delivery_env::queued_items() const {
+  // Accepted but not yet categorized counts too: those become delivery items.
   const auto r = daemon.ctl("queue list --json");
-  return json_number(r.output, "delivery_items");
+  const long long items = json_number(r.output, "delivery_items"), waiting = json_number(r.output, "submission_queued");
+  return items < 0 || waiting < 0 ? -1 : items + waiting;
 }
 
 }  // namespace sluice::testing

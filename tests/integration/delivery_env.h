@@ -37,7 +37,7 @@ struct delivery_env {
   std::vector<std::string> tracking(const std::string& event) const;
   // Recipients named by `event` lines (a line may list several, ';'-separated).
   std::size_t tracked_recipients(const std::string& event) const;
-  // Delivery items left in the store (sluicectl stats).
+  // Delivery items left in the store, and messages still to categorize (sluicectl queue list).
   long long queued_items() const;
 
   sluice_test::dnsmasq dns;
