@@ -156,6 +156,7 @@ struct page_stats {
 
 struct store_stats {
   uint64_t messages = 0;
+  uint64_t body_chunks = 0;      // entries in `bodies`: what a removed message must free
   uint64_t recipients = 0;
   uint64_t submission_queued = 0;
   uint64_t delivery_items = 0;   // entries in `delivery`
