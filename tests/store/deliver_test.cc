@@ -22,21 +22,10 @@ using store_test::categorize_all;
 using store_test::deliver_all;
 using store_test::make_request;
 using store_test::submit_all;
-using store_test::temp_dir;
 
 namespace {
 
 constexpr int64_t t0 = 1'800'000'000'000;  // the attempts' clock
-
-bool open_store(queue_store& s, const std::string& dir, std::size_t map_size = std::size_t{256} << 20) {
-  store::store_options o;
-  o.dir = dir;
-  o.map_size = map_size;
-  std::string error;
-  bool ok = s.open(std::move(o), error);
-  if (!ok) cr_log_error("open failed: %s", error.c_str());
-  return ok;
-}
 
 // Submits one message with `rcpts` recipients and categorizes it into `items`
 // (hop key, recipient indices) and `failed`; returns the request with hop ids set.
@@ -115,10 +104,10 @@ store::store_stats stats_of(const queue_store& s) {
 }  // namespace
 
 Test(store_deliver, all_delivered_removes_item_message_and_body, .timeout = 60) {
-  temp_dir tmp;
-  queue_store s;
-  cr_assert(open_store(s, tmp.sub("q")));
-  base::queue_id_generator gen(0);
+  store_test::opened_store o;
+  cr_assert(o.ok, "%s", o.error.c_str());
+  auto& s = o.store;
+  auto& gen = o.gen;
   const base::queue_id id = gen.next();
   auto cat = queue_one(s, id, 5000, 3, {{"smarthost:Outbound", {0, 1, 2}, 0}});
   const uint64_t hop = cat.items[0].hop_id;
@@ -156,10 +145,10 @@ Test(store_deliver, all_delivered_removes_item_message_and_body, .timeout = 60) 
 }
 
 Test(store_deliver, partial_outcome_keeps_deferred_recipients_and_records_failures, .timeout = 60) {
-  temp_dir tmp;
-  queue_store s;
-  cr_assert(open_store(s, tmp.sub("q")));
-  base::queue_id_generator gen(0);
+  store_test::opened_store o;
+  cr_assert(o.ok, "%s", o.error.c_str());
+  auto& s = o.store;
+  auto& gen = o.gen;
   const base::queue_id id = gen.next();
   auto cat = queue_one(s, id, 3000, 5, {{"dns:Internet:example.com", {0, 1, 2, 3, 4}, 0}});
   const uint64_t hop = cat.items[0].hop_id;
@@ -225,10 +214,10 @@ Test(store_deliver, partial_outcome_keeps_deferred_recipients_and_records_failur
 }
 
 Test(store_deliver, failures_join_the_categorizers_failed_list_without_a_new_reference, .timeout = 60) {
-  temp_dir tmp;
-  queue_store s;
-  cr_assert(open_store(s, tmp.sub("q")));
-  base::queue_id_generator gen(0);
+  store_test::opened_store o;
+  cr_assert(o.ok, "%s", o.error.c_str());
+  auto& s = o.store;
+  auto& gen = o.gen;
   const base::queue_id id = gen.next();
   auto cat = queue_one(s, id, 100, 3, {{"smarthost:Outbound", {0, 1}, 0}}, {{2, "5.4.4", "no route"}});
   const uint64_t hop = cat.items[0].hop_id;
@@ -248,10 +237,10 @@ Test(store_deliver, failures_join_the_categorizers_failed_list_without_a_new_ref
 }
 
 Test(store_deliver, message_of_two_hops_stays_until_both_items_are_gone, .timeout = 60) {
-  temp_dir tmp;
-  queue_store s;
-  cr_assert(open_store(s, tmp.sub("q")));
-  base::queue_id_generator gen(0);
+  store_test::opened_store o;
+  cr_assert(o.ok, "%s", o.error.c_str());
+  auto& s = o.store;
+  auto& gen = o.gen;
   const base::queue_id id = gen.next();
   auto cat = queue_one(s, id, 4500, 2, {{"smarthost:A", {0}, 0}, {"smarthost:B", {1}, 0}});
   const uint64_t a = cat.items[0].hop_id, b = cat.items[1].hop_id;
@@ -281,10 +270,10 @@ Test(store_deliver, message_of_two_hops_stays_until_both_items_are_gone, .timeou
 }
 
 Test(store_deliver, duplicate_outcomes_in_one_batch_apply_once, .timeout = 60) {
-  temp_dir tmp;
-  queue_store s;
-  cr_assert(open_store(s, tmp.sub("q")));
-  base::queue_id_generator gen(0);
+  store_test::opened_store o;
+  cr_assert(o.ok, "%s", o.error.c_str());
+  auto& s = o.store;
+  auto& gen = o.gen;
   const base::queue_id id = gen.next();
   auto cat = queue_one(s, id, 100, 2, {{"smarthost:Outbound", {0, 1}, 0}});
   const uint64_t hop = cat.items[0].hop_id;
@@ -298,10 +287,10 @@ Test(store_deliver, duplicate_outcomes_in_one_batch_apply_once, .timeout = 60) {
 }
 
 Test(store_deliver, hop_next_retry_and_last_error_follow_the_attempts, .timeout = 60) {
-  temp_dir tmp;
-  queue_store s;
-  cr_assert(open_store(s, tmp.sub("q")));
-  base::queue_id_generator gen(0);
+  store_test::opened_store o;
+  cr_assert(o.ok, "%s", o.error.c_str());
+  auto& s = o.store;
+  auto& gen = o.gen;
   const base::queue_id x = gen.next(), y = gen.next();
   auto cx = queue_one(s, x, 10, 2, {{"dns:Internet:example.net", {0, 1}, 0}});
   auto cy = queue_one(s, y, 10, 1, {{"dns:Internet:example.net", {0}, 0}});
@@ -354,10 +343,10 @@ Test(store_deliver, hop_next_retry_and_last_error_follow_the_attempts, .timeout 
 }
 
 Test(store_deliver, a_full_store_still_records_deliveries_and_frees_space, .timeout = 120) {
-  temp_dir tmp;
-  queue_store s;
-  cr_assert(open_store(s, tmp.sub("q"), std::size_t{2} << 20));  // 512 pages, 32 reserved
-  base::queue_id_generator gen(0);
+  store_test::opened_store o(std::size_t{2} << 20);  // 512 pages, 32 reserved
+  cr_assert(o.ok, "%s", o.error.c_str());
+  auto& s = o.store;
+  auto& gen = o.gen;
   std::vector<std::pair<uint64_t, base::queue_id>> queued;
   bool full = false;
   for (int round = 0; round < 200 && !full; ++round) {
@@ -486,22 +475,26 @@ void put_raw(const std::string& dir, const char* db, const std::string& key, con
 }  // namespace
 
 Test(store_record_versions, deliver_works_on_records_an_older_sluice_wrote, .timeout = 60) {
-  temp_dir tmp;
-  base::queue_id_generator gen(0);
-  const base::queue_id id = gen.next();
+  store_test::opened_store o;
+  cr_assert(o.ok, "%s", o.error.c_str());
+  const std::string dir = o.tmp.sub("q");
+  const base::queue_id id = o.gen.next();
   uint64_t hop = 0;
   {
-    queue_store s;
-    cr_assert(open_store(s, tmp.sub("q")));
+    queue_store& s = o.store;
     hop = queue_one(s, id, 100, 3, {{"smarthost:Outbound", {0, 1}, 0}}, {{2, "5.4.4", "no route"}}).items[0].hop_id;
   }
+  o.store.close();
   auto dk = store::schema::make_delivery_key(hop, id);
   auto idk = store::schema::make_id_key(id);
-  put_raw(tmp.sub("q"), "delivery", std::string(dk.begin(), dk.end()), item_v1({0, 1}, 4));
-  put_raw(tmp.sub("q"), "failed", std::string(idk.begin(), idk.end()), failed_v1(2, "5.4.4", "no route"));
+  put_raw(dir, "delivery", std::string(dk.begin(), dk.end()), item_v1({0, 1}, 4));
+  put_raw(dir, "failed", std::string(idk.begin(), idk.end()), failed_v1(2, "5.4.4", "no route"));
 
   queue_store s;
-  cr_assert(open_store(s, tmp.sub("q")));
+  store::store_options opts;
+  opts.dir = dir;
+  std::string error;
+  cr_assert(s.open(std::move(opts), error), "%s", error.c_str());
   auto r = deliver_one(s, outcome(hop, id, {}, {refusal(0)}, t0, t0 + 60'000, "452 4.2.2 full"));
   cr_assert_eq(r.result, deliver_status::ok, "%s", r.error.c_str());
   cr_assert_eq(r.remaining, 1u);
@@ -510,7 +503,6 @@ Test(store_record_versions, deliver_works_on_records_an_older_sluice_wrote, .tim
   cr_assert_eq(item.attempts, 5u, "the old record's attempts carry on");
   cr_assert(item.recipients == (std::vector<uint32_t>{1}));
   cr_assert(item.last_error == "452 4.2.2 full", "rewritten in the new version");
-  std::string error;
   auto failed = s.read_failed(id, error);
   cr_assert(failed.has_value(), "%s", error.c_str());
   cr_assert_eq(failed->size(), 2u);

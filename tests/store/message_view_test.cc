@@ -24,19 +24,8 @@ using store_test::categorize_all;
 using store_test::deliver_all;
 using store_test::make_request;
 using store_test::submit_all;
-using store_test::temp_dir;
 
 namespace {
-
-bool open_store(queue_store& s, const std::string& dir) {
-  store::store_options o;
-  o.dir = dir;
-  o.map_size = std::size_t{256} << 20;
-  std::string error;
-  bool ok = s.open(std::move(o), error);
-  if (!ok) cr_log_error("open failed: %s", error.c_str());
-  return ok;
-}
 
 // Submits and categorizes `msgs` to one hop (every recipient); returns the hop id.
 uint64_t queue_all(queue_store& s, std::vector<store::submit_request>& msgs) {
@@ -86,10 +75,10 @@ bool inside(const std::vector<std::pair<uintptr_t, uintptr_t>>& ranges, std::str
 }  // namespace
 
 Test(store_view, chunks_are_the_stored_body_read_from_the_map, .timeout = 60) {
-  temp_dir tmp;
-  queue_store s;
-  cr_assert(open_store(s, tmp.sub("q")));
-  base::queue_id_generator gen(0);
+  store_test::opened_store o;
+  cr_assert(o.ok, "%s", o.error.c_str());
+  auto& s = o.store;
+  auto& gen = o.gen;
   std::vector<store::submit_request> msgs{make_request(gen.next(), 10'000, 3), make_request(gen.next(), 0, 1)};
   msgs[0].auth_user = "alice";
   const uint64_t hop = queue_all(s, msgs);
@@ -107,7 +96,7 @@ Test(store_view, chunks_are_the_stored_body_read_from_the_map, .timeout = 60) {
   cr_assert_eq(v->chunks.size(), (10'000 + s.chunk_size() - 1) / s.chunk_size());
   cr_assert(joined(*v) == msgs[0].body, "byte for byte");
 
-  const auto ranges = map_ranges(tmp.sub("q"));
+  const auto ranges = map_ranges(o.tmp.sub("q"));
   cr_assert_not(ranges.empty(), "data.mdb is mapped");
   for (auto c : v->chunks) cr_assert(inside(ranges, c), "chunk at %p is not in the map", static_cast<const void*>(c.data()));
   auto w = s.open_delivery(hop, msgs[0].id, error);
@@ -121,10 +110,10 @@ Test(store_view, chunks_are_the_stored_body_read_from_the_map, .timeout = 60) {
 }
 
 Test(store_view, missing_or_delivered_items_have_no_view, .timeout = 60) {
-  temp_dir tmp;
-  queue_store s;
-  cr_assert(open_store(s, tmp.sub("q")));
-  base::queue_id_generator gen(0);
+  store_test::opened_store o;
+  cr_assert(o.ok, "%s", o.error.c_str());
+  auto& s = o.store;
+  auto& gen = o.gen;
   std::vector<store::submit_request> msgs{make_request(gen.next(), 500, 1)};
   const uint64_t hop = queue_all(s, msgs);
   std::string error;
@@ -144,10 +133,10 @@ Test(store_view, missing_or_delivered_items_have_no_view, .timeout = 60) {
 }
 
 Test(store_view, open_views_counts_live_views_through_moves, .timeout = 60) {
-  temp_dir tmp;
-  queue_store s;
-  cr_assert(open_store(s, tmp.sub("q")));
-  base::queue_id_generator gen(0);
+  store_test::opened_store o;
+  cr_assert(o.ok, "%s", o.error.c_str());
+  auto& s = o.store;
+  auto& gen = o.gen;
   std::vector<store::submit_request> msgs{make_request(gen.next(), 3000, 1), make_request(gen.next(), 3000, 1)};
   const uint64_t hop = queue_all(s, msgs);
   std::string error;
@@ -170,10 +159,10 @@ Test(store_view, open_views_counts_live_views_through_moves, .timeout = 60) {
 }
 
 Test(store_view, a_view_keeps_its_body_while_the_message_is_delivered_and_pages_reused, .timeout = 60) {
-  temp_dir tmp;
-  queue_store s;
-  cr_assert(open_store(s, tmp.sub("q")));
-  base::queue_id_generator gen(0);
+  store_test::opened_store o;
+  cr_assert(o.ok, "%s", o.error.c_str());
+  auto& s = o.store;
+  auto& gen = o.gen;
   std::vector<store::submit_request> msgs{make_request(gen.next(), 20'000, 1)};
   const uint64_t hop = queue_all(s, msgs);
   std::string error;
@@ -196,10 +185,10 @@ Test(store_view, a_view_keeps_its_body_while_the_message_is_delivered_and_pages_
 }
 
 Test(store_view, five_hundred_views_at_once, .timeout = 120) {
-  temp_dir tmp;
-  queue_store s;
-  cr_assert(open_store(s, tmp.sub("q")));
-  base::queue_id_generator gen(0);
+  store_test::opened_store o;
+  cr_assert(o.ok, "%s", o.error.c_str());
+  auto& s = o.store;
+  auto& gen = o.gen;
   std::vector<store::submit_request> msgs;
   for (int i = 0; i < 100; ++i) msgs.push_back(make_request(gen.next(), 2500 + 37 * i, 1));
   const uint64_t hop = queue_all(s, msgs);
