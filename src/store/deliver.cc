@@ -17,18 +17,10 @@
 
 namespace sluice::store {
 
-bool queue_store::deliver(unsigned producer, deliver_request* req) {
-  // A refused request is left exactly as it was, result and error included.
-  if (producer >= lanes_.size() || req == nullptr || !lanes_[producer]->has_room(req->kind()))
-    return false;
-  req->result = deliver_status::pending;
-  req->error.clear();
-  return post(producer, req);
-}
+bool queue_store::deliver(unsigned producer, deliver_request* req) { return hand_in(producer, req); }
 
 std::size_t queue_store::take_delivered(unsigned producer, deliver_request** out, std::size_t max) {
-  if (producer >= lanes_.size()) return 0;
-  return lanes_[producer]->take(out, max);
+  return take_back(producer, out, max);
 }
 
 namespace {

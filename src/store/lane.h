@@ -117,4 +117,18 @@ class lane {
   std::array<held_fifo, write_kinds> held_;
 };
 
+template <typename Request>
+bool queue_store::hand_in(unsigned producer, Request* req) {
+  if (producer >= lanes_.size() || req == nullptr || !lanes_[producer]->has_room(req->kind())) return false;
+  req->result = decltype(req->result)::pending;
+  req->error.clear();
+  return post(producer, req);
+}
+
+template <typename Request>
+std::size_t queue_store::take_back(unsigned producer, Request** out, std::size_t max) {
+  if (producer >= lanes_.size()) return 0;
+  return lanes_[producer]->take(out, max);
+}
+
 }  // namespace sluice::store

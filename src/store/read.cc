@@ -47,6 +47,7 @@ std::optional<store_stats> queue_store::stats(std::string& error) const {
     s.pages.tree_pages += st.ms_branch_pages + st.ms_leaf_pages + st.ms_overflow_pages;
     s.pages.overflow_pages += st.ms_overflow_pages;
     if (dbi == d.messages) s.messages = st.ms_entries;
+    if (dbi == d.bodies) s.body_chunks = st.ms_entries;
     if (dbi == d.submission) s.submission_queued = st.ms_entries;
   }
   if (d.categorizer_present) {

@@ -156,6 +156,7 @@ struct page_stats {
 
 struct store_stats {
   uint64_t messages = 0;
+  uint64_t body_chunks = 0;      // entries in `bodies`: what a removed message must free
   uint64_t recipients = 0;
   uint64_t submission_queued = 0;
   uint64_t delivery_items = 0;   // entries in `delivery`
@@ -344,6 +345,12 @@ class queue_store {
   void stop_writer();
   // False when `producer` is out of range or its lane has op's kind at its limit.
   bool post(unsigned producer, write_op* op);
+  // lane.h: what every kind's request and take functions share. hand_in leaves a
+  // refused request exactly as it was, result and error included.
+  template <typename Request>
+  bool hand_in(unsigned producer, Request* req);
+  template <typename Request>
+  std::size_t take_back(unsigned producer, Request** out, std::size_t max);
   void wake_writer();  // after a post (producers) or the stop flag (close)
   void writer_main();
   void commit(const std::vector<write_op*>& batch);

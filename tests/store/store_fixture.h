@@ -30,6 +30,22 @@ class temp_dir {
   std::string path_;
 };
 
+// A store opened on a fresh temp directory with one producer, and an id generator: what
+// most tests start from. `ok` is false, with `error`, when open failed.
+struct opened_store {
+  explicit opened_store(std::size_t map_size = std::size_t{256} << 20) {
+    sluice::store::store_options o;
+    o.dir = tmp.sub("q");
+    o.map_size = map_size;
+    ok = store.open(std::move(o), error);
+  }
+  temp_dir tmp;
+  sluice::store::queue_store store;
+  sluice::base::queue_id_generator gen{0};
+  bool ok = false;
+  std::string error;
+};
+
 inline sluice::store::submit_request make_request(sluice::base::queue_id id, std::size_t body_size,
                                                   unsigned rcpts = 1) {
   sluice::store::submit_request r;
