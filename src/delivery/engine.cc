@@ -9,6 +9,9 @@
 #include <cstdio>
 
 #include "delivery/outbound.h"
+#ifdef SLUICE_HAVE_IDNA
+#include "route/idna.h"
+#endif
 
 namespace sluice::delivery {
 
@@ -102,6 +105,11 @@ engine::hop& engine::hop_for(uint64_t hop_id, const std::string& key) {
     slot->kind = parts.kind;
     slot->connector = std::string(parts.name);
     slot->domain = std::string(parts.domain);
+#ifdef SLUICE_HAVE_IDNA
+    // An SMTPUTF8 recipient's domain may be in U-labels; DNS knows the A-label form.
+    if (route::has_non_ascii(slot->domain))
+      if (auto ascii = route::domain_to_ascii(slot->domain)) slot->domain = std::move(*ascii);
+#endif
   }
   return *slot;
 }

@@ -64,7 +64,9 @@ void expect_queue(const std::string& json, const std::string& hop, long items, l
   cr_assert(!e.empty(), "no delivery queue %s in %s", hop.c_str(), json.c_str());
   cr_assert_eq(field(e, "items"), items, "%s", e.c_str());
   cr_assert_eq(field(e, "recipients"), recipients, "%s", e.c_str());
-  cr_assert(e.find("\"status\":\"ready\"") != std::string::npos, "%s", e.c_str());
+  // ready, or retry once the delivery engine has tried it (these daemons' DNS answers nothing).
+  cr_assert(e.find("\"status\":\"ready\"") != std::string::npos || e.find("\"status\":\"retry\"") != std::string::npos,
+            "%s", e.c_str());
 }
 
 }  // namespace

@@ -116,6 +116,11 @@ void sluiced_process::write_config(const std::string& text) {
   for (auto [from, to] : {std::pair<std::string, std::string>{"@DIR@", dir_}, {"@PORT@", std::to_string(port_)}}) {
     for (size_t pos; (pos = t.find(from)) != std::string::npos;) t.replace(pos, from.size(), to);
   }
+  // A daemon under test never asks the machine's resolvers (tests talk to loopback only):
+  // without a [dns] table of the test's own, lookups go to a loopback port where nothing
+  // answers, so remote next hops defer and their mail stays queued.
+  if (t.find("\n[dns]") == std::string::npos && t.rfind("[dns]", 0) != 0)
+    t += "\n[dns]\nservers = [\"127.0.0.1:9\"]\ntimeout_ms = 200\ntries = 1\n";
   write_file("sluice.toml", t);
   if (!fs::exists(dir_ + "/recipients.txt"))
     write_file("recipients.txt", "alice@sluice.test\nbob@sluice.test\npostmaster@sluice.test\n");

@@ -33,6 +33,8 @@ class sluiced_process {
 
   // The config's [server] keys and connectors use these placeholders:
   //   @DIR@  the private directory, @PORT@  the port chosen for this daemon.
+  // A config without a [dns] table gets one pointing at a loopback port where nothing
+  // answers, so no test's daemon ever queries the machine's resolvers.
   // default_config() is a working file: one internet connector for everyone, a
   // relay connector for 127.0.0.2 only, authoritative domain sluice.test with
   // alice/bob/postmaster, external relay domain relay.test.

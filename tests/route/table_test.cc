@@ -2,6 +2,7 @@
 #include <string>
 
 #include "fixtures.h"
+#include "route/hop_key.h"
 
 using namespace route_test;
 
@@ -300,4 +301,23 @@ Test(route_build, configuration_errors_are_reported) {
   cr_assert(any_line_has(r.errors, "a.*.test", "invalid character"));
   cr_assert(any_line_has(r.errors, "smart host routing without smart hosts"));
   cr_assert(any_line_has(r.errors, "no address spaces"));
+}
+
+Test(hop_key, parses_what_hop_key_writes) {
+  using sluice::route::hop_key_kind;
+  using sluice::route::parse_hop_key;
+  auto l = parse_hop_key("local:contoso.com");
+  cr_assert_eq(l.kind, hop_key_kind::local);
+  cr_assert(l.name == "contoso.com");
+  auto s = parse_hop_key("smarthost:Outbound");
+  cr_assert_eq(s.kind, hop_key_kind::smart_host);
+  cr_assert(s.name == "Outbound");
+  // A connector name may contain ':'; the domain never does.
+  auto d = parse_hop_key("dns:To:Internet:fabrikam.com");
+  cr_assert_eq(d.kind, hop_key_kind::dns);
+  cr_assert(d.name == "To:Internet");
+  cr_assert(d.domain == "fabrikam.com");
+  cr_assert_eq(parse_hop_key("dns:nodomain").kind, hop_key_kind::invalid);
+  cr_assert_eq(parse_hop_key("dns:x:").kind, hop_key_kind::invalid);
+  cr_assert_eq(parse_hop_key("mx:whatever").kind, hop_key_kind::invalid);
 }
