@@ -81,6 +81,11 @@ void worker::run(std::promise<std::string>& ready) {
                             .tries = first_cfg.dns.tries, .negative_ttl_s = first_cfg.dns.negative_ttl_s,
                             .max_ttl_s = first_cfg.dns.max_ttl_s, .max_addresses = first_cfg.delivery.max_addresses,
                             .ipv6 = first_cfg.dns.ipv6, .self_names = {first_cfg.server.hostname}};
+  // The name this host greets with is this host too, for the MX-points-back-at-us check.
+  if (!first_cfg.delivery.helo.empty() && first_cfg.delivery.helo != first_cfg.server.hostname)
+    rs.self_names.push_back(first_cfg.delivery.helo);
+  for (auto& name : rs.self_names)
+    for (auto& ch : name) ch = static_cast<char>(ch >= 'A' && ch <= 'Z' ? ch + ('a' - 'A') : ch);
   std::string dns_error;
   dns::resolver resolver(loop, rs, dns_error);
   if (!dns_error.empty()) std::fprintf(stderr, "sluiced: worker %u: DNS: %s\n", index_, dns_error.c_str());
