@@ -18,6 +18,14 @@ enum class recipient_outcome : uint8_t {
   failed,     // permanent: never retried (5xx, NXDOMAIN, null MX, expiry)
 };
 
+// The outcome a reply means for its recipient: 2xx delivered, 5xx failed, anything else
+// (4xx, or no reply at all) deferred.
+inline recipient_outcome outcome_of(const smtp::reply& r) {
+  if (r.code >= 200 && r.code < 300) return recipient_outcome::delivered;
+  if (r.code >= 500) return recipient_outcome::failed;
+  return recipient_outcome::deferred;
+}
+
 struct recipient_result {
   uint32_t recipient = 0;          // index into the message's envelope recipients
   recipient_outcome outcome = recipient_outcome::deferred;

@@ -30,12 +30,6 @@ struct pending_deliver final : store::deliver_request {
   int64_t retry_at_ms = 0;  // store failure: when to hand it in again
 };
 
-recipient_outcome outcome_of(const smtp::reply& r) {
-  if (r.code >= 200 && r.code < 300) return recipient_outcome::delivered;
-  if (r.code >= 500) return recipient_outcome::failed;
-  return recipient_outcome::deferred;
-}
-
 std::string reply_text(const smtp::reply& r) {
   std::string text = r.text;
   std::replace(text.begin(), text.end(), '\n', ' ');

@@ -12,12 +12,6 @@ namespace sluice::delivery {
 
 namespace {
 
-recipient_outcome outcome_of(const smtp::reply& r) {
-  if (r.code >= 200 && r.code < 300) return recipient_outcome::delivered;
-  if (r.code >= 500) return recipient_outcome::failed;
-  return recipient_outcome::deferred;
-}
-
 std::string dsn_mail_params(const smtp::envelope& env) {
   std::string p;
   if (env.ret == smtp::dsn_ret::full) p = "RET=FULL";
