@@ -266,9 +266,17 @@ bool engine::next_work(site& s, work& out) {
 }
 
 void engine::pump(site& s) {
-  if (stopping_) return;
+  // A connection that fails at once re-enters through closed(): the loop below carries on
+  // instead, so a site whose every address is unusable does not recurse once per item.
+  if (stopping_ || s.pumping) return;
   const int64_t now = now_ms();
   if (s.streak.suspended(now)) return;
+  s.pumping = true;
+  pump_site(s, now);
+  s.pumping = false;
+}
+
+void engine::pump_site(site& s, int64_t now) {
   const uint32_t max_total = std::max(1u, (cfg_->delivery.max_outbound_connections + loops_ - 1) / loops_);
   while (!s.hops.empty()) {
     if (!s.idle.empty()) {

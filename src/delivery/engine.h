@@ -97,6 +97,7 @@ class engine {
   site& site_for(const std::string& key, const config::send_connector& sc, std::string_view domain);
   void enqueue(site& s, hop& h);
   void pump(site& s);
+  void pump_site(site& s, int64_t now);
   bool next_work(site& s, work& out);
   void open_connection(site& s, work&& first);
   // Every recipient of `w` gets `r` (deferred for 4xx, failed for 5xx): DNS failures, attempts

@@ -53,6 +53,7 @@ struct engine::site {
   uint32_t open = 0;               // connections open or opening
   rate_limiter connect_rate, message_rate;
   failure_streak streak;
+  bool pumping = false;            // inside engine::pump for this site
 };
 
 // Where one connection attempt goes.
