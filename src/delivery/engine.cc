@@ -99,6 +99,7 @@ engine::hop& engine::hop_for(uint64_t hop_id, const std::string& key) {
     slot->kind = parts.kind;
     slot->connector = std::string(parts.name);
     slot->domain = std::string(parts.domain);
+    stats_.hops = hops_.size();
 #ifdef SLUICE_HAVE_IDNA
     // An SMTPUTF8 recipient's domain may be in U-labels; DNS knows the A-label form.
     if (route::has_non_ascii(slot->domain))
@@ -111,11 +112,25 @@ engine::hop& engine::hop_for(uint64_t hop_id, const std::string& key) {
 void engine::add(hop_item&& item) {
   hop& h = hop_for(item.hop_id, item.hop_key);
   ++items_;
+  ++h.items;
   work w{item.hop_id, item.id, item.recipients, item.received_at_ms, item.attempts};
   if (item.next_attempt_ms > now_ms())
     waiting_.emplace(item.next_attempt_ms, w);
   else
     make_ready(h, std::move(w));
+}
+
+void engine::forget(const work& w) {
+  --items_;
+  auto it = hops_.find(w.hop_id);
+  if (it == hops_.end()) return;
+  hop& h = *it->second;
+  // A hop with nothing left is dropped, so a relay that has sent to millions of domains
+  // does not keep one entry per domain for ever; the next item for it makes a new one.
+  if (--h.items != 0 || h.resolving) return;
+  if (h.in_site && h.bound) std::erase(h.bound->hops, &h);
+  hops_.erase(it);
+  stats_.hops = hops_.size();
 }
 
 void engine::make_ready(hop& h, work&& w) {
@@ -358,7 +373,7 @@ void engine::settle_all(const work& w, const smtp::reply& r, std::string_view re
   auto view = store_.open_delivery(w.hop_id, w.id, error);
   if (!view) {
     if (!error.empty()) std::fprintf(stderr, "sluiced: delivery: reading %s: %s\n", w.id.text().c_str(), error.c_str());
-    --items_;  // already gone (delivered, or removed): nothing to record
+    forget(w);  // already gone (delivered, or removed): nothing to record
     return;
   }
   attempt_result result;
@@ -467,14 +482,14 @@ void engine::completed(store::deliver_request& req) {
   switch (req.result) {
     case store::deliver_status::ok:
       if (req.remaining == 0) {
-        --items_;
+        forget(owned->next);
         return;
       }
       owned->next.recipients = req.remaining;
       waiting_.emplace(req.next_attempt_ms, owned->next);
       return;
     case store::deliver_status::not_found:
-      --items_;
+      forget(owned->next);
       return;
     default:
       // The outcome is not durable yet: nothing may be forgotten or retried until it is.

@@ -39,6 +39,7 @@ struct engine_stats {
   uint64_t store_retries = 0;         // deliver transactions that failed and were tried again
   uint32_t connections_open = 0, connections_peak = 0;
   uint32_t sites = 0;
+  uint64_t hops = 0;                  // next hops held in memory (dropped when their last item is done)
 };
 
 // One per worker loop; every member function runs on that loop's thread. It owns the
@@ -92,6 +93,8 @@ class engine {
   void tick();
   hop& hop_for(uint64_t hop_id, const std::string& key);
   void make_ready(hop& h, work&& w);
+  // An item is finished (delivered, failed, or gone from the store): the hop may go too.
+  void forget(const work& w);
   void bind(hop& h);
   void resolved(uint64_t hop_id, dns::destination&& d, uint64_t config_epoch);
   site& site_for(const std::string& key, const config::send_connector& sc, std::string_view domain);

@@ -150,7 +150,7 @@ bool engine::outbound::begin(work w) {
   view_ = e_.store_.open_delivery(w.hop_id, w.id, error);
   if (!view_) {
     if (!error.empty()) std::fprintf(stderr, "sluiced: delivery: reading %s: %s\n", w.id.text().c_str(), error.c_str());
-    --e_.items_;
+    e_.forget(w);
     return false;
   }
   const auto& env = view_->envelope;

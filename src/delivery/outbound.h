@@ -32,6 +32,7 @@ struct engine::hop {
   std::string connector;  // send connector name (smart_host, dns)
   std::string domain;     // dns: the recipient domain
   std::deque<work> ready;
+  uint64_t items = 0;     // this hop's items the engine holds (ready, waiting, on the wire, in the store)
   site* bound = nullptr;
   uint64_t epoch = 0;
   int64_t bound_until_ms = 0;

@@ -209,12 +209,12 @@ void worker::run(std::promise<std::string>& ready) {
   std::fprintf(stderr,
                "sluiced: worker %u: delivery: %llu recipients delivered, %llu deferred, %llu failed, %llu expired; "
                "%llu connections opened, %llu failed, %llu messages on reused connections; "
-               "body bytes written from the store map: %llu\n",
+               "body bytes written from the store map: %llu; %llu next hops held\n",
                index_, static_cast<unsigned long long>(ds.recipients_delivered),
                static_cast<unsigned long long>(ds.recipients_deferred), static_cast<unsigned long long>(ds.recipients_failed),
                static_cast<unsigned long long>(ds.recipients_expired), static_cast<unsigned long long>(ds.connections_opened),
                static_cast<unsigned long long>(ds.connections_failed), static_cast<unsigned long long>(ds.connections_reused),
-               static_cast<unsigned long long>(ds.body_bytes_borrowed));
+               static_cast<unsigned long long>(ds.body_bytes_borrowed), static_cast<unsigned long long>(ds.hops));
 }
 
 }  // namespace sluice::main

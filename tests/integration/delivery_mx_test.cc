@@ -48,6 +48,13 @@ Test(delivery_mx, delivers_to_the_lowest_preference, .timeout = 60) {
   // The tracking log names the remote host and its reply.
   cr_assert(env.tracking("DELIVER")[0].find("mx1.a.test[127.0.0.2]") != std::string::npos, "%s",
             env.tracking("DELIVER")[0].c_str());
+  // Nothing is held for a next hop whose items are all done (one entry per domain for ever
+  // would grow without bound on a relay).
+  env.daemon.stop();
+  const std::string log = env.daemon.log();
+  std::size_t workers = 0;
+  for (std::size_t at = 0; (at = log.find("; 0 next hops held", at)) != std::string::npos; ++at) ++workers;
+  cr_assert_eq(workers, 2u, "%s", log.c_str());
 }
 
 Test(delivery_mx, fails_over_when_the_primary_is_down, .timeout = 60) {
