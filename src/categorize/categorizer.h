@@ -130,6 +130,12 @@ class categorizer {
   void set_body_budget(std::size_t bytes) { body_budget_ = bytes; }
   void set_retry_policy(retry_policy p) { retry_policy_ = p; }
 
+  // A delivery item written by this loop (the delivery engine re-routing queued mail) goes
+  // to the loop that owns its next hop, through the same rings as new items.
+  void forward(delivery::hop_item&& item) {
+    out_items_[owner_of(item.hop_key, links_.loops())].push_back(std::move(item));
+    flush();
+  }
   // Where delivery items for this loop's next hops go (new ones from any shard, and the
   // stored ones at recover()): the loop's delivery engine. Unset: they collect in queues().
   using item_sink = std::function<void(delivery::hop_item&&)>;

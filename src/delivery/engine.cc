@@ -61,9 +61,11 @@ int64_t engine::now_ms() const {
   return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
-void engine::set_config(std::shared_ptr<const config::config> cfg, std::shared_ptr<const send_tls> tls) {
+void engine::set_config(std::shared_ptr<const config::config> cfg, std::shared_ptr<const send_tls> tls,
+                        std::shared_ptr<const route::table> routes) {
   cfg_ = std::move(cfg);
   tls_ = std::move(tls);
+  routes_ = std::move(routes);
   ++config_epoch_;
   const auto& d = cfg_->delivery;
   retry_.first_ms = int64_t{d.retry_first_s} * 1000;
@@ -154,7 +156,7 @@ void engine::bind(hop& h) {
     const smtp::reply r{451, "4.4.4", fmt::format("send connector \"{}\" is not configured or disabled", h.connector)};
     auto ready = std::move(h.ready);
     h.ready.clear();
-    for (const auto& w : ready) settle_all(w, r, "");
+    for (const auto& w : ready) reroute(w, r);
     return;
   }
   h.resolving = true;
@@ -382,6 +384,92 @@ void engine::settle_all(const work& w, const smtp::reply& r, std::string_view re
   record(w, *view, std::move(result));
 }
 
+struct pending_reroute final : store::reroute_request {
+  engine::work old;
+  int64_t retry_at_ms = 0;
+};
+
+void engine::reroute(const work& w, const smtp::reply& r) {
+  std::string error;
+  auto view = store_.open_delivery(w.hop_id, w.id, error);
+  if (!view || !routes_ || !forward_) {
+    if (view) {
+      settle_all(w, r, "");
+      return;
+    }
+    if (!error.empty()) std::fprintf(stderr, "sluiced: delivery: reading %s: %s\n", w.id.text().c_str(), error.c_str());
+    forget(w);
+    return;
+  }
+  auto req = std::make_unique<pending_reroute>();
+  req->id = w.id;
+  req->hop_id = w.hop_id;
+  req->now_ms = now_ms();
+  req->old = w;
+  const auto& env = view->envelope;
+  std::vector<std::pair<std::string, std::vector<uint32_t>>> by_key;
+  for (uint32_t idx : view->item.recipients) {
+    if (idx >= env.recipients.size()) continue;
+    const auto d = routes_->route_recipient(env.recipients[idx].address, view->meta.body_size, 0);
+    if (!route::deliverable(d.result)) {
+      store::failed_recipient f;
+      f.recipient = idx;
+      f.status = std::string(route::enhanced_status(d.result));
+      f.reason = std::string(route::reason(d.result));
+      f.diagnostic = fmt::format("550 {} {} (re-routed: {})", f.status, f.reason, r.text);
+      f.at_ms = req->now_ms;
+      req->failed.push_back(std::move(f));
+      continue;
+    }
+    std::string key = routes_->hop_key(d.hop);
+    auto it = std::find_if(by_key.begin(), by_key.end(), [&](const auto& e) { return e.first == key; });
+    if (it == by_key.end()) it = by_key.insert(by_key.end(), {std::move(key), {}});
+    it->second.push_back(idx);
+  }
+  const std::string& old_key = hops_.count(w.hop_id) ? hops_[w.hop_id]->key : std::string();
+  if (req->failed.empty() && by_key.size() == 1 && by_key.front().first == old_key) {
+    settle_all(w, r, "");  // the table still routes it here: nothing to move to
+    return;
+  }
+  for (auto& [key, rcpts] : by_key) req->items.push_back({key, std::move(rcpts), 0});
+  std::vector<uint32_t> moved;
+  for (const auto& item : req->items) moved.insert(moved.end(), item.recipients.begin(), item.recipients.end());
+  std::string where;
+  for (const auto& item : req->items) where += (where.empty() ? "" : ", ") + item.hop_key;
+  if (!moved.empty()) track(log::tracking_event::route, *view, moved, old_key, "re-routed to " + where + ": " + r.text);
+  if (!req->failed.empty()) {
+    std::vector<uint32_t> failed;
+    for (const auto& f : req->failed) failed.push_back(f.recipient);
+    track(log::tracking_event::fail, *view, failed, old_key, req->failed.front().diagnostic);
+  }
+  view.reset();
+  if (!store_.reroute(producer_, req.get())) {
+    unsent_reroutes_.push_back(std::move(req));
+    return;
+  }
+  req.release();
+  ++in_store_;
+}
+
+void engine::rerouted(store::reroute_request& done) {
+  std::unique_ptr<pending_reroute> owned(static_cast<pending_reroute*>(&done));
+  if (done.result == store::reroute_status::ok || done.result == store::reroute_status::not_found) {
+    if (done.result == store::reroute_status::ok)
+      for (const auto& item : done.items)
+        forward_(hop_item{item.hop_id, done.id, static_cast<uint32_t>(item.recipients.size()), owned->old.received_at_ms, 0,
+                          owned->old.attempts, item.hop_key});
+    forget(owned->old);
+    return;
+  }
+  ++stats_.store_retries;
+  std::fprintf(stderr, "sluiced: delivery: re-routing %s: %s (retrying)\n", done.id.text().c_str(), done.error.c_str());
+  owned->result = store::reroute_status::pending;
+  owned->error.clear();
+  for (auto& item : owned->items) item.hop_id = 0;
+  owned->retry_at_ms = now_ms() + store_retry_ms;
+  unsent_reroutes_.push_back(std::move(owned));
+}
+
 void engine::record(const work& w, const store::message_view& view, attempt_result&& result) {
   const int64_t now = now_ms();
   auto req = std::make_unique<pending_deliver>();
@@ -466,9 +554,26 @@ void engine::poll() {
       completed(*done[i]);
     }
   }
+  store::reroute_request* moved[64];
+  while ((n = store_.take_rerouted(producer_, moved, 64)) != 0) {
+    for (std::size_t i = 0; i < n; ++i) {
+      --in_store_;
+      rerouted(*moved[i]);
+    }
+  }
+  const int64_t now = now_ms();
+  auto reroutes = std::move(unsent_reroutes_);
+  unsent_reroutes_.clear();
+  for (auto& r : reroutes) {
+    if (static_cast<pending_reroute&>(*r).retry_at_ms > now || !store_.reroute(producer_, r.get())) {
+      unsent_reroutes_.push_back(std::move(r));
+      continue;
+    }
+    r.release();
+    ++in_store_;
+  }
   auto unsent = std::move(unsent_);
   unsent_.clear();
-  const int64_t now = now_ms();
   for (auto& r : unsent) {
     if (static_cast<pending_deliver&>(*r).retry_at_ms > now)
       unsent_.push_back(std::move(r));
@@ -559,7 +664,7 @@ void engine::tick() {
     }
     if (!s->hops.empty()) pump(*s);  // suspensions ended, rate limits refilled
   }
-  if (!unsent_.empty()) poll();
+  if (!unsent_.empty() || !unsent_reroutes_.empty()) poll();
   if (stopping_ && now >= stop_deadline_ms_ && !outbounds_.empty()) {
     // abort() reports synchronously and the engine drops the connection from outbounds_.
     std::vector<outbound*> open;
@@ -580,6 +685,8 @@ void engine::shutdown(uint32_t deadline_ms) {
   }
 }
 
-bool engine::idle() const { return outbounds_.empty() && in_store_ == 0 && unsent_.empty(); }
+bool engine::idle() const {
+  return outbounds_.empty() && in_store_ == 0 && unsent_.empty() && unsent_reroutes_.empty();
+}
 
 }  // namespace sluice::delivery

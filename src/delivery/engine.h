@@ -24,6 +24,7 @@
 #include "net/loop.h"
 #include "retry/retry.h"
 #include "route/hop_key.h"
+#include "route/route.h"
 #include "store/store.h"
 
 namespace sluice::delivery {
@@ -58,7 +59,12 @@ class engine {
   // A configuration generation: connectors, limits, retry policy, TLS contexts. Applies
   // to the next attempt of every item (a retry re-reads its connector's settings);
   // connections already open finish with the settings they were opened with.
-  void set_config(std::shared_ptr<const config::config> cfg, std::shared_ptr<const send_tls> tls);
+  void set_config(std::shared_ptr<const config::config> cfg, std::shared_ptr<const send_tls> tls,
+                  std::shared_ptr<const route::table> routes);
+  // Where items this engine re-routes to other next hops go (the categorizer's rings to
+  // their owning loops, this one included). Unset: re-routing is not done.
+  using forwarder = std::function<void(hop_item&&)>;
+  void set_forwarder(forwarder fn) { forward_ = std::move(fn); }
   // A delivery item for a hop this loop owns: new from a categorizer, or recovered.
   void add(hop_item&& item);
   // Takes the store's deliver completions (call when the store notifies this producer).
@@ -106,6 +112,11 @@ class engine {
   // Every recipient of `w` gets `r` (deferred for 4xx, failed for 5xx): DNS failures, attempts
   // that found no usable connection, a connector that is gone.
   void settle_all(const work& w, const smtp::reply& r, std::string_view remote_mta);
+  // The hop's send connector is gone or disabled: the current route table decides where
+  // the item's recipients go now (moved durably, then forwarded); without a new route
+  // they defer with `r`.
+  void reroute(const work& w, const smtp::reply& r);
+  void rerouted(store::reroute_request& req);
   // Records one attempt's outcome durably; the item is rescheduled or forgotten when it commits.
   void record(const work& w, const store::message_view& view, attempt_result&& result);
   void submit(std::unique_ptr<store::deliver_request> req);
@@ -124,6 +135,8 @@ class engine {
   dns::resolver& resolver_;
   std::shared_ptr<const config::config> cfg_;
   std::shared_ptr<const send_tls> tls_;
+  std::shared_ptr<const route::table> routes_;
+  forwarder forward_;
   uint64_t config_epoch_ = 0;  // bumped per set_config: stale hop-to-site bindings re-resolve
   retry::policy retry_;
   tracker tracker_;
@@ -140,6 +153,7 @@ class engine {
   // Addresses that refused or timed out a connect, skipped until then (RFC 5321 4.5.4.1).
   std::unordered_map<std::string, int64_t> unreachable_;
   std::vector<std::unique_ptr<store::deliver_request>> unsent_;  // refused by a full lane
+  std::vector<std::unique_ptr<store::reroute_request>> unsent_reroutes_;
   std::size_t in_store_ = 0;
   uint64_t items_ = 0;
   uint32_t open_total_ = 0;

@@ -92,6 +92,7 @@ void worker::run(std::promise<std::string>& ready) {
   auto engine = std::make_unique<delivery::engine>(loop, index_, links_.loops(), store_, resolver);
   engine->set_tracker(track);
   cat->set_item_sink([e = engine.get()](delivery::hop_item&& item) { e->add(std::move(item)); });
+  engine->set_forwarder([cat](delivery::hop_item&& item) { cat->forward(std::move(item)); });
 
   // The pickup directory is scanned by the first worker only, so no file is read twice.
   // Its settings are the first generation's: moving the directory needs a restart.
@@ -137,7 +138,7 @@ void worker::run(std::promise<std::string>& ready) {
   // message is answered at RCPT by one table and categorized here by another.
   auto install = [&](const generation::generation& g) {
     cat->set_routes(g.routes, g.rules);
-    engine->set_config(g.cfg, g.send_tls);
+    engine->set_config(g.cfg, g.send_tls, g.routes);
     tracking.set_file(g.tracking_log);
     if (admin_server) admin_server->set_state(g.admin_view);
     return receiver.install(g.receive);

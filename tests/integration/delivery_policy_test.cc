@@ -1,6 +1,7 @@
 // delivery_policy_test.cc: sluiced's delivery policies end to end: results per recipient, retries, limits, rollup, TLS, smart hosts.
 #include <criterion/criterion.h>
 
+#include <csignal>
 #include <filesystem>
 #include <string>
 
@@ -189,4 +190,33 @@ Test(delivery_policy, bodies_go_out_from_the_store_map_without_a_copy, .timeout 
   cr_assert_geq(borrowed, 20 * 20'000, "%s", log.c_str());
   const auto v = verify_all(env, sent);
   cr_assert_eq(v.delivered, 20, "%s", v.json.c_str());
+}
+
+Test(delivery_policy, queued_mail_follows_the_route_table_when_its_connector_goes, .timeout = 90) {
+  delivery_env env("");
+  auto& fallback = env.sink("127.0.0.3");
+  const std::string port = std::to_string(env.sink_port);
+  auto connectors = [&](bool primary_enabled) {
+    return "[[send_connector]]\nname = \"Primary\"\naddress_spaces = [\"a.test\"]\nrouting = \"smarthost\"\n"
+           "smart_hosts = [\"[127.0.0.2]:" + port + "\"]\ntls = \"none\"\nenabled = " +
+           (primary_enabled ? "true" : "false") +
+           "\n\n[[send_connector]]\nname = \"Fallback\"\naddress_spaces = [\"*\"]\nrouting = \"smarthost\"\n"
+           "smart_hosts = [\"[127.0.0.3]:" + port + "\"]\ntls = \"none\"\n";
+  };
+  env.configure(connectors(true));
+  cr_assert(env.start(), "%s", env.daemon.log().c_str());
+  // Primary's smart host is down: the mail waits in smarthost:Primary.
+  const auto sent = env.send("s", 10, {"--domain", "a.test"});
+  cr_assert(eventually([&] { return env.tracked_recipients("DEFER") >= 10; }, 20'000), "%s", env.daemon.log().c_str());
+  cr_assert_eq(count_lines(fallback.record_file()), 0u);
+  // The administrator disables Primary: at the next retry the route table sends a.test via Fallback.
+  env.configure(connectors(false));
+  env.daemon.signal(SIGHUP);
+  cr_assert(drained(env), "%s\n%s", env.daemon.ctl("queue list").output.c_str(), env.daemon.log().c_str());
+  cr_assert(eventually([&] { return env.tracked_recipients("ROUTE") >= 20; }, 5000), "%zu ROUTE",
+            env.tracked_recipients("ROUTE"));  // ten at categorization, ten re-routed
+  const auto v = verify_all(env, sent);
+  cr_assert_eq(v.lost, 0, "%s", v.json.c_str());
+  cr_assert_eq(v.delivered, 10, "%s", v.json.c_str());
+  cr_assert_eq(count_lines(fallback.record_file()), 10u);
 }
