@@ -1,4 +1,6 @@
-// pickup_test.cc: the pickup directory of the built sluiced: symlinks refused, a large file read while SMTP is served.
+// pickup_test.cc: the pickup directory of the built sluiced: files queued once, unusable ones quarantined, symlinks
+// refused, a large file read while SMTP is served.
+// Untrusted input: none (the test writes the files the daemon reads).
 #include <criterion/criterion.h>
 
 #include <chrono>
@@ -6,6 +8,7 @@
 #include <fstream>
 #include <functional>
 #include <regex>
+#include <set>
 #include <string>
 #include <thread>
 
@@ -40,7 +43,52 @@ bool wait_for(const std::function<bool()>& done, int seconds = 10) {
   return done();
 }
 
+// The names in the pickup directory now.
+std::set<std::string> pickup_entries(const sluiced_process& d) {
+  std::set<std::string> names;
+  std::error_code ec;
+  for (fs::directory_iterator it(d.dir() + "/pickup", ec), end; !ec && it != end; it.increment(ec))
+    names.insert(it->path().filename().string());
+  return names;
+}
+
+std::string tracking_log(const sluiced_process& d) { return run("cat " + d.dir() + "/log/tracking.csv").output; }
+
 }  // namespace
+
+// A file vanishes from the directory when it is claimed, well before its message is durable,
+// so the test waits for the end state (claimed files deleted, which the pickup does only
+// once the store has the message) instead of the claim: counting at the claim raced the
+// store's commit. Once no claimed file is left nothing can queue a message again, so the
+// count is exact: a lost or doubly queued file fails it.
+Test(integration_pickup, pickup_directory_queues_and_quarantines) {
+  sluiced_process d;
+  START(d);
+  d.write_file("pickup/tmp.part", "");
+  drop(d, "good.eml",
+       "X-Sender: <robot@example.org>\nX-Receiver: <alice@sluice.test>\nX-Receiver: <bob@sluice.test>\n"
+       "From: Robot <robot@example.org>\nTo: someone@else.example\nSubject: pickup\n\nfrom the pickup directory\n");
+  drop(d, "headers.eml",
+       "From: Robot <robot@example.org>\nTo: Alice <alice@sluice.test>\nBcc: bob@sluice.test\nSubject: bcc\n\nhidden\n");
+  drop(d, "broken.eml", "this is not a message at all\n");
+  const std::set<std::string> end_state{"broken.bad", "tmp.part"};
+  cr_assert(wait_for([&] { return pickup_entries(d) == end_state; }, 30), "left in pickup: %zu entries; %s",
+            pickup_entries(d).size(), d.log().c_str());
+  cr_assert_eq(messages_queued(d), 2u);
+  // The reason is printed just after the rename the wait above saw.
+  cr_assert(wait_for([&] { return d.log().find("broken.eml renamed broken.bad") != std::string::npos; }), "%s",
+            d.log().c_str());
+  auto list = d.ctl("queue list");
+  cr_assert(list.output.find("robot@example.org") != std::string::npos, "%s", list.output.c_str());
+  // Tracking lines reach the file in batches a few times a second.
+  cr_assert(wait_for([&] {
+              std::string t = tracking_log(d);
+              return t.find(",\"pickup\",\"file=good.eml") != std::string::npos &&
+                     t.find(",\"pickup\",\"file=headers.eml") != std::string::npos;
+            }, 30),
+            "%s", tracking_log(d).c_str());
+  cr_assert_eq(messages_queued(d), 2u);
+}
 
 Test(integration_pickup, symlink_is_quarantined_not_followed) {
   sluiced_process d;

@@ -301,36 +301,6 @@ Test(integration_receive, crash_after_acknowledgement_loses_nothing) {
   }
 }
 
-Test(integration_receive, pickup_directory_queues_and_quarantines) {
-  sluiced_process d;
-  START(d);
-  d.write_file("pickup/tmp.part", "");
-  std::ofstream(d.dir() + "/pickup/good.eml")
-      << "X-Sender: <robot@example.org>\nX-Receiver: <alice@sluice.test>\nX-Receiver: <bob@sluice.test>\n"
-         "From: Robot <robot@example.org>\nTo: someone@else.example\nSubject: pickup\n\nfrom the pickup directory\n";
-  std::ofstream(d.dir() + "/pickup/headers.eml")
-      << "From: Robot <robot@example.org>\nTo: Alice <alice@sluice.test>\nBcc: bob@sluice.test\nSubject: bcc\n\nhidden\n";
-  std::ofstream(d.dir() + "/pickup/broken.eml") << "this is not a message at all\n";
-  for (int i = 0; i < 100 && (fs::exists(d.dir() + "/pickup/good.eml") || fs::exists(d.dir() + "/pickup/headers.eml") ||
-                              !fs::exists(d.dir() + "/pickup/broken.bad"));
-       ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  cr_assert(!fs::exists(d.dir() + "/pickup/good.eml"), "good.eml picked up");
-  cr_assert(!fs::exists(d.dir() + "/pickup/headers.eml"), "headers.eml picked up");
-  cr_assert(fs::exists(d.dir() + "/pickup/broken.bad"), "broken file renamed .bad");
-  cr_assert(d.log().find("broken.eml") != std::string::npos, "reason logged: %s", d.log().c_str());
-  cr_assert_eq(queued_count(d), 2u);
-  auto list = d.ctl("queue list");
-  cr_assert(list.output.find("robot@example.org") != std::string::npos, "%s", list.output.c_str());
-  std::string tracking;
-  for (int i = 0; i < 30 && tracking.find("file=headers.eml") == std::string::npos; ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    tracking = run("cat " + d.dir() + "/log/tracking.csv").output;
-  }
-  cr_assert(tracking.find(",\"pickup\",\"file=good.eml") != std::string::npos, "%s", tracking.c_str());
-  cr_assert(tracking.find(",\"pickup\",\"file=headers.eml") != std::string::npos, "%s", tracking.c_str());
-}
-
 Test(integration_receive, config_errors_name_file_line_and_key) {
   sluiced_process d;
   std::string cfg = sluiced_process::default_config();
