@@ -236,73 +236,89 @@ Test(store_reroute, a_missing_item_writes_nothing, .timeout = 60) {
   cr_assert_eq(refs_of(s, id), 1u);
 }
 
-Test(store_reroute, an_invalid_hop_key_fails_and_writes_nothing, .timeout = 60) {
-  store_test::opened_store o;
-  cr_assert(o.ok, "%s", o.error.c_str());
-  auto& s = o.store;
-  const base::queue_id id = o.gen.next();
-  const uint64_t a = queue_one(s, id, 100, 2, {{"smarthost:A", {0, 1}, 0}}).items[0].hop_id;
-  auto r = reroute_one(s, reroute_of(a, id, {{"smarthost:B", {0}, 0}, {std::string(1000, 'x'), {1}, 0}}));
-  cr_assert_eq(r.result, reroute_status::failed);
-  cr_assert_not(r.error.empty());
-  cr_assert_eq(items_of(s, a).at(id).recipients.size(), 2u);
-  cr_assert_eq(stats_of(s).delivery_queues, 1u);
-}
+namespace {
 
-// The writer calls notify after each commit and before it collects again: blocking it
-// there while the test posts two requests puts both into the next transaction.
-Test(store_reroute, a_reroute_and_a_deliver_of_one_message_in_one_batch, .timeout = 60) {
+// A store whose writer can be held between two commits: it calls notify after each commit
+// and before it collects again, so requests posted while it is held there all go into the
+// next transaction.
+struct gated_store {
+  gated_store() {
+    store::store_options opts;
+    opts.dir = tmp.sub("q");
+    opts.map_size = std::size_t{256} << 20;
+    opts.notify = [this](unsigned) {
+      commits.fetch_add(1);
+      std::unique_lock lock(mu);
+      cv.wait(lock, [this] { return open; });
+    };
+    std::string error;
+    cr_assert(s.open(std::move(opts), error), "%s", error.c_str());
+  }
+  ~gated_store() {
+    release();
+    s.close();
+  }
+  // Holds the writer after the commit of a message submitted here; returns the commits
+  // counted before it, and the submitted request for take_completed.
+  int hold() {
+    {
+      std::lock_guard lock(mu);
+      open = false;
+    }
+    const int before = commits.load();
+    filler = store_test::make_request(gen.next(), 10);
+    cr_assert(s.submit(0, &filler));
+    while (commits.load() == before) std::this_thread::yield();
+    return before;
+  }
+  void release() {
+    {
+      std::lock_guard lock(mu);
+      open = true;
+    }
+    cv.notify_all();
+  }
+  // Waits for the filler and `n` requests of Request's kind to come back.
+  template <typename Request>
+  void take(std::size_t (queue_store::*take_fn)(unsigned, Request**, std::size_t), std::size_t n) {
+    Request* out[8];
+    for (std::size_t got = 0; got < n;) got += (s.*take_fn)(0, out, 8);
+  }
+  void take_filler() {
+    store::submit_request* out = nullptr;
+    while (s.take_completed(0, &out, 1) == 0) std::this_thread::yield();
+  }
+
   store_test::temp_dir tmp;
   std::mutex mu;
   std::condition_variable cv;
-  bool gate_open = false;
+  bool open = true;
   std::atomic<int> commits{0};
   queue_store s;
-  store::store_options opts;
-  opts.dir = tmp.sub("q");
-  opts.map_size = std::size_t{256} << 20;
-  opts.notify = [&](unsigned) {
-    commits.fetch_add(1);
-    std::unique_lock lock(mu);
-    cv.wait(lock, [&] { return gate_open; });
-  };
-  std::string error;
-  cr_assert(s.open(std::move(opts), error), "%s", error.c_str());
-  {
-    std::lock_guard lock(mu);
-    gate_open = true;
-  }
   base::queue_id_generator gen{0};
-  const base::queue_id id = gen.next();
+  store::submit_request filler;
+};
+
+}  // namespace
+
+Test(store_reroute, a_reroute_and_a_deliver_of_one_message_in_one_batch, .timeout = 60) {
+  gated_store g;
+  auto& s = g.s;
+  const base::queue_id id = g.gen.next();
   auto cat = queue_one(s, id, 2500, 3, {{"smarthost:A", {0, 1}, 0}, {"smarthost:B", {2}, 0}});
   const uint64_t a = cat.items[0].hop_id, b = cat.items[1].hop_id;
   cr_assert_eq(refs_of(s, id), 2u);
 
-  // Close the gate behind a commit of the other message, then post both while it is held.
-  {
-    std::lock_guard lock(mu);
-    gate_open = false;
-  }
-  const int before = commits.load();
-  std::vector<store::submit_request> other{store_test::make_request(gen.next(), 10)};
-  cr_assert(s.submit(0, &other[0]));
-  while (commits.load() == before) std::this_thread::yield();
+  const int before = g.hold();
   deliver_request d = outcome(a, id, {0, 1});
   reroute_request r = reroute_of(b, id, {{"smarthost:C", {2}, 0}});
   cr_assert(s.deliver(0, &d));
   cr_assert(s.reroute(0, &r));
-  {
-    std::lock_guard lock(mu);
-    gate_open = true;
-  }
-  cv.notify_all();
-  store::submit_request* sub = nullptr;
-  deliver_request* dout = nullptr;
-  reroute_request* rout = nullptr;
-  while (s.take_completed(0, &sub, 1) == 0) std::this_thread::yield();
-  while (s.take_delivered(0, &dout, 1) == 0) std::this_thread::yield();
-  while (s.take_rerouted(0, &rout, 1) == 0) std::this_thread::yield();
-  cr_assert_eq(commits.load(), before + 2, "the deliver and the reroute shared one commit");
+  g.release();
+  g.take_filler();
+  g.take(&queue_store::take_delivered, 1);
+  g.take(&queue_store::take_rerouted, 1);
+  cr_assert_eq(g.commits.load(), before + 2, "the deliver and the reroute shared one commit");
   cr_assert_eq(d.result, deliver_status::ok, "%s", d.error.c_str());
   cr_assert_eq(r.result, reroute_status::ok, "%s", r.error.c_str());
   cr_assert_not(d.message_removed, "the reroute's new item still refers to it");
@@ -316,9 +332,33 @@ Test(store_reroute, a_reroute_and_a_deliver_of_one_message_in_one_batch, .timeou
 
   auto last = deliver_one(s, outcome(c, id, {2}));
   cr_assert(last.message_removed);
-  auto st = stats_of(s);
-  cr_assert_eq(st.messages, 1u, "only the other message is left");
-  s.close();
+  cr_assert_eq(stats_of(s).messages, 1u, "only the filler message is left");
+}
+
+// An invalid key is refused before anything is written, so it does not abort the
+// transaction the rest of its batch shares.
+Test(store_reroute, an_invalid_hop_key_fails_alone, .timeout = 60) {
+  gated_store g;
+  auto& s = g.s;
+  const base::queue_id id1 = g.gen.next(), id2 = g.gen.next();
+  const uint64_t a = queue_one(s, id1, 100, 2, {{"smarthost:A", {0, 1}, 0}}).items[0].hop_id;
+  cr_assert_eq(queue_one(s, id2, 100, 1, {{"smarthost:A", {0}, 0}}).items[0].hop_id, a);
+
+  g.hold();
+  reroute_request bad = reroute_of(a, id1, {{"smarthost:B", {0}, 0}, {std::string(1000, 'x'), {1}, 0}});
+  reroute_request good = reroute_of(a, id2, {{"smarthost:B", {0}, 0}});
+  cr_assert(s.reroute(0, &bad));
+  cr_assert(s.reroute(0, &good));
+  g.release();
+  g.take_filler();
+  g.take(&queue_store::take_rerouted, 2);
+  cr_assert_eq(bad.result, reroute_status::failed);
+  cr_assert_not(bad.error.empty());
+  cr_assert_eq(bad.items[0].hop_id, 0u);
+  cr_assert_eq(good.result, reroute_status::ok, "%s", good.error.c_str());
+  cr_assert_eq(items_of(s, a).at(id1).recipients.size(), 2u, "the invalid request wrote nothing");
+  cr_assert_eq(hop_of(s, a).items, 1u);
+  cr_assert_eq(hop_of(s, good.items[0].hop_id).items, 1u);
 }
 
 Test(store_reroute, refs_and_hops_survive_a_restart, .timeout = 60) {
