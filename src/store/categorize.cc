@@ -85,36 +85,16 @@ int apply_categorize(const write_txn& w, std::span<write_op* const> ops, std::sp
       auto found = hops.find(spec.hop_key);
       if (found == hops.end()) {
         hop_update u;
-        MDB_val nk = val(spec.hop_key.data(), spec.hop_key.size()), nv;
-        rc = mdb_get(txn, d.hop_names, &nk, &nv);
-        if (rc == 0 && nv.mv_size == 8) {
-          u.id = schema::hop_id_of(static_cast<const unsigned char*>(nv.mv_data));
-          auto hk = schema::make_hop_key(u.id);
-          MDB_val hkv = val(hk), hv;
-          std::string err;
-          if (mdb_get(txn, d.hops, &hkv, &hv) != 0 || !decode_hop(view(hv), u.record, err))
-            u.record = hop_record{};  // lost or damaged: counts restart from this item
-        } else if (rc == 0 || rc == MDB_NOTFOUND) {
-          MDB_val ck = val(schema::meta_next_hop_id, std::strlen(schema::meta_next_hop_id)), cv;
-          rc = mdb_get(txn, d.meta, &ck, &cv);
-          if (rc != 0 && rc != MDB_NOTFOUND) return rc;
-          u.id = (rc == 0 ? read_u64_be(cv) : 0) + 1;
-          if ((rc = add_counter(txn, d.meta, schema::meta_next_hop_id, 1))) return rc;
-          auto idbytes = u64_be(u.id);
-          MDB_val iv = val(idbytes);
-          if ((rc = mdb_put(txn, d.hop_names, &nk, &iv, 0))) return rc;
-        } else {
-          return rc;
-        }
+        if ((rc = hop_id_for_key(txn, d, spec.hop_key, u.id))) return rc;
+        bool present = false;
+        // A lost or damaged record restarts its counts from this item.
+        if ((rc = read_hop(txn, d, u.id, u.record, present))) return rc;
         u.record.key = spec.hop_key;
         found = hops.emplace(std::string_view(spec.hop_key), std::move(u)).first;
       }
       hop_update& u = found->second;
       spec.hop_id = u.id;
-      ++u.record.items;
-      u.record.recipients += spec.recipients.size();
-      if (u.record.oldest_ms == 0 || (r.received_at_ms != 0 && r.received_at_ms < u.record.oldest_ms))
-        u.record.oldest_ms = r.received_at_ms;
+      add_item_to_hop(u.record, spec.recipients.size(), r.received_at_ms);
       item.state = item_state::queued;
       item.attempts = 0;
       item.received_at_ms = r.received_at_ms;
@@ -142,11 +122,7 @@ int apply_categorize(const write_txn& w, std::span<write_op* const> ops, std::sp
     if ((rc = put_ordered(txn, d.refs, &k, &rv, 0))) return rc;
   }
   for (auto& [key, u] : hops) {
-    auto hk = schema::make_hop_key(u.id);
-    MDB_val hkv = val(hk);
-    std::string bytes = encode_hop(u.record);
-    MDB_val hv = val(bytes.data(), bytes.size());
-    if ((rc = mdb_put(txn, d.hops, &hkv, &hv, 0))) return rc;
+    if ((rc = write_hop(txn, d, u.id, u.record))) return rc;
   }
   return 0;
 }

@@ -74,55 +74,6 @@ split partition(const delivery_item_record& item, const deliver_request& r) {
   return s;
 }
 
-// Appends the newly failed recipients to the message's failed list, creating it if
-// absent. Returns the change to the message's reference count (1 when the list is new)
-// through `ref_delta`. A list that does not decode is replaced: its entries are
-// unreadable anyway, and keeping it would block the item forever.
-int append_failed(MDB_txn* txn, const databases& d, MDB_val key, const split& s, int64_t now_ms,
-                  int64_t& ref_delta) {
-  std::vector<failed_recipient> list;
-  MDB_val v;
-  int rc = mdb_get(txn, d.failed, &key, &v);
-  if (rc == MDB_NOTFOUND) {
-    ref_delta += 1;
-  } else if (rc) {
-    return rc;
-  } else {
-    std::string err;
-    if (!decode_failed(view(v), list, err)) list.clear();
-  }
-  for (const failed_recipient* f : s.failed) {
-    list.push_back(*f);
-    if (list.back().at_ms == 0) list.back().at_ms = now_ms;
-  }
-  const std::string bytes = encode_failed(list);
-  MDB_val nv = val(bytes.data(), bytes.size());
-  return mdb_put(txn, d.failed, &key, &nv, 0);
-}
-
-// Applies `ref_delta` to the message's reference count; the last reference deletes the
-// message. A message without a refs entry is never deleted here: its count is unknown
-// (admin removal deletes it), and losing mail is worse than keeping an orphan.
-int adjust_refs(MDB_txn* txn, const databases& d, base::queue_id id, MDB_val key, int64_t ref_delta,
-                bool& removed) {
-  removed = false;
-  if (ref_delta == 0) return 0;
-  uint32_t refs = 0;
-  int rc = get_u32(txn, d.refs, key, refs);
-  if (rc && rc != MDB_NOTFOUND) return rc;
-  const bool had = rc == 0;
-  const int64_t next = std::max<int64_t>(0, int64_t{refs} + ref_delta);
-  if (next == 0) {
-    if (!had) return 0;
-    if ((rc = mdb_del(txn, d.refs, &key, nullptr))) return rc;
-    removed = true;
-    return drop_message(txn, d, id);
-  }
-  const auto bytes = u32_be(static_cast<uint32_t>(std::min<int64_t>(next, UINT32_MAX)));
-  MDB_val v = val(bytes);
-  return mdb_put(txn, d.refs, &key, &v, 0);
-}
-
 // The hop's counts after one item's outcome. status follows next_retry_ms (retry while a
 // retry is scheduled in the future, else ready); a suspended hop stays suspended.
 void update_hop(hop_record& h, const deliver_request& r, const split& s, bool item_gone) {
@@ -174,7 +125,7 @@ int apply_deliver(const write_txn& w, std::span<write_op* const> ops, std::span<
     auto idk = schema::make_id_key(r.id);
     const MDB_val k = val(idk);
     int64_t ref_delta = 0;
-    if (!s.failed.empty() && (rc = append_failed(txn, d, k, s, r.now_ms, ref_delta))) return rc;
+    if (!s.failed.empty() && (rc = append_failed(txn, d, k, s.failed, r.now_ms, ref_delta))) return rc;
     const bool item_gone = s.kept.empty();
     if (item_gone) {
       if ((rc = mdb_del(txn, d.delivery, &dkv, nullptr))) return rc;
@@ -196,21 +147,12 @@ int apply_deliver(const write_txn& w, std::span<write_op* const> ops, std::span<
     auto [found, inserted] = hops.try_emplace(r.hop_id);
     hop_update& u = found->second;
     if (inserted) {
-      auto hk = schema::make_hop_key(r.hop_id);
-      MDB_val hkv = val(hk), hv;
-      rc = mdb_get(txn, d.hops, &hkv, &hv);
-      if (rc && rc != MDB_NOTFOUND) return rc;
-      u.present = rc == 0 && decode_hop(view(hv), u.record, err);
+      if ((rc = read_hop(txn, d, r.hop_id, u.record, u.present))) return rc;
     }
     if (u.present) update_hop(u.record, r, s, item_gone);
   }
   for (auto& [id, u] : hops) {
-    if (!u.present) continue;
-    auto hk = schema::make_hop_key(id);
-    MDB_val hkv = val(hk);
-    bytes = encode_hop(u.record);
-    MDB_val hv = val(bytes.data(), bytes.size());
-    if ((rc = mdb_put(txn, d.hops, &hkv, &hv, 0))) return rc;
+    if (u.present && (rc = write_hop(txn, d, id, u.record))) return rc;
   }
   return 0;
 }

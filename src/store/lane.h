@@ -18,6 +18,7 @@ inline constexpr std::array<std::size_t, write_kinds> in_flight_limits = {
     queue_store::ring_capacity,        // submit
     queue_store::categorize_capacity,  // categorize
     queue_store::deliver_capacity,     // deliver
+    queue_store::reroute_capacity,     // reroute
 };
 
 constexpr std::size_t all_in_flight() {

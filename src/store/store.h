@@ -129,6 +129,42 @@ struct deliver_request : write_op {  // write_op::id = the message's queue id
   bool message_removed = false;          // refs reached zero: message and body deleted
 };
 
+enum class reroute_status : uint8_t {
+  pending,       // between reroute() and take_rerouted()
+  ok,            // durable: old item gone, new items, failed list, refs and hop records written
+  not_found,     // no item (hop_id, id): already delivered, removed or moved; nothing was
+                 // written, so a duplicate request is harmless
+  storage_full,  // MDB_MAP_FULL, or held back by the free-page reserve: nothing written
+  failed,        // any other error (a corrupt item record, an empty or too long hop key):
+                 // nothing written
+};
+
+// Moves one delivery item's recipients to other next hops (write_kind::reroute, applied
+// after deliver in a transaction), when routing changed under a queued item. Ownership as
+// deliver_request: borrowed by the store from a successful reroute() until take_rerouted()
+// returns it; the writer reads every input field and writes `result`, `error` and the
+// items' hop_id. Only the old item's own recipients move: an index not in it is ignored,
+// and an index given twice goes where it is given first (items in order, then failed).
+// Recipients of the old item named nowhere stay on the old hop. The items' recipients
+// and the kept ones are merged per hop, so one hop gets at most one item.
+struct reroute_request : write_op {  // write_op::id = the message's queue id
+  static constexpr write_kind kind_tag = write_kind::reroute;
+  reroute_request() : write_op(kind_tag) {}
+
+  uint64_t hop_id = 0;                   // the item being moved
+  // New items: hop_key + recipient indices; hop_id is set on ok (0 for a spec left with
+  // no recipient of the old item, which creates nothing, not even a hop).
+  std::vector<delivery_item_spec> items;
+  // Recipients that no longer route anywhere (status, reason, diagnostic); an entry whose
+  // at_ms is 0 is stored with now_ms.
+  std::vector<failed_recipient> failed;
+  int64_t now_ms = 0;                    // failed entries' time
+  reroute_status result = reroute_status::pending;
+  // out (set by the writer on ok): refs reached zero, message and body deleted (only
+  // when the old item had no recipients and nothing was given).
+  bool message_removed = false;
+};
+
 // One delivery queue as stored, for views and for rebuilding in-memory queues at start.
 struct hop_entry {
   uint64_t id = 0;
@@ -221,6 +257,9 @@ class queue_store {
   // Deliver requests one producer may have in flight: a loop finishing many attempts at
   // once (a hop coming back after an outage) hands them all to one commit.
   static constexpr std::size_t deliver_capacity = 4096;
+  // Reroute requests one producer may have in flight: a configuration change can move
+  // every item of a hop at once.
+  static constexpr std::size_t reroute_capacity = 4096;
   // LMDB reader slots (mdb_env_set_maxreaders): every live message_view holds one, and
   // so does every short reader. Delivery engines must keep their views below this, less
   // a margin for readers (stats, sluicectl, the categorizer); past it open_delivery()
@@ -280,6 +319,19 @@ class queue_store {
   bool deliver(unsigned producer, deliver_request* req);
   // Producer thread `producer` only, as take_completed(), for deliver requests.
   std::size_t take_delivered(unsigned producer, deliver_request** out, std::size_t max);
+
+  // Producer thread `producer` only, as submit() (reroute_capacity in flight): moves one
+  // item's recipients to other next hops, in one transaction of the group commit. The
+  // old item is deleted and its hop record's counts lowered; each hop of `items` gets a
+  // new item (state queued, next_attempt_ms 0, attempts, received_at_ms and last_error
+  // carried over) and its hop record is created or updated as categorize() does; failed
+  // recipients join the message's failed list as deliver() does. The references follow:
+  // -1 for the old item, +1 per new item, +1 if the failed list is created; the last one
+  // gone deletes message and body. Held back by the free-page reserve (it can write more
+  // than it deletes); storage_full then leaves the item where it was.
+  bool reroute(unsigned producer, reroute_request* req);
+  // Producer thread `producer` only, as take_completed(), for reroute requests.
+  std::size_t take_rerouted(unsigned producer, reroute_request** out, std::size_t max);
 
   // ---- Readers: any thread, each call uses its own short read transactions ----
   std::optional<store_stats> stats(std::string& error) const;

@@ -2,7 +2,9 @@
 // Untrusted input: values read back from the LMDB file (sizes are checked before use).
 #include "store/txn.h"
 
+#include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "store/env.h"
 #include "store/record.h"
@@ -119,6 +121,96 @@ int drop_message(MDB_txn* txn, const databases& db, base::queue_id id) {
   if (rc == MDB_NOTFOUND) rc = 0;
   if (rc == 0) rc = delete_chunks(txn, db.bodies, id);
   return rc;
+}
+
+int hop_id_for_key(MDB_txn* txn, const databases& db, std::string_view key, uint64_t& id) {
+  MDB_val nk = val(key.data(), key.size()), nv;
+  int rc = mdb_get(txn, db.hop_names, &nk, &nv);
+  if (rc == 0 && nv.mv_size == 8) {
+    id = schema::hop_id_of(static_cast<const unsigned char*>(nv.mv_data));
+    return 0;
+  }
+  // A name entry of the wrong size is damaged: the key gets a fresh id, as a new one.
+  if (rc != 0 && rc != MDB_NOTFOUND) return rc;
+  uint64_t last = 0;
+  if ((rc = read_u64(txn, db.meta, schema::meta_next_hop_id, last))) return rc;
+  id = last + 1;
+  if ((rc = add_counter(txn, db.meta, schema::meta_next_hop_id, 1))) return rc;
+  auto idbytes = u64_be(id);
+  MDB_val iv = val(idbytes);
+  return mdb_put(txn, db.hop_names, &nk, &iv, 0);
+}
+
+int read_hop(MDB_txn* txn, const databases& db, uint64_t id, hop_record& record, bool& present) {
+  auto hk = schema::make_hop_key(id);
+  MDB_val hkv = val(hk), hv;
+  present = false;
+  int rc = mdb_get(txn, db.hops, &hkv, &hv);
+  if (rc == MDB_NOTFOUND) return 0;
+  if (rc) return rc;
+  std::string err;
+  hop_record decoded;
+  if (decode_hop(view(hv), decoded, err)) {
+    record = std::move(decoded);
+    present = true;
+  }
+  return 0;
+}
+
+int write_hop(MDB_txn* txn, const databases& db, uint64_t id, const hop_record& record) {
+  auto hk = schema::make_hop_key(id);
+  MDB_val hkv = val(hk);
+  const std::string bytes = encode_hop(record);
+  MDB_val hv = val(bytes.data(), bytes.size());
+  return mdb_put(txn, db.hops, &hkv, &hv, 0);
+}
+
+void add_item_to_hop(hop_record& h, std::size_t recipients, int64_t received_at_ms) {
+  ++h.items;
+  h.recipients += recipients;
+  if (h.oldest_ms == 0 || (received_at_ms != 0 && received_at_ms < h.oldest_ms)) h.oldest_ms = received_at_ms;
+}
+
+int append_failed(MDB_txn* txn, const databases& db, MDB_val key, std::span<const failed_recipient* const> failed,
+                  int64_t now_ms, int64_t& ref_delta) {
+  std::vector<failed_recipient> list;
+  MDB_val v;
+  int rc = mdb_get(txn, db.failed, &key, &v);
+  if (rc == MDB_NOTFOUND) {
+    ref_delta += 1;
+  } else if (rc) {
+    return rc;
+  } else {
+    std::string err;
+    if (!decode_failed(view(v), list, err)) list.clear();
+  }
+  for (const failed_recipient* f : failed) {
+    list.push_back(*f);
+    if (list.back().at_ms == 0) list.back().at_ms = now_ms;
+  }
+  const std::string bytes = encode_failed(list);
+  MDB_val nv = val(bytes.data(), bytes.size());
+  return mdb_put(txn, db.failed, &key, &nv, 0);
+}
+
+int adjust_refs(MDB_txn* txn, const databases& db, base::queue_id id, MDB_val key, int64_t ref_delta,
+                bool& removed) {
+  removed = false;
+  if (ref_delta == 0) return 0;
+  uint32_t refs = 0;
+  int rc = get_u32(txn, db.refs, key, refs);
+  if (rc && rc != MDB_NOTFOUND) return rc;
+  const bool had = rc == 0;
+  const int64_t next = std::max<int64_t>(0, int64_t{refs} + ref_delta);
+  if (next == 0) {
+    if (!had) return 0;
+    if ((rc = mdb_del(txn, db.refs, &key, nullptr))) return rc;
+    removed = true;
+    return drop_message(txn, db, id);
+  }
+  const auto bytes = u32_be(static_cast<uint32_t>(std::min<int64_t>(next, UINT32_MAX)));
+  MDB_val v = val(bytes);
+  return mdb_put(txn, db.refs, &key, &v, 0);
 }
 
 int put_ordered(MDB_txn* txn, MDB_dbi dbi, MDB_val* k, MDB_val* v, unsigned flags) {

@@ -6,11 +6,13 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 
 #include "base/queue_id.h"
+#include "store/record.h"
 
 namespace sluice::store {
 
@@ -100,6 +102,32 @@ int delete_chunks(MDB_txn* txn, MDB_dbi bodies, base::queue_id id);
 // chunks. A message already gone is not an error. Entries in other databases (refs,
 // failed, submission) are the caller's.
 int drop_message(MDB_txn* txn, const databases& db, base::queue_id id);
+
+// ---- Shared by the write operations that place items on hops and drop references ----
+
+// The hop id of next-hop key `key` (hop_names), or, for a key never seen, the next free
+// id, recorded in hop_names and meta's next_hop_id (ids are never reused). The key must
+// be non-empty and at most schema::max_hop_key_size.
+int hop_id_for_key(MDB_txn* txn, const databases& db, std::string_view key, uint64_t& id);
+// The stored record of hop `id`; `present` false (record untouched) when it is missing or
+// does not decode. Only I/O errors are returned.
+int read_hop(MDB_txn* txn, const databases& db, uint64_t id, hop_record& record, bool& present);
+int write_hop(MDB_txn* txn, const databases& db, uint64_t id, const hop_record& record);
+// One more item of `recipients` recipients from a message received at `received_at_ms`.
+void add_item_to_hop(hop_record& h, std::size_t recipients, int64_t received_at_ms);
+
+// Appends `failed` to the message's failed list (`key` = its id key), creating it if
+// absent; entries with at_ms 0 get `now_ms`. Adds 1 to `ref_delta` when the list is new
+// (it holds a reference). A list that does not decode is replaced: its entries are
+// unreadable anyway, and keeping it would block the item forever.
+int append_failed(MDB_txn* txn, const databases& db, MDB_val key, std::span<const failed_recipient* const> failed,
+                  int64_t now_ms, int64_t& ref_delta);
+// Applies `ref_delta` to the message's reference count; the last reference deletes the
+// message (drop_message) and sets `removed`. A message without a refs entry is never
+// deleted here: its count is unknown (admin removal deletes it), and losing mail is
+// worse than keeping an orphan.
+int adjust_refs(MDB_txn* txn, const databases& db, base::queue_id id, MDB_val key, int64_t ref_delta,
+                bool& removed);
 
 // Puts with MDB_APPEND when the key sorts after the database's last key (the common
 // case: ids are time-ordered and batches are sorted). Besides skipping the descent,

@@ -53,5 +53,6 @@ inline constexpr uint8_t too_large_for_map = 1;
 extern const write_handler submit_handler;      // submit.cc
 extern const write_handler categorize_handler;  // categorize.cc
 extern const write_handler deliver_handler;     // deliver.cc
+extern const write_handler reroute_handler;     // reroute.cc
 
 }  // namespace sluice::store

@@ -11,10 +11,11 @@ namespace sluice::store {
 // Every kind of write the writer thread applies in its group commit. The order of the
 // enumerators is the order in which one transaction applies a batch: its submissions
 // first, then its categorizations, then delivery outcomes (so an item categorized and
-// delivered in one batch is found by its deliver step). A new kind is appended here, gets a request struct
+// delivered in one batch is found by its deliver step), then reroutes (which read the
+// refs and failed list the deliver step left). A new kind is appended here, gets a request struct
 // in store.h deriving from write_op and a write_handler in a file of its own (write.h).
-enum class write_kind : uint8_t { submit, categorize, deliver };
-inline constexpr std::size_t write_kinds = 3;
+enum class write_kind : uint8_t { submit, categorize, deliver, reroute };
+inline constexpr std::size_t write_kinds = 4;
 
 inline constexpr std::size_t index_of(write_kind k) { return static_cast<std::size_t>(k); }
 
