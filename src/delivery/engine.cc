@@ -141,6 +141,12 @@ void engine::make_ready(hop& h, work&& w) {
   // in the store, until a transport for them exists.
   if (h.kind != route::hop_key_kind::dns && h.kind != route::hop_key_kind::smart_host) return;
   if (h.bound && h.epoch == config_epoch_ && now_ms() < h.bound_until_ms) {
+    if (h.bound->streak.suspended(now_ms())) {
+      const work w = std::move(h.ready.back());
+      h.ready.pop_back();
+      settle_all(w, suspended_reply(*h.bound), "");
+      return;
+    }
     enqueue(*h.bound, h);
     pump(*h.bound);
   } else {
@@ -258,6 +264,27 @@ engine::site& engine::site_for(const std::string& key, const config::send_connec
   s.message_rate.configure(s.limits.message_rate);
   s.streak.configure(s.limits.failures_before_suspend, int64_t{s.limits.suspend_s} * 1000);
   return s;
+}
+
+smtp::reply engine::suspended_reply(const site& s) const {
+  const int64_t left_s = std::max<int64_t>(1, (s.streak.suspended_until_ms() - now_ms() + 999) / 1000);
+  return {451, "4.4.1", fmt::format("delivery to {} suspended for {} s after {} failed connections in a row: {}",
+                                    s.key, left_s, s.limits.failures_before_suspend, s.last_failure)};
+}
+
+void engine::suspend(site& s, const std::string& why) {
+  ++stats_.suspensions;
+  s.last_failure = why;
+  const smtp::reply r = suspended_reply(s);
+  std::fprintf(stderr, "sluiced: delivery: %s\n", r.text.c_str());
+  while (!s.hops.empty()) {
+    hop* h = s.hops.front();
+    s.hops.pop_front();
+    h->in_site = false;
+    auto ready = std::move(h->ready);
+    h->ready.clear();
+    for (const auto& w : ready) settle_all(w, r, "");
+  }
 }
 
 void engine::enqueue(site& s, hop& h) {

@@ -105,6 +105,10 @@ class engine {
   void resolved(uint64_t hop_id, dns::destination&& d, uint64_t config_epoch);
   site& site_for(const std::string& key, const config::send_connector& sc, std::string_view domain);
   void enqueue(site& s, hop& h);
+  // The site failed failures_before_suspend connections in a row: what it has ready is
+  // deferred now (and whatever becomes ready while it stays suspended), not tried one by one.
+  void suspend(site& s, const std::string& why);
+  smtp::reply suspended_reply(const site& s) const;
   void pump(site& s);
   void pump_site(site& s, int64_t now);
   bool next_work(site& s, work& out);

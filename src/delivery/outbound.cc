@@ -308,7 +308,7 @@ bool engine::outbound::failover(const connection_failure& f) {
     connect_current();
     return true;
   }
-  if (site_->streak.failed(now)) ++e_.stats_.suspensions;
+  if (site_->streak.failed(now)) e_.suspend(*site_, last_error_);
   return false;
 }
 

@@ -54,6 +54,7 @@ struct engine::site {
   uint32_t open = 0;               // connections open or opening
   rate_limiter connect_rate, message_rate;
   failure_streak streak;
+  std::string last_failure;        // why the streak last suspended the site
   bool pumping = false;            // inside engine::pump for this site
 };
 
