@@ -28,7 +28,7 @@ type = "enterprise"
 bindings = ["127.0.0.1:@PORT@"]
 remote_ranges = ["127.0.0.0/8"]
 permissions = { anonymous = true, relay = true }
-
+)" << relay_keys << R"(
 [dns]
 servers = [")" << dns.server() << R"("]
 timeout_ms = 500

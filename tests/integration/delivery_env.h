@@ -26,6 +26,8 @@ struct delivery_env {
   void configure(const std::string& connectors = "", const std::string& delivery_keys = "",
                  const std::string& extra = "");
   bool start();  // sluiced
+  // More TOML keys for the "Relay" receive connector (e.g. max_recipients), set before configure().
+  std::string relay_keys;
 
   sink_process& sink(const std::string& address, std::vector<std::string> extra = {});
   // blaster send of `messages` messages, one recipient each unless `extra` says otherwise.
