@@ -51,8 +51,7 @@ class postfix_peer {
   void stop();
 
  private:
-  bool prepare(const std::string& listen, uint16_t port, const std::string& relay, uint16_t relay_port,
-               const std::string& domain);
+  bool prepare(const std::string& relay, uint16_t relay_port, const std::string& domain);
   void run_master();
   bool processes_left() const;
 
@@ -64,7 +63,7 @@ class postfix_peer {
 postfix_peer::postfix_peer(const std::string& listen, uint16_t port, const std::string& relay, uint16_t relay_port,
                            const std::string& domain)
     : listen_(listen), port_(port) {
-  if (prepare(listen, port, relay, relay_port, domain)) run_master();
+  if (prepare(relay, relay_port, domain)) run_master();
 }
 
 postfix_peer::~postfix_peer() {
@@ -75,8 +74,7 @@ postfix_peer::~postfix_peer() {
   }
 }
 
-bool postfix_peer::prepare(const std::string& listen, uint16_t port, const std::string& relay, uint16_t relay_port,
-                           const std::string& domain) {
+bool postfix_peer::prepare(const std::string& relay, uint16_t relay_port, const std::string& domain) {
   const auto version = run("postconf -d -h mail_version || /usr/sbin/postconf -d -h mail_version");
   if (version.status != 0) {
     error_ = "postfix is not installed (apt-get install postfix; third_party/packages.txt, test peers): " + version.output;
@@ -130,7 +128,7 @@ bool postfix_peer::prepare(const std::string& listen, uint16_t port, const std::
       << "maillog_file = " << dir_ << "/maillog\nmaillog_file_prefixes = " << dir_ << "\n";
   // Only the services a relay uses, none chrooted (a chroot would need copies of system
   // files in the queue directory).
-  std::ofstream(dir_ + "/etc/master.cf") << listen << ":" << port << " inet n - n - - smtpd\n"
+  std::ofstream(dir_ + "/etc/master.cf") << listen_ << ":" << port_ << " inet n - n - - smtpd\n"
                                          << R"(cleanup unix n - n - 0 cleanup
 qmgr unix n - n 300 1 qmgr
 rewrite unix - - n - - trivial-rewrite
@@ -232,6 +230,7 @@ void stop_postfix() { the_postfix.reset(); }
 
 Test(delivery_peer, delivers_through_a_real_postfix_smtpd, .fini = stop_postfix, .timeout = 90) {
   // sluiced -> MX mx.peer.test (Postfix on 127.0.0.8) -> Postfix's relayhost (a sink on 127.0.0.9).
+  // The Internet connector sends to every MX host on sink_port, so Postfix listens there too.
   delivery_env env("mx-host=peer.test,mx.peer.test,10\nhost-record=mx.peer.test,127.0.0.8\n");
   cr_assert(env.dns.ok(), "%s", env.dns.error().c_str());
   auto& sink = env.sink("127.0.0.9");
@@ -266,5 +265,4 @@ Test(delivery_peer, delivers_through_a_real_postfix_smtpd, .fini = stop_postfix,
     cr_assert(line.find("250 2.0.0 Ok: queued as ") != std::string::npos, "%s", line.c_str());
   }
   cr_assert_eq(env.tracked_recipients("DEFER"), 0u, "%s", env.daemon.log().c_str());
-  the_postfix->stop();
 }
