@@ -71,6 +71,11 @@ std::vector<std::string> delivery_env::received_logs() const {
   return out;
 }
 
+verify_result delivery_env::verify(const send_result& sent) {
+  for (auto& [address, s] : sinks) s->stop();
+  return blaster_verify({sent.record}, received_logs());
+}
+
 std::vector<std::string> delivery_env::tracking(const std::string& event) const {
   std::ifstream in(daemon.dir() + "/log/tracking.csv");
   std::vector<std::string> out;

@@ -34,6 +34,8 @@ struct delivery_env {
   send_result send(const std::string& name, int messages, std::vector<std::string> extra);
   // Every sink's record file.
   std::vector<std::string> received_logs() const;
+  // Stops every sink (so that its record is complete), then blaster verify of `sent` against them.
+  verify_result verify(const send_result& sent);
 
   // Tracking log lines with `event` ("DELIVER", "DEFER", "FAIL", "EXPIRE").
   std::vector<std::string> tracking(const std::string& event) const;

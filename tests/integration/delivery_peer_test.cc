@@ -250,12 +250,9 @@ Test(delivery_peer, delivers_through_a_real_postfix_smtpd, .fini = stop_postfix,
   // Postfix relays on its own schedule: wait until it has handed every recipient on.
   cr_assert(eventually([&] { return the_postfix->sent() == 2u * messages; }, 30'000), "Postfix sent %zu of %d:\n%s",
             the_postfix->sent(), 2 * messages, the_postfix->maillog().c_str());
-  sink.stop();
-  const auto v = blaster_verify({sent.record}, env.received_logs());
-  cr_assert_eq(v.lost, 0, "verify: %s", v.json.c_str());
-  cr_assert_eq(v.corrupted, 0, "verify: %s", v.json.c_str());
-  cr_assert_eq(v.duplicated, 0, "verify: %s", v.json.c_str());
-  cr_assert_eq(v.delivered, 2 * messages, "verify: %s", v.json.c_str());
+  const auto v = env.verify(sent);
+  cr_assert(v.lost == 0 && v.corrupted == 0 && v.duplicated == 0 && v.delivered == 2 * messages, "verify: %s",
+            v.json.c_str());
 
   // Every recipient was delivered to Postfix, which said so in its own words.
   cr_assert(eventually([&] { return env.tracked_recipients("DELIVER") == 2u * messages; }, 5000), "%zu DELIVER",

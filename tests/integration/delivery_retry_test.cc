@@ -52,6 +52,18 @@ std::vector<std::size_t> recipients_per_transaction(const std::string& record) {
   return out;
 }
 
+// Waits for the queue to drain, stops the sinks and checks that every acknowledged
+// recipient arrived once and intact, and was tracked as delivered.
+void expect_all_arrived(delivery_env& env, const send_result& sent, long long recipients) {
+  cr_assert(eventually([&] { return env.queued_items() == 0; }, 20'000), "%s\n%s",
+            env.daemon.ctl("queue list").output.c_str(), env.daemon.log().c_str());
+  const auto v = env.verify(sent);
+  cr_assert(v.lost == 0 && v.duplicated == 0 && v.corrupted == 0 && v.delivered == recipients,
+            "%lld recipients acknowledged; verify: %s", recipients, v.json.c_str());
+  cr_assert(eventually([&] { return env.tracked_recipients("DELIVER") == static_cast<std::size_t>(recipients); }, 5000),
+            "%zu DELIVER", env.tracked_recipients("DELIVER"));
+}
+
 }  // namespace
 
 Test(delivery_retry, mail_that_cannot_be_delivered_expires_with_4_4_7, .timeout = 60) {
@@ -101,7 +113,8 @@ Test(delivery_retry, a_dead_site_is_suspended_after_repeated_failures, .timeout 
   cr_assert_leq(opened, 10, "%lld connections opened:\n%s", opened, log.c_str());
   // Suspended is not failed: every message is still queued.
   cr_assert_eq(env.queued_items(), 20, "%s", env.daemon.ctl("queue list").output.c_str());
-  cr_assert_eq(env.tracked_recipients("FAIL") + env.tracked_recipients("EXPIRE") + env.tracked_recipients("DELIVER"), 0u);
+  cr_assert_eq(env.tracked_recipients("FAIL") + env.tracked_recipients("EXPIRE") + env.tracked_recipients("DELIVER"), 0u,
+               "%s", slurp_file(env.daemon.dir() + "/log/tracking.csv").c_str());
 }
 
 Test(delivery_retry, a_reload_applies_to_mail_already_queued, .timeout = 60) {
@@ -124,15 +137,7 @@ Test(delivery_retry, a_reload_applies_to_mail_already_queued, .timeout = 60) {
   env.daemon.signal(SIGHUP);
   cr_assert(eventually([&] { return env.daemon.log().find("configuration reloaded") != std::string::npos; }, 10'000),
             "%s", env.daemon.log().c_str());
-  cr_assert(eventually([&] { return env.queued_items() == 0; }, 20'000), "%s\n%s",
-            env.daemon.ctl("queue list").output.c_str(), env.daemon.log().c_str());
-  sink.stop();
-  const auto v = blaster_verify({sent.record}, env.received_logs());
-  cr_assert_eq(v.lost, 0, "%s", v.json.c_str());
-  cr_assert_eq(v.duplicated, 0, "%s", v.json.c_str());
-  cr_assert_eq(v.delivered, 10, "%s", v.json.c_str());
-  cr_assert(eventually([&] { return env.tracked_recipients("DELIVER") == 10u; }, 5000), "%zu DELIVER",
-            env.tracked_recipients("DELIVER"));
+  expect_all_arrived(env, sent, 10);
 }
 
 Test(delivery_retry, recipients_beyond_the_per_message_limit_go_in_further_transactions, .timeout = 60) {
@@ -143,9 +148,7 @@ Test(delivery_retry, recipients_beyond_the_per_message_limit_go_in_further_trans
   cr_assert(env.start(), "%s", env.daemon.log().c_str());
   const auto sent = env.send("s", 1, {"--domain", "a.test", "--rcpts", "250", "--sessions", "1"});
   cr_assert_eq(json_number(sent.json, "accepted"), 1, "%s", sent.json.c_str());
-  cr_assert(eventually([&] { return env.queued_items() == 0; }, 20'000), "%s\n%s",
-            env.daemon.ctl("queue list").output.c_str(), env.daemon.log().c_str());
-  sink.stop();
+  expect_all_arrived(env, sent, 250);  // stops the sink: its record is complete
   // Three transactions: 100 + 100 + 50 recipients, in whatever order they went.
   auto per = recipients_per_transaction(sink.record_file());
   std::sort(per.begin(), per.end());
@@ -153,10 +156,4 @@ Test(delivery_retry, recipients_beyond_the_per_message_limit_go_in_further_trans
   cr_assert_eq(per[0], 50u);
   cr_assert_eq(per[1], 100u);
   cr_assert_eq(per[2], 100u);
-  const auto v = blaster_verify({sent.record}, env.received_logs());
-  cr_assert_eq(v.lost, 0, "%s", v.json.c_str());
-  cr_assert_eq(v.duplicated, 0, "%s", v.json.c_str());
-  cr_assert_eq(v.delivered, 250, "%s", v.json.c_str());
-  cr_assert(eventually([&] { return env.tracked_recipients("DELIVER") == 250u; }, 5000), "%zu DELIVER",
-            env.tracked_recipients("DELIVER"));
 }
