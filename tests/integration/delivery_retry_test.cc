@@ -107,10 +107,11 @@ Test(delivery_retry, a_dead_site_is_suspended_after_repeated_failures, .timeout 
   const std::string log = env.daemon.log();
   const long long opened = exit_counter(log, "connections opened");
   cr_assert(log.find("connections opened") != std::string::npos, "no exit counters in:\n%s", log.c_str());
-  // At most the connections already under way when the second failure came (one loop's
-  // share of max_connections), never one per message per retry.
+  // The site's connections under way at once (the owning loop's share of max_connections,
+  // 20 / 2 workers) plus those begun before the second failure suspended it, never one per
+  // message per retry (without the suspension: about 70 in these 5 s).
   cr_assert_geq(opened, 2, "%s", log.c_str());
-  cr_assert_leq(opened, 10, "%lld connections opened:\n%s", opened, log.c_str());
+  cr_assert_leq(opened, 10 + 2, "%lld connections opened:\n%s", opened, log.c_str());
   // Suspended is not failed: every message is still queued.
   cr_assert_eq(env.queued_items(), 20, "%s", env.daemon.ctl("queue list").output.c_str());
   cr_assert_eq(env.tracked_recipients("FAIL") + env.tracked_recipients("EXPIRE") + env.tracked_recipients("DELIVER"), 0u,
