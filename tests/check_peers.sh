@@ -35,6 +35,16 @@ if command -v dnsmasq >/dev/null 2>&1 || [ -x /usr/sbin/dnsmasq ]; then
 else
   need dnsmasq-base "DNS server for the resolver tests"
 fi
+# delivery_peer_test.cc runs a private Postfix: postconf for its defaults, the master
+# daemon it starts in the foreground (also in /usr/sbin, outside a non-root PATH).
+postconf_bin=$(command -v postconf 2>/dev/null || echo /usr/sbin/postconf)
+if [ -x "$postconf_bin" ]; then
+  daemon_dir=$("$postconf_bin" -d -h daemon_directory 2>/dev/null)
+  [ -x "$daemon_dir/master" ] || need postfix "smtpd peer for the delivery tests (no master in '$daemon_dir')"
+  getent passwd postfix >/dev/null 2>&1 || need postfix "smtpd peer for the delivery tests (no postfix user)"
+else
+  need postfix "smtpd peer for the delivery tests"
+fi
 
 if [ ${#missing[@]} -ne 0 ]; then
   echo "sluice tests: missing test peers:" >&2

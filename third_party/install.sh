@@ -30,8 +30,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "sluice: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-# Postfix is only a benchmark peer here: install it unconfigured, so that it neither asks
-# questions nor starts a system mail service; the bench scripts run private instances.
+# Postfix is only a test and benchmark peer here: install it unconfigured, so that it neither
+# asks questions nor starts a system mail service; tests and bench scripts run private instances.
 if printf '%s\n' "${missing[@]}" | grep -qx postfix; then
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 fi

@@ -28,7 +28,7 @@ type = "enterprise"
 bindings = ["127.0.0.1:@PORT@"]
 remote_ranges = ["127.0.0.0/8"]
 permissions = { anonymous = true, relay = true }
-
+)" << relay_keys << R"(
 [dns]
 servers = [")" << dns.server() << R"("]
 timeout_ms = 500
@@ -69,6 +69,11 @@ std::vector<std::string> delivery_env::received_logs() const {
   std::vector<std::string> out;
   for (const auto& [address, s] : sinks) out.push_back(s->record_file());
   return out;
+}
+
+verify_result delivery_env::verify(const send_result& sent) {
+  for (auto& [address, s] : sinks) s->stop();
+  return blaster_verify({sent.record}, received_logs());
 }
 
 std::vector<std::string> delivery_env::tracking(const std::string& event) const {

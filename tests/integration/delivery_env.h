@@ -26,12 +26,16 @@ struct delivery_env {
   void configure(const std::string& connectors = "", const std::string& delivery_keys = "",
                  const std::string& extra = "");
   bool start();  // sluiced
+  // More TOML keys for the "Relay" receive connector (e.g. max_recipients), set before configure().
+  std::string relay_keys;
 
   sink_process& sink(const std::string& address, std::vector<std::string> extra = {});
   // blaster send of `messages` messages, one recipient each unless `extra` says otherwise.
   send_result send(const std::string& name, int messages, std::vector<std::string> extra);
   // Every sink's record file.
   std::vector<std::string> received_logs() const;
+  // Stops every sink (so that its record is complete), then blaster verify of `sent` against them.
+  verify_result verify(const send_result& sent);
 
   // Tracking log lines with `event` ("DELIVER", "DEFER", "FAIL", "EXPIRE").
   std::vector<std::string> tracking(const std::string& event) const;
