@@ -9,15 +9,16 @@ draw_relay_chart() {
   command -v gnuplot >/dev/null || { echo "gnuplot missing (apt-get install gnuplot-nox): no chart" >&2; return 0; }
   local plots=() p99s=()
   for s in sluice rollup postfix; do
-    f=$out/series-$s.csv
-    [ -s "$f" ] || continue
-    plots+=("'$f' using 1:4 with lines lw 2 title '$s accepted msg/s'")
+    f=$out/series-$s.csv  # none with --client smtp-source
+    if [ -s "$f" ]; then
+      plots+=("'$f' using 1:4 with lines lw 2 title '$s accepted msg/s'")
+      p99s+=("'$f' using 1:8 with lines dt 2 lw 1 axes x1y2 title '$s p99 time to 250 (ms)'")
+    fi
     f=$out/delivered-$s.csv
     [ -s "$f" ] && plots+=("'$f' using 1:3 with steps lw 2 title '$s delivered msg/s'")
-    p99s+=("'$out/series-$s.csv' using 1:8 with lines dt 2 lw 1 axes x1y2 title '$s p99 time to 250 (ms)'")
   done
   [ ${#plots[@]} -gt 0 ] || return 0
-  local all; all=$(IFS=,; echo "${plots[*]},${p99s[*]}")
+  local all; all=$(IFS=,; echo "${plots[*]}${p99s[*]:+,${p99s[*]}}")
   gnuplot <<GP
 set terminal pngcairo size 1000,500 noenhanced
 set output '$out/relay.png'
