@@ -18,8 +18,8 @@
 #   --rollup         instead of one smart host: DNS routing over a private dnsmasq, N
 #                    domains (1000) whose MX hosts are K hosts (10), each a blaster sink
 #                    on 127.0.0.(10+k); reports the connections the sinks saw
-#   --client smtp-source  drive the load with Postfix's smtp-source -d (one session per
-#                    -s, no pipelining) instead of blaster: no time to 250 and no
+#   --client smtp-source  drive the load with Postfix's smtp-source -d (lock-step sessions,
+#                    no pipelining) instead of blaster: no time to 250 and no
 #                    per-message verify (lost = accepted - delivered); smart host only
 #   KEEP_WORK=1 keeps the work directory (configs, logs, queues) for a post-mortem.
 set -euo pipefail
