@@ -45,6 +45,7 @@ CF
   awk -v listen="127.0.0.1:$port" 'BEGIN { OFS = "  " }
        /^#/ || /^[ \t]/ || NF < 8 { print; next }
        $1 == "smtp" && $2 == "inet" { smtpd = 1; $1 = listen; $5 = "n"; print; next }
+       $2 == "inet" { next }  # no other listener: the system Postfix may hold its port
        { $5 = "n"; print }
        END { if (!smtpd) print listen, "inet", "n", "-", "n", "-", "-", "smtpd" }' \
     "$stock" > "$dir/etc/master.cf"
