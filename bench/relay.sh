@@ -72,6 +72,7 @@ blaster=$(find_blaster)
 sluiced=$(find_sluiced)
 [ -x "$blaster" ] || { echo "relay.sh: build blaster first" >&2; exit 1; }
 [ -x "$sluiced" ] || { echo "relay.sh: build sluiced first" >&2; exit 1; }
+sluicectl=$(dirname "$sluiced")/../../tools/sluicectl/sluicectl
 mkdir -p "$out"
 work=$(mktemp -d /tmp/sluice-relay-work-XXXXXX)
 chmod 755 "$work"  # the postfix user must reach its data directory
@@ -87,7 +88,7 @@ load=(--sessions "$sessions" --size "$size" --rcpts "$rcpts" --rate "$rate" --wa
 if [ -n "$duration" ]; then load+=(--duration "$duration"); else load+=(--messages "$messages"); fi
 
 csv=$out/results.csv
-[ -f "$csv" ] || echo "run,size,rcpts,sessions,rate,accepted,refused,failed,receive_msg_per_s,delivered,delivered_msg_per_s,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,queue_p50_ms,queue_p90_ms,queue_p99_ms,queue_max_ms,sink_sessions,sink_peak_sessions,lost,duplicated,corrupted" > "$csv"
+[ -f "$csv" ] || echo "run,size,rcpts,sessions,rate,accepted,refused,failed,receive_msg_per_s,delivered,delivered_msg_per_s,p50_ms,p90_ms,p99_ms,p999_ms,max_ms,queue_p50_ms,queue_p90_ms,queue_p99_ms,queue_max_ms,sink_sessions,sink_peak_sessions,lost,duplicated,corrupted,queue_left" > "$csv"
 
 # start_sluiced DIR PORT SEND_CONNECTOR_TOML [MORE_TOML]: every 250 after the commit that
 # holds the message, every delivery outcome committed before the item leaves the queue
@@ -221,6 +222,13 @@ run_one() {  # RUN: sluice | postfix | rollup
     echo "{\"lost\":$((accepted > got ? accepted - got : 0)),\"duplicated\":\"n/a\",\"corrupted\":\"n/a\"}" > "$d/verify.json"
   fi
 
+  # What sluiced still holds once it has stopped: with everything delivered, nothing (an
+  # item leaves the queue in the commit that records its outcome).
+  local left=n/a
+  if [ "$run" != postfix ] && [ -x "$sluicectl" ]; then
+    "$sluicectl" --json --queue-dir "$d/var/queue" queue list > "$d/queue-left.json" 2>/dev/null &&
+      left=$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['summary']['messages'])" "$d/queue-left.json")
+  fi
   # Time in queue, and the end of the delivered interval, from the relay's own log: the
   # sinks' records carry no time, and they reach their files only five times a second.
   local qlog=$d/var/log qsys=sluice
@@ -247,14 +255,14 @@ run_one() {  # RUN: sluice | postfix | rollup
   sessions_total=$(json_sum sessions_total "$d"/sink-*.json)
   peak=$(json_sum peak_sessions "$d"/sink-*.json)
   local g="json_get $d/send.json" v="json_get $d/verify.json"
-  printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$run" "$size" "$rcpts" \
+  printf '%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s\n' "$run" "$size" "$rcpts" \
     "$sessions" "$rate" "$accepted" "$($g refused)" "$($g failed)" "$($g msg_per_s)" "$delivered" "$del_rate" \
     "$($g p50)" "$($g p90)" "$($g p99)" "$($g p999)" "$($g max)" "$qp50" "$qp90" "$qp99" "$qmax" \
-    "$sessions_total" "$peak" "$($v lost)" "$($v duplicated)" "$($v corrupted)" >> "$csv"
+    "$sessions_total" "$peak" "$($v lost)" "$($v duplicated)" "$($v corrupted)" "$left" >> "$csv"
   echo "$run: accepted $accepted, receive $($g msg_per_s) msg/s, time to 250 p50 $($g p50) p90 $($g p90) p99 $($g p99) p99.9 $($g p999) max $($g max) ms"
   echo "$run: delivered $delivered, $del_rate msg/s end to end; time in queue p50 $qp50 p90 $qp90 p99 $qp99 max $qmax ms;" \
        "deferred $($q deferred) failed $($q failed) (log events); lost $($v lost), duplicated $($v duplicated), corrupted $($v corrupted)"
-  echo "$run: connections to the sinks: $sessions_total opened, peak $peak open at once (sum over ${#sinks[@]} sink(s))"
+  echo "$run: connections to the sinks: $sessions_total opened, peak $peak open at once (sum over ${#sinks[@]} sink(s)); messages left in the queue: $left"
   eval "rate_$run=\$($g msg_per_s); delivered_rate_$run=$del_rate"
 }
 
