@@ -3,9 +3,10 @@
 # Untrusted input: none (it drives local daemons with generated mail and reads their logs).
 #
 # Reports the receive rate (250s per second at the relay), the delivered rate (messages
-# the sinks accepted, from the start of the load to the relay's last delivery), time to
-# 250 percentiles (blaster), time in queue percentiles (receive to delivery, from the
-# relay's own log), loss/duplication from blaster verify, and the sinks' sessions.
+# the sinks accepted, from the start of the load to the relay's last delivery, warm-up
+# included), time to 250 percentiles (blaster), time in queue percentiles (receive to
+# delivery, from the relay's own log), loss/duplication from blaster verify, the sinks'
+# sessions, and the messages sluiced still holds at the end.
 # Writes results.csv, series-<run>.csv and delivered-<run>.csv (one line per second) and
 # relay.png (accepted and delivered msg/s, p99 time to 250, over time) into the output directory.
 #
