@@ -53,7 +53,7 @@ while [ $# -gt 0 ]; do
     --mx-sets) mx_sets=$2; shift 2 ;;
     --client) client=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    -h|--help) sed -n '4,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '4,25p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "relay.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
