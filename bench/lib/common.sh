@@ -24,13 +24,13 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-wait_port() {  # PORT [TRIES of 0.05 s]
-  local i
+wait_port() {  # PORT [TRIES of 0.05 s] [HOST, default 127.0.0.1]
+  local i host=${3:-127.0.0.1}
   for i in $(seq "${2:-200}"); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    if (exec 3<>"/dev/tcp/$host/$1") 2>/dev/null; then return 0; fi
     sleep 0.05
   done
-  echo "nothing listens on port $1" >&2
+  echo "nothing listens on port $1${3:+ of $3}" >&2
   return 1
 }
 
@@ -55,13 +55,27 @@ with open(sys.argv[1]) as f:
 PY
 }
 
+# json_sum KEY FILE...: the sum of KEY over the JSON summaries (a missing file or key counts 0).
+json_sum() {
+  local key=$1 total=0 f v
+  shift
+  for f in "$@"; do
+    [ -s "$f" ] || continue
+    v=$(json_get "$f" "$key")
+    total=$((total + ${v:-0}))
+  done
+  echo "$total"
+}
+
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1] or 0),float(sys.argv[2] or 0); print('%.2f' % (a/b) if b else 'n/a')" "$1" "$2"; }
 
-# Processes started by a script are stopped by it, by pid, on exit.
+# Processes started by a script are stopped by it, by pid, on exit: the last started
+# first, so a relay stops before the sinks and the DNS server it depends on.
 BENCH_PIDS=()
 stop_started() {
-  local p
-  for p in "${BENCH_PIDS[@]:-}"; do
+  local p i
+  for ((i = ${#BENCH_PIDS[@]} - 1; i >= 0; i--)); do
+    p=${BENCH_PIDS[i]}
     [ -n "$p" ] || continue
     kill "$p" 2>/dev/null || true
     wait "$p" 2>/dev/null || true

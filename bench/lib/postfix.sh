@@ -33,12 +33,22 @@ smtpd_tls_security_level = none
 maillog_file = $dir/maillog
 maillog_file_prefixes = $dir
 CF
-  # The stock master.cf with our port for smtpd and no chroot (the chroot would need
-  # copies of system files inside the private queue directory).
-  awk 'BEGIN { OFS = "  " }
+  # The packaged master.cf as shipped (the system's own /etc/postfix/master.cf may have
+  # moved smtpd to another address or behind postscreen, and then nothing would listen on
+  # our port), with our port for smtpd and no chroot (the chroot would need copies of
+  # system files inside the private queue directory).
+  local stock f
+  for f in /usr/share/postfix/master.cf.dist /etc/postfix/master.cf.proto /etc/postfix/master.cf; do
+    [ -f "$f" ] && { stock=$f; break; }
+  done
+  [ -n "${stock:-}" ] || { echo "no stock master.cf (postfix package incomplete?)" >&2; return 1; }
+  awk -v listen="127.0.0.1:$port" 'BEGIN { OFS = "  " }
        /^#/ || /^[ \t]/ || NF < 8 { print; next }
-       { if ($1 == "smtp" && $2 == "inet") $1 = "127.0.0.1:'"$port"'"; $5 = "n"; print }' \
-    /etc/postfix/master.cf > "$dir/etc/master.cf"
+       $1 == "smtp" && $2 == "inet" { smtpd = 1; $1 = listen; $5 = "n"; print; next }
+       $2 == "inet" { next }  # no other listener: the system Postfix may hold its port
+       { $5 = "n"; print }
+       END { if (!smtpd) print listen, "inet", "n", "-", "n", "-", "-", "smtpd" }' \
+    "$stock" > "$dir/etc/master.cf"
   postfix -c "$dir/etc" start >/dev/null 2>&1 || { tail -5 "$dir/maillog" >&2; return 1; }
   wait_port "$port"
 }
