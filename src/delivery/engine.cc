@@ -67,6 +67,9 @@ void engine::set_config(std::shared_ptr<const config::config> cfg, std::shared_p
   tls_ = std::move(tls);
   routes_ = std::move(routes);
   ++config_epoch_;
+  // A reload is the administrator's word that something changed: suspended sites get a
+  // fresh start, as after a restart.
+  for (auto& [key, s] : sites_) s->streak = failure_streak{};
   const auto& d = cfg_->delivery;
   retry_.first_ms = int64_t{d.retry_first_s} * 1000;
   retry_.max_ms = int64_t{d.retry_max_s} * 1000;
