@@ -38,10 +38,11 @@ std::string reply_text(const smtp::reply& r) {
 
 }  // namespace
 
-engine::engine(net::loop& loop, unsigned producer, unsigned loops, store::queue_store& store, dns::resolver& resolver)
+engine::engine(net::loop& loop, unsigned producer, store::queue_store& store, dns::resolver& resolver,
+               site_registry& registry)
     : loop_(loop),
       producer_(producer),
-      loops_(std::max(1u, loops)),
+      registry_(registry),
       store_(store),
       resolver_(resolver),
       rng_(std::random_device{}()),
@@ -86,11 +87,6 @@ config::delivery_limits engine::limits_for(const config::send_connector& sc, std
   config::delivery_limits l = sc.limits.apply(cfg_->delivery.limits);
   for (const auto& o : cfg_->delivery.domains)
     if (o.domain == domain) l = o.limits.apply(l);
-  // Each loop shapes the sites of the hops it owns on its own (no locks on the delivery
-  // path), so it takes its share of every per-site limit, rounded up so none is zero.
-  l.max_connections = std::max(1u, (l.max_connections + loops_ - 1) / loops_);
-  l.connection_rate /= loops_;
-  l.message_rate /= loops_;
   return l;
 }
 
@@ -259,12 +255,14 @@ engine::site& engine::site_for(const std::string& key, const config::send_connec
     slot = std::make_unique<site>();
     slot->key = key;
     slot->connector = sc.name;
+    slot->shared = registry_.find(key);
     stats_.sites = static_cast<uint32_t>(sites_.size());
   }
   site& s = *slot;
   s.limits = limits_for(sc, domain);
-  s.connect_rate.configure(s.limits.connection_rate);
-  s.message_rate.configure(s.limits.message_rate);
+  // Every loop configures the shared buckets with the same values from the same generation.
+  s.shared->connect_rate.configure(s.limits.connection_rate);
+  s.shared->message_rate.configure(s.limits.message_rate);
   s.streak.configure(s.limits.failures_before_suspend, int64_t{s.limits.suspend_s} * 1000);
   return s;
 }
@@ -298,8 +296,7 @@ void engine::enqueue(site& s, hop& h) {
 
 bool engine::next_work(site& s, work& out) {
   if (s.hops.empty() || stopping_) return false;
-  const int64_t now = now_ms();
-  if (s.message_rate.wait_ms(now) > 0) return false;
+  if (!s.shared->message_rate.try_take(now_ms())) return false;
   hop* h = s.hops.front();
   s.hops.pop_front();
   out = std::move(h->ready.front());
@@ -308,7 +305,6 @@ bool engine::next_work(site& s, work& out) {
     h->in_site = false;
   else
     s.hops.push_back(h);  // round robin between the site's domains
-  s.message_rate.take(now);
   return true;
 }
 
@@ -324,7 +320,7 @@ void engine::pump(site& s) {
 }
 
 void engine::pump_site(site& s, int64_t now) {
-  const uint32_t max_total = std::max(1u, (cfg_->delivery.max_outbound_connections + loops_ - 1) / loops_);
+  const uint32_t max_total = cfg_->delivery.max_outbound_connections;
   while (!s.hops.empty()) {
     if (!s.idle.empty()) {
       outbound* o = s.idle.back();
@@ -335,11 +331,19 @@ void engine::pump_site(site& s, int64_t now) {
       }
       continue;
     }
-    if (s.open >= s.limits.max_connections || open_total_ >= max_total) return;
-    if (s.connect_rate.wait_ms(now) > 0) return;
+    // Slots first (daemon-wide: other loops may deliver to this site too), then the rate.
+    if (s.shared->connect_rate.wait_ms(now) > 0) return;
+    if (!s.shared->connections.try_take(s.limits.max_connections)) return;
+    if (!registry_.connections().try_take(max_total)) {
+      s.shared->connections.give_back();
+      return;
+    }
     work w;
-    if (!next_work(s, w)) return;
-    s.connect_rate.take(now);
+    if (!s.shared->connect_rate.try_take(now) || !next_work(s, w)) {
+      s.shared->connections.give_back();
+      registry_.connections().give_back();
+      return;
+    }
     open_connection(s, std::move(w));
   }
 }
@@ -660,6 +664,8 @@ void engine::closed(outbound& o) {
   site& s = o.owner();
   --s.open;
   --open_total_;
+  s.shared->connections.give_back();
+  registry_.connections().give_back();
   stats_.connections_open = open_total_;
   std::erase(s.idle, &o);
   for (auto it = outbounds_.begin(); it != outbounds_.end(); ++it) {

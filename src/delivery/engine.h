@@ -51,7 +51,10 @@ struct engine_stats {
 class engine {
  public:
   // `producer` is this loop's lane in the store. `resolver` is this loop's and outlives it.
-  engine(net::loop& loop, unsigned producer, unsigned loops, store::queue_store& store, dns::resolver& resolver);
+  // `registry` is the daemon's (shared by every loop, outliving them): it holds each site's
+  // connection count and rate buckets, so limits hold across loops.
+  engine(net::loop& loop, unsigned producer, store::queue_store& store, dns::resolver& resolver,
+         site_registry& registry);
   ~engine();
   engine(const engine&) = delete;
   engine& operator=(const engine&) = delete;
@@ -134,7 +137,7 @@ class engine {
 
   net::loop& loop_;
   unsigned producer_;
-  unsigned loops_;
+  site_registry& registry_;
   store::queue_store& store_;
   dns::resolver& resolver_;
   std::shared_ptr<const config::config> cfg_;

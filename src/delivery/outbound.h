@@ -47,12 +47,12 @@ struct engine::site {
   std::string key;        // "<connector>|mx:a.example,b.example" or "<connector>|smarthost"
   std::string connector;
   bool smart_host = false;
-  config::delivery_limits limits;  // this loop's share
+  config::delivery_limits limits;
   std::vector<site_host> hosts;    // the latest answer, preference order
   std::deque<hop*> hops;           // hops with ready work
   std::vector<outbound*> idle;     // connections waiting for work
-  uint32_t open = 0;               // connections open or opening
-  rate_limiter connect_rate, message_rate;
+  uint32_t open = 0;               // this loop's connections open or opening
+  std::shared_ptr<shared_site> shared;  // the daemon-wide connection count and rate buckets
   failure_streak streak;
   std::string last_failure;        // why the streak last suspended the site
   bool pumping = false;            // inside engine::pump for this site

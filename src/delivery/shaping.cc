@@ -1,4 +1,4 @@
-// shaping.cc: GCRA rate limits and failure streaks for delivery destinations.
+// shaping.cc: GCRA rate limits, the daemon's site registry and failure streaks for delivery destinations.
 #include "delivery/shaping.h"
 
 #include <algorithm>
@@ -7,23 +7,39 @@ namespace sluice::delivery {
 
 void rate_limiter::configure(double rate, double burst) {
   if (rate <= 0) {
-    interval_us_ = tolerance_us_ = 0;
+    interval_us_.store(0, std::memory_order_relaxed);
+    tolerance_us_.store(0, std::memory_order_relaxed);
     return;
   }
-  interval_us_ = std::max<int64_t>(1, static_cast<int64_t>(1e6 / rate));
-  tolerance_us_ = static_cast<int64_t>(std::max(0.0, burst - 1.0) * static_cast<double>(interval_us_));
+  const int64_t interval = std::max<int64_t>(1, static_cast<int64_t>(1e6 / rate));
+  interval_us_.store(interval, std::memory_order_relaxed);
+  tolerance_us_.store(static_cast<int64_t>(std::max(0.0, burst - 1.0) * static_cast<double>(interval)),
+                      std::memory_order_relaxed);
 }
 
 int64_t rate_limiter::wait_ms(int64_t now_ms) const {
-  if (interval_us_ == 0) return 0;
-  const int64_t now_us = now_ms * 1000;
-  const int64_t early_us = tat_us_ - tolerance_us_ - now_us;
+  if (interval_us_.load(std::memory_order_relaxed) == 0) return 0;
+  const int64_t early_us = tat_us_.load(std::memory_order_acquire) - tolerance_us_.load(std::memory_order_relaxed) -
+                           now_ms * 1000;
   return early_us <= 0 ? 0 : (early_us + 999) / 1000;
 }
 
-void rate_limiter::take(int64_t now_ms) {
-  if (interval_us_ == 0) return;
-  tat_us_ = std::max(tat_us_, now_ms * 1000) + interval_us_;
+bool rate_limiter::try_take(int64_t now_ms) {
+  const int64_t interval = interval_us_.load(std::memory_order_relaxed);
+  if (interval == 0) return true;
+  const int64_t now_us = now_ms * 1000, tolerance = tolerance_us_.load(std::memory_order_relaxed);
+  int64_t tat = tat_us_.load(std::memory_order_acquire);
+  for (;;) {
+    if (tat - tolerance > now_us) return false;
+    if (tat_us_.compare_exchange_weak(tat, std::max(tat, now_us) + interval, std::memory_order_acq_rel)) return true;
+  }
+}
+
+std::shared_ptr<shared_site> site_registry::find(const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto& slot = sites_[key];
+  if (!slot) slot = std::make_shared<shared_site>();
+  return slot;
 }
 
 bool failure_streak::failed(int64_t now_ms) {

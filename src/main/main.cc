@@ -84,6 +84,7 @@ int main(int argc, char** argv) {
   // The first generation is built the way a reload builds the next one.
   const auto started = std::chrono::system_clock::now();
   generation::daemon_state shared;  // outlives every generation and worker
+  delivery::site_registry sites;     // delivery limits shared by every worker, outliving them
   auto first = generation::build(cfg, 1, started, &shared);
   if (!first) {
     const bool bad_routes = first.failed == generation::failure::routes;
@@ -124,7 +125,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   for (unsigned i = 0; i < workers_count; ++i)
-    workers.push_back(std::make_unique<main::worker>(i, *queue, links, current, budget, shared.auth_limiters));
+    workers.push_back(std::make_unique<main::worker>(i, *queue, links, current, budget, shared.auth_limiters, sites));
   // The admin socket (sluicectl) is served by worker 0.
   workers[0]->serve_admin({admin::socket_path_for(cfg->server.queue_dir),
                            {std::string(admin::version()), workers_count, static_cast<long>(getpid()), started,

@@ -17,13 +17,14 @@ namespace sluice::main {
 
 worker::worker(unsigned index, store::queue_store& store, categorize::links& links,
                std::shared_ptr<const generation::generation> first, smtpd::in_flight_budget& budget,
-               std::shared_ptr<auth::limiter_registry> auth_limiters)
+               std::shared_ptr<auth::limiter_registry> auth_limiters, delivery::site_registry& sites)
     : index_(index),
       store_(store),
       links_(links),
       budget_(budget),
       first_(std::move(first)),
-      auth_limiters_(std::move(auth_limiters)) {}
+      auth_limiters_(std::move(auth_limiters)),
+      sites_(sites) {}
 
 worker::~worker() {
   stop();
@@ -89,7 +90,7 @@ void worker::run(std::promise<std::string>& ready) {
   std::string dns_error;
   dns::resolver resolver(loop, rs, dns_error);
   if (!dns_error.empty()) std::fprintf(stderr, "sluiced: worker %u: DNS: %s\n", index_, dns_error.c_str());
-  auto engine = std::make_unique<delivery::engine>(loop, index_, links_.loops(), store_, resolver);
+  auto engine = std::make_unique<delivery::engine>(loop, index_, store_, resolver, sites_);
   engine->set_tracker(track);
   cat->set_item_sink([e = engine.get()](delivery::hop_item&& item) { e->add(std::move(item)); });
   engine->set_forwarder([cat](delivery::hop_item&& item) { cat->forward(std::move(item)); });

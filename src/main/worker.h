@@ -9,6 +9,7 @@
 
 #include "admin/server.h"
 #include "categorize/categorizer.h"
+#include "delivery/shaping.h"
 #include "generation/generation.h"
 #include "main/mailbox.h"
 
@@ -28,9 +29,10 @@ class worker {
   // configuration generation the loop starts with; it takes it the way it takes a reload.
   // `budget` is the daemon's limit on message bytes in memory, shared by every worker
   // and outliving them. `auth_limiters` is the daemon's, shared with every other worker.
+  // `sites` is the daemon's delivery site registry, shared by every worker and outliving them.
   worker(unsigned index, store::queue_store& store, categorize::links& links,
          std::shared_ptr<const generation::generation> first, smtpd::in_flight_budget& budget,
-         std::shared_ptr<auth::limiter_registry> auth_limiters);
+         std::shared_ptr<auth::limiter_registry> auth_limiters, delivery::site_registry& sites);
   ~worker();
   worker(const worker&) = delete;
   worker& operator=(const worker&) = delete;
@@ -59,6 +61,7 @@ class worker {
   smtpd::in_flight_budget& budget_;
   std::shared_ptr<const generation::generation> first_;  // taken by run() at start
   std::shared_ptr<auth::limiter_registry> auth_limiters_;
+  delivery::site_registry& sites_;
   std::optional<admin::server_settings> admin_;
   std::thread thread_;
   // Created on the worker thread, published through the atomics, and destroyed only by
