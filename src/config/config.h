@@ -185,7 +185,7 @@ struct delivery_settings {                    // [delivery]
   uint32_t max_outbound_connections = 1000;   // all sites together
   uint32_t max_addresses = 5;                 // addresses tried per delivery attempt (Postfix smtp_mx_address_limit)
   uint32_t max_sessions = 2;                  // sessions (connections that got a greeting) per attempt (smtp_mx_session_limit)
-  uint32_t idle_connections = 10;             // idle connections kept per site for reuse
+  uint32_t idle_connections = 20;             // idle connections kept per site for reuse (as many as max_connections)
   uint32_t idle_timeout_s = 5;                // an idle connection is QUIT after this
   uint32_t retry_first_s = 300;               // first retry after a temporary failure
   uint32_t retry_max_s = 3600;                // longest interval between retries

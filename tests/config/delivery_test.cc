@@ -20,7 +20,7 @@ Test(config_delivery, defaults_when_sections_are_absent) {
   cr_assert_eq(d.max_outbound_connections, 1000u);
   cr_assert_eq(d.max_addresses, 5u);
   cr_assert_eq(d.max_sessions, 2u);
-  cr_assert_eq(d.idle_connections, 10u);
+  cr_assert_eq(d.idle_connections, 20u);
   cr_assert_eq(d.idle_timeout_s, 5u);
   cr_assert_eq(d.retry_first_s, 300u);
   cr_assert_eq(d.retry_max_s, 3600u);
