@@ -152,6 +152,28 @@ Test(store_reroute, an_item_splits_across_its_old_hop_and_a_new_one, .timeout = 
   cr_assert(deliver_one(s, outcome(b, id, {1, 2})).message_removed);
 }
 
+// Recipients the request names nowhere stay on the old hop, so a partial request loses no mail.
+Test(store_reroute, recipients_named_nowhere_stay_on_the_old_hop, .timeout = 60) {
+  store_test::opened_store o;
+  cr_assert(o.ok, "%s", o.error.c_str());
+  auto& s = o.store;
+  const base::queue_id id = o.gen.next();
+  const uint64_t a = queue_one(s, id, 100, 3, {{"smarthost:A", {0, 1, 2}, 0}}).items[0].hop_id;
+  cr_assert(deliver_one(s, outcome(a, id, {}, {}, t0, t0 + 60'000)).result == deliver_status::ok);
+
+  auto r = reroute_one(s, reroute_of(a, id, {{"smarthost:B", {1}, 0}}));
+  cr_assert_eq(r.result, reroute_status::ok, "%s", r.error.c_str());
+  const auto kept = items_of(s, a).at(id);
+  cr_assert((kept.recipients == std::vector<uint32_t>{0, 2}));
+  cr_assert_eq(kept.state, store::item_state::queued);
+  cr_assert_eq(kept.attempts, 1u);
+  auto ha = hop_of(s, a);
+  cr_assert_eq(ha.items, 1u);
+  cr_assert_eq(ha.recipients, 2u);
+  cr_assert_eq(hop_of(s, r.items[0].hop_id).recipients, 1u);
+  cr_assert_eq(refs_of(s, id), 2u);
+}
+
 Test(store_reroute, failed_recipients_create_the_failed_list_and_a_reference, .timeout = 60) {
   store_test::opened_store o;
   cr_assert(o.ok, "%s", o.error.c_str());
