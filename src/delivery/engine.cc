@@ -722,7 +722,11 @@ void engine::shutdown(uint32_t deadline_ms) {
 }
 
 bool engine::idle() const {
-  return outbounds_.empty() && in_store_ == 0 && unsent_.empty() && unsent_reroutes_.empty();
+  // Stopping, outcomes the store keeps refusing (a full map) are not waited for: the items
+  // stay queued as they were before the attempt, so a restart can only repeat a delivery,
+  // never lose one, and SIGTERM still ends the daemon.
+  const bool unsent = !unsent_.empty() || !unsent_reroutes_.empty();
+  return outbounds_.empty() && in_store_ == 0 && (!unsent || (stopping_ && now_ms() >= stop_deadline_ms_));
 }
 
 }  // namespace sluice::delivery
