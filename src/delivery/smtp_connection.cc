@@ -232,11 +232,17 @@ void smtp_connection::begin_tls() {
 // The stream counts what it sent without a copy; that is what body_bytes_borrowed reports.
 void smtp_connection::write_body() {
   slot* s = writing_;
+  // Up to 64 segments or 256 KiB per write: one writev for a small message, and the
+  // back-pressure check between blocks of a large one.
+  constexpr std::size_t max_pieces = 64, max_block = 256 * 1024;
   while (next_segment_ < s->segments.size()) {
     if (stream_->output_blocked()) return;
-    std::string_view seg = s->segments[next_segment_++];
+    const std::size_t first = next_segment_;
+    std::size_t bytes = 0;
+    while (next_segment_ < s->segments.size() && next_segment_ - first < max_pieces && bytes < max_block)
+      bytes += s->segments[next_segment_++].size();
     uint64_t before = stream_->stats().borrowed;
-    stream_->send_borrowed(seg.data(), seg.size());
+    stream_->send_borrowed(std::span<const std::string_view>(s->segments).subspan(first, next_segment_ - first));
     body_borrowed_ += stream_->stats().borrowed - before;
   }
   writing_ = nullptr;

@@ -260,6 +260,26 @@ void connection::write_borrowed(const char* data, size_t size) {
   }
 }
 
+void connection::write_borrowed(std::span<const std::string_view> pieces) {
+  if (state_ == nullptr || state_->closing || pieces.empty()) return;
+  std::vector<uv_buf_t> bufs;  // libuv copies the array into the request when it must wait
+  bufs.reserve(pieces.size());
+  size_t size = 0;
+  for (auto p : pieces) {
+    if (p.empty()) continue;
+    bufs.push_back(uv_buf_init(const_cast<char*>(p.data()), static_cast<unsigned>(p.size())));
+    size += p.size();
+  }
+  if (bufs.empty()) return;
+  auto req = std::make_unique<write_request>();
+  req->size = size;
+  req->req.data = req.get();
+  if (uv_write(&req->req, state_->stream(), bufs.data(), static_cast<unsigned>(bufs.size()), on_written) == 0) {
+    state_->queued_bytes += size;
+    req.release();
+  }
+}
+
 size_t connection::write_queue_size() const { return state_ == nullptr ? 0 : state_->queued_bytes; }
 
 void connection::close() {

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -63,6 +64,9 @@ class connection {
   // Queue bytes the caller keeps alive until on_drained() (or close): zero-copy writes
   // from memory the caller pins, such as an LMDB read transaction.
   void write_borrowed(const char* data, size_t size);
+  // The same for several pieces in one write (one writev): the caller keeps every piece
+  // alive until on_drained() (or close); the span itself may go when this returns.
+  void write_borrowed(std::span<const std::string_view> pieces);
   size_t write_queue_size() const;
 
   // Stop reading, let queued writes finish, then close. Safe to call twice. The close

@@ -70,6 +70,24 @@ void byte_stream::send_borrowed(const char* p, size_t n) {
   after_write();
 }
 
+void byte_stream::send_borrowed(std::span<const std::string_view> pieces) {
+  if (closed_ || pieces.empty()) return;
+  if (!tls_) {
+    for (auto p : pieces) stats_.borrowed += p.size();
+    borrowed_queued_ = true;
+    conn_->write_borrowed(pieces);
+  } else {
+    // Every piece into the session, then one flush: one socket write for the records.
+    for (auto p : pieces) {
+      if (p.empty()) continue;
+      (tls_->handshake_done() ? stats_.borrowed : stats_.copied) += p.size();
+      tls_->write_plaintext(p);
+    }
+    flush_ciphertext();
+  }
+  after_write();
+}
+
 // SSL_write reads the caller's bytes and encrypts them into the record; only plaintext
 // written before the handshake is done waits in a copy (the session's pending buffer).
 void byte_stream::write_tls(std::string_view plaintext, bool borrowed) {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -75,6 +76,8 @@ class byte_stream final : private net::connection_handler {
   // Before the handshake is done the bytes would have to wait in a copy; they are
   // counted as copied then.
   void send_borrowed(const char* p, size_t n);
+  // Several borrowed pieces at once: one socket write in plaintext (the same lifetime rule).
+  void send_borrowed(std::span<const std::string_view> pieces);
 
   // What went out by which path, for tests and counters: `borrowed`: send_borrowed()
   // bytes that went out from the caller's memory; `copied`: bytes any send copied into
