@@ -25,11 +25,6 @@ constexpr int64_t store_retry_ms = 1000;
 constexpr int64_t min_binding_ms = 10'000;
 constexpr int64_t smart_host_binding_ms = 60'000;
 
-struct pending_deliver final : store::deliver_request {
-  engine::work next;  // the item as it will be if recipients remain
-  int64_t retry_at_ms = 0;  // store failure: when to hand it in again
-};
-
 std::string reply_text(const smtp::reply& r) {
   std::string text = r.text;
   std::replace(text.begin(), text.end(), '\n', ' ');
@@ -37,6 +32,16 @@ std::string reply_text(const smtp::reply& r) {
 }
 
 }  // namespace
+
+struct engine::pending_deliver final : store::deliver_request {
+  work next;                // the item as it will be if recipients remain
+  int64_t retry_at_ms = 0;  // store failure: when to hand it in again
+};
+
+struct engine::pending_reroute final : store::reroute_request {
+  work old;                 // the item being moved
+  int64_t retry_at_ms = 0;
+};
 
 engine::engine(net::loop& loop, unsigned producer, store::queue_store& store, dns::resolver& resolver,
                site_registry& registry)
@@ -132,6 +137,11 @@ void engine::forget(const work& w) {
   if (h.in_site && h.bound) std::erase(h.bound->hops, &h);
   hops_.erase(it);
   stats_.hops = hops_.size();
+}
+
+std::string_view engine::hop_key_of(uint64_t hop_id) const {
+  auto it = hops_.find(hop_id);
+  return it == hops_.end() ? std::string_view() : std::string_view(it->second->key);
 }
 
 void engine::make_ready(hop& h, work&& w) {
@@ -404,37 +414,32 @@ connection_settings engine::settings_for(const site& s, const std::string& host_
   return c;
 }
 
-void engine::settle_all(const work& w, const smtp::reply& r, std::string_view remote_mta) {
+std::unique_ptr<store::message_view> engine::open_item(const work& w) {
   std::string error;
   auto view = store_.open_delivery(w.hop_id, w.id, error);
   if (!view) {
     if (!error.empty()) std::fprintf(stderr, "sluiced: delivery: reading %s: %s\n", w.id.text().c_str(), error.c_str());
     forget(w);  // already gone (delivered, or removed): nothing to record
-    return;
   }
-  attempt_result result;
-  result.remote_mta = std::string(remote_mta);
-  for (uint32_t idx : view->item.recipients) result.recipients.push_back({idx, outcome_of(r), r});
-  record(w, *view, std::move(result));
+  return view;
 }
 
-struct pending_reroute final : store::reroute_request {
-  engine::work old;
-  int64_t retry_at_ms = 0;
-};
+void engine::settle_all(const work& w, const smtp::reply& r, std::string_view remote_mta) {
+  if (auto view = open_item(w)) settle_all(w, *view, r, remote_mta);
+}
+
+void engine::settle_all(const work& w, const store::message_view& view, const smtp::reply& r,
+                        std::string_view remote_mta) {
+  attempt_result result;
+  result.remote_mta = std::string(remote_mta);
+  for (uint32_t idx : view.item.recipients) result.recipients.push_back({idx, outcome_of(r), r});
+  record(w, view, std::move(result));
+}
 
 void engine::reroute(const work& w, const smtp::reply& r) {
-  std::string error;
-  auto view = store_.open_delivery(w.hop_id, w.id, error);
-  if (!view || !routes_ || !forward_) {
-    if (view) {
-      settle_all(w, r, "");
-      return;
-    }
-    if (!error.empty()) std::fprintf(stderr, "sluiced: delivery: reading %s: %s\n", w.id.text().c_str(), error.c_str());
-    forget(w);
-    return;
-  }
+  auto view = open_item(w);
+  if (!view) return;
+  if (!routes_ || !forward_) return settle_all(w, *view, r, "");
   auto req = std::make_unique<pending_reroute>();
   req->id = w.id;
   req->hop_id = w.hop_id;
@@ -460,11 +465,9 @@ void engine::reroute(const work& w, const smtp::reply& r) {
     if (it == by_key.end()) it = by_key.insert(by_key.end(), {std::move(key), {}});
     it->second.push_back(idx);
   }
-  const std::string& old_key = hops_.count(w.hop_id) ? hops_[w.hop_id]->key : std::string();
-  if (req->failed.empty() && by_key.size() == 1 && by_key.front().first == old_key) {
-    settle_all(w, r, "");  // the table still routes it here: nothing to move to
-    return;
-  }
+  const std::string_view old_key = hop_key_of(w.hop_id);
+  // The table still routes it here: nothing to move to.
+  if (req->failed.empty() && by_key.size() == 1 && by_key.front().first == old_key) return settle_all(w, *view, r, "");
   for (auto& [key, rcpts] : by_key) req->items.push_back({key, std::move(rcpts), 0});
   std::vector<uint32_t> moved;
   for (const auto& item : req->items) moved.insert(moved.end(), item.recipients.begin(), item.recipients.end());
@@ -477,12 +480,7 @@ void engine::reroute(const work& w, const smtp::reply& r) {
     track(log::tracking_event::fail, *view, failed, old_key, req->failed.front().diagnostic);
   }
   view.reset();
-  if (!store_.reroute(producer_, req.get())) {
-    unsent_reroutes_.push_back(std::move(req));
-    return;
-  }
-  req.release();
-  ++in_store_;
+  submit(std::move(req));
 }
 
 void engine::rerouted(store::reroute_request& done) {
@@ -551,7 +549,7 @@ void engine::record(const work& w, const store::message_view& view, attempt_resu
   req->next.recipients = static_cast<uint32_t>(deferred.size());
 
   const std::string tls = result.tls.empty() ? std::string() : " (" + result.tls + ")";
-  auto hop_key = hops_.count(w.hop_id) ? std::string_view(hops_[w.hop_id]->key) : std::string_view();
+  const std::string_view hop_key = hop_key_of(w.hop_id);
   if (!delivered.empty()) {
     ++stats_.messages_delivered;
     track(log::tracking_event::deliver, view, delivered, hop_key, where + deliver_text + tls);
@@ -569,14 +567,30 @@ void engine::record(const work& w, const store::message_view& view, attempt_resu
   submit(std::move(req));
 }
 
-void engine::submit(std::unique_ptr<store::deliver_request> req) {
-  store::deliver_request* raw = req.get();
-  if (!store_.deliver(producer_, raw)) {
-    unsent_.push_back(std::move(req));  // the lane is full: handed in again after the next completions
-    return;
-  }
-  req.release();  // borrowed by the store until take_delivered() hands it back
+// Borrowed by the store until take_delivered() / take_rerouted() hands it back; a full
+// lane keeps it here, handed in again after the next completions.
+void engine::submit(std::unique_ptr<pending_deliver> req) {
+  if (!store_.deliver(producer_, req.get())) return unsent_.push_back(std::move(req));
+  req.release();
   ++in_store_;
+}
+
+void engine::submit(std::unique_ptr<pending_reroute> req) {
+  if (!store_.reroute(producer_, req.get())) return unsent_reroutes_.push_back(std::move(req));
+  req.release();
+  ++in_store_;
+}
+
+template <class Pending>
+void engine::resubmit(std::vector<std::unique_ptr<Pending>>& waiting, int64_t now) {
+  auto all = std::move(waiting);
+  waiting.clear();
+  for (auto& r : all) {
+    if (r->retry_at_ms > now)
+      waiting.push_back(std::move(r));
+    else
+      submit(std::move(r));
+  }
 }
 
 void engine::poll() {
@@ -596,24 +610,8 @@ void engine::poll() {
     }
   }
   const int64_t now = now_ms();
-  auto reroutes = std::move(unsent_reroutes_);
-  unsent_reroutes_.clear();
-  for (auto& r : reroutes) {
-    if (static_cast<pending_reroute&>(*r).retry_at_ms > now || !store_.reroute(producer_, r.get())) {
-      unsent_reroutes_.push_back(std::move(r));
-      continue;
-    }
-    r.release();
-    ++in_store_;
-  }
-  auto unsent = std::move(unsent_);
-  unsent_.clear();
-  for (auto& r : unsent) {
-    if (static_cast<pending_deliver&>(*r).retry_at_ms > now)
-      unsent_.push_back(std::move(r));
-    else
-      submit(std::move(r));
-  }
+  resubmit(unsent_reroutes_, now);
+  resubmit(unsent_, now);
 }
 
 void engine::completed(store::deliver_request& req) {

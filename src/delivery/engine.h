@@ -119,6 +119,9 @@ class engine {
   // Every recipient of `w` gets `r` (deferred for 4xx, failed for 5xx): DNS failures, attempts
   // that found no usable connection, a connector that is gone.
   void settle_all(const work& w, const smtp::reply& r, std::string_view remote_mta);
+  void settle_all(const work& w, const store::message_view& view, const smtp::reply& r, std::string_view remote_mta);
+  // The item's view, or nullptr when it is gone (then forgotten; a read error is logged).
+  std::unique_ptr<store::message_view> open_item(const work& w);
   // The hop's send connector is gone or disabled: the current route table decides where
   // the item's recipients go now (moved durably, then forwarded); without a new route
   // they defer with `r`.
@@ -126,7 +129,16 @@ class engine {
   void rerouted(store::reroute_request& req);
   // Records one attempt's outcome durably; the item is rescheduled or forgotten when it commits.
   void record(const work& w, const store::message_view& view, attempt_result&& result);
-  void submit(std::unique_ptr<store::deliver_request> req);
+  // The engine's own requests: a store request plus what the engine needs back with it.
+  // Held by their own type, so they are destroyed as what they are.
+  struct pending_deliver;
+  struct pending_reroute;
+  void submit(std::unique_ptr<pending_deliver> req);
+  void submit(std::unique_ptr<pending_reroute> req);
+  // Hands in what a full lane or a failed commit left waiting, once it is due.
+  template <class Pending>
+  void resubmit(std::vector<std::unique_ptr<Pending>>& waiting, int64_t now);
+  std::string_view hop_key_of(uint64_t hop_id) const;
   void completed(store::deliver_request& req);
   void closed(outbound& o);
   void track(log::tracking_event ev, const store::message_view& view, const std::vector<uint32_t>& rcpts,
@@ -159,8 +171,9 @@ class engine {
   std::unordered_map<std::string, int64_t> broken_tls_;
   // Addresses that refused or timed out a connect, skipped until then (RFC 5321 4.5.4.1).
   std::unordered_map<std::string, int64_t> unreachable_;
-  std::vector<std::unique_ptr<store::deliver_request>> unsent_;  // refused by a full lane
-  std::vector<std::unique_ptr<store::reroute_request>> unsent_reroutes_;
+  // Refused by a full lane, or failed in the store and due again at their retry_at_ms.
+  std::vector<std::unique_ptr<pending_deliver>> unsent_;
+  std::vector<std::unique_ptr<pending_reroute>> unsent_reroutes_;
   std::size_t in_store_ = 0;
   uint64_t items_ = 0;
   uint32_t open_total_ = 0;

@@ -146,13 +146,8 @@ void engine::outbound::go_idle() {
 // Starts one message; false when there was nothing to send (gone, or settled without a
 // transaction), so the caller takes the next.
 bool engine::outbound::begin(work w) {
-  std::string error;
-  view_ = e_.store_.open_delivery(w.hop_id, w.id, error);
-  if (!view_) {
-    if (!error.empty()) std::fprintf(stderr, "sluiced: delivery: reading %s: %s\n", w.id.text().c_str(), error.c_str());
-    e_.forget(w);
-    return false;
-  }
+  view_ = e_.open_item(w);
+  if (!view_) return false;
   const auto& env = view_->envelope;
   indices_.clear();
   for (uint32_t i : view_->item.recipients)
@@ -160,8 +155,7 @@ bool engine::outbound::begin(work w) {
   result_ = {};
   if (indices_.empty() || retry::expired(e_.retry_, w.received_at_ms, e_.now_ms())) {
     // Expired before this attempt: record() fails every recipient with 4.4.7.
-    for (uint32_t i : indices_) result_.recipients.push_back({i, recipient_outcome::deferred, {451, "4.4.7", "not attempted: message expired"}});
-    e_.record(w, *view_, std::move(result_));
+    e_.settle_all(w, *view_, {451, "4.4.7", "not attempted: message expired"}, "");
     view_.reset();
     return false;
   }
@@ -228,6 +222,7 @@ void engine::outbound::finish_message() {
 void engine::outbound::abandon_message(const smtp::reply& why) {
   for (std::size_t k = batch_end_; k < indices_.size(); ++k) result_.recipients.push_back({indices_[k], recipient_outcome::deferred, why});
   batch_end_ = indices_.size();
+  awaiting_reply_ = false;
   if (conn_) {
     result_.remote_mta = conn_->remote_mta();
     result_.tls = conn_->tls_summary();

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <utility>
 
+#include "base/ascii.h"
 #include "delivery/engine.h"
 #include "dns/resolver.h"
 #include "log/tracking_batch.h"
@@ -86,7 +87,7 @@ void worker::run(std::promise<std::string>& ready) {
   if (!first_cfg.delivery.helo.empty() && first_cfg.delivery.helo != first_cfg.server.hostname)
     rs.self_names.push_back(first_cfg.delivery.helo);
   for (auto& name : rs.self_names)
-    for (auto& ch : name) ch = static_cast<char>(ch >= 'A' && ch <= 'Z' ? ch + ('a' - 'A') : ch);
+    for (auto& ch : name) ch = base::ascii_lower(ch);
   std::string dns_error;
   dns::resolver resolver(loop, rs, dns_error);
   if (!dns_error.empty()) std::fprintf(stderr, "sluiced: worker %u: DNS: %s\n", index_, dns_error.c_str());
