@@ -378,6 +378,7 @@ void categorizer::complete(job& j) {
                           r.failed[f].reason));
       }
       if (tracker_) track(j);
+      if (notify_reports_ && !r.failed.empty()) notify_reports_(r.id);
       [[fallthrough]];
     case store::categorize_status::not_queued:
       if (r.result == store::categorize_status::not_queued) ++stats_.duplicates;

@@ -140,6 +140,10 @@ class categorizer {
   // stored ones at recover()): the loop's delivery engine. Unset: they collect in queues().
   using item_sink = std::function<void(delivery::hop_item&&)>;
   void set_item_sink(item_sink fn) { item_sink_ = std::move(fn); }
+  // Told the id of a message categorized with failed recipients (report entries to turn
+  // into a DSN): the loop's reporter.
+  using report_notifier = std::function<void(base::queue_id)>;
+  void set_report_notifier(report_notifier fn) { notify_reports_ = std::move(fn); }
   const delivery::hop_queues& queues() const { return queues_; }
   const categorizer_stats& stats() const { return stats_; }
   std::size_t backlog() const { return todo_.size() - todo_head_; }
@@ -189,6 +193,7 @@ class categorizer {
   tracker tracker_;
   delivery::hop_queues queues_;
   item_sink item_sink_;
+  report_notifier notify_reports_;
   categorizer_stats stats_;
 
   std::vector<base::queue_id> todo_;  // ids to categorize; consumed from todo_head_

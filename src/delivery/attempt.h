@@ -42,6 +42,11 @@ struct attempt_result {
   std::string remote_mta;
   // "TLSv1.3 TLS_AES_256_GCM_SHA384 verified" / "... unverified"; "" for plaintext.
   std::string tls;
+  // Delivered recipients who asked for NOTIFY=SUCCESS: written into a mailbox (Maildir, LMTP)
+  // is final delivery (a "delivered" report); relayed to a next hop that offers DSN, the
+  // request travels on and nothing is reported here; without DSN there, "relayed".
+  bool final_delivery = false;
+  bool next_hop_dsn = false;
 };
 
 }  // namespace sluice::delivery

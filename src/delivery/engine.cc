@@ -25,23 +25,7 @@ constexpr int64_t store_retry_ms = 1000;
 constexpr int64_t min_binding_ms = 10'000;
 constexpr int64_t smart_host_binding_ms = 60'000;
 
-std::string reply_text(const smtp::reply& r) {
-  std::string text = r.text;
-  std::replace(text.begin(), text.end(), '\n', ' ');
-  return fmt::format("{} {} {}", r.code, r.enhanced, text);
-}
-
 }  // namespace
-
-struct engine::pending_deliver final : store::deliver_request {
-  work next;                // the item as it will be if recipients remain
-  int64_t retry_at_ms = 0;  // store failure: when to hand it in again
-};
-
-struct engine::pending_reroute final : store::reroute_request {
-  work old;                 // the item being moved
-  int64_t retry_at_ms = 0;
-};
 
 engine::engine(net::loop& loop, unsigned producer, store::queue_store& store, dns::resolver& resolver,
                site_registry& registry)
@@ -80,6 +64,11 @@ void engine::set_config(std::shared_ptr<const config::config> cfg, std::shared_p
   retry_.first_ms = int64_t{d.retry_first_s} * 1000;
   retry_.max_ms = int64_t{d.retry_max_s} * 1000;
   retry_.expire_ms = static_cast<int64_t>(d.expire_after_s) * 1000;
+  dsn_retry_ = retry_;
+  dsn_retry_.expire_ms = std::min<int64_t>(retry_.expire_ms, int64_t{cfg_->dsn.expire_after_s} * 1000);
+  // A mailbox configured (or changed) by this generation takes the local mail waiting for one.
+  for (auto& [id, h] : hops_)
+    if (h->kind == route::hop_key_kind::local && !h->ready.empty()) pump_local(*h);
 }
 
 const config::send_connector* engine::connector(std::string_view name) const {
@@ -146,8 +135,7 @@ std::string_view engine::hop_key_of(uint64_t hop_id) const {
 
 void engine::make_ready(hop& h, work&& w) {
   h.ready.push_back(std::move(w));
-  // Local delivery (Maildir, LMTP) is the next stage's: its items wait in memory, durable
-  // in the store, until a transport for them exists.
+  if (h.kind == route::hop_key_kind::local) return pump_local(h);
   if (h.kind != route::hop_key_kind::dns && h.kind != route::hop_key_kind::smart_host) return;
   if (h.bound && h.epoch == config_epoch_ && now_ms() < h.bound_until_ms) {
     if (h.bound->streak.suspended(now_ms())) {
@@ -371,7 +359,9 @@ void engine::open_connection(site& s, work&& first) {
     i = j;
   }
   std::vector<target> targets, skipped;
+  if (!s.unix_path.empty()) targets.push_back({s.hosts.empty() ? s.unix_path : s.hosts.front().name, "", 0, true, s.unix_path});
   for (const site_host* h : order) {
+    if (!s.unix_path.empty()) break;
     auto broken = broken_tls_.find(h->name);
     const bool skip_tls = broken != broken_tls_.end() && broken->second > now;
     for (const auto& a : h->addresses) {
@@ -396,6 +386,9 @@ connection_settings engine::settings_for(const site& s, const std::string& host_
   const auto& d = cfg_->delivery;
   c.helo = sc && !sc->helo.empty() ? sc->helo : !d.helo.empty() ? d.helo : cfg_->server.hostname;
   c.tls = sc ? sc->tls : route::tls_policy::opportunistic;
+  // The mailbox server is this organisation's, on loopback or a Unix socket: LHLO, no TLS.
+  c.lmtp = s.lmtp;
+  if (s.lmtp) c.tls = route::tls_policy::none;
   if (c.tls == route::tls_policy::partner) {
     auto it = tls_->verified.find(s.connector);
     if (it != tls_->verified.end()) c.tls_ctx = it->second;
@@ -502,71 +495,6 @@ void engine::rerouted(store::reroute_request& done) {
   unsent_reroutes_.push_back(std::move(owned));
 }
 
-void engine::record(const work& w, const store::message_view& view, attempt_result&& result) {
-  const int64_t now = now_ms();
-  auto req = std::make_unique<pending_deliver>();
-  req->id = w.id;
-  req->hop_id = w.hop_id;
-  req->now_ms = now;
-  const bool expired = retry::expired(retry_, w.received_at_ms, now);
-  std::vector<uint32_t> delivered, deferred, failed, expired_rcpts;
-  std::string defer_text, fail_text, deliver_text;
-  for (const auto& rr : result.recipients) {
-    const std::string text = reply_text(rr.reply);
-    if (rr.outcome == recipient_outcome::delivered) {
-      req->delivered.push_back(rr.recipient);
-      delivered.push_back(rr.recipient);
-      deliver_text = text;
-    } else if (rr.outcome == recipient_outcome::failed || expired) {
-      store::failed_recipient f;
-      f.recipient = rr.recipient;
-      f.remote_mta = result.remote_mta;
-      f.at_ms = now;
-      if (rr.outcome == recipient_outcome::failed) {
-        f.status = rr.reply.enhanced;
-        f.reason = rr.reply.text;
-        f.diagnostic = text;
-        failed.push_back(rr.recipient);
-        fail_text = text;
-      } else {
-        f.status = "4.4.7";
-        f.reason = "delivery time expired";
-        f.diagnostic = text;
-        expired_rcpts.push_back(rr.recipient);
-        defer_text = text;
-      }
-      req->failed.push_back(std::move(f));
-    } else {
-      deferred.push_back(rr.recipient);
-      defer_text = text;
-    }
-  }
-  const std::string where = result.remote_mta.empty() ? std::string() : result.remote_mta + ": ";
-  req->last_error = where + defer_text;
-  req->next_attempt_ms = retry::next_attempt_ms(retry_, w.attempts + 1, w.received_at_ms, now, rng_());
-  req->next = w;
-  req->next.attempts = w.attempts + 1;
-  req->next.recipients = static_cast<uint32_t>(deferred.size());
-
-  const std::string tls = result.tls.empty() ? std::string() : " (" + result.tls + ")";
-  const std::string_view hop_key = hop_key_of(w.hop_id);
-  if (!delivered.empty()) {
-    ++stats_.messages_delivered;
-    track(log::tracking_event::deliver, view, delivered, hop_key, where + deliver_text + tls);
-  }
-  if (!deferred.empty())
-    track(log::tracking_event::defer, view, deferred, hop_key,
-          fmt::format("{}{}; next attempt in {} s", where, defer_text, (req->next_attempt_ms - now + 999) / 1000));
-  if (!failed.empty()) track(log::tracking_event::fail, view, failed, hop_key, where + fail_text);
-  if (!expired_rcpts.empty())
-    track(log::tracking_event::expire, view, expired_rcpts, hop_key, "4.4.7 delivery time expired; last error: " + where + defer_text);
-  stats_.recipients_delivered += delivered.size();
-  stats_.recipients_deferred += deferred.size();
-  stats_.recipients_failed += failed.size();
-  stats_.recipients_expired += expired_rcpts.size();
-  submit(std::move(req));
-}
-
 // Borrowed by the store until take_delivered() / take_rerouted() hands it back; a full
 // lane keeps it here, handed in again after the next completions.
 void engine::submit(std::unique_ptr<pending_deliver> req) {
@@ -612,50 +540,6 @@ void engine::poll() {
   const int64_t now = now_ms();
   resubmit(unsent_reroutes_, now);
   resubmit(unsent_, now);
-}
-
-void engine::completed(store::deliver_request& req) {
-  std::unique_ptr<pending_deliver> owned(static_cast<pending_deliver*>(&req));
-  switch (req.result) {
-    case store::deliver_status::ok:
-      if (req.remaining == 0) {
-        forget(owned->next);
-        return;
-      }
-      owned->next.recipients = req.remaining;
-      waiting_.emplace(req.next_attempt_ms, owned->next);
-      return;
-    case store::deliver_status::not_found:
-      forget(owned->next);
-      return;
-    default:
-      // The outcome is not durable yet: nothing may be forgotten or retried until it is.
-      ++stats_.store_retries;
-      std::fprintf(stderr, "sluiced: delivery: recording the outcome for %s: %s (retrying)\n",
-                   req.id.text().c_str(), req.error.c_str());
-      owned->result = store::deliver_status::pending;
-      owned->error.clear();
-      owned->retry_at_ms = now_ms() + store_retry_ms;
-      unsent_.push_back(std::move(owned));
-      return;
-  }
-}
-
-void engine::track(log::tracking_event ev, const store::message_view& view, const std::vector<uint32_t>& rcpts,
-                   std::string_view hop_key, std::string_view detail) {
-  if (!tracker_) return;
-  const std::string id = view.id.text();
-  std::vector<std::string_view> addresses;
-  for (uint32_t i : rcpts)
-    if (i < view.envelope.recipients.size()) addresses.push_back(view.envelope.recipients[i].address);
-  log::tracking_record r;
-  r.event = ev;
-  r.queue_id = id;
-  r.sender = view.envelope.mail_from;
-  r.recipients = addresses;
-  r.connector = hop_key;
-  r.detail = detail;
-  tracker_(r);
 }
 
 void engine::closed(outbound& o) {
@@ -724,7 +608,7 @@ bool engine::idle() const {
   // stay queued as they were before the attempt, so a restart can only repeat a delivery,
   // never lose one, and SIGTERM still ends the daemon.
   const bool unsent = !unsent_.empty() || !unsent_reroutes_.empty();
-  return outbounds_.empty() && in_store_ == 0 && (!unsent || (stopping_ && now_ms() >= stop_deadline_ms_));
+  return outbounds_.empty() && maildir_jobs_ == 0 && in_store_ == 0 && (!unsent || (stopping_ && now_ms() >= stop_deadline_ms_));
 }
 
 }  // namespace sluice::delivery

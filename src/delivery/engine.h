@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "delivery/attempt.h"
 #include "delivery/hop_queues.h"
+#include "delivery/maildir.h"
 #include "delivery/send_tls.h"
 #include "delivery/shaping.h"
 #include "delivery/smtp_connection.h"
@@ -38,6 +39,7 @@ struct engine_stats {
   uint64_t suspensions = 0;           // sites suspended after a failure streak
   uint64_t body_bytes_borrowed = 0;   // body bytes written straight from the store's map
   uint64_t store_retries = 0;         // deliver transactions that failed and were tried again
+  uint64_t maildir_deliveries = 0;    // Maildir attempts made (one per item, any outcome)
   uint32_t connections_open = 0, connections_peak = 0;
   uint32_t sites = 0;
   uint64_t hops = 0;                  // next hops held in memory (dropped when their last item is done)
@@ -72,6 +74,10 @@ class engine {
   void add(hop_item&& item);
   // Takes the store's deliver completions (call when the store notifies this producer).
   void poll();
+  // Told the id of a message whose outcome just committed with report entries (failures,
+  // delays, successes to report): the loop's reporter.
+  using report_notifier = std::function<void(base::queue_id)>;
+  void set_report_notifier(report_notifier fn) { notify_reports_ = std::move(fn); }
   // Message tracking: DELIVER, DEFER, FAIL and EXPIRE per attempt. Views valid during the call.
   using tracker = std::function<void(const log::tracking_record&)>;
   void set_tracker(tracker fn) { tracker_ = std::move(fn); }
@@ -100,6 +106,13 @@ class engine {
   friend class outbound;
   int64_t now_ms() const;
   void tick();
+  // Mail from the null sender (DSNs) expires sooner ([dsn] expire_after).
+  const retry::policy& policy_for(const smtp::envelope& env) const { return env.mail_from.empty() ? dsn_retry_ : retry_; }
+  // Local next hops (local.cc): the accepted domain's mailbox, if it has one.
+  const config::accepted_domain* mailbox_domain(std::string_view name) const;
+  void pump_local(hop& h);
+  void start_maildir(hop& h, work&& w, const config::accepted_domain& ad);
+  site& lmtp_site(const config::accepted_domain& ad);
   hop& hop_for(uint64_t hop_id, const std::string& key);
   void make_ready(hop& h, work&& w);
   // An item is finished (delivered, failed, or gone from the store): the hop may go too.
@@ -129,6 +142,10 @@ class engine {
   void rerouted(store::reroute_request& req);
   // Records one attempt's outcome durably; the item is rescheduled or forgotten when it commits.
   void record(const work& w, const store::message_view& view, attempt_result&& result);
+  // The report entries an outcome makes besides failures: successes asked for with
+  // NOTIFY=SUCCESS, and one delay report per item once it has waited [dsn] delay_after.
+  void add_reports(const store::message_view& view, const attempt_result& result, bool expired,
+                   store::deliver_request& req) const;
   // The engine's own requests: a store request plus what the engine needs back with it.
   // Held by their own type, so they are destroyed as what they are.
   struct pending_deliver;
@@ -157,8 +174,9 @@ class engine {
   std::shared_ptr<const route::table> routes_;
   forwarder forward_;
   uint64_t config_epoch_ = 0;  // bumped per set_config: stale hop-to-site bindings re-resolve
-  retry::policy retry_;
+  retry::policy retry_, dsn_retry_;
   tracker tracker_;
+  report_notifier notify_reports_;
   std::mt19937_64 rng_;
 
   std::unordered_map<uint64_t, std::unique_ptr<hop>> hops_;
@@ -175,6 +193,7 @@ class engine {
   std::vector<std::unique_ptr<pending_deliver>> unsent_;
   std::vector<std::unique_ptr<pending_reroute>> unsent_reroutes_;
   std::size_t in_store_ = 0;
+  uint32_t maildir_jobs_ = 0;  // Maildir deliveries on the thread pool
   uint64_t items_ = 0;
   uint32_t open_total_ = 0;
   bool stopping_ = false;

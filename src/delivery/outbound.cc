@@ -71,6 +71,10 @@ void engine::outbound::connect_current() {
   connection_settings cs = e_.settings_for(*site_, t.host);
   if (t.skip_tls && cs.tls == route::tls_policy::opportunistic) cs.skip_tls = true;
   conn_ = std::make_unique<smtp_connection>(e_.loop_, std::move(cs), *this);
+  if (!t.unix_path.empty()) {
+    conn_->start_unix(t.unix_path, t.host);
+    return;
+  }
   if (!net::endpoint::parse(text, ep)) {
     last_error_ = "bad address " + text;
     // smtp_connection reports the failure through on_closed; a bad literal never gets there.
@@ -153,7 +157,7 @@ bool engine::outbound::begin(work w) {
   for (uint32_t i : view_->item.recipients)
     if (i < env.recipients.size()) indices_.push_back(i);
   result_ = {};
-  if (indices_.empty() || retry::expired(e_.retry_, w.received_at_ms, e_.now_ms())) {
+  if (indices_.empty() || retry::expired(e_.policy_for(env), w.received_at_ms, e_.now_ms())) {
     // Expired before this attempt: record() fails every recipient with 4.4.7.
     e_.settle_all(w, *view_, {451, "4.4.7", "not attempted: message expired"}, "");
     view_.reset();
@@ -204,6 +208,8 @@ void engine::outbound::on_message_done(smtp_connection& c, std::vector<smtp::rep
   }
   result_.remote_mta = c.remote_mta();
   result_.tls = c.tls_summary();
+  result_.final_delivery = site_->lmtp;
+  result_.next_hop_dsn = c.caps().dsn;
   finish_message();
   if (std::exchange(ready_pending_, false) && !closing_) next_step();
 }

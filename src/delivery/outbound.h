@@ -29,9 +29,10 @@ struct engine::hop {
   uint64_t id = 0;
   std::string key;
   route::hop_key_kind kind = route::hop_key_kind::invalid;
-  std::string connector;  // send connector name (smart_host, dns)
+  std::string connector;  // send connector name (smart_host, dns); the accepted domain (local)
   std::string domain;     // dns: the recipient domain
   std::deque<work> ready;
+  uint32_t jobs = 0;      // local: Maildir deliveries of this hop on the thread pool
   uint64_t items = 0;     // this hop's items the engine holds (ready, waiting, on the wire, in the store)
   site* bound = nullptr;
   uint64_t epoch = 0;
@@ -47,6 +48,8 @@ struct engine::site {
   std::string key;        // "<connector>|mx:a.example,b.example" or "<connector>|smarthost"
   std::string connector;
   bool smart_host = false;
+  bool lmtp = false;               // a mailbox server's LMTP service (local delivery)
+  std::string unix_path;           // LMTP over a Unix socket; "" = TCP to hosts
   config::delivery_limits limits;
   std::vector<site_host> hosts;    // the latest answer, preference order
   std::deque<hop*> hops;           // hops with ready work
@@ -58,12 +61,24 @@ struct engine::site {
   bool pumping = false;            // inside engine::pump for this site
 };
 
+// The engine's own store requests: a store request plus what the engine needs back with it.
+struct engine::pending_deliver final : store::deliver_request {
+  work next;                // the item as it will be if recipients remain
+  int64_t retry_at_ms = 0;  // store failure: when to hand it in again
+};
+
+struct engine::pending_reroute final : store::reroute_request {
+  work old;                 // the item being moved
+  int64_t retry_at_ms = 0;
+};
+
 // Where one connection attempt goes.
 struct target {
   std::string host;       // MX or smart host name (for TLS names, logs, broken-TLS memory)
   std::string address;
   uint16_t port = 25;
   bool skip_tls = false;
+  std::string unix_path;  // LMTP over a Unix socket instead of address:port
 };
 
 // One outbound connection, from the first connect through failover to the last message.

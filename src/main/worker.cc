@@ -7,6 +7,7 @@
 
 #include "base/ascii.h"
 #include "delivery/engine.h"
+#include "delivery/reporter.h"
 #include "dns/resolver.h"
 #include "log/tracking_batch.h"
 #include "net/loop.h"
@@ -95,6 +96,19 @@ void worker::run(std::promise<std::string>& ready) {
   engine->set_tracker(track);
   cat->set_item_sink([e = engine.get()](delivery::hop_item&& item) { e->add(std::move(item)); });
   engine->set_forwarder([cat](delivery::hop_item&& item) { cat->forward(std::move(item)); });
+  // This loop's DSN generator: outcomes with report entries (engine, categorizer) are
+  // reported from here; its DSNs take ids from the receiver's generator (one per loop) and
+  // go to the categorizer like any new message.
+  auto reporter = std::make_unique<delivery::reporter>(index_, store_, [&receiver] { return receiver.next_queue_id(); });
+  delivery::reporter* rep = reporter.get();
+  rep->set_tracker(track);
+  rep->set_handoff([cat](base::queue_id id) { cat->hand_off(id); });
+  engine->set_report_notifier([rep](base::queue_id id) { rep->notify(id); });
+  cat->set_report_notifier([rep](base::queue_id id) { rep->notify(id); });
+  // Worker 0 also sweeps for entries nobody was told about: at start (a crash or a stop
+  // left them), then now and then for any whose notification was lost.
+  net::timer report_sweep(loop);
+  if (index_ == 0) report_sweep.start(30'000, 30'000, [rep] { rep->sweep(60'000); });
 
   // The pickup directory is scanned by the first worker only, so no file is read twice.
   // Its settings are the first generation's: moving the directory needs a restart.
@@ -141,6 +155,7 @@ void worker::run(std::promise<std::string>& ready) {
   auto install = [&](const generation::generation& g) {
     cat->set_routes(g.routes, g.rules);
     engine->set_config(g.cfg, g.send_tls, g.routes);
+    rep->set_config(g.cfg);
     tracking.set_file(g.tracking_log);
     if (admin_server) admin_server->set_state(g.admin_view);
     return receiver.install(g.receive);
@@ -167,8 +182,9 @@ void worker::run(std::promise<std::string>& ready) {
         if (durable) cat->hand_off(id);
       }
     }
-    cat->poll();  // also flushes the hand-offs above into the rings
     engine->poll();
+    rep->poll();
+    cat->poll();  // also flushes the hand-offs above (and the reporter's) into the rings
   };
   completions_owner_ = std::make_unique<net::async_signal>(loop, drain_completions);
 
@@ -181,11 +197,14 @@ void worker::run(std::promise<std::string>& ready) {
     cat->shutdown();
     // Messages on the wire finish (or are cut off and deferred); nothing new starts.
     engine->shutdown();
+    rep->shutdown();
+    report_sweep.stop();
     // Sessions with a message in the store finish it before the loop ends: an
     // acknowledged 250 must reach its client, and nothing may be left half-done.
     drain_check.start(0, 20, [&] {
       drain_completions();
-      if (receiver.session_count() == 0 && (!pickup || pickup->idle()) && cat->idle() && engine->idle()) {
+      if (receiver.session_count() == 0 && (!pickup || pickup->idle()) && cat->idle() && engine->idle() &&
+          rep->idle()) {
         flush_logs();
         log_flush.stop();
         drop_report.stop();
@@ -206,6 +225,7 @@ void worker::run(std::promise<std::string>& ready) {
   if (stop_requested_.load()) loop.stop();
   running_.store(true);
   cat->recover();
+  if (index_ == 0) rep->sweep(0);
   loop.run();
   running_.store(false);
   const auto& ds = engine->stats();
