@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
@@ -16,6 +17,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "../config/test_util.h"
@@ -150,6 +152,26 @@ Test(maildir, two_deliveries_of_one_message_get_two_names) {
     std::string name = p.filename().string();
     cr_assert(name.ends_with(".mx.example.net"), "%s", name.c_str());
   }
+  cr_assert(files_in(maildir / "tmp").empty());
+}
+
+// The engine may run several deliveries into one Maildir at once on the threadpool.
+Test(maildir, concurrent_deliveries_into_one_maildir_all_land) {
+  fixture f;
+  std::vector<std::string_view> chunks = {"Subject: busy\r\n\r\nbody\r\n"};
+  auto m = message_to({{0, "busy@example.com"}}, chunks);
+  constexpr int threads = 4, each = 25;
+  std::atomic<int> delivered{0};
+  std::vector<std::thread> pool;
+  for (int i = 0; i < threads; ++i)
+    pool.emplace_back([&] {
+      for (int j = 0; j < each; ++j)
+        if (deliver_to_maildirs(f.target, m).recipients.at(0).outcome == recipient_outcome::delivered) ++delivered;
+    });
+  for (auto& t : pool) t.join();
+  cr_assert_eq(delivered.load(), threads * each);
+  fs::path maildir = f.root + "/example.com/busy/Maildir";
+  cr_assert_eq(files_in(maildir / "new").size(), static_cast<size_t>(threads * each));
   cr_assert(files_in(maildir / "tmp").empty());
 }
 
