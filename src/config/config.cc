@@ -191,4 +191,13 @@ std::string_view to_string(reconnect_policy p) {
   return "?";
 }
 
+std::string_view to_string(mailbox_kind k) {
+  switch (k) {
+    case mailbox_kind::none: return "none";
+    case mailbox_kind::maildir: return "maildir";
+    case mailbox_kind::lmtp: return "lmtp";
+  }
+  return "?";
+}
+
 }  // namespace sluice::config

@@ -44,12 +44,26 @@ struct server_settings {
 // ---------------------------------------------------------------------------------------
 // [[accepted_domain]]
 
+// Where the recipients of an accepted domain that are delivered on this host end up.
+// none: the domain's local mail waits in its queue (no local delivery configured yet).
+enum class mailbox_kind : uint8_t { none, maildir, lmtp };  // absent | "maildir" | "lmtp"
+
 struct accepted_domain {
   std::string name;        // lower-case; "example.com" or "*.example.com"
   route::domain_kind type = route::domain_kind::authoritative;
   std::string recipients_file;  // resolved path, "" if none
   bool has_recipient_list = false;  // false: every recipient exists
   std::unordered_set<std::string> recipients;  // lower-cased full addresses
+  // Local delivery; only on authoritative and internal_relay domains.
+  mailbox_kind mailbox = mailbox_kind::none;
+  std::string maildir_root;  // maildir: absolute, normalized, without a trailing '/'
+  // maildir: starts with "{root}/", contains {local}; {domain} optional; no "." or ".."
+  // components, so the expansion (delivery::maildir_for) stays under maildir_root.
+  std::string maildir_path = "{root}/{domain}/{local}/Maildir";
+  std::string lmtp_target;   // lmtp: as written ("127.0.0.1:24", "[::1]:24", "/run/dovecot/lmtp")
+  std::string lmtp_socket;   // lmtp over a Unix socket: its absolute path; "" = TCP
+  ip_address lmtp_address;   // lmtp over TCP
+  uint16_t lmtp_port = 0;    // lmtp over TCP; 0 for a Unix socket
   bool is_wildcard() const { return name.size() > 2 && name[0] == '*' && name[1] == '.'; }
 };
 
@@ -222,6 +236,17 @@ struct dns_server {
 };
 
 // ---------------------------------------------------------------------------------------
+// [dsn]
+
+struct dsn_settings {                   // [dsn]
+  uint32_t delay_after_s = 14400;       // a delay report once mail has waited this long; 0 = never
+  bool delay_without_notify = true;     // recipients that gave no NOTIFY get delay reports too
+  uint32_t expire_after_s = 86400;      // queue lifetime of null-sender mail (Postfix bounce_queue_lifetime)
+  uint64_t return_content_limit = 50000;  // larger originals are returned as headers only
+  std::string reporting_mta;            // Reporting-MTA and MAILER-DAEMON@ name; server.hostname if unset
+};
+
+// ---------------------------------------------------------------------------------------
 // [[send_connector]]
 
 struct send_connector {
@@ -253,6 +278,7 @@ struct config {
   std::vector<send_connector> send_connectors;
   delivery_settings delivery;
   dns_settings dns;
+  dsn_settings dsn;
   // [[transport_rule]], in file order (evaluation order). Connector names in route_via and
   // received_on are rewritten to the connectors' own spelling, so exact comparison works.
   std::vector<rules::rule_spec> transport_rules;
@@ -318,5 +344,6 @@ std::optional<uint64_t> parse_duration(std::string_view text);
 std::string_view to_string(connector_type t);
 std::string_view to_string(starttls_mode m);
 std::string_view to_string(reconnect_policy p);
+std::string_view to_string(mailbox_kind k);
 
 }  // namespace sluice::config

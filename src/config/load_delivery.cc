@@ -1,6 +1,6 @@
 // load_delivery.cc: how mail leaves: [delivery] (limits, retries, timeouts, per-domain
-// [[delivery.domain]] overrides), [dns] (resolvers, and their address parser) and the
-// limit keys send connectors share.
+// [[delivery.domain]] overrides), [dns] (resolvers, and their address parser), [dsn]
+// (when reports are sent and what they hold) and the limit keys send connectors share.
 // Untrusted input: the configuration file (admin-written, but typos must be reported with
 // file, line, column and key, never silently ignored).
 #include <cmath>
@@ -186,6 +186,27 @@ void read_dns(table_reader& top, config& c) {
   r.read_duration("max_ttl", d.max_ttl_s, 1, 7 * day);
   r.read_bool("ipv6", d.ipv6);
   r.finish();
+}
+
+void read_dsn(table_reader& top, config& c) {
+  dsn_settings& d = c.dsn;
+  if (const toml::table* t = top.read_table("dsn")) {
+    table_reader r(top.ctx(), *t, "dsn");
+    r.read_duration("delay_after", d.delay_after_s, 0, 30 * day);
+    r.read_bool("delay_without_notify", d.delay_without_notify);
+    // Zero would expire a report before its first delivery attempt.
+    r.read_duration("expire_after", d.expire_after_s, 1, 365 * day);
+    r.read_size("return_content_limit", d.return_content_limit);
+    if (r.read_string("reporting_mta", d.reporting_mta) && !d.reporting_mta.empty()) {
+      if (!is_hostname(d.reporting_mta)) {
+        r.value_error("reporting_mta", *t->get("reporting_mta"),
+                      squote(d.reporting_mta) + " is not a valid host name" + idn_hint(d.reporting_mta));
+      }
+      d.reporting_mta = lower(d.reporting_mta);
+    }
+    r.finish();
+  }
+  if (d.reporting_mta.empty()) d.reporting_mta = c.server.hostname;
 }
 
 }  // namespace sluice::config::detail

@@ -3,6 +3,7 @@
 // Untrusted input: the configuration file, the recipient lists and smart-host credential
 // files it names (admin-written, but typos must be reported with file, line, column and
 // key, never silently ignored).
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -227,6 +228,111 @@ void read_send_security(table_reader& r, const toml::table& t, send_connector& s
   }
 }
 
+// Why a maildir_path template is refused, or "" when it is usable. It must keep every
+// Maildir under maildir_root whatever the recipient: the expansion of {domain} and {local}
+// is escaped into one path component each, so only the template itself could climb out.
+std::string maildir_template_problem(std::string_view t) {
+  if (t.substr(0, 7) != "{root}/") return "must start with {root}/ (every Maildir stays under maildir_root)";
+  bool has_local = false;
+  for (size_t i = 0; i < t.size(); ++i) {
+    unsigned char ch = static_cast<unsigned char>(t[i]);
+    if (ch < 0x20 || ch == 0x7f) return "contains a control character";
+    if (ch == '}') return "has a '}' without its '{'";
+    if (ch != '{') continue;
+    size_t close = t.find('}', i);
+    if (close == std::string_view::npos) return "has a '{' without its '}'";
+    std::string_view name = t.substr(i + 1, close - i - 1);
+    if (name == "local") has_local = true;
+    else if (name != "root" && name != "domain")
+      return "unknown placeholder {" + std::string(name) + "} (the placeholders are {root}, {domain} and {local})";
+    i = close;
+  }
+  if (!has_local) return "must contain {local}, or every recipient would share one Maildir";
+  for (size_t start = 0; start <= t.size();) {
+    size_t end = std::min(t.find('/', start), t.size());
+    std::string_view part = t.substr(start, end - start);
+    if (part == "." || part == "..") return "must not contain '.' or '..' components";
+    start = end + 1;
+  }
+  return "";
+}
+
+// lmtp = "addr:port", "[addr]:port" or an absolute path (a Unix socket). The port is
+// required: LMTP has no well-known one (RFC 2033 forbids port 25).
+bool parse_lmtp_target(std::string_view text, accepted_domain& d) {
+  if (!text.empty() && text.front() == '/') {
+    d.lmtp_socket = std::string(text);
+    return true;
+  }
+  std::string_view host, port;
+  if (!text.empty() && text.front() == '[') {
+    if (!split_bracketed(text, host, port)) return false;
+  } else {
+    auto colon = text.rfind(':');
+    if (colon == std::string_view::npos || text.find(':') != colon) return false;  // a bare IPv6 needs brackets
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+  }
+  auto address = ip_address::parse(host);
+  auto p = parse_port(port);
+  if (!address || !p) return false;
+  d.lmtp_address = *address;
+  d.lmtp_port = *p;
+  return true;
+}
+
+// sun_path holds 108 bytes on Linux, the terminating NUL included.
+constexpr size_t max_unix_socket_path = 107;
+
+// mailbox and the keys of the kind it names, after type is known.
+void read_local_delivery(table_reader& r, const toml::table& t, accepted_domain& d) {
+  bool mailbox_known = r.read_enum("mailbox", d.mailbox, {{"maildir", mailbox_kind::maildir}, {"lmtp", mailbox_kind::lmtp}}) ||
+                       !t.get("mailbox");
+  if (d.mailbox != mailbox_kind::none && d.type == route::domain_kind::external_relay) {
+    r.value_error("mailbox", *t.get("mailbox"),
+                  "is only for authoritative and internal_relay domains: an external_relay domain's mail "
+                  "is relayed onward, never delivered here");
+  }
+  auto only_with = [&](std::string_view key, mailbox_kind kind) {
+    if (d.mailbox == kind) return false;
+    if (!mailbox_known) return true;  // the bad mailbox value is the error worth reading
+    r.value_error(key, *t.get(key), "is only used with mailbox = \"" + std::string(to_string(kind)) + "\"");
+    return true;
+  };
+  if (r.read_string("maildir_root", d.maildir_root)) {
+    const toml::node& n = *t.get("maildir_root");
+    std::string& root = d.maildir_root;
+    if (only_with("maildir_root", mailbox_kind::maildir)) {
+    } else if (root.empty() || root.front() != '/') {
+      r.value_error("maildir_root", n, squote(root) + " is not an absolute path");
+    } else if (std::any_of(root.begin(), root.end(), [](char ch) { return static_cast<unsigned char>(ch) < 0x20; })) {
+      r.value_error("maildir_root", n, "contains a control character");
+    } else {
+      root = fs::path(root).lexically_normal().string();
+      while (root.size() > 1 && root.back() == '/') root.pop_back();
+    }
+  } else if (d.mailbox == mailbox_kind::maildir && !t.get("maildir_root")) {
+    r.missing("maildir_root", "the absolute directory the Maildirs are under, e.g. \"/var/mail/vhosts\"");
+  }
+  if (r.read_string("maildir_path", d.maildir_path) && !only_with("maildir_path", mailbox_kind::maildir)) {
+    if (std::string why = maildir_template_problem(d.maildir_path); !why.empty())
+      r.value_error("maildir_path", *t.get("maildir_path"), squote(d.maildir_path) + " " + why);
+  }
+  if (r.read_string("lmtp", d.lmtp_target) && !only_with("lmtp", mailbox_kind::lmtp)) {
+    const toml::node& n = *t.get("lmtp");
+    if (!parse_lmtp_target(d.lmtp_target, d)) {
+      r.value_error("lmtp", n,
+                    squote(d.lmtp_target) +
+                        " is not IP:port, [IPv6]:port or the absolute path of a Unix socket (\"/run/dovecot/lmtp\")");
+    } else if (d.lmtp_socket.size() > max_unix_socket_path) {
+      r.value_error("lmtp", n, "is " + std::to_string(d.lmtp_socket.size()) + " bytes long; a Unix socket path holds " +
+                                   std::to_string(max_unix_socket_path));
+    }
+  } else if (d.mailbox == mailbox_kind::lmtp && !t.get("lmtp")) {
+    r.missing("lmtp", "\"127.0.0.1:24\", \"[::1]:24\" or a Unix socket such as \"/run/dovecot/lmtp\"");
+  }
+}
+
 std::string name_too_long(std::string_view name, std::string_view key_format) {
   return "is " + std::to_string(name.size()) + " bytes long: its next-hop key \"" + std::string(key_format) +
          "\" must fit in " + std::to_string(route::max_hop_key_size) + " bytes";
@@ -280,6 +386,7 @@ void read_accepted_domains(table_reader& top, config& c) {
         load_recipients(top.ctx(), r.key_path("recipients"), d);
       }
     }
+    read_local_delivery(r, t, d);
     r.finish();
     if (!named) continue;
     if (auto it = position_of_name.find(d.name); it != position_of_name.end()) {

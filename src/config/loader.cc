@@ -358,6 +358,7 @@ load_result parse_document(std::string_view text, context& ctx) {
   read_server(top, *c);
   read_delivery(top, *c);
   read_dns(top, *c);
+  read_dsn(top, *c);
   read_accepted_domains(top, *c);
   read_receive_connectors(top, *c);
   read_send_connectors(top, *c);

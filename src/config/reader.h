@@ -153,6 +153,7 @@ const toml::array* read_table_array(table_reader& r, std::string_view key);
 void read_server(table_reader& top, config& c);                // load_server.cc
 void read_delivery(table_reader& top, config& c);              // load_delivery.cc
 void read_dns(table_reader& top, config& c);                   // load_delivery.cc
+void read_dsn(table_reader& top, config& c);                   // load_delivery.cc
 void read_accepted_domains(table_reader& top, config& c);      // load_routing.cc
 void read_receive_connectors(table_reader& top, config& c);    // load_receive.cc
 void read_send_connectors(table_reader& top, config& c);       // load_routing.cc

@@ -276,7 +276,7 @@ Test(config_delivery, shipped_config_has_the_defaults) {
   cr_assert_str_eq(d.helo.c_str(), r.value->server.hostname.c_str());
 }
 
-// The commented [delivery] and [dns] sections of the shipped file, uncommented, must load
+// The commented [delivery], [dns] and [dsn] sections of the shipped file, uncommented, must load
 // and be the defaults: the file documents them, so it must not drift from the code.
 Test(config_delivery, shipped_commented_sections_are_the_defaults) {
   std::ifstream in(std::string(SLUICE_SOURCE_ROOT) + "/etc/sluice.toml");
@@ -324,6 +324,10 @@ Test(config_delivery, shipped_commented_sections_are_the_defaults) {
   dns_settings dns = c->dns, ddns;
   cr_assert(dns.servers.empty() && dns.timeout_ms == ddns.timeout_ms && dns.tries == ddns.tries &&
             dns.negative_ttl_s == ddns.negative_ttl_s && dns.max_ttl_s == ddns.max_ttl_s && dns.ipv6 == ddns.ipv6);
+  dsn_settings dsn = c->dsn, ddsn;
+  cr_assert(dsn.delay_after_s == ddsn.delay_after_s && dsn.delay_without_notify == ddsn.delay_without_notify &&
+            dsn.expire_after_s == ddsn.expire_after_s && dsn.return_content_limit == ddsn.return_content_limit);
+  cr_assert_str_eq(dsn.reporting_mta.c_str(), c->server.hostname.c_str());
 }
 
 // ---------------------------------------------------------------------------------------
