@@ -66,14 +66,9 @@ engine::site& engine::lmtp_site(const config::accepted_domain& ad) {
     slot->lmtp = true;
     slot->shared = registry_.find(key);
     stats_.sites = static_cast<uint32_t>(sites_.size());
-    // A path is a Unix socket; anything else is address:port, checked when loaded.
-    if (!ad.lmtp_target.empty() && ad.lmtp_target.front() == '/') {
-      slot->unix_path = ad.lmtp_target;
-      slot->hosts.push_back({ad.lmtp_target, 0, 0, {}});
-    } else {
-      net::endpoint ep;
-      if (net::endpoint::parse(ad.lmtp_target, ep)) slot->hosts.push_back({ad.lmtp_target, 0, ep.port(), {ep.host()}});
-    }
+    slot->unix_path = ad.lmtp_socket;
+    slot->hosts.push_back({ad.lmtp_target, 0, ad.lmtp_port, {}});
+    if (ad.lmtp_socket.empty()) slot->hosts.back().addresses.push_back(ad.lmtp_address.to_string());
   }
   site& s = *slot;
   s.limits = cfg_->delivery.limits;
