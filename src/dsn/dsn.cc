@@ -216,6 +216,7 @@ std::string human_part(const original_message& m, std::span<const recipient_repo
   }
   if (ret.headers_only() && !ret.copy.complete)
     paragraph(out, "Its header section was too large and has been cut short.");
+  out.resize(out.size() - 2);  // the last paragraph's blank line: the boundary's own CRLF follows
   return out;
 }
 
