@@ -216,6 +216,23 @@ Test(dsn, body_lines_smtp_cannot_carry_return_headers_only) {
   cr_assert(flat(j).find("cannot carry") != std::string::npos, "%s", flat(j).c_str());
 }
 
+Test(dsn, oversized_header_section_is_cut_after_a_whole_line) {
+  fixture f;
+  f.env.ret = smtp::dsn_ret::headers;
+  std::string headers = "Subject: many headers\r\n";
+  while (headers.size() < 200'000) headers += "X-Filler: " + std::string(60, 'f') + "\r\n";
+  f.chunks = {headers};  // no blank line at all: every byte is header section
+  const json j = parse_report(f.compose({failed_rcpt()}).content);
+  assert_well_formed(j);
+  const json& ret = j["returned"];
+  cr_assert_eq(ret["type"].s, "text/rfc822-headers");
+  cr_assert_eq(field(ret["headers"], "subject"), "many headers");
+  const std::string& kept = ret["text"].s;
+  cr_assert(kept.size() > 60'000 && kept.size() <= 64 * 1024, "%zu bytes kept", kept.size());
+  cr_assert(kept.ends_with(std::string(60, 'f') + "\n"), "cut after a whole line");
+  cr_assert(flat(j).find("cut short") != std::string::npos, "%s", flat(j).c_str());
+}
+
 Test(dsn, delay_reports_will_retry_until_and_headers_only) {
   fixture f;
   dsn::recipient_report r = failed_rcpt();
