@@ -20,7 +20,8 @@ struct recipient_report {
   action what = action::failed;
   std::string status;              // RFC 3463 "5.1.1"; malformed or empty becomes the action's x.0.0
   std::string remote_mta;          // "mx1.example.net[192.0.2.1]:25" or "" (sluice itself)
-  std::string diagnostic;          // the reply as given, "550 5.1.1 <x@y>: no such user" (untrusted text)
+  std::string diagnostic;          // the reply as given, "550 5.1.1 <x@y>: no such user" (untrusted text);
+                                   // text that is no SMTP reply (sluice's own) is typed "X-Sluice;", not "smtp;"
   int64_t last_attempt_ms = 0;     // unix ms, 0 = unknown
   int64_t will_retry_until_ms = 0; // delayed only
 };
@@ -45,7 +46,7 @@ struct report {
   bool smtputf8 = false;                      // needs SMTPUTF8 (non-ASCII addresses)
 };
 
-// One report for one event of one message: all `recipients` given (the caller groups them: failures in one
+// One report for one event of one message: all `recipients` given (at least one) (the caller groups them: failures in one
 // report, delays in one, delivered/relayed in one). `dsn_id` names the DSN itself (its Message-ID's left part).
 // The kind (subject, text, what is returned) is a failure if any recipient failed, else a delay if any is
 // delayed, else a success. The original is returned whole (message/rfc822) for RET=FULL, or for a failure
