@@ -46,8 +46,9 @@ struct report {
   bool smtputf8 = false;                      // needs SMTPUTF8 (non-ASCII addresses)
 };
 
-// One report for one event of one message: all `recipients` given (at least one) (the caller groups them: failures in one
-// report, delays in one, delivered/relayed in one). `dsn_id` names the DSN itself (its Message-ID's left part).
+// One report for one event of one message: all `recipients` given, at least one (the caller groups them:
+// failures in one report, delays in one, delivered/relayed in one). `dsn_id` names the DSN itself (its
+// Message-ID's left part; it also seeds the MIME boundary, which is changed if the content holds it).
 // The kind (subject, text, what is returned) is a failure if any recipient failed, else a delay if any is
 // delayed, else a success. The original is returned whole (message/rfc822) for RET=FULL, or for a failure
 // without RET; otherwise, or when it is larger than the limit or has lines SMTP cannot carry (over 998
