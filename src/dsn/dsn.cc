@@ -3,10 +3,10 @@
 // Untrusted input: remote replies, envelope addresses, ENVID/ORCPT and the original message's content.
 #include "dsn/dsn.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <initializer_list>
-
-#include <fmt/format.h>
 
 #include "dsn/text.h"
 #include "smtp/header.h"
@@ -79,8 +79,8 @@ std::string_view mta_name(std::string_view r) {
 
 // A reply from an SMTP (or LMTP) peer starts with its three-digit code; anything else is our own text.
 bool is_smtp_reply(std::string_view d) {
-  return d.size() >= 3 && d[0] >= '2' && d[0] <= '5' && d[1] >= '0' && d[1] <= '9' && d[2] >= '0' &&
-         d[2] <= '9' && (d.size() == 3 || d[3] == ' ' || d[3] == '-');
+  return d.size() >= 3 && d[0] >= '2' && d[0] <= '5' && d[1] >= '0' && d[1] <= '9' && d[2] >= '0' && d[2] <= '9' &&
+         (d.size() == 3 || d[3] == ' ' || d[3] == '-');
 }
 
 std::string diagnostic_text(std::string_view d, bool utf8) {
@@ -108,8 +108,7 @@ struct returned {
   bool headers_only() const { return why != reason::whole; }
 };
 
-returned pick_returned(const original_message& m, const smtp::envelope& env, kind k, const settings& s,
-                       uint64_t size) {
+returned pick_returned(const original_message& m, const smtp::envelope& env, kind k, const settings& s, uint64_t size) {
   returned r;
   const bool want_whole =
       env.ret == smtp::dsn_ret::full || (env.ret == smtp::dsn_ret::unspecified && k == kind::failure);
@@ -160,25 +159,27 @@ void paragraph(std::string& out, std::string_view prose) {
 }
 
 // Part 1: what a person reads. Everything from outside is cleaned to one line and wrapped.
-std::string human_part(const original_message& m, std::span<const recipient_report> rs, kind k, const returned& ret, uint64_t size, const settings& s, std::string_view host) {
+std::string human_part(const original_message& m, std::span<const recipient_report> rs, kind k, const returned& ret,
+                       uint64_t size, const settings& s, std::string_view host) {
   std::string out;
   paragraph(out, fmt::format("This is the mail delivery system at {}.", host));
   switch (k) {
     case kind::failure:
-      paragraph(out, "Your message could not be delivered to one or more of its recipients. The errors below "
-                     "are permanent: the message will not be tried again for them.");
+      paragraph(out,
+                "Your message could not be delivered to one or more of its recipients. The errors below "
+                "are permanent: the message will not be tried again for them.");
       break;
     case kind::delay:
-      paragraph(out, "Your message has not been delivered yet to the recipients below. Delivery is still being "
-                     "retried; this is only a warning and you need not send the message again. You will be "
-                     "told if it finally fails.");
+      paragraph(out,
+                "Your message has not been delivered yet to the recipients below. Delivery is still being "
+                "retried; this is only a warning and you need not send the message again. You will be "
+                "told if it finally fails.");
       break;
     case kind::success:
       paragraph(out, "Your message was delivered to the recipients below, as you asked to be told.");
       break;
   }
-  if (!m.queue_id.empty())
-    paragraph(out, fmt::format("Its queue id here was {}.", text::one_line(m.queue_id, true)));
+  if (!m.queue_id.empty()) paragraph(out, fmt::format("Its queue id here was {}.", text::one_line(m.queue_id, true)));
   for (const auto& r : rs) {
     text::append_wrapped(out, "", "<" + text::clean(r.final_recipient, true) + ">", "    ", 76);
     if (!r.original_recipient.empty())
@@ -195,9 +196,7 @@ std::string human_part(const original_message& m, std::span<const recipient_repo
     out += "\r\n";
   }
   switch (ret.why) {
-    case returned::reason::whole:
-      paragraph(out, "Your original message is attached below.");
-      break;
+    case returned::reason::whole: paragraph(out, "Your original message is attached below."); break;
     case returned::reason::asked_headers:
       paragraph(out, "As its sender asked, only the headers of your original message are attached below.");
       break;
@@ -210,8 +209,9 @@ std::string human_part(const original_message& m, std::span<const recipient_repo
                                  size, s.return_content_limit));
       break;
     case returned::reason::unsendable:
-      paragraph(out, "Your original message has lines that mail cannot carry back (too long, or holding NUL "
-                     "bytes), so only its headers are attached below.");
+      paragraph(out,
+                "Your original message has lines that mail cannot carry back (too long, or holding NUL "
+                "bytes), so only its headers are attached below.");
       break;
   }
   if (ret.headers_only() && !ret.copy.complete)
@@ -248,8 +248,9 @@ std::string status_part(const original_message& m, const smtp::envelope& env, st
     if (!r.remote_mta.empty())
       text::append_field(out, "Remote-MTA", "dns; " + text::one_line(mta_name(r.remote_mta), false));
     if (!r.diagnostic.empty())
-      text::append_field(out, "Diagnostic-Code",
-                         (is_smtp_reply(r.diagnostic) ? "smtp; " : "X-Sluice; ") + diagnostic_text(r.diagnostic, global));
+      text::append_field(
+          out, "Diagnostic-Code",
+          (is_smtp_reply(r.diagnostic) ? "smtp; " : "X-Sluice; ") + diagnostic_text(r.diagnostic, global));
     if (r.last_attempt_ms != 0) text::append_field(out, "Last-Attempt-Date", text::utc_date(r.last_attempt_ms));
     if (r.what == action::delayed && r.will_retry_until_ms != 0)
       text::append_field(out, "Will-Retry-Until", text::utc_date(r.will_retry_until_ms));
@@ -261,8 +262,7 @@ std::string status_part(const original_message& m, const smtp::envelope& env, st
 std::string id_text(std::string_view id) {
   std::string out;
   for (const char c : id.substr(0, 40))
-    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-' ||
-        c == '_')
+    if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '-' || c == '_')
       out.push_back(c);
   if (out.empty()) out = "dsn";
   return out;

@@ -18,32 +18,32 @@ struct recipient_report {
   std::string final_recipient;     // the envelope recipient address, e.g. "user@example.com"
   std::string original_recipient;  // the stored ORCPT, "rfc822;User@Example.com" (smtp::recipient::orcpt), "" if none
   action what = action::failed;
-  std::string status;              // RFC 3463 "5.1.1"; malformed or empty becomes the action's x.0.0
-  std::string remote_mta;          // "mx1.example.net[192.0.2.1]:25" or "" (sluice itself)
-  std::string diagnostic;          // the reply as given, "550 5.1.1 <x@y>: no such user" (untrusted text);
-                                   // text that is no SMTP reply (sluice's own) is typed "X-Sluice;", not "smtp;"
-  int64_t last_attempt_ms = 0;     // unix ms, 0 = unknown
-  int64_t will_retry_until_ms = 0; // delayed only
+  std::string status;               // RFC 3463 "5.1.1"; malformed or empty becomes the action's x.0.0
+  std::string remote_mta;           // "mx1.example.net[192.0.2.1]:25" or "" (sluice itself)
+  std::string diagnostic;           // the reply as given, "550 5.1.1 <x@y>: no such user" (untrusted text);
+                                    // text that is no SMTP reply (sluice's own) is typed "X-Sluice;", not "smtp;"
+  int64_t last_attempt_ms = 0;      // unix ms, 0 = unknown
+  int64_t will_retry_until_ms = 0;  // delayed only
 };
 
 struct original_message {
-  const smtp::envelope* envelope = nullptr;   // the original's envelope (sender, RET, ENVID, SMTPUTF8, recipients)
-  std::string queue_id;                       // the original's queue id text
+  const smtp::envelope* envelope = nullptr;  // the original's envelope (sender, RET, ENVID, SMTPUTF8, recipients)
+  std::string queue_id;                      // the original's queue id text
   int64_t received_at_ms = 0;
-  std::span<const std::string_view> body;     // the original content (headers + body), as chunks, dot-unstuffed
-  uint64_t body_size = 0;                     // its size; the chunks' total counts when larger
+  std::span<const std::string_view> body;  // the original content (headers + body), as chunks, dot-unstuffed
+  uint64_t body_size = 0;                  // its size; the chunks' total counts when larger
 };
 
 struct settings {
-  std::string reporting_mta;                  // this host's name
-  uint64_t return_content_limit = 50'000;     // larger originals are returned as headers only
+  std::string reporting_mta;               // this host's name
+  uint64_t return_content_limit = 50'000;  // larger originals are returned as headers only
 };
 
 struct report {
-  std::string content;                        // the whole DSN message (RFC 5322, CRLF line ends)
-  std::string recipient;                      // the envelope recipient: the original's sender
-  bool eight_bit = false;                     // content has 8-bit bytes (send with BODY=8BITMIME)
-  bool smtputf8 = false;                      // needs SMTPUTF8 (non-ASCII addresses)
+  std::string content;     // the whole DSN message (RFC 5322, CRLF line ends)
+  std::string recipient;   // the envelope recipient: the original's sender
+  bool eight_bit = false;  // content has 8-bit bytes (send with BODY=8BITMIME)
+  bool smtputf8 = false;   // needs SMTPUTF8 (non-ASCII addresses)
 };
 
 // One report for one event of one message: all `recipients` given, at least one (the caller groups them:

@@ -2,9 +2,9 @@
 // Untrusted input: remote replies, addresses, ENVID/ORCPT and the original message's content.
 #include "dsn/text.h"
 
-#include <ctime>
-
 #include <fmt/format.h>
+
+#include <ctime>
 
 #include "smtp/address.h"
 #include "smtp/params.h"
@@ -21,7 +21,9 @@ size_t utf8_sequence(std::string_view s, size_t i) {
   return smtp::valid_utf8(s.substr(i, n)) ? n : 0;
 }
 
-bool is_control(unsigned char c) { return c < 0x20 || c == 0x7f; }
+bool is_control(unsigned char c) {
+  return c < 0x20 || c == 0x7f;
+}
 
 // C1 controls (U+0080..U+009F) are C2 80..C2 9F in UTF-8: terminals and some parsers act on them.
 bool is_c1(std::string_view s, size_t i) {

@@ -1,6 +1,8 @@
 // dsn_test.cc: every kind of DSN composed and read back by Python's email package (parse_report.py), the
 // hostile-text, size, line-end and boundary cases, and the NOTIFY rule table of wanted().
 // Untrusted input: none (the tests build hostile inputs themselves).
+#include "dsn/dsn.h"
+
 #include <criterion/criterion.h>
 
 #include <initializer_list>
@@ -9,7 +11,6 @@
 #include <utility>
 #include <vector>
 
-#include "dsn/dsn.h"
 #include "report_reader.h"
 
 using namespace sluice;
@@ -22,15 +23,16 @@ namespace {
 
 constexpr int64_t now_ms = 1'764'597'399'000;  // Mon, 01 Dec 2025 13:56:39 UTC
 constexpr std::string_view now_text = "Mon, 01 Dec 2025 13:56:39 +0000";
-constexpr int64_t arrived_ms = 1'764'590'000'000;  // Mon, 01 Dec 2025 11:53:20 UTC
+constexpr int64_t arrived_ms = 1'764'590'000'000;      // Mon, 01 Dec 2025 11:53:20 UTC
 constexpr int64_t retry_until_ms = 1'765'000'000'000;  // Sat, 06 Dec 2025 05:46:40 UTC
 
-const std::string original = "From: Sender <sender@example.org>\r\n"
-                             "To: user@example.com\r\n"
-                             "Subject: Hello there\r\n"
-                             "\r\n"
-                             "Body line 1\r\n"
-                             ".dot line\r\n";
+const std::string original =
+    "From: Sender <sender@example.org>\r\n"
+    "To: user@example.com\r\n"
+    "Subject: Hello there\r\n"
+    "\r\n"
+    "Body line 1\r\n"
+    ".dot line\r\n";
 
 smtp::envelope envelope_to(std::vector<std::string> rcpts) {
   smtp::envelope e;
@@ -276,8 +278,8 @@ Test(dsn, delay_reports_will_retry_until_and_headers_only) {
 Test(dsn, success_reports_delivered_and_relayed_together) {
   fixture f;
   f.env = envelope_to({"a@example.com", "b@example.com"});
-  const dsn::recipient_report a = rcpt("a@example.com", dsn::action::delivered, "2.1.5",
-                                        "mx.example.com[192.0.2.7]:25", "250 2.0.0 Ok: queued as 4F3");
+  const dsn::recipient_report a = rcpt("a@example.com", dsn::action::delivered, "2.1.5", "mx.example.com[192.0.2.7]:25",
+                                       "250 2.0.0 Ok: queued as 4F3");
   dsn::recipient_report b = rcpt("b@example.com", dsn::action::relayed, "");
   b.will_retry_until_ms = retry_until_ms;  // meaningless unless delayed: must not appear
   const json j = parse_report(f.compose({a, b}).content);
@@ -398,8 +400,8 @@ Test(dsn, boundary_is_changed_when_the_content_holds_it) {
   fixture f;
   const std::string first = parse_report(f.compose({failed_rcpt()}).content)["boundary"].s;
   cr_assert(!first.empty());
-  const std::string body = "Subject: trap\r\n\r\nbefore\r\n--" + first + "\r\nContent-Type: text/plain\r\n\r\nfake\r\n--" +
-                           first + "--\r\nafter\r\n";
+  const std::string body = "Subject: trap\r\n\r\nbefore\r\n--" + first +
+                           "\r\nContent-Type: text/plain\r\n\r\nfake\r\n--" + first + "--\r\nafter\r\n";
   f.chunks = {body};
   const json j = parse_report(f.compose({failed_rcpt()}).content);
   assert_well_formed(j);

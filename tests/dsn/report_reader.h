@@ -3,7 +3,6 @@
 // Untrusted input: none (the helper's own output).
 #pragma once
 #include <criterion/criterion.h>
-
 #include <unistd.h>
 
 #include <cstdio>
@@ -177,8 +176,7 @@ inline json parse_report(const std::string& content) {
     done += static_cast<size_t>(n);
   }
   close(fd);
-  const std::string cmd =
-      std::string("python3 ") + SLUICE_SOURCE_ROOT + "/tests/dsn/parse_report.py " + path + " 2>&1";
+  const std::string cmd = std::string("python3 ") + SLUICE_SOURCE_ROOT + "/tests/dsn/parse_report.py " + path + " 2>&1";
   FILE* p = popen(cmd.c_str(), "r");
   cr_assert_not_null(p, "popen python3");
   std::string out;
@@ -194,7 +192,11 @@ inline json parse_report(const std::string& content) {
 }
 
 // The first value of field `name` (lower case) in a block of fields, "" if absent.
-inline std::string field(const json& block, std::string_view name) { return block[name][0].s; }
-inline size_t count(const json& block, std::string_view name) { return block[name].size(); }
+inline std::string field(const json& block, std::string_view name) {
+  return block[name][0].s;
+}
+inline size_t count(const json& block, std::string_view name) {
+  return block[name].size();
+}
 
 }  // namespace dsn_test
