@@ -210,11 +210,11 @@ original_copy header_section(std::span<const std::string_view> chunks, uint64_t 
   std::string line;
   size_t length = 0;
   while (lines.next(line, length)) {
+    if (length == 0) break;  // the blank line ending the header section
     if (lines.consumed() > limit) {
       r.complete = false;
       break;
     }
-    if (length == 0) break;  // the blank line ending the header section
     if (line.size() > max_line) line.resize(max_line);
     for (char& c : line)
       if (c == '\0') c = ' ';
