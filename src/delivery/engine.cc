@@ -451,7 +451,7 @@ void engine::reroute(const work& w, const smtp::reply& r) {
     if (idx >= env.recipients.size()) continue;
     const auto d = routes_->route_recipient(env.recipients[idx].address, view->meta.body_size, 0);
     if (!route::deliverable(d.result)) {
-      store::failed_recipient f;
+      store::report_entry f;
       f.recipient = idx;
       f.status = std::string(route::enhanced_status(d.result));
       f.reason = std::string(route::reason(d.result));
@@ -518,7 +518,7 @@ void engine::record(const work& w, const store::message_view& view, attempt_resu
       delivered.push_back(rr.recipient);
       deliver_text = text;
     } else if (rr.outcome == recipient_outcome::failed || expired) {
-      store::failed_recipient f;
+      store::report_entry f;
       f.recipient = rr.recipient;
       f.remote_mta = result.remote_mta;
       f.at_ms = now;

@@ -43,7 +43,7 @@ struct hop_update {
 // first place naming it (the specs in order, then the failed entries); the rest stay.
 struct plan {
   std::vector<std::vector<uint32_t>> moved;     // by spec: the item's recipients it takes
-  std::vector<const failed_recipient*> failed;  // entries for the item's recipients
+  std::vector<const report_entry*> failed;      // entries for the item's recipients
   std::vector<uint32_t> kept;                   // named nowhere: stay on the old hop
 };
 
@@ -171,7 +171,7 @@ int apply_one(MDB_txn* txn, const databases& d, reroute_request& r, std::unorder
   auto idk = schema::make_id_key(r.id);
   const MDB_val k = val(idk);
   int64_t ref_delta = static_cast<int64_t>(targets.size()) - 1;
-  if (!p.failed.empty() && (rc = append_failed(txn, d, k, p.failed, r.now_ms, ref_delta))) return rc;
+  if ((rc = append_reports(txn, d, k, p.failed, r.now_ms, ref_delta))) return rc;
   return adjust_refs(txn, d, r.id, k, ref_delta, r.message_removed);
 }
 

@@ -26,7 +26,7 @@ inline constexpr int64_t t0 = 1'800'000'000'000;  // the attempts' clock
 // (hop key, recipient indices) and `failed`; returns the request with hop ids set.
 inline categorize_request queue_one(queue_store& s, base::queue_id id, std::size_t body, unsigned rcpts,
                              std::vector<store::delivery_item_spec> items,
-                             std::vector<store::failed_recipient> failed = {}) {
+                             std::vector<store::report_entry> failed = {}) {
   std::vector<store::submit_request> msgs{make_request(id, body, rcpts)};
   cr_assert(submit_all(s, 0, msgs));
   cr_assert_eq(msgs[0].result, store::submit_status::ok, "%s", msgs[0].error.c_str());
@@ -41,7 +41,7 @@ inline categorize_request queue_one(queue_store& s, base::queue_id id, std::size
 }
 
 inline deliver_request outcome(uint64_t hop, base::queue_id id, std::vector<uint32_t> delivered,
-                        std::vector<store::failed_recipient> failed = {}, int64_t now = t0,
+                        std::vector<store::report_entry> failed = {}, int64_t now = t0,
                         int64_t next = t0 + 300'000, std::string last_error = "451 4.4.1 mx.example[192.0.2.1]: connection refused") {
   deliver_request r;
   r.id = id;
@@ -60,7 +60,7 @@ inline deliver_request deliver_one(queue_store& s, deliver_request r) {
   return std::move(v[0]);
 }
 
-inline store::failed_recipient refusal(uint32_t idx, int64_t at = 0) {
+inline store::report_entry refusal(uint32_t idx, int64_t at = 0) {
   return {idx, "5.1.1", "no such user", "mx.example[192.0.2.1]",
           "550 5.1.1 <rcpt" + std::to_string(idx) + "@example.com>: no such user", at};
 }
