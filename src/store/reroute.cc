@@ -212,7 +212,7 @@ void finish_reroute(write_op& op, int rc, uint8_t code) {
 // Unlike deliver, a reroute can write more than it deletes (one item split over many
 // hops, new hop records): it keeps the reserve. Held back, the item stays where it was
 // and the engine tries again later, which loses nothing. Per new item, a delivery leaf
-// and a hop record or name; plus refs, failed list and the old item's leaf.
+// and a hop record or name; plus refs, report list and the old item's leaf.
 uint64_t reroute_pages(const write_op& op, std::size_t) {
   const auto& r = static_cast<const reroute_request&>(op);
   return 2 * uint64_t{r.items.size()} + 3;

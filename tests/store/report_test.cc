@@ -291,8 +291,11 @@ Test(store_report, a_duplicate_dsn_id_fails_alone_and_writes_nothing, .timeout =
   auto& s = o.store;
   const base::queue_id id = o.gen.next();
   queue_one(s, id, 100, 1, {}, {{0, "5.4.4", "no route"}});
-  auto rep = report_one(s, dsn_for(id, id, {{0, report_action::failed}}));  // the original's own id
+  const base::queue_id taken = o.gen.next();
+  queue_one(s, taken, 100, 1, {{"smarthost:Outbound", {0}, 0}});
+  auto rep = report_one(s, dsn_for(id, taken, {{0, report_action::failed}}));  // another message's id
   cr_assert_eq(rep.result, report_status::failed);
+  cr_assert(rep.error.find("duplicate") != std::string::npos, "%s", rep.error.c_str());
   cr_assert_eq(list_of(s, id).size(), 1u, "the entry stays: the DSN was not stored");
   std::string error;
   cr_assert(s.read_message(id, error).has_value());
@@ -420,7 +423,7 @@ Test(store_record_versions, the_failed_database_of_an_older_store_becomes_report
   const base::queue_id id = o.gen.next();
   queue_one(o.store, id, 100, 2, {}, {{0, "5.4.4", "no route"}, {1, "5.4.4", "no route"}});
   o.store.close();
-  // As an older sluice left it: the list (version 1) in `failed`, no `reports` entry.
+  // As an older sluice left it: the list (version 1) in `failed`, no `reports` database.
   {
     MDB_env* env = nullptr;
     cr_assert_eq(mdb_env_create(&env), 0);
@@ -433,7 +436,7 @@ Test(store_record_versions, the_failed_database_of_an_older_store_becomes_report
     cr_assert_eq(mdb_dbi_open(txn, "failed", MDB_CREATE, &failed), 0);
     auto idk = store::schema::make_id_key(id);
     MDB_val k{idk.size(), idk.data()};
-    cr_assert_eq(mdb_del(txn, reports, &k, nullptr), 0);
+    cr_assert_eq(mdb_drop(txn, reports, 1), 0);
     store::binary_writer w;
     w.u8(1);
     w.u32(2);
