@@ -27,6 +27,7 @@ using store_test::deliver_one;
 using store_test::hop_of;
 using store_test::items_of;
 using store_test::outcome;
+using store_test::put_raw;
 using store_test::queue_one;
 using store_test::refusal;
 using store_test::stats_of;
@@ -382,26 +383,6 @@ Test(store_record_versions, version_1_item_and_failed_records_decode) {
   cr_assert(f.size() == 1 && f[0].remote_mta == "mx.example[192.0.2.1]" && f[0].at_ms == 99 &&
             f[0].diagnostic == "550 5.1.1 <rcpt6@example.com>: no such user");
 }
-
-namespace {
-
-// Overwrites `key` in database `db` of the closed store in `dir` with `value`.
-void put_raw(const std::string& dir, const char* db, const std::string& key, const std::string& value) {
-  MDB_env* env = nullptr;
-  cr_assert_eq(mdb_env_create(&env), 0);
-  mdb_env_set_maxdbs(env, 16);
-  cr_assert_eq(mdb_env_open(env, dir.c_str(), 0, 0640), 0);
-  MDB_txn* txn = nullptr;
-  cr_assert_eq(mdb_txn_begin(env, nullptr, 0, &txn), 0);
-  MDB_dbi dbi;
-  cr_assert_eq(mdb_dbi_open(txn, db, 0, &dbi), 0);
-  MDB_val k{key.size(), const_cast<char*>(key.data())}, v{value.size(), const_cast<char*>(value.data())};
-  cr_assert_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
-  cr_assert_eq(mdb_txn_commit(txn), 0);
-  mdb_env_close(env);
-}
-
-}  // namespace
 
 Test(store_record_versions, deliver_works_on_records_an_older_sluice_wrote, .timeout = 60) {
   store_test::opened_store o;

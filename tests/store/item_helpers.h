@@ -2,6 +2,7 @@
 // Untrusted input: none (the tests write the store themselves).
 #pragma once
 #include <criterion/criterion.h>
+#include <lmdb.h>
 
 #include <map>
 #include <string>
@@ -87,6 +88,25 @@ inline std::map<base::queue_id, store::delivery_item_record> items_of(const queu
     return true;
   }, error), "%s", error.c_str());
   return out;
+}
+
+// Writes into the closed store in `dir` as another program would: `value` under `key` in
+// database `db` (created first with MDB_CREATE in `db_flags`), or, with `drop`, the whole
+// database deleted. For records and layouts an older sluice left behind.
+inline void put_raw(const std::string& dir, const char* db, const std::string& key, const std::string& value,
+                    unsigned db_flags = 0, bool drop = false) {
+  MDB_env* env = nullptr;
+  cr_assert_eq(mdb_env_create(&env), 0);
+  mdb_env_set_maxdbs(env, 16);
+  cr_assert_eq(mdb_env_open(env, dir.c_str(), 0, 0640), 0);
+  MDB_txn* txn = nullptr;
+  cr_assert_eq(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+  MDB_dbi dbi;
+  cr_assert_eq(mdb_dbi_open(txn, db, db_flags, &dbi), 0);
+  MDB_val k{key.size(), const_cast<char*>(key.data())}, v{value.size(), const_cast<char*>(value.data())};
+  cr_assert_eq(drop ? mdb_drop(txn, dbi, 1) : mdb_put(txn, dbi, &k, &v, 0), 0);
+  cr_assert_eq(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
 }
 
 inline store::store_stats stats_of(const queue_store& s) {

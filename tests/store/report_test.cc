@@ -20,13 +20,8 @@ using store::report_action;
 using store::report_entry;
 using store::report_request;
 using store::report_status;
-using store_test::deliver_one;
-using store_test::items_of;
-using store_test::outcome;
-using store_test::queue_one;
-using store_test::refusal;
-using store_test::stats_of;
-using store_test::t0;
+// The shared helpers (item_helpers.h): queue_one, outcome, deliver_one, items_of, stats_of, ...
+using namespace store_test;
 
 namespace {
 
@@ -94,12 +89,16 @@ bool in_submission(const queue_store& s, base::queue_id id) {
   return found;
 }
 
+queue_store& opened(store_test::opened_store& o) {
+  cr_assert(o.ok, "%s", o.error.c_str());
+  return o.store;
+}
+
 }  // namespace
 
 Test(store_report, deliver_adds_success_and_delay_reports_once_and_marks_the_item, .timeout = 60) {
   store_test::opened_store o;
-  cr_assert(o.ok, "%s", o.error.c_str());
-  auto& s = o.store;
+  queue_store& s = opened(o);
   const base::queue_id id = o.gen.next();
   const uint64_t hop = queue_one(s, id, 3000, 3, {{"smarthost:Outbound", {0, 1, 2}, 0}}).items[0].hop_id;
   std::string error;
@@ -152,8 +151,7 @@ Test(store_report, deliver_adds_success_and_delay_reports_once_and_marks_the_ite
 
 Test(store_report, a_deferral_without_mark_leaves_the_flag_unset, .timeout = 60) {
   store_test::opened_store o;
-  cr_assert(o.ok, "%s", o.error.c_str());
-  auto& s = o.store;
+  queue_store& s = opened(o);
   const base::queue_id id = o.gen.next();
   const uint64_t hop = queue_one(s, id, 100, 2, {{"smarthost:Outbound", {0, 1}, 0}}).items[0].hop_id;
   auto r = deliver_one(s, outcome(hop, id, {0}));
@@ -166,8 +164,7 @@ Test(store_report, a_deferral_without_mark_leaves_the_flag_unset, .timeout = 60)
 
 Test(store_report, dsn_is_enqueued_with_the_entries_consumed_and_survives_reopen, .timeout = 60) {
   store_test::opened_store o;
-  cr_assert(o.ok, "%s", o.error.c_str());
-  auto& s = o.store;
+  queue_store& s = opened(o);
   const std::string dir = o.tmp.sub("q");
   const base::queue_id id = o.gen.next();
   const uint64_t hop = queue_one(s, id, 5000, 2, {{"smarthost:Outbound", {0, 1}, 0}}).items[0].hop_id;
@@ -206,8 +203,7 @@ Test(store_report, dsn_is_enqueued_with_the_entries_consumed_and_survives_reopen
 
 Test(store_report, the_message_stays_while_an_item_remains, .timeout = 60) {
   store_test::opened_store o;
-  cr_assert(o.ok, "%s", o.error.c_str());
-  auto& s = o.store;
+  queue_store& s = opened(o);
   const base::queue_id id = o.gen.next();
   const uint64_t hop =
       queue_one(s, id, 100, 3, {{"smarthost:Outbound", {0, 1}, 0}}, {{2, "5.4.4", "no route"}}).items[0].hop_id;
@@ -224,8 +220,7 @@ Test(store_report, the_message_stays_while_an_item_remains, .timeout = 60) {
 
 Test(store_report, a_missing_entry_makes_the_request_stale_and_writes_nothing, .timeout = 60) {
   store_test::opened_store o;
-  cr_assert(o.ok, "%s", o.error.c_str());
-  auto& s = o.store;
+  queue_store& s = opened(o);
   const base::queue_id id = o.gen.next();
   queue_one(s, id, 100, 2, {}, {{0, "5.4.4", "no route"}, {1, "5.4.4", "no route"}});
   const auto before = stats_of(s);
@@ -259,8 +254,7 @@ Test(store_report, a_missing_entry_makes_the_request_stale_and_writes_nothing, .
 
 Test(store_report, consume_only_drops_the_entries_and_stores_no_message, .timeout = 60) {
   store_test::opened_store o;
-  cr_assert(o.ok, "%s", o.error.c_str());
-  auto& s = o.store;
+  queue_store& s = opened(o);
   const base::queue_id id = o.gen.next();
   queue_one(s, id, 100, 3, {}, {{0, "5.4.4", "no route"}, {1, "5.4.4", "no route"}, {2, "5.4.4", "no route"}});
   report_request r;
@@ -287,8 +281,7 @@ Test(store_report, consume_only_drops_the_entries_and_stores_no_message, .timeou
 
 Test(store_report, a_duplicate_dsn_id_fails_alone_and_writes_nothing, .timeout = 60) {
   store_test::opened_store o;
-  cr_assert(o.ok, "%s", o.error.c_str());
-  auto& s = o.store;
+  queue_store& s = opened(o);
   const base::queue_id id = o.gen.next();
   queue_one(s, id, 100, 1, {}, {{0, "5.4.4", "no route"}});
   const base::queue_id taken = o.gen.next();
@@ -303,8 +296,7 @@ Test(store_report, a_duplicate_dsn_id_fails_alone_and_writes_nothing, .timeout =
 
 Test(store_report, list_reports_pages_in_queue_order, .timeout = 60) {
   store_test::opened_store o;
-  cr_assert(o.ok, "%s", o.error.c_str());
-  auto& s = o.store;
+  queue_store& s = opened(o);
   std::vector<base::queue_id> ids;
   for (int i = 0; i < 5; ++i) {
     const base::queue_id id = o.gen.next();
@@ -329,8 +321,7 @@ Test(store_report, list_reports_pages_in_queue_order, .timeout = 60) {
 
 Test(store_report, open_message_pins_the_body_without_an_item, .timeout = 60) {
   store_test::opened_store o;
-  cr_assert(o.ok, "%s", o.error.c_str());
-  auto& s = o.store;
+  queue_store& s = opened(o);
   const base::queue_id id = o.gen.next();
   queue_one(s, id, 7000, 2, {}, {{0, "5.4.4", "no route"}, {1, "5.4.4", "no route"}});
   const std::string body = store_test::make_request(id, 7000, 2).body;
@@ -418,39 +409,23 @@ Test(store_record_versions, report_lists_of_every_version_decode, .timeout = 60)
 
 Test(store_record_versions, the_failed_database_of_an_older_store_becomes_reports, .timeout = 60) {
   store_test::opened_store o;
-  cr_assert(o.ok, "%s", o.error.c_str());
+  opened(o);
   const std::string dir = o.tmp.sub("q");
   const base::queue_id id = o.gen.next();
   queue_one(o.store, id, 100, 2, {}, {{0, "5.4.4", "no route"}, {1, "5.4.4", "no route"}});
   o.store.close();
   // As an older sluice left it: the list (version 1) in `failed`, no `reports` database.
-  {
-    MDB_env* env = nullptr;
-    cr_assert_eq(mdb_env_create(&env), 0);
-    mdb_env_set_maxdbs(env, 16);
-    cr_assert_eq(mdb_env_open(env, dir.c_str(), 0, 0640), 0);
-    MDB_txn* txn = nullptr;
-    cr_assert_eq(mdb_txn_begin(env, nullptr, 0, &txn), 0);
-    MDB_dbi reports, failed;
-    cr_assert_eq(mdb_dbi_open(txn, "reports", 0, &reports), 0);
-    cr_assert_eq(mdb_dbi_open(txn, "failed", MDB_CREATE, &failed), 0);
-    auto idk = store::schema::make_id_key(id);
-    MDB_val k{idk.size(), idk.data()};
-    cr_assert_eq(mdb_drop(txn, reports, 1), 0);
-    store::binary_writer w;
-    w.u8(1);
-    w.u32(2);
-    for (uint32_t i = 0; i < 2; ++i) {
-      w.u32(i);
-      w.str("5.4.4");
-      w.str("old route");
-    }
-    std::string bytes = w.take();
-    MDB_val v{bytes.size(), bytes.data()};
-    cr_assert_eq(mdb_put(txn, failed, &k, &v, 0), 0);
-    cr_assert_eq(mdb_txn_commit(txn), 0);
-    mdb_env_close(env);
+  put_raw(dir, "reports", "", "", 0, true);
+  store::binary_writer w;
+  w.u8(1);
+  w.u32(2);
+  for (uint32_t i = 0; i < 2; ++i) {
+    w.u32(i);
+    w.str("5.4.4");
+    w.str("old route");
   }
+  auto idk = store::schema::make_id_key(id);
+  put_raw(dir, "failed", std::string(idk.begin(), idk.end()), w.take(), MDB_CREATE);
   // Read-only (sluicectl before the daemon upgraded the store) finds the lists too.
   {
     queue_store ro;
