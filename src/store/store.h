@@ -310,9 +310,10 @@ class queue_store {
   // Reroute requests one producer may have in flight: a configuration change can move
   // every item of a hop at once.
   static constexpr std::size_t reroute_capacity = 4096;
-  // Report requests one producer may have in flight: a sweep after a restart finds every
-  // pending list at once.
-  static constexpr std::size_t report_capacity = 4096;
+  // Report requests one producer may have in flight: a sweep after a restart works through
+  // the pending lists in pages (list_reports), so a commit's worth is enough, and this keeps
+  // the lane's rings at the size the other kinds already need (lane.h: lane_capacity).
+  static constexpr std::size_t report_capacity = 1024;
   // LMDB reader slots (mdb_env_set_maxreaders): every live message_view holds one, and
   // so does every short reader. Delivery engines must keep their views below this, less
   // a margin for readers (stats, sluicectl, the categorizer); past it open_delivery()
