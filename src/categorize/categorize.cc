@@ -126,7 +126,7 @@ void message_router::categorize(const route::table& routes, const rules::rule_se
         continue;
       }
     }
-    store::failed_recipient fr;
+    store::report_entry fr;
     fr.recipient = r;
     fr.status = route::enhanced_status(decisions_[r].result);
     fr.reason = forced.empty() ? std::string(route::reason(decisions_[r].result))

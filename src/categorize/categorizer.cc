@@ -101,7 +101,7 @@ std::size_t categorizer::job_bytes() const {
     n += sizeof(job) + heap_of(r.new_record) + heap_of(r.error) + (r.new_body ? heap_of(*r.new_body) : 0);
     n += r.items.capacity() * sizeof(store::delivery_item_spec);
     for (const auto& item : r.items) n += heap_of(item.hop_key) + item.recipients.capacity() * sizeof(uint32_t);
-    n += r.failed.capacity() * sizeof(store::failed_recipient);
+    n += r.failed.capacity() * sizeof(store::report_entry);
     for (const auto& f : r.failed) n += heap_of(f.status) + heap_of(f.reason);
     n += heap_of(j.failed_addresses) + heap_of(j.recipients) + heap_of(j.rules_fired) + heap_of(j.sender);
   }

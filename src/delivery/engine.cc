@@ -444,7 +444,7 @@ void engine::reroute(const work& w, const smtp::reply& r) {
     if (idx >= env.recipients.size()) continue;
     const auto d = routes_->route_recipient(env.recipients[idx].address, view->meta.body_size, 0);
     if (!route::deliverable(d.result)) {
-      store::failed_recipient f;
+      store::report_entry f;
       f.recipient = idx;
       f.status = std::string(route::enhanced_status(d.result));
       f.reason = std::string(route::reason(d.result));

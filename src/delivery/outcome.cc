@@ -37,7 +37,7 @@ void engine::record(const work& w, const store::message_view& view, attempt_resu
       delivered.push_back(rr.recipient);
       deliver_text = text;
     } else if (rr.outcome == recipient_outcome::failed || expired) {
-      store::failed_recipient f;
+      store::report_entry f;
       f.recipient = rr.recipient;
       f.remote_mta = result.remote_mta;
       f.at_ms = now;

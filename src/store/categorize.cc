@@ -1,4 +1,4 @@
-// categorize.cc: the categorize operation: submission entry out; delivery items, hops, failed list, refs in.
+// categorize.cc: the categorize operation: submission entry out; delivery items, hops, report list, refs in.
 // Untrusted input: the categorizer's requests (hop keys are length-checked) and records read back.
 #include <lmdb.h>
 
@@ -7,6 +7,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "store/lane.h"
 #include "store/record.h"
@@ -44,6 +45,7 @@ int apply_categorize(const write_txn& w, std::span<write_op* const> ops, std::sp
   const std::size_t chunk = w.chunk_size;
   std::unordered_map<std::string_view, hop_update> hops;
   std::string item_bytes;
+  std::vector<const report_entry*> failed;  // the request's entries, for append_reports
   delivery_item_record item;
   int rc = 0;
   for (std::size_t i = 0; i < ops.size(); ++i) {
@@ -107,9 +109,10 @@ int apply_categorize(const write_txn& w, std::span<write_op* const> ops, std::sp
       if ((rc = mdb_put(txn, d.delivery, &dkv, &dv, 0))) return rc;
     }
     if (!r.failed.empty()) {
-      std::string f = encode_failed(r.failed);
-      MDB_val fv = val(f.data(), f.size());
-      if ((rc = mdb_put(txn, d.failed, &k, &fv, 0))) return rc;
+      failed.clear();
+      for (const auto& f : r.failed) failed.push_back(&f);
+      int64_t created = 0;  // the reference is counted below, with the items'
+      if ((rc = append_reports(txn, d, k, failed, 0, created))) return rc;
     }
     const uint32_t refs = static_cast<uint32_t>(r.items.size()) + (r.failed.empty() ? 0u : 1u);
     if (refs == 0) {

@@ -1,4 +1,4 @@
-// deliver.cc: the deliver operation: one attempt's outcome for one delivery item: item, failed list, refs, hop.
+// deliver.cc: the deliver operation: one attempt's outcome for one delivery item: item, report list, refs, hop.
 // Untrusted input: the delivery engine's requests (remote reply texts, stored as bytes) and records read back.
 #include <lmdb.h>
 
@@ -41,35 +41,55 @@ struct hop_update {
 // What one request does to its item's recipient list.
 struct split {
   std::vector<uint32_t> kept;                     // deferred: stay in the item
-  std::vector<const failed_recipient*> failed;    // leave it for the failed list
+  std::vector<uint32_t> delivered;                // the item's recipients delivered now
+  // Failed ones (they leave the item) and the reports that apply, for the report list.
+  std::vector<const report_entry*> reports;
   uint64_t removed = 0;                           // delivered + failed, counted once each
 };
+
+bool holds(const std::vector<uint32_t>& sorted, uint32_t idx) {
+  return std::binary_search(sorted.begin(), sorted.end(), idx);
+}
 
 // Sorted copies make the partition O(n log n): a bulk message's item can hold thousands
 // of recipients and its outcome as many.
 split partition(const delivery_item_record& item, const deliver_request& r) {
   std::vector<uint32_t> delivered(r.delivered);
   std::sort(delivered.begin(), delivered.end());
-  std::vector<const failed_recipient*> failed;
+  std::vector<const report_entry*> failed;
   failed.reserve(r.failed.size());
   for (const auto& f : r.failed) failed.push_back(&f);
   // Stable: of two entries for one index, the first given is the one stored.
   std::stable_sort(failed.begin(), failed.end(),
-                   [](const failed_recipient* a, const failed_recipient* b) { return a->recipient < b->recipient; });
+                   [](const report_entry* a, const report_entry* b) { return a->recipient < b->recipient; });
   split s;
   for (uint32_t idx : item.recipients) {
-    if (std::binary_search(delivered.begin(), delivered.end(), idx)) {
+    if (holds(delivered, idx)) {
+      s.delivered.push_back(idx);
       ++s.removed;
       continue;
     }
     auto f = std::lower_bound(failed.begin(), failed.end(), idx,
-                              [](const failed_recipient* a, uint32_t v) { return a->recipient < v; });
+                              [](const report_entry* a, uint32_t v) { return a->recipient < v; });
     if (f != failed.end() && (*f)->recipient == idx) {
-      s.failed.push_back(*f);
+      s.reports.push_back(*f);
       ++s.removed;
       continue;
     }
     s.kept.push_back(idx);
+  }
+  if (r.reports.empty()) return s;
+  // A report applies only to what happened to the item's recipient in this outcome: a
+  // success report to one delivered now, a delay report to one that stays.
+  std::vector<uint32_t> kept(s.kept);
+  std::sort(kept.begin(), kept.end());
+  std::sort(s.delivered.begin(), s.delivered.end());
+  for (const auto& e : r.reports) {
+    const bool applies = e.action == report_action::delayed ? holds(kept, e.recipient)
+                         : e.action == report_action::delivered || e.action == report_action::relayed
+                             ? holds(s.delivered, e.recipient)
+                             : false;
+    if (applies) s.reports.push_back(&e);
   }
   return s;
 }
@@ -125,7 +145,7 @@ int apply_deliver(const write_txn& w, std::span<write_op* const> ops, std::span<
     auto idk = schema::make_id_key(r.id);
     const MDB_val k = val(idk);
     int64_t ref_delta = 0;
-    if (!s.failed.empty() && (rc = append_failed(txn, d, k, s.failed, r.now_ms, ref_delta))) return rc;
+    if ((rc = append_reports(txn, d, k, s.reports, r.now_ms, ref_delta))) return rc;
     const bool item_gone = s.kept.empty();
     if (item_gone) {
       if ((rc = mdb_del(txn, d.delivery, &dkv, nullptr))) return rc;
@@ -137,6 +157,7 @@ int apply_deliver(const write_txn& w, std::span<write_op* const> ops, std::span<
       item.next_attempt_ms = r.next_attempt_ms;
       item.last_error = r.last_error;
       item.last_attempt_ms = r.now_ms;
+      if (r.mark_delay_reported) item.delay_reported = true;
       encode_item(item, bytes);
       MDB_val nv = val(bytes.data(), bytes.size());
       if ((rc = mdb_put(txn, d.delivery, &dkv, &nv, 0))) return rc;

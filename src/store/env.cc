@@ -31,6 +31,27 @@ bool sync_directory(const std::filesystem::path& dir, std::string& error) {
   return true;
 }
 
+// A store written before report lists had their own name keeps its failed lists in
+// `failed`: they move to `reports` (same keys, records that still decode) inside the
+// opening transaction, so an upgrade keeps every pending report and its reference.
+int adopt_legacy_failed(MDB_txn* txn, MDB_dbi reports) {
+  MDB_dbi legacy = 0;
+  int rc = mdb_dbi_open(txn, schema::legacy_failed_db, 0, &legacy);
+  if (rc == MDB_NOTFOUND) return 0;
+  if (rc) return rc;
+  {
+    cursor_guard cur;
+    if ((rc = cur.open(txn, legacy))) return rc;
+    MDB_val k, v;
+    while ((rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) == 0) {
+      rc = mdb_put(txn, reports, &k, &v, MDB_NOOVERWRITE);
+      if (rc && rc != MDB_KEYEXIST) return rc;
+    }
+    if (rc != MDB_NOTFOUND) return rc;
+  }
+  return mdb_drop(txn, legacy, 1);
+}
+
 }  // namespace
 
 queue_store::queue_store() = default;
@@ -141,11 +162,15 @@ bool queue_store::open(store_options options, std::string& error) {
                      {schema::hops_db, &handles->hops},
                      {schema::delivery_db, &handles->delivery},
                      {schema::refs_db, &handles->refs},
-                     {schema::failed_db, &handles->failed}};
+                     {schema::reports_db, &handles->reports}};
     handles->categorizer_present = handles->present;
     for (auto& n : cat_names) {
       if (!handles->present) break;
       rc = mdb_dbi_open(txn.get(), n.name, dbflags, n.out);
+      // Read-only on a store the daemon has not upgraded yet: its lists are in `failed`,
+      // whose records decode as report lists.
+      if (rc == MDB_NOTFOUND && ro && n.out == &handles->reports)
+        rc = mdb_dbi_open(txn.get(), schema::legacy_failed_db, 0, n.out);
       if (rc == MDB_NOTFOUND && ro) {
         handles->categorizer_present = false;
         break;
@@ -154,6 +179,10 @@ bool queue_store::open(store_options options, std::string& error) {
         error = lmdb_error((std::string("cannot open database ") + n.name).c_str(), rc);
         return false;
       }
+    }
+    if (handles->categorizer_present && !ro && (rc = adopt_legacy_failed(txn.get(), handles->reports))) {
+      error = lmdb_error("cannot move the failed lists into reports", rc);
+      return false;
     }
     // Stores written before the floor was kept have none: their newest message stands in.
     if (handles->present) {

@@ -11,7 +11,7 @@ struct databases {
   // False only read-only on a store written before the categorizer existed.
   bool categorizer_present = false;
   MDB_dbi messages = 0, bodies = 0, submission = 0, meta = 0;
-  MDB_dbi hop_names = 0, hops = 0, delivery = 0, refs = 0, failed = 0;
+  MDB_dbi hop_names = 0, hops = 0, delivery = 0, refs = 0, reports = 0;
 };
 
 }  // namespace sluice::store

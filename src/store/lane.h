@@ -19,6 +19,7 @@ inline constexpr std::array<std::size_t, write_kinds> in_flight_limits = {
     queue_store::categorize_capacity,  // categorize
     queue_store::deliver_capacity,     // deliver
     queue_store::reroute_capacity,     // reroute
+    queue_store::report_capacity,      // report
 };
 
 constexpr std::size_t all_in_flight() {

@@ -1,4 +1,4 @@
-// message_view.cc: a delivery item and its message read zero-copy under a read transaction the view keeps.
+// message_view.cc: a message (with its delivery item, or alone) read zero-copy under a read transaction the view keeps.
 // Untrusted input: records and body chunks read back from the LMDB file (validated, sizes checked).
 #include <lmdb.h>
 
@@ -53,6 +53,15 @@ void message_view::release() noexcept {
 
 std::unique_ptr<message_view> queue_store::open_delivery(uint64_t hop_id, base::queue_id id,
                                                          std::string& error) const {
+  return open_view(hop_id, id, true, error);
+}
+
+std::unique_ptr<message_view> queue_store::open_message(base::queue_id id, std::string& error) const {
+  return open_view(0, id, false, error);
+}
+
+std::unique_ptr<message_view> queue_store::open_view(uint64_t hop_id, base::queue_id id, bool with_item,
+                                                     std::string& error) const {
   error.clear();
   txn_guard txn;
   if (!begin_read(env_, txn, error)) return nullptr;
@@ -62,17 +71,20 @@ std::unique_ptr<message_view> queue_store::open_delivery(uint64_t hop_id, base::
   v->id = id;
   v->hop_id = hop_id;
 
-  auto dk = schema::make_delivery_key(hop_id, id);
-  MDB_val dkv = val(dk), dv;
-  int rc = mdb_get(txn.get(), d.delivery, &dkv, &dv);
-  if (rc == MDB_NOTFOUND) return nullptr;
-  if (rc) {
-    error = lmdb_error("read delivery item", rc);
-    return nullptr;
-  }
-  if (!decode_item(view(dv), v->item, error)) {
-    error = "delivery item " + id.text() + ": " + error;
-    return nullptr;
+  int rc = 0;
+  if (with_item) {
+    auto dk = schema::make_delivery_key(hop_id, id);
+    MDB_val dkv = val(dk), dv;
+    rc = mdb_get(txn.get(), d.delivery, &dkv, &dv);
+    if (rc == MDB_NOTFOUND) return nullptr;
+    if (rc) {
+      error = lmdb_error("read delivery item", rc);
+      return nullptr;
+    }
+    if (!decode_item(view(dv), v->item, error)) {
+      error = "delivery item " + id.text() + ": " + error;
+      return nullptr;
+    }
   }
   auto idk = schema::make_id_key(id);
   MDB_val k = val(idk), mv;

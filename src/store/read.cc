@@ -51,7 +51,7 @@ std::optional<store_stats> queue_store::stats(std::string& error) const {
     if (dbi == d.submission) s.submission_queued = st.ms_entries;
   }
   if (d.categorizer_present) {
-    for (MDB_dbi dbi : {d.hop_names, d.hops, d.delivery, d.refs, d.failed}) {
+    for (MDB_dbi dbi : {d.hop_names, d.hops, d.delivery, d.refs, d.reports}) {
       if ((rc = mdb_stat(txn.get(), dbi, &st))) {
         error = lmdb_error("mdb_stat", rc);
         return std::nullopt;
@@ -60,7 +60,7 @@ std::optional<store_stats> queue_store::stats(std::string& error) const {
       s.pages.overflow_pages += st.ms_overflow_pages;
       if (dbi == d.delivery) s.delivery_items = st.ms_entries;
       if (dbi == d.hops) s.delivery_queues = st.ms_entries;
-      if (dbi == d.failed) s.failed_messages = st.ms_entries;
+      if (dbi == d.reports) s.failed_messages = st.ms_entries;
     }
   }
   s.pages.free_pages = freelist_pages(txn.get());
@@ -221,7 +221,7 @@ std::optional<std::size_t> queue_store::remove(std::span<const base::queue_id> i
     }
     // Delivery items are keyed by hop first and are not found from here; removing a
     // categorized message is the delivery engine's job, which knows its items.
-    for (MDB_dbi extra : {d.refs, d.failed}) {
+    for (MDB_dbi extra : {d.refs, d.reports}) {
       if (rc == 0) {
         rc = mdb_del(txn.get(), extra, &k, nullptr);
         if (rc == MDB_NOTFOUND) rc = 0;
@@ -426,23 +426,53 @@ bool queue_store::for_each_item(
   return done && ok;
 }
 
-std::optional<std::vector<failed_recipient>> queue_store::read_failed(base::queue_id id,
-                                                                      std::string& error) const {
+std::optional<std::vector<report_entry>> queue_store::read_reports(base::queue_id id, std::string& error) const {
   error.clear();
   txn_guard txn;
   if (!begin_read(env_, txn, error)) return std::nullopt;
   if (!dbi_->categorizer_present) return std::nullopt;
-  int rc = 0;
   auto idk = schema::make_id_key(id);
   MDB_val k = val(idk), v;
-  rc = mdb_get(txn.get(), dbi_->failed, &k, &v);
+  const int rc = mdb_get(txn.get(), dbi_->reports, &k, &v);
   if (rc == MDB_NOTFOUND) return std::nullopt;
-  std::vector<failed_recipient> out;
   if (rc) {
-    error = lmdb_error("read failed list", rc);
+    error = lmdb_error("read report list", rc);
     return std::nullopt;
   }
-  if (!decode_failed(view(v), out, error)) return std::nullopt;
+  std::vector<report_entry> out;
+  if (!decode_reports(view(v), out, error)) return std::nullopt;
+  return out;
+}
+
+std::vector<base::queue_id> queue_store::list_reports(base::queue_id after, std::size_t max,
+                                                      std::string& error) const {
+  error.clear();
+  std::vector<base::queue_id> out;
+  txn_guard txn;
+  if (!begin_read(env_, txn, error) || !dbi_->categorizer_present || max == 0) return out;
+  cursor_guard cur;
+  int rc = cur.open(txn.get(), dbi_->reports);
+  if (rc) {
+    error = lmdb_error("cannot open cursor", rc);
+    return out;
+  }
+  auto start = after.key();
+  MDB_val k = val(start), v;
+  rc = mdb_cursor_get(cur.get(), &k, &v, after.value == 0 ? MDB_FIRST : MDB_SET_RANGE);
+  if (rc == 0 && after.value != 0 && k.mv_size == schema::id_key_size && base::queue_id::from_key(k.mv_data) == after)
+    rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT);
+  for (; rc == 0 && out.size() < max; rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) {
+    if (k.mv_size != schema::id_key_size) {
+      error = "report list key of unexpected size";
+      out.clear();
+      return out;
+    }
+    out.push_back(base::queue_id::from_key(k.mv_data));
+  }
+  if (rc != 0 && rc != MDB_NOTFOUND) {
+    error = lmdb_error("cursor read", rc);
+    out.clear();
+  }
   return out;
 }
 

@@ -121,13 +121,22 @@ namespace {
 constexpr uint8_t hop_version = 1;
 // Written: the newest version of each record. Read: every version down to 1, so a store
 // written by an older sluice keeps working after an upgrade.
-constexpr uint8_t item_version = 2;
-constexpr uint8_t failed_version = 2;
-// Smallest encoding of one failed entry: u32 index and two empty strings in version 1,
-// three more fields (two empty strings and a u64) in version 2.
-constexpr std::size_t min_failed_bytes_v1 = 12;
-constexpr std::size_t min_failed_bytes_v2 = 28;
+constexpr uint8_t item_version = 3;
+constexpr uint8_t reports_version = 3;
+// Smallest encoding of one report entry: u32 index and two empty strings in version 1,
+// three more fields (two empty strings and a u64) in version 2, a u8 and a u64 in 3.
+constexpr std::size_t min_report_bytes[] = {0, 12, 28, 37};
 }  // namespace
+
+std::string_view to_string(report_action a) noexcept {
+  switch (a) {
+    case report_action::failed: return "failed";
+    case report_action::delayed: return "delayed";
+    case report_action::delivered: return "delivered";
+    case report_action::relayed: return "relayed";
+  }
+  return "unknown";
+}
 
 std::string_view to_string(hop_status s) noexcept {
   switch (s) {
@@ -186,6 +195,7 @@ void encode_item(const delivery_item_record& item, std::string& out) {
   for (uint32_t r : item.recipients) w.u32(r);
   w.str(item.last_error);
   w.u64(static_cast<uint64_t>(item.last_attempt_ms));
+  w.u8(item.delay_reported ? 1 : 0);
   w.buffer().swap(out);
 }
 
@@ -216,9 +226,15 @@ bool decode_item(std::string_view bytes, delivery_item_record& out, std::string&
   for (auto& x : out.recipients) x = r.u32();
   out.last_error.clear();
   out.last_attempt_ms = 0;
+  out.delay_reported = false;
   if (version >= 2) {
     out.last_error = r.str();
     out.last_attempt_ms = static_cast<int64_t>(r.u64());
+  }
+  if (version >= 3) {
+    const uint8_t flag = r.u8();
+    if (flag > 1) r.fail();
+    out.delay_reported = flag == 1;
   }
   if (!r.at_end()) {
     error = "malformed delivery item record";
@@ -227,49 +243,55 @@ bool decode_item(std::string_view bytes, delivery_item_record& out, std::string&
   return true;
 }
 
-std::string encode_failed(const std::vector<failed_recipient>& failed) {
+std::string encode_reports(const std::vector<report_entry>& entries) {
   binary_writer w;
-  w.u8(failed_version);
-  w.u32(static_cast<uint32_t>(failed.size()));
-  for (const auto& f : failed) {
-    w.u32(f.recipient);
-    w.str(f.status);
-    w.str(f.reason);
-    w.str(f.remote_mta);
-    w.str(f.diagnostic);
-    w.u64(static_cast<uint64_t>(f.at_ms));
+  w.u8(reports_version);
+  w.u32(static_cast<uint32_t>(entries.size()));
+  for (const auto& e : entries) {
+    w.u32(e.recipient);
+    w.str(e.status);
+    w.str(e.reason);
+    w.str(e.remote_mta);
+    w.str(e.diagnostic);
+    w.u64(static_cast<uint64_t>(e.at_ms));
+    w.u8(static_cast<uint8_t>(e.action));
+    w.u64(static_cast<uint64_t>(e.will_retry_until_ms));
   }
   return w.take();
 }
 
-bool decode_failed(std::string_view bytes, std::vector<failed_recipient>& out, std::string& error) {
+bool decode_reports(std::string_view bytes, std::vector<report_entry>& out, std::string& error) {
   binary_reader r(bytes);
   const uint8_t version = r.u8();
-  if (version < 1 || version > failed_version) {
-    error = "unsupported or empty failed-recipient record";
+  if (version < 1 || version > reports_version) {
+    error = "unsupported or empty report list record";
     return false;
   }
   uint32_t n = r.u32();
-  if (!r.ok() || n > r.remaining() / (version >= 2 ? min_failed_bytes_v2 : min_failed_bytes_v1)) {
-    error = "malformed failed-recipient record";
+  if (!r.ok() || n > r.remaining() / min_report_bytes[version]) {
+    error = "malformed report list record";
     return false;
   }
   out.resize(n);
-  for (auto& f : out) {
-    f.recipient = r.u32();
-    f.status = r.str();
-    f.reason = r.str();
-    f.remote_mta.clear();
-    f.diagnostic.clear();
-    f.at_ms = 0;
+  for (auto& e : out) {
+    e = report_entry{};
+    e.recipient = r.u32();
+    e.status = r.str();
+    e.reason = r.str();
     if (version >= 2) {
-      f.remote_mta = r.str();
-      f.diagnostic = r.str();
-      f.at_ms = static_cast<int64_t>(r.u64());
+      e.remote_mta = r.str();
+      e.diagnostic = r.str();
+      e.at_ms = static_cast<int64_t>(r.u64());
+    }
+    if (version >= 3) {
+      const uint8_t action = r.u8();
+      if (action > static_cast<uint8_t>(report_action::relayed)) r.fail();
+      e.action = static_cast<report_action>(action);
+      e.will_retry_until_ms = static_cast<int64_t>(r.u64());
     }
   }
   if (!r.at_end()) {
-    error = "malformed failed-recipient record";
+    error = "malformed report list record";
     return false;
   }
   return true;

@@ -32,7 +32,7 @@ std::string encode_record(const smtp::envelope& env, const message_metadata& met
 bool decode_record(std::string_view bytes, smtp::envelope& env, message_metadata& meta,
                    std::string& error);
 
-// ---- categorizer records (schema.h: hops, delivery, failed) ----
+// ---- categorizer records (schema.h: hops, delivery, reports) ----
 
 // What a delivery queue is doing, as `sluicectl queue list` shows it.
 enum class hop_status : uint8_t {
@@ -55,7 +55,8 @@ struct hop_record {
 
 enum class item_state : uint8_t { queued, in_flight, deferred };
 
-// Version 2 added last_error and last_attempt_ms; version 1 records decode with them empty.
+// Version 2 added last_error and last_attempt_ms, version 3 delay_reported; older records
+// decode with them empty (false).
 struct delivery_item_record {
   item_state state = item_state::queued;
   uint32_t attempts = 0;
@@ -64,16 +65,28 @@ struct delivery_item_record {
   std::vector<uint32_t> recipients;  // indices into the message's envelope recipients
   std::string last_error;        // the last temporary failure, "451 4.4.1 mx.example[1.2.3.4]: ..."
   int64_t last_attempt_ms = 0;   // unix ms of the last attempt; 0 = never tried
+  // A delay report for this item is already pending or sent: the engine asks for one once.
+  bool delay_reported = false;
 };
 
-// Version 2 added remote_mta, diagnostic and at_ms; version 1 records decode with them empty.
-struct failed_recipient {
+// What a pending report says happened to a recipient: the RFC 3464 Action values that a
+// DSN generator reports (expanded is not one: sluice does not expand lists).
+enum class report_action : uint8_t { failed, delayed, delivered, relayed };
+std::string_view to_string(report_action a) noexcept;  // "failed", "delayed", ...
+
+// One pending delivery-status report entry of a message (schema.h: reports), waiting for
+// the DSN generator. A message's list holds each (recipient, action) pair at most once.
+// Version 2 added remote_mta, diagnostic and at_ms, version 3 action and
+// will_retry_until_ms; older records decode with them empty (action failed).
+struct report_entry {
   uint32_t recipient = 0;  // index into the envelope's recipients
   std::string status;      // enhanced status code, "5.1.1"
   std::string reason;      // "unknown recipient"
-  std::string remote_mta;  // who refused it, "mx.example[1.2.3.4]"; "" for sluice itself
+  std::string remote_mta;  // who answered, "mx.example[1.2.3.4]"; "" for sluice itself
   std::string diagnostic;  // the full reply, "550 5.1.1 <x@y>: no such user", or sluice's own text
-  int64_t at_ms = 0;       // unix ms of the failure; 0 = unknown (version 1 records)
+  int64_t at_ms = 0;       // unix ms of the outcome; 0 = unknown (version 1 records)
+  report_action action = report_action::failed;
+  int64_t will_retry_until_ms = 0;  // delayed only: when the message expires (Will-Retry-Until)
 };
 
 std::string encode_hop(const hop_record& h);
@@ -81,7 +94,7 @@ bool decode_hop(std::string_view bytes, hop_record& out, std::string& error);
 std::string encode_item(const delivery_item_record& item);
 void encode_item(const delivery_item_record& item, std::string& out);  // reuses out's capacity
 bool decode_item(std::string_view bytes, delivery_item_record& out, std::string& error);
-std::string encode_failed(const std::vector<failed_recipient>& failed);
-bool decode_failed(std::string_view bytes, std::vector<failed_recipient>& out, std::string& error);
+std::string encode_reports(const std::vector<report_entry>& entries);
+bool decode_reports(std::string_view bytes, std::vector<report_entry>& out, std::string& error);
 
 }  // namespace sluice::store

@@ -43,7 +43,7 @@ struct hop_update {
 // first place naming it (the specs in order, then the failed entries); the rest stay.
 struct plan {
   std::vector<std::vector<uint32_t>> moved;     // by spec: the item's recipients it takes
-  std::vector<const failed_recipient*> failed;  // entries for the item's recipients
+  std::vector<const report_entry*> failed;      // entries for the item's recipients
   std::vector<uint32_t> kept;                   // named nowhere: stay on the old hop
 };
 
@@ -171,7 +171,7 @@ int apply_one(MDB_txn* txn, const databases& d, reroute_request& r, std::unorder
   auto idk = schema::make_id_key(r.id);
   const MDB_val k = val(idk);
   int64_t ref_delta = static_cast<int64_t>(targets.size()) - 1;
-  if (!p.failed.empty() && (rc = append_failed(txn, d, k, p.failed, r.now_ms, ref_delta))) return rc;
+  if ((rc = append_reports(txn, d, k, p.failed, r.now_ms, ref_delta))) return rc;
   return adjust_refs(txn, d, r.id, k, ref_delta, r.message_removed);
 }
 
@@ -212,7 +212,7 @@ void finish_reroute(write_op& op, int rc, uint8_t code) {
 // Unlike deliver, a reroute can write more than it deletes (one item split over many
 // hops, new hop records): it keeps the reserve. Held back, the item stays where it was
 // and the engine tries again later, which loses nothing. Per new item, a delivery leaf
-// and a hop record or name; plus refs, failed list and the old item's leaf.
+// and a hop record or name; plus refs, report list and the old item's leaf.
 uint64_t reroute_pages(const write_op& op, std::size_t) {
   const auto& r = static_cast<const reroute_request&>(op);
   return 2 * uint64_t{r.items.size()} + 3;

@@ -41,12 +41,18 @@ namespace sluice::store::schema {
 //              order. The deliver transaction removes recipients as they are delivered
 //              or fail, and the item when none are left.
 // refs         key: queue id (8)                  value: u32 big-endian: delivery items
-//              plus failed lists still referring to the message. The body is stored
+//              plus report lists still referring to the message. The body is stored
 //              once; whoever drops the count to zero deletes message and body.
-// failed       key: queue id (8)                  value: failed-recipient record: the
-//              recipients the categorizer could not route or a next hop refused for
-//              good, with DSN status, remote MTA and diagnostic, for the DSN generator.
-//              It holds one reference to the message while it exists.
+// reports      key: queue id (8)                  value: report list record: the pending
+//              delivery-status reports of the message, one entry per (recipient, action)
+//              at most: recipients the categorizer could not route or a next hop refused
+//              for good (failed), delayed ones that get a delay report, delivered ones
+//              that asked for a success report (delivered, relayed), each with status,
+//              remote MTA and diagnostic. Written in the transaction that records the
+//              outcome; the report transaction that enqueues the DSN removes the entries
+//              it covers. While non-empty it holds one reference to the message; an
+//              emptied list is deleted. Stores written before version 3 named it `failed`
+//              (env.cc moves its entries here at open).
 // Reserved: `retry` (due time + queue id → item).
 inline constexpr const char* messages_db = "messages";
 inline constexpr const char* bodies_db = "bodies";
@@ -56,7 +62,9 @@ inline constexpr const char* hop_names_db = "hop_names";
 inline constexpr const char* hops_db = "hops";
 inline constexpr const char* delivery_db = "delivery";
 inline constexpr const char* refs_db = "refs";
-inline constexpr const char* failed_db = "failed";
+inline constexpr const char* reports_db = "reports";
+// The name `reports` had before it held more than failures; read at open (env.cc).
+inline constexpr const char* legacy_failed_db = "failed";
 inline constexpr const char* retry_db = "retry";        // reserved
 inline constexpr unsigned max_dbs = 16;                  // room for the reserved ones and more
 

@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "base/queue_id.h"
@@ -59,7 +60,7 @@ struct submit_request : write_op {
 
 enum class categorize_status : uint8_t {
   pending,       // between categorize() and take_categorized()
-  ok,            // durable: submission entry gone, items, failed list and refs written
+  ok,            // durable: submission entry gone, items, report list and refs written
   not_queued,    // the message had no submission entry (already categorized or removed);
                  // nothing was written, so a duplicate hand-off is harmless
   storage_full,  // MDB_MAP_FULL: nothing written, the message stays in `submission`
@@ -84,7 +85,7 @@ struct categorize_request : write_op {
 
   int64_t received_at_ms = 0;       // the message's, for the hops' oldest-age
   std::vector<delivery_item_spec> items;
-  std::vector<failed_recipient> failed;
+  std::vector<report_entry> failed;  // action failed: they join the message's report list
   // Set only when transport rules changed the message, written in the same transaction:
   // new_record replaces the envelope record (encode_record; redirects, added BCC
   // recipients, and body_size/body_chunks for new_body), new_body replaces every body
@@ -98,7 +99,7 @@ struct categorize_request : write_op {
 
 enum class deliver_status : uint8_t {
   pending,       // between deliver() and take_delivered()
-  ok,            // durable: the item, failed list, refs and hop record are updated
+  ok,            // durable: the item, report list, refs and hop record are updated
   not_found,     // no item (hop_id, id): already delivered or removed; nothing was written,
                  // so a duplicate outcome is harmless
   storage_full,  // MDB_MAP_FULL: nothing written (rare: delivery is never held back)
@@ -108,7 +109,9 @@ enum class deliver_status : uint8_t {
 // One attempt's durable outcome for one delivery item (hop_id + queue id), write_kind::
 // deliver. Ownership as submit_request: borrowed by the store from a successful deliver()
 // until take_delivered() returns it; the writer reads every input field and writes
-// `result`, `error`, `remaining` and `message_removed`.
+// `result`, `error`, `remaining` and `message_removed`. Every report entry, failed ones
+// included, joins the message's report list unless its (recipient, action) pair is there.
+// An entry for a recipient not in the item is ignored, as in `delivered`.
 struct deliver_request : write_op {  // write_op::id = the message's queue id
   static constexpr write_kind kind_tag = write_kind::deliver;
   deliver_request() : write_op(kind_tag) {}
@@ -117,12 +120,21 @@ struct deliver_request : write_op {  // write_op::id = the message's queue id
   std::vector<uint32_t> delivered;       // recipient indices the next hop took
   // Permanent failures (status, reason = remote reply text, remote_mta, diagnostic). An
   // entry whose at_ms is 0 is stored with now_ms. An index in both lists counts as delivered.
-  std::vector<failed_recipient> failed;
+  std::vector<report_entry> failed;
+  // Reports for recipients that do not leave the item as failures: delivered ones that
+  // asked for a success report (action delivered or relayed, the index also in
+  // `delivered`) and deferred ones that get a delay report (action delayed; they stay in
+  // the item). Any other entry (another action, a recipient the item does not hold in
+  // that way) is ignored. at_ms 0 is stored as now_ms, as for `failed`.
+  std::vector<report_entry> reports;
+  // When the item remains, it is stored with delay_reported set (the delay report
+  // above is the one the item gets).
+  bool mark_delay_reported = false;
   // Recipients of the item in neither list stay in it, deferred: attempts+1,
   // next_attempt_ms, last_error. Indices not in the item are ignored.
   int64_t next_attempt_ms = 0;           // unix ms of the next try for the remaining ones
   std::string last_error;                // "451 4.4.1 mx.example[1.2.3.4]: connection refused"
-  int64_t now_ms = 0;                    // the attempt's time (hop record, failed entries)
+  int64_t now_ms = 0;                    // the attempt's time (hop record, report entries)
   deliver_status result = deliver_status::pending;
   // out (set by the writer on ok):
   uint32_t remaining = 0;                // recipients still in the item; 0 = item removed
@@ -131,7 +143,7 @@ struct deliver_request : write_op {  // write_op::id = the message's queue id
 
 enum class reroute_status : uint8_t {
   pending,       // between reroute() and take_rerouted()
-  ok,            // durable: old item gone, new items, failed list, refs and hop records written
+  ok,            // durable: old item gone, new items, report list, refs and hop records written
   not_found,     // no item (hop_id, id): already delivered, removed or moved; nothing was
                  // written, so a duplicate request is harmless
   storage_full,  // MDB_MAP_FULL, or held back by the free-page reserve: nothing written
@@ -157,11 +169,49 @@ struct reroute_request : write_op {  // write_op::id = the message's queue id
   std::vector<delivery_item_spec> items;
   // Recipients that no longer route anywhere (status, reason, diagnostic); an entry whose
   // at_ms is 0 is stored with now_ms.
-  std::vector<failed_recipient> failed;
+  std::vector<report_entry> failed;
   int64_t now_ms = 0;                    // failed entries' time
   reroute_status result = reroute_status::pending;
   // out (set by the writer on ok): refs reached zero, message and body deleted (only
   // when the old item had no recipients and nothing was given).
+  bool message_removed = false;
+};
+
+enum class report_status : uint8_t {
+  pending,       // between report() and take_reported()
+  ok,            // durable: the consumed entries are gone and the DSN (if any) is queued
+  stale,         // a consumed entry is not in the message's list (another report took it,
+                 // or the message is gone): nothing was written; read the list again
+  storage_full,  // MDB_MAP_FULL, or a DSN held back by the free-page reserve: nothing written
+  failed,        // any other error (a corrupt list, a duplicate dsn_id, a DSN larger than
+                 // the map): nothing written
+};
+
+// A DSN generator's step for one message (write_kind::report, applied last in a
+// transaction): it removes exactly the pending report entries the DSN covers and
+// enqueues the DSN in the same transaction, so a crash either keeps the entries (the
+// report is composed again) or keeps the DSN (the entries are gone): never both, never
+// neither. Ownership as submit_request: borrowed by the store from a successful report()
+// until take_reported() returns it; the writer reads every input field and writes
+// `result`, `error` and `message_removed`.
+struct report_request : write_op {  // write_op::id = the ORIGINAL message
+  static constexpr write_kind kind_tag = write_kind::report;
+  report_request() : write_op(kind_tag) {}
+
+  // The pending entries this report covers, as (recipient, action) pairs of the list.
+  std::vector<std::pair<uint32_t, report_action>> consumed;
+  // The DSN, stored exactly as submit() stores a message (into `submission`, to be
+  // categorized like any other). Absent: the entries are only dropped (nobody wants the
+  // report, or the sender is null).
+  bool has_message = false;
+  base::queue_id dsn_id;      // caller-assigned and unique, like submit_request::id
+  smtp::envelope envelope;
+  std::string body;
+  std::string connector;      // receive connector name recorded for the DSN
+  int64_t received_at_ms = 0; // unix ms
+  report_status result = report_status::pending;
+  // out (set by the writer on ok): the emptied list dropped the message's last
+  // reference, message and body deleted.
   bool message_removed = false;
 };
 
@@ -197,7 +247,7 @@ struct store_stats {
   uint64_t submission_queued = 0;
   uint64_t delivery_items = 0;   // entries in `delivery`
   uint64_t delivery_queues = 0;  // entries in `hops` (including empty ones)
-  uint64_t failed_messages = 0;  // messages with a failed-recipient list
+  uint64_t failed_messages = 0;  // messages with a pending report list (the name predates reports)
   std::optional<int64_t> oldest_received_at_ms;
   uint64_t file_size = 0;       // bytes of data.mdb on disk
   uint64_t map_size = 0;
@@ -215,7 +265,7 @@ struct stored_message {
 class queue_store;
 
 // A message read under a read transaction the view holds until destroyed: envelope,
-// metadata, the delivery item, and the body as views straight into the LMDB map (no
+// metadata, the delivery item (none for open_message), and the body as views straight into the LMDB map (no
 // copy). Move-only. It may be destroyed on another thread than the one that made it
 // (MDB_NOTLS is set), but used by one thread at a time. A long-lived view pins pages
 // (LMDB cannot reuse pages freed after its transaction began, so the file grows while
@@ -228,7 +278,7 @@ class message_view {
   uint64_t hop_id = 0;
   smtp::envelope envelope;
   message_metadata meta;
-  delivery_item_record item;              // the item of (hop_id, id)
+  delivery_item_record item;              // the item of (hop_id, id), delay_reported included
   std::vector<std::string_view> chunks;   // body chunks in order, pointing into the map
 
   message_view() = default;               // empty: holds no transaction
@@ -260,6 +310,10 @@ class queue_store {
   // Reroute requests one producer may have in flight: a configuration change can move
   // every item of a hop at once.
   static constexpr std::size_t reroute_capacity = 4096;
+  // Report requests one producer may have in flight: a sweep after a restart works through
+  // the pending lists in pages (list_reports), so a commit's worth is enough, and this keeps
+  // the lane's rings at the size the other kinds already need (lane.h: lane_capacity).
+  static constexpr std::size_t report_capacity = 1024;
   // LMDB reader slots (mdb_env_set_maxreaders): every live message_view holds one, and
   // so does every short reader. Delivery engines must keep their views below this, less
   // a margin for readers (stats, sluicectl, the categorizer); past it open_delivery()
@@ -301,20 +355,21 @@ class queue_store {
   // categorize transaction for one message, written by the writer thread in the same
   // group commit as submissions. In one transaction: the submission entry is deleted,
   // one `delivery` record per item is written, hop records are created or updated
-  // (count, recipients, oldest), the failed list is stored and the message's reference
-  // count is set to items + (failed list ? 1 : 0). A message with neither items nor
-  // failed recipients is removed with its body.
+  // (count, recipients, oldest), the failed recipients become the report list and the
+  // message's reference count is set to items + (report list ? 1 : 0). A message with
+  // neither items nor failed recipients is removed with its body.
   bool categorize(unsigned producer, categorize_request* req);
   // Producer thread `producer` only, as take_completed(), for categorize requests.
   std::size_t take_categorized(unsigned producer, categorize_request** out, std::size_t max);
 
   // Producer thread `producer` only, as submit() (deliver_capacity in flight): one
   // attempt's outcome for one item, in one transaction of the group commit. The
-  // delivered and failed recipients leave the item; failed ones are appended to the
-  // message's failed list (created if absent, which adds a reference). An item left
+  // delivered and failed recipients leave the item; failed ones and `reports` are
+  // appended to the message's report list (created if absent, which adds a reference;
+  // a (recipient, action) pair already there is not added again). An item left
   // empty is deleted and drops a reference; the last reference deletes message, body
   // and refs entry. An item with recipients left becomes deferred (attempts+1,
-  // next_attempt_ms, last_error). The hop record's counts, next retry, last error and
+  // next_attempt_ms, last_error, delay_reported if asked). The hop record's counts, next retry, last error and
   // status follow. Never held back by the free-page reserve: it is what drains a full store.
   bool deliver(unsigned producer, deliver_request* req);
   // Producer thread `producer` only, as take_completed(), for deliver requests.
@@ -325,13 +380,25 @@ class queue_store {
   // old item is deleted and its hop record's counts lowered; each hop of `items` gets a
   // new item (state queued, next_attempt_ms 0, attempts, received_at_ms and last_error
   // carried over) and its hop record is created or updated as categorize() does; failed
-  // recipients join the message's failed list as deliver() does. The references follow:
-  // -1 for the old item, +1 per new item, +1 if the failed list is created; the last one
+  // recipients join the message's report list as deliver() does. The references follow:
+  // -1 for the old item, +1 per new item, +1 if the report list is created; the last one
   // gone deletes message and body. Held back by the free-page reserve (it can write more
   // than it deletes); storage_full then leaves the item where it was.
   bool reroute(unsigned producer, reroute_request* req);
   // Producer thread `producer` only, as take_completed(), for reroute requests.
   std::size_t take_rerouted(unsigned producer, reroute_request** out, std::size_t max);
+
+  // Producer thread `producer` only, as submit() (report_capacity in flight): one DSN's
+  // step for message `id` in one transaction of the group commit (see report_request).
+  // If any consumed pair is missing from the list the request is stale and writes
+  // nothing. Otherwise those entries leave the list; an emptied list is deleted and drops
+  // its reference (the last one deletes message and body, as deliver() does); the DSN,
+  // if any, is stored as submit() stores a message (record, chunks, submission entry,
+  // recipient counter, id floor). Held back by the free-page reserve only when it has a
+  // message: dropping entries alone frees space.
+  bool report(unsigned producer, report_request* req);
+  // Producer thread `producer` only, as take_completed(), for report requests.
+  std::size_t take_reported(unsigned producer, report_request** out, std::size_t max);
 
   // ---- Readers: any thread, each call uses its own short read transactions ----
   std::optional<store_stats> stats(std::string& error) const;
@@ -364,8 +431,13 @@ class queue_store {
   bool for_each_item(uint64_t hop_id,
                      const std::function<bool(base::queue_id, const delivery_item_record&)>& fn,
                      std::string& error) const;
-  // The failed-recipient list of a message: nullopt with `error` empty when it has none.
-  std::optional<std::vector<failed_recipient>> read_failed(base::queue_id id, std::string& error) const;
+  // The pending report list of a message: nullopt with `error` empty when it has none.
+  std::optional<std::vector<report_entry>> read_reports(base::queue_id id, std::string& error) const;
+  // Up to `max` ids of messages with a pending report list, in queue order, strictly
+  // after `after` (a default-constructed id starts at the beginning), in one short read
+  // transaction: for the DSN generator's sweeps, page by page. Empty with `error` set on
+  // failure.
+  std::vector<base::queue_id> list_reports(base::queue_id after, std::size_t max, std::string& error) const;
   // The message's reference count (0 when it has none: not categorized, or unknown).
   uint32_t references(base::queue_id id, std::string& error) const;
 
@@ -375,6 +447,11 @@ class queue_store {
   // delivered or removed); with `error` set: I/O error, reader slots exhausted, or a
   // corrupt record.
   std::unique_ptr<message_view> open_delivery(uint64_t hop_id, base::queue_id id, std::string& error) const;
+  // Any thread (message_view.cc). Message `id` alone, as open_delivery() reads it but
+  // with no item (hop_id 0, item empty): envelope, metadata and the pinned body chunks,
+  // for composing a DSN that returns the content. Same lifetime rules; nullptr with
+  // `error` empty when the message is gone.
+  std::unique_ptr<message_view> open_message(base::queue_id id, std::string& error) const;
   // Views alive now, for tests and metrics.
   std::size_t open_views() const { return open_views_.load(std::memory_order_relaxed); }
 
@@ -409,6 +486,9 @@ class queue_store {
   int write_ops(write_op* const* ops, std::size_t n, std::vector<uint8_t>& codes);
   void retry_alone(write_op* const* ops, std::size_t n, std::vector<uint8_t>& codes);
   void hold_back(std::vector<write_op*>& ops) const;
+  // message_view.cc: open_delivery (with_item) and open_message (without).
+  std::unique_ptr<message_view> open_view(uint64_t hop_id, base::queue_id id, bool with_item,
+                                          std::string& error) const;
 
   store_options options_;
   MDB_env* env_ = nullptr;

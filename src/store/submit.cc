@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <string>
+#include <utility>
 
 #include "store/lane.h"
 #include "store/record.h"
@@ -20,12 +21,33 @@ std::size_t queue_store::take_completed(unsigned producer, submit_request** out,
   return take_back(producer, out, max);
 }
 
+int put_message(const write_txn& w, base::queue_id id, const smtp::envelope& envelope, message_metadata meta,
+                std::string_view body, std::string& record) {
+  const databases& d = w.db;
+  const std::size_t chunk = w.chunk_size;
+  meta.body_size = body.size();
+  meta.body_chunks = static_cast<uint32_t>((body.size() + chunk - 1) / chunk);
+  record = encode_record(envelope, meta);
+  auto idk = schema::make_id_key(id);
+  MDB_val k = val(idk), v = val(record.data(), record.size());
+  int rc = put_ordered(w.txn, d.messages, &k, &v, MDB_NOOVERWRITE);
+  if (rc) return rc;
+  for (uint32_t c = 0; c < meta.body_chunks; ++c) {
+    std::size_t off = std::size_t{c} * chunk;
+    auto ck = schema::make_chunk_key(id, c);
+    MDB_val kk = val(ck);
+    MDB_val cv = val(body.data() + off, std::min(chunk, body.size() - off));
+    if ((rc = put_ordered(w.txn, d.bodies, &kk, &cv, 0))) return rc;
+  }
+  MDB_val empty = val(nullptr, 0);
+  return put_ordered(w.txn, d.submission, &k, &empty, 0);
+}
+
 namespace {
 
 // Puts every message of the batch, then adds all their recipients to the counter once.
 int apply_submit(const write_txn& w, std::span<write_op* const> ops, std::span<uint8_t>) {
   const databases& d = w.db;
-  const std::size_t chunk = w.chunk_size;
   int rc = 0;
   int64_t recipients = 0;
   std::string record;
@@ -37,21 +59,7 @@ int apply_submit(const write_txn& w, std::span<write_op* const> ops, std::span<u
     meta.client_address = r.client_address;
     meta.client_helo = r.client_helo;
     meta.auth_user = r.auth_user;
-    meta.body_size = r.body.size();
-    meta.body_chunks = static_cast<uint32_t>((r.body.size() + chunk - 1) / chunk);
-    record = encode_record(r.envelope, meta);
-    auto idk = schema::make_id_key(r.id);
-    MDB_val k = val(idk), v = val(record.data(), record.size());
-    if ((rc = put_ordered(w.txn, d.messages, &k, &v, MDB_NOOVERWRITE))) return rc;
-    for (uint32_t c = 0; c < meta.body_chunks; ++c) {
-      std::size_t off = std::size_t{c} * chunk;
-      auto ck = schema::make_chunk_key(r.id, c);
-      MDB_val kk = val(ck);
-      MDB_val cv = val(r.body.data() + off, std::min(chunk, r.body.size() - off));
-      if ((rc = put_ordered(w.txn, d.bodies, &kk, &cv, 0))) return rc;
-    }
-    MDB_val empty = val(nullptr, 0);
-    if ((rc = put_ordered(w.txn, d.submission, &k, &empty, 0))) return rc;
+    if ((rc = put_message(w, r.id, r.envelope, std::move(meta), r.body, record))) return rc;
     recipients += static_cast<int64_t>(r.envelope.recipients.size());
   }
   // ops are sorted by id: the last one is the batch's highest.
@@ -75,13 +83,14 @@ void finish_submit(write_op& op, int rc, uint8_t code) {
   }
 }
 
-// Two chunks per leaf page, plus the record, submission entry and tree growth.
 uint64_t submit_pages(const write_op& op, std::size_t chunk_size) {
-  const auto& r = static_cast<const submit_request&>(op);
-  return (r.body.size() / chunk_size + 1) / 2 + 3;
+  return message_pages(static_cast<const submit_request&>(op).body.size(), chunk_size);
 }
 
 }  // namespace
+
+// Two chunks per leaf page, plus the record, submission entry and tree growth.
+uint64_t message_pages(std::size_t body_size, std::size_t chunk_size) { return (body_size / chunk_size + 1) / 2 + 3; }
 
 const write_handler submit_handler = {apply_submit, finish_submit, submit_pages,
                                       retry_policy::one_by_one};

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <unordered_set>
 #include <vector>
 
 #include "store/env.h"
@@ -171,26 +172,36 @@ void add_item_to_hop(hop_record& h, std::size_t recipients, int64_t received_at_
   if (h.oldest_ms == 0 || (received_at_ms != 0 && received_at_ms < h.oldest_ms)) h.oldest_ms = received_at_ms;
 }
 
-int append_failed(MDB_txn* txn, const databases& db, MDB_val key, std::span<const failed_recipient* const> failed,
-                  int64_t now_ms, int64_t& ref_delta) {
-  std::vector<failed_recipient> list;
+int append_reports(MDB_txn* txn, const databases& db, MDB_val key, std::span<const report_entry* const> entries,
+                   int64_t now_ms, int64_t& ref_delta) {
+  if (entries.empty()) return 0;
+  std::vector<report_entry> list;
   MDB_val v;
-  int rc = mdb_get(txn, db.failed, &key, &v);
+  int rc = mdb_get(txn, db.reports, &key, &v);
   if (rc == MDB_NOTFOUND) {
     ref_delta += 1;
   } else if (rc) {
     return rc;
   } else {
     std::string err;
-    if (!decode_failed(view(v), list, err)) list.clear();
+    if (!decode_reports(view(v), list, err)) list.clear();
   }
-  for (const failed_recipient* f : failed) {
-    list.push_back(*f);
+  // A bulk message can fail thousands of recipients at once: pairs are looked up in a
+  // set, not by scanning the list for each entry.
+  auto pair_of = [](const report_entry& e) { return (uint64_t{e.recipient} << 8) | static_cast<uint8_t>(e.action); };
+  std::unordered_set<uint64_t> present;
+  present.reserve(list.size() + entries.size());
+  for (const auto& e : list) present.insert(pair_of(e));
+  const std::size_t before = list.size();
+  for (const report_entry* e : entries) {
+    if (!present.insert(pair_of(*e)).second) continue;
+    list.push_back(*e);
     if (list.back().at_ms == 0) list.back().at_ms = now_ms;
   }
-  const std::string bytes = encode_failed(list);
+  if (list.size() == before && rc == 0) return 0;  // nothing new
+  const std::string bytes = encode_reports(list);
   MDB_val nv = val(bytes.data(), bytes.size());
-  return mdb_put(txn, db.failed, &key, &nv, 0);
+  return mdb_put(txn, db.reports, &key, &nv, 0);
 }
 
 int adjust_refs(MDB_txn* txn, const databases& db, base::queue_id id, MDB_val key, int64_t ref_delta,

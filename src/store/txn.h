@@ -100,7 +100,7 @@ int delete_chunks(MDB_txn* txn, MDB_dbi bodies, base::queue_id id);
 // Deletes a message nothing refers to any more: its envelope record (lowering the
 // "recipients" counter by its recipient count when the record decodes) and its body
 // chunks. A message already gone is not an error. Entries in other databases (refs,
-// failed, submission) are the caller's.
+// reports, submission) are the caller's.
 int drop_message(MDB_txn* txn, const databases& db, base::queue_id id);
 
 // ---- Shared by the write operations that place items on hops and drop references ----
@@ -116,12 +116,13 @@ int write_hop(MDB_txn* txn, const databases& db, uint64_t id, const hop_record& 
 // One more item of `recipients` recipients from a message received at `received_at_ms`.
 void add_item_to_hop(hop_record& h, std::size_t recipients, int64_t received_at_ms);
 
-// Appends `failed` to the message's failed list (`key` = its id key), creating it if
-// absent; entries with at_ms 0 get `now_ms`. Adds 1 to `ref_delta` when the list is new
-// (it holds a reference). A list that does not decode is replaced: its entries are
-// unreadable anyway, and keeping it would block the item forever.
-int append_failed(MDB_txn* txn, const databases& db, MDB_val key, std::span<const failed_recipient* const> failed,
-                  int64_t now_ms, int64_t& ref_delta);
+// Appends `entries` to the message's report list (`key` = its id key), creating it if
+// absent; entries with at_ms 0 get `now_ms`, and a (recipient, action) pair the list
+// already holds (or that `entries` gave before) is not added again. Adds 1 to `ref_delta`
+// when the list is new (it holds a reference). A list that does not decode is replaced:
+// its entries are unreadable anyway, and keeping it would block the item forever.
+int append_reports(MDB_txn* txn, const databases& db, MDB_val key, std::span<const report_entry* const> entries,
+                   int64_t now_ms, int64_t& ref_delta);
 // Applies `ref_delta` to the message's reference count; the last reference deletes the
 // message (drop_message) and sets `removed`. A message without a refs entry is never
 // deleted here: its count is unknown (admin removal deletes it), and losing mail is

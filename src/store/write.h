@@ -6,8 +6,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
+#include <string_view>
 
+#include "base/queue_id.h"
+#include "smtp/envelope.h"
 #include "store/env.h"
+#include "store/record.h"
 #include "store/write_op.h"
 
 namespace sluice::store {
@@ -54,5 +59,15 @@ extern const write_handler submit_handler;      // submit.cc
 extern const write_handler categorize_handler;  // categorize.cc
 extern const write_handler deliver_handler;     // deliver.cc
 extern const write_handler reroute_handler;     // reroute.cc
+extern const write_handler report_handler;      // report.cc
+
+// Stores one new message as submit does (submit.cc): envelope record (meta's body_size
+// and body_chunks are set from `body` and the chunk size), body chunks and submission
+// entry. The "recipients" counter and the id floor are the caller's, once per batch.
+// MDB_KEYEXIST when `id` is already stored. `record` is scratch space, reused.
+int put_message(const write_txn& w, base::queue_id id, const smtp::envelope& envelope, message_metadata meta,
+                std::string_view body, std::string& record);
+// Pages put_message may allocate for a body of `body_size` bytes (reserve_pages).
+uint64_t message_pages(std::size_t body_size, std::size_t chunk_size);
 
 }  // namespace sluice::store

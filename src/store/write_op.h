@@ -12,10 +12,11 @@ namespace sluice::store {
 // enumerators is the order in which one transaction applies a batch: its submissions
 // first, then its categorizations, then delivery outcomes (so an item categorized and
 // delivered in one batch is found by its deliver step), then reroutes (which read the
-// refs and failed list the deliver step left). A new kind is appended here, gets a request struct
+// refs and report list the deliver step left), then reports (which consume the report
+// entries the steps before added, so an outcome and its DSN may share a commit). A new kind is appended here, gets a request struct
 // in store.h deriving from write_op and a write_handler in a file of its own (write.h).
-enum class write_kind : uint8_t { submit, categorize, deliver, reroute };
-inline constexpr std::size_t write_kinds = 4;
+enum class write_kind : uint8_t { submit, categorize, deliver, reroute, report };
+inline constexpr std::size_t write_kinds = 5;
 
 inline constexpr std::size_t index_of(write_kind k) { return static_cast<std::size_t>(k); }
 

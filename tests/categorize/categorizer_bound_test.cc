@@ -234,7 +234,7 @@ Test(categorizer_bound, a_message_that_keeps_failing_backs_off_and_is_failed_wit
     cr_assert_eq(retry_lines, 4, "%s: one line per backoff step", id.c_str());
     cr_assert_eq(give_up_lines, 1);
     std::string error;
-    auto failed = sh.store.read_failed(m.id, error);
+    auto failed = sh.store.read_reports(m.id, error);
     cr_assert(failed, "%s has a failed list: %s", id.c_str(), error.c_str());
     cr_assert_eq(failed->size(), 2u);
     for (const auto& f : *failed) cr_assert_str_eq(f.status.c_str(), "5.3.0");

@@ -52,11 +52,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       break;
     }
     default: {
-      std::vector<failed_recipient> f;
-      if (decode_failed(bytes, f, err)) {
-        std::string enc = encode_failed(f);
-        std::vector<failed_recipient> f2;
-        FUZZ_CHECK(decode_failed(enc, f2, err) && encode_failed(f2) == enc);
+      std::vector<report_entry> f;
+      if (decode_reports(bytes, f, err)) {
+        std::string enc = encode_reports(f);
+        std::vector<report_entry> f2;
+        FUZZ_CHECK(decode_reports(enc, f2, err) && encode_reports(f2) == enc);
       } else {
         FUZZ_CHECK(!err.empty());
       }

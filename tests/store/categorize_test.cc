@@ -102,7 +102,7 @@ Test(store_categorize, three_next_hops_make_three_items_and_one_body, .timeout =
   cr_assert_eq(rcpts.size(), 2u);
   cr_assert_eq(rcpts[0], 0u);
   cr_assert_eq(rcpts[1], 3u);
-  auto failed = s.read_failed(msgs[0].id, error);
+  auto failed = s.read_reports(msgs[0].id, error);
   cr_assert(failed.has_value());
   cr_assert_eq(failed->size(), 1u);
   std::string status = (*failed)[0].status;
@@ -266,12 +266,12 @@ Test(store_categorize, records_round_trip_and_reject_truncation) {
   cr_assert(store::decode_item(ib, ib_back, error));
   cr_assert(ib_back.recipients == item.recipients && ib_back.attempts == 2);
   cr_assert(!store::decode_item(ib.substr(0, ib.size() - 2), ib_back, error));
-  std::string fb = store::encode_failed({{1, "5.4.4", "no route"}});
-  std::vector<store::failed_recipient> f;
-  cr_assert(store::decode_failed(fb, f, error));
+  std::string fb = store::encode_reports({{1, "5.4.4", "no route"}});
+  std::vector<store::report_entry> f;
+  cr_assert(store::decode_reports(fb, f, error));
   cr_assert(f.size() == 1 && f[0].recipient == 1 && f[0].reason == "no route");
   fb.push_back('x');
-  cr_assert(!store::decode_failed(fb, f, error));
+  cr_assert(!store::decode_reports(fb, f, error));
 }
 
 Test(store_categorize, map_full_categorizes_what_fits_and_leaves_the_rest_queued, .timeout = 60) {

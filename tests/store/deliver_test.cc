@@ -27,6 +27,7 @@ using store_test::deliver_one;
 using store_test::hop_of;
 using store_test::items_of;
 using store_test::outcome;
+using store_test::put_raw;
 using store_test::queue_one;
 using store_test::refusal;
 using store_test::stats_of;
@@ -98,7 +99,7 @@ Test(store_deliver, partial_outcome_keeps_deferred_recipients_and_records_failur
   cr_assert_eq(item.next_attempt_ms, t0 + 300'000);
   cr_assert_eq(item.last_attempt_ms, t0);
   cr_assert(item.last_error == "451 4.4.1 mx.example[192.0.2.1]: connection refused");
-  auto failed = s.read_failed(id, error);
+  auto failed = s.read_reports(id, error);
   cr_assert(failed.has_value(), "%s", error.c_str());
   cr_assert_eq(failed->size(), 1u, "index 9 is not in the item");
   const auto& f = (*failed)[0];
@@ -123,7 +124,7 @@ Test(store_deliver, partial_outcome_keeps_deferred_recipients_and_records_failur
   cr_assert_eq(second.remaining, 0u);
   cr_assert_not(second.message_removed);
   cr_assert(items_of(s, hop).empty());
-  failed = s.read_failed(id, error);
+  failed = s.read_reports(id, error);
   cr_assert_eq(failed->size(), 2u);
   cr_assert_eq((*failed)[1].recipient, 4u);
   cr_assert_eq((*failed)[1].at_ms, t0 + 1, "a time given is kept");
@@ -155,7 +156,7 @@ Test(store_deliver, failures_join_the_categorizers_failed_list_without_a_new_ref
   auto r = deliver_one(s, outcome(hop, id, {0}, {refusal(1)}));
   cr_assert_eq(r.result, deliver_status::ok, "%s", r.error.c_str());
   cr_assert_not(r.message_removed);
-  auto failed = s.read_failed(id, error);
+  auto failed = s.read_reports(id, error);
   cr_assert_eq(failed->size(), 2u);
   cr_assert_eq((*failed)[0].recipient, 2u);
   cr_assert((*failed)[0].reason == "no route");
@@ -361,47 +362,27 @@ Test(store_record_versions, version_1_item_and_failed_records_decode) {
   cr_assert(item.last_error.empty(), "fields a v1 record lacks are reset");
   cr_assert_eq(item.last_attempt_ms, 0);
   cr_assert_not(store::decode_item(item_v1({3}, 0) + "x", item, error));
-  std::string v3 = store::encode_item(item);
-  v3[0] = 3;
-  cr_assert_not(store::decode_item(v3, item, error), "a future version is refused");
+  std::string future = store::encode_item(item);
+  future[0] = 4;
+  cr_assert_not(store::decode_item(future, item, error), "a future version is refused");
 
-  std::vector<store::failed_recipient> f;
-  cr_assert(store::decode_failed(failed_v1(4, "5.1.1", "unknown recipient"), f, error), "%s", error.c_str());
+  std::vector<store::report_entry> f;
+  cr_assert(store::decode_reports(failed_v1(4, "5.1.1", "unknown recipient"), f, error), "%s", error.c_str());
   cr_assert_eq(f.size(), 1u);
   cr_assert(f[0].recipient == 4 && f[0].status == "5.1.1" && f[0].reason == "unknown recipient");
   cr_assert(f[0].remote_mta.empty() && f[0].diagnostic.empty() && f[0].at_ms == 0);
-  cr_assert_not(store::decode_failed(failed_v1(4, "5.1.1", "x").substr(0, 10), f, error));
+  cr_assert_not(store::decode_reports(failed_v1(4, "5.1.1", "x").substr(0, 10), f, error));
 
   // The current version round-trips the new fields.
   store::delivery_item_record d{store::item_state::deferred, 3, 10, 20, {1}, "451 later", 15};
   store::delivery_item_record back;
   cr_assert(store::decode_item(store::encode_item(d), back, error));
   cr_assert(back.last_error == "451 later" && back.last_attempt_ms == 15 && back.attempts == 3);
-  std::vector<store::failed_recipient> list{refusal(6, 99)};
-  cr_assert(store::decode_failed(store::encode_failed(list), f, error));
+  std::vector<store::report_entry> list{refusal(6, 99)};
+  cr_assert(store::decode_reports(store::encode_reports(list), f, error));
   cr_assert(f.size() == 1 && f[0].remote_mta == "mx.example[192.0.2.1]" && f[0].at_ms == 99 &&
             f[0].diagnostic == "550 5.1.1 <rcpt6@example.com>: no such user");
 }
-
-namespace {
-
-// Overwrites `key` in database `db` of the closed store in `dir` with `value`.
-void put_raw(const std::string& dir, const char* db, const std::string& key, const std::string& value) {
-  MDB_env* env = nullptr;
-  cr_assert_eq(mdb_env_create(&env), 0);
-  mdb_env_set_maxdbs(env, 16);
-  cr_assert_eq(mdb_env_open(env, dir.c_str(), 0, 0640), 0);
-  MDB_txn* txn = nullptr;
-  cr_assert_eq(mdb_txn_begin(env, nullptr, 0, &txn), 0);
-  MDB_dbi dbi;
-  cr_assert_eq(mdb_dbi_open(txn, db, 0, &dbi), 0);
-  MDB_val k{key.size(), const_cast<char*>(key.data())}, v{value.size(), const_cast<char*>(value.data())};
-  cr_assert_eq(mdb_put(txn, dbi, &k, &v, 0), 0);
-  cr_assert_eq(mdb_txn_commit(txn), 0);
-  mdb_env_close(env);
-}
-
-}  // namespace
 
 Test(store_record_versions, deliver_works_on_records_an_older_sluice_wrote, .timeout = 60) {
   store_test::opened_store o;
@@ -417,7 +398,7 @@ Test(store_record_versions, deliver_works_on_records_an_older_sluice_wrote, .tim
   auto dk = store::schema::make_delivery_key(hop, id);
   auto idk = store::schema::make_id_key(id);
   put_raw(dir, "delivery", std::string(dk.begin(), dk.end()), item_v1({0, 1}, 4));
-  put_raw(dir, "failed", std::string(idk.begin(), idk.end()), failed_v1(2, "5.4.4", "no route"));
+  put_raw(dir, "reports", std::string(idk.begin(), idk.end()), failed_v1(2, "5.4.4", "no route"));
 
   queue_store s;
   store::store_options opts;
@@ -432,7 +413,7 @@ Test(store_record_versions, deliver_works_on_records_an_older_sluice_wrote, .tim
   cr_assert_eq(item.attempts, 5u, "the old record's attempts carry on");
   cr_assert(item.recipients == (std::vector<uint32_t>{1}));
   cr_assert(item.last_error == "452 4.2.2 full", "rewritten in the new version");
-  auto failed = s.read_failed(id, error);
+  auto failed = s.read_reports(id, error);
   cr_assert(failed.has_value(), "%s", error.c_str());
   cr_assert_eq(failed->size(), 2u);
   cr_assert((*failed)[0].reason == "no route", "the old entry survives the rewrite");

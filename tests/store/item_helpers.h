@@ -2,6 +2,7 @@
 // Untrusted input: none (the tests write the store themselves).
 #pragma once
 #include <criterion/criterion.h>
+#include <lmdb.h>
 
 #include <map>
 #include <string>
@@ -26,7 +27,7 @@ inline constexpr int64_t t0 = 1'800'000'000'000;  // the attempts' clock
 // (hop key, recipient indices) and `failed`; returns the request with hop ids set.
 inline categorize_request queue_one(queue_store& s, base::queue_id id, std::size_t body, unsigned rcpts,
                              std::vector<store::delivery_item_spec> items,
-                             std::vector<store::failed_recipient> failed = {}) {
+                             std::vector<store::report_entry> failed = {}) {
   std::vector<store::submit_request> msgs{make_request(id, body, rcpts)};
   cr_assert(submit_all(s, 0, msgs));
   cr_assert_eq(msgs[0].result, store::submit_status::ok, "%s", msgs[0].error.c_str());
@@ -41,7 +42,7 @@ inline categorize_request queue_one(queue_store& s, base::queue_id id, std::size
 }
 
 inline deliver_request outcome(uint64_t hop, base::queue_id id, std::vector<uint32_t> delivered,
-                        std::vector<store::failed_recipient> failed = {}, int64_t now = t0,
+                        std::vector<store::report_entry> failed = {}, int64_t now = t0,
                         int64_t next = t0 + 300'000, std::string last_error = "451 4.4.1 mx.example[192.0.2.1]: connection refused") {
   deliver_request r;
   r.id = id;
@@ -60,7 +61,7 @@ inline deliver_request deliver_one(queue_store& s, deliver_request r) {
   return std::move(v[0]);
 }
 
-inline store::failed_recipient refusal(uint32_t idx, int64_t at = 0) {
+inline store::report_entry refusal(uint32_t idx, int64_t at = 0) {
   return {idx, "5.1.1", "no such user", "mx.example[192.0.2.1]",
           "550 5.1.1 <rcpt" + std::to_string(idx) + "@example.com>: no such user", at};
 }
@@ -87,6 +88,25 @@ inline std::map<base::queue_id, store::delivery_item_record> items_of(const queu
     return true;
   }, error), "%s", error.c_str());
   return out;
+}
+
+// Writes into the closed store in `dir` as another program would: `value` under `key` in
+// database `db` (created first with MDB_CREATE in `db_flags`), or, with `drop`, the whole
+// database deleted. For records and layouts an older sluice left behind.
+inline void put_raw(const std::string& dir, const char* db, const std::string& key, const std::string& value,
+                    unsigned db_flags = 0, bool drop = false) {
+  MDB_env* env = nullptr;
+  cr_assert_eq(mdb_env_create(&env), 0);
+  mdb_env_set_maxdbs(env, 16);
+  cr_assert_eq(mdb_env_open(env, dir.c_str(), 0, 0640), 0);
+  MDB_txn* txn = nullptr;
+  cr_assert_eq(mdb_txn_begin(env, nullptr, 0, &txn), 0);
+  MDB_dbi dbi;
+  cr_assert_eq(mdb_dbi_open(txn, db, db_flags, &dbi), 0);
+  MDB_val k{key.size(), const_cast<char*>(key.data())}, v{value.size(), const_cast<char*>(value.data())};
+  cr_assert_eq(drop ? mdb_drop(txn, dbi, 1) : mdb_put(txn, dbi, &k, &v, 0), 0);
+  cr_assert_eq(mdb_txn_commit(txn), 0);
+  mdb_env_close(env);
 }
 
 inline store::store_stats stats_of(const queue_store& s) {

@@ -32,7 +32,7 @@ using store_test::t0;
 namespace {
 
 reroute_request reroute_of(uint64_t hop, base::queue_id id, std::vector<store::delivery_item_spec> items,
-                     std::vector<store::failed_recipient> failed = {}, int64_t now = t0 + 1'000) {
+                     std::vector<store::report_entry> failed = {}, int64_t now = t0 + 1'000) {
   reroute_request r;
   r.id = id;
   r.hop_id = hop;
@@ -188,7 +188,7 @@ Test(store_reroute, failed_recipients_create_the_failed_list_and_a_reference, .t
   cr_assert_eq(r.result, reroute_status::ok, "%s", r.error.c_str());
   const uint64_t b = r.items[0].hop_id;
   std::string error;
-  auto failed = s.read_failed(id, error);
+  auto failed = s.read_reports(id, error);
   cr_assert(failed.has_value(), "%s", error.c_str());
   cr_assert_eq(failed->size(), 2u);
   cr_assert_eq((*failed)[0].recipient, 1u);
@@ -223,7 +223,7 @@ Test(store_reroute, failures_join_an_existing_failed_list_without_a_new_referenc
   cr_assert_not(r.message_removed);
   cr_assert_eq(refs_of(s, id), 1u);
   std::string error;
-  cr_assert_eq(s.read_failed(id, error)->size(), 3u);
+  cr_assert_eq(s.read_reports(id, error)->size(), 3u);
   auto st = stats_of(s);
   cr_assert_eq(st.messages, 1u);
   cr_assert_eq(st.delivery_items, 0u);

@@ -107,4 +107,11 @@ inline bool deliver_all(sluice::store::queue_store& store, unsigned producer,
       [&](sluice::store::deliver_request** out, std::size_t max) { return store.take_delivered(producer, out, max); });
 }
 
+inline bool report_all(sluice::store::queue_store& store, unsigned producer,
+                       std::vector<sluice::store::report_request>& reqs) {
+  return hand_all(
+      reqs, [&](sluice::store::report_request* r) { return store.report(producer, r); },
+      [&](sluice::store::report_request** out, std::size_t max) { return store.take_reported(producer, out, max); });
+}
+
 }  // namespace store_test
