@@ -1,0 +1,407 @@
+// lmtp_test.cc: delivery::smtp_connection in LMTP mode against a private Dovecot (TCP and Unix socket) and scripted LMTP servers.
+// Untrusted input: Dovecot's replies and the Maildir files it writes; the client's bytes, read by the scripted server.
+#include <criterion/criterion.h>
+
+#include <csignal>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "delivery/attempt.h"
+#include "dovecot.h"
+#include "peers.h"
+#include "script_server.h"
+#include "smtp/dot_stuff.h"
+
+namespace {
+
+using sluice_test::dovecot;
+
+connection_settings lmtp_settings() {
+  connection_settings s;
+  s.helo = "out.sluice.test";
+  s.lmtp = true;
+  s.tls = tls_policy::none;
+  return s;
+}
+
+// A message as the store keeps it: chunks of ~700 bytes, dot-unstuffed, CRLF line ends, with
+// the lines dot-stuffing exists for (a lone dot, leading dots) and a dot line split
+// across two chunks.
+struct lmtp_body {
+  std::string bytes;
+  std::vector<std::string_view> chunks;
+  explicit lmtp_body(const std::string& subject, size_t lines = 120) {
+    bytes = "From: a@x.test\r\nTo: alice@mail.test\r\nSubject: " + subject + "\r\nMessage-ID: <" + subject +
+            "@x.test>\r\n\r\n";
+    for (size_t i = 0; i < lines; ++i) {
+      if (i == 3) bytes += ".\r\n";  // a lone dot: the end of data unless stuffed
+      else if (i % 29 == 0) bytes += ".a line that starts with a dot\r\n";
+      else if (i % 31 == 0) bytes += "..two dots\r\n";
+      else bytes += "line " + std::to_string(i) + " of " + subject + ", long enough to fill the chunks\r\n";
+    }
+    for (size_t at = 0; at < bytes.size(); at += 700) chunks.push_back(std::string_view(bytes).substr(at, 700));
+  }
+  // What Dovecot stores: the same message with LF line ends.
+  std::string stored() const {
+    std::string out;
+    for (size_t i = 0; i < bytes.size(); ++i)
+      if (!(bytes[i] == '\r' && i + 1 < bytes.size() && bytes[i + 1] == '\n')) out += bytes[i];
+    return out;
+  }
+};
+
+outbound_message message(const lmtp_body& b, std::vector<std::string> rcpts) {
+  outbound_message m;
+  m.mail_from = "a@x.test";
+  m.recipients = std::move(rcpts);
+  m.body = b.chunks;
+  m.size = b.bytes.size();
+  return m;
+}
+
+// The stored message without the trace lines Dovecot puts on top (Return-Path, and
+// Delivered-To where it adds one); asserts the Return-Path names our sender.
+std::string without_trace(const std::string& stored) {
+  cr_assert(stored.rfind("Return-Path: <a@x.test>\n", 0) == 0, "no Return-Path on top: %.80s", stored.c_str());
+  std::string rest = stored.substr(stored.find('\n') + 1);
+  if (rest.rfind("Delivered-To: ", 0) == 0) rest.erase(0, rest.find('\n') + 1);
+  return rest;
+}
+
+void assert_delivered(const dovecot& d, const std::string& user, const std::vector<const lmtp_body*>& bodies) {
+  std::vector<std::string> got = d.messages(user);
+  cr_assert_eq(got.size(), bodies.size(), "%s has %zu messages, want %zu; Dovecot's log:\n%s", user.c_str(),
+               got.size(), bodies.size(), d.log().c_str());
+  for (size_t i = 0; i < got.size(); ++i) {
+    const std::string rest = without_trace(got[i]), want = bodies[i]->stored();
+    cr_assert(rest == want, "%s message %zu differs from what was sent (%zu bytes stored, %zu sent):\n%s", user.c_str(),
+              i, rest.size(), want.size(), rest.c_str());
+  }
+}
+
+// Dovecot's replies after the dot name their recipient ("250 2.0.0 <alice@mail.test> id Saved"):
+// that is how a test sees each recipient got its own reply, not a neighbour's.
+void assert_saved_for(const sluice::smtp::reply& r, const std::string& rcpt) {
+  cr_assert_eq(r.code, 250, "%s: %d %s", rcpt.c_str(), r.code, r.text.c_str());
+  cr_assert_str_eq(r.enhanced.c_str(), "2.0.0");
+  cr_assert(r.text.find("<" + rcpt + ">") != std::string::npos && r.text.find("Saved") != std::string::npos,
+            "the reply for %s is %s", rcpt.c_str(), r.text.c_str());
+}
+
+void assert_unknown(const sluice::smtp::reply& r, const std::string& rcpt) {
+  cr_assert_eq(r.code, 550, "%s: %d %s", rcpt.c_str(), r.code, r.text.c_str());
+  cr_assert_str_eq(r.enhanced.c_str(), "5.1.1");
+  cr_assert(r.text.find(rcpt) != std::string::npos, "the refusal for %s is %s", rcpt.c_str(), r.text.c_str());
+}
+
+// The LMTP session ids of Dovecot's "saved mail" log lines, one per delivery
+// ("lmtp(alice@mail.test)<pid><SESSION:T2>: Info: ...: saved mail to INBOX"), once `n` are logged
+// (its log process writes them a moment after the replies).
+std::vector<std::string> saving_sessions(const dovecot& d, size_t n) {
+  std::vector<std::string> ids;
+  sluice::testing::eventually([&] {
+    ids.clear();
+    const std::string log = d.log();
+    for (size_t at = log.find("saved mail to INBOX"); at != std::string::npos;
+         at = log.find("saved mail to INBOX", at + 1)) {
+      const size_t line = log.rfind('\n', at) == std::string::npos ? 0 : log.rfind('\n', at) + 1;
+      const size_t open = log.find("><", line);
+      if (open == std::string::npos || open > at) continue;
+      const size_t end = log.find_first_of(":>", open + 2);
+      ids.push_back(log.substr(open + 2, end - open - 2));
+    }
+    return ids.size() >= n;
+  }, 2000);
+  return ids;
+}
+
+// Starts `conn` towards Dovecot (TCP or its Unix socket), sends `msgs` one per on_ready,
+// QUIT at the next, and runs the loop until on_closed.
+void run_lmtp(sluice::net::loop& l, smtp_connection& conn, recorder& rec, const dovecot& d, bool over_unix,
+              std::vector<const outbound_message*> msgs) {
+  rec.when_ready = [&rec, msgs](smtp_connection& c) {
+    size_t turn = size_t(rec.ready) - 1;
+    if (turn < msgs.size()) c.send(*msgs[turn]);
+    else if (turn == msgs.size()) c.quit();
+  };
+  sluice::net::endpoint at;
+  cr_assert(sluice::net::endpoint::parse("127.0.0.1:" + std::to_string(d.port()), at));
+  if (over_unix) conn.start_unix(d.lmtp_socket(), "dovecot");
+  else conn.start(at, "dovecot");
+  delivery_test::run_until_closed(l, rec);
+}
+
+std::string stuffed(const lmtp_body& b) {
+  std::string out;
+  sluice::smtp::dot_stuff(b.bytes, out);
+  return out;
+}
+
+// Three recipients, the middle one unknown to Dovecot: its RCPT refusal, and each accepted
+// recipient's own reply after the dot; both mailboxes hold the message byte for byte.
+void three_recipients_one_unknown(bool over_unix) {
+  dovecot d({"alice", "bob"});
+  cr_assert(d.ok(), "%s", d.error().c_str());
+  sluice::net::loop l;
+  lmtp_body body("three");
+  outbound_message m = message(body, {"alice@mail.test", "nobody@mail.test", "bob@mail.test"});
+  recorder rec;
+  smtp_connection conn(l, lmtp_settings(), rec);
+  run_lmtp(l, conn, rec, d, over_unix, {&m});
+  cr_assert(rec.failure.why == connection_end::quit, "%s\n%s", failure_text(rec).c_str(), d.log().c_str());
+  cr_assert_eq(rec.done.size(), 1u);
+  const auto& r = rec.done[0];
+  cr_assert_eq(r.size(), 3u);
+  assert_saved_for(r[0], "alice@mail.test");
+  assert_unknown(r[1], "nobody@mail.test");
+  assert_saved_for(r[2], "bob@mail.test");
+  assert_delivered(d, "alice", {&body});
+  assert_delivered(d, "bob", {&body});
+  cr_assert_eq(conn.body_bytes_borrowed(), stuffed(body).size(), "the body went out from the chunks, stuffed");
+  cr_assert_eq(conn.stream_stats().copied, 0u, "no body byte was copied");
+  cr_assert(conn.caps().pipelining, "Dovecot offers PIPELINING");
+  const std::string mta = conn.remote_mta();
+  const std::string want = over_unix ? "unix:" + d.lmtp_socket() : "dovecot[127.0.0.1]:" + std::to_string(d.port());
+  cr_assert_str_eq(mta.c_str(), want.c_str());
+  cr_assert(conn.tls_summary().empty());
+}
+
+}  // namespace
+
+Test(lmtp, tcp_per_recipient_replies_and_maildir_bytes) { three_recipients_one_unknown(false); }
+
+Test(lmtp, unix_socket_per_recipient_replies_and_maildir_bytes) { three_recipients_one_unknown(true); }
+
+// Lock-step (no pipelining): the refused recipient comes first, so its RCPT reply and the
+// replies after the dot must each land on the right index.
+Test(lmtp, refused_at_rcpt_while_others_accepted_lockstep) {
+  dovecot d({"alice", "bob"});
+  cr_assert(d.ok(), "%s", d.error().c_str());
+  sluice::net::loop l;
+  lmtp_body body("lockstep");
+  outbound_message m = message(body, {"ghost@mail.test", "bob@mail.test", "alice@mail.test"});
+  recorder rec;
+  connection_settings s = lmtp_settings();
+  s.pipelining = false;
+  smtp_connection conn(l, s, rec);
+  run_lmtp(l, conn, rec, d, true, {&m});
+  cr_assert(rec.failure.why == connection_end::quit, "%s\n%s", failure_text(rec).c_str(), d.log().c_str());
+  cr_assert_eq(rec.done.size(), 1u);
+  assert_unknown(rec.done[0][0], "ghost@mail.test");
+  assert_saved_for(rec.done[0][1], "bob@mail.test");
+  assert_saved_for(rec.done[0][2], "alice@mail.test");
+  assert_delivered(d, "alice", {&body});
+  assert_delivered(d, "bob", {&body});
+}
+
+// One connection: a message every recipient of which is refused (RSET follows), then two
+// delivered ones, the last pipelined behind the previous dot.
+Test(lmtp, messages_on_one_connection_with_rset) {
+  dovecot d({"alice", "bob"});
+  cr_assert(d.ok(), "%s", d.error().c_str());
+  sluice::net::loop l;
+  lmtp_body refused("refused"), second("second"), third("third");
+  outbound_message m1 = message(refused, {"ghost@mail.test", "phantom@mail.test"});
+  outbound_message m2 = message(second, {"alice@mail.test"});
+  outbound_message m3 = message(third, {"bob@mail.test", "alice@mail.test"});
+  recorder rec;
+  smtp_connection conn(l, lmtp_settings(), rec);
+  run_lmtp(l, conn, rec, d, false, {&m1, &m2, &m3});
+  cr_assert(rec.failure.why == connection_end::quit, "%s\n%s", failure_text(rec).c_str(), d.log().c_str());
+  cr_assert_eq(rec.done.size(), 3u);
+  assert_unknown(rec.done[0][0], "ghost@mail.test");
+  assert_unknown(rec.done[0][1], "phantom@mail.test");
+  assert_saved_for(rec.done[1][0], "alice@mail.test");
+  assert_saved_for(rec.done[2][0], "bob@mail.test");
+  assert_saved_for(rec.done[2][1], "alice@mail.test");
+  assert_delivered(d, "alice", {&second, &third});
+  assert_delivered(d, "bob", {&third});
+  const std::vector<std::string> ids = saving_sessions(d, 3);
+  cr_assert(ids.size() == 3u && ids[0] == ids[1] && ids[1] == ids[2], "one connection for all three:\n%s",
+            d.log().c_str());
+  cr_assert_eq(conn.messages_sent(), 3u);
+}
+
+namespace {
+
+// Dovecot goes away with a message in flight: every recipient of that message is deferred,
+// the message delivered before keeps its 250s, and nothing more is stored. Stopped, Dovecot
+// says "421 4.3.2 Shutting down" first and that is the reply; killed, the connection just ends and
+// the reply is ours, 451 4.4.2.
+void gone_mid_session(bool crash) {
+  ::signal(SIGPIPE, SIG_IGN);  // as sluiced does: a write to the dead peer is an error, not the end
+  dovecot d({"alice", "bob"});
+  cr_assert(d.ok(), "%s", d.error().c_str());
+  sluice::net::loop l;
+  lmtp_body first("first"), second("second");
+  outbound_message m1 = message(first, {"alice@mail.test", "bob@mail.test"});
+  outbound_message m2 = message(second, {"bob@mail.test", "alice@mail.test"});
+  recorder rec;
+  smtp_connection conn(l, lmtp_settings(), rec);
+  bool sent_second = false;
+  // The second message goes out once the first is answered, and Dovecot goes right
+  // behind it: its commands are on the wire, its replies never come.
+  auto second_then_stop = [&](smtp_connection& c) {
+    if (sent_second || rec.done.size() != 1 || !c.ready()) return;
+    sent_second = true;
+    c.send(m2);
+    crash ? d.kill() : d.stop();
+  };
+  rec.when_ready = [&](smtp_connection& c) {
+    if (rec.ready == 1) c.send(m1);
+    else second_then_stop(c);
+  };
+  rec.when_done = second_then_stop;
+  conn.start_unix(d.lmtp_socket(), "dovecot");
+  delivery_test::run_until_closed(l, rec);
+  cr_assert(sent_second);
+  cr_assert(rec.failure.why == (crash ? connection_end::dropped : connection_end::service_closing), "%s",
+            failure_text(rec).c_str());
+  cr_assert_eq(rec.done.size(), 2u);
+  assert_saved_for(rec.done[0][0], "alice@mail.test");
+  assert_saved_for(rec.done[0][1], "bob@mail.test");
+  cr_assert_eq(rec.done[1].size(), 2u);
+  for (const auto& r : rec.done[1]) {
+    cr_assert_eq(r.code, crash ? 451 : 421, "%d %s (%s)", r.code, r.text.c_str(), failure_text(rec).c_str());
+    cr_assert_str_eq(r.enhanced.c_str(), crash ? "4.4.2" : "4.3.2");
+    cr_assert(sluice::delivery::outcome_of(r) == sluice::delivery::recipient_outcome::deferred);
+  }
+  assert_delivered(d, "alice", {&first});
+  assert_delivered(d, "bob", {&first});
+}
+
+}  // namespace
+
+Test(lmtp, dovecot_stopped_mid_session_defers_all_in_flight) { gone_mid_session(false); }
+
+Test(lmtp, dovecot_killed_mid_session_451_for_all_in_flight) { gone_mid_session(true); }
+
+// The replies after the dot are matched to the accepted recipients in order, skipping the
+// refused one: a scripted server gives each a different answer.
+Test(lmtp, scripted_replies_after_the_dot_go_to_their_recipients) {
+  sluice::net::loop l;
+  script_server srv(l);
+  srv.final_reply = "250 2.0.0 first saved\r\n452 4.2.2 second is over quota\r\n";
+  srv.reply = [](script_server::session&, const std::string& line, std::string& out) {
+    if (line.rfind("LHLO ", 0) == 0) return out = "250-mx.test\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES\r\n", true;
+    if (line == "RCPT TO:<no@y.test>") return out = "550 5.1.1 no such user\r\n", true;
+    return false;
+  };
+  auto at = srv.listen();
+  lmtp_body body("scripted", 10);
+  outbound_message m = message(body, {"b@y.test", "no@y.test", "c@y.test"});
+  recorder rec;
+  smtp_connection conn(l, lmtp_settings(), rec);
+  run_session(l, conn, rec, at, {&m}, true, "lmtp.y.test");
+  cr_assert(rec.failure.why == connection_end::quit, "%s", failure_text(rec).c_str());
+  cr_assert_eq(rec.done.size(), 1u);
+  const auto& r = rec.done[0];
+  cr_assert(r[0].code == 250 && r[0].text == "first saved", "%d %s", r[0].code, r[0].text.c_str());
+  cr_assert_eq(r[1].code, 550);
+  cr_assert(r[2].code == 452 && r[2].enhanced == "4.2.2", "%d %s %s", r[2].code, r[2].enhanced.c_str(),
+            r[2].text.c_str());
+  cr_assert(srv.data.size() == 1u && srv.data[0] == stuffed(body), "the content was sent once, stuffed");
+}
+
+// LMTP never secures or authenticates, whatever the server offers and the policy says.
+Test(lmtp, lhlo_and_never_starttls_or_auth) {
+  sluice::net::loop l;
+  script_server srv(l);
+  srv.final_reply = "250 2.0.0 ok\r\n";
+  srv.reply = [](script_server::session&, const std::string& line, std::string& out) {
+    if (line.rfind("LHLO ", 0) == 0)
+      return out = "250-mx.test\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 AUTH PLAIN LOGIN\r\n", true;
+    return false;
+  };
+  auto at = srv.listen();
+  lmtp_body body("plain", 5);
+  outbound_message m = message(body, {"b@y.test"});
+  recorder rec;
+  connection_settings s = lmtp_settings();
+  s.tls = tls_policy::mandatory;
+  s.auth_user = "user";
+  s.auth_password = "secret";
+  smtp_connection conn(l, s, rec);
+  run_session(l, conn, rec, at, {&m}, true, "lmtp.y.test");
+  cr_assert(rec.failure.why == connection_end::quit, "%s", failure_text(rec).c_str());
+  cr_assert(rec.done.size() == 1u && rec.done[0][0].code == 250);
+  cr_assert(!srv.commands.empty() && srv.commands[0] == "LHLO out.sluice.test", "%s", srv.commands[0].c_str());
+  cr_assert_eq(srv.count("EHLO"), 0u);
+  cr_assert_eq(srv.count("STARTTLS"), 0u);
+  cr_assert_eq(srv.count("AUTH"), 0u);
+}
+
+// A connection that ends between two replies after the dot: the recipient answered keeps its
+// 250 (it is in the mailbox), the other is deferred.
+Test(lmtp, end_between_replies_keeps_the_replies_that_came) {
+  sluice::net::loop l;
+  script_server srv(l);
+  srv.final_reply = "250 2.0.0 <b@y.test> saved\r\n";  // and nothing for c@y.test
+  srv.reply = [](script_server::session&, const std::string& line, std::string& out) {
+    if (line.rfind("LHLO ", 0) == 0) return out = "250-mx.test\r\n250 PIPELINING\r\n", true;
+    return false;
+  };
+  auto at = srv.listen();
+  lmtp_body body("partial", 5);
+  outbound_message m = message(body, {"b@y.test", "c@y.test"});
+  recorder rec;
+  connection_settings s = lmtp_settings();
+  s.timeouts.final_dot_ms = 200;
+  smtp_connection conn(l, s, rec);
+  // No QUIT behind the dot: the scripted server would answer it in the missing reply's place.
+  rec.when_ready = [&](smtp_connection& c) {
+    if (rec.ready == 1) c.send(m);
+  };
+  conn.start(at, "lmtp.y.test");
+  delivery_test::run_until_closed(l, rec);
+  cr_assert(rec.failure.why == connection_end::timeout, "%s", failure_text(rec).c_str());
+  cr_assert(rec.failure.detail.find("end of data") != std::string::npos, "%s", rec.failure.detail.c_str());
+  cr_assert_eq(rec.done.size(), 1u);
+  cr_assert_eq(rec.done[0][0].code, 250, "%d %s", rec.done[0][0].code, rec.done[0][0].text.c_str());
+  cr_assert_eq(rec.done[0][1].code, 451);
+  cr_assert_str_eq(rec.done[0][1].enhanced.c_str(), "4.4.2");
+}
+
+// RFC 2033: with no recipient accepted a server should refuse DATA; one that sends 354
+// anyway gets the lone dot and owes no reply to it, so the session goes on at once.
+Test(lmtp, no_recipient_accepted_and_354_waits_for_no_reply) {
+  sluice::net::loop l;
+  script_server srv(l);
+  srv.final_reply = "";  // one reply per accepted recipient: none
+  srv.reply = [](script_server::session& ses, const std::string& line, std::string& out) {
+    if (line.rfind("LHLO ", 0) == 0) return out = "250-mx.test\r\n250 PIPELINING\r\n", true;
+    if (line.rfind("RCPT", 0) == 0) return out = "550 5.1.1 no such user\r\n", true;
+    if (line == "DATA") {
+      ses.in_data = true;
+      return out = "354 go ahead\r\n", true;
+    }
+    return false;
+  };
+  auto at = srv.listen();
+  lmtp_body body("nobody", 5);
+  outbound_message m = message(body, {"x@y.test", "z@y.test"});
+  recorder rec;
+  connection_settings s = lmtp_settings();
+  s.timeouts.final_dot_ms = 3000;
+  smtp_connection conn(l, s, rec);
+  run_session(l, conn, rec, at, {&m}, true, "lmtp.y.test");
+  cr_assert(rec.failure.why == connection_end::quit, "%s", failure_text(rec).c_str());
+  cr_assert(rec.done.size() == 1u && rec.done[0][0].code == 550 && rec.done[0][1].code == 550);
+  cr_assert(srv.data.size() == 1u && srv.data[0] == ".\r\n", "only the lone dot was sent");
+  cr_assert_eq(srv.count("QUIT"), 1u);
+}
+
+Test(lmtp, unix_socket_missing_or_too_long_is_connect_failed) {
+  sluice::net::loop l;
+  for (const std::string& path : {std::string("/tmp/sluice-no-such-dir-for-lmtp/lmtp"), "/tmp/" + std::string(200, 'x')}) {
+    recorder rec;
+    smtp_connection conn(l, lmtp_settings(), rec);
+    conn.start_unix(path, "dovecot");
+    cr_assert_not(rec.closed, "reported on a later turn, not inside start_unix");
+    delivery_test::run_until_closed(l, rec);
+    cr_assert(rec.failure.why == connection_end::connect_failed, "%s", failure_text(rec).c_str());
+    cr_assert(rec.failure.detail.find("unix:" + path) != std::string::npos, "%s", rec.failure.detail.c_str());
+    cr_assert_not(rec.failure.was_ready);
+  }
+}
