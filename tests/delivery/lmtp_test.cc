@@ -2,6 +2,9 @@
 // Untrusted input: Dovecot's replies and the Maildir files it writes; the client's bytes, read by the scripted server.
 #include <criterion/criterion.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <string>
 #include <string_view>
@@ -195,6 +198,34 @@ Test(lmtp, refused_at_rcpt_while_others_accepted_lockstep) {
   assert_delivered(d, "bob", {&body});
 }
 
+// A mailbox Dovecot cannot write: that recipient's own reply after the dot is a 4xx while
+// the recipients around it are delivered, and each reply names its recipient.
+Test(lmtp, unwritable_mailbox_gets_its_own_reply_after_the_dot) {
+  dovecot d({"alice", "carol", "bob"});
+  cr_assert(d.ok(), "%s", d.error().c_str());
+  // carol's home belongs to root and is read-only: the mail uid cannot create her Maildir
+  // (run as another user, the mode alone keeps its owner out).
+  const std::string carol_home = d.dir() + "/home/carol";
+  cr_assert_eq(::chown(carol_home.c_str(), 0, 0) == 0 || ::geteuid() != 0, true);
+  cr_assert_eq(::chmod(carol_home.c_str(), 0555), 0);
+  sluice::net::loop l;
+  lmtp_body body("unwritable");
+  outbound_message m = message(body, {"alice@mail.test", "carol@mail.test", "bob@mail.test"});
+  recorder rec;
+  smtp_connection conn(l, lmtp_settings(), rec);
+  run_lmtp(l, conn, rec, d, false, {&m});
+  cr_assert(rec.failure.why == connection_end::quit, "%s\n%s", failure_text(rec).c_str(), d.log().c_str());
+  cr_assert_eq(rec.done.size(), 1u);
+  assert_saved_for(rec.done[0][0], "alice@mail.test");
+  const auto& carol = rec.done[0][1];
+  cr_assert(carol.code >= 400 && carol.code < 500 && carol.text.find("<carol@mail.test>") != std::string::npos,
+            "%d %s %s\n%s", carol.code, carol.enhanced.c_str(), carol.text.c_str(), d.log().c_str());
+  assert_saved_for(rec.done[0][2], "bob@mail.test");
+  assert_delivered(d, "alice", {&body});
+  assert_delivered(d, "bob", {&body});
+  cr_assert(d.messages("carol").empty());
+}
+
 // One connection: a message every recipient of which is refused (RSET follows), then two
 // delivered ones, the last pipelined behind the previous dot.
 Test(lmtp, messages_on_one_connection_with_rset) {
@@ -385,7 +416,13 @@ Test(lmtp, no_recipient_accepted_and_354_waits_for_no_reply) {
   connection_settings s = lmtp_settings();
   s.timeouts.final_dot_ms = 3000;
   smtp_connection conn(l, s, rec);
-  run_session(l, conn, rec, at, {&m}, true, "lmtp.y.test");
+  // QUIT only once the message is answered: the 221 must not stand in for a reply to the dot.
+  rec.when_ready = [&](smtp_connection& c) {
+    if (rec.ready == 1) c.send(m);
+  };
+  rec.when_done = [](smtp_connection& c) { c.quit(); };
+  conn.start(at, "lmtp.y.test");
+  delivery_test::run_until_closed(l, rec);
   cr_assert(rec.failure.why == connection_end::quit, "%s", failure_text(rec).c_str());
   cr_assert(rec.done.size() == 1u && rec.done[0][0].code == 550 && rec.done[0][1].code == 550);
   cr_assert(srv.data.size() == 1u && srv.data[0] == ".\r\n", "only the lone dot was sent");
