@@ -85,7 +85,7 @@ struct outbound_message {
   bool eight_bit = false, smtputf8 = false;
 };
 
-// Carries messages over one outbound SMTP connection: the session (smtp::client) on a
+// Carries messages over one outbound SMTP (or LMTP) connection: the session (smtp::client) on a
 // plain-or-TLS stream, the policy decisions around it (STARTTLS, AUTH), one timer for
 // the phase the session waits in, and the body written straight from the caller's
 // chunks (smtp::data_segments + byte_stream::send_borrowed: no body byte is copied).
@@ -101,10 +101,10 @@ class smtp_connection final : private stream::stream_handler {
     // Idle and usable: send() may be called. With pipelining it comes as soon as the previous
     // body is written, before that message's on_message_done (its MAIL then rides behind the dot).
     virtual void on_ready(smtp_connection&) = 0;
-    // One per send(), in order. replies[i]: the final word for recipient i (LMTP: its own reply after the dot, or
-    // its RCPT refusal; a connection lost between two of those replies keeps the ones that came), normalised: a reply code is always set
-    // (a lost connection becomes 451 4.4.2, a timeout 451 4.4.2 naming the phase, SIZE 552 5.3.4, ...) and the
-    // enhanced code is always set (RFC 3463 default for the class when the server gave none).
+    // One per send(), in order. replies[i]: the final word for recipient i (LMTP: its own reply after the dot,
+    // or its RCPT refusal; an end between two such replies keeps those that came), normalised: a reply code is
+    // always set (a lost connection becomes 451 4.4.2, a timeout 451 4.4.2 naming the phase, SIZE 552 5.3.4, ...)
+    // and the enhanced code is always set (RFC 3463 default for the class when the server gave none).
     // A message the peer cannot take (SIZE, 8BITMIME, SMTPUTF8) is answered without a round
     // trip: possibly before send() returns.
     virtual void on_message_done(smtp_connection&, std::vector<smtp::reply>&& replies) = 0;

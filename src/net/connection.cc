@@ -1,4 +1,4 @@
-// connection.cc: libuv TCP connections, SO_REUSEPORT listeners and outbound connects.
+// connection.cc: libuv TCP and Unix-domain connections, SO_REUSEPORT listeners and outbound connects (TCP and Unix).
 // Untrusted input: peer bytes pass through to the handler; nothing here parses them.
 #include "net/connection.h"
 

@@ -141,6 +141,26 @@ std::string stuffed(const lmtp_body& b) {
   return out;
 }
 
+// A scripted server's LHLO reply: PIPELINING and `more` keywords.
+bool lhlo(const std::string& line, std::string& out, const std::string& more = "") {
+  if (line.rfind("LHLO ", 0) != 0) return false;
+  out = "250-mx.test\r\n" + more + "250 PIPELINING\r\n";
+  return true;
+}
+
+// Sends `m` at the first on_ready and nothing from later ones: a QUIT pipelined behind the
+// dot would be answered by a scripted server in the place of a missing reply. With
+// `quit_when_done` the QUIT follows the message's answer instead.
+void send_one(sluice::net::loop& l, smtp_connection& conn, recorder& rec, const sluice::net::endpoint& at,
+              const outbound_message& m, bool quit_when_done) {
+  rec.when_ready = [&rec, &m](smtp_connection& c) {
+    if (rec.ready == 1) c.send(m);
+  };
+  if (quit_when_done) rec.when_done = [](smtp_connection& c) { c.quit(); };
+  conn.start(at, "lmtp.y.test");
+  delivery_test::run_until_closed(l, rec);
+}
+
 // Three recipients, the middle one unknown to Dovecot: its RCPT refusal, and each accepted
 // recipient's own reply after the dot; both mailboxes hold the message byte for byte.
 void three_recipients_one_unknown(bool over_unix) {
@@ -315,7 +335,7 @@ Test(lmtp, scripted_replies_after_the_dot_go_to_their_recipients) {
   script_server srv(l);
   srv.final_reply = "250 2.0.0 first saved\r\n452 4.2.2 second is over quota\r\n";
   srv.reply = [](script_server::session&, const std::string& line, std::string& out) {
-    if (line.rfind("LHLO ", 0) == 0) return out = "250-mx.test\r\n250-PIPELINING\r\n250 ENHANCEDSTATUSCODES\r\n", true;
+    if (lhlo(line, out, "250-ENHANCEDSTATUSCODES\r\n")) return true;
     if (line == "RCPT TO:<no@y.test>") return out = "550 5.1.1 no such user\r\n", true;
     return false;
   };
@@ -341,9 +361,7 @@ Test(lmtp, lhlo_and_never_starttls_or_auth) {
   script_server srv(l);
   srv.final_reply = "250 2.0.0 ok\r\n";
   srv.reply = [](script_server::session&, const std::string& line, std::string& out) {
-    if (line.rfind("LHLO ", 0) == 0)
-      return out = "250-mx.test\r\n250-PIPELINING\r\n250-STARTTLS\r\n250 AUTH PLAIN LOGIN\r\n", true;
-    return false;
+    return lhlo(line, out, "250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n");
   };
   auto at = srv.listen();
   lmtp_body body("plain", 5);
@@ -369,10 +387,7 @@ Test(lmtp, end_between_replies_keeps_the_replies_that_came) {
   sluice::net::loop l;
   script_server srv(l);
   srv.final_reply = "250 2.0.0 <b@y.test> saved\r\n";  // and nothing for c@y.test
-  srv.reply = [](script_server::session&, const std::string& line, std::string& out) {
-    if (line.rfind("LHLO ", 0) == 0) return out = "250-mx.test\r\n250 PIPELINING\r\n", true;
-    return false;
-  };
+  srv.reply = [](script_server::session&, const std::string& line, std::string& out) { return lhlo(line, out); };
   auto at = srv.listen();
   lmtp_body body("partial", 5);
   outbound_message m = message(body, {"b@y.test", "c@y.test"});
@@ -380,12 +395,7 @@ Test(lmtp, end_between_replies_keeps_the_replies_that_came) {
   connection_settings s = lmtp_settings();
   s.timeouts.final_dot_ms = 200;
   smtp_connection conn(l, s, rec);
-  // No QUIT behind the dot: the scripted server would answer it in the missing reply's place.
-  rec.when_ready = [&](smtp_connection& c) {
-    if (rec.ready == 1) c.send(m);
-  };
-  conn.start(at, "lmtp.y.test");
-  delivery_test::run_until_closed(l, rec);
+  send_one(l, conn, rec, at, m, false);
   cr_assert(rec.failure.why == connection_end::timeout, "%s", failure_text(rec).c_str());
   cr_assert(rec.failure.detail.find("end of data") != std::string::npos, "%s", rec.failure.detail.c_str());
   cr_assert_eq(rec.done.size(), 1u);
@@ -401,7 +411,7 @@ Test(lmtp, no_recipient_accepted_and_354_waits_for_no_reply) {
   script_server srv(l);
   srv.final_reply = "";  // one reply per accepted recipient: none
   srv.reply = [](script_server::session& ses, const std::string& line, std::string& out) {
-    if (line.rfind("LHLO ", 0) == 0) return out = "250-mx.test\r\n250 PIPELINING\r\n", true;
+    if (lhlo(line, out)) return true;
     if (line.rfind("RCPT", 0) == 0) return out = "550 5.1.1 no such user\r\n", true;
     if (line == "DATA") {
       ses.in_data = true;
@@ -416,13 +426,7 @@ Test(lmtp, no_recipient_accepted_and_354_waits_for_no_reply) {
   connection_settings s = lmtp_settings();
   s.timeouts.final_dot_ms = 3000;
   smtp_connection conn(l, s, rec);
-  // QUIT only once the message is answered: the 221 must not stand in for a reply to the dot.
-  rec.when_ready = [&](smtp_connection& c) {
-    if (rec.ready == 1) c.send(m);
-  };
-  rec.when_done = [](smtp_connection& c) { c.quit(); };
-  conn.start(at, "lmtp.y.test");
-  delivery_test::run_until_closed(l, rec);
+  send_one(l, conn, rec, at, m, true);
   cr_assert(rec.failure.why == connection_end::quit, "%s", failure_text(rec).c_str());
   cr_assert(rec.done.size() == 1u && rec.done[0][0].code == 550 && rec.done[0][1].code == 550);
   cr_assert(srv.data.size() == 1u && srv.data[0] == ".\r\n", "only the lone dot was sent");
