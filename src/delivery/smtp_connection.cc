@@ -310,8 +310,8 @@ uint32_t smtp_connection::timeout_for(smtp::waiting_for w) const {
 void smtp_connection::on_timeout() {
   if (finished_) return;
   smtp::waiting_for w = armed_for_;
-  std::string detail =
-      "timeout after " + std::to_string(timeout_for(w)) + " ms " + phase_text(w, settings_.lmtp) + " from " + remote_mta();
+  std::string detail = "timeout after " + std::to_string(timeout_for(w)) + " ms " + phase_text(w, settings_.lmtp) +
+                       " from " + remote_mta();
   // No 221 to our QUIT is no failure: the session was over anyway.
   finish(w == smtp::waiting_for::quit ? connection_end::quit : connection_end::timeout, {0, "", ""},
          std::move(detail));

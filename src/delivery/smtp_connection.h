@@ -1,4 +1,4 @@
-// smtp_connection.h: one outbound SMTP or LMTP connection: connect (TCP or Unix socket), EHLO/LHLO, STARTTLS per policy, AUTH, messages, QUIT, timeouts.
+// smtp_connection.h: one outbound SMTP or LMTP connection: connect (TCP, Unix socket), EHLO/LHLO, STARTTLS, AUTH, messages, QUIT, timeouts.
 // Untrusted input: everything the remote server sends (replies parsed by smtp::client, TLS by OpenSSL).
 #pragma once
 #include <cstdint>

@@ -435,7 +435,8 @@ Test(lmtp, no_recipient_accepted_and_354_waits_for_no_reply) {
 
 Test(lmtp, unix_socket_missing_or_too_long_is_connect_failed) {
   sluice::net::loop l;
-  for (const std::string& path : {std::string("/tmp/sluice-no-such-dir-for-lmtp/lmtp"), "/tmp/" + std::string(200, 'x')}) {
+  const std::string missing = "/tmp/sluice-no-such-dir-for-lmtp/lmtp", too_long = "/tmp/" + std::string(200, 'x');
+  for (const std::string& path : {missing, too_long}) {
     recorder rec;
     smtp_connection conn(l, lmtp_settings(), rec);
     conn.start_unix(path, "dovecot");
