@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -135,6 +136,23 @@ void run_lmtp(sluice::net::loop& l, smtp_connection& conn, recorder& rec, const 
   delivery_test::run_until_closed(l, rec);
 }
 
+// A private Dovecot with `users`, and one connection to it whose callbacks `rec` records.
+struct against_dovecot {
+  dovecot d;
+  sluice::net::loop l;
+  recorder rec;
+  std::optional<smtp_connection> conn;
+  explicit against_dovecot(const std::vector<std::string>& users) : d(users) {
+    cr_assert(d.ok(), "%s", d.error().c_str());
+  }
+  // Sends `msgs` over TCP or the Unix socket, then QUIT; asserts the session ended with it.
+  void run(std::vector<const outbound_message*> msgs, bool over_unix, connection_settings s = lmtp_settings()) {
+    conn.emplace(l, s, rec);
+    run_lmtp(l, *conn, rec, d, over_unix, std::move(msgs));
+    cr_assert(rec.failure.why == connection_end::quit, "%s\n%s", failure_text(rec).c_str(), d.log().c_str());
+  }
+};
+
 std::string stuffed(const lmtp_body& b) {
   std::string out;
   sluice::smtp::dot_stuff(b.bytes, out);
@@ -148,33 +166,43 @@ bool lhlo(const std::string& line, std::string& out, const std::string& more = "
   return true;
 }
 
-// Sends `m` at the first on_ready and nothing from later ones: a QUIT pipelined behind the
-// dot would be answered by a scripted server in the place of a missing reply. With
-// `quit_when_done` the QUIT follows the message's answer instead.
-void send_one(sluice::net::loop& l, smtp_connection& conn, recorder& rec, const sluice::net::endpoint& at,
-              const outbound_message& m, bool quit_when_done) {
-  rec.when_ready = [&rec, &m](smtp_connection& c) {
-    if (rec.ready == 1) c.send(m);
-  };
-  if (quit_when_done) rec.when_done = [](smtp_connection& c) { c.quit(); };
-  conn.start(at, "lmtp.y.test");
-  delivery_test::run_until_closed(l, rec);
-}
+// One session against a scripted LMTP server (set up through `srv` before run()): one
+// message of a few lines to `rcpts`, the outcome in `rec`. The message goes at the first
+// on_ready and nothing from later ones: a QUIT pipelined behind the dot would be answered
+// by the scripted server in the place of a missing reply, so QUIT follows the message's
+// answer, or never (`quit` false: the session ends by a timeout).
+struct scripted {
+  sluice::net::loop l;
+  script_server srv{l};
+  recorder rec;
+  lmtp_body body;
+  outbound_message m;
+  connection_settings settings = lmtp_settings();
+  explicit scripted(const std::string& subject) : body(subject, 5) {}
+  void run(std::vector<std::string> rcpts, bool quit = true) {
+    const sluice::net::endpoint at = srv.listen();
+    m = message(body, std::move(rcpts));
+    smtp_connection conn(l, settings, rec);
+    rec.when_ready = [this](smtp_connection& c) {
+      if (rec.ready == 1) c.send(m);
+    };
+    if (quit) rec.when_done = [](smtp_connection& c) { c.quit(); };
+    conn.start(at, "lmtp.y.test");
+    delivery_test::run_until_closed(l, rec);
+  }
+};
 
 // Three recipients, the middle one unknown to Dovecot: its RCPT refusal, and each accepted
 // recipient's own reply after the dot; both mailboxes hold the message byte for byte.
 void three_recipients_one_unknown(bool over_unix) {
-  dovecot d({"alice", "bob"});
-  cr_assert(d.ok(), "%s", d.error().c_str());
-  sluice::net::loop l;
+  against_dovecot t({"alice", "bob"});
+  const dovecot& d = t.d;
   lmtp_body body("three");
   outbound_message m = message(body, {"alice@mail.test", "nobody@mail.test", "bob@mail.test"});
-  recorder rec;
-  smtp_connection conn(l, lmtp_settings(), rec);
-  run_lmtp(l, conn, rec, d, over_unix, {&m});
-  cr_assert(rec.failure.why == connection_end::quit, "%s\n%s", failure_text(rec).c_str(), d.log().c_str());
-  cr_assert_eq(rec.done.size(), 1u);
-  const auto& r = rec.done[0];
+  t.run({&m}, over_unix);
+  const smtp_connection& conn = *t.conn;
+  cr_assert_eq(t.rec.done.size(), 1u);
+  const auto& r = t.rec.done[0];
   cr_assert_eq(r.size(), 3u);
   assert_saved_for(r[0], "alice@mail.test");
   assert_unknown(r[1], "nobody@mail.test");
@@ -199,17 +227,14 @@ Test(lmtp, unix_socket_per_recipient_replies_and_maildir_bytes) { three_recipien
 // Lock-step (no pipelining): the refused recipient comes first, so its RCPT reply and the
 // replies after the dot must each land on the right index.
 Test(lmtp, refused_at_rcpt_while_others_accepted_lockstep) {
-  dovecot d({"alice", "bob"});
-  cr_assert(d.ok(), "%s", d.error().c_str());
-  sluice::net::loop l;
+  against_dovecot t({"alice", "bob"});
+  const dovecot& d = t.d;
+  const recorder& rec = t.rec;
   lmtp_body body("lockstep");
   outbound_message m = message(body, {"ghost@mail.test", "bob@mail.test", "alice@mail.test"});
-  recorder rec;
   connection_settings s = lmtp_settings();
   s.pipelining = false;
-  smtp_connection conn(l, s, rec);
-  run_lmtp(l, conn, rec, d, true, {&m});
-  cr_assert(rec.failure.why == connection_end::quit, "%s\n%s", failure_text(rec).c_str(), d.log().c_str());
+  t.run({&m}, true, s);
   cr_assert_eq(rec.done.size(), 1u);
   assert_unknown(rec.done[0][0], "ghost@mail.test");
   assert_saved_for(rec.done[0][1], "bob@mail.test");
@@ -221,20 +246,17 @@ Test(lmtp, refused_at_rcpt_while_others_accepted_lockstep) {
 // A mailbox Dovecot cannot write: that recipient's own reply after the dot is a 4xx while
 // the recipients around it are delivered, and each reply names its recipient.
 Test(lmtp, unwritable_mailbox_gets_its_own_reply_after_the_dot) {
-  dovecot d({"alice", "carol", "bob"});
-  cr_assert(d.ok(), "%s", d.error().c_str());
+  against_dovecot t({"alice", "carol", "bob"});
+  const dovecot& d = t.d;
+  const recorder& rec = t.rec;
   // carol's home belongs to root and is read-only: the mail uid cannot create her Maildir
   // (run as another user, the mode alone keeps its owner out).
   const std::string carol_home = d.dir() + "/home/carol";
   cr_assert_eq(::chown(carol_home.c_str(), 0, 0) == 0 || ::geteuid() != 0, true);
   cr_assert_eq(::chmod(carol_home.c_str(), 0555), 0);
-  sluice::net::loop l;
   lmtp_body body("unwritable");
   outbound_message m = message(body, {"alice@mail.test", "carol@mail.test", "bob@mail.test"});
-  recorder rec;
-  smtp_connection conn(l, lmtp_settings(), rec);
-  run_lmtp(l, conn, rec, d, false, {&m});
-  cr_assert(rec.failure.why == connection_end::quit, "%s\n%s", failure_text(rec).c_str(), d.log().c_str());
+  t.run({&m}, false);
   cr_assert_eq(rec.done.size(), 1u);
   assert_saved_for(rec.done[0][0], "alice@mail.test");
   const auto& carol = rec.done[0][1];
@@ -249,17 +271,14 @@ Test(lmtp, unwritable_mailbox_gets_its_own_reply_after_the_dot) {
 // One connection: a message every recipient of which is refused (RSET follows), then two
 // delivered ones, the last pipelined behind the previous dot.
 Test(lmtp, messages_on_one_connection_with_rset) {
-  dovecot d({"alice", "bob"});
-  cr_assert(d.ok(), "%s", d.error().c_str());
-  sluice::net::loop l;
+  against_dovecot t({"alice", "bob"});
+  const dovecot& d = t.d;
+  const recorder& rec = t.rec;
   lmtp_body refused("refused"), second("second"), third("third");
   outbound_message m1 = message(refused, {"ghost@mail.test", "phantom@mail.test"});
   outbound_message m2 = message(second, {"alice@mail.test"});
   outbound_message m3 = message(third, {"bob@mail.test", "alice@mail.test"});
-  recorder rec;
-  smtp_connection conn(l, lmtp_settings(), rec);
-  run_lmtp(l, conn, rec, d, false, {&m1, &m2, &m3});
-  cr_assert(rec.failure.why == connection_end::quit, "%s\n%s", failure_text(rec).c_str(), d.log().c_str());
+  t.run({&m1, &m2, &m3}, false);
   cr_assert_eq(rec.done.size(), 3u);
   assert_unknown(rec.done[0][0], "ghost@mail.test");
   assert_unknown(rec.done[0][1], "phantom@mail.test");
@@ -271,7 +290,7 @@ Test(lmtp, messages_on_one_connection_with_rset) {
   const std::vector<std::string> ids = saving_sessions(d, 3);
   cr_assert(ids.size() == 3u && ids[0] == ids[1] && ids[1] == ids[2], "one connection for all three:\n%s",
             d.log().c_str());
-  cr_assert_eq(conn.messages_sent(), 3u);
+  cr_assert_eq(t.conn->messages_sent(), 3u);
 }
 
 namespace {
@@ -331,71 +350,53 @@ Test(lmtp, dovecot_killed_mid_session_451_for_all_in_flight) { gone_mid_session(
 // The replies after the dot are matched to the accepted recipients in order, skipping the
 // refused one: a scripted server gives each a different answer.
 Test(lmtp, scripted_replies_after_the_dot_go_to_their_recipients) {
-  sluice::net::loop l;
-  script_server srv(l);
-  srv.final_reply = "250 2.0.0 first saved\r\n452 4.2.2 second is over quota\r\n";
-  srv.reply = [](script_server::session&, const std::string& line, std::string& out) {
+  scripted t("scripted");
+  t.srv.final_reply = "250 2.0.0 first saved\r\n452 4.2.2 second is over quota\r\n";
+  t.srv.reply = [](script_server::session&, const std::string& line, std::string& out) {
     if (lhlo(line, out, "250-ENHANCEDSTATUSCODES\r\n")) return true;
     if (line == "RCPT TO:<no@y.test>") return out = "550 5.1.1 no such user\r\n", true;
     return false;
   };
-  auto at = srv.listen();
-  lmtp_body body("scripted", 10);
-  outbound_message m = message(body, {"b@y.test", "no@y.test", "c@y.test"});
-  recorder rec;
-  smtp_connection conn(l, lmtp_settings(), rec);
-  run_session(l, conn, rec, at, {&m}, true, "lmtp.y.test");
-  cr_assert(rec.failure.why == connection_end::quit, "%s", failure_text(rec).c_str());
-  cr_assert_eq(rec.done.size(), 1u);
-  const auto& r = rec.done[0];
+  t.run({"b@y.test", "no@y.test", "c@y.test"});
+  cr_assert(t.rec.failure.why == connection_end::quit, "%s", failure_text(t.rec).c_str());
+  cr_assert_eq(t.rec.done.size(), 1u);
+  const auto& r = t.rec.done[0];
   cr_assert(r[0].code == 250 && r[0].text == "first saved", "%d %s", r[0].code, r[0].text.c_str());
   cr_assert_eq(r[1].code, 550);
   cr_assert(r[2].code == 452 && r[2].enhanced == "4.2.2", "%d %s %s", r[2].code, r[2].enhanced.c_str(),
             r[2].text.c_str());
-  cr_assert(srv.data.size() == 1u && srv.data[0] == stuffed(body), "the content was sent once, stuffed");
+  cr_assert(t.srv.data.size() == 1u && t.srv.data[0] == stuffed(t.body), "the content was sent once, stuffed");
 }
 
 // LMTP never secures or authenticates, whatever the server offers and the policy says.
 Test(lmtp, lhlo_and_never_starttls_or_auth) {
-  sluice::net::loop l;
-  script_server srv(l);
-  srv.final_reply = "250 2.0.0 ok\r\n";
-  srv.reply = [](script_server::session&, const std::string& line, std::string& out) {
+  scripted t("plain");
+  t.srv.final_reply = "250 2.0.0 ok\r\n";
+  t.srv.reply = [](script_server::session&, const std::string& line, std::string& out) {
     return lhlo(line, out, "250-STARTTLS\r\n250-AUTH PLAIN LOGIN\r\n");
   };
-  auto at = srv.listen();
-  lmtp_body body("plain", 5);
-  outbound_message m = message(body, {"b@y.test"});
-  recorder rec;
-  connection_settings s = lmtp_settings();
-  s.tls = tls_policy::mandatory;
-  s.auth_user = "user";
-  s.auth_password = "secret";
-  smtp_connection conn(l, s, rec);
-  run_session(l, conn, rec, at, {&m}, true, "lmtp.y.test");
-  cr_assert(rec.failure.why == connection_end::quit, "%s", failure_text(rec).c_str());
-  cr_assert(rec.done.size() == 1u && rec.done[0][0].code == 250);
-  cr_assert(!srv.commands.empty() && srv.commands[0] == "LHLO out.sluice.test", "%s", srv.commands[0].c_str());
-  cr_assert_eq(srv.count("EHLO"), 0u);
-  cr_assert_eq(srv.count("STARTTLS"), 0u);
-  cr_assert_eq(srv.count("AUTH"), 0u);
+  t.settings.tls = tls_policy::mandatory;
+  t.settings.auth_user = "user";
+  t.settings.auth_password = "secret";
+  t.run({"b@y.test"});
+  cr_assert(t.rec.failure.why == connection_end::quit, "%s", failure_text(t.rec).c_str());
+  cr_assert(t.rec.done.size() == 1u && t.rec.done[0][0].code == 250);
+  const auto& cmds = t.srv.commands;
+  cr_assert(!cmds.empty() && cmds[0] == "LHLO out.sluice.test", "%s", cmds.empty() ? "" : cmds[0].c_str());
+  cr_assert_eq(t.srv.count("EHLO"), 0u);
+  cr_assert_eq(t.srv.count("STARTTLS"), 0u);
+  cr_assert_eq(t.srv.count("AUTH"), 0u);
 }
 
 // A connection that ends between two replies after the dot: the recipient answered keeps its
 // 250 (it is in the mailbox), the other is deferred.
 Test(lmtp, end_between_replies_keeps_the_replies_that_came) {
-  sluice::net::loop l;
-  script_server srv(l);
-  srv.final_reply = "250 2.0.0 <b@y.test> saved\r\n";  // and nothing for c@y.test
-  srv.reply = [](script_server::session&, const std::string& line, std::string& out) { return lhlo(line, out); };
-  auto at = srv.listen();
-  lmtp_body body("partial", 5);
-  outbound_message m = message(body, {"b@y.test", "c@y.test"});
-  recorder rec;
-  connection_settings s = lmtp_settings();
-  s.timeouts.final_dot_ms = 200;
-  smtp_connection conn(l, s, rec);
-  send_one(l, conn, rec, at, m, false);
+  scripted t("partial");
+  t.srv.final_reply = "250 2.0.0 <b@y.test> saved\r\n";  // and nothing for c@y.test
+  t.srv.reply = [](script_server::session&, const std::string& line, std::string& out) { return lhlo(line, out); };
+  t.settings.timeouts.final_dot_ms = 200;
+  t.run({"b@y.test", "c@y.test"}, false);
+  const auto& rec = t.rec;
   cr_assert(rec.failure.why == connection_end::timeout, "%s", failure_text(rec).c_str());
   cr_assert(rec.failure.detail.find("end of data") != std::string::npos, "%s", rec.failure.detail.c_str());
   cr_assert_eq(rec.done.size(), 1u);
@@ -407,10 +408,9 @@ Test(lmtp, end_between_replies_keeps_the_replies_that_came) {
 // RFC 2033: with no recipient accepted a server should refuse DATA; one that sends 354
 // anyway gets the lone dot and owes no reply to it, so the session goes on at once.
 Test(lmtp, no_recipient_accepted_and_354_waits_for_no_reply) {
-  sluice::net::loop l;
-  script_server srv(l);
-  srv.final_reply = "";  // one reply per accepted recipient: none
-  srv.reply = [](script_server::session& ses, const std::string& line, std::string& out) {
+  scripted t("nobody");
+  t.srv.final_reply = "";  // one reply per accepted recipient: none
+  t.srv.reply = [](script_server::session& ses, const std::string& line, std::string& out) {
     if (lhlo(line, out)) return true;
     if (line.rfind("RCPT", 0) == 0) return out = "550 5.1.1 no such user\r\n", true;
     if (line == "DATA") {
@@ -419,18 +419,12 @@ Test(lmtp, no_recipient_accepted_and_354_waits_for_no_reply) {
     }
     return false;
   };
-  auto at = srv.listen();
-  lmtp_body body("nobody", 5);
-  outbound_message m = message(body, {"x@y.test", "z@y.test"});
-  recorder rec;
-  connection_settings s = lmtp_settings();
-  s.timeouts.final_dot_ms = 3000;
-  smtp_connection conn(l, s, rec);
-  send_one(l, conn, rec, at, m, true);
-  cr_assert(rec.failure.why == connection_end::quit, "%s", failure_text(rec).c_str());
-  cr_assert(rec.done.size() == 1u && rec.done[0][0].code == 550 && rec.done[0][1].code == 550);
-  cr_assert(srv.data.size() == 1u && srv.data[0] == ".\r\n", "only the lone dot was sent");
-  cr_assert_eq(srv.count("QUIT"), 1u);
+  t.settings.timeouts.final_dot_ms = 3000;
+  t.run({"x@y.test", "z@y.test"});
+  cr_assert(t.rec.failure.why == connection_end::quit, "%s", failure_text(t.rec).c_str());
+  cr_assert(t.rec.done.size() == 1u && t.rec.done[0][0].code == 550 && t.rec.done[0][1].code == 550);
+  cr_assert(t.srv.data.size() == 1u && t.srv.data[0] == ".\r\n", "only the lone dot was sent");
+  cr_assert_eq(t.srv.count("QUIT"), 1u);
 }
 
 Test(lmtp, unix_socket_missing_or_too_long_is_connect_failed) {
