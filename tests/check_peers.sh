@@ -45,6 +45,15 @@ if [ -x "$postconf_bin" ]; then
 else
   need postfix "smtpd peer for the delivery tests"
 fi
+# lmtp_test.cc runs a private Dovecot LMTP server (tests/integration/dovecot.h): the master
+# from dovecot-core (in /usr/sbin) and the lmtp service from dovecot-lmtpd beside its other
+# services (Debian's libexec directory, /usr/lib/dovecot), which the master starts by name.
+dovecot_bin=$(command -v dovecot 2>/dev/null || echo /usr/sbin/dovecot)
+if [ -x "$dovecot_bin" ] && "$dovecot_bin" --version >/dev/null 2>&1; then
+  [ -x /usr/lib/dovecot/lmtp ] || need dovecot-lmtpd "LMTP server for the LMTP delivery tests (no /usr/lib/dovecot/lmtp)"
+else
+  need dovecot-core "LMTP server for the LMTP delivery tests (no working dovecot)"
+fi
 
 if [ ${#missing[@]} -ne 0 ]; then
   echo "sluice tests: missing test peers:" >&2

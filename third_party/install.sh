@@ -35,6 +35,15 @@ export DEBIAN_FRONTEND=noninteractive
 if printf '%s\n' "${missing[@]}" | grep -qx postfix; then
   echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
 fi
+# Dovecot likewise: the tests run private instances, so the package must not start the
+# system's. Where no policy-rc.d already keeps services from starting (containers have one),
+# one that refuses every start is put in place for this install only.
+if printf '%s\n' "${missing[@]}" | grep -qx 'dovecot-core' && [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\n# sluice third_party/install.sh: no service starts during this install\nexit 101\n' \
+    >/usr/sbin/policy-rc.d
+  chmod 755 /usr/sbin/policy-rc.d
+  trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 if ! apt-get install -y -q --no-install-recommends "${missing[@]}"; then
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,4 +1,4 @@
-// smtp_connection.cc: the outbound SMTP connection: stream events and client events in, handler callbacks out.
+// smtp_connection.cc: the outbound SMTP/LMTP connection: stream events and client events in, handler callbacks out.
 // Untrusted input: the remote server's bytes (passed to smtp::client and OpenSSL, never parsed here).
 #include "delivery/smtp_connection.h"
 
@@ -16,12 +16,16 @@ smtp::reply normalised(smtp::reply r, const std::string& loss) {
   return r;
 }
 
-std::string phase_text(smtp::waiting_for w) {
+std::string phase_text(smtp::waiting_for w, bool lmtp) {
   switch (w) {
     case smtp::waiting_for::greeting: return "waiting for the greeting";
+    case smtp::waiting_for::helo:
+      if (lmtp) return "waiting for the reply to LHLO";
+      break;
     case smtp::waiting_for::content: return "writing the message content";
-    default: return std::string("waiting for the reply to ") + smtp::waiting_for_name(w);
+    default: break;
   }
+  return std::string("waiting for the reply to ") + smtp::waiting_for_name(w);
 }
 
 }  // namespace
@@ -56,6 +60,14 @@ smtp_connection::smtp_connection(net::loop& l, connection_settings settings, han
   client_settings_.auth_user = settings_.auth_user;
   client_settings_.auth_password = settings_.auth_password;
   client_settings_.auth_needs_tls = true;
+  if (settings_.lmtp) {
+    // The mailbox server is on this host (a Unix socket or loopback): nothing to secure,
+    // nobody to authenticate to.
+    client_settings_.lmtp = true;
+    client_settings_.starttls = client_settings_.starttls_if_offered = false;
+    client_settings_.auth_user.clear();
+    client_settings_.auth_password.clear();
+  }
 }
 
 smtp_connection::~smtp_connection() {
@@ -71,6 +83,23 @@ void smtp_connection::start(const net::endpoint& to, std::string remote_name) {
   started_ = true;
   peer_ = to;
   remote_name_ = std::move(remote_name);
+  open([this, &to](connected_fn done) { stream::byte_stream::connect(loop_, to, std::move(done)); });
+}
+
+void smtp_connection::start_unix(const std::string& path, std::string remote_name) {
+  if (started_) return;
+  started_ = true;
+  unix_path_ = path;
+  remote_name_ = std::move(remote_name);
+  open([this, &path](connected_fn done) {
+    net::connect_unix(loop_, path, [done = std::move(done)](std::unique_ptr<net::connection> c, int status) {
+      if (!c) return done(nullptr, "connect: " + net::status_text(status));
+      done(std::make_unique<stream::byte_stream>(std::move(c)), {});
+    });
+  });
+}
+
+void smtp_connection::open(const std::function<void(connected_fn)>& connect) {
   timer_.start(settings_.timeouts.connect_ms, 0, [this] {
     finish(connection_end::connect_failed, {0, "", ""},
            "connect to " + remote_mta() + ": timed out after " + std::to_string(settings_.timeouts.connect_ms) +
@@ -80,16 +109,15 @@ void smtp_connection::start(const net::endpoint& to, std::string remote_name) {
   // drops the stream it is handed.
   std::weak_ptr<bool> alive = alive_;
   auto in_start = std::make_shared<bool>(true);
-  stream::byte_stream::connect(loop_, to,
-                               [this, alive, in_start](std::unique_ptr<stream::byte_stream> s, std::string_view e) {
-                                 auto a = alive.lock();
-                                 if (!a || !*a) return;
-                                 if (!*in_start) return on_connected(std::move(s), e);
-                                 // Refused before any I/O (a bad address): still report it on a
-                                 // later turn, as documented, not inside start().
-                                 std::string error(e);
-                                 timer_.start(0, 0, [this, error] { on_connected(nullptr, error); });
-                               });
+  connect([this, alive, in_start](std::unique_ptr<stream::byte_stream> s, std::string_view e) {
+    auto a = alive.lock();
+    if (!a || !*a) return;
+    if (!*in_start) return on_connected(std::move(s), e);
+    // Refused before any I/O (a bad address): still report it on a later turn, as
+    // documented, not inside start().
+    std::string error(e);
+    timer_.start(0, 0, [this, error] { on_connected(nullptr, error); });
+  });
   *in_start = false;
 }
 
@@ -167,7 +195,7 @@ void smtp_connection::handle(smtp::client_event& ev) {
       h_.on_ready(*this);
       return;
     case kind::message_done:
-      message_done(std::move(ev.result));
+      message_done(std::move(ev.result), "connection to " + remote_mta() + " lost");
       return;
     case kind::need_tls:
       flush();
@@ -282,22 +310,21 @@ uint32_t smtp_connection::timeout_for(smtp::waiting_for w) const {
 void smtp_connection::on_timeout() {
   if (finished_) return;
   smtp::waiting_for w = armed_for_;
-  std::string detail =
-      "timeout after " + std::to_string(timeout_for(w)) + " ms " + phase_text(w) + " from " + remote_mta();
+  std::string detail = "timeout after " + std::to_string(timeout_for(w)) + " ms " + phase_text(w, settings_.lmtp) +
+                       " from " + remote_mta();
   // No 221 to our QUIT is no failure: the session was over anyway.
   finish(w == smtp::waiting_for::quit ? connection_end::quit : connection_end::timeout, {0, "", ""},
          std::move(detail));
 }
 
-void smtp_connection::message_done(smtp::message_result&& r) {
+void smtp_connection::message_done(smtp::message_result&& r, const std::string& loss) {
   if (slots_.empty()) return;
   std::unique_ptr<slot> s = std::move(slots_.front());
   slots_.pop_front();
   std::vector<smtp::reply> replies;
   replies.reserve(s->out.recipients.size());
   for (size_t i = 0; i < s->out.recipients.size(); ++i)
-    replies.push_back(normalised(i < r.recipients.size() ? std::move(r.recipients[i]) : r.final,
-                                 "connection to " + remote_mta() + " lost"));
+    replies.push_back(normalised(i < r.recipients.size() ? std::move(r.recipients[i]) : r.final, loss));
   h_.on_message_done(*this, std::move(replies));
 }
 
@@ -312,6 +339,18 @@ void smtp_connection::finish(connection_end why, smtp::reply reply, std::string 
     stream_->close();
   }
   std::shared_ptr<bool> alive = alive_;
+  // LMTP: each reply after the dot is final for its recipient (a 250 was delivered to the
+  // mailbox), so an end between two of them keeps those that came and loses only the rest;
+  // the client knows which. (SMTP's single reply to the dot leaves nothing to keep.)
+  if (settings_.lmtp && client_ && !client_->is_closed()) {
+    client_->connection_lost(detail);
+    smtp::client_event ev;
+    while (!slots_.empty() && client_->next_event(ev)) {
+      if (ev.what != smtp::client_event::kind::message_done) continue;
+      message_done(std::move(ev.result), detail);
+      if (!*alive) return;
+    }
+  }
   // Messages still in flight: the connection ended under them.
   const smtp::reply loss{451, "4.4.2", detail};
   while (!slots_.empty()) {
@@ -373,6 +412,7 @@ const smtp::capabilities& smtp_connection::caps() const {
 }
 
 std::string smtp_connection::remote_mta() const {
+  if (!unix_path_.empty()) return "unix:" + unix_path_;
   if (remote_name_.empty()) return peer_.text();
   std::string host = peer_.host();
   return remote_name_ + "[" + host + "]:" + std::to_string(peer_.port());

@@ -1,8 +1,9 @@
-// smtp_connection.h: one outbound SMTP connection: connect, EHLO, STARTTLS per policy, AUTH, messages, QUIT, timeouts.
+// smtp_connection.h: one outbound SMTP or LMTP connection: connect (TCP, Unix socket), EHLO/LHLO, STARTTLS, AUTH, messages, QUIT, timeouts.
 // Untrusted input: everything the remote server sends (replies parsed by smtp::client, TLS by OpenSSL).
 #pragma once
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -46,6 +47,10 @@ struct connection_settings {
   // else auth_failed without sending them.
   std::string auth_user, auth_password;
   bool pipelining = true;                       // RFC 2920, and the next MAIL behind the end of data
+  // LMTP (RFC 2033) to a mailbox server over a Unix socket or loopback: LHLO, never
+  // STARTTLS or AUTH (tls, tls_ctx, skip_tls and the credentials are ignored), and after
+  // the final dot one reply per accepted recipient, each its own outcome.
+  bool lmtp = false;
   connection_timeouts timeouts;
 };
 
@@ -80,7 +85,7 @@ struct outbound_message {
   bool eight_bit = false, smtputf8 = false;
 };
 
-// Carries messages over one outbound SMTP connection: the session (smtp::client) on a
+// Carries messages over one outbound SMTP (or LMTP) connection: the session (smtp::client) on a
 // plain-or-TLS stream, the policy decisions around it (STARTTLS, AUTH), one timer for
 // the phase the session waits in, and the body written straight from the caller's
 // chunks (smtp::data_segments + byte_stream::send_borrowed: no body byte is copied).
@@ -96,9 +101,10 @@ class smtp_connection final : private stream::stream_handler {
     // Idle and usable: send() may be called. With pipelining it comes as soon as the previous
     // body is written, before that message's on_message_done (its MAIL then rides behind the dot).
     virtual void on_ready(smtp_connection&) = 0;
-    // One per send(), in order. replies[i]: the final word for recipient i, normalised: a reply code is always set
-    // (a lost connection becomes 451 4.4.2, a timeout 451 4.4.2 naming the phase, SIZE 552 5.3.4, ...) and the
-    // enhanced code is always set (RFC 3463 default for the class when the server gave none).
+    // One per send(), in order. replies[i]: the final word for recipient i (LMTP: its own reply after the dot,
+    // or its RCPT refusal; an end between two such replies keeps those that came), normalised: a reply code is
+    // always set (a lost connection becomes 451 4.4.2, a timeout 451 4.4.2 naming the phase, SIZE 552 5.3.4, ...)
+    // and the enhanced code is always set (RFC 3463 default for the class when the server gave none).
     // A message the peer cannot take (SIZE, 8BITMIME, SMTPUTF8) is answered without a round
     // trip: possibly before send() returns.
     virtual void on_message_done(smtp_connection&, std::vector<smtp::reply>&& replies) = 0;
@@ -113,6 +119,9 @@ class smtp_connection final : private stream::stream_handler {
   // Once. remote_name: the MX host name for logs and remote_mta(). Every outcome, a
   // refused connect included, is reported by callbacks on later loop turns.
   void start(const net::endpoint& to, std::string remote_name);
+  // Once, instead of start(): towards the Unix-domain socket at `path` (LMTP to a local
+  // mailbox server); remote_mta() is then "unix:<path>". Outcomes as for start().
+  void start_unix(const std::string& path, std::string remote_name);
   // Only after on_ready; the message and its body are borrowed until its on_message_done.
   // Called when not ready (or after on_closed) it is answered at once with 451 4.3.0.
   void send(const outbound_message& m);
@@ -123,7 +132,7 @@ class smtp_connection final : private stream::stream_handler {
   void abort();
   bool ready() const;
   const smtp::capabilities& caps() const;        // empty until the EHLO reply
-  std::string remote_mta() const;                // "mx1.example[127.0.0.2]:25"
+  std::string remote_mta() const;                // "mx1.example[127.0.0.2]:25", "unix:/run/dovecot/lmtp"
   std::string tls_summary() const;               // "TLSv1.3 TLS_AES_256_GCM_SHA384 verified|unverified" or ""
   uint64_t messages_sent() const;                // messages handed over by send() on this connection
   uint64_t body_bytes_borrowed() const;          // zero-copy counter (tests): DATA bytes sent from the chunks
@@ -145,6 +154,10 @@ class smtp_connection final : private stream::stream_handler {
   void on_secured() override;
   void on_writable() override;
 
+  // Arms the connect timeout and runs `connect` (which calls back once with a stream or an
+  // error, possibly before it returns: that report is still deferred to a later turn).
+  using connected_fn = stream::byte_stream::connected_fn;
+  void open(const std::function<void(connected_fn)>& connect);
   void on_connected(std::unique_ptr<stream::byte_stream> s, std::string_view error);
   void pump();
   void handle(smtp::client_event& ev);
@@ -153,7 +166,8 @@ class smtp_connection final : private stream::stream_handler {
   void write_body();
   void rearm_timer();
   void on_timeout();
-  void message_done(smtp::message_result&& r);
+  // `loss`: the text for recipients the result leaves without a reply (code 0).
+  void message_done(smtp::message_result&& r, const std::string& loss);
   // Ends the connection: closes the socket, answers messages still in flight with
   // 451 4.4.2 `detail`, then on_closed.
   void finish(connection_end why, smtp::reply reply, std::string detail);
@@ -175,6 +189,7 @@ class smtp_connection final : private stream::stream_handler {
   size_t next_segment_ = 0;
   std::string remote_name_;
   net::endpoint peer_;
+  std::string unix_path_;                       // start_unix: the socket path
   std::string tls_summary_;
   smtp::waiting_for armed_for_ = smtp::waiting_for::none;
   uint64_t armed_replies_ = 0;

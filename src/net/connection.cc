@@ -1,10 +1,11 @@
-// connection.cc: libuv TCP connections, SO_REUSEPORT listeners and outbound connects.
+// connection.cc: libuv TCP and Unix-domain connections, SO_REUSEPORT listeners and outbound connects (TCP and Unix).
 // Untrusted input: peer bytes pass through to the handler; nothing here parses them.
 #include "net/connection.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -364,36 +365,58 @@ std::string status_text(int status) { return uv_strerror(status); }
 
 bool is_end_of_stream(int status) { return status == UV_EOF; }
 
+namespace {
+
+// One connect in progress. It owns the socket's state until the callback hands it to a
+// connection (or closes it), and the caller's callback until that call.
+struct connect_request {
+  uv_connect_t req{};
+  std::unique_ptr<connection::state> s = std::make_unique<connection::state>();
+  std::function<void(std::unique_ptr<connection>, int)> done;
+};
+
+void on_connected(uv_connect_t* req, int status) {
+  std::unique_ptr<connect_request> owned(static_cast<connect_request*>(req->data));
+  if (status != 0) {
+    uv_close(owned->s.release()->handle(), on_closed);  // on_closed frees the state
+    owned->done(nullptr, status);
+    return;
+  }
+  owned->done(std::make_unique<connection>(owned->s.release()), 0);
+}
+
+// The request could not be made: the handle is closed and the caller told at once.
+void refuse(std::unique_ptr<connect_request> r, int rc) {
+  auto cb = std::move(r->done);
+  uv_close(r->s.release()->handle(), on_closed);
+  cb(nullptr, rc);
+}
+
+}  // namespace
+
 void connect(loop& l, const endpoint& to, std::function<void(std::unique_ptr<connection>, int)> done) {
-  struct connect_request {
-    uv_connect_t req{};
-    std::unique_ptr<connection::state> s = std::make_unique<connection::state>();
-    std::function<void(std::unique_ptr<connection>, int)> done;
-  };
   auto r = std::make_unique<connect_request>();
   r->done = std::move(done);
   uv_tcp_init(l.get(), &r->s->h.tcp);
   r->s->handle()->data = r->s.get();
   r->req.data = r.get();
-  int rc = uv_tcp_connect(&r->req, &r->s->h.tcp, reinterpret_cast<const sockaddr*>(&to.addr),
-                          [](uv_connect_t* req, int status) {
-                            std::unique_ptr<connect_request> owned(static_cast<connect_request*>(req->data));
-                            if (status != 0) {
-                              uv_close(owned->s->handle(), on_closed);
-                              owned->s.release();
-                              owned->done(nullptr, status);
-                              return;
-                            }
-                            owned->done(std::make_unique<connection>(owned->s.release()), 0);
-                          });
-  if (rc != 0) {
-    auto cb = std::move(r->done);
-    uv_close(r->s->handle(), on_closed);
-    r->s.release();
-    cb(nullptr, rc);
-    return;
-  }
-  r.release();
+  int rc = uv_tcp_connect(&r->req, &r->s->h.tcp, reinterpret_cast<const sockaddr*>(&to.addr), on_connected);
+  if (rc != 0) return refuse(std::move(r), rc);
+  r.release();  // owned by the request until on_connected
+}
+
+void connect_unix(loop& l, const std::string& path, std::function<void(std::unique_ptr<connection>, int)> done) {
+  auto r = std::make_unique<connect_request>();
+  r->done = std::move(done);
+  uv_pipe_init(l.get(), &r->s->h.pipe, 0);
+  r->s->handle()->data = r->s.get();
+  r->req.data = r.get();
+  // libuv 1.44 silently truncates a long path (and would connect to another socket).
+  if (path.empty() || path.size() >= sizeof(sockaddr_un{}.sun_path))
+    return refuse(std::move(r), path.empty() ? UV_EINVAL : UV_ENAMETOOLONG);
+  // uv_pipe_connect reports every failure through the callback, on a later loop turn.
+  uv_pipe_connect(&r->req, &r->s->h.pipe, path.c_str(), on_connected);
+  r.release();  // owned by the request until on_connected
 }
 
 }  // namespace sluice::net

@@ -1,4 +1,4 @@
-// connection.h: a TCP connection and SO_REUSEPORT listeners on a libuv loop.
+// connection.h: a TCP or Unix-domain stream connection, outbound connects and SO_REUSEPORT listeners on a libuv loop.
 // Untrusted input: bytes read from remote peers are handed to the owner unexamined.
 #pragma once
 #include <sys/socket.h>
@@ -139,6 +139,17 @@ std::string status_text(int status);
 bool is_end_of_stream(int status);
 
 // Outbound connection. The callback gets the connection, or nullptr and the uv error.
+// Ownership: the pending request owns `done` and the socket until the callback, which runs
+// once on the loop thread (on a later turn, or before connect() returns when the request
+// cannot even be made); the connection is then the callback's. A loop torn down before
+// the connect completes never calls `done`.
 void connect(loop& l, const endpoint& to, std::function<void(std::unique_ptr<connection>, int)> done);
+// The same towards a Unix-domain stream socket at `path` (an LMTP server's socket): the
+// connection carries a byte_stream exactly as a TCP one does; its local() and peer() are
+// empty and credentials() names the listening process. `path` is copied before this
+// returns. A path that does not fit a sockaddr_un (107 bytes) is refused with
+// UV_ENAMETOOLONG before connect_unix returns; a missing socket file or nobody listening
+// (UV_ENOENT, UV_ECONNREFUSED) comes on a later turn. Ownership as for connect().
+void connect_unix(loop& l, const std::string& path, std::function<void(std::unique_ptr<connection>, int)> done);
 
 }  // namespace sluice::net

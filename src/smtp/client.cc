@@ -532,7 +532,9 @@ void client::on_transaction_reply(const reply& r) {
           // RFC 2920 3.1: a 354 after every RCPT failed still needs the terminating dot.
           out_ += ".\r\n";
           t.failed = true;
-          t.pending.push_back(expect::content);
+          // An LMTP server answers the dot once per accepted recipient (RFC 2033 4.2): here
+          // never, and waiting for a reply would stall the session until its timeout.
+          if (!settings_.lmtp || t.rcpt_accepted > 0) t.pending.push_back(expect::content);
         } else {
           if (t.msg->chunked_content) {
             content_due_ = true;
