@@ -19,8 +19,6 @@ namespace {
 
 // How often waiting items, suspensions, rate limits and idle connections are looked at.
 constexpr uint64_t tick_ms = 100;
-// A store failure to record an outcome is retried after this (the outcome is kept).
-constexpr int64_t store_retry_ms = 1000;
 // The shortest time a hop stays bound to the site of a DNS answer (TTL 0 answers).
 constexpr int64_t min_binding_ms = 10'000;
 constexpr int64_t smart_host_binding_ms = 60'000;

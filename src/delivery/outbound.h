@@ -12,6 +12,8 @@
 
 namespace sluice::delivery {
 
+// A store failure to record an outcome is retried after this (the outcome is kept).
+inline constexpr int64_t store_retry_ms = 1000;
 // How long an address that refused a connect is skipped by new attempts.
 inline constexpr int64_t unreachable_ms = 60'000;
 
