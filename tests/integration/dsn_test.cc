@@ -23,9 +23,16 @@ const char* zone =
 
 // The senders' domain: an accepted domain delivered into Maildirs under the daemon's directory,
 // so a report to sender@home.test can be read back from disk.
-const char* home_domain =
+const std::string home_domain =
     "[[accepted_domain]]\nname = \"home.test\"\ntype = \"authoritative\"\nmailbox = \"maildir\"\n"
     "maildir_root = \"@DIR@/mail\"\n\n";
+
+// The daemon's config with the home domain, and its Maildir root (sluice never creates a
+// missing root: that is more likely an unmounted disk than a new installation).
+void configure_home(delivery_env& env, const std::string& delivery_keys, const std::string& extra = "") {
+  env.configure("", delivery_keys, home_domain + extra);
+  run("mkdir -p " + env.daemon.dir() + "/mail");
+}
 
 std::string maildir_of(const delivery_env& env, const std::string& local) {
   return env.daemon.dir() + "/mail/home.test/" + local + "/Maildir";
@@ -66,8 +73,7 @@ std::string send_with_params(uint16_t port, const std::string& mail, const std::
 Test(dsn, one_failure_report_a_delay_report_then_the_expiry_report, .timeout = 120) {
   delivery_env env(zone);
   env.sink("127.0.0.2", {"--reject-rcpt", "bad@*", "--defer-rcpt", "slow@*"});
-  env.configure("", "expire_after = 8\nfailures_before_suspend = 10000\n",
-                std::string(home_domain) + "[dsn]\ndelay_after = 2\n");
+  configure_home(env, "expire_after = 8\nfailures_before_suspend = 10000\n", "[dsn]\ndelay_after = 2\n");
   cr_assert(env.start(), "%s", env.daemon.log().c_str());
   const std::string reply = send_with_params(env.daemon.port(), "<sender@home.test> RET=HDRS ENVID=env-42",
                                              {"<ok@a.test> NOTIFY=FAILURE ORCPT=rfc822;ok@a.test",
@@ -76,8 +82,8 @@ Test(dsn, one_failure_report_a_delay_report_then_the_expiry_report, .timeout = 1
   cr_assert_eq(code_of(reply), 250, "%s", reply.c_str());
   const std::string id = queue_id_of(reply);
   const std::string box = maildir_of(env, "sender");
-  cr_assert(eventually([&] { return reports_in(box).size() >= 3; }, 60'000), "%zu reports\n%s", reports_in(box).size(),
-            env.daemon.log().c_str());
+  cr_assert(eventually([&] { return reports_in(box).size() >= 3; }, 60'000), "%zu reports\n%s\n%s", reports_in(box).size(),
+            env.daemon.log().c_str(), slurp_file(env.daemon.dir() + "/log/tracking.csv").c_str());
   std::this_thread::sleep_for(std::chrono::seconds(3));  // nothing more comes
   const auto reports = reports_in(box);
   cr_assert_eq(reports.size(), 3u, "%zu reports", reports.size());
@@ -113,7 +119,7 @@ Test(dsn, success_reports_delivered_relayed_and_passed_on, .timeout = 90) {
                    "mx-host=b.test,mx1.b.test,10\nhost-record=mx1.b.test,127.0.0.3\n");
   auto& with_dsn = env.sink("127.0.0.2", {"--dsn"});
   env.sink("127.0.0.3");
-  env.configure("", "", home_domain);
+  configure_home(env, "");
   cr_assert(env.start(), "%s", env.daemon.log().c_str());
   const std::string reply =
       send_with_params(env.daemon.port(), "<sender@home.test> ENVID=s-1",
@@ -143,7 +149,7 @@ Test(dsn, success_reports_delivered_relayed_and_passed_on, .timeout = 90) {
 Test(dsn, never_a_report_to_the_null_sender_and_a_failed_report_is_dropped, .timeout = 90) {
   delivery_env env(zone);
   env.sink("127.0.0.2", {"--reject-rcpt", "bad@*"});
-  env.configure("", "", home_domain);
+  configure_home(env, "");
   cr_assert(env.start(), "%s", env.daemon.log().c_str());
   // A bounce of a bounce: from <> to a refused recipient.
   std::string reply = send_with_params(env.daemon.port(), "<>", {"<bad@a.test>"});
@@ -161,13 +167,15 @@ Test(dsn, never_a_report_to_the_null_sender_and_a_failed_report_is_dropped, .tim
   cr_assert_eq(env.tracking("DSN").size(), 1u, "only the report about the second message");
   cr_assert_eq(env.queued_items(), 0);
   const auto list = env.daemon.ctl("queue list --json").output;
-  cr_assert_eq(json_number(list, "reported_messages"), 0, "nothing left pending: %s", list.c_str());
+  cr_assert_eq(json_number(list, "failed_messages"), 0, "nothing left pending: %s", list.c_str());
 }
 
 Test(dsn, kill_9_between_outcome_and_report_neither_loses_nor_repeats_a_report, .timeout = 180) {
   delivery_env env(zone);
   env.sink("127.0.0.2", {"--reject-rcpt", "*"});
-  env.configure("", "", home_domain);
+  // Refusals come at 100 a second, so the kill below lands while outcomes are still being
+  // recorded and reported.
+  configure_home(env, "message_rate = 100\n");
   cr_assert(env.start(), "%s", env.daemon.log().c_str());
   const int messages = 300;
   const auto sent = env.send("s", messages, {"--domain", "a.test", "--from", "sender@home.test", "--sessions", "4"});
@@ -177,6 +185,8 @@ Test(dsn, kill_9_between_outcome_and_report_neither_loses_nor_repeats_a_report, 
   cr_assert(eventually([&] { return run("ls " + box + "/new 2>/dev/null | wc -l").output != "0\n"; }, 30'000), "%s",
             env.daemon.log().c_str());
   env.daemon.kill9();
+  const std::size_t before = count_lines(env.daemon.dir() + "/log/tracking.csv");
+  cr_assert_lt(env.tracking("DSN").size(), static_cast<std::size_t>(messages), "the kill came after every report");
   cr_assert(env.start(), "%s", env.daemon.log().c_str());
   cr_assert(eventually([&] { return reports_in(box).size() >= static_cast<std::size_t>(messages); }, 90'000),
             "%zu reports\n%s", reports_in(box).size(), env.daemon.log().c_str());
@@ -195,4 +205,5 @@ Test(dsn, kill_9_between_outcome_and_report_neither_loses_nor_repeats_a_report, 
   cr_assert_eq(reports_of.size(), static_cast<std::size_t>(messages), "every original reported: %zu", reports_of.size());
   for (const auto& [original, ids] : reports_of)
     cr_assert_eq(ids.size(), 1u, "%s reported %zu times", original.c_str(), ids.size());
+  cr_assert_gt(count_lines(env.daemon.dir() + "/log/tracking.csv"), before, "the restarted daemon reported the rest");
 }
