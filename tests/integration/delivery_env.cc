@@ -76,14 +76,37 @@ verify_result delivery_env::verify(const send_result& sent) {
   return blaster_verify({sent.record}, received_logs());
 }
 
-std::vector<std::string> delivery_env::tracking(const std::string& event) const {
-  std::ifstream in(daemon.dir() + "/log/tracking.csv");
+namespace {
+
+// date,event,"id","sender",...: whether the sender field is the null sender's.
+bool from_null_sender(const std::string& line) {
+  std::size_t pos = 0;
+  for (int f = 0; f < 3 && pos != std::string::npos; ++f) {
+    if (line[pos] == '"') pos = line.find('"', pos + 1);
+    pos = line.find(',', pos);
+    if (pos != std::string::npos) ++pos;
+  }
+  return pos != std::string::npos && line.compare(pos, 5, "\"<>\",") == 0;
+}
+
+std::vector<std::string> lines_of(const std::string& file, const std::string& event, bool reports) {
+  std::ifstream in(file);
   std::vector<std::string> out;
   std::string line;
   const std::string field = "," + event + ",";
   while (std::getline(in, line))
-    if (line.find(field) != std::string::npos) out.push_back(line);
+    if (line.find(field) != std::string::npos && from_null_sender(line) == reports) out.push_back(line);
   return out;
+}
+
+}  // namespace
+
+std::vector<std::string> delivery_env::tracking(const std::string& event) const {
+  return lines_of(daemon.dir() + "/log/tracking.csv", event, false);
+}
+
+std::vector<std::string> delivery_env::report_tracking(const std::string& event) const {
+  return lines_of(daemon.dir() + "/log/tracking.csv", event, true);
 }
 
 std::size_t delivery_env::tracked_recipients(const std::string& event) const {

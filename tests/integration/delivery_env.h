@@ -37,8 +37,10 @@ struct delivery_env {
   // Stops every sink (so that its record is complete), then blaster verify of `sent` against them.
   verify_result verify(const send_result& sent);
 
-  // Tracking log lines with `event` ("DELIVER", "DEFER", "FAIL", "EXPIRE").
+  // Tracking log lines with `event` ("DELIVER", "DEFER", "FAIL", "EXPIRE", "DSN") about the
+  // test's own messages; the daemon's reports (sender <>) are in report_tracking().
   std::vector<std::string> tracking(const std::string& event) const;
+  std::vector<std::string> report_tracking(const std::string& event) const;
   // Recipients named by `event` lines (a line may list several, ';'-separated).
   std::size_t tracked_recipients(const std::string& event) const;
   // Delivery items left in the store, and messages still to categorize (sluicectl queue list).

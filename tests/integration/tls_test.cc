@@ -232,7 +232,7 @@ Test(integration_tls, partner_connector_requires_a_client_certificate) {
   d.write_config(cfg);
   START(d);
   std::string base = "swaks --server 127.0.0.1:" + std::to_string(d.port()) +
-                     " --local-interface 127.0.0.2 --from a@example.org --to someone@partner.example --timeout 20 --tls";
+                     " --local-interface 127.0.0.2 --from a@example.org --to alice@sluice.test --timeout 20 --tls";
   auto without = run(base);
   cr_assert_neq(without.status, 0, "no client certificate must fail: %s", without.output.c_str());
   cr_assert(without.output.find("250 2.6.0") == std::string::npos, "%s", without.output.c_str());
