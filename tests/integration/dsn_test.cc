@@ -207,3 +207,22 @@ Test(dsn, kill_9_between_outcome_and_report_neither_loses_nor_repeats_a_report, 
     cr_assert_eq(ids.size(), 1u, "%s reported %zu times", original.c_str(), ids.size());
   cr_assert_gt(count_lines(env.daemon.dir() + "/log/tracking.csv"), before, "the restarted daemon reported the rest");
 }
+
+Test(dsn, a_report_that_cannot_be_delivered_expires_after_the_shorter_report_lifetime, .timeout = 90) {
+  // The sender's MX does not answer: its report waits, and gives up after [dsn]
+  // expire_after, long before the [delivery] lifetime of ordinary mail.
+  delivery_env env(std::string(zone) + "mx-host=dead.test,mx1.dead.test,10\nhost-record=mx1.dead.test,127.0.0.9\n");
+  env.sink("127.0.0.2", {"--reject-rcpt", "bad@*"});
+  env.configure("", "expire_after = 3600\nfailures_before_suspend = 10000\n", "[dsn]\nexpire_after = 4\n");
+  cr_assert(env.start(), "%s", env.daemon.log().c_str());
+  const std::string reply = send_with_params(env.daemon.port(), "<someone@dead.test>", {"<bad@a.test>"});
+  cr_assert_eq(code_of(reply), 250, "%s", reply.c_str());
+  cr_assert(eventually([&] { return env.tracking("DSN").size() == 1; }, 10'000), "%s", env.daemon.log().c_str());
+  cr_assert(eventually([&] { return env.report_tracking("DEFER").size() >= 1; }, 10'000), "%s",
+            slurp_file(env.daemon.dir() + "/log/tracking.csv").c_str());
+  cr_assert(eventually([&] { return env.report_tracking("EXPIRE").size() == 1; }, 30'000), "%s",
+            slurp_file(env.daemon.dir() + "/log/tracking.csv").c_str());
+  cr_assert(eventually([&] { return env.queued_items() == 0 && has(env.daemon.log(), "no report is sent about a report"); }, 10'000),
+            "%s\n%s", env.daemon.ctl("queue list").output.c_str(), env.daemon.log().c_str());
+  cr_assert_eq(env.tracking("DSN").size(), 1u, "the expired report is not reported");
+}
