@@ -133,6 +133,9 @@ class engine {
   // that found no usable connection, a connector that is gone.
   void settle_all(const work& w, const smtp::reply& r, std::string_view remote_mta);
   void settle_all(const work& w, const store::message_view& view, const smtp::reply& r, std::string_view remote_mta);
+  // For an item found expired before its next attempt: the reason its last attempt gave
+  // (what the sender's report should say), or that it was never tried.
+  static smtp::reply expired_reply(const store::message_view& view);
   // The item's view, or nullptr when it is gone (then forgotten; a read error is logged).
   std::unique_ptr<store::message_view> open_item(const work& w);
   // The hop's send connector is gone or disabled: the current route table decides where

@@ -82,7 +82,7 @@ void engine::start_maildir(hop& h, work&& w, const config::accepted_domain& ad) 
   auto view = open_item(w);
   if (!view) return;
   if (retry::expired(policy_for(view->envelope), w.received_at_ms, now_ms()))
-    return settle_all(w, *view, {451, "4.4.7", "not attempted: message expired"}, "");
+    return settle_all(w, *view, expired_reply(*view), "");
   auto job = std::make_shared<maildir_job>();
   job->w = w;
   job->target = {ad.maildir_root, ad.maildir_path};

@@ -159,7 +159,7 @@ bool engine::outbound::begin(work w) {
   result_ = {};
   if (indices_.empty() || retry::expired(e_.policy_for(env), w.received_at_ms, e_.now_ms())) {
     // Expired before this attempt: record() fails every recipient with 4.4.7.
-    e_.settle_all(w, *view_, {451, "4.4.7", "not attempted: message expired"}, "");
+    e_.settle_all(w, *view_, e_.expired_reply(*view_), "");
     view_.reset();
     return false;
   }

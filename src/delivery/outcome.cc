@@ -87,6 +87,10 @@ void engine::record(const work& w, const store::message_view& view, attempt_resu
   submit(std::move(req));
 }
 
+smtp::reply engine::expired_reply(const store::message_view& view) {
+  return {451, "4.4.7", view.item.last_error.empty() ? std::string("not attempted before the message expired") : view.item.last_error};
+}
+
 void engine::add_reports(const store::message_view& view, const attempt_result& result, bool expired,
                          store::deliver_request& req) const {
   const smtp::envelope& env = view.envelope;
