@@ -55,14 +55,6 @@ struct lmtp_body {
   }
 };
 
-outbound_message message(const lmtp_body& b, std::vector<std::string> rcpts) {
-  outbound_message m;
-  m.mail_from = "a@x.test";
-  m.recipients = std::move(rcpts);
-  m.body = b.chunks;
-  m.size = b.bytes.size();
-  return m;
-}
 
 // The stored message without the trace lines Dovecot puts on top (Return-Path, and
 // Delivered-To where it adds one); asserts the Return-Path names our sender.

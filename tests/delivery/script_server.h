@@ -239,3 +239,14 @@ using sluice::delivery::connection_settings;
 using sluice::delivery::outbound_message;
 using sluice::delivery::smtp_connection;
 using sluice::route::tls_policy;
+
+// A message from a test body (any type with `chunks` and `bytes`) to `rcpts`, from a@x.test.
+template <class Body>
+outbound_message message(const Body& b, std::vector<std::string> rcpts) {
+  outbound_message m;
+  m.mail_from = "a@x.test";
+  m.recipients = std::move(rcpts);
+  m.body = b.chunks;
+  m.size = b.bytes.size();
+  return m;
+}

@@ -41,14 +41,6 @@ struct stored_body {
   }
 };
 
-outbound_message message(const stored_body& b, std::vector<std::string> rcpts) {
-  outbound_message m;
-  m.mail_from = "a@x.test";
-  m.recipients = std::move(rcpts);
-  m.body = b.chunks;
-  m.size = b.bytes.size();
-  return m;
-}
 
 }  // namespace
 

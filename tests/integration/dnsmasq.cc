@@ -92,36 +92,18 @@ bool dnsmasq::start_once(const std::vector<std::string>& extra_args) {
       "--user=" + std::string(pw != nullptr ? pw->pw_name : "root"),
       "--group=" + std::string(gr != nullptr ? gr->gr_name : "root")};
   args.insert(args.end(), extra_args.begin(), extra_args.end());
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
   const std::string stderr_path = dir_ + "/dnsmasq.stderr";
-  const pid_t parent = ::getpid();
-  pid_ = ::fork();
-  if (pid_ == 0) {
-    end_with_parent(parent);
-    int out = ::open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(out, 1);
-    ::dup2(out, 2);
-    // Debian puts dnsmasq in /usr/sbin, which a non-root PATH often lacks.
-    ::execv("/usr/sbin/dnsmasq", argv.data());
-    ::execvp("dnsmasq", argv.data());
-    std::_Exit(127);
-  }
+  pid_ = spawn_peer(std::move(args), stderr_path);
   if (pid_ < 0) {
     error_ = "fork failed";
     return false;
   }
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (std::chrono::steady_clock::now() < deadline) {
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      error_ = "dnsmasq exited (status " + std::to_string(status) + "): " + read_all(stderr_path) + log();
-      return false;
-    }
-    if (answers()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  int status = 0;
+  if (wait_ready(pid_, [this] { return answers(); }, status)) return true;
+  if (status >= 0) {
+    pid_ = -1;
+    error_ = "dnsmasq exited (status " + std::to_string(status) + "): " + read_all(stderr_path) + log();
+    return false;
   }
   error_ = "dnsmasq did not answer within 10 s: " + read_all(stderr_path);
   stop();

@@ -197,36 +197,18 @@ bool dovecot::start_once(const std::vector<std::string>& users) {
   conf.close();
 
   const std::string conf_path = dir_ + "/dovecot.conf", stderr_path = dir_ + "/dovecot.stderr";
-  std::vector<std::string> args = {"dovecot", "-F", "-c", conf_path};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const pid_t parent = ::getpid();
-  pid_ = ::fork();
-  if (pid_ == 0) {
-    end_with_parent(parent);
-    ::setpgid(0, 0);  // Dovecot's children join this group: stop() ends them all
-    int out = ::open(stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(out, 1);
-    ::dup2(out, 2);
-    ::execv("/usr/sbin/dovecot", argv.data());
-    ::execvp("dovecot", argv.data());
-    std::_Exit(127);
-  }
+  // Its own process group: Dovecot's children join it, so stop() ends them all.
+  pid_ = spawn_peer({"dovecot", "-F", "-c", conf_path}, stderr_path, true);
   if (pid_ < 0) {
     error_ = "fork failed";
     return false;
   }
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (std::chrono::steady_clock::now() < deadline) {
-    int status = 0;
-    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      error_ = "dovecot exited (status " + std::to_string(status) + "): " + read_all(stderr_path) + log();
-      return false;
-    }
-    if (tcp_accepts(port_) && unix_accepts(lmtp_socket())) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  int status = 0;
+  if (wait_ready(pid_, [&] { return tcp_accepts(port_) && unix_accepts(lmtp_socket()); }, status)) return true;
+  if (status >= 0) {
+    pid_ = -1;
+    error_ = "dovecot exited (status " + std::to_string(status) + "): " + read_all(stderr_path) + log();
+    return false;
   }
   error_ = "dovecot did not accept on 127.0.0.1:" + std::to_string(port_) + " and " + lmtp_socket() +
            " within 10 s: " + read_all(stderr_path) + log();
