@@ -254,13 +254,16 @@ engine::site& engine::site_for(const std::string& key, const config::send_connec
     slot->shared = registry_.find(key);
     stats_.sites = static_cast<uint32_t>(sites_.size());
   }
-  site& s = *slot;
-  s.limits = limits_for(sc, domain);
+  set_limits(*slot, limits_for(sc, domain));
+  return *slot;
+}
+
+void engine::set_limits(site& s, const config::delivery_limits& limits) {
+  s.limits = limits;
   // Every loop configures the shared buckets with the same values from the same generation.
   s.shared->connect_rate.configure(s.limits.connection_rate);
   s.shared->message_rate.configure(s.limits.message_rate);
   s.streak.configure(s.limits.failures_before_suspend, int64_t{s.limits.suspend_s} * 1000);
-  return s;
 }
 
 smtp::reply engine::suspended_reply(const site& s) const {

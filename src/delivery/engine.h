@@ -120,6 +120,7 @@ class engine {
   void bind(hop& h);
   void resolved(uint64_t hop_id, dns::destination&& d, uint64_t config_epoch);
   site& site_for(const std::string& key, const config::send_connector& sc, std::string_view domain);
+  void set_limits(site& s, const config::delivery_limits& limits);
   void enqueue(site& s, hop& h);
   // The site failed failures_before_suspend connections in a row: what it has ready is
   // deferred now (and whatever becomes ready while it stays suspended), not tried one by one.

@@ -70,12 +70,8 @@ engine::site& engine::lmtp_site(const config::accepted_domain& ad) {
     slot->hosts.push_back({ad.lmtp_target, 0, ad.lmtp_port, {}});
     if (ad.lmtp_socket.empty()) slot->hosts.back().addresses.push_back(ad.lmtp_address.to_string());
   }
-  site& s = *slot;
-  s.limits = cfg_->delivery.limits;
-  s.shared->connect_rate.configure(s.limits.connection_rate);
-  s.shared->message_rate.configure(s.limits.message_rate);
-  s.streak.configure(s.limits.failures_before_suspend, int64_t{s.limits.suspend_s} * 1000);
-  return s;
+  set_limits(*slot, cfg_->delivery.limits);
+  return *slot;
 }
 
 void engine::start_maildir(hop& h, work&& w, const config::accepted_domain& ad) {
