@@ -66,13 +66,10 @@ void print_delivery_queues(const std::vector<store::hop_entry>& hops, int64_t no
   }
 }
 
-void queue_list(const global_options& g) {
-  store::queue_store s;
-  open_store(s, g);
-  std::string error;
-  auto st = s.stats(error);
-  if (!st) throw command_error{error};
+// Every delivery queue (hop record), in hop id order.
+std::vector<store::hop_entry> read_hops(const store::queue_store& s) {
   std::vector<store::hop_entry> hops;
+  std::string error;
   if (!s.for_each_hop(
           [&](const store::hop_entry& e) {
             hops.push_back(e);
@@ -80,6 +77,16 @@ void queue_list(const global_options& g) {
           },
           error))
     throw command_error{error};
+  return hops;
+}
+
+void queue_list(const global_options& g) {
+  store::queue_store s;
+  open_store(s, g);
+  std::string error;
+  auto st = s.stats(error);
+  if (!st) throw command_error{error};
+  const std::vector<store::hop_entry> hops = read_hops(s);
   const int64_t now = now_ms();
   const bool json = g.json;
 
@@ -230,15 +237,8 @@ struct queue_snapshot {
   std::map<base::queue_id, std::vector<queued_item>> items;  // by message, in queue order
   std::vector<base::queue_id> submissions;                    // not categorized yet
 
-  explicit queue_snapshot(const store::queue_store& s) {
+  explicit queue_snapshot(const store::queue_store& s) : hops(read_hops(s)) {
     std::string error;
-    if (!s.for_each_hop(
-            [&](const store::hop_entry& e) {
-              hops.push_back(e);
-              return true;
-            },
-            error))
-      throw command_error{error};
     for (const auto& h : hops)
       if (!s.for_each_item(
               h.id,

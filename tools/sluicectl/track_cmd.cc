@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common.h"
+#include "rules/rules.h"
 
 namespace sluice::ctl {
 
@@ -147,32 +148,13 @@ int64_t parse_time_bound(const std::string& text, const char* option, int64_t no
 
 char lower(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
 
-// Case-insensitive: a pattern with '*' must match the whole text ('*' = any run of
-// characters); without one it matches anywhere in it.
+// Case-insensitive: a pattern with '*' or '?' is a glob that must match the whole text
+// (rules::glob_match, as transport rules match addresses); any other matches anywhere in it.
 bool address_matches(std::string_view pattern, std::string_view text) {
-  if (pattern.find('*') == std::string_view::npos) {
-    auto it = std::search(text.begin(), text.end(), pattern.begin(), pattern.end(),
-                          [](char a, char b) { return lower(a) == lower(b); });
-    return it != text.end() || pattern.empty();
-  }
-  // Greedy with backtracking to the last star: linear in practice, never exponential.
-  size_t p = 0, t = 0, star = std::string_view::npos, resume = 0;
-  while (t < text.size()) {
-    if (p < pattern.size() && pattern[p] == '*') {
-      star = p++;
-      resume = t;
-    } else if (p < pattern.size() && lower(pattern[p]) == lower(text[t])) {
-      ++p;
-      ++t;
-    } else if (star != std::string_view::npos) {
-      p = star + 1;
-      t = ++resume;
-    } else {
-      return false;
-    }
-  }
-  while (p < pattern.size() && pattern[p] == '*') ++p;
-  return p == pattern.size();
+  if (pattern.find_first_of("*?") != std::string_view::npos) return rules::glob_match(pattern, text);
+  auto it = std::search(text.begin(), text.end(), pattern.begin(), pattern.end(),
+                        [](char a, char b) { return lower(a) == lower(b); });
+  return it != text.end();
 }
 
 const char* const event_names[] = {"RECEIVE", "SUBMIT", "ROUTE", "DELIVER", "DEFER",
@@ -321,8 +303,8 @@ void add_track_commands(CLI::App& app, global_options& g) {
   auto* search = track->add_subcommand(
       "search", "tracking events matching every filter given, oldest first, rotated files included");
   search->fallthrough();
-  search->add_option("--sender", o->sender, "sender contains this, or matches this * glob (any case)");
-  search->add_option("--recipient", o->recipient, "a recipient contains this, or matches this * glob (any case)");
+  search->add_option("--sender", o->sender, "sender contains this, or matches this * ? glob (any case)");
+  search->add_option("--recipient", o->recipient, "a recipient contains this, or matches this * ? glob (any case)");
   search->add_option("--id", o->id, "queue id: a message's whole life");
   search->add_option("--event", o->event, "RECEIVE, SUBMIT, ROUTE, DELIVER, DEFER, FAIL, DSN, EXPIRE or RULE "
                                           "(comma-separated list)");
