@@ -28,7 +28,9 @@ std::string submit(uint16_t port, const std::string& from, const std::vector<std
     if (code_of(why) == 250) why = c.cmd("RCPT TO:<" + r + ">");
   if (code_of(why) == 250) why = c.cmd("DATA");
   if (code_of(why) != 354) return "";
-  c.send_raw("Subject: ctl test\r\n\r\n" + std::string(3000, 'x') + "\r\n.\r\n");
+  std::string body = "Subject: ctl test\r\n\r\n";
+  for (int i = 0; i < 50; ++i) body += std::string(60, 'x') + "\r\n";  // 3 KB: more than one Kbyte
+  c.send_raw(body + ".\r\n");
   why = c.reply();
   c.cmd("QUIT");
   return queue_id_of(why);
