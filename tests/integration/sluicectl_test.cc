@@ -132,12 +132,14 @@ Test(sluicectl, track_search_reads_rotated_files_in_time_order_and_csv_quoting, 
   world w;
   // A rotated file as log::append_file names it, in the log's format: a reply with a comma
   // and quotes, two recipients, and a raw escape character the log would never hold.
+  // Two of them, the later one written first: the names, not the directory, give the order.
+  const std::string header = "date-time,event,queue-id,sender,recipients,connector,detail\n";
   w.env.daemon.write_file("log/tracking.20200101-120000-0000.csv",
-                          "date-time,event,queue-id,sender,recipients,connector,detail\n"
-                          "2020-01-01T10:00:00.000Z,DELIVER,\"00000000000000aa\",\"old@past.test\","
-                          "\"x@old.test;y@old.test\",\"dns:Internet:old.test\",\"250 2.0.0 ok, \"\"queued\"\" as 7\"\n"
-                          "2020-01-01T11:30:00.000Z,DEFER,\"00000000000000bb\",\"old@past.test\",\"z@old.test\","
+                          header + "2020-01-01T11:30:00.000Z,DEFER,\"00000000000000bb\",\"old@past.test\",\"z@old.test\","
                           "\"dns:Internet:old.test\",\"451 bad \x1b[2J here\"\n");
+  w.env.daemon.write_file("log/tracking.20200101-110000-0000.csv",
+                          header + "2020-01-01T10:00:00.000Z,DELIVER,\"00000000000000aa\",\"old@past.test\","
+                          "\"x@old.test;y@old.test\",\"dns:Internet:old.test\",\"250 2.0.0 ok, \"\"queued\"\" as 7\"\n");
   // The time window holds only the first old event; its fields come out whole.
   const auto old = w.ctl("track search --since 2020-01-01T09:00:00Z --until 2020-01-01T11:00:00Z --json");
   const auto ls = lines(old.output);
@@ -157,7 +159,7 @@ Test(sluicectl, track_search_reads_rotated_files_in_time_order_and_csv_quoting, 
   const auto recent = w.ctl("track search --since 1h");
   cr_assert(has(recent.output, w.a) && !has(recent.output, "old@past.test"), "%s", recent.output.c_str());
   cr_assert(lines(w.ctl("track search --until 3d --since 2020-01-02").output).empty());
-  // Everything: the rotated file's events first, then the live file's.
+  // Everything: the rotated files' events first, oldest first, then the live file's.
   const auto all = lines(w.ctl("track search").output);
   cr_assert_geq(all.size(), 4u);
   cr_assert(has(all[0], "00000000000000aa") && has(all[1], "00000000000000bb"), "%s\n%s", all[0].c_str(),
