@@ -103,6 +103,13 @@ Test(sluicectl, track_search_by_id_sender_recipient_and_event, .timeout = 60) {
   cr_assert_geq(ls.size(), 2u, "%s", life.output.c_str());
   cr_assert(has(ls.front(), "RECEIVE"), "%s", life.output.c_str());
   cr_assert(has(ls.back(), "DELIVER") && has(ls.back(), "ok@a.test"), "%s", life.output.c_str());
+  // In time order though the loops log in batches: b was received, routed, then deferred.
+  long long last = 0;
+  for (const auto& l : lines(w.ctl("track search --json --id " + w.b).output)) {
+    const long long t = json_number(l, "time_ms");
+    cr_assert_geq(t, last, "out of order: %s", l.c_str());
+    last = t;
+  }
   // Any case, substring or glob.
   expect_only(w.ctl("track search --sender alice.SENDER"), w.a, {w.b, w.c});
   expect_only(w.ctl("track search --sender '*@HOME.EXAMPLE'"), w.a, {w.b, w.c});

@@ -5,9 +5,11 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
+#include <cstdint>
 #include <cctype>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -271,6 +273,17 @@ void track_search(const global_options& g, const search_options& o) {
   if (!o.since.empty()) f.since = parse_time_bound(o.since, "--since", now);
   if (!o.until.empty()) f.until = parse_time_bound(o.until, "--until", now);
   uint64_t malformed = 0;
+  // Each worker loop writes its events in batches, so a file is in time order only to
+  // within a flush or so: lines wait here until one a minute newer is read (equal times
+  // keep their file order), and a message's life comes out in the order it happened.
+  constexpr int64_t reorder_window_ms = 60'000;
+  std::multimap<int64_t, tracking_line> pending;
+  auto emit_before = [&](int64_t limit) {
+    while (!pending.empty() && pending.begin()->first < limit) {
+      print_line(pending.begin()->second, g.json);
+      pending.erase(pending.begin());
+    }
+  };
   for (const auto& path : log_files(resolve_log_dir(g, o.log_dir))) {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw command_error{fmt::format("cannot read {}", terminal_text(path.string()))};
@@ -285,9 +298,12 @@ void track_search(const global_options& g, const search_options& o) {
       }
       if (!f(*l)) continue;
       l->file = path.filename().string();
-      print_line(*l, g.json);
+      const int64_t t = l->time_ms;
+      pending.emplace(t, std::move(*l));
+      emit_before(pending.rbegin()->first - reorder_window_ms);
     }
   }
+  emit_before(INT64_MAX);
   std::fflush(stdout);
   if (malformed != 0) fmt::print(stderr, "sluicectl: {} malformed tracking log line{} skipped\n", malformed,
                                  malformed == 1 ? "" : "s");
