@@ -5,28 +5,50 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <filesystem>
+#include <optional>
 #include <toml++/toml.h>
 
 namespace sluice::ctl {
 
+namespace {
+
+// One [server] key of the config file, straight from the file (the rest of the
+// configuration is the config module's business); nullopt when it is absent or empty.
+std::optional<std::string> server_key(const std::string& config_file, const char* key) {
+  toml::table config;
+  try {
+    config = toml::parse_file(config_file);
+  } catch (const toml::parse_error& e) {
+    throw command_error{fmt::format("cannot read config {}: {}", config_file, std::string(e.description()))};
+  }
+  auto value = config["server"][key].value<std::string>();
+  if (!value || value->empty()) return std::nullopt;
+  return value;
+}
+
+}  // namespace
+
 std::string resolve_queue_dir(const global_options& g) {
   if (!g.queue_dir.empty()) return g.queue_dir;
   if (!g.config_file.empty()) {
-    // Only [server] queue_dir is read here, straight from the file; the rest of the
-    // configuration is the config module's business.
-    toml::table config;
-    try {
-      config = toml::parse_file(g.config_file);
-    } catch (const toml::parse_error& e) {
-      throw command_error{fmt::format("cannot read config {}: {}", g.config_file,
-                                      std::string(e.description()))};
-    }
-    auto dir = config["server"]["queue_dir"].value<std::string>();
-    if (!dir || dir->empty())
-      throw command_error{fmt::format("{} has no [server] queue_dir", g.config_file)};
+    auto dir = server_key(g.config_file, "queue_dir");
+    if (!dir) throw command_error{fmt::format("{} has no [server] queue_dir", g.config_file)};
     return *dir;
   }
   return "./var/queue";
+}
+
+std::string resolve_log_dir(const global_options& g, const std::string& explicit_dir) {
+  if (!explicit_dir.empty()) return explicit_dir;
+  if (!g.config_file.empty()) return server_key(g.config_file, "log_dir").value_or("./var/log");
+  if (!g.queue_dir.empty()) {
+    // The layout sluiced is given by default (var/queue beside var/log), kept for any root.
+    std::filesystem::path q{g.queue_dir};
+    if (!q.has_filename()) q = q.parent_path();
+    return (q.parent_path() / "log").string();
+  }
+  return "./var/log";
 }
 
 std::string format_age(int64_t s) {

@@ -27,6 +27,9 @@ struct command_error {
 // --queue-dir, else `[server] queue_dir` from --config, else ./var/queue.
 // Throws command_error when the config cannot be read.
 std::string resolve_queue_dir(const global_options& g);
+// Where the tracking log is: `explicit_dir` (--log-dir), else `[server] log_dir` from
+// --config (default ./var/log), else "log" beside --queue-dir, else ./var/log.
+std::string resolve_log_dir(const global_options& g, const std::string& explicit_dir);
 
 std::string format_age(int64_t seconds);      // "42s", "5m07s", "3h02m", "2d04h"
 std::string format_bytes(uint64_t bytes);     // "812 B", "14.2 KiB", "1.5 GiB"
@@ -43,5 +46,7 @@ int64_t now_ms();
 // One registration function per command group, each in its own file.
 void add_queue_commands(CLI::App& app, global_options& g);
 void add_route_commands(CLI::App& app, global_options& g);  // route_cmd.cc
+void add_track_commands(CLI::App& app, global_options& g);  // track_cmd.cc
+void add_mailq_command(CLI::App& app, global_options& g);   // queue_cmd.cc
 
 }  // namespace sluice::ctl

@@ -1,14 +1,19 @@
-// queue_cmd.cc: `sluicectl queue list|show`: read-only views of the queue store (submission and delivery queues).
+// queue_cmd.cc: `sluicectl queue list|show|summary` and `sluicectl mailq`: read-only views of the queue store (submission and delivery queues).
 // Untrusted input: message envelopes and bodies stored from remote SMTP clients (printed as data).
 #include <fmt/format.h>
 
+#include <time.h>
+
 #include <CLI/CLI.hpp>
+#include <array>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "base/queue_id.h"
 #include "common.h"
+#include "route/hop_key.h"
 #include "store/store.h"
 
 namespace sluice::ctl {
@@ -61,13 +66,10 @@ void print_delivery_queues(const std::vector<store::hop_entry>& hops, int64_t no
   }
 }
 
-void queue_list(const global_options& g) {
-  store::queue_store s;
-  open_store(s, g);
-  std::string error;
-  auto st = s.stats(error);
-  if (!st) throw command_error{error};
+// Every delivery queue (hop record), in hop id order.
+std::vector<store::hop_entry> read_hops(const store::queue_store& s) {
   std::vector<store::hop_entry> hops;
+  std::string error;
   if (!s.for_each_hop(
           [&](const store::hop_entry& e) {
             hops.push_back(e);
@@ -75,6 +77,16 @@ void queue_list(const global_options& g) {
           },
           error))
     throw command_error{error};
+  return hops;
+}
+
+void queue_list(const global_options& g) {
+  store::queue_store s;
+  open_store(s, g);
+  std::string error;
+  auto st = s.stats(error);
+  if (!st) throw command_error{error};
+  const std::vector<store::hop_entry> hops = read_hops(s);
   const int64_t now = now_ms();
   const bool json = g.json;
 
@@ -212,7 +224,155 @@ void queue_show(const global_options& g, const std::string& id_text) {
   if (!body.empty() && body.back() != '\n') fmt::print("\n");
 }
 
+
+// One delivery item of a message as mailq and summary see it: its queue and its record.
+struct queued_item {
+  const store::hop_entry* hop = nullptr;
+  store::delivery_item_record item;
+};
+
+// Every delivery queue and every item in it, read in the store's short transactions.
+struct queue_snapshot {
+  std::vector<store::hop_entry> hops;
+  std::map<base::queue_id, std::vector<queued_item>> items;  // by message, in queue order
+  std::vector<base::queue_id> submissions;                    // not categorized yet
+
+  explicit queue_snapshot(const store::queue_store& s) : hops(read_hops(s)) {
+    std::string error;
+    for (const auto& h : hops)
+      if (!s.for_each_item(
+              h.id,
+              [&](base::queue_id id, const store::delivery_item_record& r) {
+                items[id].push_back({&h, r});
+                return true;
+              },
+              error))
+        throw command_error{error};
+    if (!s.for_each_submission(
+            [&](base::queue_id id) {
+              submissions.push_back(id);
+              return true;
+            },
+            error))
+      throw command_error{error};
+  }
+};
+
+// Postfix's `mailq`: id (* in delivery, ! held), size, arrival, sender, then each
+// recipient still queued under the last error of its item, in parentheses.
+void mailq(const global_options& g) {
+  store::queue_store s;
+  open_store(s, g);
+  const queue_snapshot q(s);
+  std::string error;
+  uint64_t bytes = 0, requests = 0;
+  bool ok = s.for_each_message(
+      [&](base::queue_id id, const smtp::envelope& env, const store::message_metadata& meta) {
+        auto it = q.items.find(id);
+        const bool waiting = std::binary_search(q.submissions.begin(), q.submissions.end(), id);
+        // A message whose recipients are all done stays only for its pending reports.
+        if (it == q.items.end() && !waiting) return true;
+        char mark = ' ';
+        if (it != q.items.end())
+          for (const auto& p : it->second) {
+            if (p.item.state == store::item_state::in_flight) mark = '*';
+            else if (p.hop->record.status == store::hop_status::suspended && mark == ' ') mark = '!';
+          }
+        std::time_t arrival = static_cast<std::time_t>(meta.received_at_ms / 1000);
+        std::tm tm{};
+        localtime_r(&arrival, &tm);
+        char when[32];
+        std::strftime(when, sizeof when, "%a %b %e %H:%M:%S", &tm);
+        if (requests == 0) fmt::print("{:<17} {:>8} {:<20} {}\n", "-Queue ID-", "--Size--", "----Arrival Time----",
+                                      "-Sender/Recipient-------");
+        fmt::print("{}{} {:>8} {:<20} {}\n", id.text(), mark, meta.body_size, when, sender_text(env.mail_from));
+        auto recipient = [&](uint32_t i) {
+          if (i < env.recipients.size()) fmt::print("{:<48}{}\n", "", terminal_text(env.recipients[i].address));
+        };
+        if (it == q.items.end()) {
+          for (uint32_t i = 0; i < env.recipients.size(); ++i) recipient(i);
+        } else {
+          for (const auto& p : it->second) {
+            if (!p.item.last_error.empty()) fmt::print("({})\n", terminal_text(p.item.last_error));
+            for (uint32_t i : p.item.recipients) recipient(i);
+          }
+        }
+        fmt::print("\n");
+        bytes += meta.body_size;
+        ++requests;
+        return true;
+      },
+      error);
+  if (!ok) throw command_error{error};
+  if (requests == 0) fmt::print("Mail queue is empty\n");
+  else fmt::print("-- {} Kbytes in {} Request{}.\n", (bytes + 1023) / 1024, requests, requests == 1 ? "" : "s");
+}
+
+// qshape's buckets: an item younger than 5 minutes counts under "5", and so on, doubling.
+constexpr std::array<int64_t, 9> bucket_minutes = {5, 10, 20, 40, 80, 160, 320, 640, 1280};
+using bucket_counts = std::array<uint64_t, bucket_minutes.size() + 2>;  // T, the buckets, 1280+
+
+// The destination qshape would name: the domain of a DNS hop, else the hop key itself.
+std::string destination_of(const std::string& hop_key) {
+  const auto parts = route::parse_hop_key(hop_key);
+  return parts.kind == route::hop_key_kind::dns ? std::string(parts.domain) : hop_key;
+}
+
+void count_age(bucket_counts& c, int64_t age_ms) {
+  size_t b = 0;
+  while (b < bucket_minutes.size() && age_ms >= bucket_minutes[b] * 60'000) ++b;
+  ++c[0];
+  ++c[1 + b];
+}
+
+void queue_summary(const global_options& g) {
+  store::queue_store s;
+  open_store(s, g);
+  const queue_snapshot q(s);
+  const int64_t now = now_ms();
+  std::map<std::string, bucket_counts> by_destination;
+  bucket_counts total{};
+  for (const auto& [id, parts] : q.items)
+    for (const auto& p : parts) {
+      count_age(by_destination[destination_of(p.hop->record.key)], now - p.item.received_at_ms);
+      count_age(total, now - p.item.received_at_ms);
+    }
+  if (g.json) {
+    auto counts = [](const bucket_counts& c) {
+      std::string out = fmt::format("\"total\":{}", c[0]);
+      for (size_t b = 0; b < bucket_minutes.size(); ++b) out += fmt::format(",\"{}\":{}", bucket_minutes[b], c[1 + b]);
+      return out + fmt::format(",\"{}+\":{}", bucket_minutes.back(), c.back());
+    };
+    fmt::print("{{\"buckets_minutes\":[");
+    for (size_t b = 0; b < bucket_minutes.size(); ++b) fmt::print("{}{}", b ? "," : "", bucket_minutes[b]);
+    fmt::print("],\"total\":{{{}}},\"destinations\":[", counts(total));
+    bool first = true;
+    for (const auto& [dest, c] : by_destination) {
+      fmt::print("{}{{\"destination\":{},{}}}", first ? "" : ",", json_string(dest), counts(c));
+      first = false;
+    }
+    fmt::print("]}}\n");
+    return;
+  }
+  auto row = [](const std::string& name, const bucket_counts& c) {
+    fmt::print("{:>40}", name);
+    for (uint64_t n : c) fmt::print(" {:>5}", n);
+    fmt::print("\n");
+  };
+  fmt::print("{:>40} {:>5}", "", "T");
+  for (int64_t m : bucket_minutes) fmt::print(" {:>5}", m);
+  fmt::print(" {:>5}\n", "1280+");
+  row("TOTAL", total);
+  for (const auto& [dest, c] : by_destination) row(terminal_text(dest), c);
+}
+
 }  // namespace
+
+void add_mailq_command(CLI::App& app, global_options& g) {
+  auto* cmd = app.add_subcommand("mailq", "the queue in Postfix's mailq format");
+  cmd->fallthrough();
+  cmd->callback([&g] { mailq(g); });
+}
 
 void add_queue_commands(CLI::App& app, global_options& g) {
   auto* queue = app.add_subcommand("queue", "inspect the submission and delivery queues");
@@ -228,6 +388,11 @@ void add_queue_commands(CLI::App& app, global_options& g) {
   show->fallthrough();
   show->add_option("id", *id, "queue id (16 hex digits)")->required();
   show->callback([&g, id] { queue_show(g, *id); });
+
+  auto* summary = queue->add_subcommand(
+      "summary", "per destination, queued items by age in minutes (qshape's columns: total, <5, <10 ... 1280+)");
+  summary->fallthrough();
+  summary->callback([&g] { queue_summary(g); });
 }
 
 }  // namespace sluice::ctl
