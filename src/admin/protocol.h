@@ -112,7 +112,16 @@ struct daemon_info {
   std::chrono::system_clock::time_point started_at{};
   // Log lines lost to failed writes since start (any thread may call it); null: not shown.
   std::function<uint64_t()> dropped_log_lines;
+  // Reloads the configuration exactly as SIGHUP does. Called on the admin loop; it must
+  // not wait for the reload. `done` is called once, on the thread that reloaded, with ""
+  // (reloaded) or why the running configuration was kept, one problem per line. Null:
+  // this daemon does not offer `reload`.
+  std::function<void(std::function<void(std::string)> done)> reload;
 };
+
+// The response to a request that is answered after apply() returns. Call it once, from
+// any thread; the server sends what it is given.
+using reply_fn = std::function<void(response)>;
 
 // Everything a command's apply step may read. Later commands (queue, message,
 // connector, tracking, reload) add what they need here (e.g. a store pointer).
@@ -120,6 +129,12 @@ struct context {
   const snapshot& state;
   const daemon_info& daemon;
   std::chrono::system_clock::time_point now;
+  // A command whose answer comes later (reload waits for the main thread) calls defer()
+  // and answers through the function it returns; the response apply() leaves is then
+  // ignored, and the server holds the connection's later requests until the answer has
+  // gone out, so answers stay in request order. Null where only immediate answers are
+  // possible (such a command then answers at once with an error).
+  std::function<reply_fn()> defer;
 };
 
 struct arguments {

@@ -3,6 +3,8 @@
 #pragma once
 #include <list>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -49,7 +51,18 @@ class server {
   friend class session;
   void accept(std::unique_ptr<net::connection> c);
   void finish(session* s);  // removes s; s must not be used afterwards
-  response answer(std::string_view line);
+  // The response to send now, or none when the command answers later (then `s` waits).
+  std::optional<response> answer(std::string_view line, session& s);
+  // Loop thread: hands answers that came back from other threads to their sessions.
+  void deliver_later_answers();
+
+  // Later answers come back here from any thread. Shared with the reply functions, so
+  // one that arrives after the server is gone finds wake == null and is dropped.
+  struct inbox {
+    std::mutex mutex;
+    net::async_signal* wake = nullptr;
+    std::vector<std::pair<uint64_t, response>> ready;  // ticket, answer
+  };
 
   net::loop& loop_;
   std::string path_;
@@ -62,6 +75,9 @@ class server {
   // callbacks (a read, its idle timer), which must not destroy the objects they run in.
   std::vector<std::unique_ptr<session>> finished_;
   net::timer reap_;
+  uint64_t next_ticket_ = 1;
+  std::shared_ptr<inbox> inbox_;
+  net::async_signal inbox_wake_;
 };
 
 }  // namespace sluice::admin
