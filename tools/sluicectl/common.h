@@ -43,5 +43,7 @@ int64_t now_ms();
 // One registration function per command group, each in its own file.
 void add_queue_commands(CLI::App& app, global_options& g);
 void add_route_commands(CLI::App& app, global_options& g);  // route_cmd.cc
+void add_reload_commands(CLI::App& app, global_options& g);   // reload_cmd.cc
+void add_config_commands(CLI::App& app, global_options& g);   // config_cmd.cc
 
 }  // namespace sluice::ctl

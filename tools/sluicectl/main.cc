@@ -20,6 +20,8 @@ int main(int argc, char** argv) {
   // Command groups; message, connector, route, tracking and reload slot in here.
   sluice::ctl::add_queue_commands(app, g);
   sluice::ctl::add_route_commands(app, g);
+  sluice::ctl::add_reload_commands(app, g);
+  sluice::ctl::add_config_commands(app, g);
 
   try {
     app.parse(argc, argv);

@@ -1,0 +1,164 @@
+// reload_ctl_test.cc: `sluicectl reload` against the running sluiced, and `sluicectl config check` offline.
+// Untrusted input: none (the test writes every file it reads).
+#include <criterion/criterion.h>
+
+#include <algorithm>
+#include <string>
+
+#include "assertions.h"
+#include "harness.h"
+
+using namespace sluice::testing;
+
+namespace {
+
+std::string with_domain(const std::string& name, const std::string& type) {
+  return "\n[[accepted_domain]]\nname = \"" + name + "\"\ntype = \"" + type + "\"\n";
+}
+
+// The 1-based line of the first line of `text` that contains `needle`, as a string.
+std::string line_of(const std::string& text, const std::string& needle) {
+  size_t at = text.find(needle);
+  if (at == std::string::npos) return "not found";
+  return std::to_string(std::count(text.begin(), text.begin() + static_cast<long>(at), '\n') + 1);
+}
+
+command_result check(const std::string& file) { return run(sluicectl_path() + " config check " + file); }
+
+}  // namespace
+
+Test(integration_reload_ctl, reload_applies_a_changed_file_and_reports_it) {
+  sluiced_process d;
+  d.write_config(sluiced_process::default_config());
+  START(d);
+  auto r = d.ctl("route test x@fresh.test");
+  EXPECT_HAS(r, "accepted domain: none");
+
+  d.write_config(sluiced_process::default_config() + with_domain("fresh.test", "internal_relay"));
+  r = d.ctl("reload");
+  cr_assert_eq(r.status, 0, "%s", r.output.c_str());
+  EXPECT_HAS(r, "configuration reloaded");
+  // The answer comes after the reload: the very next query already sees the new file.
+  r = d.ctl("route test x@fresh.test");
+  cr_assert_eq(r.status, 0, "%s", r.output.c_str());
+  EXPECT_HAS(r, "accepted domain: fresh.test");
+  cr_assert(d.log().find("configuration reloaded from") != std::string::npos, "%s", d.log().c_str());
+}
+
+Test(integration_reload_ctl, a_broken_file_is_refused_and_the_running_one_stays) {
+  sluiced_process d;
+  const std::string good = sluiced_process::default_config() + with_domain("fresh.test", "internal_relay");
+  d.write_config(good);
+  START(d);
+
+  // A value the loader refuses: the error names the file and the line.
+  const std::string bad = good + with_domain("broken.test", "sideways");
+  d.write_config(bad);
+  auto r = d.ctl("reload");
+  cr_assert_eq(r.status, 1, "%s", r.output.c_str());
+  EXPECT_HAS(r, "sluicectl: reload failed, the running configuration stays in force");
+  EXPECT_HAS(r, "sluice.toml:" + line_of(bad, "\"sideways\"") + ":");
+  EXPECT_HAS(r, "sideways");
+  r = d.ctl("route test x@broken.test");
+  EXPECT_HAS(r, "accepted domain: none");
+  r = d.ctl("route test x@fresh.test");
+  EXPECT_HAS(r, "accepted domain: fresh.test");
+
+  // A file that loads but whose generation cannot be built (a certificate that is not
+  // there) is refused by the same path SIGHUP takes.
+  d.write_config(sluiced_process::default_config() + with_domain("other.test", "internal_relay") + R"(
+[[receive_connector]]
+name = "Secure"
+type = "internet"
+bindings = ["127.0.0.1:@PORT@"]
+remote_ranges = ["127.0.0.9"]
+tls = { starttls = "offered", certificate = "missing-cert.pem", key = "missing-key.pem" }
+)");
+  r = d.ctl("reload");
+  cr_assert_eq(r.status, 1, "%s", r.output.c_str());
+  EXPECT_HAS(r, "reload failed, the running configuration stays in force");
+  EXPECT_HAS(r, "missing-cert.pem");
+  r = d.ctl("route test x@other.test");
+  EXPECT_HAS(r, "accepted domain: none");
+
+  // Fixed again, the next reload takes.
+  d.write_config(good + with_domain("later.test", "internal_relay"));
+  r = d.ctl("reload");
+  cr_assert_eq(r.status, 0, "%s", r.output.c_str());
+  EXPECT_HAS(d.ctl("route test x@later.test"), "accepted domain: later.test");
+}
+
+Test(integration_reload_ctl, reload_without_a_daemon) {
+  sluiced_process d;
+  d.write_config(sluiced_process::default_config());
+  auto r = d.ctl("reload");
+  cr_assert_eq(r.status, 1, "%s", r.output.c_str());
+  EXPECT_HAS(r, "sluicectl: sluiced is not running (no socket at " + d.dir() + "/admin.sock)");
+}
+
+Test(integration_reload_ctl, check_of_the_shipped_file) {
+  const std::string file = source_root() + "/etc/sluice.toml";
+  auto r = check(file);
+  cr_assert_eq(r.status, 0, "%s", r.output.c_str());
+  EXPECT_HAS(r, file + ": ok");
+}
+
+Test(integration_reload_ctl, check_reports_every_error_with_its_line) {
+  sluiced_process d;  // only for its private directory: no daemon runs
+  const std::string text = R"([server]
+hostname = "mx.sluice.test"
+workers = "two"
+
+[[accepted_domain]]
+name = "a.test"
+type = "sideways"
+
+[[receive_connector]]
+name = "Internet"
+bindings = ["127.0.0.1:99999"]
+)";
+  d.write_file("bad.toml", text);
+  const std::string file = d.dir() + "/bad.toml";
+  auto r = check(file);
+  cr_assert_eq(r.status, 1, "%s", r.output.c_str());
+  EXPECT_HAS(r, file + ":" + line_of(text, "\"two\"") + ":");
+  EXPECT_HAS(r, file + ":" + line_of(text, "\"sideways\"") + ":");
+  EXPECT_HAS(r, file + ":" + line_of(text, "99999") + ":");
+  cr_assert(r.output.find(": ok") == std::string::npos, "%s", r.output.c_str());
+
+  // TOML that does not parse: the line of the syntax error.
+  const std::string broken = "[server]\nhostname = \"mx.sluice.test\"\nworkers = = 2\n";
+  d.write_file("syntax.toml", broken);
+  r = check(d.dir() + "/syntax.toml");
+  cr_assert_eq(r.status, 1, "%s", r.output.c_str());
+  EXPECT_HAS(r, d.dir() + "/syntax.toml:3:");
+
+  r = check(d.dir() + "/no-such.toml");
+  cr_assert_eq(r.status, 1, "%s", r.output.c_str());
+  EXPECT_HAS(r, "no-such.toml");
+}
+
+Test(integration_reload_ctl, check_reports_route_conflicts_and_writes_nothing) {
+  sluiced_process d;
+  const std::string text = R"([server]
+hostname = "mx.sluice.test"
+queue_dir = "@DIR@/never-queue"
+log_dir = "@DIR@/never-log"
+
+[[send_connector]]
+name = "Twice"
+address_spaces = ["*"]
+
+[[send_connector]]
+name = "Twice"
+address_spaces = ["example.org"]
+)";
+  std::string t = text;
+  for (size_t at; (at = t.find("@DIR@")) != std::string::npos;) t.replace(at, 5, d.dir());
+  d.write_file("conflict.toml", t);
+  auto r = check(d.dir() + "/conflict.toml");
+  cr_assert_eq(r.status, 1, "%s", r.output.c_str());
+  EXPECT_HAS(r, "Twice");
+  auto listing = run("ls " + d.dir());
+  cr_assert(listing.output.find("never-") == std::string::npos, "config check created: %s", listing.output.c_str());
+}
