@@ -162,3 +162,23 @@ address_spaces = ["example.org"]
   auto listing = run("ls " + d.dir());
   cr_assert(listing.output.find("never-") == std::string::npos, "config check created: %s", listing.output.c_str());
 }
+
+Test(integration_reload_ctl, check_loads_certificates_as_the_daemon_does) {
+  sluiced_process d;
+  d.write_file("junk-cert.pem", "this is not a certificate\n");
+  d.write_file("junk-key.pem", "nor is this a key\n");
+  const std::string text = R"([server]
+hostname = "mx.sluice.test"
+
+[[receive_connector]]
+name = "Secure"
+type = "internet"
+bindings = ["127.0.0.1:2525"]
+tls = { starttls = "offered", certificate = "junk-cert.pem", key = "junk-key.pem" }
+)";
+  d.write_file("tls.toml", text);
+  const std::string file = d.dir() + "/tls.toml";
+  auto r = check(file);
+  cr_assert_eq(r.status, 1, "%s", r.output.c_str());
+  EXPECT_HAS(r, file + ":" + line_of(text, "[[receive_connector]]") + ": receive connector Secure: TLS: ");
+}
