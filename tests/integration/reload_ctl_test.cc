@@ -1,8 +1,13 @@
 // reload_ctl_test.cc: `sluicectl reload` against the running sluiced, and `sluicectl config check` offline.
 // Untrusted input: none (the test writes every file it reads).
 #include <criterion/criterion.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <string>
 
 #include "assertions.h"
@@ -21,6 +26,34 @@ std::string line_of(const std::string& text, const std::string& needle) {
   size_t at = text.find(needle);
   if (at == std::string::npos) return "not found";
   return std::to_string(std::count(text.begin(), text.begin() + static_cast<long>(at), '\n') + 1);
+}
+
+// Sends `requests` to the admin socket in one write and reads until `responses` framed
+// answers (each ending in a "." line) have come, or 10 s pass.
+std::string admin_exchange(const std::string& socket_path, const std::string& requests, int responses) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, socket_path.data(), std::min(socket_path.size(), sizeof addr.sun_path - 1));
+  std::string got;
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0 ||
+      send(fd, requests.data(), requests.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(requests.size())) {
+    close(fd);
+    return "connect or send failed";
+  }
+  int seen = 0;
+  for (int waited = 0; seen < responses && waited < 10'000; waited += 100) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    char buf[4096];
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+    seen = 0;
+    for (size_t at = 0; (at = got.find("\n.\n", at)) != std::string::npos; at += 3) ++seen;
+  }
+  close(fd);
+  return got;
 }
 
 command_result check(const std::string& file) { return run(sluicectl_path() + " config check " + file); }
@@ -43,6 +76,20 @@ Test(integration_reload_ctl, reload_applies_a_changed_file_and_reports_it) {
   cr_assert_eq(r.status, 0, "%s", r.output.c_str());
   EXPECT_HAS(r, "accepted domain: fresh.test");
   cr_assert(d.log().find("configuration reloaded from") != std::string::npos, "%s", d.log().c_str());
+}
+
+Test(integration_reload_ctl, requests_behind_a_reload_wait_for_its_answer) {
+  sluiced_process d;
+  d.write_config(sluiced_process::default_config());
+  START(d);
+  d.write_config(sluiced_process::default_config() + with_domain("fresh.test", "internal_relay"));
+  // Pipelined on one connection: the reload's answer comes first, and the query behind it
+  // is answered from the configuration the reload installed.
+  const std::string got = admin_exchange(d.dir() + "/admin.sock", "reload\nroute test x@fresh.test\n", 2);
+  const size_t reloaded = got.find("ok\nconfiguration reloaded\n.\n");
+  cr_assert(reloaded != std::string::npos, "%s", got.c_str());
+  cr_assert_eq(reloaded, 0u, "the reload is answered first: %s", got.c_str());
+  cr_assert(got.find("accepted domain: fresh.test", reloaded) != std::string::npos, "%s", got.c_str());
 }
 
 Test(integration_reload_ctl, a_broken_file_is_refused_and_the_running_one_stays) {
