@@ -124,7 +124,9 @@ void reload_commands(command_table& t) {
       return;
     }
     reply_fn reply = ctx.defer();
-    ctx.daemon.reload([reply = std::move(reply)](std::string error) { reply(reload_response(error)); });
+    ctx.daemon.reload([reply = std::move(reply)](std::string error, std::chrono::system_clock::time_point loaded_at) {
+      reply(reload_response(error), loaded_at);
+    });
   };
   t.add(std::move(c));
 }

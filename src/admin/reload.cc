@@ -19,14 +19,14 @@ reload_requests::batch reload_requests::take() {
   return batch(std::exchange(waiting_, {}));
 }
 
-void reload_requests::batch::answer(const std::string& result) {
-  for (auto& done : std::exchange(waiting_, {})) done(result);
+void reload_requests::batch::answer(const std::string& result, std::chrono::system_clock::time_point loaded_at) {
+  for (auto& done : std::exchange(waiting_, {})) done(result, loaded_at);
 }
 
-void reload_requests::batch::answer(const std::vector<std::string>& errors) {
+void reload_requests::batch::refused(const std::vector<std::string>& errors) {
   std::string text;
   for (const auto& e : errors) text += (text.empty() ? "" : "\n") + e;
-  answer(text.empty() ? std::string("the configuration was refused") : text);
+  refused(text);
 }
 
 }  // namespace sluice::admin

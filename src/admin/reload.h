@@ -1,6 +1,7 @@
 // reload.h: carries `sluicectl reload` requests to the thread that reloads (sluiced's main thread) and its result back.
 // Untrusted input: none (requests carry no data; results are the daemon's own messages).
 #pragma once
+#include <chrono>
 #include <functional>
 #include <mutex>
 #include <string>
@@ -14,7 +15,8 @@ namespace sluice::admin {
 // wakes it, with SIGHUP; the reload that follows answers it.
 class reload_requests {
  public:
-  using done_fn = std::function<void(std::string)>;  // "" = reloaded, else the error text
+  // ("", the new configuration's loaded_at) = reloaded, else (the error text, {}).
+  using done_fn = std::function<void(std::string, std::chrono::system_clock::time_point)>;
 
   // `wake` makes the reloading thread start a reload soon (sluiced: kill(getpid(), SIGHUP));
   // it is called on the requesting thread, outside the lock.
@@ -34,11 +36,13 @@ class reload_requests {
     batch() = default;
     explicit batch(std::vector<done_fn> waiting) : waiting_(std::move(waiting)) {}
     // Answers every request of the batch once; later calls do nothing.
-    void answer(const std::string& result);
-    void answer(const std::vector<std::string>& errors);  // one error a line
+    void reloaded(std::chrono::system_clock::time_point loaded_at) { answer("", loaded_at); }
+    void refused(const std::string& error_text) { answer(error_text.empty() ? "refused" : error_text, {}); }
+    void refused(const std::vector<std::string>& errors);  // one error a line
     size_t size() const { return waiting_.size(); }
 
    private:
+    void answer(const std::string& result, std::chrono::system_clock::time_point loaded_at);
     std::vector<done_fn> waiting_;
   };
   batch take();

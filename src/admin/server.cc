@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <utility>
 
 #include "admin/commands.h"
 
@@ -159,10 +160,10 @@ std::optional<response> server::answer(std::string_view line, session& s) {
     ticket = next_ticket_++;
     // Called from any thread, possibly after the server is gone: it only touches the
     // inbox, which it keeps alive.
-    return [box = inbox_, ticket](response r) {
+    return [box = inbox_, ticket](response r, std::chrono::system_clock::time_point answer_from) {
       std::lock_guard lock(box->mutex);
       if (box->wake == nullptr) return;
-      box->ready.emplace_back(ticket, std::move(r));
+      box->ready.push_back({ticket, std::move(r), answer_from});
       box->wake->send();
     };
   };
@@ -172,17 +173,29 @@ std::optional<response> server::answer(std::string_view line, session& s) {
   return std::nullopt;
 }
 
+void server::set_state(snapshot s) {
+  state_ = std::move(s);
+  if (!held_.empty()) deliver_later_answers();
+}
+
 void server::deliver_later_answers() {
-  std::vector<std::pair<uint64_t, response>> ready;
+  std::vector<later_answer> ready = std::exchange(held_, {});
   {
     std::lock_guard lock(inbox_->mutex);
-    ready.swap(inbox_->ready);
+    for (auto& a : inbox_->ready) ready.push_back(std::move(a));
+    inbox_->ready.clear();
   }
-  for (auto& [ticket, r] : ready) {
+  for (auto& a : ready) {
+    // A reload's answer can come back before this loop has taken the generation it
+    // built (they travel separately): it waits for it here.
+    if (state_.loaded_at < a.answer_from) {
+      held_.push_back(std::move(a));
+      continue;
+    }
     // The client may have gone (or timed out) meanwhile: then nobody is told.
     auto it = std::find_if(sessions_.begin(), sessions_.end(),
-                           [t = ticket](const auto& s) { return s->waiting_for() == t; });
-    if (it != sessions_.end()) (*it)->answered(r);
+                           [t = a.ticket](const auto& s) { return s->waiting_for() == t; });
+    if (it != sessions_.end()) (*it)->answered(a.reply);
   }
 }
 

@@ -160,7 +160,7 @@ int main(int argc, char** argv) {
       auto next = config::load_file(config_path);
       if (!next) {
         std::fprintf(stderr, "sluiced: reload failed, configuration unchanged:\n%s\n", next.error_text().c_str());
-        asked.answer(next.error_text());
+        asked.refused(next.error_text());
         continue;
       }
       const auto& running = current->cfg->server;
@@ -170,14 +170,14 @@ int main(int argc, char** argv) {
       if (!next_generation) {
         for (const auto& e : next_generation.errors)
           std::fprintf(stderr, "sluiced: reload failed, configuration unchanged: %s\n", e.c_str());
-        asked.answer(next_generation.errors);
+        asked.refused(next_generation.errors);
         continue;
       }
       current = std::move(next_generation.built);
       budget.set_limit(current->cfg->server.max_in_flight_bytes);
       for (auto& w : workers) w->reload(current);
       std::fprintf(stderr, "sluiced: configuration reloaded from %s\n", config_path.c_str());
-      asked.answer("");
+      asked.reloaded(current->loaded_at);
       continue;
     }
     std::fprintf(stderr, "sluiced: signal %d: shutting down\n", sig);
