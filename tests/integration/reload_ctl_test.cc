@@ -58,6 +58,14 @@ std::string admin_exchange(const std::string& socket_path, const std::string& re
 
 command_result check(const std::string& file) { return run(sluicectl_path() + " config check " + file); }
 
+// Writes `text` as `name` in d's directory and checks it; the check must refuse it.
+command_result check_refused(sluiced_process& d, const std::string& name, const std::string& text) {
+  d.write_file(name, text);
+  command_result r = check(d.dir() + "/" + name);
+  cr_assert_eq(r.status, 1, "%s", r.output.c_str());
+  return r;
+}
+
 }  // namespace
 
 Test(integration_reload_ctl, reload_applies_a_changed_file_and_reports_it) {
@@ -164,10 +172,8 @@ type = "sideways"
 name = "Internet"
 bindings = ["127.0.0.1:99999"]
 )";
-  d.write_file("bad.toml", text);
   const std::string file = d.dir() + "/bad.toml";
-  auto r = check(file);
-  cr_assert_eq(r.status, 1, "%s", r.output.c_str());
+  auto r = check_refused(d, "bad.toml", text);
   EXPECT_HAS(r, file + ":" + line_of(text, "\"two\"") + ":");
   EXPECT_HAS(r, file + ":" + line_of(text, "\"sideways\"") + ":");
   EXPECT_HAS(r, file + ":" + line_of(text, "99999") + ":");
@@ -175,9 +181,7 @@ bindings = ["127.0.0.1:99999"]
 
   // TOML that does not parse: the line of the syntax error.
   const std::string broken = "[server]\nhostname = \"mx.sluice.test\"\nworkers = = 2\n";
-  d.write_file("syntax.toml", broken);
-  r = check(d.dir() + "/syntax.toml");
-  cr_assert_eq(r.status, 1, "%s", r.output.c_str());
+  r = check_refused(d, "syntax.toml", broken);
   EXPECT_HAS(r, d.dir() + "/syntax.toml:3:");
 
   r = check(d.dir() + "/no-such.toml");
@@ -202,9 +206,7 @@ address_spaces = ["example.org"]
 )";
   std::string t = text;
   for (size_t at; (at = t.find("@DIR@")) != std::string::npos;) t.replace(at, 5, d.dir());
-  d.write_file("conflict.toml", t);
-  auto r = check(d.dir() + "/conflict.toml");
-  cr_assert_eq(r.status, 1, "%s", r.output.c_str());
+  auto r = check_refused(d, "conflict.toml", t);
   EXPECT_HAS(r, "Twice");
   auto listing = run("ls " + d.dir());
   cr_assert(listing.output.find("never-") == std::string::npos, "config check created: %s", listing.output.c_str());
@@ -223,9 +225,7 @@ type = "internet"
 bindings = ["127.0.0.1:2525"]
 tls = { starttls = "offered", certificate = "junk-cert.pem", key = "junk-key.pem" }
 )";
-  d.write_file("tls.toml", text);
   const std::string file = d.dir() + "/tls.toml";
-  auto r = check(file);
-  cr_assert_eq(r.status, 1, "%s", r.output.c_str());
+  auto r = check_refused(d, "tls.toml", text);
   EXPECT_HAS(r, file + ":" + line_of(text, "[[receive_connector]]") + ": receive connector Secure: TLS: ");
 }
