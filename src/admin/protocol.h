@@ -128,7 +128,7 @@ struct daemon_info {
 using reply_fn = std::function<void(response, std::chrono::system_clock::time_point answer_from)>;
 
 // Everything a command's apply step may read. Later commands (queue, message,
-// connector, tracking, reload) add what they need here (e.g. a store pointer).
+// connector, tracking) add what they need here (e.g. a store pointer).
 struct context {
   const snapshot& state;
   const daemon_info& daemon;

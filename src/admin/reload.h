@@ -39,7 +39,6 @@ class reload_requests {
     void reloaded(std::chrono::system_clock::time_point loaded_at) { answer("", loaded_at); }
     void refused(const std::string& error_text) { answer(error_text.empty() ? "refused" : error_text, {}); }
     void refused(const std::vector<std::string>& errors);  // one error a line
-    size_t size() const { return waiting_.size(); }
 
    private:
     void answer(const std::string& result, std::chrono::system_clock::time_point loaded_at);

@@ -35,7 +35,7 @@ class server {
   void close();
   // Loop thread: requests from now on answer from `s` (the worker gives the server the
   // admin view of each configuration generation its loop takes).
-  // Later answers that waited for this snapshot go out now.
+  // Answers held until this snapshot (a reload's, see reply_fn) go out now.
   void set_state(snapshot s);
 
   const std::string& socket_path() const { return path_; }
