@@ -96,8 +96,44 @@ void server_commands(command_table& t) {
   t.add(std::move(cfg));
 }
 
+// What `reload` answers for a result of daemon_info::reload.
+response reload_response(const std::string& error) {
+  response r;
+  if (error.empty()) {
+    r.add("configuration reloaded");
+    return r;
+  }
+  r = response::failure("reload failed, the running configuration stays in force");
+  size_t start = 0;
+  while (start < error.size()) {
+    size_t nl = error.find('\n', start);
+    if (nl == std::string::npos) nl = error.size();
+    if (nl > start) r.add(error.substr(start, nl - start));
+    start = nl + 1;
+  }
+  return r;
+}
+
+void reload_commands(command_table& t) {
+  command c;
+  c.path = {"reload"};
+  c.summary = "reload the configuration file as SIGHUP does, and wait for the result";
+  c.apply = [](const arguments&, const context& ctx, response& r) {
+    if (!ctx.daemon.reload || !ctx.defer) {
+      r = response::failure("this daemon cannot reload from the admin socket");
+      return;
+    }
+    reply_fn reply = ctx.defer();
+    ctx.daemon.reload([reply = std::move(reply)](std::string error, std::chrono::system_clock::time_point loaded_at) {
+      reply(reload_response(error), loaded_at);
+    });
+  };
+  t.add(std::move(c));
+}
+
 }  // namespace
 
+void add_reload_commands(command_table& t) { reload_commands(t); }
 void add_route_commands(command_table& t) { route_commands(t); }
 void add_server_commands(command_table& t) { server_commands(t); }
 
@@ -105,6 +141,7 @@ command_table default_commands() {
   command_table t;
   add_server_commands(t);
   add_route_commands(t);
+  add_reload_commands(t);
   // help describes the table as built, so it is added last and holds a copy of the
   // other commands' usage lines (the table is immutable once the server has it).
   std::vector<std::string> lines;

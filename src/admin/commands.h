@@ -1,4 +1,4 @@
-// commands.h: the admin commands sluiced answers on its socket (route test, status, config, help).
+// commands.h: the admin commands sluiced answers on its socket (route test, status, config, reload, help).
 // Untrusted input: command arguments from admin socket clients (checked before use).
 #pragma once
 #include <chrono>
@@ -9,11 +9,12 @@
 namespace sluice::admin {
 
 // The table sluiced serves. Each command group registers itself here; a new group
-// (queue, message, connector, tracking, reload) adds an add_*_commands(table) call.
+// (queue, message, connector, tracking) adds an add_*_commands(table) call.
 command_table default_commands();
 
 void add_route_commands(command_table& t);   // route test <address> [--size N] [--receive-connector NAME]
 void add_server_commands(command_table& t);  // status, config, help (help lists t itself)
+void add_reload_commands(command_table& t);  // reload (needs daemon_info::reload and context::defer)
 
 // The version sluiced and sluicectl were built as (the meson project version).
 std::string_view version();

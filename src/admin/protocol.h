@@ -112,14 +112,33 @@ struct daemon_info {
   std::chrono::system_clock::time_point started_at{};
   // Log lines lost to failed writes since start (any thread may call it); null: not shown.
   std::function<uint64_t()> dropped_log_lines;
+  // Reloads the configuration exactly as SIGHUP does. Called on the admin loop; it must
+  // not wait for the reload. `done` is called once, on the thread that reloaded, with ""
+  // and the new configuration's loaded_at (reloaded), or why the running configuration
+  // was kept (one problem per line) and a default time point. Null: this daemon does not
+  // offer `reload`.
+  using reload_done = std::function<void(std::string error, std::chrono::system_clock::time_point loaded_at)>;
+  std::function<void(reload_done done)> reload;
 };
 
+// The response to a request that is answered after apply() returns. Call it once, from
+// any thread. The server sends it once it answers from a snapshot loaded at or after
+// `answer_from` (the default: at once), so a request behind a reload on the same
+// connection sees the configuration that reload installed.
+using reply_fn = std::function<void(response, std::chrono::system_clock::time_point answer_from)>;
+
 // Everything a command's apply step may read. Later commands (queue, message,
-// connector, tracking, reload) add what they need here (e.g. a store pointer).
+// connector, tracking) add what they need here (e.g. a store pointer).
 struct context {
   const snapshot& state;
   const daemon_info& daemon;
   std::chrono::system_clock::time_point now;
+  // A command whose answer comes later (reload waits for the main thread) calls defer()
+  // and answers through the function it returns; the response apply() leaves is then
+  // ignored, and the server holds the connection's later requests until the answer has
+  // gone out, so answers stay in request order. Null where only immediate answers are
+  // possible (such a command then answers at once with an error).
+  std::function<reply_fn()> defer;
 };
 
 struct arguments {

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
+#include <utility>
 
 #include "admin/commands.h"
 
@@ -27,39 +29,65 @@ class server::session final : public net::connection_handler {
 
   void on_read(std::string_view data) override {
     buffer_.append(data);
+    process();
+  }
+
+  // Answers the complete lines in the buffer, in order, until one is answered later.
+  // False when the session has finished (the caller must not touch it again).
+  bool process() {
     size_t start = 0;
-    for (;;) {
+    while (waiting_ == 0) {
       size_t nl = buffer_.find('\n', start);
       if (nl == std::string::npos) break;
       std::string_view line(buffer_.data() + start, nl - start);
-      conn_->write(encode_response(owner_.answer(line)));
       start = nl + 1;
+      std::optional<response> now = owner_.answer(line, *this);
+      if (now) conn_->write(encode_response(*now));
     }
     buffer_.erase(0, start);
     // A client that sends requests without reading the answers stops being read
-    // until it catches up, so its responses cannot pile up in memory.
-    if (conn_->write_queue_size() > max_unread_output) {
-      conn_->pause_reading();
-      paused_ = true;
-    }
-    if (buffer_.size() > max_request_line + 1) {
+    // until it catches up, so its responses cannot pile up in memory; one whose
+    // request is being answered later is not read on either.
+    if (waiting_ != 0 || conn_->write_queue_size() > max_unread_output) pause();
+    if (waiting_ == 0 && buffer_.size() > max_request_line + 1) {
       // No line end within the limit: answer once and hang up rather than buffer on.
       conn_->write(encode_response(
           response::failure("request longer than " + std::to_string(max_request_line) + " bytes")));
       owner_.finish(this);
-      return;
+      return false;
     }
     idle_.again();
+    return true;
+  }
+
+  // The request waiting for ticket `t` will be answered later (server::answer).
+  void wait_for(uint64_t t) { waiting_ = t; }
+  uint64_t waiting_for() const { return waiting_; }
+  // Loop thread: the later answer has come; the requests held behind it go on.
+  void answered(const response& r) {
+    waiting_ = 0;
+    conn_->write(encode_response(r));
+    if (process() && waiting_ == 0 && conn_->write_queue_size() <= max_unread_output) resume();
   }
 
   void on_read_end(int) override { owner_.finish(this); }
   void on_drained() override {
+    if (waiting_ == 0) resume();
+  }
+
+  void close() { conn_->close(); }
+
+ private:
+  void pause() {
+    if (paused_) return;
+    conn_->pause_reading();
+    paused_ = true;
+  }
+  void resume() {
     if (!paused_) return;
     paused_ = false;
     conn_->resume_reading();
   }
-
-  void close() { conn_->close(); }
 
  private:
   server& owner_;
@@ -67,6 +95,7 @@ class server::session final : public net::connection_handler {
   net::timer idle_;
   std::string buffer_;
   bool paused_ = false;
+  uint64_t waiting_ = 0;  // the ticket of the request answered later, 0 = none
   std::list<std::unique_ptr<session>>::iterator self_;
 };
 
@@ -78,9 +107,17 @@ server::server(net::loop& l, std::string socket_path, daemon_info info, command_
       info_(std::move(info)),
       commands_(std::move(commands)),
       listener_(l, [this](std::unique_ptr<net::connection> c) { accept(std::move(c)); }),
-      reap_(l) {}
+      reap_(l),
+      inbox_(std::make_shared<inbox>()),
+      inbox_wake_(l, [this] { deliver_later_answers(); }) {
+  inbox_->wake = &inbox_wake_;
+}
 
-server::~server() { close(); }
+server::~server() {
+  close();
+  std::lock_guard lock(inbox_->mutex);
+  inbox_->wake = nullptr;  // answers still on their way are dropped from now on
+}
 
 std::string server::listen() {
   int rc = listener_.listen(path_, 0600);
@@ -116,9 +153,50 @@ void server::finish(session* s) {
   reap_.start(0, 0, [this] { finished_.clear(); });
 }
 
-response server::answer(std::string_view line) {
+std::optional<response> server::answer(std::string_view line, session& s) {
+  uint64_t ticket = 0;
   context ctx{state_, info_, std::chrono::system_clock::now()};
-  return commands_.dispatch(line, ctx);
+  ctx.defer = [this, &ticket]() -> reply_fn {
+    ticket = next_ticket_++;
+    // Called from any thread, possibly after the server is gone: it only touches the
+    // inbox, which it keeps alive.
+    return [box = inbox_, ticket](response r, std::chrono::system_clock::time_point answer_from) {
+      std::lock_guard lock(box->mutex);
+      if (box->wake == nullptr) return;
+      box->ready.push_back({ticket, std::move(r), answer_from});
+      box->wake->send();
+    };
+  };
+  response r = commands_.dispatch(line, ctx);
+  if (ticket == 0) return r;
+  s.wait_for(ticket);
+  return std::nullopt;
+}
+
+void server::set_state(snapshot s) {
+  state_ = std::move(s);
+  if (!held_.empty()) deliver_later_answers();
+}
+
+void server::deliver_later_answers() {
+  std::vector<later_answer> ready = std::exchange(held_, {});
+  {
+    std::lock_guard lock(inbox_->mutex);
+    for (auto& a : inbox_->ready) ready.push_back(std::move(a));
+    inbox_->ready.clear();
+  }
+  for (auto& a : ready) {
+    // A reload's answer can come back before this loop has taken the generation it
+    // built (they travel separately): it waits for it here.
+    if (state_.loaded_at < a.answer_from) {
+      held_.push_back(std::move(a));
+      continue;
+    }
+    // The client may have gone (or timed out) meanwhile: then nobody is told.
+    auto it = std::find_if(sessions_.begin(), sessions_.end(),
+                           [t = a.ticket](const auto& s) { return s->waiting_for() == t; });
+    if (it != sessions_.end()) (*it)->answered(a.reply);
+  }
 }
 
 }  // namespace sluice::admin

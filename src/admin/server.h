@@ -3,6 +3,8 @@
 #pragma once
 #include <list>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,7 +35,8 @@ class server {
   void close();
   // Loop thread: requests from now on answer from `s` (the worker gives the server the
   // admin view of each configuration generation its loop takes).
-  void set_state(snapshot s) { state_ = std::move(s); }
+  // Answers held until this snapshot (a reload's, see reply_fn) go out now.
+  void set_state(snapshot s);
 
   const std::string& socket_path() const { return path_; }
   size_t session_count() const { return sessions_.size(); }
@@ -49,7 +52,23 @@ class server {
   friend class session;
   void accept(std::unique_ptr<net::connection> c);
   void finish(session* s);  // removes s; s must not be used afterwards
-  response answer(std::string_view line);
+  // The response to send now, or none when the command answers later (then `s` waits).
+  std::optional<response> answer(std::string_view line, session& s);
+  // Loop thread: hands answers that came back from other threads to their sessions.
+  void deliver_later_answers();
+  struct later_answer {
+    uint64_t ticket = 0;
+    response reply;
+    std::chrono::system_clock::time_point answer_from{};
+  };
+
+  // Later answers come back here from any thread. Shared with the reply functions, so
+  // one that arrives after the server is gone finds wake == null and is dropped.
+  struct inbox {
+    std::mutex mutex;
+    net::async_signal* wake = nullptr;
+    std::vector<later_answer> ready;
+  };
 
   net::loop& loop_;
   std::string path_;
@@ -62,6 +81,10 @@ class server {
   // callbacks (a read, its idle timer), which must not destroy the objects they run in.
   std::vector<std::unique_ptr<session>> finished_;
   net::timer reap_;
+  uint64_t next_ticket_ = 1;
+  std::vector<later_answer> held_;  // come back, waiting for a newer snapshot than state_
+  std::shared_ptr<inbox> inbox_;
+  net::async_signal inbox_wake_;
 };
 
 }  // namespace sluice::admin

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "admin/commands.h"
+#include "admin/reload.h"
 #include "auth/credentials.h"
 #include "categorize/categorizer.h"
 #include "config/config.h"
@@ -103,6 +104,9 @@ int main(int argc, char** argv) {
   smtpd::in_flight_budget budget(cfg->server.max_in_flight_bytes);
   // Declared before `workers` so it is destroyed after them: their threads use its rings.
   categorize::links links(workers_count);
+  // `sluicectl reload`: the admin loop queues a request and raises SIGHUP, whose reload
+  // below answers it. Declared before `workers`: their admin server holds a reference.
+  admin::reload_requests reload_requests([] { kill(getpid(), SIGHUP); });
   std::vector<std::unique_ptr<main::worker>> workers;
   // Only running loops wake each other, and every worker exists before any starts.
   links.wake = [&workers](unsigned to) { workers[to]->notify_completions(); };
@@ -129,7 +133,8 @@ int main(int argc, char** argv) {
   // The admin socket (sluicectl) is served by worker 0.
   workers[0]->serve_admin({admin::socket_path_for(cfg->server.queue_dir),
                            {std::string(admin::version()), workers_count, static_cast<long>(getpid()), started,
-                            &log::dropped_lines}});
+                            &log::dropped_lines,
+                            [&reload_requests](auto done) { reload_requests.request(std::move(done)); }}});
   for (auto& w : workers) {
     error = w->start();
     if (!error.empty()) {
@@ -149,11 +154,13 @@ int main(int argc, char** argv) {
     int sig = 0;
     if (sigwait(&signals, &sig) != 0) continue;
     if (sig == SIGHUP) {
+      auto asked = reload_requests.take();  // answered with this reload's outcome
       // Reload: a bad file leaves the running configuration in force. The queue
       // location and worker count need a restart; everything else applies to new sessions.
       auto next = config::load_file(config_path);
       if (!next) {
         std::fprintf(stderr, "sluiced: reload failed, configuration unchanged:\n%s\n", next.error_text().c_str());
+        asked.refused(next.error_text());
         continue;
       }
       const auto& running = current->cfg->server;
@@ -163,12 +170,14 @@ int main(int argc, char** argv) {
       if (!next_generation) {
         for (const auto& e : next_generation.errors)
           std::fprintf(stderr, "sluiced: reload failed, configuration unchanged: %s\n", e.c_str());
+        asked.refused(next_generation.errors);
         continue;
       }
       current = std::move(next_generation.built);
       budget.set_limit(current->cfg->server.max_in_flight_bytes);
       for (auto& w : workers) w->reload(current);
       std::fprintf(stderr, "sluiced: configuration reloaded from %s\n", config_path.c_str());
+      asked.reloaded(current->loaded_at);
       continue;
     }
     std::fprintf(stderr, "sluiced: signal %d: shutting down\n", sig);

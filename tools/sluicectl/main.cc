@@ -22,6 +22,8 @@ int main(int argc, char** argv) {
   sluice::ctl::add_route_commands(app, g);
   sluice::ctl::add_track_commands(app, g);
   sluice::ctl::add_mailq_command(app, g);
+  sluice::ctl::add_reload_commands(app, g);
+  sluice::ctl::add_config_commands(app, g);
 
   try {
     app.parse(argc, argv);
