@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -149,13 +150,24 @@ bool accepts(uint16_t port) {
   return c.connected();
 }
 
-// Starts the daemon on another thread and returns the first READY=1 message, read while
-// start() still waits for the port: the message must not come before the listeners do.
+// Starts the daemon and returns the first notification, read on another thread while
+// start() still waits for the port, so the test sees it as soon as it is sent. (The daemon
+// must be started from the test's own thread: it ends with the thread that forked it.)
+// `then` runs on that thread right after the message arrives.
+notify_socket::message start_and_receive(sluiced_process& d, notify_socket& s, bool& started,
+                                         const std::function<void()>& then = {}) {
+  notify_socket::message m;
+  std::thread reader([&] {
+    m = s.receive(15'000);
+    if (!m.text.empty() && then) then();
+  });
+  started = d.start();
+  reader.join();
+  return m;
+}
+
 std::string start_and_wait_ready(sluiced_process& d, notify_socket& s, bool& started) {
-  std::thread starter([&] { started = d.start(); });
-  notify_socket::message m = s.receive(15'000);
-  starter.join();
-  return m.text;
+  return start_and_receive(d, s, started).text;
 }
 
 }  // namespace
@@ -168,11 +180,12 @@ Test(integration_systemd, ready_once_every_worker_listens, .timeout = 60) {
   cr_assert(s.bound());
   d.set_env("NOTIFY_SOCKET", s.name());
   bool started = false;
-  std::thread starter([&] { started = d.start(); });
-  notify_socket::message ready = s.receive(15'000);
+  bool first_ok = false, second_ok = false;
   // Both bindings, on every worker, accept at the moment READY=1 arrives.
-  const bool first_ok = accepts(d.port()), second_ok = accepts(second);
-  starter.join();
+  notify_socket::message ready = start_and_receive(d, s, started, [&] {
+    first_ok = accepts(d.port());
+    second_ok = accepts(second);
+  });
   cr_assert(started, "sluiced did not start: %s", d.log().c_str());
   cr_assert(!ready.text.empty(), "no notification within 15 s; log:\n%s", d.log().c_str());
   cr_assert_eq(ready.sender, d.pid(), "sent by pid %d, not the daemon's main process %d", ready.sender, d.pid());
