@@ -167,8 +167,21 @@ notify_socket::message start_and_receive(sluiced_process& d, notify_socket& s, b
   return m;
 }
 
-std::string start_and_wait_ready(sluiced_process& d, notify_socket& s, bool& started) {
-  return start_and_receive(d, s, started).text;
+// Points the daemon's NOTIFY_SOCKET at `s`, starts it and fails the test unless READY=1
+// comes first.
+void start_until_ready(sluiced_process& d, notify_socket& s) {
+  cr_assert(s.bound(), "cannot bind %s", s.name().c_str());
+  d.set_env("NOTIFY_SOCKET", s.name());
+  bool started = false;
+  const std::string ready = start_and_receive(d, s, started).text;
+  cr_assert(started, "sluiced did not start: %s", d.log().c_str());
+  cr_assert(notify_socket::has_line(ready, "READY=1"), "no READY=1 on %s: '%s'\n%s", s.name().c_str(), ready.c_str(),
+            d.log().c_str());
+}
+
+void expect_status_has(const std::string& message, const std::string& text) {
+  cr_assert(notify_socket::value_of(message, "STATUS=").find(text) != std::string::npos, "no '%s' in the STATUS of:\n%s",
+            text.c_str(), message.c_str());
 }
 
 }  // namespace
@@ -192,9 +205,8 @@ Test(integration_systemd, ready_once_every_worker_listens, .timeout = 60) {
   cr_assert_eq(ready.sender, d.pid(), "sent by pid %d, not the daemon's main process %d", ready.sender, d.pid());
   cr_assert(notify_socket::has_line(ready.text, "READY=1"), "%s", ready.text.c_str());
   expect_well_formed(ready.text);
-  const std::string status = notify_socket::value_of(ready.text, "STATUS=");
-  cr_assert(status.find("2 workers") != std::string::npos, "%s", ready.text.c_str());
-  cr_assert(status.find("queue 0 messages") != std::string::npos, "%s", ready.text.c_str());
+  expect_status_has(ready.text, "2 workers");
+  expect_status_has(ready.text, "queue 0 messages");
   cr_assert(first_ok && second_ok, "READY=1 before the listeners accept (%d, %d): %s", first_ok, second_ok,
             ready.text.c_str());
   d.stop();
@@ -203,11 +215,7 @@ Test(integration_systemd, ready_once_every_worker_listens, .timeout = 60) {
 Test(integration_systemd, sighup_reports_reloading_then_ready, .timeout = 60) {
   sluiced_process d;
   notify_socket s(d.dir() + "/notify");
-  cr_assert(s.bound());
-  d.set_env("NOTIFY_SOCKET", s.name());
-  bool started = false;
-  std::string ready = start_and_wait_ready(d, s, started);
-  cr_assert(started && notify_socket::has_line(ready, "READY=1"), "%s\n%s", ready.c_str(), d.log().c_str());
+  start_until_ready(d, s);
 
   // A valid change: a new accepted domain.
   d.write_config(sluiced_process::default_config() + "\n[[accepted_domain]]\nname = \"new.test\"\ntype = \"internal_relay\"\n");
@@ -227,20 +235,15 @@ Test(integration_systemd, sighup_reports_reloading_then_ready, .timeout = 60) {
   const std::string done = s.receive_with("READY=1", d.pid());
   cr_assert(!done.empty(), "no READY=1 after the reload; log:\n%s", d.log().c_str());
   expect_well_formed(done);
-  cr_assert(notify_socket::value_of(done, "STATUS=").find("configuration reloaded") != std::string::npos, "%s",
-            done.c_str());
-  cr_assert(notify_socket::value_of(done, "STATUS=").find("generation 2") != std::string::npos, "%s", done.c_str());
+  expect_status_has(done, "configuration reloaded");
+  expect_status_has(done, "generation 2");
   d.stop();
 }
 
 Test(integration_systemd, a_refused_reload_is_ready_again_with_the_error, .timeout = 60) {
   sluiced_process d;
   notify_socket s(d.dir() + "/notify");
-  cr_assert(s.bound());
-  d.set_env("NOTIFY_SOCKET", s.name());
-  bool started = false;
-  std::string ready = start_and_wait_ready(d, s, started);
-  cr_assert(started && notify_socket::has_line(ready, "READY=1"), "%s\n%s", ready.c_str(), d.log().c_str());
+  start_until_ready(d, s);
 
   // Two errors: the status must carry them on its one line, not as lines of their own.
   d.write_config(sluiced_process::default_config() +
@@ -251,13 +254,9 @@ Test(integration_systemd, a_refused_reload_is_ready_again_with_the_error, .timeo
   const std::string refused = s.receive_with("READY=1", d.pid());
   cr_assert(!refused.empty(), "no READY=1 after the refused reload; log:\n%s", d.log().c_str());
   expect_well_formed(refused);
-  const std::string status = notify_socket::value_of(refused, "STATUS=");
-  cr_assert(status.find("refused") != std::string::npos && status.find("unchanged") != std::string::npos, "%s",
-            refused.c_str());
+  expect_status_has(refused, "reload refused, configuration unchanged");
   // It names the errors: the file, the bad value and the unknown key.
-  cr_assert(status.find("sluice.toml") != std::string::npos, "%s", refused.c_str());
-  cr_assert(status.find("nonsense") != std::string::npos, "%s", refused.c_str());
-  cr_assert(status.find("mystery_key") != std::string::npos, "%s", refused.c_str());
+  for (const char* error : {"sluice.toml", "nonsense", "mystery_key"}) expect_status_has(refused, error);
   // And the running configuration is still in force.
   smtp_client c(d.port());
   EXPECT_CODE(c.start_transaction(), 250);
@@ -268,11 +267,7 @@ Test(integration_systemd, a_refused_reload_is_ready_again_with_the_error, .timeo
 Test(integration_systemd, sigterm_reports_stopping, .timeout = 60) {
   sluiced_process d;
   notify_socket s(d.dir() + "/notify");
-  cr_assert(s.bound());
-  d.set_env("NOTIFY_SOCKET", s.name());
-  bool started = false;
-  std::string ready = start_and_wait_ready(d, s, started);
-  cr_assert(started && notify_socket::has_line(ready, "READY=1"), "%s\n%s", ready.c_str(), d.log().c_str());
+  start_until_ready(d, s);
   const pid_t pid = d.pid();
   d.signal(SIGTERM);
   const std::string stopping = s.receive_with("STOPPING=1", pid);
@@ -284,12 +279,7 @@ Test(integration_systemd, sigterm_reports_stopping, .timeout = 60) {
 Test(integration_systemd, an_abstract_socket_name_works, .timeout = 60) {
   sluiced_process d;
   notify_socket s(abstract_name());
-  cr_assert(s.bound());
-  d.set_env("NOTIFY_SOCKET", s.name());
-  bool started = false;
-  std::string ready = start_and_wait_ready(d, s, started);
-  cr_assert(started, "sluiced did not start: %s", d.log().c_str());
-  cr_assert(notify_socket::has_line(ready, "READY=1"), "no READY=1 on %s: '%s'", s.name().c_str(), ready.c_str());
+  start_until_ready(d, s);
   d.signal(SIGTERM);
   cr_assert(!s.receive_with("STOPPING=1", d.pid()).empty());
   d.stop();
