@@ -203,8 +203,9 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "sluiced: configuration reloaded from %s\n", config_path.c_str());
       // Done from the manager's point of view: the generation is built and posted, and each
       // loop switches to it at its next turn.
-      notify.ready("configuration reloaded from " + config_path + ": generation " + std::to_string(current->number) +
-                   restart_note + ", " + workers_text + ", " + queue_summary(*queue));
+      if (notify.enabled())
+        notify.ready("configuration reloaded from " + config_path + ": generation " + std::to_string(current->number) +
+                     restart_note + ", " + workers_text + ", " + queue_summary(*queue));
       continue;
     }
     std::fprintf(stderr, "sluiced: signal %d: shutting down\n", sig);
