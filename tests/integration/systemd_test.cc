@@ -264,6 +264,29 @@ Test(integration_systemd, a_refused_reload_is_ready_again_with_the_error, .timeo
   d.stop();
 }
 
+// The file loads but the generation cannot be built (a credentials file with no valid
+// entry): refused too, and the status says which part failed.
+Test(integration_systemd, a_reload_that_cannot_build_is_ready_again_with_the_error, .timeout = 60) {
+  sluiced_process d;
+  notify_socket s(d.dir() + "/notify");
+  start_until_ready(d, s);
+  d.write_file("creds.txt", "carol without a hash\n");
+  d.write_config(sluiced_process::default_config() + R"(
+[[receive_connector]]
+name = "Submission"
+type = "custom"
+bindings = ["127.0.0.1:)" + std::to_string(free_port()) + R"("]
+auth = { credentials = "creds.txt", mechanisms = ["plain"] }
+)");
+  d.signal(SIGHUP);
+  cr_assert(!s.receive_with("RELOADING=1", d.pid()).empty(), "no RELOADING=1; log:\n%s", d.log().c_str());
+  const std::string refused = s.receive_with("READY=1", d.pid());
+  cr_assert(!refused.empty(), "no READY=1 after the refused reload; log:\n%s", d.log().c_str());
+  expect_well_formed(refused);
+  expect_status_has(refused, "reload refused, configuration unchanged: receive connector Submission: AUTH: ");
+  d.stop();
+}
+
 Test(integration_systemd, sigterm_reports_stopping, .timeout = 60) {
   sluiced_process d;
   notify_socket s(d.dir() + "/notify");
