@@ -179,6 +179,16 @@ void start_until_ready(sluiced_process& d, notify_socket& s) {
             d.log().c_str());
 }
 
+// SIGHUP, then RELOADING=1 and the READY=1 that ends the reload: that one is returned.
+std::string reload_until_ready(sluiced_process& d, notify_socket& s) {
+  d.signal(SIGHUP);
+  cr_assert(!s.receive_with("RELOADING=1", d.pid()).empty(), "no RELOADING=1; log:\n%s", d.log().c_str());
+  const std::string ready = s.receive_with("READY=1", d.pid());
+  cr_assert(!ready.empty(), "no READY=1 after the reload; log:\n%s", d.log().c_str());
+  expect_well_formed(ready);
+  return ready;
+}
+
 void expect_status_has(const std::string& message, const std::string& text) {
   cr_assert(notify_socket::value_of(message, "STATUS=").find(text) != std::string::npos, "no '%s' in the STATUS of:\n%s",
             text.c_str(), message.c_str());
@@ -249,11 +259,7 @@ Test(integration_systemd, a_refused_reload_is_ready_again_with_the_error, .timeo
   d.write_config(sluiced_process::default_config() +
                  "\n[[accepted_domain]]\nname = \"bad.test\"\ntype = \"nonsense\"\n"
                  "\n[[accepted_domain]]\nname = \"worse.test\"\ntype = \"authoritative\"\nmystery_key = 1\n");
-  d.signal(SIGHUP);
-  cr_assert(!s.receive_with("RELOADING=1", d.pid()).empty(), "no RELOADING=1; log:\n%s", d.log().c_str());
-  const std::string refused = s.receive_with("READY=1", d.pid());
-  cr_assert(!refused.empty(), "no READY=1 after the refused reload; log:\n%s", d.log().c_str());
-  expect_well_formed(refused);
+  const std::string refused = reload_until_ready(d, s);
   expect_status_has(refused, "reload refused, configuration unchanged");
   // It names the errors: the file, the bad value and the unknown key.
   for (const char* error : {"sluice.toml", "nonsense", "mystery_key"}) expect_status_has(refused, error);
@@ -264,26 +270,19 @@ Test(integration_systemd, a_refused_reload_is_ready_again_with_the_error, .timeo
   d.stop();
 }
 
-// The file loads but the generation cannot be built (a credentials file with no valid
-// entry): refused too, and the status says which part failed.
+// The file loads but the generation cannot be built (a certificate file that holds no
+// certificate): refused too, and the status says which part failed.
 Test(integration_systemd, a_reload_that_cannot_build_is_ready_again_with_the_error, .timeout = 60) {
   sluiced_process d;
   notify_socket s(d.dir() + "/notify");
   start_until_ready(d, s);
-  d.write_file("creds.txt", "carol without a hash\n");
-  d.write_config(sluiced_process::default_config() + R"(
-[[receive_connector]]
-name = "Submission"
-type = "custom"
-bindings = ["127.0.0.1:)" + std::to_string(free_port()) + R"("]
-auth = { credentials = "creds.txt", mechanisms = ["plain"] }
-)");
-  d.signal(SIGHUP);
-  cr_assert(!s.receive_with("RELOADING=1", d.pid()).empty(), "no RELOADING=1; log:\n%s", d.log().c_str());
-  const std::string refused = s.receive_with("READY=1", d.pid());
-  cr_assert(!refused.empty(), "no READY=1 after the refused reload; log:\n%s", d.log().c_str());
-  expect_well_formed(refused);
-  expect_status_has(refused, "reload refused, configuration unchanged: receive connector Submission: AUTH: ");
+  d.write_file("broken.pem", "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n");
+  d.write_config(sluiced_process::default_config() + "\n[[receive_connector]]\nname = \"Tls\"\ntype = \"custom\"\n" +
+                 "bindings = [\"127.0.0.1:" + std::to_string(free_port()) + "\"]\n" +
+                 "tls = { certificate = \"broken.pem\", key = \"broken.pem\", starttls = \"offered\" }\n");
+  const std::string refused = reload_until_ready(d, s);
+  expect_status_has(refused, "reload refused, configuration unchanged: ");
+  expect_status_has(refused, "broken.pem");
   d.stop();
 }
 
