@@ -54,6 +54,13 @@ if [ -x "$dovecot_bin" ] && "$dovecot_bin" --version >/dev/null 2>&1; then
 else
   need dovecot-core "LMTP server for the LMTP delivery tests (no working dovecot)"
 fi
+# systemd_test.cc checks the shipped unit offline with systemd-analyze (verify, security).
+if command -v systemd-analyze >/dev/null 2>&1; then
+  systemd-analyze security --help 2>/dev/null | grep -q -- '--offline' ||
+    need systemd "systemd-analyze security --offline for the unit file test (systemd 252 or later)"
+else
+  need systemd "systemd-analyze for the unit file test"
+fi
 
 if [ ${#missing[@]} -ne 0 ]; then
   echo "sluice tests: missing test peers:" >&2

@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
+#include <cerrno>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -17,6 +18,7 @@
 #include "config/config.h"
 #include "generation/generation.h"
 #include "log/protocol_log.h"
+#include "main/notify.h"
 #include "main/worker.h"
 #include "smtpd/in_flight_budget.h"
 #include "store/store.h"
@@ -34,6 +36,16 @@ bool make_dir(const std::string& dir, const char* what) {
     return false;
   }
   return true;
+}
+
+// For the service manager's status line: cheap (a few mdb_stat calls in one short read
+// transaction), so it can be asked every half minute.
+std::string queue_summary(const sluice::store::queue_store& queue) {
+  std::string error;
+  auto s = queue.stats(error);
+  if (!s) return "queue unreadable: " + error;
+  return "queue " + std::to_string(s->messages) + " messages (" + std::to_string(s->submission_queued) +
+         " to categorize, " + std::to_string(s->delivery_items) + " delivery items)";
 }
 
 }  // namespace
@@ -61,6 +73,8 @@ int main(int argc, char** argv) {
     std::printf("%s: configuration OK\n", config_path.c_str());
     return 0;
   }
+  // Read before any thread starts (it edits the environment); a no-op without a manager.
+  main::notifier notify = main::notifier::from_environment();
   if (!make_dir(cfg->server.queue_dir, "queue") || !make_dir(cfg->server.log_dir, "log") ||
       !make_dir(cfg->server.pickup_dir, "pickup"))
     return 1;
@@ -149,28 +163,46 @@ int main(int argc, char** argv) {
   for (const auto& b : cfg->all_bindings()) bindings += (bindings.empty() ? "" : " ") + b.to_string();
   std::fprintf(stderr, "sluiced: %s ready: %u workers, listening on %s, queue %s\n", cfg->server.hostname.c_str(),
                workers_count, bindings.c_str(), cfg->server.queue_dir.c_str());
+  const std::string workers_text = std::to_string(workers_count) + " workers";
+  if (notify.enabled())
+    notify.ready("ready: " + workers_text + ", listening on " + bindings + ", " + queue_summary(*queue));
 
+  // Between signals, the main thread refreshes the manager's status line.
+  const timespec status_interval{30, 0};
   for (;;) {
-    int sig = 0;
-    if (sigwait(&signals, &sig) != 0) continue;
+    const int sig = sigtimedwait(&signals, nullptr, notify.enabled() ? &status_interval : nullptr);
+    if (sig < 0) {
+      if (errno == EAGAIN)
+        notify.status(workers_text + ", generation " + std::to_string(current->number) + ", " + queue_summary(*queue));
+      continue;
+    }
     if (sig == SIGHUP) {
       auto asked = reload_requests.take();  // answered with this reload's outcome
       // Reload: a bad file leaves the running configuration in force. The queue
       // location and worker count need a restart; everything else applies to new sessions.
+      notify.reloading("reloading " + config_path);
       auto next = config::load_file(config_path);
       if (!next) {
         std::fprintf(stderr, "sluiced: reload failed, configuration unchanged:\n%s\n", next.error_text().c_str());
         asked.refused(next.error_text());
+        notify.ready("reload refused, configuration unchanged: " + next.error_text());
         continue;
       }
       const auto& running = current->cfg->server;
-      if (next.value->server.queue_dir != running.queue_dir || next.value->server.workers != running.workers)
+      std::string restart_note;
+      if (next.value->server.queue_dir != running.queue_dir || next.value->server.workers != running.workers) {
         std::fprintf(stderr, "sluiced: reload: queue_dir and workers changes take effect at restart\n");
+        restart_note = " (queue_dir and workers changes wait for a restart)";
+      }
       auto next_generation = generation::build(next.value, current->number + 1, std::chrono::system_clock::now(), &shared);
       if (!next_generation) {
-        for (const auto& e : next_generation.errors)
+        std::string errors;
+        for (const auto& e : next_generation.errors) {
           std::fprintf(stderr, "sluiced: reload failed, configuration unchanged: %s\n", e.c_str());
+          errors += (errors.empty() ? "" : "\n") + e;
+        }
         asked.refused(next_generation.errors);
+        notify.ready("reload refused, configuration unchanged: " + errors);
         continue;
       }
       current = std::move(next_generation.built);
@@ -178,9 +210,15 @@ int main(int argc, char** argv) {
       for (auto& w : workers) w->reload(current);
       std::fprintf(stderr, "sluiced: configuration reloaded from %s\n", config_path.c_str());
       asked.reloaded(current->loaded_at);
+      // Done from the manager's point of view: the generation is built and posted, and each
+      // loop switches to it at its next turn.
+      if (notify.enabled())
+        notify.ready("configuration reloaded from " + config_path + ": generation " + std::to_string(current->number) +
+                     restart_note + ", " + workers_text + ", " + queue_summary(*queue));
       continue;
     }
     std::fprintf(stderr, "sluiced: signal %d: shutting down\n", sig);
+    notify.stopping("stopping (signal " + std::to_string(sig) + "): finishing sessions and queue writes");
     break;
   }
 
