@@ -360,9 +360,8 @@ void engine::open_connection(site& s, work&& first) {
     i = j;
   }
   std::vector<target> targets, skipped;
-  if (!s.unix_path.empty()) targets.push_back({s.hosts.empty() ? s.unix_path : s.hosts.front().name, "", 0, true, s.unix_path});
   for (const site_host* h : order) {
-    if (!s.unix_path.empty()) break;
+    if (!h->unix_path.empty()) targets.push_back({h->name, "", 0, false, h->unix_path});
     auto broken = broken_tls_.find(h->name);
     const bool skip_tls = broken != broken_tls_.end() && broken->second > now;
     for (const auto& a : h->addresses) {

@@ -66,8 +66,7 @@ engine::site& engine::lmtp_site(const config::accepted_domain& ad) {
     slot->lmtp = true;
     slot->shared = registry_.find(key);
     stats_.sites = static_cast<uint32_t>(sites_.size());
-    slot->unix_path = ad.lmtp_socket;
-    slot->hosts.push_back({ad.lmtp_target, 0, ad.lmtp_port, {}});
+    slot->hosts.push_back({ad.lmtp_target, 0, ad.lmtp_port, {}, ad.lmtp_socket});
     if (ad.lmtp_socket.empty()) slot->hosts.back().addresses.push_back(ad.lmtp_address.to_string());
   }
   set_limits(*slot, cfg_->delivery.limits);

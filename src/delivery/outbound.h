@@ -23,6 +23,7 @@ struct site_host {
   uint16_t preference = 0;
   uint16_t port = 25;
   std::vector<std::string> addresses;
+  std::string unix_path;  // an LMTP server's Unix socket (then no addresses); "" = TCP
 };
 
 // One next hop (one delivery queue): its items ready to go, and the site it rolls up into
@@ -51,7 +52,6 @@ struct engine::site {
   std::string connector;
   bool smart_host = false;
   bool lmtp = false;               // a mailbox server's LMTP service (local delivery)
-  std::string unix_path;           // LMTP over a Unix socket; "" = TCP to hosts
   config::delivery_limits limits;
   std::vector<site_host> hosts;    // the latest answer, preference order
   std::deque<hop*> hops;           // hops with ready work

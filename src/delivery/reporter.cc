@@ -68,7 +68,7 @@ int64_t reporter::now_ms() const {
 void reporter::notify(base::queue_id original) {
   if (stopping_ || !cfg_) return;
   if (busy_.contains(original.value)) {
-    again_[original.value] = true;
+    again_.insert(original.value);
     return;
   }
   process(original);
@@ -219,7 +219,7 @@ void reporter::completed(store::report_request& done) {
     case store::report_status::stale:
       // Another loop reported (some of) these entries first: read what is left.
       ++stats_.stale;
-      again_[id.value] = true;
+      again_.insert(id.value);
       break;
     default:
       ++stats_.store_retries;
@@ -234,10 +234,7 @@ void reporter::completed(store::report_request& done) {
   auto b = busy_.find(id.value);
   if (b != busy_.end() && --b->second == 0) {
     busy_.erase(b);
-    if (auto a = again_.find(id.value); a != again_.end()) {
-      again_.erase(a);
-      if (!stopping_) process(id);
-    }
+    if (again_.erase(id.value) != 0 && !stopping_) process(id);
   }
 }
 

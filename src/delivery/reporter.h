@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "base/queue_id.h"
@@ -79,7 +80,7 @@ class reporter {
   // Requests in the store per original message: it is read again only when they are back.
   std::unordered_map<uint64_t, uint32_t> busy_;
   // Messages notified while busy: processed again once their requests are back.
-  std::unordered_map<uint64_t, bool> again_;
+  std::unordered_set<uint64_t> again_;
   std::vector<std::unique_ptr<pending_report>> waiting_;  // a full lane or a failed commit
   std::size_t in_store_ = 0;
   bool stopping_ = false;

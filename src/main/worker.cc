@@ -232,12 +232,16 @@ void worker::run(std::promise<std::string>& ready) {
   std::fprintf(stderr,
                "sluiced: worker %u: delivery: %llu recipients delivered, %llu deferred, %llu failed, %llu expired; "
                "%llu connections opened, %llu failed, %llu messages on reused connections; "
-               "body bytes written from the store map: %llu; %llu next hops held\n",
+               "body bytes written from the store map: %llu; %llu next hops held; %llu Maildir attempts; "
+               "%llu reports queued, %llu report entries nobody asked for\n",
                index_, static_cast<unsigned long long>(ds.recipients_delivered),
                static_cast<unsigned long long>(ds.recipients_deferred), static_cast<unsigned long long>(ds.recipients_failed),
                static_cast<unsigned long long>(ds.recipients_expired), static_cast<unsigned long long>(ds.connections_opened),
                static_cast<unsigned long long>(ds.connections_failed), static_cast<unsigned long long>(ds.connections_reused),
-               static_cast<unsigned long long>(ds.body_bytes_borrowed), static_cast<unsigned long long>(ds.hops));
+               static_cast<unsigned long long>(ds.body_bytes_borrowed), static_cast<unsigned long long>(ds.hops),
+               static_cast<unsigned long long>(ds.maildir_deliveries),
+               static_cast<unsigned long long>(rep->stats().reports_queued),
+               static_cast<unsigned long long>(rep->stats().entries_dropped));
 }
 
 }  // namespace sluice::main
