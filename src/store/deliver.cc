@@ -41,7 +41,7 @@ struct hop_update {
 // What one request does to its item's recipient list.
 struct split {
   std::vector<uint32_t> kept;                     // deferred: stay in the item
-  std::vector<uint32_t> delivered;                // the item's recipients delivered now
+  std::vector<uint32_t> delivered;                // the item's recipients delivered now (when reports are given)
   // Failed ones (they leave the item) and the reports that apply, for the report list.
   std::vector<const report_entry*> reports;
   uint64_t removed = 0;                           // delivered + failed, counted once each
@@ -63,9 +63,11 @@ split partition(const delivery_item_record& item, const deliver_request& r) {
   std::stable_sort(failed.begin(), failed.end(),
                    [](const report_entry* a, const report_entry* b) { return a->recipient < b->recipient; });
   split s;
+  // The delivered list is needed only to place success reports: most outcomes have none.
+  const bool placing_reports = !r.reports.empty();
   for (uint32_t idx : item.recipients) {
     if (holds(delivered, idx)) {
-      s.delivered.push_back(idx);
+      if (placing_reports) s.delivered.push_back(idx);
       ++s.removed;
       continue;
     }
@@ -78,7 +80,7 @@ split partition(const delivery_item_record& item, const deliver_request& r) {
     }
     s.kept.push_back(idx);
   }
-  if (r.reports.empty()) return s;
+  if (!placing_reports) return s;
   // A report applies only to what happened to the item's recipient in this outcome: a
   // success report to one delivered now, a delay report to one that stays.
   std::vector<uint32_t> kept(s.kept);
