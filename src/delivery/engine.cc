@@ -31,7 +31,7 @@ engine::engine(net::loop& loop, unsigned producer, store::queue_store& store, dn
       producer_(producer),
       registry_(registry),
       store_(store),
-      resolver_(resolver),
+      resolver_(&resolver),
       rng_(std::random_device{}()),
       tick_(loop) {
   tick_.start(tick_ms, tick_ms, [this] { tick(); });
@@ -58,6 +58,9 @@ void engine::set_config(std::shared_ptr<const config::config> cfg, std::shared_p
   // A reload is the administrator's word that something changed: suspended sites get a
   // fresh start, as after a restart.
   for (auto& [key, s] : sites_) s->streak = failure_streak{};
+  // Idle connections were opened under the old settings (TLS policy, the old DNS answer):
+  // the next message connects afresh. Connections carrying a message finish it.
+  close_idle();
   const auto& d = cfg_->delivery;
   retry_.first_ms = int64_t{d.retry_first_s} * 1000;
   retry_.max_ms = int64_t{d.retry_max_s} * 1000;
@@ -163,7 +166,7 @@ void engine::bind(hop& h) {
   h.resolving = true;
   const uint64_t id = h.id, epoch = config_epoch_;
   if (h.kind == route::hop_key_kind::dns) {
-    resolver_.resolve_mail_domain(h.domain, [this, id, epoch](dns::destination&& d) { resolved(id, std::move(d), epoch); });
+    resolver_->resolve_mail_domain(h.domain, [this, id, epoch](dns::destination&& d) { resolved(id, std::move(d), epoch); });
     return;
   }
   // Smart hosts: every name's addresses, gathered into one destination of equal-rank hosts.
@@ -185,7 +188,7 @@ void engine::bind(hop& h) {
   }
   for (std::size_t i = 0; i < sc->smart_hosts.size(); ++i) {
     g->d.hosts[i].name = sc->smart_hosts[i].host;
-    resolver_.resolve_host(sc->smart_hosts[i].host, [this, g, i, id, epoch](dns::lookup_status st, std::vector<std::string> addrs,
+    resolver_->resolve_host(sc->smart_hosts[i].host, [this, g, i, id, epoch](dns::lookup_status st, std::vector<std::string> addrs,
                                                                             std::string detail) {
       if (st == dns::lookup_status::ok) {
         g->d.hosts[i].addresses = std::move(addrs);
@@ -596,6 +599,10 @@ void engine::tick() {
 void engine::shutdown(uint32_t deadline_ms) {
   stopping_ = true;
   stop_deadline_ms_ = now_ms() + deadline_ms;
+  close_idle();
+}
+
+void engine::close_idle() {
   for (auto& [key, s] : sites_) {
     auto idle = std::move(s->idle);
     s->idle.clear();

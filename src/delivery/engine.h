@@ -70,6 +70,10 @@ class engine {
   // their owning loops, this one included). Unset: re-routing is not done.
   using forwarder = std::function<void(hop_item&&)>;
   void set_forwarder(forwarder fn) { forward_ = std::move(fn); }
+  // A reload changed the DNS settings: lookups from now on go to `r` (this loop's, outliving
+  // the engine or replaced again). Lookups already asked of the old one still answer, and
+  // are asked again here because the reload also changed the configuration epoch.
+  void set_resolver(dns::resolver& r) { resolver_ = &r; }
   // A delivery item for a hop this loop owns: new from a categorizer, or recovered.
   void add(hop_item&& item);
   // Takes the store's deliver completions (call when the store notifies this producer).
@@ -127,6 +131,7 @@ class engine {
   void suspend(site& s, const std::string& why);
   smtp::reply suspended_reply(const site& s) const;
   void pump(site& s);
+  void close_idle();  // QUIT every idle connection of every site
   void pump_site(site& s, int64_t now);
   bool next_work(site& s, work& out);
   void open_connection(site& s, work&& first);
@@ -172,7 +177,7 @@ class engine {
   unsigned producer_;
   site_registry& registry_;
   store::queue_store& store_;
-  dns::resolver& resolver_;
+  dns::resolver* resolver_;
   std::shared_ptr<const config::config> cfg_;
   std::shared_ptr<const send_tls> tls_;
   std::shared_ptr<const route::table> routes_;

@@ -104,6 +104,7 @@ class resolver::impl {
   void resolve_host(std::string name,
                     std::function<void(lookup_status, std::vector<std::string>, std::string)> done);
   resolver_stats stats;
+  bool busy() const { return !inflight_.empty() || !jobs_.empty() || !ready_.empty(); }
 
  private:
   using waiter = std::function<void(const answer&)>;
@@ -572,6 +573,8 @@ void resolver::resolve_host(std::string name,
 }
 
 const resolver_stats& resolver::stats() const { return impl_->stats; }
+
+bool resolver::busy() const { return impl_->busy(); }
 
 bool parse_server(std::string_view text, std::string& address, uint16_t& port, std::string& error) {
   std::string_view host = text, port_text;

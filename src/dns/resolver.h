@@ -24,6 +24,8 @@ struct resolver_settings {
   bool ipv6 = true;                  // ask AAAA as well as A
   std::vector<std::string> self_names;  // this host's names for the loops-to-self check (lower-case)
   uint32_t cache_entries = 4096;     // bound on cached (name, type) answers; 0 = no cache
+
+  bool operator==(const resolver_settings&) const = default;
 };
 
 struct destination {
@@ -70,6 +72,10 @@ class resolver {
   void resolve_host(std::string name, std::function<void(lookup_status, std::vector<std::string> addresses,
                                                          std::string detail)> done);
   const resolver_stats& stats() const;
+  // Lookups asked and not yet answered (on the wire, or answered and waiting for their
+  // callback's loop turn). A resolver replaced by a reload lives until this is false, so
+  // every lookup it took still gets its answer.
+  bool busy() const;
 
  private:
   class impl;

@@ -62,6 +62,23 @@ void worker::join() {
   if (thread_.joinable()) thread_.join();
 }
 
+namespace {
+
+// The resolver a configuration asks for: [dns], the address limit, and this host's names
+// for the MX-points-back-at-us check (the hostname and the name it greets with), lower-case.
+dns::resolver_settings resolver_settings_for(const config::config& cfg) {
+  dns::resolver_settings rs{.servers = cfg.dns.servers, .timeout_ms = cfg.dns.timeout_ms, .tries = cfg.dns.tries,
+                            .negative_ttl_s = cfg.dns.negative_ttl_s, .max_ttl_s = cfg.dns.max_ttl_s,
+                            .max_addresses = cfg.delivery.max_addresses, .ipv6 = cfg.dns.ipv6,
+                            .self_names = {cfg.server.hostname}};
+  if (!cfg.delivery.helo.empty() && cfg.delivery.helo != cfg.server.hostname) rs.self_names.push_back(cfg.delivery.helo);
+  for (auto& name : rs.self_names)
+    for (auto& ch : name) ch = base::ascii_lower(ch);
+  return rs;
+}
+
+}  // namespace
+
 void worker::run(std::promise<std::string>& ready) {
   loop_owner_ = std::make_unique<net::loop>();
   net::loop& loop = *loop_owner_;
@@ -78,21 +95,19 @@ void worker::run(std::promise<std::string>& ready) {
   cat->set_tracker(track);
 
   // This loop's resolver and delivery engine: the next hops this loop owns are delivered
-  // from here. DNS settings are the first generation's (changing them needs a restart).
-  const auto& first_cfg = *first_->cfg;
-  dns::resolver_settings rs{.servers = first_cfg.dns.servers, .timeout_ms = first_cfg.dns.timeout_ms,
-                            .tries = first_cfg.dns.tries, .negative_ttl_s = first_cfg.dns.negative_ttl_s,
-                            .max_ttl_s = first_cfg.dns.max_ttl_s, .max_addresses = first_cfg.delivery.max_addresses,
-                            .ipv6 = first_cfg.dns.ipv6, .self_names = {first_cfg.server.hostname}};
-  // The name this host greets with is this host too, for the MX-points-back-at-us check.
-  if (!first_cfg.delivery.helo.empty() && first_cfg.delivery.helo != first_cfg.server.hostname)
-    rs.self_names.push_back(first_cfg.delivery.helo);
-  for (auto& name : rs.self_names)
-    for (auto& ch : name) ch = base::ascii_lower(ch);
-  std::string dns_error;
-  dns::resolver resolver(loop, rs, dns_error);
-  if (!dns_error.empty()) std::fprintf(stderr, "sluiced: worker %u: DNS: %s\n", index_, dns_error.c_str());
-  auto engine = std::make_unique<delivery::engine>(loop, index_, store_, resolver, sites_);
+  // from here. A reload that changes the DNS settings gives the loop a new resolver; the
+  // old one lives on in `retired_resolvers` until every lookup it took has been answered.
+  dns::resolver_settings dns_settings = resolver_settings_for(*first_->cfg);
+  auto make_resolver = [&](const dns::resolver_settings& rs) {
+    std::string dns_error;
+    auto r = std::make_unique<dns::resolver>(loop, rs, dns_error);
+    if (!dns_error.empty()) std::fprintf(stderr, "sluiced: worker %u: DNS: %s\n", index_, dns_error.c_str());
+    return r;
+  };
+  std::unique_ptr<dns::resolver> resolver = make_resolver(dns_settings);
+  std::vector<std::unique_ptr<dns::resolver>> retired_resolvers;
+  net::timer resolver_reaper(loop);
+  auto engine = std::make_unique<delivery::engine>(loop, index_, store_, *resolver, sites_);
   engine->set_tracker(track);
   cat->set_item_sink([e = engine.get()](delivery::hop_item&& item) { e->add(std::move(item)); });
   engine->set_forwarder([cat](delivery::hop_item&& item) { cat->forward(std::move(item)); });
@@ -153,6 +168,15 @@ void worker::run(std::promise<std::string>& ready) {
   // Every consumer on this loop takes its part of one generation in one callback, so no
   // message is answered at RCPT by one table and categorized here by another.
   auto install = [&](const generation::generation& g) {
+    if (auto rs = resolver_settings_for(*g.cfg); rs != dns_settings) {
+      dns_settings = std::move(rs);
+      retired_resolvers.push_back(std::exchange(resolver, make_resolver(dns_settings)));
+      engine->set_resolver(*resolver);
+      resolver_reaper.start(1000, 1000, [&] {
+        std::erase_if(retired_resolvers, [](const auto& r) { return !r->busy(); });
+        if (retired_resolvers.empty()) resolver_reaper.stop();
+      });
+    }
     cat->set_routes(g.routes, g.rules);
     engine->set_config(g.cfg, g.send_tls, g.routes);
     rep->set_config(g.cfg);
@@ -208,6 +232,7 @@ void worker::run(std::promise<std::string>& ready) {
         flush_logs();
         log_flush.stop();
         drop_report.stop();
+        resolver_reaper.stop();
         drain_check.stop();
         loop.halt();
       }

@@ -200,6 +200,9 @@ class worker {
     if (budget_ != UINT64_MAX) --budget_;
     if (claimed) drop_claim();
     n = next_k_++ * threads_ + index_;
+    // That was the last message: sessions waiting for a due one will never get one, and
+    // must QUIT now rather than sit until the server's idle timeout ends them.
+    if (budget_ == 0) release_idle();
     return take::ok;
   }
   // A message that could not even be attempted (no connection) still uses up the budget.
@@ -280,6 +283,10 @@ class worker {
   void stop_taking() {
     stopping_ = true;
     backlog_.clear();
+    release_idle();
+  }
+  // Sessions waiting for an open-loop slot look again (and QUIT when there is none).
+  void release_idle() {
     auto idle = std::move(idle_);
     idle_.clear();
     for (auto* s : idle) s->kick();
