@@ -572,9 +572,9 @@ std::optional<size_t> document::find(std::string_view kind, std::string_view nam
 
 namespace {
 
-// Keeps `candidate` only if it parses and its tree equals `expected`: the edit did what
-// it was meant to and nothing else.
-bool verified(const std::string& candidate, const toml::table& expected, std::string& error) {
+// Takes `candidate` into `text` only if it parses and its tree equals `expected`: the edit
+// did what it was meant to and nothing else.
+bool keep(std::string& text, std::string&& candidate, const toml::table& expected, std::string& error) {
   std::string why;
   auto s = scan_text(candidate, why);
   if (!s) {
@@ -585,16 +585,54 @@ bool verified(const std::string& candidate, const toml::table& expected, std::st
     error = "this file's layout cannot be edited safely here (the result would differ elsewhere); edit it by hand";
     return false;
   }
+  text = std::move(candidate);
   return true;
+}
+
+// What every edit starts from: the scanned text, the [[kind]] blocks, the key asked for,
+// and the tree the edit must produce (the current one, changed by the edit).
+struct target {
+  scan s;
+  std::vector<block> blocks;
+  path key;
+  toml::table expected;
+};
+
+std::optional<target> prepare(std::string_view text, std::string_view kind, size_t index, const std::string_view* key,
+                              std::string& error) {
+  if (kind.empty() || !std::all_of(kind.begin(), kind.end(), is_bare)) {
+    error = "'" + std::string(kind) + "' is not a table name";
+    return std::nullopt;
+  }
+  auto s = scan_text(text, error);
+  auto blocks = s ? blocks_of(*s, kind, error) : std::nullopt;
+  if (!blocks) return std::nullopt;
+  target t{std::move(*s), std::move(*blocks), {}, {}};
+  if (key) {
+    auto p = parse_path(*key, error);
+    if (!p) return std::nullopt;
+    t.key = std::move(*p);
+  }
+  if (index != none && index >= t.blocks.size()) {
+    error = "there is no " + std::string(kind) + "[" + std::to_string(index) + "]";
+    return std::nullopt;
+  }
+  t.expected = t.s.doc;
+  return t;
+}
+
+// Where a line inserted at `at` goes; a last line without its line end gets one first.
+size_t line_start(std::string& out, size_t at, const std::string& nl) {
+  if (at < out.size() || out.empty() || out.back() == '\n') return at;
+  out += nl;
+  return out.size();
 }
 
 }  // namespace
 
 bool document::append(std::string_view kind, const key_values& keys, std::string& error) {
-  auto s = scan_text(text_, error);
-  if (!s) return false;
-  auto blocks = blocks_of(*s, kind, error);
-  if (!blocks) return false;
+  auto t = prepare(text_, kind, none, nullptr, error);
+  if (!t) return false;
   std::vector<std::pair<path, const value*>> paths;
   for (const auto& [k, v] : keys) {
     auto p = parse_path(k, error);
@@ -605,7 +643,7 @@ bool document::append(std::string_view kind, const key_values& keys, std::string
   std::string body = "[[" + std::string(kind) + "]]" + nl;
   if (!paths.empty() && !render_keys(paths, false, body, nl, error)) return false;
 
-  toml::table expected = s->doc;
+  toml::table& expected = t->expected;
   toml::table alone;
   try {
     alone = toml::parse(body);
@@ -622,48 +660,32 @@ bool document::append(std::string_view kind, const key_values& keys, std::string
   expected[kind].as_array()->push_back(*mine->get(0));
 
   std::string out = text_;
-  size_t at;
-  if (!blocks->empty()) {
+  size_t at = out.size();
+  if (!t->blocks.empty()) {
     // After the last block's last key (its trailing comments stay where they are).
-    const block& last = blocks->back();
+    const block& last = t->blocks.back();
     size_t after = last.header;
     for (size_t i = last.header; i < last.end; ++i)
-      if (s->stmts[i].type != statement::blank && s->stmts[i].type != statement::comment) after = i;
-    at = s->stmts[after].end;
-  } else {
-    at = out.size();
+      if (t->s.stmts[i].type != statement::blank && t->s.stmts[i].type != statement::comment) after = i;
+    at = t->s.stmts[after].end;
   }
-  if (at == out.size() && !out.empty() && out.back() != '\n') {
-    out += nl;
-    at = out.size();
-  }
+  at = line_start(out, at, nl);
   std::string insert = (at == 0 ? "" : nl) + body;
-  bool more_follows = at < out.size() && !(lexer(out, at).at_eol());
-  if (more_follows) insert += nl;
+  if (at < out.size() && !lexer(out, at).at_eol()) insert += nl;  // keep a blank line before what follows
   out.insert(at, insert);
-  if (!verified(out, expected, error)) return false;
-  text_ = std::move(out);
-  return true;
+  return keep(text_, std::move(out), expected, error);
 }
 
 bool document::set(std::string_view kind, size_t index, std::string_view key, const value& v, std::string& error) {
-  auto s = scan_text(text_, error);
-  if (!s) return false;
-  auto blocks = blocks_of(*s, kind, error);
-  if (!blocks) return false;
-  auto p = parse_path(key, error);
-  if (!p) return false;
-  if (index >= blocks->size()) {
-    error = "there is no " + std::string(kind) + "[" + std::to_string(index) + "]";
-    return false;
-  }
+  auto target = prepare(text_, kind, index, &key, error);
+  if (!target) return false;
+  const path* p = &target->key;
   auto tree = value_tree(v);
   if (!tree) {
     error = "the value for " + std::string(key) + " is not valid TOML";
     return false;
   }
-  toml::table expected = s->doc;
-  toml::table* t = entry_table(expected, kind, index);
+  toml::table* t = entry_table(target->expected, kind, index);
   for (size_t i = 0; t && i + 1 < p->size(); ++i) {
     if (!t->contains((*p)[i])) t->insert((*p)[i], toml::table{});
     t = (*t)[(*p)[i]].as_table();
@@ -674,8 +696,8 @@ bool document::set(std::string_view kind, size_t index, std::string_view key, co
   }
   t->insert_or_assign(p->back(), *tree->get("v"));
 
-  const block& b = (*blocks)[index];
-  const auto& st = s->stmts;
+  const block& b = target->blocks[index];
+  const auto& st = target->s.stmts;
   std::string out = text_;
   const std::string nl = newline_of(text_);
   bool done = false;
@@ -725,30 +747,16 @@ bool document::set(std::string_view kind, size_t index, std::string_view key, co
     std::string indent;
     if (x.type == statement::key_value)
       indent = text_.substr(x.begin, text_.find_first_not_of(" \t", x.begin) - x.begin);
-    size_t at = x.end;
-    if (at == out.size() && !out.empty() && out.back() != '\n') {
-      out += nl;
-      at = out.size();
-    }
-    out.insert(at, indent + line);
+    out.insert(line_start(out, x.end, nl), indent + line);
   }
-  if (!verified(out, expected, error)) return false;
-  text_ = std::move(out);
-  return true;
+  return keep(text_, std::move(out), target->expected, error);
 }
 
 bool document::remove_key(std::string_view kind, size_t index, std::string_view key, std::string& error) {
-  auto s = scan_text(text_, error);
-  if (!s) return false;
-  auto blocks = blocks_of(*s, kind, error);
-  if (!blocks) return false;
-  auto p = parse_path(key, error);
-  if (!p) return false;
-  if (index >= blocks->size()) {
-    error = "there is no " + std::string(kind) + "[" + std::to_string(index) + "]";
-    return false;
-  }
-  toml::table expected = s->doc;
+  auto t = prepare(text_, kind, index, &key, error);
+  if (!t) return false;
+  const path* p = &t->key;
+  toml::table& expected = t->expected;
   {
     // The key leaves its table; a table that only held it (written as dotted keys) goes too.
     std::vector<toml::table*> chain{entry_table(expected, kind, index)};
@@ -756,8 +764,8 @@ bool document::remove_key(std::string_view kind, size_t index, std::string_view 
     if (!chain.back() || !chain.back()->contains(p->back())) return true;  // not set: nothing to do
     chain.back()->erase(p->back());
   }
-  const block& b = (*blocks)[index];
-  const auto& st = s->stmts;
+  const block& b = t->blocks[index];
+  const auto& st = t->s.stmts;
   std::string out = text_;
   bool inline_key = false;
   std::vector<size_t> whole;  // statements to remove, in file order
@@ -788,22 +796,14 @@ bool document::remove_key(std::string_view kind, size_t index, std::string_view 
       if (inner && inner->empty() && (!got || !got->contains((*p)[n - 1]))) parent->erase((*p)[n - 1]);
     }
   }
-  if (!verified(out, expected, error)) return false;
-  text_ = std::move(out);
-  return true;
+  return keep(text_, std::move(out), expected, error);
 }
 
 bool document::remove(std::string_view kind, size_t index, std::string& error) {
-  auto s = scan_text(text_, error);
-  if (!s) return false;
-  auto blocks = blocks_of(*s, kind, error);
-  if (!blocks) return false;
-  if (index >= blocks->size()) {
-    error = "there is no " + std::string(kind) + "[" + std::to_string(index) + "]";
-    return false;
-  }
-  const auto& st = s->stmts;
-  const block& b = (*blocks)[index];
+  auto t = prepare(text_, kind, index, nullptr, error);
+  if (!t) return false;
+  const auto& st = t->s.stmts;
+  const block& b = t->blocks[index];
   auto is_comment = [&](size_t i) { return st[i].type == statement::comment; };
   size_t first = b.header;
   while (first > 0 && is_comment(first - 1)) --first;
@@ -819,15 +819,12 @@ bool document::remove(std::string_view kind, size_t index, std::string& error) {
   bool blank_before = first == 0 || st[first - 1].type == statement::blank;
   if (blank_before && last + 1 < st.size() && st[last + 1].type == statement::blank) end = st[last + 1].end;
 
-  toml::table expected = s->doc;
-  toml::array* arr = expected[kind].as_array();
+  toml::array* arr = t->expected[kind].as_array();
   arr->erase(arr->begin() + static_cast<long>(index));
-  if (arr->empty()) expected.erase(kind);
+  if (arr->empty()) t->expected.erase(kind);
   std::string out = text_;
   out.erase(begin, end - begin);
-  if (!verified(out, expected, error)) return false;
-  text_ = std::move(out);
-  return true;
+  return keep(text_, std::move(out), t->expected, error);
 }
 
 }  // namespace sluice::config::edit
