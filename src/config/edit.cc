@@ -28,24 +28,6 @@ std::string ascii_lower(std::string_view s) {
   return out;
 }
 
-void append_utf8(std::string& out, uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
 // Walks TOML text without building values: where keys, values and lines begin and end.
 // Every step checks the end of the text; a shape it does not know makes it return false.
 class lexer {
@@ -87,44 +69,14 @@ class lexer {
     }
   }
 
-  bool basic_string(std::string* out) {
-    ++pos;
-    while (!eof()) {
-      char c = t_[pos];
-      if (c == '\n' || c == '\r') return false;
-      ++pos;
-      if (c == '"') return true;
-      if (c != '\\') {
-        if (out) *out += c;
-        continue;
-      }
-      if (eof()) return false;
-      char e = t_[pos++];
-      static constexpr std::string_view from = "btnfr\"\\", to = "\b\t\n\f\r\"\\";
-      if (auto at = from.find(e); at != std::string_view::npos) {
-        if (out) *out += to[at];
-      } else if (e == 'u' || e == 'U') {
-        size_t n = e == 'u' ? 4 : 8;
-        uint32_t cp = 0;
-        for (size_t i = 0; i < n; ++i, ++pos) {
-          if (eof()) return false;
-          char h = t_[pos];
-          int d = h >= '0' && h <= '9' ? h - '0' : h >= 'a' && h <= 'f' ? h - 'a' + 10 : h >= 'A' && h <= 'F' ? h - 'A' + 10 : -1;
-          if (d < 0 || cp > 0x0FFFFFFF) return false;
-          cp = cp * 16 + static_cast<uint32_t>(d);
-        }
-        if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-        if (out) append_utf8(*out, cp);
-      } else {
-        return false;
-      }
-    }
-    return false;
-  }
-  bool literal_string(std::string* out) {
+  // A one-line quoted string from its quote; `out` gets the text between the quotes as
+  // written. Escapes are not decoded: a key spelled with escapes then matches no name
+  // the editor looks for, and blocks_of() refuses the file rather than misreading it.
+  bool quoted(std::string* out) {
+    const char q = t_[pos];
     size_t begin = ++pos;
-    while (!eof() && t_[pos] != '\'' && t_[pos] != '\n' && t_[pos] != '\r') ++pos;
-    if (!is('\'')) return false;
+    while (!eof() && t_[pos] != q && t_[pos] != '\n' && t_[pos] != '\r') pos += q == '"' && t_[pos] == '\\' ? 2 : 1;
+    if (!is(q)) return false;
     if (out) *out = std::string(t_.substr(begin, pos - begin));
     ++pos;
     return true;
@@ -154,10 +106,8 @@ class lexer {
       skip_ws();
       std::string part;
       if (starts("\"\"\"") || starts("'''")) return false;
-      if (is('"')) {
-        if (!basic_string(&part)) return false;
-      } else if (is('\'')) {
-        if (!literal_string(&part)) return false;
+      if (is('"') || is('\'')) {
+        if (!quoted(&part)) return false;
       } else {
         size_t begin = pos;
         while (!eof() && is_bare(t_[pos])) ++pos;
@@ -176,8 +126,7 @@ class lexer {
     if (depth > max_depth || eof()) return false;
     if (starts("\"\"\"")) return multi_line('"', true);
     if (starts("'''")) return multi_line('\'', false);
-    if (is('"')) return basic_string(nullptr);
-    if (is('\'')) return literal_string(nullptr);
+    if (is('"') || is('\'')) return quoted(nullptr);
     if (is('[')) {
       ++pos;
       for (;;) {
