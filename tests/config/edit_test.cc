@@ -179,6 +179,10 @@ Test(config_edit, values_are_escaped_toml) {
   cr_assert(banner == hostile, "%s", d.text().c_str());
   cr_assert(first == hostile, "%s", d.text().c_str());
   cr_assert_str_eq(second.c_str(), "b,c");
+  // Multi-line strings may end in up to two quotes of their own before the closing three.
+  document quotes = parse_ok("[[a]]\nname = \"\"\"say \"hi\"\"\"\"\"\nb = '''it''''' # c\n");
+  cr_assert(quotes.set("a", 0, "b", value::integer(2), error), "%s", error.c_str());
+  expect_text(quotes, "[[a]]\nname = \"\"\"say \"hi\"\"\"\"\"\nb = 2 # c\n");
   cr_assert_str_eq(value::integer(-5).toml().c_str(), "-5");
   cr_assert_str_eq(value::boolean(false).toml().c_str(), "false");
   cr_assert_str_eq(value::strings({}).toml().c_str(), "[]");
