@@ -323,8 +323,8 @@ void finish(const global_options& g, const outcome& o) {
                json_string(o.reload), json_string(o.message), json_list(o.errors), json_list(o.lines));
   } else {
     for (const auto& e : o.errors) fmt::print("{}\n", terminal_text(e));
-    for (const auto& l : o.lines) fmt::print("{}\n", terminal_text(l));
     if (ok) fmt::print("{}\n", terminal_text(o.message));
+    for (const auto& l : o.lines) fmt::print("sluiced: {}\n", terminal_text(l));
   }
   if (!ok) throw command_error{terminal_text(o.message)};
 }
@@ -397,8 +397,10 @@ void run_edit(const global_options& g, const group_spec& gs, const std::string& 
   o.name = name;
   o.file = g.config_file;
   std::vector<key_edit> edits = edits_of(gs, r);
+  auto entries = doc->entries(gs.table, error);
+  if (!entries) throw command_error{fmt::format("{}: {}", g.config_file, error)};
   auto index = doc->find(gs.table, name);
-  if (!doc->entries(gs.table, error)) throw command_error{fmt::format("{}: {}", g.config_file, error)};
+  if (index) name = o.name = (*entries)[*index].name;  // as the file spells it
   auto fail = [&](std::string why) {
     o.errors.push_back(why);
     o.message = fmt::format("the change was refused; {} was not changed", g.config_file);
