@@ -170,9 +170,9 @@ Test(integration_connector_verbs, send_connector_and_accepted_domain_through_rou
   EXPECT_HAS(d.ctl("route test x@fresh.test"), "accepted domain: none");
 
   verb_ok(d, "accepted-domain new --domain-name fresh.test --domain-type internal-relay");
-  EXPECT_HAS(d.ctl("route test x@fresh.test"), "accepted domain: fresh.test (internal_relay)");
+  EXPECT_HAS(d.ctl("route test x@fresh.test"), "accepted domain: fresh.test (internal relay)");
   verb_ok(d, "accepted-domain set --name Fresh.Test --domain-type ExternalRelay");
-  EXPECT_HAS(d.ctl("route test x@fresh.test"), "accepted domain: fresh.test (external_relay)");
+  EXPECT_HAS(d.ctl("route test x@fresh.test"), "accepted domain: fresh.test (external relay)");
   auto r = verb_ok(d, "accepted-domain get --json");
   cr_assert(parses_as_json(r.output), "%s", r.output.c_str());
   EXPECT_HAS(r, "\"domain_type\":\"external-relay\"");
