@@ -43,6 +43,13 @@ command_result verb_ok(const sluiced_process& d, const std::string& args) {
   return r;
 }
 
+// The command must fail (exit status 1).
+command_result verb_refused(const sluiced_process& d, const std::string& args) {
+  command_result r = verb(d, args);
+  cr_assert_eq(r.status, 1, "sluicectl %s should fail:\n%s", args.c_str(), r.output.c_str());
+  return r;
+}
+
 template <typename F>
 bool within(int timeout_ms, F done) {
   for (int waited = 0; waited < timeout_ms; waited += 50) {
@@ -130,8 +137,7 @@ Test(integration_connector_verbs, receive_connector_new_set_remove_on_a_running_
   // The daemon's own connectors still serve.
   cr_assert(ehlo_on(d.port()).find("250") == 0);
 
-  r = verb(d, "receive-connector remove --name \"Receive from HQ\"");
-  cr_assert_eq(r.status, 1, "%s", r.output.c_str());
+  r = verb_refused(d, "receive-connector remove --name \"Receive from HQ\"");
   EXPECT_HAS(r, "there is no receive connector named 'Receive from HQ'");
 }
 
@@ -141,18 +147,15 @@ Test(integration_connector_verbs, a_binding_and_range_pair_already_taken_is_refu
   START(d);
   const std::string before = file_of(d);
   // "Relay" has 127.0.0.1:<port> with 127.0.0.2 already.
-  auto r = verb(d, "receive-connector new --name Second --usage internet --bindings 127.0.0.1:" + std::to_string(d.port()) +
+  auto r = verb_refused(d, "receive-connector new --name Second --usage internet --bindings 127.0.0.1:" + std::to_string(d.port()) +
                        " --remote-ip-ranges 127.0.0.2");
-  cr_assert_eq(r.status, 1, "%s", r.output.c_str());
   EXPECT_HAS(r, "each binding and remote range pair must belong to one connector");
   EXPECT_HAS(r, "was not changed");
   cr_assert(file_of(d) == before, "the file changed:\n%s", file_of(d).c_str());
   // The same through set, and a duplicate name through new.
-  r = verb(d, "receive-connector set --name Internet --remote-ip-ranges 127.0.0.2");
-  cr_assert_eq(r.status, 1, "%s", r.output.c_str());
+  r = verb_refused(d, "receive-connector set --name Internet --remote-ip-ranges 127.0.0.2");
   EXPECT_HAS(r, "each binding and remote range pair must belong to one connector");
-  r = verb(d, "receive-connector new --name relay --bindings 127.0.0.1:2999 --usage custom --json");
-  cr_assert_eq(r.status, 1, "%s", r.output.c_str());
+  r = verb_refused(d, "receive-connector new --name relay --bindings 127.0.0.1:2999 --usage custom --json");
   EXPECT_HAS(r, "already exists");
   cr_assert(file_of(d) == before, "the file changed:\n%s", file_of(d).c_str());
   // The daemon still runs the old configuration: 127.0.0.2 is the relay connector's.
@@ -209,8 +212,25 @@ Test(integration_connector_verbs, without_a_daemon_the_file_is_edited_and_the_me
   EXPECT_HAS(d.ctl("route test x@later.test"), "accepted domain: later.test");
   EXPECT_HAS(d.ctl("route test x@a.later.test"), "send connector: Out");
   // A refusal in JSON parses too, and says why.
-  r = verb(d, "accepted-domain new --domain-name later.test --json");
-  cr_assert_eq(r.status, 1, "%s", r.output.c_str());
+  r = verb_refused(d, "accepted-domain new --domain-name later.test --json");
   cr_assert(parses_as_json(r.output.substr(0, r.output.find('\n') + 1)), "%s", r.output.c_str());
   EXPECT_HAS(r, "\"ok\":false");
+}
+
+Test(integration_connector_verbs, a_change_the_daemon_refuses_is_undone) {
+  sluiced_process d;
+  d.write_config(commented_config());
+  START(d);
+  const std::string before = file_of(d);
+  // The file loads, but sluiced cannot open the connector's protocol log (a directory
+  // stands where the file would be), so it refuses the reload; the file is put back.
+  d.write_file("log/protocol/Blocked.csv/keep", "");
+  auto r = verb_refused(d, "receive-connector new --name Blocked --usage internet --bindings 127.0.0.1:" +
+                               std::to_string(free_port()) + " --protocol-logging true");
+  EXPECT_HAS(r, "sluiced refused the change");
+  EXPECT_HAS(r, "is as it was");
+  EXPECT_HAS(r, "Blocked.csv");
+  cr_assert(file_of(d) == before, "the file was not restored:\n%s", file_of(d).c_str());
+  EXPECT_HAS(verb_ok(d, "receive-connector get"), "Relay");
+  cr_assert(verb(d, "receive-connector get --name Blocked").status == 1);
 }
