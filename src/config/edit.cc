@@ -128,34 +128,24 @@ class lexer {
     if (starts("'''")) return multi_line('\'', false);
     if (is('"') || is('\'')) return quoted(nullptr);
     if (is('[')) {
-      ++pos;
-      for (;;) {
+      for (++pos;; ++pos) {
         skip_blank_lines();
         if (is(']')) return ++pos, true;
         if (!value(depth + 1)) return false;
         skip_blank_lines();
-        if (is(',')) {
-          ++pos;
-          continue;
-        }
-        if (is(']')) return ++pos, true;
-        return false;
+        if (!is(',')) return expect("]");
       }
     }
     if (is('{')) return inline_table(depth, nullptr, nullptr);
-    auto stop = [&] {
-      return eof() || std::string_view(" \t\r\n,]}#").find(t_[pos]) != std::string_view::npos;
-    };
+    auto stop = [&] { return eof() || std::string_view(" \t\r\n,]}#").find(t_[pos]) != std::string_view::npos; };
     size_t begin = pos;
     while (!stop()) ++pos;
     if (pos == begin) return false;
     // A date-time may separate date and time with a space: 1979-05-27 07:32:00Z.
     std::string_view word = t_.substr(begin, pos - begin);
     if (word.size() == 10 && word[4] == '-' && word[7] == '-' && is(' ') && pos + 1 < t_.size() &&
-        t_[pos + 1] >= '0' && t_[pos + 1] <= '9') {
-      ++pos;
-      while (!stop()) ++pos;
-    }
+        t_[pos + 1] >= '0' && t_[pos + 1] <= '9')
+      for (++pos; !stop();) ++pos;
     return true;
   }
 
@@ -206,10 +196,7 @@ struct scan {
 };
 
 std::optional<scan> scan_text(std::string_view text, std::string& error) {
-  if (text.size() > max_text) {
-    error = "the file is larger than 4 MiB";
-    return std::nullopt;
-  }
+  if (text.size() > max_text) return error = "the file is larger than 4 MiB", std::nullopt;
   scan s;
   lexer lx(text);
   if (lx.starts("\xEF\xBB\xBF")) lx.pos = 3;  // a BOM stays part of the first line
@@ -245,10 +232,7 @@ std::optional<scan> scan_text(std::string_view text, std::string& error) {
       lx.skip_comment();
       ok = ok && lx.eol();
     }
-    if (!ok) {
-      error = "line " + std::to_string(line) + ": cannot follow the TOML here; edit this file by hand";
-      return std::nullopt;
-    }
+    if (!ok) return error = "line " + std::to_string(line) + ": cannot follow the TOML here; edit this file by hand", std::nullopt;
     st.end = lx.pos;
     line += static_cast<int>(std::count(text.begin() + static_cast<long>(st.begin), text.begin() + static_cast<long>(st.end), '\n'));
     s.stmts.push_back(std::move(st));
@@ -258,8 +242,8 @@ std::optional<scan> scan_text(std::string_view text, std::string& error) {
   try {
     s.doc = toml::parse(text);
   } catch (const toml::parse_error& e) {
-    error = "line " + std::to_string(e.source().begin.line) + ": not valid TOML: " + std::string(e.description());
-    return std::nullopt;
+    return error = "line " + std::to_string(e.source().begin.line) + ": not valid TOML: " + std::string(e.description()),
+           std::nullopt;
   }
   return s;
 }
