@@ -25,6 +25,15 @@ std::string commented_config() {
   return c;
 }
 
+// A sluiced started on commented_config().
+struct running_daemon {
+  sluiced_process d;
+  running_daemon() {
+    d.write_config(commented_config());
+    START(d);
+  }
+};
+
 std::string file_of(const sluiced_process& d) {
   std::ifstream in(d.dir() + "/sluice.toml", std::ios::binary);
   std::stringstream ss;
@@ -80,9 +89,8 @@ bool parses_as_json(const std::string& text) {
 }  // namespace
 
 Test(integration_connector_verbs, receive_connector_new_set_remove_on_a_running_daemon) {
-  sluiced_process d;
-  d.write_config(commented_config());
-  START(d);
+  running_daemon daemon;
+  sluiced_process& d = daemon.d;
   const uint16_t hq = free_port();
   const std::string binding = "127.0.0.1:" + std::to_string(hq);
   cr_assert_str_eq(ehlo_on(hq).c_str(), "", "nothing listens on %u yet", hq);
@@ -142,9 +150,8 @@ Test(integration_connector_verbs, receive_connector_new_set_remove_on_a_running_
 }
 
 Test(integration_connector_verbs, a_binding_and_range_pair_already_taken_is_refused) {
-  sluiced_process d;
-  d.write_config(commented_config());
-  START(d);
+  running_daemon daemon;
+  sluiced_process& d = daemon.d;
   const std::string before = file_of(d);
   // "Relay" has 127.0.0.1:<port> with 127.0.0.2 already.
   auto r = verb_refused(d, "receive-connector new --name Second --usage internet --bindings 127.0.0.1:" + std::to_string(d.port()) +
@@ -167,9 +174,8 @@ Test(integration_connector_verbs, a_binding_and_range_pair_already_taken_is_refu
 }
 
 Test(integration_connector_verbs, send_connector_and_accepted_domain_through_route_test) {
-  sluiced_process d;
-  d.write_config(commented_config());
-  START(d);
+  running_daemon daemon;
+  sluiced_process& d = daemon.d;
   EXPECT_HAS(d.ctl("route test x@fresh.test"), "accepted domain: none");
 
   verb_ok(d, "accepted-domain new --domain-name fresh.test --domain-type internal-relay");
@@ -218,9 +224,8 @@ Test(integration_connector_verbs, without_a_daemon_the_file_is_edited_and_the_me
 }
 
 Test(integration_connector_verbs, a_change_the_daemon_refuses_is_undone) {
-  sluiced_process d;
-  d.write_config(commented_config());
-  START(d);
+  running_daemon daemon;
+  sluiced_process& d = daemon.d;
   const std::string before = file_of(d);
   // The file loads, but sluiced cannot open the connector's protocol log (a directory
   // stands where the file would be), so it refuses the reload; the file is put back.
