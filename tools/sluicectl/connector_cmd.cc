@@ -512,7 +512,12 @@ void run_get(const global_options& g, const group_spec& gs, const request& r) {
 }
 
 void add_group(CLI::App& app, global_options& g, const group_spec& gs) {
-  auto* group = app.add_subcommand(gs.command, std::string(gs.noun) + "s of the configuration file (--config): get, new, set, remove");
+  std::string about = std::string(gs.noun) + "s of the configuration file (--config): get, new, set, remove";
+  // Exchange options without a sluice key are not offered rather than silently ignored.
+  if (std::string_view(gs.table) == "receive_connector")
+    about += ". No --fqdn or --enabled: a receive connector greets with [server] hostname (or --banner) and is "
+             "disabled by removing it";
+  auto* group = app.add_subcommand(gs.command, about);
   group->require_subcommand(1);
   for (const std::string verb : {"get", "new", "set", "remove"}) {
     auto r = std::make_shared<request>();
