@@ -1,7 +1,7 @@
-// connector_cmd.cc: `sluicectl receive-connector|send-connector|accepted-domain get|new|set|remove`: Exchange-style verbs
-// that edit the configuration file (comments kept), validate it as sluiced would, write it atomically and reload sluiced.
+// connector_cmd.cc: `sluicectl receive-connector|send-connector|accepted-domain get|new|set|remove`, Exchange-style.
 // Untrusted input: the TOML file named by --config (edited with config::edit, which refuses what it cannot follow), the
 // option values (written as escaped TOML, then validated by the loader) and the daemon's answers (shown terminal-safe).
+// Flow of an edit: edit in memory, validate as sluiced would, write atomically, reload sluiced, undo if it refuses.
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/file.h>
@@ -334,8 +334,8 @@ void finish(const global_options& g, const outcome& o) {
 // Validates the edited text as sluiced would, writes it, reloads the daemon running this
 // file, and puts the old text back if the daemon refuses it.
 void apply(const global_options& g, const std::string& socket, locked_file& f, const std::string& text, outcome& o) {
-  const std::string base = fs::path(f.path).parent_path().string();
-  o.errors = config_problems(g.config_file, config::load_string(text, g.config_file, base));
+  // Relative files resolve beside the path as given, as sluiced's load_file does (a symlink's directory).
+  o.errors = config_problems(g.config_file, config::load_string(text, g.config_file));
   if (!o.errors.empty()) {
     o.message = fmt::format("the change was refused ({} error{}); {} was not changed", o.errors.size(),
                             o.errors.size() == 1 ? "" : "s", g.config_file);
@@ -482,7 +482,7 @@ void run_get(const global_options& g, const group_spec& gs, const request& r) {
   read_locked(g.config_file, f);
   std::string error;
   if (!config::edit::document::parse(f.text, error)) throw command_error{fmt::format("{}: {}", g.config_file, error)};
-  auto loaded = config::load_string(f.text, g.config_file, fs::path(f.path).parent_path().string());
+  auto loaded = config::load_string(f.text, g.config_file);
   if (!loaded) throw command_error{loaded.error_text()};
   std::vector<std::vector<row>> all;
   const std::string want = lower(r.name.empty() ? r.domain_name : r.name);
