@@ -5,9 +5,16 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace CLI {
 class App;
+}
+namespace sluice::config {
+struct load_result;
+}
+namespace sluice::admin {
+struct call_result;
 }
 
 namespace sluice::ctl {
@@ -50,5 +57,13 @@ void add_track_commands(CLI::App& app, global_options& g);  // track_cmd.cc
 void add_mailq_command(CLI::App& app, global_options& g);   // queue_cmd.cc
 void add_reload_commands(CLI::App& app, global_options& g);   // reload_cmd.cc
 void add_config_commands(CLI::App& app, global_options& g);   // config_cmd.cc
+void add_connector_commands(CLI::App& app, global_options& g);  // connector_cmd.cc
+
+// Every problem sluiced would refuse `loaded` (read as `file`) for: the loader's errors, routes,
+// certificates, credentials (config_cmd.cc, shared with the connector verbs).
+std::vector<std::string> config_problems(const std::string& file, const config::load_result& loaded);
+// Asks the sluiced at `socket` (else admin.sock beside the queue directory) to reload, and
+// waits for its answer (reload_cmd.cc, shared with the connector verbs).
+admin::call_result ask_reload(const global_options& g, const std::string& socket);
 
 }  // namespace sluice::ctl

@@ -58,13 +58,14 @@ void check_resources(const std::string& file, const config::config& cfg, std::ve
   }
 }
 
+}  // namespace
+
 // Every problem sluiced would refuse the file for at start or reload, without touching
 // anything: the loader's errors (each with file:line:column), then, for a file that
 // loads, the routing table's (route conflicts name their connectors, not a line) and
 // the certificates' and credentials'.
-std::vector<std::string> problems_of(const std::string& file) {
+std::vector<std::string> config_problems(const std::string& file, const config::load_result& loaded) {
   std::vector<std::string> out;
-  config::load_result loaded = config::load_file(file);
   if (!loaded) {
     for (const auto& e : loaded.errors) out.push_back(e.to_string());
     return out;
@@ -75,6 +76,10 @@ std::vector<std::string> problems_of(const std::string& file) {
   check_resources(file, *loaded.value, out);
   return out;
 }
+
+namespace {
+
+std::vector<std::string> problems_of(const std::string& file) { return config_problems(file, config::load_file(file)); }
 
 void config_check(const global_options& g, const std::string& file) {
   const std::vector<std::string> problems = problems_of(file);

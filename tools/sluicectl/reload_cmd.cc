@@ -17,9 +17,17 @@ namespace {
 // Building a generation may generate certificates: give it more than a query's time.
 constexpr int reload_timeout_ms = 120'000;
 
-void reload(const global_options& g, const std::string& socket) {
+}  // namespace
+
+admin::call_result ask_reload(const global_options& g, const std::string& socket) {
   const std::string path = socket.empty() ? admin::socket_path_for(resolve_queue_dir(g)) : socket;
-  admin::call_result r = admin::call(path, {"reload"}, reload_timeout_ms);
+  return admin::call(path, {"reload"}, reload_timeout_ms);
+}
+
+namespace {
+
+void reload(const global_options& g, const std::string& socket) {
+  admin::call_result r = ask_reload(g, socket);
   if (r.status != admin::call_status::ok) throw command_error{r.error};
   const admin::response& a = r.reply;
   if (g.json) {
