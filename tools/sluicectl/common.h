@@ -50,5 +50,6 @@ void add_track_commands(CLI::App& app, global_options& g);  // track_cmd.cc
 void add_mailq_command(CLI::App& app, global_options& g);   // queue_cmd.cc
 void add_reload_commands(CLI::App& app, global_options& g);   // reload_cmd.cc
 void add_config_commands(CLI::App& app, global_options& g);   // config_cmd.cc
+void add_stats_command(CLI::App& app, global_options& g);     // stats_cmd.cc
 
 }  // namespace sluice::ctl
