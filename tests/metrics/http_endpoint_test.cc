@@ -130,7 +130,7 @@ Test(metrics_http, errors) {
   cr_assert(request(ep.port(), "GET /metrics\r\n\r\n").starts_with("HTTP/1.1 400 "));
   cr_assert(request(ep.port(), "GET metrics HTTP/1.1\r\n\r\n").starts_with("HTTP/1.1 400 "));
   cr_assert(request(ep.port(), "GET /metrics HTTP/2.0\r\n\r\n").starts_with("HTTP/1.1 400 "));
-  cr_assert(request(ep.port(), "\x16\x03\x01\x02\x00\x01\r\n\r\n").starts_with("HTTP/1.1 400 "));
+  cr_assert(request(ep.port(), "\x16\x03\x01\x02\x05\x01\r\n\r\n").starts_with("HTTP/1.1 400 "));
   cr_assert_eq(ep.renders.load(), 0, "nothing was rendered for a bad request");
 }
 
