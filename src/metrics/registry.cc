@@ -53,7 +53,11 @@ family<Metric>::family(std::string name, std::string help, std::vector<std::stri
       labels_(std::move(labels)),
       max_series_(std::clamp<size_t>(max_series, 1, (capacity - 1) / 2)),
       overflow_label_(labels_.empty() ? 0 : std::min(overflow_label, labels_.size() - 1)),
-      bounds_(std::move(bounds)) {}
+      bounds_(std::move(bounds)) {
+  // A family without labels has its one series from the start, so a scrape shows 0 rather
+  // than nothing before the first event.
+  if (labels_.empty()) add("", {});
+}
 
 template <class Metric>
 Metric* family<Metric>::find(std::string_view key) const {

@@ -57,12 +57,13 @@ scrape run_scrape(uint16_t port, const std::string& json_file = "") {
                std::to_string(port) + (json_file.empty() ? "" : " --json-file " + json_file));
   s.status = r.status;
   s.output = r.output;
-  std::istringstream in(r.output);
-  std::string kind, name, labels, value;
-  while (in >> kind >> name >> labels) {
-    std::getline(in >> std::ws, value);
+  std::istringstream lines(r.output);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream in(line);
+    std::string kind, name, labels, value;
+    if (!(in >> kind >> name >> labels)) continue;
     if (kind == "type") s.types[name] = labels;
-    else s.values[kind][name + " " + labels] = std::strtod(value.c_str(), nullptr);
+    else if (in >> value) s.values[kind][name + " " + labels] = std::strtod(value.c_str(), nullptr);
   }
   return s;
 }

@@ -122,6 +122,17 @@ Test(metrics_registry, collectors_run_at_collection_and_leave_with_their_handle)
   cr_assert_eq(calls, 1);
 }
 
+Test(metrics_registry, a_family_without_labels_reads_zero_before_any_event) {
+  registry r;
+  r.add_counter("t_c_total", "c");
+  r.add_histogram("t_h", "h", {1});
+  auto snap = r.collect();
+  cr_assert_eq(snap.at(0).samples.size(), 1u);
+  cr_assert_eq(snap[0].samples[0].value, 0);
+  cr_assert_eq(snap.at(1).samples.size(), 1u);
+  cr_assert_eq(snap[1].samples[0].count, 0u);
+}
+
 Test(metrics_registry, gauges_go_up_and_down) {
   registry r;
   auto& g = r.add_gauge("t_open", "open", {"connector"});
