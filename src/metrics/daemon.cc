@@ -5,29 +5,28 @@
 namespace sluice::metrics {
 
 namespace {
-const std::vector<std::string> connector_site = {"connector", "site"};
+
+// Delivery outcomes: by send connector and site, sites beyond the bound counted as "other".
+counter_family& by_site(registry& r, std::string name, std::string help) {
+  return r.add_counter(std::move(name), std::move(help), {"connector", "site"}, registry::default_max_series, "site");
 }
+
+}  // namespace
 
 daemon_metrics::daemon_metrics()
     : sessions(reg.add_counter("sluice_sessions_total", "SMTP sessions accepted, by receive connector", {"connector"})),
       connections_open(reg.add_gauge("sluice_connections_open", "Inbound connections open, by receive connector", {"connector"})),
       messages_received(reg.add_counter("sluice_messages_received_total",
                                         "Messages accepted and queued (250 sent), by receive connector", {"connector"})),
-      messages_delivered(reg.add_counter("sluice_messages_delivered_total",
-                                         "Messages delivered to a next hop, by send connector and site", connector_site,
-                                         registry::default_max_series, "site")),
-      messages_deferred(reg.add_counter("sluice_messages_deferred_total",
-                                        "Delivery attempts that left recipients for a retry, by send connector and site",
-                                        connector_site, registry::default_max_series, "site")),
-      messages_failed(reg.add_counter("sluice_messages_failed_total",
-                                      "Delivery attempts that failed recipients permanently, by send connector and site",
-                                      connector_site, registry::default_max_series, "site")),
-      messages_bounced(reg.add_counter("sluice_messages_bounced_total",
-                                       "Delivery attempts the remote server refused with a 5xx reply, by send connector and site",
-                                       connector_site, registry::default_max_series, "site")),
-      messages_expired(reg.add_counter("sluice_messages_expired_total",
-                                       "Messages whose recipients expired in the queue, by send connector and site",
-                                       connector_site, registry::default_max_series, "site")),
+      messages_delivered(by_site(reg, "sluice_messages_delivered_total", "Messages delivered to a next hop, by send connector and site")),
+      messages_deferred(by_site(reg, "sluice_messages_deferred_total",
+                                "Delivery attempts that left recipients for a retry, by send connector and site")),
+      messages_failed(by_site(reg, "sluice_messages_failed_total",
+                              "Delivery attempts that failed recipients permanently, by send connector and site")),
+      messages_bounced(by_site(reg, "sluice_messages_bounced_total",
+                               "Delivery attempts the remote server refused with a 5xx reply, by send connector and site")),
+      messages_expired(by_site(reg, "sluice_messages_expired_total",
+                               "Messages whose recipients expired in the queue, by send connector and site")),
       commit_batch_size(reg.add_histogram("sluice_store_commit_batch_size",
                                           "Write requests carried by one group-commit transaction",
                                           exponential_buckets(1, 2, 13))),

@@ -145,35 +145,36 @@ size_t label_index(const std::vector<std::string>& labels, std::string_view name
 
 }  // namespace
 
-counter_family& registry::add_counter(std::string name, std::string help, std::vector<std::string> labels,
-                                      size_t max_series, std::string_view overflow_label) {
+template <class Family>
+Family& registry::add_family(std::vector<std::unique_ptr<Family>>& to, metric_type kind, std::string name, std::string help,
+                             std::vector<std::string> labels, size_t max_series, std::string_view overflow_label,
+                             std::vector<double> bounds) {
   std::lock_guard lock(mu_);
   const size_t o = label_index(labels, overflow_label);
-  counters_.push_back(std::make_unique<counter_family>(std::move(name), std::move(help), std::move(labels), max_series, o));
-  order_.emplace_back(metric_type::counter, counters_.size() - 1);
-  return *counters_.back();
+  to.push_back(std::make_unique<Family>(std::move(name), std::move(help), std::move(labels), max_series, o, std::move(bounds)));
+  order_.emplace_back(kind, to.size() - 1);
+  return *to.back();
+}
+
+counter_family& registry::add_counter(std::string name, std::string help, std::vector<std::string> labels,
+                                      size_t max_series, std::string_view overflow_label) {
+  return add_family(counters_, metric_type::counter, std::move(name), std::move(help), std::move(labels), max_series,
+                    overflow_label, {});
 }
 
 gauge_family& registry::add_gauge(std::string name, std::string help, std::vector<std::string> labels,
                                   size_t max_series, std::string_view overflow_label) {
-  std::lock_guard lock(mu_);
-  const size_t o = label_index(labels, overflow_label);
-  gauges_.push_back(std::make_unique<gauge_family>(std::move(name), std::move(help), std::move(labels), max_series, o));
-  order_.emplace_back(metric_type::gauge, gauges_.size() - 1);
-  return *gauges_.back();
+  return add_family(gauges_, metric_type::gauge, std::move(name), std::move(help), std::move(labels), max_series,
+                    overflow_label, {});
 }
 
 histogram_family& registry::add_histogram(std::string name, std::string help, std::vector<double> bounds,
                                           std::vector<std::string> labels, size_t max_series) {
-  std::lock_guard lock(mu_);
   std::sort(bounds.begin(), bounds.end());
   bounds.erase(std::unique(bounds.begin(), bounds.end()), bounds.end());
   std::erase_if(bounds, [](double b) { return !std::isfinite(b); });
-  const size_t o = label_index(labels, "");
-  histograms_.push_back(std::make_unique<histogram_family>(std::move(name), std::move(help), std::move(labels), max_series,
-                                                           o, std::move(bounds)));
-  order_.emplace_back(metric_type::histogram, histograms_.size() - 1);
-  return *histograms_.back();
+  return add_family(histograms_, metric_type::histogram, std::move(name), std::move(help), std::move(labels), max_series,
+                    "", std::move(bounds));
 }
 
 registry::collector_handle& registry::collector_handle::operator=(collector_handle&& o) noexcept {

@@ -167,6 +167,10 @@ class registry {
 
  private:
   void remove_collector(uint64_t id);
+  template <class Family>
+  Family& add_family(std::vector<std::unique_ptr<Family>>& to, metric_type kind, std::string name, std::string help,
+                     std::vector<std::string> labels, size_t max_series, std::string_view overflow_label,
+                     std::vector<double> bounds);
   std::vector<std::unique_ptr<counter_family>> counters_;
   std::vector<std::unique_ptr<gauge_family>> gauges_;
   std::vector<std::unique_ptr<histogram_family>> histograms_;

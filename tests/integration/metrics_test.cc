@@ -1,10 +1,6 @@
 // metrics_test.cc: sluiced's Prometheus endpoint read by prometheus_client's parser after a real blaster run.
 // Untrusted input: none (the test plays the slow and the oversized client itself).
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -14,8 +10,10 @@
 
 #include "assertions.h"
 #include "delivery_env.h"
+#include "../metrics/loopback_client.h"
 
 using namespace sluice::testing;
+using namespace metrics_test;
 
 namespace {
 
@@ -66,29 +64,6 @@ scrape run_scrape(uint16_t port, const std::string& json_file = "") {
     else if (in >> value) s.values[kind][name + " " + labels] = std::strtod(value.c_str(), nullptr);
   }
   return s;
-}
-
-int connect_to(uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  cr_assert_eq(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  return fd;
-}
-
-std::string read_reply(int fd, int timeout_ms) {
-  std::string out;
-  for (;;) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, timeout_ms) <= 0) break;
-    char buf[4096];
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
 }
 
 }  // namespace
@@ -168,21 +143,22 @@ Test(integration_metrics, slow_and_oversized_clients_do_not_block_others, .timeo
   // One connection that sends nothing, one that sends half a request line.
   int silent = connect_to(port);
   int slow = connect_to(port);
-  cr_assert_eq(::send(slow, "GET /metr", 9, MSG_NOSIGNAL), 9);
+  cr_assert(silent >= 0 && slow >= 0);
+  send_all(slow, "GET /metr");
   const auto before = std::chrono::steady_clock::now();
   scrape s = run_scrape(port);
   cr_assert_eq(s.status, 0, "%s", s.output.c_str());
   cr_assert(s.types.count("sluice_messages_received"), "%s", s.output.c_str());
   // Answered while both are still open (the endpoint's read timeout is 10 s).
   cr_assert_lt(std::chrono::steady_clock::now() - before, std::chrono::seconds(8));
-  pollfd p{silent, POLLIN, 0};
-  cr_assert_eq(::poll(&p, 1, 0), 0, "the silent connection is still open, unanswered");
+  cr_assert(still_waiting(silent), "the silent connection is still open, unanswered");
+  cr_assert(still_waiting(slow), "so is the slow one");
 
   // A huge request header is refused, and the endpoint goes on serving.
   int huge = connect_to(port);
   const std::string req = "GET /metrics HTTP/1.1\r\nX-Filler: " + std::string(32 * 1024, 'x') + "\r\n\r\n";
-  ::send(huge, req.data(), req.size(), MSG_NOSIGNAL);
-  const std::string reply = read_reply(huge, 5000);
+  send_all(huge, req);
+  const std::string reply = read_all(huge);
   cr_assert(reply.starts_with("HTTP/1.1 431 ") || reply.starts_with("HTTP/1.1 400 "), "%.200s", reply.c_str());
   ::close(huge);
   s = run_scrape(port);

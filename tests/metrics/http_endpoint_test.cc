@@ -1,11 +1,6 @@
 // http_endpoint_test.cc: the metrics HTTP endpoint on a real loop and loopback sockets.
 // Untrusted input: none (the test plays the hostile client).
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -13,10 +8,12 @@
 #include <string>
 #include <thread>
 
+#include "loopback_client.h"
 #include "metrics/http_endpoint.h"
 #include "net/loop.h"
 
 using namespace sluice;
+using namespace metrics_test;
 
 namespace {
 
@@ -60,44 +57,9 @@ class running_endpoint {
   uint16_t port_ = 0;
 };
 
-int connect_to(uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(port);
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  cr_assert_eq(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  return fd;
-}
-
-void send_all(int fd, const std::string& data) {
-  size_t off = 0;
-  while (off < data.size()) {
-    ssize_t n = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
-    if (n <= 0) return;  // the server may hang up on an oversized request mid-way
-    off += static_cast<size_t>(n);
-  }
-}
-
-// Everything until the server closes, or what came within `timeout_ms`.
-std::string read_all(int fd, int timeout_ms = 5000) {
-  std::string out;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  for (;;) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
-    if (left <= 0) break;
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, static_cast<int>(left)) <= 0) break;
-    char buf[4096];
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
-}
-
 std::string request(uint16_t port, const std::string& req) {
   int fd = connect_to(port);
+  cr_assert(fd >= 0);
   send_all(fd, req);
   std::string r = read_all(fd);
   ::close(fd);
@@ -144,20 +106,25 @@ Test(metrics_http, a_huge_header_gets_431_and_the_endpoint_keeps_serving) {
 
 Test(metrics_http, a_silent_client_does_not_block_others_and_times_out) {
   metrics::http_settings s;
-  s.read_timeout_ms = 1500;
+  s.read_timeout_ms = 2000;
   running_endpoint ep(s);
+  const auto t0 = std::chrono::steady_clock::now();
   int silent = connect_to(ep.port());
   int slow = connect_to(ep.port());
-  send_all(slow, "GET /met");  // a slowloris: part of a request, then nothing
+  cr_assert(silent >= 0 && slow >= 0);
+  send_all(slow, "GET /met");  // a slowloris: part of a request, then a byte now and then
   // Both still open: another client is answered at once.
   std::string r = request(ep.port(), "GET /metrics HTTP/1.1\r\n\r\n");
   cr_assert(r.starts_with("HTTP/1.1 200 "), "%s", r.c_str());
-  pollfd p{silent, POLLIN, 0};
-  cr_assert_eq(::poll(&p, 1, 0), 0, "the silent connection is still open (not answered)");
-  // The deadline covers the whole request: trickling bytes does not extend it.
+  cr_assert(still_waiting(silent), "the silent connection is still open (not answered)");
+  cr_assert(still_waiting(slow), "so is the slow one");
+  // The deadline covers the whole request: bytes trickling in do not extend it, so the
+  // 408 comes 2 s after the connect, not 2 s after the last byte (3.5 s).
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   send_all(slow, "ri");
   std::string late = read_all(slow, 4000);
   cr_assert(late.starts_with("HTTP/1.1 408 "), "%s", late.c_str());
+  cr_assert_lt(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(3000), "the deadline was extended");
   std::string closed = read_all(silent, 4000);
   cr_assert(closed.starts_with("HTTP/1.1 408 "), "%s", closed.c_str());
   ::close(silent);
@@ -170,6 +137,7 @@ Test(metrics_http, connections_beyond_the_limit_get_503) {
   running_endpoint ep(s);
   int a = connect_to(ep.port());
   int b = connect_to(ep.port());
+  cr_assert(a >= 0 && b >= 0);
   // Let the loop accept both before the third arrives.
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   std::string r = request(ep.port(), "GET /metrics HTTP/1.1\r\n\r\n");
