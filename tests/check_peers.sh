@@ -54,6 +54,12 @@ if [ -x "$dovecot_bin" ] && "$dovecot_bin" --version >/dev/null 2>&1; then
 else
   need dovecot-core "LMTP server for the LMTP delivery tests (no working dovecot)"
 fi
+# metrics_test.cc parses /metrics with prometheus_client's own parser, from Debian's python3
+# (/usr/bin/python3: a python3 earlier on PATH, such as pyenv's, does not see Debian's modules).
+debian_python=/usr/bin/python3
+[ -x "$debian_python" ] || debian_python=python3
+"$debian_python" -c 'from prometheus_client.parser import text_string_to_metric_families' >/dev/null 2>&1 ||
+  need python3-prometheus-client "Prometheus text parser for the metrics endpoint test"
 # systemd_test.cc checks the shipped unit offline with systemd-analyze (verify, security).
 if command -v systemd-analyze >/dev/null 2>&1; then
   systemd-analyze security --help 2>/dev/null | grep -q -- '--offline' ||

@@ -15,6 +15,7 @@ command_table default_commands();
 void add_route_commands(command_table& t);   // route test <address> [--size N] [--receive-connector NAME]
 void add_server_commands(command_table& t);  // status, config, help (help lists t itself)
 void add_reload_commands(command_table& t);  // reload (needs daemon_info::reload and context::defer)
+void add_metrics_commands(command_table& t);  // metrics [--json] (metrics_commands.cc)
 
 // The version sluiced and sluicectl were built as (the meson project version).
 std::string_view version();

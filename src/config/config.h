@@ -42,6 +42,16 @@ struct server_settings {
 };
 
 // ---------------------------------------------------------------------------------------
+// [metrics]
+
+struct metrics_settings {
+  // The Prometheus endpoint (GET /metrics, /metrics.json): "IP:port"; "" = off. Loopback
+  // by default: the numbers name connectors and destinations, which are nobody else's business.
+  std::string listen = "127.0.0.1:9925";
+  bool non_loopback = false;  // listen is set to a non-loopback address (sluiced warns)
+};
+
+// ---------------------------------------------------------------------------------------
 // [[accepted_domain]]
 
 // Where the recipients of an accepted domain that are delivered on this host end up.
@@ -279,6 +289,7 @@ struct config {
   delivery_settings delivery;
   dns_settings dns;
   dsn_settings dsn;
+  metrics_settings metrics;
   // [[transport_rule]], in file order (evaluation order). Connector names in route_via and
   // received_on are rewritten to the connectors' own spelling, so exact comparison works.
   std::vector<rules::rule_spec> transport_rules;

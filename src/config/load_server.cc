@@ -1,4 +1,4 @@
-// load_server.cc: the [server] section: host name, workers, directories, store and size limits.
+// load_server.cc: the [server] section (host name, workers, directories, store and size limits) and [metrics].
 // Untrusted input: the configuration file (admin-written, but typos must be reported with
 // file, line, column and key, never silently ignored).
 #include <algorithm>
@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "base/queue_id.h"
+#include "config/ip_range.h"
 #include "config/reader.h"
 
 namespace sluice::config::detail {
@@ -84,6 +85,21 @@ void read_server(table_reader& top, config& c) {
   while (q.size() > 1 && q.back() == '/') q.pop_back();
   fs::path parent = fs::path(q).parent_path();
   s.auto_tls_dir = (parent.empty() ? fs::path("tls") : parent / "tls").string();
+
+  // [metrics] lives here because it is one key of daemon-wide plumbing like [server]'s.
+  if (const toml::table* t = top.read_table("metrics")) {
+    table_reader r(top.ctx(), *t, "metrics");
+    metrics_settings& m = c.metrics;
+    if (r.read_string("listen", m.listen) && !m.listen.empty()) {
+      if (auto b = binding::parse(m.listen)) {
+        m.non_loopback = !b->address.is_loopback();
+      } else {
+        r.value_error("listen", *t->get("listen"),
+                      squote(m.listen) + " is not an IP:port (\"127.0.0.1:9925\", \"[::1]:9925\"; \"\" turns the endpoint off)");
+      }
+    }
+    r.finish();
+  }
 }
 
 }  // namespace sluice::config::detail

@@ -30,6 +30,7 @@ void engine::record(const work& w, const store::message_view& view, attempt_resu
   const bool expired = retry::expired(policy, w.received_at_ms, now);
   std::vector<uint32_t> delivered, deferred, failed, expired_rcpts;
   std::string defer_text, fail_text, deliver_text;
+  bool bounced = false;  // the remote server refused a recipient for good (metrics)
   for (const auto& rr : result.recipients) {
     const std::string text = reply_text(rr.reply);
     if (rr.outcome == recipient_outcome::delivered) {
@@ -47,6 +48,7 @@ void engine::record(const work& w, const store::message_view& view, attempt_resu
         f.diagnostic = text;
         failed.push_back(rr.recipient);
         fail_text = text;
+        bounced |= rr.reply.code >= 500 && !result.remote_mta.empty();
       } else {
         f.status = "4.4.7";
         f.reason = "delivery time expired";
@@ -84,6 +86,12 @@ void engine::record(const work& w, const store::message_view& view, attempt_resu
   stats_.recipients_deferred += deferred.size();
   stats_.recipients_failed += failed.size();
   stats_.recipients_expired += expired_rcpts.size();
+  if (auto it = hops_.find(w.hop_id); it != hops_.end()) {
+    const hop& h = *it->second;
+    count_outcome(h.kind == route::hop_key_kind::local ? std::string_view("local") : std::string_view(h.connector),
+                  h.bound ? std::string_view(h.bound->key) : std::string_view(h.key),
+                  {!delivered.empty(), !deferred.empty(), !failed.empty(), bounced, !expired_rcpts.empty()});
+  }
   submit(std::move(req));
 }
 

@@ -8,6 +8,7 @@
 #include <cstdio>
 
 #include "dsn/dsn.h"
+#include "metrics/daemon.h"
 
 namespace sluice::delivery {
 
@@ -200,6 +201,7 @@ void reporter::completed(store::report_request& done) {
     case store::report_status::ok:
       if (done.has_message) {
         ++stats_.reports_queued;
+        metrics::daemon().dsns_generated.get().inc();
         if (tracker_) {
           std::vector<std::string_view> rcpts(owned->recipients.begin(), owned->recipients.end());
           const std::string text = id.text(), detail = fmt::format("{} report {} to <{}>", name_of(owned->kind),

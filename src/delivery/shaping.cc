@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "metrics/daemon.h"
+
 namespace sluice::delivery {
 
 void rate_limiter::configure(double rate, double burst) {
@@ -48,6 +50,19 @@ bool failure_streak::failed(int64_t now_ms) {
   suspended_until_ms_ = now_ms + period_ms_;
   in_row_ = 0;
   return true;
+}
+
+void count_outcome(std::string_view connector, std::string_view site, const outcome_counts& c) {
+  // "<connector>|mx:a.example,b.example": the connector is a label of its own already.
+  if (site.starts_with(connector) && site.size() > connector.size() && site[connector.size()] == '|')
+    site.remove_prefix(connector.size() + 1);
+  auto& m = metrics::daemon();
+  const std::string_view labels[] = {connector, site};
+  if (c.delivered) m.messages_delivered.with(labels, 2).inc();
+  if (c.deferred) m.messages_deferred.with(labels, 2).inc();
+  if (c.failed) m.messages_failed.with(labels, 2).inc();
+  if (c.bounced) m.messages_bounced.with(labels, 2).inc();
+  if (c.expired) m.messages_expired.with(labels, 2).inc();
 }
 
 }  // namespace sluice::delivery

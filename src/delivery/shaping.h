@@ -6,6 +6,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 namespace sluice::delivery {
@@ -94,5 +95,13 @@ class failure_streak {
   uint32_t in_row_ = 0;
   int64_t suspended_until_ms_ = 0;
 };
+
+// Metrics: what one attempt did, counted once per message for each kind of outcome it had,
+// under its send connector ("local" for mailboxes) and site (the site key without its
+// connector prefix, or the next hop when it has no site).
+struct outcome_counts {
+  bool delivered = false, deferred = false, failed = false, bounced = false, expired = false;
+};
+void count_outcome(std::string_view connector, std::string_view site, const outcome_counts& c);
 
 }  // namespace sluice::delivery

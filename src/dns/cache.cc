@@ -2,15 +2,19 @@
 // Untrusted input: none.
 #include "dns/cache.h"
 
+#include "metrics/daemon.h"
+
 namespace sluice::dns {
 
 std::optional<answer> answer_cache::find(const std::string& key, uint64_t now_ms) {
+  metrics::daemon().dns_lookups.get().inc();
   auto it = entries_.find(key);
   if (it == entries_.end()) return std::nullopt;
   if (it->second.expires_ms <= now_ms) {
     erase(it);
     return std::nullopt;
   }
+  metrics::daemon().dns_cache_hits.get().inc();
   answer a = it->second.value;
   // Round up so an entry that is still live never reports a TTL of zero.
   a.ttl_s = static_cast<uint32_t>((it->second.expires_ms - now_ms + 999) / 1000);

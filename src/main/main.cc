@@ -18,6 +18,7 @@
 #include "config/config.h"
 #include "generation/generation.h"
 #include "log/protocol_log.h"
+#include "main/metrics_sources.h"
 #include "main/notify.h"
 #include "main/worker.h"
 #include "smtpd/in_flight_budget.h"
@@ -149,6 +150,17 @@ int main(int argc, char** argv) {
                            {std::string(admin::version()), workers_count, static_cast<long>(getpid()), started,
                             &log::dropped_lines,
                             [&reload_requests](auto done) { reload_requests.request(std::move(done)); }}});
+  // The metrics endpoint (Prometheus) is served by worker 0 too; its listen address is the
+  // first generation's (changing it needs a restart).
+  auto metrics_collectors = main::add_daemon_collectors(*queue, sites);
+  if (!cfg->metrics.listen.empty()) {
+    metrics::http_settings ms;
+    net::endpoint::parse(cfg->metrics.listen, ms.where);  // validated by the config loader
+    if (cfg->metrics.non_loopback)
+      std::fprintf(stderr, "sluiced: warning: the metrics endpoint listens on %s, not a loopback address\n",
+                   cfg->metrics.listen.c_str());
+    workers[0]->serve_metrics(ms);
+  }
   for (auto& w : workers) {
     error = w->start();
     if (!error.empty()) {
@@ -224,6 +236,7 @@ int main(int argc, char** argv) {
 
   for (auto& w : workers) w->stop();
   for (auto& w : workers) w->join();
+  metrics_collectors.reset();  // it reads the queue
   queue.reset();  // drains and stops the writer thread
   workers.clear();
   std::fprintf(stderr, "sluiced: stopped\n");

@@ -10,6 +10,8 @@
 #include "delivery/reporter.h"
 #include "dns/resolver.h"
 #include "log/tracking_batch.h"
+#include "metrics/daemon.h"
+#include "metrics/exposition.h"
 #include "net/loop.h"
 #include "smtpd/pickup.h"
 #include "smtpd/receiver.h"
@@ -140,6 +142,12 @@ void worker::run(std::promise<std::string>& ready) {
 
   std::unique_ptr<admin::server> admin_server;
   if (admin_) admin_server = std::make_unique<admin::server>(loop, std::move(*admin_));
+  std::unique_ptr<metrics::http_endpoint> metrics_endpoint;
+  if (metrics_)
+    metrics_endpoint = std::make_unique<metrics::http_endpoint>(loop, std::move(*metrics_), [](bool json) {
+      auto families = metrics::daemon().reg.collect();
+      return json ? metrics::render_json(families) : metrics::render_text(families);
+    });
 
   // Log batches leave the loop five times a second, not once per event.
   auto flush_logs = [&] {
@@ -216,6 +224,7 @@ void worker::run(std::promise<std::string>& ready) {
   loop.on_stop([&] {
     receiver.shutdown();
     if (admin_server) admin_server->close();
+    if (metrics_endpoint) metrics_endpoint->close();
     if (pickup) pickup->stop();
     // Ids not yet categorized stay in the submission queue for the next start.
     cat->shutdown();
@@ -243,6 +252,7 @@ void worker::run(std::promise<std::string>& ready) {
   // the first generation's files close as soon as its last session ends.
   std::string error = install(*std::exchange(first_, nullptr));
   if (error.empty() && admin_server) error = admin_server->listen();
+  if (error.empty() && metrics_endpoint) error = metrics_endpoint->listen();
   loop_.store(&loop, std::memory_order_release);
   completions_.store(completions_owner_.get(), std::memory_order_release);
   ready.set_value(error);

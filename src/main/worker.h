@@ -12,6 +12,7 @@
 #include "delivery/shaping.h"
 #include "generation/generation.h"
 #include "main/mailbox.h"
+#include "metrics/http_endpoint.h"
 
 namespace sluice::store {
 class queue_store;
@@ -39,6 +40,8 @@ class worker {
 
   // Before start(): this worker also serves the admin socket (worker 0 does).
   void serve_admin(admin::server_settings s) { admin_ = std::move(s); }
+  // Before start(): this worker also serves the metrics endpoint (worker 0 does).
+  void serve_metrics(metrics::http_settings s) { metrics_ = std::move(s); }
   // Starts the thread; returns "" once it listens on every binding, or the error.
   std::string start();
   // Any thread: the store has completions for this worker's producer slot, or another
@@ -63,6 +66,7 @@ class worker {
   std::shared_ptr<auth::limiter_registry> auth_limiters_;
   delivery::site_registry& sites_;
   std::optional<admin::server_settings> admin_;
+  std::optional<metrics::http_settings> metrics_;
   std::thread thread_;
   // Created on the worker thread, published through the atomics, and destroyed only by
   // ~worker (after the store has stopped), so the store's writer thread can always wake

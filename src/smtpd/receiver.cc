@@ -3,6 +3,7 @@
 // Untrusted input: peer addresses and RCPT addresses.
 #include "smtpd/receiver.h"
 
+#include "metrics/daemon.h"
 
 namespace sluice::smtpd {
 
@@ -105,8 +106,12 @@ void receiver::accept(std::unique_ptr<net::connection> conn) {
     }
     // Counted until the socket is really closed, not when the session ends: a close may
     // wait (bounded) for a peer that does not read, and its descriptor is still ours.
-    conn->on_socket_closed([admitted_by = policies_, connector, source_hash] {
+    metrics::daemon().sessions.with({rc->name}).inc();
+    metrics::gauge* open = &metrics::daemon().connections_open.with({rc->name});
+    open->add(1);
+    conn->on_socket_closed([admitted_by = policies_, connector, source_hash, open] {
       admitted_by->limits->release(connector, source_hash);
+      open->add(-1);
     });
     slot.admitted_by = policies_;
     policy = policies_->by_connector[connector];

@@ -9,6 +9,7 @@
 #include "auth/credentials.h"
 #include "auth/limiter.h"
 #include "base/clock.h"
+#include "metrics/daemon.h"
 #include "smtp/header.h"
 #include "store/store.h"
 
@@ -308,6 +309,7 @@ void session::submitted(store::submit_request* request) {
       r = {250, "2.6.0", "<" + id + "> Queued mail for delivery"};
       log_event(log::event::info, "queued " + id);
       track_receive(*request, id);
+      metrics::daemon().messages_received.with({policy_->name}).inc();
       break;
     }
     case store::submit_status::storage_full:

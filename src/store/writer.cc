@@ -3,8 +3,10 @@
 #include <lmdb.h>
 
 #include <algorithm>
+#include <chrono>
 #include <utility>
 
+#include "metrics/daemon.h"
 #include "store/lane.h"
 #include "store/store.h"
 #include "store/txn.h"
@@ -88,6 +90,8 @@ bool queue_store::post(unsigned producer, write_op* op) {
 }
 
 void queue_store::writer_main() {
+  metrics::histogram& batch_sizes = metrics::daemon().commit_batch_size.get();
+  metrics::histogram& commit_seconds = metrics::daemon().commit_duration.get();
   std::vector<write_op*> batch;   // in the order popped, paired with `owner`
   std::vector<unsigned> owner;    // the lane each request came from
   std::vector<bool> touched(lanes_.size());
@@ -109,7 +113,10 @@ void queue_store::writer_main() {
       wake_seq_.wait(seen, std::memory_order_acquire);
       continue;
     }
+    const auto commit_start = std::chrono::steady_clock::now();
     commit(batch);
+    commit_seconds.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - commit_start).count());
+    batch_sizes.observe(static_cast<double>(batch.size()));
     // Replies only now, after the commit holding every request of the batch returned.
     std::fill(touched.begin(), touched.end(), false);
     for (std::size_t i = 0; i < batch.size(); ++i) {

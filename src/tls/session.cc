@@ -6,6 +6,7 @@
 
 #include <climits>
 
+#include "metrics/daemon.h"
 #include "tls/ossl.h"
 
 namespace sluice::tls {
@@ -87,6 +88,7 @@ void session::advance() {
   int rc = SSL_do_handshake(ssl_);
   if (rc == 1) {
     done_ = true;
+    metrics::daemon().tls_handshakes.with({SSL_get_version(ssl_), "ok"}).inc();
     flush_pending();
     return;
   }
@@ -96,6 +98,7 @@ void session::advance() {
   long vr = SSL_get_verify_result(ssl_);
   if (vr != X509_V_OK && SSL_get_verify_mode(ssl_) != SSL_VERIFY_NONE)
     what += std::string(" (certificate verification: ") + X509_verify_cert_error_string(vr) + ")";
+  metrics::daemon().tls_handshakes.with({SSL_get_version(ssl_), "failed"}).inc();
   fail(what);
 }
 

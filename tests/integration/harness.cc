@@ -121,6 +121,8 @@ void sluiced_process::write_config(const std::string& text) {
   // answers, so remote next hops defer and their mail stays queued.
   if (t.find("\n[dns]") == std::string::npos && t.rfind("[dns]", 0) != 0)
     t += "\n[dns]\nservers = [\"127.0.0.1:9\"]\ntimeout_ms = 200\ntries = 1\n";
+  // Daemons run in parallel: none takes the default metrics port unless its test asks.
+  if (t.find("\n[metrics]") == std::string::npos && t.rfind("[metrics]", 0) != 0) t += "\n[metrics]\nlisten = \"\"\n";
   write_file("sluice.toml", t);
   if (!fs::exists(dir_ + "/recipients.txt"))
     write_file("recipients.txt", "alice@sluice.test\nbob@sluice.test\npostmaster@sluice.test\n");

@@ -65,5 +65,6 @@ std::vector<std::string> config_problems(const std::string& file, const config::
 // Asks the sluiced at `socket` (else admin.sock beside the queue directory) to reload, and
 // waits for its answer (reload_cmd.cc, shared with the connector verbs).
 admin::call_result ask_reload(const global_options& g, const std::string& socket);
+void add_stats_command(CLI::App& app, global_options& g);     // stats_cmd.cc
 
 }  // namespace sluice::ctl

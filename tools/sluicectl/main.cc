@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   sluice::ctl::add_reload_commands(app, g);
   sluice::ctl::add_config_commands(app, g);
   sluice::ctl::add_connector_commands(app, g);
+  sluice::ctl::add_stats_command(app, g);
 
   try {
     app.parse(argc, argv);
