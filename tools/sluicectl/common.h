@@ -5,9 +5,13 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace CLI {
 class App;
+}
+namespace sluice::store {
+class queue_store;
 }
 
 namespace sluice::ctl {
@@ -42,6 +46,12 @@ std::string json_string(std::string_view s);
 // would let a line overwrite what the terminal shows before it).
 std::string terminal_text(std::string_view s, bool lines = false);
 int64_t now_ms();
+// The queue store opened read-only (LMDB's lock file lets it run beside sluiced); throws command_error.
+void open_store(store::queue_store& s, const global_options& g);  // queue_cmd.cc
+// Sends `words` to the running sluiced's admin socket (beside the queue directory) and prints the
+// answer: its lines as terminal text, or with --json one object of its "name: value" lines
+// (numbers as numbers). Throws command_error when the daemon refuses or cannot be reached.
+void ask_daemon(const global_options& g, const std::vector<std::string>& words);  // message_cmd.cc
 
 // One registration function per command group, each in its own file.
 void add_queue_commands(CLI::App& app, global_options& g);
@@ -50,5 +60,6 @@ void add_track_commands(CLI::App& app, global_options& g);  // track_cmd.cc
 void add_mailq_command(CLI::App& app, global_options& g);   // queue_cmd.cc
 void add_reload_commands(CLI::App& app, global_options& g);   // reload_cmd.cc
 void add_config_commands(CLI::App& app, global_options& g);   // config_cmd.cc
+void add_message_commands(CLI::App& app, global_options& g);  // message_cmd.cc
 
 }  // namespace sluice::ctl

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   sluice::ctl::add_mailq_command(app, g);
   sluice::ctl::add_reload_commands(app, g);
   sluice::ctl::add_config_commands(app, g);
+  sluice::ctl::add_message_commands(app, g);
 
   try {
     app.parse(argc, argv);

@@ -18,8 +18,6 @@
 
 namespace sluice::ctl {
 
-namespace {
-
 // Opens the store read-only: LMDB's lock file lets this run beside a live sluiced.
 void open_store(store::queue_store& s, const global_options& g) {
   store::store_options o;
@@ -28,6 +26,8 @@ void open_store(store::queue_store& s, const global_options& g) {
   std::string error;
   if (!s.open(std::move(o), error)) throw command_error{error};
 }
+
+namespace {
 
 std::string sender_text(const std::string& mail_from) {
   return mail_from.empty() ? "<>" : terminal_text(mail_from);
