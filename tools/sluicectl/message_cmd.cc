@@ -215,6 +215,17 @@ void add_message_commands(CLI::App& app, global_options& g) {
     cmd->add_option("id", *id, "queue id (16 hex digits)")->required();
     cmd->callback([&g, id, name = std::string(a.name)] { ask_daemon(g, {"message", name, parse_id(*id).text()}); });
   }
+  auto dsn = std::make_shared<bool>(false);
+  auto* remove = message->add_subcommand(
+      "remove", "delete the message from the queue (logged with your uid); with --dsn its sender gets a failure report");
+  remove->fallthrough();
+  remove->add_option("id", *id, "queue id (16 hex digits)")->required();
+  remove->add_flag("--dsn", *dsn, "fail the queued recipients with 550 5.0.0, so the sender is told");
+  remove->callback([&g, id, dsn] {
+    std::vector<std::string> words{"message", "remove", parse_id(*id).text()};
+    if (*dsn) words.push_back("--dsn");
+    ask_daemon(g, words);
+  });
 }
 
 }  // namespace sluice::ctl

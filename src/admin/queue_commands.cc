@@ -1,0 +1,266 @@
+// queue_commands.cc: the queue and message actions of the admin socket: retry now, suspend/resume a next hop, hold/release/remove a message.
+// Untrusted input: command arguments from admin socket clients (ids and durations checked, hop keys passed as data).
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "admin/commands.h"
+#include "store/store.h"
+
+namespace sluice::admin {
+
+namespace {
+
+std::string check_id(const arguments& a) {
+  return base::queue_id::parse(a.positional[0]) ? "" : "'" + a.positional[0] + "' is not a queue id (16 hex digits)";
+}
+
+// The next hop a HOP argument names: a hop key as `queue list` shows it ("dns:Internet:a.example"),
+// or a domain, which names the hop its mail is routed to now.
+std::string hop_key_of(const std::string& arg, const context& ctx, std::string& error) {
+  if (arg.find(':') != std::string::npos) return arg;
+  if (!ctx.state.routes) {
+    error = "no routing table is loaded to find the next hop of " + arg;
+    return "";
+  }
+  const std::string address = "postmaster@" + arg;  // the decision's views point into it
+  const auto d = ctx.state.routes->route_recipient(address, 0, 0);
+  if (!route::deliverable(d.result)) {
+    error = "mail for " + arg + " is not routed anywhere: " + std::string(route::reason(d.result));
+    return "";
+  }
+  return ctx.state.routes->hop_key(d.hop);
+}
+
+bool can_act(const context& ctx, response& r) {
+  if (ctx.daemon.run_on_loop && ctx.daemon.owner_of && ctx.defer && ctx.daemon.workers != 0) return true;
+  r = response::failure("this daemon offers no queue or message actions");
+  return false;
+}
+
+// The answer of a stored action, or its error.
+response outcome_response(const action_result& res, const std::string& what, const std::string& not_found) {
+  if (!res.error.empty()) return response::failure(what + ": " + res.error);
+  if (!res.found) return response::failure(not_found);
+  response r;
+  r.add(what);
+  r.add("items: " + std::to_string(res.items));
+  r.add("recipients: " + std::to_string(res.recipients));
+  return r;
+}
+
+// Runs `fn` on each of `workers` loops and answers once all have: answer(sum of what they returned).
+void on_loops(const context& ctx, std::vector<unsigned> workers, std::function<uint64_t(loop_actions&)> fn,
+              std::function<response(uint64_t)> answer) {
+  struct gather {
+    std::mutex mutex;
+    std::size_t left = 0;
+    uint64_t sum = 0;
+    reply_fn reply;
+    std::function<response(uint64_t)> answer;
+    void add(uint64_t n) {
+      std::unique_lock lock(mutex);
+      sum += n;
+      if (--left != 0) return;
+      lock.unlock();
+      reply(answer(sum), {});
+    }
+  };
+  auto g = std::make_shared<gather>();
+  g->left = workers.size();
+  g->reply = ctx.defer();
+  g->answer = std::move(answer);
+  auto run = ctx.daemon.run_on_loop;
+  for (unsigned w : workers)
+    if (!run(w, [g, fn](loop_actions& a) { g->add(fn(a)); })) g->add(0);
+}
+
+std::vector<unsigned> every_loop(const context& ctx) {
+  std::vector<unsigned> all;
+  for (unsigned w = 0; w < ctx.daemon.workers; ++w) all.push_back(w);
+  return all;
+}
+
+// One control operation on loop `worker`; `then` turns its result into the answer (and may
+// start more work before answering through `reply`).
+void control_on(const context& ctx, unsigned worker, store::control_action action, base::queue_id id,
+                std::string hop_key, int64_t until_ms, std::function<void(const action_result&, reply_fn)> then) {
+  reply_fn reply = ctx.defer();
+  auto task = [=](loop_actions& a) { a.control(action, id, hop_key, until_ms, [=](const action_result& r) { then(r, reply); }); };
+  if (!ctx.daemon.run_on_loop(worker, task)) reply(response::failure("the daemon is stopping"), {});
+}
+
+void hop_commands(command_table& t) {
+  command retry;
+  retry.path = {"queue", "retry"};
+  retry.args_usage = "<next hop or domain>";
+  retry.summary = "deliver what waits for its retry time on a next hop now, lifting its site's failure suspension";
+  retry.min_args = retry.max_args = 1;
+  retry.apply = [](const arguments& a, const context& ctx, response& r) {
+    if (!can_act(ctx, r)) return;
+    std::string error;
+    const std::string key = hop_key_of(a.positional[0], ctx, error);
+    if (key.empty()) return void(r = response::failure(error));
+    on_loops(ctx, {ctx.daemon.owner_of(key)}, [key](loop_actions& l) { return l.retry_hop(key); },
+             [key](uint64_t n) {
+               response out;
+               out.add("next hop: " + key);
+               out.add("items: " + std::to_string(n));
+               return out;
+             });
+  };
+  t.add(std::move(retry));
+
+  command suspend;
+  suspend.path = {"queue", "suspend"};
+  suspend.args_usage = "<next hop or domain> [--for DURATION]";
+  suspend.summary = "stop delivering to a next hop (new arrivals wait too; kept across restarts), for ever or for a time";
+  suspend.min_args = suspend.max_args = 1;
+  suspend.options = {{"for", true}};
+  suspend.check = [](const arguments& a) -> std::string {
+    if (const std::string* d = a.option("for")) {
+      auto s = config::parse_duration(*d);
+      if (!s || *s == 0) return "--for: '" + *d + "' is not a duration (30s, 5m, 2h, 1d)";
+    }
+    return "";
+  };
+  suspend.apply = [](const arguments& a, const context& ctx, response& r) {
+    if (!can_act(ctx, r)) return;
+    std::string error;
+    const std::string key = hop_key_of(a.positional[0], ctx, error);
+    if (key.empty()) return void(r = response::failure(error));
+    int64_t until = 0;
+    if (const std::string* d = a.option("for"))
+      until = std::chrono::duration_cast<std::chrono::milliseconds>(ctx.now.time_since_epoch()).count() +
+              static_cast<int64_t>(*config::parse_duration(*d)) * 1000;
+    control_on(ctx, ctx.daemon.owner_of(key), store::control_action::suspend, {}, key, until,
+               [key, until](const action_result& res, reply_fn reply) {
+                 response out = outcome_response(res, "suspended: " + key, "no next hop " + key);
+                 if (out.ok) out.add("until: " + (until == 0 ? std::string("resumed") : std::to_string(until)));
+                 reply(std::move(out), {});
+               });
+  };
+  t.add(std::move(suspend));
+
+  command resume;
+  resume.path = {"queue", "resume"};
+  resume.args_usage = "<next hop or domain>";
+  resume.summary = "deliver to a suspended next hop again";
+  resume.min_args = resume.max_args = 1;
+  resume.apply = [](const arguments& a, const context& ctx, response& r) {
+    if (!can_act(ctx, r)) return;
+    std::string error;
+    const std::string key = hop_key_of(a.positional[0], ctx, error);
+    if (key.empty()) return void(r = response::failure(error));
+    control_on(ctx, ctx.daemon.owner_of(key), store::control_action::resume, {}, key, 0,
+               [key](const action_result& res, reply_fn reply) {
+                 reply(outcome_response(res, "resumed: " + key, "no next hop " + key), {});
+               });
+  };
+  t.add(std::move(resume));
+}
+
+void message_commands(command_table& t) {
+  command retry;
+  retry.path = {"message", "retry"};
+  retry.args_usage = "<queue id>";
+  retry.summary = "try a message's items that wait for their retry time now";
+  retry.min_args = retry.max_args = 1;
+  retry.check = check_id;
+  retry.apply = [](const arguments& a, const context& ctx, response& r) {
+    if (!can_act(ctx, r)) return;
+    const base::queue_id id = *base::queue_id::parse(a.positional[0]);
+    on_loops(ctx, every_loop(ctx), [id](loop_actions& l) { return l.retry_message(id); }, [id](uint64_t n) {
+      response out;
+      out.add("message: " + id.text());
+      out.add("items: " + std::to_string(n));
+      return out;
+    });
+  };
+  t.add(std::move(retry));
+
+  command hold;
+  hold.path = {"message", "hold"};
+  hold.args_usage = "<queue id>";
+  hold.summary = "keep a message from being delivered until it is released (kept across restarts)";
+  hold.min_args = hold.max_args = 1;
+  hold.check = check_id;
+  hold.apply = [](const arguments& a, const context& ctx, response& r) {
+    if (!can_act(ctx, r)) return;
+    const base::queue_id id = *base::queue_id::parse(a.positional[0]);
+    control_on(ctx, 0, store::control_action::hold, id, "", 0, [id](const action_result& res, reply_fn reply) {
+      reply(outcome_response(res, "held: " + id.text(), "no queued item of message " + id.text()), {});
+    });
+  };
+  t.add(std::move(hold));
+
+  command release;
+  release.path = {"message", "release"};
+  release.args_usage = "<queue id>";
+  release.summary = "let a held message be delivered again";
+  release.min_args = release.max_args = 1;
+  release.check = check_id;
+  release.apply = [](const arguments& a, const context& ctx, response& r) {
+    if (!can_act(ctx, r)) return;
+    const base::queue_id id = *base::queue_id::parse(a.positional[0]);
+    const auto run = ctx.daemon.run_on_loop;
+    const unsigned workers = ctx.daemon.workers;
+    control_on(ctx, 0, store::control_action::release, id, "", 0, [=](const action_result& res, reply_fn reply) {
+      response out = outcome_response(res, "released: " + id.text(), "no queued item of message " + id.text());
+      reply(std::move(out), {});
+      if (!res.error.empty() || !res.found) return;
+      // Durable now: every loop that parked one of its items sends it on.
+      for (unsigned w = 0; w < workers; ++w) run(w, [id](loop_actions& l) { l.unpark(id); });
+    });
+  };
+  t.add(std::move(release));
+}
+
+void remove_command(command_table& t) {
+  command remove;
+  remove.path = {"message", "remove"};
+  remove.args_usage = "<queue id> [--dsn]";
+  remove.summary = "delete a message from the queue; with --dsn its sender gets a failure report instead";
+  remove.min_args = remove.max_args = 1;
+  remove.options = {{"dsn", false}};
+  remove.check = check_id;
+  remove.apply = [](const arguments& a, const context& ctx, response& r) {
+    if (!can_act(ctx, r)) return;
+    const base::queue_id id = *base::queue_id::parse(a.positional[0]);
+    const int64_t uid = ctx.peer_uid;
+    if (a.has("dsn")) {
+      // Each loop fails what it holds, as an attempt's outcome: the reporter makes the DSN.
+      on_loops(ctx, every_loop(ctx), [id, uid](loop_actions& l) { return l.fail_message(id, uid); }, [id](uint64_t n) {
+        response out;
+        out.add("removed with a DSN: " + id.text());
+        out.add("items: " + std::to_string(n));
+        return out;
+      });
+      return;
+    }
+    const auto run = ctx.daemon.run_on_loop;
+    const unsigned workers = ctx.daemon.workers;
+    reply_fn reply = ctx.defer();
+    auto task = [=](loop_actions& l) {
+      l.remove_message(id, uid, [=](const action_result& res) {
+        reply(outcome_response(res, "removed: " + id.text(), "no message " + id.text() + " in the queue"), {});
+        if (!res.error.empty() || !res.found) return;
+        // Gone from the store: every loop forgets what it still held of it.
+        for (unsigned w = 0; w < workers; ++w) run(w, [id](loop_actions& x) { x.drop_message(id); });
+      });
+    };
+    if (!run(0, task)) reply(response::failure("the daemon is stopping"), {});
+  };
+  t.add(std::move(remove));
+}
+
+}  // namespace
+
+void add_queue_commands(command_table& t) {
+  hop_commands(t);
+  message_commands(t);
+  remove_command(t);
+}
+
+}  // namespace sluice::admin
