@@ -139,6 +139,10 @@ class loop_actions {
   // items failed now.
   virtual void remove_message(base::queue_id id, int64_t uid, action_done done) = 0;
   virtual uint64_t fail_message(base::queue_id id, int64_t uid) = 0;
+  // message bounce: this loop's recipients for `domain` fail (DSN), and with `until_ms`
+  // ahead so does what it attempts for the domain until then; how many items failed now.
+  virtual uint64_t bounce_domain(const std::string& domain, int64_t until_ms, int64_t uid) = 0;
+  virtual void cancel_bounce(const std::string& domain) = 0;
 
  protected:
   ~loop_actions() = default;

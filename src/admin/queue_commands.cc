@@ -50,9 +50,10 @@ response outcome_response(const action_result& res, const std::string& what, con
   return r;
 }
 
-// Runs `fn` on each of `workers` loops and answers once all have: answer(sum of what they returned).
-void on_loops(const context& ctx, std::vector<unsigned> workers, std::function<uint64_t(loop_actions&)> fn,
-              std::function<response(uint64_t)> answer) {
+// Runs `fn` on each of `workers` loops and answers through `reply` once all have:
+// answer(sum of what they returned). Any thread.
+void gather_on(const std::function<bool(unsigned, loop_task)>& run, const std::vector<unsigned>& workers,
+               std::function<uint64_t(loop_actions&)> fn, std::function<response(uint64_t)> answer, reply_fn reply) {
   struct gather {
     std::mutex mutex;
     std::size_t left = 0;
@@ -69,11 +70,15 @@ void on_loops(const context& ctx, std::vector<unsigned> workers, std::function<u
   };
   auto g = std::make_shared<gather>();
   g->left = workers.size();
-  g->reply = ctx.defer();
+  g->reply = std::move(reply);
   g->answer = std::move(answer);
-  auto run = ctx.daemon.run_on_loop;
   for (unsigned w : workers)
     if (!run(w, [g, fn](loop_actions& a) { g->add(fn(a)); })) g->add(0);
+}
+
+void on_loops(const context& ctx, const std::vector<unsigned>& workers, std::function<uint64_t(loop_actions&)> fn,
+              std::function<response(uint64_t)> answer) {
+  gather_on(ctx.daemon.run_on_loop, workers, std::move(fn), std::move(answer), ctx.defer());
 }
 
 std::vector<unsigned> every_loop(const context& ctx) {
@@ -255,12 +260,81 @@ void remove_command(command_table& t) {
   t.add(std::move(remove));
 }
 
+// A domain as bounce rules keep it: lower case, no trailing dot.
+std::string rule_domain(std::string d) {
+  while (!d.empty() && d.back() == '.') d.pop_back();
+  for (auto& c : d)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return d;
+}
+
+void bounce_command(command_table& t) {
+  command bounce;
+  bounce.path = {"message", "bounce"};
+  bounce.args_usage = "--domain D [--for DURATION] | --cancel D";
+  bounce.summary = "fail queued mail for a domain with a DSN to its senders, and for a time what arrives for it";
+  bounce.options = {{"domain", true}, {"for", true}, {"cancel", true}};
+  bounce.check = [](const arguments& a) -> std::string {
+    const std::string* d = a.option("domain");
+    const std::string* c = a.option("cancel");
+    if ((d == nullptr) == (c == nullptr)) return "give --domain D or --cancel D";
+    if ((d && rule_domain(*d).empty()) || (c && rule_domain(*c).empty())) return "the domain is empty";
+    if (const std::string* f = a.option("for")) {
+      if (c) return "--for goes with --domain";
+      auto s = config::parse_duration(*f);
+      if (!s || *s == 0) return "--for: '" + *f + "' is not a duration (30s, 5m, 2h, 1d)";
+    }
+    return "";
+  };
+  bounce.apply = [](const arguments& a, const context& ctx, response& r) {
+    if (!can_act(ctx, r)) return;
+    const auto run = ctx.daemon.run_on_loop;
+    const auto loops = every_loop(ctx);
+    if (const std::string* c = a.option("cancel")) {
+      const std::string domain = rule_domain(*c);
+      control_on(ctx, 0, store::control_action::unbounce, {}, domain, 0, [=](const action_result& res, reply_fn reply) {
+        reply(outcome_response(res, "bounce rule cancelled: " + domain, "no bounce rule for " + domain), {});
+        if (res.error.empty() && res.found)
+          for (unsigned w : loops) run(w, [domain](loop_actions& l) { l.cancel_bounce(domain); });
+      });
+      return;
+    }
+    const std::string domain = rule_domain(*a.option("domain"));
+    const int64_t uid = ctx.peer_uid;
+    int64_t until = 0;
+    if (const std::string* f = a.option("for"))
+      until = std::chrono::duration_cast<std::chrono::milliseconds>(ctx.now.time_since_epoch()).count() +
+              static_cast<int64_t>(*config::parse_duration(*f)) * 1000;
+    auto answer = [domain, until](uint64_t n) {
+      response out;
+      out.add("bounced: " + domain);
+      out.add("items: " + std::to_string(n));
+      if (until != 0) out.add("until: " + std::to_string(until));
+      return out;
+    };
+    // What is queued fails on every loop; a rule for arrivals is stored first, so that it
+    // survives a restart.
+    auto fail_all = [=](loop_actions& l) { return l.bounce_domain(domain, until, uid); };
+    if (until == 0) return on_loops(ctx, loops, fail_all, answer);
+    reply_fn reply = ctx.defer();
+    auto task = [=](loop_actions& l) {
+      l.control(store::control_action::bounce, {}, domain, until, [=](const action_result& res) {
+        if (!res.error.empty()) return reply(response::failure("storing the bounce rule: " + res.error), {});
+        gather_on(run, loops, fail_all, answer, reply);
+      });
+    };
+    if (!run(0, task)) reply(response::failure("the daemon is stopping"), {});
+  };
+  t.add(std::move(bounce));
+}
+
 }  // namespace
 
 void add_queue_commands(command_table& t) {
   hop_commands(t);
   message_commands(t);
   remove_command(t);
+  bounce_command(t);
 }
 
 }  // namespace sluice::admin

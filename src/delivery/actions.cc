@@ -1,5 +1,6 @@
 // actions.cc: the delivery engine's side of the administrator's actions: retry now, suspend/resume a hop, hold/release and remove a message.
 // Untrusted input: none (hop keys and ids come checked from the admin commands, records from the store).
+#include <cctype>
 #include <climits>
 #include <cstdio>
 
@@ -32,6 +33,12 @@ void engine::load_suspensions() {
       },
       error);
   if (!ok) std::fprintf(stderr, "sluiced: delivery: reading suspended next hops: %s\n", error.c_str());
+  if (auto rules = store_.bounce_rules(error)) {
+    for (const auto& [domain, until] : *rules)
+      if (until > now) bounces_[domain] = until;
+  } else {
+    std::fprintf(stderr, "sluiced: delivery: reading bounce rules: %s\n", error.c_str());
+  }
 }
 
 template <class Pred>
@@ -89,6 +96,7 @@ void engine::unpark_hop(const std::string& key) {
 
 void engine::tick_actions(int64_t now) {
   std::erase_if(failing_, [now](const auto& e) { return e.second.until_ms <= now; });
+  std::erase_if(bounces_, [now](const auto& e) { return e.second <= now; });
   std::vector<std::string> ended;
   for (const auto& [key, until] : suspended_)
     if (until <= now) ended.push_back(key);
@@ -109,10 +117,11 @@ uint64_t engine::unpark(base::queue_id id) {
   return back.size();
 }
 
-std::vector<engine::work> engine::take_message(base::queue_id id) {
+template <class Pred>
+std::vector<engine::work> engine::take_if(Pred pred) {
   std::vector<work> out;
   for (auto it = waiting_.begin(); it != waiting_.end();) {
-    if (it->second.id == id) {
+    if (pred(it->second)) {
       out.push_back(it->second);
       it = waiting_.erase(it);
     } else {
@@ -121,7 +130,7 @@ std::vector<engine::work> engine::take_message(base::queue_id id) {
   }
   auto take = [&](std::deque<work>& q) {
     for (auto it = q.begin(); it != q.end();) {
-      if (it->id == id) {
+      if (pred(*it)) {
         out.push_back(*it);
         it = q.erase(it);
       } else {
@@ -137,11 +146,19 @@ std::vector<engine::work> engine::take_message(base::queue_id id) {
     }
   }
   for (auto& [hop_id, q] : parked_) take(q);
-  auto lo = held_.lower_bound({id.value, 0});
-  auto hi = held_.upper_bound({id.value, UINT64_MAX});
-  for (auto it = lo; it != hi; ++it) out.push_back(it->second);
-  held_.erase(lo, hi);
+  for (auto it = held_.begin(); it != held_.end();) {
+    if (pred(it->second)) {
+      out.push_back(it->second);
+      it = held_.erase(it);
+    } else {
+      ++it;
+    }
+  }
   return out;
+}
+
+std::vector<engine::work> engine::take_message(base::queue_id id) {
+  return take_if([id](const work& w) { return w.id == id; });
 }
 
 uint64_t engine::drop_message(base::queue_id id) {
@@ -162,6 +179,14 @@ void engine::remove_message(base::queue_id id, int64_t uid, action_done done) {
   control(store::control_action::remove, id, "", 0, std::move(done));
 }
 
+void engine::fail_recipients(const work& w, const store::message_view& view, const std::vector<uint32_t>& rcpts,
+                             const smtp::reply& r, log::tracking_event ev, const std::string& detail) {
+  track(ev, view, rcpts, hop_key_of(w.hop_id), detail);
+  attempt_result result;
+  for (uint32_t idx : rcpts) result.recipients.push_back({idx, recipient_outcome::failed, r});
+  record(w, view, std::move(result));
+}
+
 void engine::fail_item(const work& w, int64_t uid) {
   std::string error;
   // Not open_item(): a held item fails too, it is not parked again.
@@ -171,13 +196,68 @@ void engine::fail_item(const work& w, int64_t uid) {
     forget(w);
     return;
   }
-  const smtp::reply r = removed_reply();
-  track(log::tracking_event::remove, *view, view->item.recipients, hop_key_of(w.hop_id),
-        "removed by uid " + std::to_string(uid) + ", DSN to the sender");
-  attempt_result result;
-  for (uint32_t idx : view->item.recipients) result.recipients.push_back({idx, recipient_outcome::failed, r});
-  record(w, *view, std::move(result));
+  fail_recipients(w, *view, view->item.recipients, removed_reply(), log::tracking_event::remove,
+                  "removed by uid " + std::to_string(uid) + ", DSN to the sender");
 }
+
+std::vector<uint32_t> engine::bounced_recipients(const hop& h, const store::message_view& view,
+                                                 std::string_view domain) const {
+  if (h.kind == route::hop_key_kind::dns) return h.domain == domain ? view.item.recipients : std::vector<uint32_t>{};
+  std::vector<uint32_t> out;
+  for (uint32_t idx : view.item.recipients) {
+    if (idx >= view.envelope.recipients.size()) continue;
+    const std::string& a = view.envelope.recipients[idx].address;
+    const auto at = a.rfind('@');
+    if (at == std::string::npos || a.size() - at - 1 != domain.size()) continue;
+    bool same = true;
+    for (std::size_t i = 0; i < domain.size() && same; ++i)
+      same = static_cast<char>(std::tolower(static_cast<unsigned char>(a[at + 1 + i]))) == domain[i];
+    if (same) out.push_back(idx);
+  }
+  return out;
+}
+
+bool engine::bounce_at_attempt(const work& w, const store::message_view& view) {
+  auto h = hops_.find(w.hop_id);
+  if (h == hops_.end()) return false;
+  const int64_t now = now_ms();
+  for (const auto& [domain, until] : bounces_) {
+    if (until <= now) continue;
+    const auto rcpts = bounced_recipients(*h->second, view, domain);
+    if (rcpts.empty()) continue;
+    fail_recipients(w, view, rcpts, {550, "5.0.0", "mail for " + domain + " is bounced by the administrator"},
+                    log::tracking_event::bounce, "bounced by the rule for " + domain);
+    return true;
+  }
+  return false;
+}
+
+uint64_t engine::bounce_domain(const std::string& domain, int64_t until_ms, int64_t uid) {
+  if (until_ms > now_ms()) bounces_[domain] = until_ms;
+  // DNS hops know their domain; in the others each item's recipients are looked at.
+  std::string error;
+  const auto failing = take_if([&](const work& w) {
+    auto h = hops_.find(w.hop_id);
+    if (h == hops_.end()) return false;
+    if (h->second->kind == route::hop_key_kind::dns) return h->second->domain == domain;
+    auto view = store_.open_delivery(w.hop_id, w.id, error);
+    return view && !bounced_recipients(*h->second, *view, domain).empty();
+  });
+  const smtp::reply r{550, "5.0.0", "mail for " + domain + " is bounced by the administrator"};
+  for (const auto& w : failing) {
+    auto view = store_.open_delivery(w.hop_id, w.id, error);
+    auto h = hops_.find(w.hop_id);
+    if (!view || h == hops_.end()) {
+      forget(w);
+      continue;
+    }
+    fail_recipients(w, *view, bounced_recipients(*h->second, *view, domain), r, log::tracking_event::bounce,
+                    "bounced by uid " + std::to_string(uid) + ", DSN to the sender");
+  }
+  return failing.size();
+}
+
+void engine::cancel_bounce(const std::string& domain) { bounces_.erase(domain); }
 
 uint64_t engine::fail_message(base::queue_id id, int64_t uid) {
   // Whatever of it waits anywhere here fails now; what is on the wire is caught by completed().
@@ -227,6 +307,8 @@ void engine::controlled(store::control_request& req) {
       case store::control_action::release: unpark(req.id); break;
       case store::control_action::remove: drop_message(req.id); break;
       case store::control_action::hold: break;  // caught when an attempt would open the item
+      case store::control_action::bounce:
+      case store::control_action::unbounce: break;  // every loop is told by the admin command
     }
   }
   if (owned->done) owned->done(out);

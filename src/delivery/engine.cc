@@ -422,6 +422,8 @@ std::unique_ptr<store::message_view> engine::open_item(const work& w) {
     // so an item held while it waited, or recovered held at start, is caught the same way).
     held_.insert_or_assign({w.id.value, w.hop_id}, w);
     view.reset();
+  } else if (!bounces_.empty() && bounce_at_attempt(w, *view)) {
+    view.reset();  // failed by a bounce rule: the outcome is on its way to the store
   }
   return view;
 }
@@ -585,7 +587,7 @@ void engine::tick() {
     auto it = hops_.find(w.hop_id);
     if (it != hops_.end()) make_ready(*it->second, std::move(w));
   }
-  if (!suspended_.empty() || !failing_.empty()) tick_actions(now);
+  if (!suspended_.empty() || !failing_.empty() || !bounces_.empty()) tick_actions(now);
   for (auto& [key, s] : sites_) {
     // Idle connections past their time are closed; the rest wait for work.
     for (std::size_t i = 0; i < s->idle.size();) {

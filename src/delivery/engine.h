@@ -129,6 +129,13 @@ class engine {
   // administrator's removal is neither the destination's (X.3.x), the mailbox's nor the
   // network's doing, and 550 is the reply a next hop would give for a permanent refusal.
   static smtp::reply removed_reply();
+  // `message bounce --domain D`: every recipient for `domain` this loop holds (an item of a
+  // DNS hop for it whole; in other hops the recipients whose domain it is) fails as with
+  // fail_message, with a BOUNCE tracking event naming `uid`. With `until_ms` ahead, the rule
+  // stays (in memory here; the store has it for restarts) and mail for the domain fails at
+  // its first attempt until then. How many items failed now.
+  uint64_t bounce_domain(const std::string& domain, int64_t until_ms, int64_t uid);
+  void cancel_bounce(const std::string& domain);
 
   const engine_stats& stats() const { return stats_; }
   // Items this loop holds (ready, waiting for a retry, or on the wire).
@@ -264,6 +271,17 @@ class engine {
   };
   std::unordered_map<uint64_t, failing> failing_;
   void fail_item(const work& w, int64_t uid);
+  // Bounce rules by lower-case domain, until when (unix ms).
+  std::unordered_map<std::string, int64_t> bounces_;
+  // The recipients of an item about to be attempted that a bounce rule fails: failed now
+  // (true: the attempt is not made).
+  bool bounce_at_attempt(const work& w, const store::message_view& view);
+  // Some recipients of `w` fail with `r` as an attempt's outcome, tracked as `ev`.
+  void fail_recipients(const work& w, const store::message_view& view, const std::vector<uint32_t>& rcpts,
+                       const smtp::reply& r, log::tracking_event ev, const std::string& detail);
+  std::vector<uint32_t> bounced_recipients(const hop& h, const store::message_view& view, std::string_view domain) const;
+  template <class Pred>
+  std::vector<work> take_if(Pred pred);
   std::size_t in_store_ = 0;
   uint32_t maildir_jobs_ = 0;  // Maildir deliveries on the thread pool
   uint64_t items_ = 0;

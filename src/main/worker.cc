@@ -82,6 +82,10 @@ class engine_actions final : public admin::loop_actions {
     e_.remove_message(id, uid, adapt(std::move(done)));
   }
   uint64_t fail_message(base::queue_id id, int64_t uid) override { return e_.fail_message(id, uid); }
+  uint64_t bounce_domain(const std::string& domain, int64_t until_ms, int64_t uid) override {
+    return e_.bounce_domain(domain, until_ms, uid);
+  }
+  void cancel_bounce(const std::string& domain) override { e_.cancel_bounce(domain); }
 
  private:
   static delivery::engine::action_done adapt(admin::action_done done) {

@@ -162,6 +162,24 @@ int remove_message(const write_txn& w, control_request& r, uint8_t& code) {
   return drop_message(txn, d, r.id);
 }
 
+// Bounce rules live in `meta`, one key per domain.
+int set_bounce_rule(const write_txn& w, control_request& r, uint8_t& code) {
+  const std::string key = schema::meta_bounce_prefix + r.hop_key;
+  if (r.hop_key.empty() || key.size() > schema::max_hop_key_size) {
+    code = code_bad_key;
+    return 0;
+  }
+  MDB_val k = val(key.data(), key.size());
+  if (r.action == control_action::unbounce) {
+    const int rc = mdb_del(w.txn, w.db.meta, &k, nullptr);
+    if (rc == MDB_NOTFOUND) code = code_not_found;
+    return rc == MDB_NOTFOUND ? 0 : rc;
+  }
+  const auto bytes = u64_be(static_cast<uint64_t>(r.until_ms));
+  MDB_val v = val(bytes);
+  return mdb_put(w.txn, w.db.meta, &k, &v, 0);
+}
+
 int apply_control(const write_txn& w, std::span<write_op* const> ops, std::span<uint8_t> codes) {
   std::string bytes;
   for (std::size_t i = 0; i < ops.size(); ++i) {
@@ -176,6 +194,8 @@ int apply_control(const write_txn& w, std::span<write_op* const> ops, std::span<
       case control_action::suspend:
       case control_action::resume: rc = set_suspended(w, r, codes[i]); break;
       case control_action::remove: rc = remove_message(w, r, codes[i]); break;
+      case control_action::bounce:
+      case control_action::unbounce: rc = set_bounce_rule(w, r, codes[i]); break;
     }
     if (rc) return rc;
   }
@@ -196,7 +216,7 @@ void finish_control(write_op& op, int rc, uint8_t code) {
   }
   r.result = control_status::failed;
   if (rc != 0) r.error = mdb_strerror(rc);
-  else if (code == code_bad_key) r.error = "empty or too long next-hop key";
+  else if (code == code_bad_key) r.error = "empty or too long next-hop key or domain";
   else r.error = "message " + r.id.text() + ": corrupt record";
 }
 

@@ -470,6 +470,32 @@ std::optional<std::vector<message_item>> queue_store::items_of(base::queue_id id
   return out;
 }
 
+std::optional<std::vector<std::pair<std::string, int64_t>>> queue_store::bounce_rules(std::string& error) const {
+  error.clear();
+  txn_guard txn;
+  if (!begin_read(env_, txn, error)) return std::nullopt;
+  std::vector<std::pair<std::string, int64_t>> out;
+  if (!dbi_->present) return out;
+  cursor_guard cur;
+  int rc = cur.open(txn.get(), dbi_->meta);
+  if (rc) {
+    error = lmdb_error("cannot open cursor", rc);
+    return std::nullopt;
+  }
+  const std::string_view prefix = schema::meta_bounce_prefix;
+  MDB_val k = val(prefix.data(), prefix.size()), v;
+  for (rc = mdb_cursor_get(cur.get(), &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) {
+    const std::string_view key = view(k);
+    if (key.substr(0, prefix.size()) != prefix) break;
+    out.emplace_back(std::string(key.substr(prefix.size())), static_cast<int64_t>(read_u64_be(v)));
+  }
+  if (rc != 0 && rc != MDB_NOTFOUND) {
+    error = lmdb_error("read bounce rules", rc);
+    return std::nullopt;
+  }
+  return out;
+}
+
 std::optional<std::vector<report_entry>> queue_store::read_reports(base::queue_id id, std::string& error) const {
   error.clear();
   txn_guard txn;

@@ -232,6 +232,9 @@ enum class control_action : uint8_t {
   resume,   // hop `hop_key` is no longer suspended
   remove,   // message `id` is deleted with all its items, pending reports, refs and
             // submission entry, the hops' counts lowered: no DSN, no trace left
+  bounce,   // a bounce rule for domain `hop_key` until `until_ms` is stored (meta db): mail
+            // for it fails at its first attempt until then (the engine's doing)
+  unbounce, // the bounce rule for domain `hop_key` is removed
 };
 
 // One administrator's action (write_kind::control, applied last in a transaction).
@@ -244,7 +247,7 @@ struct control_request : write_op {  // write_op::id = the message (hold, releas
   control_request() : write_op(kind_tag) {}
 
   control_action action = control_action::hold;
-  std::string hop_key;     // suspend, resume
+  std::string hop_key;     // suspend, resume; the domain for bounce, unbounce
   int64_t until_ms = 0;    // suspend: unix ms, 0 = until resumed
   int64_t now_ms = 0;      // resume: whether the hop's next retry is still ahead
   control_status result = control_status::pending;
@@ -493,6 +496,9 @@ class queue_store {
   // commands, not for a hot path. nullopt with `error` on failure; a damaged item or hop
   // record is an error.
   std::optional<std::vector<message_item>> items_of(base::queue_id id, std::string& error) const;
+  // The administrator's bounce rules (control_action::bounce), domain and until when (unix
+  // ms), in domain order, expired ones included. nullopt with `error` on failure.
+  std::optional<std::vector<std::pair<std::string, int64_t>>> bounce_rules(std::string& error) const;
   // The pending report list of a message: nullopt with `error` empty when it has none.
   std::optional<std::vector<report_entry>> read_reports(base::queue_id id, std::string& error) const;
   // Up to `max` ids of messages with a pending report list, in queue order, strictly

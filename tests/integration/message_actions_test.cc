@@ -1,6 +1,8 @@
-// message_actions_test.cc: `sluicectl message show|export|hold|release` against a running sluiced and a real sink.
+// message_actions_test.cc: `sluicectl message show|export|hold|release|remove` against a running sluiced and a real sink.
 // Untrusted input: none.
 #include <criterion/criterion.h>
+
+#include <unistd.h>
 
 #include <chrono>
 #include <string>
@@ -115,4 +117,107 @@ Test(message_actions, hold_survives_a_restart_and_release_delivers, .timeout = 1
   cr_assert(eventually([&] { return lines_about(env, "DELIVER", id) == 1; }, 20'000), "%s", env.daemon.log().c_str());
   cr_assert_eq(sink.received(), 2u);
   cr_assert_neq(env.daemon.ctl("message hold " + id).status, 0, "nothing of it is queued any more");
+}
+
+namespace {
+
+// The senders' domain, delivered into Maildirs under the daemon's directory, so the DSN a
+// removal sends can be read back from disk (as dsn_test.cc does).
+void configure_home(delivery_env& env) {
+  env.configure("", "failures_before_suspend = 10000\n",
+                "[[accepted_domain]]\nname = \"home.test\"\ntype = \"authoritative\"\nmailbox = \"maildir\"\n"
+                "maildir_root = \"@DIR@/mail\"\n\n");
+  run("mkdir -p " + env.daemon.dir() + "/mail");
+}
+
+std::vector<std::string> reports_to_sender(const delivery_env& env) {
+  const auto r = run("python3 " + source_root() + "/tests/integration/clients/maildir_reports.py " + env.daemon.dir() +
+                     "/mail/home.test/sender/Maildir");
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start < r.output.size()) {
+    std::size_t nl = r.output.find('\n', start);
+    if (nl == std::string::npos) nl = r.output.size();
+    if (r.output[start] == '{') out.push_back(r.output.substr(start, nl - start));
+    start = nl + 1;
+  }
+  return out;
+}
+
+std::string submit_from_home(uint16_t port, const std::vector<std::string>& rcpts, std::string& why) {
+  smtp_client c(port);
+  c.reply();
+  c.cmd("EHLO client.test");
+  why = c.cmd("MAIL FROM:<sender@home.test>");
+  for (const auto& r : rcpts)
+    if (code_of(why) == 250) why = c.cmd("RCPT TO:<" + r + ">");
+  if (code_of(why) == 250) why = c.cmd("DATA");
+  if (code_of(why) != 354) return "";
+  c.send_raw("Subject: to remove\r\n\r\nhi\r\n.\r\n");
+  why = c.reply();
+  c.cmd("QUIT");
+  return queue_id_of(why);
+}
+
+}  // namespace
+
+Test(message_actions, remove_with_dsn_sends_the_sender_one_failure_report, .timeout = 120) {
+  delivery_env env(zone);
+  env.sink("127.0.0.2", {"--defer-rcpt", "slow*@*"});
+  configure_home(env);
+  START(env.daemon);
+  std::string why;
+  const std::string id = submit_from_home(env.daemon.port(), {"slow@a.test", "slow2@a.test"}, why);
+  cr_assert(!id.empty(), "%s", why.c_str());
+  const std::string keep = submit_from_home(env.daemon.port(), {"slow3@a.test"}, why);
+  cr_assert(eventually([&] { return lines_about(env, "DEFER", id) >= 1 && lines_about(env, "DEFER", keep) >= 1; }, 20'000),
+            "%s", env.daemon.log().c_str());
+  const auto removed = ctl_ok(env, "message remove " + id + " --dsn --json");
+  // 1, or 0 when its attempt was on the wire: then what remains fails when that attempt ends.
+  cr_assert(has(removed.output, "\"ok\":true") && json_number(removed.output, "items") <= 1, "%s", removed.output.c_str());
+  cr_assert(eventually([&] { return reports_to_sender(env).size() >= 1; }, 20'000), "%s", env.daemon.log().c_str());
+  std::this_thread::sleep_for(std::chrono::seconds(3));  // nothing more comes
+  const auto reports = reports_to_sender(env);
+  cr_assert_eq(reports.size(), 1u, "exactly one report: %zu", reports.size());
+  cr_assert(has(reports[0], "\"finals\": [\"slow@a.test\", \"slow2@a.test\"]") ||
+                has(reports[0], "\"finals\": [\"slow2@a.test\", \"slow@a.test\"]"),
+            "%s", reports[0].c_str());
+  cr_assert(has(reports[0], "\"actions\": [\"failed\", \"failed\"]") && has(reports[0], "5.0.0"), "%s", reports[0].c_str());
+  // Tracked with the administrator's uid; the other message is still queued.
+  const auto lines = env.tracking("REMOVE");
+  cr_assert_eq(lines.size(), 1u, "%zu REMOVE lines", lines.size());
+  cr_assert(has(lines[0], id) && has(lines[0], "uid " + std::to_string(::getuid())) && has(lines[0], "DSN to the sender"),
+            "%s", lines[0].c_str());
+  cr_assert(eventually([&] { return env.queued_items() == 1; }, 10'000), "%s", ctl_ok(env, "queue list").output.c_str());
+  cr_assert(has(ctl_ok(env, "message show " + keep).output, "deferred"));
+}
+
+Test(message_actions, remove_without_dsn_leaves_nothing_in_the_store, .timeout = 90) {
+  delivery_env env(zone);
+  env.sink("127.0.0.2", {"--defer-rcpt", "slow*@*"});
+  configure_home(env);
+  START(env.daemon);
+  std::string why;
+  const std::string id = submit_from_home(env.daemon.port(), {"slow@a.test", "slow2@a.test"}, why);
+  cr_assert(!id.empty(), "%s", why.c_str());
+  cr_assert(eventually([&] { return lines_about(env, "DEFER", id) >= 1; }, 20'000), "%s", env.daemon.log().c_str());
+  const auto removed = ctl_ok(env, "message remove " + id);
+  cr_assert(has(removed.output, "recipients: 2"), "%s", removed.output.c_str());
+  const std::size_t attempts = lines_about(env, "DEFER", id);
+  const auto list = ctl_ok(env, "queue list --json").output;
+  cr_assert(json_number(list, "messages") == 0 && json_number(list, "delivery_items") == 0 &&
+                json_number(list, "failed_messages") == 0 && json_number(list, "recipients") == 0,
+            "%s", list.c_str());
+  const auto show = env.daemon.ctl("message show " + id);
+  cr_assert_neq(show.status, 0);
+  cr_assert(has(show.output, "no message"), "%s", show.output.c_str());
+  const auto lines = env.tracking("REMOVE");
+  cr_assert(lines.size() == 1 && has(lines[0], "uid " + std::to_string(::getuid())) && has(lines[0], "no DSN") &&
+                has(lines[0], "slow2@a.test"),
+            "%zu: %s", lines.size(), lines.empty() ? "" : lines[0].c_str());
+  // Its next retry finds nothing; nobody is told anything.
+  std::this_thread::sleep_for(std::chrono::seconds(4));
+  cr_assert(reports_to_sender(env).empty());
+  cr_assert_eq(lines_about(env, "DEFER", id), attempts, "no attempt after the removal");
+  cr_assert_neq(env.daemon.ctl("message remove " + id).status, 0, "a second removal finds nothing");
 }

@@ -1,4 +1,4 @@
-// message_cmd.cc: `sluicectl message show|export` (read-only, from the store) and the message actions asked of the running sluiced.
+// message_cmd.cc: `sluicectl message show|export|bounce --list` (read-only, from the store) and the message actions asked of the running sluiced.
 // Untrusted input: envelopes, headers and bodies stored from remote SMTP clients (printed escaped, or exported as
 // bytes), and the daemon's answers (framing checked by admin::response_decoder).
 #include <fmt/format.h>
@@ -159,6 +159,28 @@ std::string json_value(const std::string& v) {
   return number ? v : json_string(v);
 }
 
+// The stored bounce rules, with until when each holds; ended ones are marked.
+void bounce_list(const global_options& g) {
+  store::queue_store s;
+  open_store(s, g);
+  std::string error;
+  auto rules = s.bounce_rules(error);
+  if (!rules) throw command_error{error};
+  const int64_t now = now_ms();
+  if (g.json) {
+    std::string out;
+    for (const auto& [domain, until] : *rules)
+      out += fmt::format("{}{{\"domain\":{},\"until_ms\":{},\"active\":{}}}", out.empty() ? "" : ",", json_string(domain),
+                         until, until > now);
+    fmt::print("{{\"bounce_rules\":[{}]}}\n", out);
+    return;
+  }
+  if (rules->empty()) fmt::print("no bounce rules\n");
+  for (const auto& [domain, until] : *rules)
+    fmt::print("{}  {}\n", terminal_text(domain),
+               until > now ? "for " + format_age((until - now + 999) / 1000) : std::string("ended"));
+}
+
 }  // namespace
 
 void ask_daemon(const global_options& g, const std::vector<std::string>& words) {
@@ -224,6 +246,31 @@ void add_message_commands(CLI::App& app, global_options& g) {
   remove->callback([&g, id, dsn] {
     std::vector<std::string> words{"message", "remove", parse_id(*id).text()};
     if (*dsn) words.push_back("--dsn");
+    ask_daemon(g, words);
+  });
+
+  struct bounce_options {
+    std::string domain, duration, cancel;
+    bool list = false;
+  };
+  auto b = std::make_shared<bounce_options>();
+  auto* bounce = message->add_subcommand(
+      "bounce", "fail the queued mail for a domain with a DSN to each sender (logged with your uid), and with --for what "
+                "arrives for it until then");
+  bounce->fallthrough();
+  auto* domain = bounce->add_option("--domain", b->domain, "the destination domain (or a next hop's routing domain)");
+  bounce->add_option("--for", b->duration, "keep failing arriving mail for the domain this long (30s, 5m, 2h, 1d)")
+      ->needs(domain);
+  auto* cancel = bounce->add_option("--cancel", b->cancel, "remove the bounce rule of a domain");
+  auto* list = bounce->add_flag("--list", b->list, "the bounce rules and until when they hold");
+  domain->excludes(cancel)->excludes(list);
+  cancel->excludes(list);
+  bounce->callback([&g, b] {
+    if (b->list) return bounce_list(g);
+    if (!b->cancel.empty()) return ask_daemon(g, {"message", "bounce", "--cancel", b->cancel});
+    if (b->domain.empty()) throw command_error{"message bounce: give --domain D, --cancel D or --list"};
+    std::vector<std::string> words{"message", "bounce", "--domain", b->domain};
+    if (!b->duration.empty()) words.insert(words.end(), {"--for", b->duration});
     ask_daemon(g, words);
   });
 }
