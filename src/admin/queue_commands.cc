@@ -96,167 +96,163 @@ void control_on(const context& ctx, unsigned worker, store::control_action actio
   if (!ctx.daemon.run_on_loop(worker, task)) reply(response::failure("the daemon is stopping"), {});
 }
 
-void hop_commands(command_table& t) {
-  command retry;
-  retry.path = {"queue", "retry"};
-  retry.args_usage = "<next hop or domain>";
-  retry.summary = "deliver what waits for its retry time on a next hop now, lifting its site's failure suspension";
-  retry.min_args = retry.max_args = 1;
-  retry.apply = [](const arguments& a, const context& ctx, response& r) {
-    if (!can_act(ctx, r)) return;
-    std::string error;
-    const std::string key = hop_key_of(a.positional[0], ctx, error);
-    if (key.empty()) return void(r = response::failure(error));
-    on_loops(ctx, {ctx.daemon.owner_of(key)}, [key](loop_actions& l) { return l.retry_hop(key); },
-             [key](uint64_t n) {
-               response out;
-               out.add("next hop: " + key);
-               out.add("items: " + std::to_string(n));
-               return out;
-             });
+// A command of one argument; `apply` runs only when the daemon offers the actions.
+command one_argument(std::vector<std::string> path, std::string usage, std::string summary,
+                     std::function<void(const arguments&, const context&, response&)> apply) {
+  command c;
+  c.path = std::move(path);
+  c.args_usage = std::move(usage);
+  c.summary = std::move(summary);
+  c.min_args = c.max_args = 1;
+  c.apply = [apply = std::move(apply)](const arguments& a, const context& ctx, response& r) {
+    if (can_act(ctx, r)) apply(a, ctx, r);
   };
-  t.add(std::move(retry));
+  return c;
+}
 
-  command suspend;
-  suspend.path = {"queue", "suspend"};
-  suspend.args_usage = "<next hop or domain> [--for DURATION]";
-  suspend.summary = "stop delivering to a next hop (new arrivals wait too; kept across restarts), for ever or for a time";
-  suspend.min_args = suspend.max_args = 1;
+using hop_apply = std::function<void(const std::string& key, const arguments&, const context&, response&)>;
+using id_apply = std::function<void(base::queue_id id, const arguments&, const context&, response&)>;
+
+// The argument is a next hop or a domain (hop_key_of).
+command hop_command(std::vector<std::string> path, std::string usage, std::string summary, hop_apply apply) {
+  return one_argument(std::move(path), std::move(usage), std::move(summary),
+                      [apply = std::move(apply)](const arguments& a, const context& ctx, response& r) {
+                        std::string error;
+                        const std::string key = hop_key_of(a.positional[0], ctx, error);
+                        if (key.empty()) return void(r = response::failure(error));
+                        apply(key, a, ctx, r);
+                      });
+}
+
+// The argument is a queue id, checked before anything happens.
+command id_command(std::vector<std::string> path, std::string usage, std::string summary, id_apply apply) {
+  command c = one_argument(std::move(path), std::move(usage), std::move(summary),
+                           [apply = std::move(apply)](const arguments& a, const context& ctx, response& r) {
+                             apply(*base::queue_id::parse(a.positional[0]), a, ctx, r);
+                           });
+  c.check = check_id;
+  return c;
+}
+
+// "<what>: <name>" and the items an in-memory action moved.
+std::function<response(uint64_t)> moved(std::string first) {
+  return [first = std::move(first)](uint64_t n) {
+    response out;
+    out.add(first);
+    out.add("items: " + std::to_string(n));
+    return out;
+  };
+}
+
+std::string check_for(const arguments& a) {
+  if (const std::string* d = a.option("for")) {
+    auto s = config::parse_duration(*d);
+    if (!s || *s == 0) return "--for: '" + *d + "' is not a duration (30s, 5m, 2h, 1d)";
+  }
+  return "";
+}
+
+// Unix ms when --for ends, 0 without it.
+int64_t until_of(const arguments& a, const context& ctx) {
+  const std::string* d = a.option("for");
+  if (d == nullptr) return 0;
+  return std::chrono::duration_cast<std::chrono::milliseconds>(ctx.now.time_since_epoch()).count() +
+         static_cast<int64_t>(*config::parse_duration(*d)) * 1000;
+}
+
+void hop_commands(command_table& t) {
+  t.add(hop_command({"queue", "retry"}, "<next hop or domain>",
+                    "deliver what waits for its retry time on a next hop now, lifting its site's failure suspension",
+                    [](const std::string& key, const arguments&, const context& ctx, response&) {
+                      on_loops(ctx, {ctx.daemon.owner_of(key)}, [key](loop_actions& l) { return l.retry_hop(key); },
+                               moved("next hop: " + key));
+                    }));
+
+  command suspend = hop_command(
+      {"queue", "suspend"}, "<next hop or domain> [--for DURATION]",
+      "stop delivering to a next hop (new arrivals wait too; kept across restarts), for ever or for a time",
+      [](const std::string& key, const arguments& a, const context& ctx, response&) {
+        const int64_t until = until_of(a, ctx);
+        control_on(ctx, ctx.daemon.owner_of(key), store::control_action::suspend, {}, key, until,
+                   [key, until](const action_result& res, reply_fn reply) {
+                     response out = outcome_response(res, "suspended: " + key, "no next hop " + key);
+                     if (out.ok) out.add("until: " + (until == 0 ? std::string("resumed") : std::to_string(until)));
+                     reply(std::move(out), {});
+                   });
+      });
   suspend.options = {{"for", true}};
-  suspend.check = [](const arguments& a) -> std::string {
-    if (const std::string* d = a.option("for")) {
-      auto s = config::parse_duration(*d);
-      if (!s || *s == 0) return "--for: '" + *d + "' is not a duration (30s, 5m, 2h, 1d)";
-    }
-    return "";
-  };
-  suspend.apply = [](const arguments& a, const context& ctx, response& r) {
-    if (!can_act(ctx, r)) return;
-    std::string error;
-    const std::string key = hop_key_of(a.positional[0], ctx, error);
-    if (key.empty()) return void(r = response::failure(error));
-    int64_t until = 0;
-    if (const std::string* d = a.option("for"))
-      until = std::chrono::duration_cast<std::chrono::milliseconds>(ctx.now.time_since_epoch()).count() +
-              static_cast<int64_t>(*config::parse_duration(*d)) * 1000;
-    control_on(ctx, ctx.daemon.owner_of(key), store::control_action::suspend, {}, key, until,
-               [key, until](const action_result& res, reply_fn reply) {
-                 response out = outcome_response(res, "suspended: " + key, "no next hop " + key);
-                 if (out.ok) out.add("until: " + (until == 0 ? std::string("resumed") : std::to_string(until)));
-                 reply(std::move(out), {});
-               });
-  };
+  suspend.check = check_for;
   t.add(std::move(suspend));
 
-  command resume;
-  resume.path = {"queue", "resume"};
-  resume.args_usage = "<next hop or domain>";
-  resume.summary = "deliver to a suspended next hop again";
-  resume.min_args = resume.max_args = 1;
-  resume.apply = [](const arguments& a, const context& ctx, response& r) {
-    if (!can_act(ctx, r)) return;
-    std::string error;
-    const std::string key = hop_key_of(a.positional[0], ctx, error);
-    if (key.empty()) return void(r = response::failure(error));
-    control_on(ctx, ctx.daemon.owner_of(key), store::control_action::resume, {}, key, 0,
-               [key](const action_result& res, reply_fn reply) {
-                 reply(outcome_response(res, "resumed: " + key, "no next hop " + key), {});
-               });
-  };
-  t.add(std::move(resume));
+  t.add(hop_command({"queue", "resume"}, "<next hop or domain>", "deliver to a suspended next hop again",
+                    [](const std::string& key, const arguments&, const context& ctx, response&) {
+                      control_on(ctx, ctx.daemon.owner_of(key), store::control_action::resume, {}, key, 0,
+                                 [key](const action_result& res, reply_fn reply) {
+                                   reply(outcome_response(res, "resumed: " + key, "no next hop " + key), {});
+                                 });
+                    }));
 }
 
 void message_commands(command_table& t) {
-  command retry;
-  retry.path = {"message", "retry"};
-  retry.args_usage = "<queue id>";
-  retry.summary = "try a message's items that wait for their retry time now";
-  retry.min_args = retry.max_args = 1;
-  retry.check = check_id;
-  retry.apply = [](const arguments& a, const context& ctx, response& r) {
-    if (!can_act(ctx, r)) return;
-    const base::queue_id id = *base::queue_id::parse(a.positional[0]);
-    on_loops(ctx, every_loop(ctx), [id](loop_actions& l) { return l.retry_message(id); }, [id](uint64_t n) {
-      response out;
-      out.add("message: " + id.text());
-      out.add("items: " + std::to_string(n));
-      return out;
-    });
-  };
-  t.add(std::move(retry));
+  t.add(id_command({"message", "retry"}, "<queue id>", "try a message's items that wait for their retry time now",
+                   [](base::queue_id id, const arguments&, const context& ctx, response&) {
+                     on_loops(ctx, every_loop(ctx), [id](loop_actions& l) { return l.retry_message(id); },
+                              moved("message: " + id.text()));
+                   }));
 
-  command hold;
-  hold.path = {"message", "hold"};
-  hold.args_usage = "<queue id>";
-  hold.summary = "keep a message from being delivered until it is released (kept across restarts)";
-  hold.min_args = hold.max_args = 1;
-  hold.check = check_id;
-  hold.apply = [](const arguments& a, const context& ctx, response& r) {
-    if (!can_act(ctx, r)) return;
-    const base::queue_id id = *base::queue_id::parse(a.positional[0]);
-    control_on(ctx, 0, store::control_action::hold, id, "", 0, [id](const action_result& res, reply_fn reply) {
-      reply(outcome_response(res, "held: " + id.text(), "no queued item of message " + id.text()), {});
-    });
-  };
-  t.add(std::move(hold));
+  t.add(id_command({"message", "hold"}, "<queue id>",
+                   "keep a message from being delivered until it is released (kept across restarts)",
+                   [](base::queue_id id, const arguments&, const context& ctx, response&) {
+                     control_on(ctx, 0, store::control_action::hold, id, "", 0,
+                                [id](const action_result& res, reply_fn reply) {
+                                  reply(outcome_response(res, "held: " + id.text(),
+                                                         "no queued item of message " + id.text()),
+                                        {});
+                                });
+                   }));
 
-  command release;
-  release.path = {"message", "release"};
-  release.args_usage = "<queue id>";
-  release.summary = "let a held message be delivered again";
-  release.min_args = release.max_args = 1;
-  release.check = check_id;
-  release.apply = [](const arguments& a, const context& ctx, response& r) {
-    if (!can_act(ctx, r)) return;
-    const base::queue_id id = *base::queue_id::parse(a.positional[0]);
-    const auto run = ctx.daemon.run_on_loop;
-    const unsigned workers = ctx.daemon.workers;
-    control_on(ctx, 0, store::control_action::release, id, "", 0, [=](const action_result& res, reply_fn reply) {
-      response out = outcome_response(res, "released: " + id.text(), "no queued item of message " + id.text());
-      reply(std::move(out), {});
-      if (!res.error.empty() || !res.found) return;
-      // Durable now: every loop that parked one of its items sends it on.
-      for (unsigned w = 0; w < workers; ++w) run(w, [id](loop_actions& l) { l.unpark(id); });
-    });
-  };
-  t.add(std::move(release));
+  t.add(id_command({"message", "release"}, "<queue id>", "let a held message be delivered again",
+                   [](base::queue_id id, const arguments&, const context& ctx, response&) {
+                     const auto run = ctx.daemon.run_on_loop;
+                     const auto loops = every_loop(ctx);
+                     control_on(ctx, 0, store::control_action::release, id, "", 0,
+                                [=](const action_result& res, reply_fn reply) {
+                                  reply(outcome_response(res, "released: " + id.text(),
+                                                         "no queued item of message " + id.text()),
+                                        {});
+                                  if (!res.error.empty() || !res.found) return;
+                                  // Durable now: every loop that parked one of its items sends it on.
+                                  for (unsigned w : loops) run(w, [id](loop_actions& l) { l.unpark(id); });
+                                });
+                   }));
 }
 
 void remove_command(command_table& t) {
-  command remove;
-  remove.path = {"message", "remove"};
-  remove.args_usage = "<queue id> [--dsn]";
-  remove.summary = "delete a message from the queue; with --dsn its sender gets a failure report instead";
-  remove.min_args = remove.max_args = 1;
+  command remove = id_command(
+      {"message", "remove"}, "<queue id> [--dsn]",
+      "delete a message from the queue; with --dsn its sender gets a failure report instead",
+      [](base::queue_id id, const arguments& a, const context& ctx, response&) {
+        const int64_t uid = ctx.peer_uid;
+        const auto loops = every_loop(ctx);
+        if (a.has("dsn")) {
+          // Each loop fails what it holds, as an attempt's outcome: the reporter makes the DSN.
+          on_loops(ctx, loops, [id, uid](loop_actions& l) { return l.fail_message(id, uid); },
+                   moved("removed with a DSN: " + id.text()));
+          return;
+        }
+        const auto run = ctx.daemon.run_on_loop;
+        reply_fn reply = ctx.defer();
+        auto task = [=](loop_actions& l) {
+          l.remove_message(id, uid, [=](const action_result& res) {
+            reply(outcome_response(res, "removed: " + id.text(), "no message " + id.text() + " in the queue"), {});
+            if (!res.error.empty() || !res.found) return;
+            // Gone from the store: every loop forgets what it still held of it.
+            for (unsigned w : loops) run(w, [id](loop_actions& x) { x.drop_message(id); });
+          });
+        };
+        if (!run(0, task)) reply(response::failure("the daemon is stopping"), {});
+      });
   remove.options = {{"dsn", false}};
-  remove.check = check_id;
-  remove.apply = [](const arguments& a, const context& ctx, response& r) {
-    if (!can_act(ctx, r)) return;
-    const base::queue_id id = *base::queue_id::parse(a.positional[0]);
-    const int64_t uid = ctx.peer_uid;
-    if (a.has("dsn")) {
-      // Each loop fails what it holds, as an attempt's outcome: the reporter makes the DSN.
-      on_loops(ctx, every_loop(ctx), [id, uid](loop_actions& l) { return l.fail_message(id, uid); }, [id](uint64_t n) {
-        response out;
-        out.add("removed with a DSN: " + id.text());
-        out.add("items: " + std::to_string(n));
-        return out;
-      });
-      return;
-    }
-    const auto run = ctx.daemon.run_on_loop;
-    const unsigned workers = ctx.daemon.workers;
-    reply_fn reply = ctx.defer();
-    auto task = [=](loop_actions& l) {
-      l.remove_message(id, uid, [=](const action_result& res) {
-        reply(outcome_response(res, "removed: " + id.text(), "no message " + id.text() + " in the queue"), {});
-        if (!res.error.empty() || !res.found) return;
-        // Gone from the store: every loop forgets what it still held of it.
-        for (unsigned w = 0; w < workers; ++w) run(w, [id](loop_actions& x) { x.drop_message(id); });
-      });
-    };
-    if (!run(0, task)) reply(response::failure("the daemon is stopping"), {});
-  };
   t.add(std::move(remove));
 }
 
@@ -279,12 +275,8 @@ void bounce_command(command_table& t) {
     const std::string* c = a.option("cancel");
     if ((d == nullptr) == (c == nullptr)) return "give --domain D or --cancel D";
     if ((d && rule_domain(*d).empty()) || (c && rule_domain(*c).empty())) return "the domain is empty";
-    if (const std::string* f = a.option("for")) {
-      if (c) return "--for goes with --domain";
-      auto s = config::parse_duration(*f);
-      if (!s || *s == 0) return "--for: '" + *f + "' is not a duration (30s, 5m, 2h, 1d)";
-    }
-    return "";
+    if (c && a.has("for")) return "--for goes with --domain";
+    return check_for(a);
   };
   bounce.apply = [](const arguments& a, const context& ctx, response& r) {
     if (!can_act(ctx, r)) return;
@@ -301,14 +293,9 @@ void bounce_command(command_table& t) {
     }
     const std::string domain = rule_domain(*a.option("domain"));
     const int64_t uid = ctx.peer_uid;
-    int64_t until = 0;
-    if (const std::string* f = a.option("for"))
-      until = std::chrono::duration_cast<std::chrono::milliseconds>(ctx.now.time_since_epoch()).count() +
-              static_cast<int64_t>(*config::parse_duration(*f)) * 1000;
-    auto answer = [domain, until](uint64_t n) {
-      response out;
-      out.add("bounced: " + domain);
-      out.add("items: " + std::to_string(n));
+    const int64_t until = until_of(a, ctx);
+    auto answer = [domain, until, counted = moved("bounced: " + domain)](uint64_t n) {
+      response out = counted(n);
       if (until != 0) out.add("until: " + std::to_string(until));
       return out;
     };

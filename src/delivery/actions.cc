@@ -9,8 +9,29 @@
 namespace sluice::delivery {
 
 namespace {
+
 constexpr int64_t forever = INT64_MAX;
+
+const engine::work& work_of(const engine::work& w) { return w; }
+template <class K>
+const engine::work& work_of(const std::pair<const K, engine::work>& e) {
+  return e.second;
 }
+
+// Moves the work in `c` (a queue of work, or a map to work) that `pred` accepts to `out`.
+template <class Container, class Pred>
+void take_from(Container& c, Pred& pred, std::vector<engine::work>& out) {
+  for (auto it = c.begin(); it != c.end();) {
+    if (pred(work_of(*it))) {
+      out.push_back(work_of(*it));
+      it = c.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+}  // namespace
 
 // Borrowed by the store from control() until take_controlled() hands it back to poll().
 struct engine::pending_control final : store::control_request {
@@ -44,17 +65,14 @@ void engine::load_suspensions() {
 template <class Pred>
 uint64_t engine::wake_waiting(Pred pred) {
   std::vector<work> due;
-  for (auto it = waiting_.begin(); it != waiting_.end();) {
-    if (pred(it->second)) {
-      due.push_back(it->second);
-      it = waiting_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  for (auto& w : due)
-    if (auto h = hops_.find(w.hop_id); h != hops_.end()) make_ready(*h->second, std::move(w));
+  take_from(waiting_, pred, due);
+  make_ready_all(due);
   return due.size();
+}
+
+void engine::make_ready_all(std::vector<work>& ws) {
+  for (auto& w : ws)
+    if (auto h = hops_.find(w.hop_id); h != hops_.end()) make_ready(*h->second, std::move(w));
 }
 
 uint64_t engine::retry_hop(std::string_view hop_key) {
@@ -112,48 +130,23 @@ uint64_t engine::unpark(base::queue_id id) {
   std::vector<work> back;
   for (auto it = lo; it != hi; ++it) back.push_back(it->second);
   held_.erase(lo, hi);
-  for (auto& w : back)
-    if (auto h = hops_.find(w.hop_id); h != hops_.end()) make_ready(*h->second, std::move(w));
+  make_ready_all(back);
   return back.size();
 }
 
 template <class Pred>
 std::vector<engine::work> engine::take_if(Pred pred) {
   std::vector<work> out;
-  for (auto it = waiting_.begin(); it != waiting_.end();) {
-    if (pred(it->second)) {
-      out.push_back(it->second);
-      it = waiting_.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  auto take = [&](std::deque<work>& q) {
-    for (auto it = q.begin(); it != q.end();) {
-      if (pred(*it)) {
-        out.push_back(*it);
-        it = q.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  };
+  take_from(waiting_, pred, out);
   for (auto& [hop_id, h] : hops_) {
-    take(h->ready);
+    take_from(h->ready, pred, out);
     if (h->ready.empty() && h->in_site && h->bound) {
       std::erase(h->bound->hops, h.get());
       h->in_site = false;
     }
   }
-  for (auto& [hop_id, q] : parked_) take(q);
-  for (auto it = held_.begin(); it != held_.end();) {
-    if (pred(it->second)) {
-      out.push_back(it->second);
-      it = held_.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  for (auto& [hop_id, q] : parked_) take_from(q, pred, out);
+  take_from(held_, pred, out);
   return out;
 }
 

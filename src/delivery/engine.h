@@ -223,6 +223,7 @@ class engine {
   std::vector<work> take_message(base::queue_id id);
   template <class Pred>
   uint64_t wake_waiting(Pred pred);
+  void make_ready_all(std::vector<work>& ws);
   void closed(outbound& o);
   void track(log::tracking_event ev, const store::message_view& view, const std::vector<uint32_t>& rcpts,
              std::string_view hop_key, std::string_view detail);

@@ -1,4 +1,4 @@
-// message_actions_test.cc: `sluicectl message show|export|hold|release|remove` against a running sluiced and a real sink.
+// message_actions_test.cc: `sluicectl message show|export|hold|release|remove|bounce` against a running sluiced and a real sink.
 // Untrusted input: none.
 #include <criterion/criterion.h>
 
@@ -10,41 +10,16 @@
 #include <vector>
 
 #include "assertions.h"
-#include "delivery_env.h"
+#include "actions_env.h"
 
 using namespace sluice::testing;
 
 namespace {
 
-const char* zone = "mx-host=a.test,mx1.a.test,10\nhost-record=mx1.a.test,127.0.0.2\n";
-
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+const char* zone = "mx-host=a.test,mx1.a.test,10\nmx-host=b.test,mx1.a.test,10\nhost-record=mx1.a.test,127.0.0.2\n";
 
 std::string submit(uint16_t port, const std::vector<std::string>& rcpts, const std::string& body, std::string& why) {
-  smtp_client c(port);
-  c.reply();
-  c.cmd("EHLO client.test");
-  why = c.cmd("MAIL FROM:<sender@client.test>");
-  for (const auto& r : rcpts)
-    if (code_of(why) == 250) why = c.cmd("RCPT TO:<" + r + ">");
-  if (code_of(why) == 250) why = c.cmd("DATA");
-  if (code_of(why) != 354) return "";
-  c.send_raw(body + ".\r\n");
-  why = c.reply();
-  c.cmd("QUIT");
-  return queue_id_of(why);
-}
-
-std::size_t lines_about(const delivery_env& env, const std::string& event, const std::string& id) {
-  std::size_t n = 0;
-  for (const auto& l : env.tracking(event)) n += has(l, id);
-  return n;
-}
-
-command_result ctl_ok(const delivery_env& env, const std::string& args) {
-  auto r = env.daemon.ctl(args);
-  cr_assert_eq(r.status, 0, "sluicectl %s: %s\n%s", args.c_str(), r.output.c_str(), env.daemon.log().c_str());
-  return r;
+  return submit_to(port, "sender@client.test", rcpts, body, why);
 }
 
 }  // namespace
@@ -145,18 +120,7 @@ std::vector<std::string> reports_to_sender(const delivery_env& env) {
 }
 
 std::string submit_from_home(uint16_t port, const std::vector<std::string>& rcpts, std::string& why) {
-  smtp_client c(port);
-  c.reply();
-  c.cmd("EHLO client.test");
-  why = c.cmd("MAIL FROM:<sender@home.test>");
-  for (const auto& r : rcpts)
-    if (code_of(why) == 250) why = c.cmd("RCPT TO:<" + r + ">");
-  if (code_of(why) == 250) why = c.cmd("DATA");
-  if (code_of(why) != 354) return "";
-  c.send_raw("Subject: to remove\r\n\r\nhi\r\n.\r\n");
-  why = c.reply();
-  c.cmd("QUIT");
-  return queue_id_of(why);
+  return submit_to(port, "sender@home.test", rcpts, "Subject: to remove\r\n\r\nhi\r\n", why);
 }
 
 }  // namespace
@@ -220,4 +184,45 @@ Test(message_actions, remove_without_dsn_leaves_nothing_in_the_store, .timeout =
   cr_assert(reports_to_sender(env).empty());
   cr_assert_eq(lines_about(env, "DEFER", id), attempts, "no attempt after the removal");
   cr_assert_neq(env.daemon.ctl("message remove " + id).status, 0, "a second removal finds nothing");
+}
+
+Test(message_actions, bounce_fails_queued_and_arriving_mail_for_a_domain_and_nothing_else, .timeout = 120) {
+  delivery_env env(zone);
+  auto& sink = env.sink("127.0.0.2", {"--defer-rcpt", "slow*@*"});
+  configure_home(env);
+  START(env.daemon);
+  std::string why;
+  const std::string queued = submit_from_home(env.daemon.port(), {"slow@a.test"}, why);
+  cr_assert(!queued.empty(), "%s", why.c_str());
+  const std::string other = submit_from_home(env.daemon.port(), {"slow@b.test"}, why);
+  cr_assert(eventually([&] { return lines_about(env, "DEFER", queued) >= 1 && lines_about(env, "DEFER", other) >= 1; }, 20'000),
+            "%s", env.daemon.log().c_str());
+
+  const auto b = ctl_ok(env, "message bounce --domain A.test --for 60s --json");
+  cr_assert(has(b.output, "\"ok\":true") && json_number(b.output, "until") > 0, "%s", b.output.c_str());
+  cr_assert(eventually([&] { return reports_to_sender(env).size() == 1; }, 20'000), "%s", env.daemon.log().c_str());
+  cr_assert(has(reports_to_sender(env)[0], "\"finals\": [\"slow@a.test\"]"), "%s", reports_to_sender(env)[0].c_str());
+  // Within the rule's time, new mail for a.test fails at its first attempt (the sink would take it).
+  const std::string arriving = submit_from_home(env.daemon.port(), {"fresh@a.test"}, why);
+  cr_assert(!arriving.empty(), "%s", why.c_str());
+  cr_assert(eventually([&] { return reports_to_sender(env).size() == 2; }, 20'000), "%s", env.daemon.log().c_str());
+  cr_assert(has(reports_to_sender(env)[1], "\"finals\": [\"fresh@a.test\"]"), "%s", reports_to_sender(env)[1].c_str());
+  cr_assert_eq(sink.received(), 0u);
+  const auto list = ctl_ok(env, "message bounce --list --json").output;
+  cr_assert(has(list, "\"domain\":\"a.test\"") && has(list, "\"active\":true"), "%s", list.c_str());
+  // Tracked with the uid: the administrator's bounce, then the rule's.
+  const auto lines = env.tracking("BOUNCE");
+  cr_assert_eq(lines.size(), 2u, "%zu BOUNCE lines", lines.size());
+  cr_assert(has(lines[0], queued) && has(lines[0], "uid " + std::to_string(::getuid())), "%s", lines[0].c_str());
+  cr_assert(has(lines[1], arriving) && has(lines[1], "rule for a.test"), "%s", lines[1].c_str());
+  // b.test is untouched.
+  cr_assert(has(ctl_ok(env, "message show " + other).output, "deferred"));
+
+  // Cancelled: a.test is delivered again.
+  cr_assert(has(ctl_ok(env, "message bounce --cancel a.test").output, "cancelled"));
+  const std::string after = submit_from_home(env.daemon.port(), {"fresh2@a.test"}, why);
+  cr_assert(eventually([&] { return lines_about(env, "DELIVER", after) == 1; }, 20'000), "%s", env.daemon.log().c_str());
+  cr_assert(has(ctl_ok(env, "message bounce --list").output, "no bounce rules"));
+  cr_assert_eq(reports_to_sender(env).size(), 2u);
+  cr_assert_neq(env.daemon.ctl("message bounce --cancel a.test").status, 0, "no rule left to cancel");
 }

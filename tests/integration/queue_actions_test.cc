@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "assertions.h"
-#include "delivery_env.h"
+#include "actions_env.h"
 
 using namespace sluice::testing;
 
@@ -16,22 +16,8 @@ namespace {
 
 const char* zone = "mx-host=a.test,mx1.a.test,10\nmx-host=b.test,mx1.a.test,10\nhost-record=mx1.a.test,127.0.0.2\n";
 
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
-
-// One message over SMTP; its queue id ("" on failure, the reply in `why`).
 std::string submit(uint16_t port, const std::vector<std::string>& rcpts, std::string& why) {
-  smtp_client c(port);
-  c.reply();
-  c.cmd("EHLO client.test");
-  why = c.cmd("MAIL FROM:<sender@client.test>");
-  for (const auto& r : rcpts)
-    if (code_of(why) == 250) why = c.cmd("RCPT TO:<" + r + ">");
-  if (code_of(why) == 250) why = c.cmd("DATA");
-  if (code_of(why) != 354) return "";
-  c.send_raw("Subject: queue actions\r\n\r\nhello\r\n.\r\n");
-  why = c.reply();
-  c.cmd("QUIT");
-  return queue_id_of(why);
+  return submit_to(port, "sender@client.test", rcpts, "Subject: queue actions\r\n\r\nhello\r\n", why);
 }
 
 // The delivery env's [delivery] retry times, made long: an attempt well before them is the
@@ -44,18 +30,6 @@ void slow_retries(delivery_env& env) {
   cr_assert(at != std::string::npos, "%s", config.c_str());
   config.replace(at, from.size(), "retry_first = 600\nretry_max = 600\n");
   env.daemon.write_file("sluice.toml", config);
-}
-
-std::size_t lines_about(const delivery_env& env, const std::string& event, const std::string& id) {
-  std::size_t n = 0;
-  for (const auto& l : env.tracking(event)) n += has(l, id);
-  return n;
-}
-
-command_result ctl_ok(const delivery_env& env, const std::string& args) {
-  auto r = env.daemon.ctl(args);
-  cr_assert_eq(r.status, 0, "sluicectl %s: %s\n%s", args.c_str(), r.output.c_str(), env.daemon.log().c_str());
-  return r;
 }
 
 // The hop's entry in `queue list --json`.

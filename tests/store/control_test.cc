@@ -214,3 +214,27 @@ Test(store_control, records_an_older_sluice_wrote_decode_as_not_held_and_not_sus
   cr_assert(hback.status == store::hop_status::suspended && hback.suspended_until_ms == 0 && hback.last_error == "x");
   cr_assert_not(store::decode_hop(hb.substr(0, hb.size() - 1), hback, error));
 }
+
+Test(store_control, bounce_rules_are_kept_listed_and_cancelled, .timeout = 60) {
+  opened_store o;
+  cr_assert(o.ok, "%s", o.error.c_str());
+  std::string error;
+  queue_one(o.store, o.gen.next(), 10, 1, {{"dns:Internet:a.example", {0}, 0}});  // meta has its counters
+  cr_assert(o.store.bounce_rules(error)->empty());
+  cr_assert_eq(control_one(o.store, on_hop(control_action::bounce, "b.example", t0 + 5000)).result, control_status::ok);
+  cr_assert_eq(control_one(o.store, on_hop(control_action::bounce, "a.example", t0 + 9000)).result, control_status::ok);
+  cr_assert_eq(control_one(o.store, on_hop(control_action::bounce, "a.example", t0 + 7000)).result, control_status::ok,
+               "a second rule for a domain replaces the first");
+  reopen(o);
+  auto rules = o.store.bounce_rules(error);
+  cr_assert(rules.has_value(), "%s", error.c_str());
+  cr_assert_eq(rules->size(), 2u);
+  cr_assert((*rules)[0].first == "a.example" && (*rules)[0].second == t0 + 7000);
+  cr_assert((*rules)[1].first == "b.example" && (*rules)[1].second == t0 + 5000);
+  cr_assert_eq(stats_of(o.store).messages, 1u, "the counters beside the rules are untouched");
+  cr_assert_eq(control_one(o.store, on_hop(control_action::unbounce, "a.example")).result, control_status::ok);
+  cr_assert_eq(control_one(o.store, on_hop(control_action::unbounce, "a.example")).result, control_status::not_found);
+  rules = o.store.bounce_rules(error);
+  cr_assert(rules->size() == 1 && (*rules)[0].first == "b.example");
+  cr_assert_eq(control_one(o.store, on_hop(control_action::bounce, "")).result, control_status::failed);
+}
