@@ -148,6 +148,7 @@ Test(message_actions, remove_with_dsn_sends_the_sender_one_failure_report, .time
             "%s", reports[0].c_str());
   cr_assert(has(reports[0], "\"actions\": [\"failed\", \"failed\"]") && has(reports[0], "5.0.0"), "%s", reports[0].c_str());
   // Tracked with the administrator's uid; the other message is still queued.
+  cr_assert(eventually([&] { return env.tracking("REMOVE").size() >= 1; }, 5000));
   const auto lines = env.tracking("REMOVE");
   cr_assert_eq(lines.size(), 1u, "%zu REMOVE lines", lines.size());
   cr_assert(has(lines[0], id) && has(lines[0], "uid " + std::to_string(::getuid())) && has(lines[0], "DSN to the sender"),
@@ -175,6 +176,7 @@ Test(message_actions, remove_without_dsn_leaves_nothing_in_the_store, .timeout =
   const auto show = env.daemon.ctl("message show " + id);
   cr_assert_neq(show.status, 0);
   cr_assert(has(show.output, "no message"), "%s", show.output.c_str());
+  cr_assert(eventually([&] { return env.tracking("REMOVE").size() == 1; }, 5000), "tracking lines are written in batches");
   const auto lines = env.tracking("REMOVE");
   cr_assert(lines.size() == 1 && has(lines[0], "uid " + std::to_string(::getuid())) && has(lines[0], "no DSN") &&
                 has(lines[0], "slow2@a.test"),
@@ -211,6 +213,7 @@ Test(message_actions, bounce_fails_queued_and_arriving_mail_for_a_domain_and_not
   const auto list = ctl_ok(env, "message bounce --list --json").output;
   cr_assert(has(list, "\"domain\":\"a.test\"") && has(list, "\"active\":true"), "%s", list.c_str());
   // Tracked with the uid: the administrator's bounce, then the rule's.
+  cr_assert(eventually([&] { return env.tracking("BOUNCE").size() >= 2; }, 5000));
   const auto lines = env.tracking("BOUNCE");
   cr_assert_eq(lines.size(), 2u, "%zu BOUNCE lines", lines.size());
   cr_assert(has(lines[0], queued) && has(lines[0], "uid " + std::to_string(::getuid())), "%s", lines[0].c_str());
