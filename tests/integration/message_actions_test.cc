@@ -181,6 +181,7 @@ Test(message_actions, remove_without_dsn_leaves_nothing_in_the_store, .timeout =
   cr_assert(lines.size() == 1 && has(lines[0], "uid " + std::to_string(::getuid())) && has(lines[0], "no DSN") &&
                 has(lines[0], "slow2@a.test"),
             "%zu: %s", lines.size(), lines.empty() ? "" : lines[0].c_str());
+  cr_assert(has(ctl_ok(env, "track search --event remove --id " + id).output, "no DSN"), "track search knows REMOVE");
   // Its next retry finds nothing; nobody is told anything.
   std::this_thread::sleep_for(std::chrono::seconds(4));
   cr_assert(reports_to_sender(env).empty());
