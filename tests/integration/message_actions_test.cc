@@ -123,19 +123,30 @@ std::string submit_from_home(uint16_t port, const std::vector<std::string>& rcpt
   return submit_to(port, "sender@home.test", rcpts, "Subject: to remove\r\n\r\nhi\r\n", why);
 }
 
+// sluiced with the home domain, relaying to a sink that defers slow*@*.
+sink_process& start_with_home(delivery_env& env) {
+  auto& sink = env.sink("127.0.0.2", {"--defer-rcpt", "slow*@*"});
+  configure_home(env);
+  START(env.daemon);
+  return sink;
+}
+
+// A message from sender@home.test, once its first attempt has been deferred.
+std::string deferred_from_home(delivery_env& env, const std::vector<std::string>& rcpts) {
+  std::string why;
+  const std::string id = submit_from_home(env.daemon.port(), rcpts, why);
+  cr_assert(!id.empty(), "%s", why.c_str());
+  cr_assert(eventually([&] { return lines_about(env, "DEFER", id) >= 1; }, 20'000), "%s", env.daemon.log().c_str());
+  return id;
+}
+
 }  // namespace
 
 Test(message_actions, remove_with_dsn_sends_the_sender_one_failure_report, .timeout = 120) {
   delivery_env env(zone);
-  env.sink("127.0.0.2", {"--defer-rcpt", "slow*@*"});
-  configure_home(env);
-  START(env.daemon);
-  std::string why;
-  const std::string id = submit_from_home(env.daemon.port(), {"slow@a.test", "slow2@a.test"}, why);
-  cr_assert(!id.empty(), "%s", why.c_str());
-  const std::string keep = submit_from_home(env.daemon.port(), {"slow3@a.test"}, why);
-  cr_assert(eventually([&] { return lines_about(env, "DEFER", id) >= 1 && lines_about(env, "DEFER", keep) >= 1; }, 20'000),
-            "%s", env.daemon.log().c_str());
+  start_with_home(env);
+  const std::string id = deferred_from_home(env, {"slow@a.test", "slow2@a.test"});
+  const std::string keep = deferred_from_home(env, {"slow3@a.test"});
   const auto removed = ctl_ok(env, "message remove " + id + " --dsn --json");
   // 1, or 0 when its attempt was on the wire: then what remains fails when that attempt ends.
   cr_assert(has(removed.output, "\"ok\":true") && json_number(removed.output, "items") <= 1, "%s", removed.output.c_str());
@@ -159,13 +170,8 @@ Test(message_actions, remove_with_dsn_sends_the_sender_one_failure_report, .time
 
 Test(message_actions, remove_without_dsn_leaves_nothing_in_the_store, .timeout = 90) {
   delivery_env env(zone);
-  env.sink("127.0.0.2", {"--defer-rcpt", "slow*@*"});
-  configure_home(env);
-  START(env.daemon);
-  std::string why;
-  const std::string id = submit_from_home(env.daemon.port(), {"slow@a.test", "slow2@a.test"}, why);
-  cr_assert(!id.empty(), "%s", why.c_str());
-  cr_assert(eventually([&] { return lines_about(env, "DEFER", id) >= 1; }, 20'000), "%s", env.daemon.log().c_str());
+  start_with_home(env);
+  const std::string id = deferred_from_home(env, {"slow@a.test", "slow2@a.test"});
   const auto removed = ctl_ok(env, "message remove " + id);
   cr_assert(has(removed.output, "recipients: 2"), "%s", removed.output.c_str());
   const std::size_t attempts = lines_about(env, "DEFER", id);
@@ -191,15 +197,10 @@ Test(message_actions, remove_without_dsn_leaves_nothing_in_the_store, .timeout =
 
 Test(message_actions, bounce_fails_queued_and_arriving_mail_for_a_domain_and_nothing_else, .timeout = 120) {
   delivery_env env(zone);
-  auto& sink = env.sink("127.0.0.2", {"--defer-rcpt", "slow*@*"});
-  configure_home(env);
-  START(env.daemon);
+  auto& sink = start_with_home(env);
+  const std::string queued = deferred_from_home(env, {"slow@a.test"});
+  const std::string other = deferred_from_home(env, {"slow@b.test"});
   std::string why;
-  const std::string queued = submit_from_home(env.daemon.port(), {"slow@a.test"}, why);
-  cr_assert(!queued.empty(), "%s", why.c_str());
-  const std::string other = submit_from_home(env.daemon.port(), {"slow@b.test"}, why);
-  cr_assert(eventually([&] { return lines_about(env, "DEFER", queued) >= 1 && lines_about(env, "DEFER", other) >= 1; }, 20'000),
-            "%s", env.daemon.log().c_str());
 
   const auto b = ctl_ok(env, "message bounce --domain A.test --for 60s --json");
   cr_assert(has(b.output, "\"ok\":true") && json_number(b.output, "until") > 0, "%s", b.output.c_str());

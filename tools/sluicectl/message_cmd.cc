@@ -62,18 +62,24 @@ std::vector<recipient_status> statuses(const smtp::envelope& env, const std::vec
   return out;
 }
 
-std::string ms_json(int64_t ms) { return ms == 0 ? std::string("null") : std::to_string(ms); }
-
-void message_show(const global_options& g, const std::string& id_text) {
-  const base::queue_id id = parse_id(id_text);
-  store::queue_store s;
-  open_store(s, g);
+store::stored_message read_stored(const store::queue_store& s, base::queue_id id) {
   std::string error;
   auto m = s.read_message(id, error);
   if (!m) {
     if (!error.empty()) throw command_error{error};
     throw command_error{fmt::format("no message {} in the queue", id.text())};
   }
+  return std::move(*m);
+}
+
+std::string ms_json(int64_t ms) { return ms == 0 ? std::string("null") : std::to_string(ms); }
+
+void message_show(const global_options& g, const std::string& id_text) {
+  const base::queue_id id = parse_id(id_text);
+  store::queue_store s;
+  open_store(s, g);
+  const auto m = read_stored(s, id);
+  std::string error;
   auto items = s.items_of(id, error);
   if (!items) throw command_error{error};
   auto reports = s.read_reports(id, error);
@@ -81,8 +87,8 @@ void message_show(const global_options& g, const std::string& id_text) {
   const std::vector<store::report_entry> pending = reports ? std::move(*reports) : std::vector<store::report_entry>{};
   std::string headers;
   if (!s.read_header_block(id, headers, header_limit, error) && !error.empty()) throw command_error{error};
-  const auto& e = m->envelope;
-  const auto& meta = m->meta;
+  const auto& e = m.envelope;
+  const auto& meta = m.meta;
   const auto st = statuses(e, *items, pending);
 
   if (g.json) {
@@ -106,13 +112,13 @@ void message_show(const global_options& g, const std::string& id_text) {
     }
     fmt::print("{{\"id\":\"{}\",\"received_at_ms\":{},\"connector\":{},\"client_address\":{},\"client_helo\":{},"
                "\"auth_user\":{},\"mail_from\":{},\"envid\":{},\"size\":{},\"recipients\":[{}],\"headers\":{}}}\n",
-               m->id.text(), meta.received_at_ms, json_string(meta.connector), json_string(meta.client_address),
+               m.id.text(), meta.received_at_ms, json_string(meta.connector), json_string(meta.client_address),
                json_string(meta.client_helo), json_string(meta.auth_user), json_string(e.mail_from),
                json_string(e.envid), meta.body_size, rcpts, json_string(headers));
     return;
   }
   const int64_t now = now_ms();
-  fmt::print("Queue-ID:   {}\n", m->id.text());
+  fmt::print("Queue-ID:   {}\n", m.id.text());
   fmt::print("Received:   {} ago from {} (HELO {}) on {}\n", format_age((now - meta.received_at_ms) / 1000),
              terminal_text(meta.client_address), terminal_text(meta.client_helo), terminal_text(meta.connector));
   if (!meta.auth_user.empty()) fmt::print("Auth-User:  {}\n", terminal_text(meta.auth_user));
@@ -143,13 +149,8 @@ void message_export(const global_options& g, const std::string& id_text) {
   const base::queue_id id = parse_id(id_text);
   store::queue_store s;
   open_store(s, g);
-  std::string error;
-  auto m = s.read_message(id, error);
-  if (!m) {
-    if (!error.empty()) throw command_error{error};
-    throw command_error{fmt::format("no message {} in the queue", id.text())};
-  }
-  if (std::fwrite(m->body.data(), 1, m->body.size(), stdout) != m->body.size() || std::fflush(stdout) != 0)
+  const auto m = read_stored(s, id);
+  if (std::fwrite(m.body.data(), 1, m.body.size(), stdout) != m.body.size() || std::fflush(stdout) != 0)
     throw command_error{"writing the message to stdout failed"};
 }
 
