@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "assertions.h"
 #include "delivery_env.h"
 
 namespace sluice::testing {
@@ -41,6 +42,20 @@ inline command_result ctl_ok(const delivery_env& env, const std::string& args) {
   auto r = env.daemon.ctl(args);
   cr_assert_eq(r.status, 0, "sluicectl %s: %s\n%s", args.c_str(), r.output.c_str(), env.daemon.log().c_str());
   return r;
+}
+
+// sluiced relaying to one sink on 127.0.0.2 (with `sink_args`), failure streaks never
+// suspending its site, and `tune` applied to the config file before the start.
+template <class Tune>
+sink_process& start_relay(delivery_env& env, std::vector<std::string> sink_args, Tune tune) {
+  auto& sink = env.sink("127.0.0.2", std::move(sink_args));
+  env.configure("", "failures_before_suspend = 10000\n");
+  tune(env);
+  START(env.daemon);
+  return sink;
+}
+inline sink_process& start_relay(delivery_env& env, std::vector<std::string> sink_args = {}) {
+  return start_relay(env, std::move(sink_args), [](delivery_env&) {});
 }
 
 }  // namespace sluice::testing

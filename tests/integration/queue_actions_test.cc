@@ -7,7 +7,6 @@
 #include <thread>
 #include <vector>
 
-#include "assertions.h"
 #include "actions_env.h"
 
 using namespace sluice::testing;
@@ -44,10 +43,7 @@ std::string hop_json(const delivery_env& env, const std::string& key) {
 
 Test(queue_actions, message_retry_and_queue_retry_make_the_next_attempt_now, .timeout = 90) {
   delivery_env env(zone);
-  env.sink("127.0.0.2", {"--defer-rcpt", "slow@*"});
-  env.configure("", "failures_before_suspend = 10000\n");
-  slow_retries(env);
-  START(env.daemon);
+  start_relay(env, {"--defer-rcpt", "slow@*"}, slow_retries);
   std::string why;
   const std::string id = submit(env.daemon.port(), {"slow@a.test"}, why);
   cr_assert(!id.empty(), "%s", why.c_str());
@@ -73,9 +69,7 @@ Test(queue_actions, message_retry_and_queue_retry_make_the_next_attempt_now, .ti
 
 Test(queue_actions, suspend_holds_new_arrivals_across_a_restart_and_resume_delivers, .timeout = 120) {
   delivery_env env(zone);
-  auto& sink = env.sink("127.0.0.2");
-  env.configure("", "failures_before_suspend = 10000\n");
-  START(env.daemon);
+  auto& sink = start_relay(env);
   const auto s = ctl_ok(env, "queue suspend a.test --json");
   cr_assert(has(s.output, "\"ok\":true") && has(s.output, "dns:Internet:a.test"), "%s", s.output.c_str());
   std::string why;
@@ -108,15 +102,13 @@ Test(queue_actions, suspend_holds_new_arrivals_across_a_restart_and_resume_deliv
             "%s", env.daemon.log().c_str());
   hop = hop_json(env, "dns:Internet:a.test");
   cr_assert(has(hop, "\"suspended\":false"), "%s", hop.c_str());
-  cr_assert_eq(sink.received(), 3u);
+  cr_assert(eventually([&] { return sink.received() == 3; }, 5000), "%zu", sink.received());
   cr_assert_neq(env.daemon.ctl("queue resume dns:Internet:never.test").status, 0, "a hop never seen");
 }
 
 Test(queue_actions, a_suspension_for_a_time_ends_by_itself, .timeout = 90) {
   delivery_env env(zone);
-  env.sink("127.0.0.2");
-  env.configure("", "failures_before_suspend = 10000\n");
-  START(env.daemon);
+  start_relay(env);
   const auto s = ctl_ok(env, "queue suspend a.test --for 3s --json");
   cr_assert_gt(json_number(s.output, "until"), 0, "%s", s.output.c_str());
   cr_assert_neq(env.daemon.ctl("queue suspend a.test --for soon").status, 0, "not a duration");
