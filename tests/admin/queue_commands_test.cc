@@ -100,7 +100,7 @@ struct fixture {
   }
 };
 
-const std::string id = "0000018c2a3b4c00";
+const std::string id = "0000018C2A3B4C00";  // as queue_id::text() writes it
 
 }  // namespace
 
