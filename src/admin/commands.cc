@@ -143,6 +143,7 @@ command_table default_commands() {
   add_route_commands(t);
   add_reload_commands(t);
   add_metrics_commands(t);
+  add_queue_commands(t);
   // help describes the table as built, so it is added last and holds a copy of the
   // other commands' usage lines (the table is immutable once the server has it).
   std::vector<std::string> lines;

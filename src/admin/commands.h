@@ -16,6 +16,9 @@ void add_route_commands(command_table& t);   // route test <address> [--size N] 
 void add_server_commands(command_table& t);  // status, config, help (help lists t itself)
 void add_reload_commands(command_table& t);  // reload (needs daemon_info::reload and context::defer)
 void add_metrics_commands(command_table& t);  // metrics [--json] (metrics_commands.cc)
+// queue retry|suspend|resume, message retry|hold|release|remove|bounce (queue_commands.cc; need
+// daemon_info::run_on_loop and owner_of, and context::defer)
+void add_queue_commands(command_table& t);
 
 // The version sluiced and sluicectl were built as (the meson project version).
 std::string_view version();

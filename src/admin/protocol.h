@@ -10,8 +10,13 @@
 #include <string_view>
 #include <vector>
 
+#include "base/queue_id.h"
 #include "config/config.h"
 #include "route/route.h"
+
+namespace sluice::store {
+enum class control_action : uint8_t;  // store.h: what a control operation does
+}
 
 // Wire format (both directions are plain text, so `socat - UNIX:var/admin.sock` works):
 //
@@ -105,6 +110,45 @@ struct snapshot {
   std::chrono::system_clock::time_point loaded_at{};
 };
 
+// What one worker loop's delivery engine does for the queue and message commands, called
+// only on that loop's thread (daemon_info::run_on_loop). The worker implements it over its
+// engine, so the commands never see a worker or an engine.
+struct action_result {
+  std::string error;        // "" = done
+  bool found = true;        // false: nothing to act on
+  uint64_t items = 0;       // items moved or changed
+  uint64_t recipients = 0;  // in those items (stored actions)
+};
+using action_done = std::function<void(const action_result&)>;
+class loop_actions {
+ public:
+  // In memory: waiting items become ready now (retry_hop also lifts the site's failure
+  // suspension); how many moved.
+  virtual uint64_t retry_hop(const std::string& hop_key) = 0;
+  virtual uint64_t retry_message(base::queue_id id) = 0;
+  // A durable control operation on this loop's lane, then its effect on this loop's
+  // memory; `done` is called once, on this loop, when it has committed or failed.
+  virtual void control(store::control_action action, base::queue_id id, const std::string& hop_key, int64_t until_ms,
+                       action_done done) = 0;
+  // In memory only, after another loop committed a release / a removal: how many items.
+  virtual uint64_t unpark(base::queue_id id) = 0;
+  virtual uint64_t drop_message(base::queue_id id) = 0;
+  // message remove: without a DSN, a REMOVE tracking event naming `uid` and the control
+  // operation deleting the message (`done` once committed); with one (fail_message), every
+  // recipient this loop holds fails so that the sender is sent a failure DSN, and how many
+  // items failed now.
+  virtual void remove_message(base::queue_id id, int64_t uid, action_done done) = 0;
+  virtual uint64_t fail_message(base::queue_id id, int64_t uid) = 0;
+  // message bounce: this loop's recipients for `domain` fail (DSN), and with `until_ms`
+  // ahead so does what it attempts for the domain until then; how many items failed now.
+  virtual uint64_t bounce_domain(const std::string& domain, int64_t until_ms, int64_t uid) = 0;
+  virtual void cancel_bounce(const std::string& domain) = 0;
+
+ protected:
+  ~loop_actions() = default;
+};
+using loop_task = std::function<void(loop_actions&)>;
+
 struct daemon_info {
   std::string version;
   unsigned workers = 0;
@@ -119,6 +163,12 @@ struct daemon_info {
   // offer `reload`.
   using reload_done = std::function<void(std::string error, std::chrono::system_clock::time_point loaded_at)>;
   std::function<void(reload_done done)> reload;
+  // Runs `task` soon on worker loop `worker` (0 .. workers-1), with that loop's actions;
+  // any thread, never waits. False (task dropped) when there is no such worker or it is
+  // stopping. Null: this daemon offers no queue or message actions.
+  std::function<bool(unsigned worker, loop_task task)> run_on_loop;
+  // The worker loop that owns next hop `hop_key` (its delivery queue and suspension).
+  std::function<unsigned(std::string_view hop_key)> owner_of;
 };
 
 // The response to a request that is answered after apply() returns. Call it once, from
@@ -139,6 +189,9 @@ struct context {
   // gone out, so answers stay in request order. Null where only immediate answers are
   // possible (such a command then answers at once with an error).
   std::function<reply_fn()> defer;
+  // The uid of the client on the admin socket (SO_PEERCRED), for the tracking log of
+  // removals and bounces; -1 when unknown.
+  int64_t peer_uid = -1;
 };
 
 struct arguments {

@@ -26,6 +26,8 @@ class server::session final : public net::connection_handler {
     conn_->start_reading(this);
   }
   std::list<std::unique_ptr<session>>::iterator self() const { return self_; }
+  // Checked at accept (server::accept): root or the daemon's own user.
+  int64_t peer_uid() const { return static_cast<int64_t>(conn_->credentials().uid); }
 
   void on_read(std::string_view data) override {
     buffer_.append(data);
@@ -156,6 +158,7 @@ void server::finish(session* s) {
 std::optional<response> server::answer(std::string_view line, session& s) {
   uint64_t ticket = 0;
   context ctx{state_, info_, std::chrono::system_clock::now()};
+  ctx.peer_uid = s.peer_uid();
   ctx.defer = [this, &ticket]() -> reply_fn {
     ticket = next_ticket_++;
     // Called from any thread, possibly after the server is gone: it only touches the

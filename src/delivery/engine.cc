@@ -135,6 +135,10 @@ std::string_view engine::hop_key_of(uint64_t hop_id) const {
 }
 
 void engine::make_ready(hop& h, work&& w) {
+  if (!suspended_.empty() && suspended(h, now_ms())) {
+    parked_[h.id].push_back(std::move(w));
+    return;
+  }
   h.ready.push_back(std::move(w));
   if (h.kind == route::hop_key_kind::local) return pump_local(h);
   if (h.kind != route::hop_key_kind::dns && h.kind != route::hop_key_kind::smart_host) return;
@@ -416,6 +420,13 @@ std::unique_ptr<store::message_view> engine::open_item(const work& w) {
   if (!view) {
     if (!error.empty()) std::fprintf(stderr, "sluiced: delivery: reading %s: %s\n", w.id.text().c_str(), error.c_str());
     forget(w);  // already gone (delivered, or removed): nothing to record
+  } else if (view->item.held) {
+    // Held by the administrator: parked here until released (the stored flag is the truth,
+    // so an item held while it waited, or recovered held at start, is caught the same way).
+    held_.insert_or_assign({w.id.value, w.hop_id}, w);
+    view.reset();
+  } else if (!bounces_.empty() && bounce_at_attempt(w, *view)) {
+    view.reset();  // failed by a bounce rule: the outcome is on its way to the store
   }
   return view;
 }
@@ -533,6 +544,13 @@ void engine::poll() {
       completed(*done[i]);
     }
   }
+  store::control_request* controls[16];
+  while ((n = store_.take_controlled(producer_, controls, 16)) != 0) {
+    for (std::size_t i = 0; i < n; ++i) {
+      --in_store_;
+      controlled(*controls[i]);
+    }
+  }
   store::reroute_request* moved[64];
   while ((n = store_.take_rerouted(producer_, moved, 64)) != 0) {
     for (std::size_t i = 0; i < n; ++i) {
@@ -572,6 +590,7 @@ void engine::tick() {
     auto it = hops_.find(w.hop_id);
     if (it != hops_.end()) make_ready(*it->second, std::move(w));
   }
+  if (!suspended_.empty() || !failing_.empty() || !bounces_.empty()) tick_actions(now);
   for (auto& [key, s] : sites_) {
     // Idle connections past their time are closed; the rest wait for work.
     for (std::size_t i = 0; i < s->idle.size();) {

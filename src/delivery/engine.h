@@ -91,6 +91,56 @@ class engine {
   // Nothing in flight: no connection open, no deliver request in the store.
   bool idle() const;
 
+  // ---- The administrator's actions (actions.cc), each on this loop's thread ----
+  struct action_outcome {
+    std::string error;       // "" = done
+    bool found = true;       // false: nothing to act on (no such message or hop)
+    uint64_t items = 0;      // items moved, or changed in the store
+    uint64_t recipients = 0; // in those items (stored actions)
+  };
+  using action_done = std::function<void(const action_outcome&)>;
+  // At start, before the first add(): the hops the administrator suspended (the store's hop
+  // records), so what is recovered or arrives for them waits.
+  void load_suspensions();
+  // Items of next hop `hop_key` waiting for their retry time become ready now, and the
+  // failure-streak suspension of its site is lifted. In memory only; how many items moved.
+  uint64_t retry_hop(std::string_view hop_key);
+  // The same for the items of one message this loop holds.
+  uint64_t retry_message(base::queue_id id);
+  // One durable control operation (store::control_request) on this loop's lane, then its
+  // effect on this loop's memory: a suspended hop's ready work is parked (and what becomes
+  // ready later too) until it is resumed or `until_ms` passes; a released message's held
+  // items go back to work; a removed message's items are forgotten. Held items are parked
+  // when an attempt would open them (the stored item says held), so hold needs no memory
+  // change. `done` runs on this loop once the operation has committed (or failed).
+  void control(store::control_action action, base::queue_id id, std::string hop_key, int64_t until_ms, action_done done);
+  // In memory only: this loop's parked held items of `id` go back to work (another loop
+  // committed the release); how many.
+  uint64_t unpark(base::queue_id id);
+  // In memory only: this loop forgets its items of `id` that are not on the wire (another
+  // loop committed the removal); how many.
+  uint64_t drop_message(base::queue_id id);
+  // `message remove` without a DSN: a REMOVE tracking event naming `uid`, then the control
+  // operation that deletes the message and everything of it (then this loop's memory).
+  void remove_message(base::queue_id id, int64_t uid, action_done done);
+  // `message remove --dsn`: every recipient of `id` this loop holds fails with
+  // removed_reply(), recorded as an attempt's outcome is (so the reporter sends the sender
+  // one failure DSN), with a REMOVE tracking event naming `uid`. An item on the wire is
+  // left to its attempt and what remains of it fails when that outcome commits. How many
+  // items failed now.
+  uint64_t fail_message(base::queue_id id, int64_t uid);
+  // 5.0.0: RFC 3463 3.1, X.0.0 is for a failure none of the subject codes describes; an
+  // administrator's removal is neither the destination's (X.3.x), the mailbox's nor the
+  // network's doing, and 550 is the reply a next hop would give for a permanent refusal.
+  static smtp::reply removed_reply();
+  // `message bounce --domain D`: every recipient for `domain` this loop holds (an item of a
+  // DNS hop for it whole; in other hops the recipients whose domain it is) fails as with
+  // fail_message, with a BOUNCE tracking event naming `uid`. With `until_ms` ahead, the rule
+  // stays (in memory here; the store has it for restarts) and mail for the domain fails at
+  // its first attempt until then. How many items failed now.
+  uint64_t bounce_domain(const std::string& domain, int64_t until_ms, int64_t uid);
+  void cancel_bounce(const std::string& domain);
+
   const engine_stats& stats() const { return stats_; }
   // Items this loop holds (ready, waiting for a retry, or on the wire).
   uint64_t items() const { return items_; }
@@ -166,6 +216,19 @@ class engine {
   void resubmit(std::vector<std::unique_ptr<Pending>>& waiting, int64_t now);
   std::string_view hop_key_of(uint64_t hop_id) const;
   void completed(store::deliver_request& req);
+  // actions.cc
+  struct pending_control;
+  void controlled(store::control_request& req);
+  bool suspended(const hop& h, int64_t now) const;
+  void park_hop(hop& h);
+  void unpark_hop(const std::string& key);
+  // Suspensions that ended, removals no attempt is left to finish for.
+  void tick_actions(int64_t now);
+  // Every item of `id` this loop holds that is not on the wire, taken out of where it waits.
+  std::vector<work> take_message(base::queue_id id);
+  template <class Pred>
+  uint64_t wake_waiting(Pred pred);
+  void make_ready_all(std::vector<work>& ws);
   void closed(outbound& o);
   void track(log::tracking_event ev, const store::message_view& view, const std::vector<uint32_t>& rcpts,
              std::string_view hop_key, std::string_view detail);
@@ -201,6 +264,30 @@ class engine {
   // Refused by a full lane, or failed in the store and due again at their retry_at_ms.
   std::vector<std::unique_ptr<pending_deliver>> unsent_;
   std::vector<std::unique_ptr<pending_reroute>> unsent_reroutes_;
+  // The administrator's: suspended hops by key, until when (unix ms; INT64_MAX = until
+  // resumed), the ready work of suspended hops by hop id, and held items by (queue id, hop id).
+  std::unordered_map<std::string, int64_t> suspended_;
+  std::unordered_map<uint64_t, std::deque<work>> parked_;
+  std::map<std::pair<uint64_t, uint64_t>, work> held_;
+  // Messages being removed with a DSN while an item was on the wire: the admin's uid and
+  // until when the entry is kept (an attempt ends within its timeouts).
+  struct failing {
+    int64_t uid = -1;
+    int64_t until_ms = 0;
+  };
+  std::unordered_map<uint64_t, failing> failing_;
+  void fail_item(const work& w, int64_t uid);
+  // Bounce rules by lower-case domain, until when (unix ms).
+  std::unordered_map<std::string, int64_t> bounces_;
+  // The recipients of an item about to be attempted that a bounce rule fails: failed now
+  // (true: the attempt is not made).
+  bool bounce_at_attempt(const work& w, const store::message_view& view);
+  // Some recipients of `w` fail with `r` as an attempt's outcome, tracked as `ev`.
+  void fail_recipients(const work& w, const store::message_view& view, const std::vector<uint32_t>& rcpts,
+                       const smtp::reply& r, log::tracking_event ev, const std::string& detail);
+  std::vector<uint32_t> bounced_recipients(const hop& h, const store::message_view& view, std::string_view domain) const;
+  template <class Pred>
+  std::vector<work> take_if(Pred pred);
   std::size_t in_store_ = 0;
   uint32_t maildir_jobs_ = 0;  // Maildir deliveries on the thread pool
   uint64_t items_ = 0;

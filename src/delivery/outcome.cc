@@ -145,6 +145,8 @@ void engine::completed(store::deliver_request& req) {
         return;
       }
       owned->next.recipients = req.remaining;
+      // Being removed with a DSN while this attempt was on the wire: what is left fails now.
+      if (auto f = failing_.find(req.id.value); f != failing_.end()) return fail_item(owned->next, f->second.uid);
       waiting_.emplace(req.next_attempt_ms, owned->next);
       return;
     case store::deliver_status::not_found:

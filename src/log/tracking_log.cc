@@ -18,6 +18,8 @@ std::string_view to_string(tracking_event e) {
     case tracking_event::dsn: return "DSN";
     case tracking_event::expire: return "EXPIRE";
     case tracking_event::rule: return "RULE";
+    case tracking_event::remove: return "REMOVE";
+    case tracking_event::bounce: return "BOUNCE";
   }
   return "UNKNOWN";
 }

@@ -8,9 +8,11 @@
 
 namespace sluice::log {
 
-enum class tracking_event : unsigned char { receive, submit, route, deliver, defer, fail, dsn, expire, rule };
+// remove and bounce are the administrator's (sluicectl message remove / bounce): their
+// detail names the admin's uid and whether the sender gets a DSN.
+enum class tracking_event : unsigned char { receive, submit, route, deliver, defer, fail, dsn, expire, rule, remove, bounce };
 
-// "RECEIVE", "SUBMIT", ... "RULE".
+// "RECEIVE", "SUBMIT", ... "RULE", "REMOVE", "BOUNCE".
 std::string_view to_string(tracking_event e);
 
 // One event. Views are borrowed for the call only.

@@ -149,7 +149,11 @@ int main(int argc, char** argv) {
   workers[0]->serve_admin({admin::socket_path_for(cfg->server.queue_dir),
                            {std::string(admin::version()), workers_count, static_cast<long>(getpid()), started,
                             &log::dropped_lines,
-                            [&reload_requests](auto done) { reload_requests.request(std::move(done)); }}});
+                            [&reload_requests](auto done) { reload_requests.request(std::move(done)); },
+                            [&workers](unsigned w, admin::loop_task task) {
+                              return w < workers.size() && workers[w]->run_admin_task(std::move(task));
+                            },
+                            [workers_count](std::string_view hop_key) { return categorize::owner_of(hop_key, workers_count); }}});
   // The metrics endpoint (Prometheus) is served by worker 0 too; its listen address is the
   // first generation's (changing it needs a restart).
   auto metrics_collectors = main::add_daemon_collectors(*queue, sites);

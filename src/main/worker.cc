@@ -55,6 +55,51 @@ void worker::reload(std::shared_ptr<const generation::generation> next) {
   notify_completions();
 }
 
+bool worker::run_admin_task(admin::loop_task task) {
+  if (!running_.load() || stop_requested_.load()) return false;
+  {
+    std::lock_guard lock(admin_tasks_mutex_);
+    admin_tasks_.push_back(std::move(task));
+  }
+  admin_tasks_waiting_.store(true, std::memory_order_release);
+  notify_completions();
+  return true;
+}
+
+namespace {
+
+// The admin commands' view of this loop's engine (admin::loop_actions), on the loop thread.
+class engine_actions final : public admin::loop_actions {
+ public:
+  explicit engine_actions(delivery::engine& e) : e_(e) {}
+  uint64_t retry_hop(const std::string& hop_key) override { return e_.retry_hop(hop_key); }
+  uint64_t retry_message(base::queue_id id) override { return e_.retry_message(id); }
+  void control(store::control_action action, base::queue_id id, const std::string& hop_key, int64_t until_ms,
+               admin::action_done done) override {
+    e_.control(action, id, hop_key, until_ms, adapt(std::move(done)));
+  }
+  uint64_t unpark(base::queue_id id) override { return e_.unpark(id); }
+  uint64_t drop_message(base::queue_id id) override { return e_.drop_message(id); }
+  void remove_message(base::queue_id id, int64_t uid, admin::action_done done) override {
+    e_.remove_message(id, uid, adapt(std::move(done)));
+  }
+  uint64_t fail_message(base::queue_id id, int64_t uid) override { return e_.fail_message(id, uid); }
+  uint64_t bounce_domain(const std::string& domain, int64_t until_ms, int64_t uid) override {
+    return e_.bounce_domain(domain, until_ms, uid);
+  }
+  void cancel_bounce(const std::string& domain) override { e_.cancel_bounce(domain); }
+
+ private:
+  static delivery::engine::action_done adapt(admin::action_done done) {
+    return [done = std::move(done)](const delivery::engine::action_outcome& o) {
+      done(admin::action_result{o.error, o.found, o.items, o.recipients});
+    };
+  }
+  delivery::engine& e_;
+};
+
+}  // namespace
+
 void worker::stop() {
   stop_requested_.store(true);
   if (auto* l = loop_.load(std::memory_order_acquire)) l->stop();
@@ -215,6 +260,15 @@ void worker::run(std::promise<std::string>& ready) {
       }
     }
     engine->poll();
+    if (admin_tasks_waiting_.exchange(false, std::memory_order_acq_rel)) {
+      std::vector<admin::loop_task> tasks;
+      {
+        std::lock_guard lock(admin_tasks_mutex_);
+        tasks.swap(admin_tasks_);
+      }
+      engine_actions actions(*engine);
+      for (auto& task : tasks) task(actions);
+    }
     rep->poll();
     cat->poll();  // also flushes the hand-offs above (and the reporter's) into the rings
   };
@@ -258,6 +312,7 @@ void worker::run(std::promise<std::string>& ready) {
   ready.set_value(error);
   if (!error.empty()) return;
   if (stop_requested_.load()) loop.stop();
+  engine->load_suspensions();
   running_.store(true);
   cat->recover();
   if (index_ == 0) rep->sweep(0);

@@ -3,9 +3,11 @@
 #include <atomic>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "admin/server.h"
 #include "categorize/categorizer.h"
@@ -51,6 +53,10 @@ class worker {
   // thread, the receiver, the categorizer, the tracking batch and the admin server all
   // switch to it at once; a later call before then replaces an earlier one.
   void reload(std::shared_ptr<const generation::generation> next);
+  // Any thread: runs `task` soon on this loop with its delivery engine's actions (how the
+  // admin commands reach a loop: admin::daemon_info::run_on_loop). False, task dropped,
+  // when the loop is not running or is stopping.
+  bool run_admin_task(admin::loop_task task);
   // Any thread: stop accepting, let sessions finish, then end the thread.
   void stop();
   void join();
@@ -79,6 +85,11 @@ class worker {
   // The main thread posts a generation here and wakes the loop through completions_.
   mailbox<generation::generation> next_generation_;
   std::atomic<bool> running_{false};
+  // The admin's tasks for this loop, taken on the loop's wake-up (a mutex: rare, and a task
+  // must not be lost the way a latest-wins mailbox drops an older value).
+  std::mutex admin_tasks_mutex_;
+  std::vector<admin::loop_task> admin_tasks_;
+  std::atomic<bool> admin_tasks_waiting_{false};
 };
 
 }  // namespace sluice::main

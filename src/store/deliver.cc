@@ -97,7 +97,8 @@ split partition(const delivery_item_record& item, const deliver_request& r) {
 }
 
 // The hop's counts after one item's outcome. status follows next_retry_ms (retry while a
-// retry is scheduled in the future, else ready); a suspended hop stays suspended.
+// retry is scheduled in the future, else ready); a suspended hop stays suspended until its
+// suspension's time has passed.
 void update_hop(hop_record& h, const deliver_request& r, const split& s, bool item_gone) {
   h.recipients -= std::min<uint64_t>(h.recipients, s.removed);
   if (item_gone && h.items > 0) --h.items;
@@ -114,8 +115,10 @@ void update_hop(hop_record& h, const deliver_request& r, const split& s, bool it
   } else if (h.next_retry_ms != 0 && h.next_retry_ms <= r.now_ms) {
     h.next_retry_ms = 0;
   }
-  if (h.status != hop_status::suspended)
+  if (!suspended_at(h, r.now_ms)) {
     h.status = h.next_retry_ms > r.now_ms ? hop_status::retry : hop_status::ready;
+    h.suspended_until_ms = 0;
+  }
 }
 
 // The deliver part of a write transaction. Any LMDB error aborts the whole transaction,

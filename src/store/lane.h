@@ -20,6 +20,7 @@ inline constexpr std::array<std::size_t, write_kinds> in_flight_limits = {
     queue_store::deliver_capacity,     // deliver
     queue_store::reroute_capacity,     // reroute
     queue_store::report_capacity,      // report
+    queue_store::control_capacity,     // control
 };
 
 constexpr std::size_t all_in_flight() {

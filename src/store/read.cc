@@ -426,6 +426,76 @@ bool queue_store::for_each_item(
   return done && ok;
 }
 
+std::optional<std::vector<message_item>> queue_store::items_of(base::queue_id id, std::string& error) const {
+  error.clear();
+  txn_guard txn;
+  if (!begin_read(env_, txn, error)) return std::nullopt;
+  std::vector<message_item> out;
+  if (!dbi_->categorizer_present) return out;
+  cursor_guard cur;
+  int rc = cur.open(txn.get(), dbi_->hops);
+  if (rc) {
+    error = lmdb_error("cannot open cursor", rc);
+    return std::nullopt;
+  }
+  MDB_val k, v;
+  hop_record hop;
+  while ((rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) == 0) {
+    if (k.mv_size != schema::id_key_size) continue;
+    const uint64_t hop_id = schema::hop_id_of(static_cast<const unsigned char*>(k.mv_data));
+    if (!decode_hop(view(v), hop, error)) {
+      error = "hop " + std::to_string(hop_id) + ": " + error;
+      return std::nullopt;
+    }
+    if (hop.items == 0) continue;
+    auto dk = schema::make_delivery_key(hop_id, id);
+    MDB_val dkv = val(dk), dv;
+    rc = mdb_get(txn.get(), dbi_->delivery, &dkv, &dv);
+    if (rc == MDB_NOTFOUND) continue;
+    if (rc) {
+      error = lmdb_error("read delivery item", rc);
+      return std::nullopt;
+    }
+    message_item m{hop_id, hop.key, {}};
+    if (!decode_item(view(dv), m.item, error)) {
+      error = "delivery item " + id.text() + " of " + hop.key + ": " + error;
+      return std::nullopt;
+    }
+    out.push_back(std::move(m));
+  }
+  if (rc != MDB_NOTFOUND) {
+    error = lmdb_error("read hops", rc);
+    return std::nullopt;
+  }
+  return out;
+}
+
+std::optional<std::vector<std::pair<std::string, int64_t>>> queue_store::bounce_rules(std::string& error) const {
+  error.clear();
+  txn_guard txn;
+  if (!begin_read(env_, txn, error)) return std::nullopt;
+  std::vector<std::pair<std::string, int64_t>> out;
+  if (!dbi_->present) return out;
+  cursor_guard cur;
+  int rc = cur.open(txn.get(), dbi_->meta);
+  if (rc) {
+    error = lmdb_error("cannot open cursor", rc);
+    return std::nullopt;
+  }
+  const std::string_view prefix = schema::meta_bounce_prefix;
+  MDB_val k = val(prefix.data(), prefix.size()), v;
+  for (rc = mdb_cursor_get(cur.get(), &k, &v, MDB_SET_RANGE); rc == 0; rc = mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT)) {
+    const std::string_view key = view(k);
+    if (key.substr(0, prefix.size()) != prefix) break;
+    out.emplace_back(std::string(key.substr(prefix.size())), static_cast<int64_t>(read_u64_be(v)));
+  }
+  if (rc != 0 && rc != MDB_NOTFOUND) {
+    error = lmdb_error("read bounce rules", rc);
+    return std::nullopt;
+  }
+  return out;
+}
+
 std::optional<std::vector<report_entry>> queue_store::read_reports(base::queue_id id, std::string& error) const {
   error.clear();
   txn_guard txn;

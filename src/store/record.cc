@@ -118,10 +118,10 @@ bool decode_record(std::string_view bytes, smtp::envelope& env, message_metadata
 }
 
 namespace {
-constexpr uint8_t hop_version = 1;
 // Written: the newest version of each record. Read: every version down to 1, so a store
 // written by an older sluice keeps working after an upgrade.
-constexpr uint8_t item_version = 3;
+constexpr uint8_t hop_version = 2;
+constexpr uint8_t item_version = 4;
 constexpr uint8_t reports_version = 3;
 // Smallest encoding of one report entry: u32 index and two empty strings in version 1,
 // three more fields (two empty strings and a u64) in version 2, a u8 and a u64 in 3.
@@ -158,12 +158,18 @@ std::string encode_hop(const hop_record& h) {
   w.u64(static_cast<uint64_t>(h.oldest_ms));
   w.u64(static_cast<uint64_t>(h.next_retry_ms));
   w.str(h.last_error);
+  w.u64(static_cast<uint64_t>(h.suspended_until_ms));
   return w.take();
+}
+
+bool suspended_at(const hop_record& h, int64_t now_ms) noexcept {
+  return h.status == hop_status::suspended && (h.suspended_until_ms == 0 || h.suspended_until_ms > now_ms);
 }
 
 bool decode_hop(std::string_view bytes, hop_record& out, std::string& error) {
   binary_reader r(bytes);
-  if (r.u8() != hop_version) {
+  const uint8_t version = r.u8();
+  if (version < 1 || version > hop_version) {
     error = "unsupported or empty hop record";
     return false;
   }
@@ -174,6 +180,7 @@ bool decode_hop(std::string_view bytes, hop_record& out, std::string& error) {
   out.oldest_ms = static_cast<int64_t>(r.u64());
   out.next_retry_ms = static_cast<int64_t>(r.u64());
   out.last_error = r.str();
+  out.suspended_until_ms = version >= 2 ? static_cast<int64_t>(r.u64()) : 0;
   if (!r.at_end() || status > static_cast<uint8_t>(hop_status::suspended)) {
     error = "malformed hop record";
     return false;
@@ -196,6 +203,7 @@ void encode_item(const delivery_item_record& item, std::string& out) {
   w.str(item.last_error);
   w.u64(static_cast<uint64_t>(item.last_attempt_ms));
   w.u8(item.delay_reported ? 1 : 0);
+  w.u8(item.held ? 1 : 0);
   w.buffer().swap(out);
 }
 
@@ -227,6 +235,7 @@ bool decode_item(std::string_view bytes, delivery_item_record& out, std::string&
   out.last_error.clear();
   out.last_attempt_ms = 0;
   out.delay_reported = false;
+  out.held = false;
   if (version >= 2) {
     out.last_error = r.str();
     out.last_attempt_ms = static_cast<int64_t>(r.u64());
@@ -235,6 +244,11 @@ bool decode_item(std::string_view bytes, delivery_item_record& out, std::string&
     const uint8_t flag = r.u8();
     if (flag > 1) r.fail();
     out.delay_reported = flag == 1;
+  }
+  if (version >= 4) {
+    const uint8_t flag = r.u8();
+    if (flag > 1) r.fail();
+    out.held = flag == 1;
   }
   if (!r.at_end()) {
     error = "malformed delivery item record";

@@ -51,12 +51,18 @@ struct hop_record {
   int64_t oldest_ms = 0;         // received_at of the oldest item's message; 0 if empty
   int64_t next_retry_ms = 0;     // 0 = none scheduled
   std::string last_error;        // "" = none
+  // With status suspended: when the administrator's suspension ends by itself (unix ms);
+  // 0 = until resumed. Version 2 added it; version 1 records decode with 0.
+  int64_t suspended_until_ms = 0;
 };
+// Whether the hop is held by the administrator at `now_ms` (a suspension whose time has
+// passed no longer holds anything, whatever the record's status still says).
+bool suspended_at(const hop_record& h, int64_t now_ms) noexcept;
 
 enum class item_state : uint8_t { queued, in_flight, deferred };
 
-// Version 2 added last_error and last_attempt_ms, version 3 delay_reported; older records
-// decode with them empty (false).
+// Version 2 added last_error and last_attempt_ms, version 3 delay_reported, version 4 held;
+// older records decode with them empty (false).
 struct delivery_item_record {
   item_state state = item_state::queued;
   uint32_t attempts = 0;
@@ -67,6 +73,8 @@ struct delivery_item_record {
   int64_t last_attempt_ms = 0;   // unix ms of the last attempt; 0 = never tried
   // A delay report for this item is already pending or sent: the engine asks for one once.
   bool delay_reported = false;
+  // Held by the administrator (`sluicectl message hold`): not delivered until released.
+  bool held = false;
 };
 
 // What a pending report says happened to a recipient: the RFC 3464 Action values that a

@@ -77,19 +77,6 @@ plan plan_of(const delivery_item_record& item, const reroute_request& r) {
   return p;
 }
 
-// The old hop loses the item. An emptied hop has nothing to retry or report, as after
-// its last delivery.
-void remove_item_from_hop(hop_record& h, std::size_t recipients) {
-  h.recipients -= std::min<uint64_t>(h.recipients, recipients);
-  if (h.items > 0) --h.items;
-  if (h.items == 0) {
-    h.oldest_ms = 0;
-    h.next_retry_ms = 0;
-    h.last_error.clear();
-    if (h.status != hop_status::suspended) h.status = hop_status::ready;
-  }
-}
-
 // The hop update for `id`, read from the store the first time this transaction meets it.
 int hop_of(MDB_txn* txn, const databases& d, std::unordered_map<uint64_t, hop_update>& hops, uint64_t id,
            hop_update*& out) {

@@ -74,6 +74,10 @@ inline constexpr const char* meta_next_hop_id = "next_hop_id";
 // gone, so ids stay unique for the life of the store, whatever the clock does.
 inline constexpr const char* meta_id_floor = "id_floor";
 
+// Bounce rules (sluicectl message bounce --for): "bounce:" + lower-case domain, value u64
+// big-endian unix ms until which mail for the domain fails at its first attempt.
+inline constexpr const char* meta_bounce_prefix = "bounce:";
+
 // Longest hop key text accepted as a hop_names key; LMDB's default maximum key size is
 // 511, and a hop key is a connector name plus a domain (at most 255), so this is ample.
 inline constexpr std::size_t max_hop_key_size = 480;

@@ -215,10 +215,59 @@ struct report_request : write_op {  // write_op::id = the ORIGINAL message
   bool message_removed = false;
 };
 
+enum class control_status : uint8_t {
+  pending,     // between control() and take_controlled()
+  ok,          // durable
+  not_found,   // nothing to act on (no such message, no item of it, a hop never seen for
+               // resume): nothing was written
+  failed,      // any other error (a corrupt record, an empty or too long hop key): nothing written
+};
+
+// What the administrator asks of the queue (sluicectl message/queue actions).
+enum class control_action : uint8_t {
+  hold,     // every item of message `id` is held: the engine does not deliver it
+  release,  // every item of message `id` is no longer held
+  suspend,  // hop `hop_key` (created if never seen, so new arrivals wait too) is suspended
+            // until `until_ms` (0 = until resumed)
+  resume,   // hop `hop_key` is no longer suspended
+  remove,   // message `id` is deleted with all its items, pending reports, refs and
+            // submission entry, the hops' counts lowered: no DSN, no trace left
+  bounce,   // a bounce rule for domain `hop_key` until `until_ms` is stored (meta db): mail
+            // for it fails at its first attempt until then (the engine's doing)
+  unbounce, // the bounce rule for domain `hop_key` is removed
+};
+
+// One administrator's action (write_kind::control, applied last in a transaction).
+// Ownership as submit_request: borrowed by the store from a successful control() until
+// take_controlled() returns it; the writer reads the inputs and writes `result`, `error`
+// and the outputs. Message actions find the message's items themselves (one lookup per
+// hop), so an item moved by a reroute in the meantime is not missed.
+struct control_request : write_op {  // write_op::id = the message (hold, release, remove)
+  static constexpr write_kind kind_tag = write_kind::control;
+  control_request() : write_op(kind_tag) {}
+
+  control_action action = control_action::hold;
+  std::string hop_key;     // suspend, resume; the domain for bounce, unbounce
+  int64_t until_ms = 0;    // suspend: unix ms, 0 = until resumed
+  int64_t now_ms = 0;      // resume: whether the hop's next retry is still ahead
+  control_status result = control_status::pending;
+  // out (set by the writer on ok):
+  uint64_t hop_id = 0;             // suspend, resume: the hop's id
+  std::vector<uint64_t> hops;      // hold, release, remove: the hops whose items changed
+  uint64_t recipients = 0;         // in those items
+};
+
 // One delivery queue as stored, for views and for rebuilding in-memory queues at start.
 struct hop_entry {
   uint64_t id = 0;
   hop_record record;
+};
+
+// One delivery item of a message with the hop that holds it (items_of).
+struct message_item {
+  uint64_t hop_id = 0;
+  std::string hop_key;
+  delivery_item_record item;
 };
 
 struct store_options {
@@ -314,6 +363,9 @@ class queue_store {
   // the pending lists in pages (list_reports), so a commit's worth is enough, and this keeps
   // the lane's rings at the size the other kinds already need (lane.h: lane_capacity).
   static constexpr std::size_t report_capacity = 1024;
+  // Control requests one producer may have in flight: an administrator's commands, one at
+  // a time in practice.
+  static constexpr std::size_t control_capacity = 64;
   // LMDB reader slots (mdb_env_set_maxreaders): every live message_view holds one, and
   // so does every short reader. Delivery engines must keep their views below this, less
   // a margin for readers (stats, sluicectl, the categorizer); past it open_delivery()
@@ -400,6 +452,14 @@ class queue_store {
   // Producer thread `producer` only, as take_completed(), for report requests.
   std::size_t take_reported(unsigned producer, report_request** out, std::size_t max);
 
+  // Producer thread `producer` only, as submit() (control_capacity in flight): one
+  // administrator's action (see control_request and control_action) in one transaction
+  // of the group commit. Never held back by the free-page reserve: it rewrites records
+  // in place or deletes them.
+  bool control(unsigned producer, control_request* req);
+  // Producer thread `producer` only, as take_completed(), for control requests.
+  std::size_t take_controlled(unsigned producer, control_request** out, std::size_t max);
+
   // ---- Readers: any thread, each call uses its own short read transactions ----
   std::optional<store_stats> stats(std::string& error) const;
   // Visits every message in queue order; return false from `fn` to stop. Reads in pages
@@ -431,6 +491,14 @@ class queue_store {
   bool for_each_item(uint64_t hop_id,
                      const std::function<bool(base::queue_id, const delivery_item_record&)>& fn,
                      std::string& error) const;
+  // Every delivery item of message `id`, in hop id order, in one short read transaction:
+  // one lookup per hop that has items (there is no index by message), so for the admin's
+  // commands, not for a hot path. nullopt with `error` on failure; a damaged item or hop
+  // record is an error.
+  std::optional<std::vector<message_item>> items_of(base::queue_id id, std::string& error) const;
+  // The administrator's bounce rules (control_action::bounce), domain and until when (unix
+  // ms), in domain order, expired ones included. nullopt with `error` on failure.
+  std::optional<std::vector<std::pair<std::string, int64_t>>> bounce_rules(std::string& error) const;
   // The pending report list of a message: nullopt with `error` empty when it has none.
   std::optional<std::vector<report_entry>> read_reports(base::queue_id id, std::string& error) const;
   // Up to `max` ids of messages with a pending report list, in queue order, strictly

@@ -172,6 +172,17 @@ void add_item_to_hop(hop_record& h, std::size_t recipients, int64_t received_at_
   if (h.oldest_ms == 0 || (received_at_ms != 0 && received_at_ms < h.oldest_ms)) h.oldest_ms = received_at_ms;
 }
 
+void remove_item_from_hop(hop_record& h, std::size_t recipients) {
+  h.recipients -= std::min<uint64_t>(h.recipients, recipients);
+  if (h.items > 0) --h.items;
+  if (h.items == 0) {
+    h.oldest_ms = 0;
+    h.next_retry_ms = 0;
+    h.last_error.clear();
+    if (h.status != hop_status::suspended) h.status = hop_status::ready;
+  }
+}
+
 int append_reports(MDB_txn* txn, const databases& db, MDB_val key, std::span<const report_entry* const> entries,
                    int64_t now_ms, int64_t& ref_delta) {
   if (entries.empty()) return 0;

@@ -115,6 +115,9 @@ int read_hop(MDB_txn* txn, const databases& db, uint64_t id, hop_record& record,
 int write_hop(MDB_txn* txn, const databases& db, uint64_t id, const hop_record& record);
 // One more item of `recipients` recipients from a message received at `received_at_ms`.
 void add_item_to_hop(hop_record& h, std::size_t recipients, int64_t received_at_ms);
+// The hop loses an item of `recipients` recipients (moved or removed). An emptied hop has
+// nothing to retry or report, as after its last delivery; a suspension stays.
+void remove_item_from_hop(hop_record& h, std::size_t recipients);
 
 // Appends `entries` to the message's report list (`key` = its id key), creating it if
 // absent; entries with at_ms 0 get `now_ms`, and a (recipient, action) pair the list

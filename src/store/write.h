@@ -60,6 +60,7 @@ extern const write_handler categorize_handler;  // categorize.cc
 extern const write_handler deliver_handler;     // deliver.cc
 extern const write_handler reroute_handler;     // reroute.cc
 extern const write_handler report_handler;      // report.cc
+extern const write_handler control_handler;     // control.cc
 
 // Stores one new message as submit does (submit.cc): envelope record (meta's body_size
 // and body_chunks are set from `body` and the chunk size), body chunks and submission

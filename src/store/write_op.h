@@ -13,10 +13,12 @@ namespace sluice::store {
 // first, then its categorizations, then delivery outcomes (so an item categorized and
 // delivered in one batch is found by its deliver step), then reroutes (which read the
 // refs and report list the deliver step left), then reports (which consume the report
-// entries the steps before added, so an outcome and its DSN may share a commit). A new kind is appended here, gets a request struct
+// entries the steps before added, so an outcome and its DSN may share a commit), then the
+// administrator's controls (hold, suspend, remove: after every outcome of the batch, so a
+// removal also takes what a deliver step of the same batch left). A new kind is appended here, gets a request struct
 // in store.h deriving from write_op and a write_handler in a file of its own (write.h).
-enum class write_kind : uint8_t { submit, categorize, deliver, reroute, report };
-inline constexpr std::size_t write_kinds = 5;
+enum class write_kind : uint8_t { submit, categorize, deliver, reroute, report, control };
+inline constexpr std::size_t write_kinds = 6;
 
 inline constexpr std::size_t index_of(write_kind k) { return static_cast<std::size_t>(k); }
 

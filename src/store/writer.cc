@@ -18,7 +18,8 @@ namespace {
 
 // By write_kind; the order of write_kind is the order within a transaction.
 const write_handler* const handlers[write_kinds] = {&submit_handler, &categorize_handler,
-                                                    &deliver_handler, &reroute_handler, &report_handler};
+                                                    &deliver_handler, &reroute_handler, &report_handler,
+                                                    &control_handler};
 
 const write_handler& handler_of(const write_op& op) { return *handlers[index_of(op.kind())]; }
 

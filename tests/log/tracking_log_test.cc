@@ -24,7 +24,8 @@ Test(log_tracking, every_event_has_its_name) {
   const std::pair<tracking_event, const char*> all[] = {
       {tracking_event::receive, "RECEIVE"}, {tracking_event::submit, "SUBMIT"}, {tracking_event::route, "ROUTE"},
       {tracking_event::deliver, "DELIVER"}, {tracking_event::defer, "DEFER"},   {tracking_event::fail, "FAIL"},
-      {tracking_event::dsn, "DSN"},         {tracking_event::expire, "EXPIRE"}, {tracking_event::rule, "RULE"}};
+      {tracking_event::dsn, "DSN"},         {tracking_event::expire, "EXPIRE"}, {tracking_event::rule, "RULE"},
+      {tracking_event::remove, "REMOVE"},   {tracking_event::bounce, "BOUNCE"}};
   for (const auto& [e, name] : all) {
     std::string out;
     append_tracking_event(out, "T", tracking_record{e, "q", "s", {}, "", ""});

@@ -16,6 +16,9 @@ struct load_result;
 namespace sluice::admin {
 struct call_result;
 }
+namespace sluice::store {
+class queue_store;
+}
 
 namespace sluice::ctl {
 
@@ -49,6 +52,12 @@ std::string json_string(std::string_view s);
 // would let a line overwrite what the terminal shows before it).
 std::string terminal_text(std::string_view s, bool lines = false);
 int64_t now_ms();
+// The queue store opened read-only (LMDB's lock file lets it run beside sluiced); throws command_error.
+void open_store(store::queue_store& s, const global_options& g);  // queue_cmd.cc
+// Sends `words` to the running sluiced's admin socket (beside the queue directory) and prints the
+// answer: its lines as terminal text, or with --json one object of its "name: value" lines
+// (numbers as numbers). Throws command_error when the daemon refuses or cannot be reached.
+void ask_daemon(const global_options& g, const std::vector<std::string>& words);  // message_cmd.cc
 
 // One registration function per command group, each in its own file.
 void add_queue_commands(CLI::App& app, global_options& g);
@@ -66,5 +75,6 @@ std::vector<std::string> config_problems(const std::string& file, const config::
 // waits for its answer (reload_cmd.cc, shared with the connector verbs).
 admin::call_result ask_reload(const global_options& g, const std::string& socket);
 void add_stats_command(CLI::App& app, global_options& g);     // stats_cmd.cc
+void add_message_commands(CLI::App& app, global_options& g);  // message_cmd.cc
 
 }  // namespace sluice::ctl

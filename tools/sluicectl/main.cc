@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   sluice::ctl::add_config_commands(app, g);
   sluice::ctl::add_connector_commands(app, g);
   sluice::ctl::add_stats_command(app, g);
+  sluice::ctl::add_message_commands(app, g);
 
   try {
     app.parse(argc, argv);

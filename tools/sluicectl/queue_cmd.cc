@@ -1,4 +1,4 @@
-// queue_cmd.cc: `sluicectl queue list|show|summary` and `sluicectl mailq`: read-only views of the queue store (submission and delivery queues).
+// queue_cmd.cc: `sluicectl queue list|show|summary` and `sluicectl mailq` (read-only views of the store), `queue retry|suspend|resume` (asked of sluiced).
 // Untrusted input: message envelopes and bodies stored from remote SMTP clients (printed as data).
 #include <fmt/format.h>
 
@@ -18,8 +18,6 @@
 
 namespace sluice::ctl {
 
-namespace {
-
 // Opens the store read-only: LMDB's lock file lets this run beside a live sluiced.
 void open_store(store::queue_store& s, const global_options& g) {
   store::store_options o;
@@ -29,11 +27,27 @@ void open_store(store::queue_store& s, const global_options& g) {
   if (!s.open(std::move(o), error)) throw command_error{error};
 }
 
+namespace {
+
 std::string sender_text(const std::string& mail_from) {
   return mail_from.empty() ? "<>" : terminal_text(mail_from);
 }
 
 std::string ms_or_null(int64_t ms) { return ms == 0 ? std::string("null") : std::to_string(ms); }
+
+// What a hop is doing as shown: a suspension whose time has passed has ended, whatever the
+// record still says (the next outcome rewrites it).
+std::string_view shown_status(const store::hop_record& r, int64_t now) {
+  if (r.status == store::hop_status::suspended && !store::suspended_at(r, now))
+    return r.next_retry_ms > now ? "retry" : "ready";
+  return store::to_string(r.status);
+}
+
+// Until when the administrator suspended the hop: "" when it is not, "resumed" when for ever.
+std::string suspended_until(const store::hop_record& r, int64_t now) {
+  if (!store::suspended_at(r, now)) return "";
+  return r.suspended_until_ms == 0 ? "resumed" : "in " + format_age((r.suspended_until_ms - now + 999) / 1000);
+}
 
 // The per-next-hop delivery queues, as the categorizer's hop records describe them.
 void print_delivery_queues(const std::vector<store::hop_entry>& hops, int64_t now, bool json) {
@@ -42,27 +56,31 @@ void print_delivery_queues(const std::vector<store::hop_entry>& hops, int64_t no
     bool first = true;
     for (const auto& h : hops) {
       const auto& r = h.record;
+      const bool suspended = store::suspended_at(r, now);
       fmt::print("{}{{\"next_hop\":{},\"id\":{},\"status\":\"{}\",\"items\":{},\"recipients\":{},"
-                 "\"oldest_received_at_ms\":{},\"next_retry_ms\":{},\"last_error\":{}}}",
-                 first ? "" : ",", json_string(r.key), h.id, store::to_string(r.status), r.items, r.recipients,
-                 ms_or_null(r.oldest_ms), ms_or_null(r.next_retry_ms), json_string(r.last_error));
+                 "\"oldest_received_at_ms\":{},\"next_retry_ms\":{},\"last_error\":{},\"suspended\":{},"
+                 "\"suspended_until_ms\":{}}}",
+                 first ? "" : ",", json_string(r.key), h.id, shown_status(r, now), r.items, r.recipients,
+                 ms_or_null(r.oldest_ms), ms_or_null(r.next_retry_ms), json_string(r.last_error), suspended,
+                 suspended ? ms_or_null(r.suspended_until_ms) : "null");
       first = false;
     }
     fmt::print("],");
     return;
   }
   if (hops.empty()) return;
-  fmt::print("\n{:<36}  {:<9}  {:>6}  {:>6}  {:>7}  {:>10}  {}\n", "NEXT HOP", "STATUS", "ITEMS", "RCPTS", "OLDEST",
-             "NEXT RETRY", "LAST ERROR");
+  fmt::print("\n{:<36}  {:<9}  {:>6}  {:>6}  {:>7}  {:>10}  {:>10}  {}\n", "NEXT HOP", "STATUS", "ITEMS", "RCPTS",
+             "OLDEST", "NEXT RETRY", "SUSPENDED", "LAST ERROR");
   for (const auto& h : hops) {
     const auto& r = h.record;
     std::string retry = "-";
     if (r.next_retry_ms != 0)
       retry = r.next_retry_ms > now ? "in " + format_age((r.next_retry_ms - now) / 1000) : std::string("due");
-    fmt::print("{:<36}  {:<9}  {:>6}  {:>6}  {:>7}  {:>10}  {}\n", terminal_text(r.key), store::to_string(r.status),
+    const std::string until = suspended_until(r, now);
+    fmt::print("{:<36}  {:<9}  {:>6}  {:>6}  {:>7}  {:>10}  {:>10}  {}\n", terminal_text(r.key), shown_status(r, now),
                r.items, r.recipients,
                r.items != 0 && r.oldest_ms != 0 ? format_age((now - r.oldest_ms) / 1000) : "-", retry,
-               r.last_error.empty() ? "-" : terminal_text(r.last_error));
+               until.empty() ? "-" : until, r.last_error.empty() ? "-" : terminal_text(r.last_error));
   }
 }
 
@@ -276,7 +294,7 @@ void mailq(const global_options& g) {
         if (it != q.items.end())
           for (const auto& p : it->second) {
             if (p.item.state == store::item_state::in_flight) mark = '*';
-            else if (p.hop->record.status == store::hop_status::suspended && mark == ' ') mark = '!';
+            else if ((p.item.held || store::suspended_at(p.hop->record, now_ms())) && mark == ' ') mark = '!';
           }
         std::time_t arrival = static_cast<std::time_t>(meta.received_at_ms / 1000);
         std::tm tm{};
@@ -388,6 +406,29 @@ void add_queue_commands(CLI::App& app, global_options& g) {
   show->fallthrough();
   show->add_option("id", *id, "queue id (16 hex digits)")->required();
   show->callback([&g, id] { queue_show(g, *id); });
+
+  // Actions: the daemon owns the delivery queues in memory, so they go through its admin socket.
+  auto hop = std::make_shared<std::string>();
+  auto duration = std::make_shared<std::string>();
+  auto* retry = queue->add_subcommand(
+      "retry", "deliver what waits for its retry time on a next hop now (lifts its site's failure suspension)");
+  retry->fallthrough();
+  retry->add_option("hop", *hop, "next hop as queue list shows it (dns:Internet:example.com), or a domain")->required();
+  retry->callback([&g, hop] { ask_daemon(g, {"queue", "retry", *hop}); });
+  auto* suspend = queue->add_subcommand(
+      "suspend", "stop delivering to a next hop; what arrives for it waits too; kept across restarts");
+  suspend->fallthrough();
+  suspend->add_option("hop", *hop, "next hop as queue list shows it, or a domain")->required();
+  suspend->add_option("--for", *duration, "end the suspension by itself after this long (30s, 5m, 2h, 1d)");
+  suspend->callback([&g, hop, duration] {
+    std::vector<std::string> words{"queue", "suspend", *hop};
+    if (!duration->empty()) words.insert(words.end(), {"--for", *duration});
+    ask_daemon(g, words);
+  });
+  auto* resume = queue->add_subcommand("resume", "deliver to a suspended next hop again");
+  resume->fallthrough();
+  resume->add_option("hop", *hop, "next hop as queue list shows it, or a domain")->required();
+  resume->callback([&g, hop] { ask_daemon(g, {"queue", "resume", *hop}); });
 
   auto* summary = queue->add_subcommand(
       "summary", "per destination, queued items by age in minutes (qshape's columns: total, <5, <10 ... 1280+)");

@@ -159,8 +159,8 @@ bool address_matches(std::string_view pattern, std::string_view text) {
   return it != text.end();
 }
 
-const char* const event_names[] = {"RECEIVE", "SUBMIT", "ROUTE", "DELIVER", "DEFER",
-                                   "FAIL",    "DSN",    "EXPIRE", "RULE"};
+const char* const event_names[] = {"RECEIVE", "SUBMIT", "ROUTE",  "DELIVER", "DEFER", "FAIL",
+                                   "DSN",     "EXPIRE", "RULE",   "REMOVE",  "BOUNCE"};
 
 // --event: one name or a comma-separated list, any case.
 std::vector<std::string> parse_events(const std::string& text) {
@@ -173,7 +173,7 @@ std::vector<std::string> parse_events(const std::string& text) {
     std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return std::toupper(c); });
     if (std::find(std::begin(event_names), std::end(event_names), name) == std::end(event_names))
       throw command_error{fmt::format("--event '{}': not one of RECEIVE, SUBMIT, ROUTE, DELIVER, DEFER, FAIL, DSN, "
-                                      "EXPIRE, RULE",
+                                      "EXPIRE, RULE, REMOVE, BOUNCE",
                                       terminal_text(name))};
     out.push_back(std::move(name));
     start = end + 1;
@@ -322,7 +322,7 @@ void add_track_commands(CLI::App& app, global_options& g) {
   search->add_option("--sender", o->sender, "sender contains this, or matches this * ? glob (any case)");
   search->add_option("--recipient", o->recipient, "a recipient contains this, or matches this * ? glob (any case)");
   search->add_option("--id", o->id, "queue id: a message's whole life");
-  search->add_option("--event", o->event, "RECEIVE, SUBMIT, ROUTE, DELIVER, DEFER, FAIL, DSN, EXPIRE or RULE "
+  search->add_option("--event", o->event, "RECEIVE, SUBMIT, ROUTE, DELIVER, DEFER, FAIL, DSN, EXPIRE, RULE, REMOVE or BOUNCE "
                                           "(comma-separated list)");
   search->add_option("--since", o->since, "not before: ISO 8601 (UTC unless a zone is given) or 2h, 3d ago");
   search->add_option("--until", o->until, "not after: ISO 8601 (UTC unless a zone is given) or 2h, 3d ago");
