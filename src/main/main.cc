@@ -59,11 +59,24 @@ std::vector<sluice::main::owned_path> own_paths(const sluice::config::server_set
                                                {s.auto_tls_dir, scope::tree},
                                                {admin_socket, scope::self}};
   if (!s.pickup_dir.empty()) paths.push_back({s.pickup_dir, scope::self});
+  namespace fs = std::filesystem;
   // The tracking log and its rotated files, whatever else shares the directory.
   std::error_code ec;
-  for (std::filesystem::directory_iterator it(s.log_dir, ec); !ec && it != std::filesystem::directory_iterator();
-       it.increment(ec))
+  for (fs::directory_iterator it(s.log_dir, ec); !ec && it != fs::directory_iterator(); it.increment(ec))
     if (it->path().filename().string().starts_with("tracking.")) paths.push_back({it->path().string(), scope::self});
+  // The directory of the admin socket (queue_dir/..) must be ours to remove the socket at
+  // exit, but only when nothing else lives there (/var/lib/sluice, ./var): queue_dir =
+  // "/var/spool/q" must not hand /var/spool over.
+  const fs::path state = fs::path(admin_socket).parent_path();
+  auto ours = [&](const fs::path& p) {
+    for (const std::string& mine : {s.queue_dir, s.log_dir, s.pickup_dir, s.auto_tls_dir, admin_socket})
+      if (!mine.empty() && fs::path(mine).lexically_normal() == p.lexically_normal()) return true;
+    return false;
+  };
+  bool only_ours = !state.empty() && state.has_relative_path();
+  for (fs::directory_iterator it(state, ec); only_ours && !ec && it != fs::directory_iterator(); it.increment(ec))
+    only_ours = ours(it->path());
+  if (only_ours && !ec) paths.push_back({state.string(), scope::self});
   return paths;
 }
 
