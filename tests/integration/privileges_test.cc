@@ -54,9 +54,11 @@ std::string status_line(const std::string& status_file, const std::string& key) 
   return "";
 }
 
-std::string all_four(const std::string& key, unsigned id) {
-  const std::string n = std::to_string(id);
-  return key + "\t" + n + "\t" + n + "\t" + n + "\t" + n;
+// The line is `key` with all four ids equal to `id`.
+void expect_ids(const std::string& status_file, const std::string& key, unsigned id) {
+  const std::string n = std::to_string(id), line = status_line(status_file, key),
+                    wanted = key + "\t" + n + "\t" + n + "\t" + n + "\t" + n;
+  cr_assert(line == wanted, "%s: '%s', not '%s'", status_file.c_str(), line.c_str(), wanted.c_str());
 }
 
 uid_t owner_of(const std::string& path) {
@@ -95,8 +97,8 @@ Test(integration_privileges, root_drops_to_the_configured_user_once_it_listens, 
   size_t threads = 0;
   for (const auto& task : fs::directory_iterator(proc + "/task")) {
     const std::string status = task.path().string() + "/status";
-    cr_assert_str_eq(status_line(status, "Uid:").c_str(), all_four("Uid:", who.uid).c_str(), "%s", status.c_str());
-    cr_assert_str_eq(status_line(status, "Gid:").c_str(), all_four("Gid:", who.gid).c_str(), "%s", status.c_str());
+    expect_ids(status, "Uid:", who.uid);
+    expect_ids(status, "Gid:", who.gid);
     // No supplementary group of root's survives: nobody is in none but its own.
     std::istringstream groups(status_line(status, "Groups:").substr(7));
     for (unsigned g; groups >> g;) cr_assert_eq(g, who.gid, "%s: supplementary group %u kept", status.c_str(), g);
@@ -163,7 +165,7 @@ Test(integration_privileges, root_without_a_user_drops_to_sluice_or_refuses, .ti
   const uid_t uid = pw->pw_uid;
   start_until_ready(d);
   const std::string status = "/proc/" + std::to_string(d.pid()) + "/status";
-  cr_assert_str_eq(status_line(status, "Uid:").c_str(), all_four("Uid:", uid).c_str());
+  expect_ids(status, "Uid:", uid);
   d.stop();
 }
 
@@ -173,7 +175,7 @@ Test(integration_privileges, user_root_keeps_root_with_a_warning, .timeout = 60)
   d.write_config(with_server_keys("user = \"root\"\n"));
   start_until_ready(d);
   const std::string status = "/proc/" + std::to_string(d.pid()) + "/status";
-  cr_assert_str_eq(status_line(status, "Uid:").c_str(), all_four("Uid:", 0).c_str());
+  expect_ids(status, "Uid:", 0);
   cr_assert(d.log().find("warning: running as root") != std::string::npos, "%s", d.log().c_str());
   smtp_client c(d.port());
   EXPECT_CODE(c.start_transaction(), 250);
