@@ -88,8 +88,11 @@ int main(int argc, char** argv) {
   std::string config_path = "etc/sluice.toml";
   bool check_only = false;
   bool hash_password = false;
+  bool allow_root = false;
   app.add_option("-c,--config", config_path, "configuration file (TOML)");
   app.add_flag("--check-config", check_only, "validate the configuration and exit");
+  app.add_flag("--allow-root", allow_root,
+               "started as root with no [server] user, stay root (as [server] allow_root = true), with a warning");
   app.add_flag("--hash-password", hash_password,
                "read a password on standard input and print its yescrypt hash for an AUTH credentials file");
   CLI11_PARSE(app, argc, argv);
@@ -108,7 +111,9 @@ int main(int argc, char** argv) {
   // Who we run as is settled before anything is created, so a missing user stops the start
   // at once; the drop itself waits until every listener is bound.
   std::string identity_error;
-  const auto who = main::choose_identity(cfg->server, ::geteuid(), identity_error);
+  config::server_settings identity_keys = cfg->server;
+  identity_keys.allow_root = identity_keys.allow_root || allow_root;
+  const auto who = main::choose_identity(identity_keys, ::geteuid(), identity_error);
   if (!who) {
     std::fprintf(stderr, "sluiced: %s\n", identity_error.c_str());
     return exit_config;

@@ -10,6 +10,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <utility>
 #include <vector>
 
 namespace sluice::main {
@@ -24,53 +25,48 @@ struct user_entry {
   gid_t gid = 0;
 };
 
-// getpwnam_r with a buffer grown until the entry fits (large NSS entries exist).
-std::optional<user_entry> find_user(const std::string& name, std::string& error) {
+// One get*_r lookup of the user or group database, with a buffer grown until the entry
+// fits (large NSS entries exist); `take` copies what is wanted out of it while the buffer
+// its strings point into still lives. `error` is set when the lookup itself failed.
+template <typename Entry, typename Lookup, typename Take>
+auto look_up(Lookup lookup, Take take, std::string& error) -> std::optional<decltype(take(std::declval<Entry&>()))> {
   std::vector<char> buf(4096);
   for (;;) {
-    passwd pw{};
-    passwd* found = nullptr;
-    const int rc = ::getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &found);
+    Entry entry{};
+    Entry* found = nullptr;
+    const int rc = lookup(&entry, buf.data(), buf.size(), &found);
     if (rc == ERANGE && buf.size() < (1u << 20)) {
       buf.resize(buf.size() * 2);
       continue;
     }
     if (rc != 0) error = std::strerror(rc);
     if (found == nullptr) return std::nullopt;
-    return user_entry{pw.pw_name, pw.pw_uid, pw.pw_gid};
+    return take(entry);
   }
+}
+
+std::optional<user_entry> find_user(const std::string& name, std::string& error) {
+  return look_up<passwd>([&](passwd* e, char* b, size_t n, passwd** f) { return ::getpwnam_r(name.c_str(), e, b, n, f); },
+                         [](const passwd& p) { return user_entry{p.pw_name, p.pw_uid, p.pw_gid}; }, error);
 }
 
 std::optional<gid_t> find_group(const std::string& name, std::string& error) {
-  std::vector<char> buf(4096);
-  for (;;) {
-    group gr{};
-    group* found = nullptr;
-    const int rc = ::getgrnam_r(name.c_str(), &gr, buf.data(), buf.size(), &found);
-    if (rc == ERANGE && buf.size() < (1u << 20)) {
-      buf.resize(buf.size() * 2);
-      continue;
-    }
-    if (rc != 0) error = std::strerror(rc);
-    if (found == nullptr) return std::nullopt;
-    return gr.gr_gid;
-  }
+  return look_up<group>([&](group* e, char* b, size_t n, group** f) { return ::getgrnam_r(name.c_str(), e, b, n, f); },
+                        [](const group& g) { return g.gr_gid; }, error);
 }
 
 std::string name_of_uid(uid_t uid) {
-  std::vector<char> buf(4096);
-  passwd pw{};
-  passwd* found = nullptr;
-  if (::getpwuid_r(uid, &pw, buf.data(), buf.size(), &found) == 0 && found != nullptr) return pw.pw_name;
-  return "uid " + std::to_string(uid);
+  std::string ignored;
+  auto name = look_up<passwd>([&](passwd* e, char* b, size_t n, passwd** f) { return ::getpwuid_r(uid, e, b, n, f); },
+                              [](const passwd& p) { return std::string(p.pw_name); }, ignored);
+  return name ? *name : "uid " + std::to_string(uid);
 }
 
 std::string name_of_gid(gid_t gid) {
-  std::vector<char> buf(4096);
-  group gr{};
-  group* found = nullptr;
-  if (::getgrgid_r(gid, &gr, buf.data(), buf.size(), &found) == 0 && found != nullptr) return gr.gr_name;
-  return "gid " + std::to_string(gid);
+  std::string ignored;
+  auto name = look_up<group>([&](group* e, char* b, size_t n, group** f) { return ::getgrgid_r(gid, e, b, n, f); },
+                             [](const group& g) { return std::string(g.gr_name); }, ignored);
+  return name ? *name : "gid " + std::to_string(gid);
 }
 
 std::string quoted(const std::string& s) { return "\"" + s + "\""; }
@@ -139,8 +135,8 @@ std::optional<identity> choose_identity(const config::server_settings& s, uid_t 
   if (s.user == "root" || (s.user.empty() && s.allow_root)) {
     who.user = "root";
     who.warning = s.user == "root" ? "running as root ([server] user = \"root\"): a flaw in sluiced would give the whole machine away"
-                                   : "running as root ([server] allow_root = true): a flaw in sluiced would give the whole machine away; "
-                                     "set [server] user to drop to a user of its own";
+                                   : "running as root ([server] allow_root = true or --allow-root): a flaw in sluiced would give the "
+                                     "whole machine away; set [server] user to drop to a user of its own";
     return who;
   }
   const std::string name = s.user.empty() ? default_user : s.user;

@@ -38,6 +38,12 @@ int exit_status_within(pid_t pid, std::chrono::milliseconds limit) {
   }
 }
 
+// A daemon whose drain may last `seconds`, started.
+void start_draining_within(sluiced_process& d, int seconds) {
+  d.write_config(with_server_keys("drain_timeout = " + std::to_string(seconds) + "\n"));
+  START(d);
+}
+
 // A client in the middle of DATA: greeted, one recipient, 354, the first line of content sent.
 void into_data(smtp_client& c, const std::string& rcpt = "alice@sluice.test") {
   cr_assert(c.connected());
@@ -62,8 +68,7 @@ bool refuses_new_connections(uint16_t port) {
 
 Test(integration_drain, a_message_in_data_finishes_idle_sessions_get_421_new_ones_are_refused, .timeout = 60) {
   sluiced_process d;
-  d.write_config(with_server_keys("drain_timeout = 20\n"));
-  START(d);
+  start_draining_within(d, 20);
   smtp_client busy(d.port());
   into_data(busy);
   smtp_client idle(d.port());
@@ -100,8 +105,7 @@ Test(integration_drain, a_message_in_data_finishes_idle_sessions_get_421_new_one
 
 Test(integration_drain, a_stalled_transaction_is_cut_at_drain_timeout, .timeout = 60) {
   sluiced_process d;
-  d.write_config(with_server_keys("drain_timeout = 2\n"));
-  START(d);
+  start_draining_within(d, 2);
   smtp_client stalled(d.port());
   into_data(stalled);
 
@@ -120,8 +124,7 @@ Test(integration_drain, a_stalled_transaction_is_cut_at_drain_timeout, .timeout 
 
 Test(integration_drain, a_second_sigterm_ends_the_drain_at_once, .timeout = 60) {
   sluiced_process d;
-  d.write_config(with_server_keys("drain_timeout = 60\n"));
-  START(d);
+  start_draining_within(d, 60);
   smtp_client stalled(d.port());
   into_data(stalled);
   d.signal(SIGTERM);

@@ -3,7 +3,6 @@
 #include <criterion/criterion.h>
 
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <sstream>
 #include <string>
@@ -11,6 +10,7 @@
 
 #include "assertions.h"
 #include "harness.h"
+#include "peers.h"
 
 using namespace sluice::testing;
 namespace fs = std::filesystem;
@@ -18,13 +18,6 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string examples_dir() { return source_root() + "/etc/examples"; }
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 void replace_all(std::string& text, const std::string& from, const std::string& to) {
   for (size_t pos = 0; (pos = text.find(from, pos)) != std::string::npos; pos += to.size()) text.replace(pos, from.size(), to);
@@ -37,7 +30,7 @@ void replace_all(std::string& text, const std::string& from, const std::string& 
 std::map<std::string, uint16_t> install_example(sluiced_process& d, const std::string& name) {
   for (const auto& e : fs::directory_iterator(examples_dir()))
     if (e.path().extension() != ".toml") fs::copy_file(e.path(), d.dir() + "/" + e.path().filename().string());
-  std::string text = read_text(examples_dir() + "/" + name);
+  std::string text = slurp_file(examples_dir() + "/" + name);
   cr_assert(!text.empty(), "no etc/examples/%s", name.c_str());
   replace_all(text, "/var/lib/sluice/queue", "@DIR@/queue");  // where sluicectl looks
   replace_all(text, "/var/lib/sluice", "@DIR@/lib");
@@ -52,6 +45,13 @@ std::map<std::string, uint16_t> install_example(sluiced_process& d, const std::s
     for (const std::string any : {"[::]:", "[::1]:"}) replace_all(text, ", \"" + any + port + "\"", "");
   }
   d.write_config(text);
+  return ports;
+}
+
+// install_example(), then starts the daemon.
+std::map<std::string, uint16_t> start_example(sluiced_process& d, const std::string& name) {
+  auto ports = install_example(d, name);
+  START(d);
   return ports;
 }
 
@@ -90,8 +90,7 @@ Test(integration_examples, every_example_passes_config_check, .timeout = 60) {
 
 Test(integration_examples, the_edge_relay_offers_starttls_and_verifies_recipients, .timeout = 60) {
   sluiced_process d;
-  install_example(d, "edge-relay.toml");
-  START(d);
+  start_example(d, "edge-relay.toml");
   const std::string reply = ehlo(d.port());
   cr_assert(has_extension(reply, "STARTTLS"), "%s", reply.c_str());
   cr_assert(!has_extension(reply, "AUTH"), "AUTH on the internet connector: %s", reply.c_str());
@@ -108,8 +107,7 @@ Test(integration_examples, the_edge_relay_offers_starttls_and_verifies_recipient
 
 Test(integration_examples, the_hub_offers_starttls_to_the_organisation, .timeout = 60) {
   sluiced_process d;
-  install_example(d, "hub.toml");
-  START(d);
+  start_example(d, "hub.toml");
   const std::string reply = ehlo(d.port());
   cr_assert(has_extension(reply, "STARTTLS"), "%s", reply.c_str());
   smtp_client c(d.port());
@@ -121,9 +119,8 @@ Test(integration_examples, the_hub_offers_starttls_to_the_organisation, .timeout
 
 Test(integration_examples, smarthost_outbound_offers_auth_on_587_only_after_starttls, .timeout = 60) {
   sluiced_process d;
-  auto ports = install_example(d, "smarthost-outbound.toml");
+  auto ports = start_example(d, "smarthost-outbound.toml");
   cr_assert(ports.count("587") == 1 && ports.count("25") == 1);
-  START(d);
   const std::string plain = ehlo(ports["587"]);
   cr_assert(has_extension(plain, "STARTTLS"), "%s", plain.c_str());
   cr_assert(!has_extension(plain, "AUTH"), "AUTH before TLS: %s", plain.c_str());

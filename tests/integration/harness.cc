@@ -121,15 +121,6 @@ void sluiced_process::write_config(const std::string& text) {
   // answers, so remote next hops defer and their mail stays queued.
   if (t.find("\n[dns]") == std::string::npos && t.rfind("[dns]", 0) != 0)
     t += "\n[dns]\nservers = [\"127.0.0.1:9\"]\ntimeout_ms = 200\ntries = 1\n";
-  // Test daemons run as whoever runs the tests (root in CI): their files live in a private
-  // directory only that user may enter. A config naming its own user tests the drop.
-  if (t.find("allow_root") == std::string::npos && t.find("\nuser = ") == std::string::npos) {
-    const size_t server = t.rfind("[server]\n", 0) == 0 ? 0 : t.find("\n[server]\n");
-    if (server == std::string::npos)
-      t += "\n[server]\nallow_root = true\n";
-    else
-      t.insert(t.find('\n', server + 1) + 1, "allow_root = true\n");
-  }
   write_file("sluice.toml", t);
   if (!fs::exists(dir_ + "/recipients.txt"))
     write_file("recipients.txt", "alice@sluice.test\nbob@sluice.test\npostmaster@sluice.test\n");
@@ -146,7 +137,9 @@ bool sluiced_process::start() {
     ::dup2(out, 2);
     ::chdir(dir_.c_str());
     for (const auto& [name, value] : env_) ::setenv(name.c_str(), value.c_str(), 1);
-    ::execl(sluiced_path().c_str(), "sluiced", "--config", (dir_ + "/sluice.toml").c_str(), nullptr);
+    // Test daemons run as whoever runs the tests (root in CI): their files live in a
+    // private directory only that user may enter. A config naming its user tests the drop.
+    ::execl(sluiced_path().c_str(), "sluiced", "--config", (dir_ + "/sluice.toml").c_str(), "--allow-root", nullptr);
     std::_Exit(127);
   }
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
