@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# install.sh: installs the Debian packages named in packages.txt that are missing.
+# install.sh: installs the Debian packages named in packages.txt that are missing, and the sluice system user.
 # Untrusted input: none (the manifest is ours). Run as root it uses apt-get; otherwise
 # it lists what is missing and how to install it, and fails.
 # Usage: install.sh [--bench]   (--bench adds the packages of the [bench] section)
@@ -22,6 +22,16 @@ while read -r pkg _pc _min; do
     missing+=("$pkg")
   fi
 done < "$manifest"
+# sluiced started as root drops to the system user "sluice" once it listens (src/main/privileges.h):
+# made here, so that `make run` as root works on a fresh machine. No home, no login shell.
+if [ "$(id -u)" -eq 0 ] && ! getent passwd sluice >/dev/null 2>&1; then
+  echo "sluice: creating the system user and group sluice" >&2
+  if command -v adduser >/dev/null 2>&1; then
+    adduser --system --group --no-create-home --home /var/lib/sluice --quiet sluice
+  else
+    useradd --system --user-group --no-create-home --home-dir /var/lib/sluice --shell /usr/sbin/nologin sluice
+  fi
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
   echo "sluice: missing Debian packages: ${missing[*]}" >&2

@@ -39,6 +39,13 @@ struct server_settings {
   uint32_t max_received_headers = 100;  // more Received: headers than this = mail loop
   // Where certificates configured as "auto" are generated: queue_dir/../tls.
   std::string auto_tls_dir;
+  // Who the daemon runs as once it listens (src/main/privileges.h). Started as root, ""
+  // means "sluice"; started as anyone else, "" means that user and any other name is an error.
+  std::string user;
+  std::string group;  // "" = the user's primary group
+  bool allow_root = false;  // started as root with user unset or "root": stay root (warned)
+  // SIGTERM: how long transactions under way and deliveries on the wire may take to finish.
+  uint32_t drain_timeout_s = 30;
 };
 
 // ---------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-// load_server.cc: the [server] section (host name, workers, directories, store and size limits) and [metrics].
+// load_server.cc: the [server] section (host name, workers, directories, store and size limits, user, drain) and [metrics].
 // Untrusted input: the configuration file (admin-written, but typos must be reported with
 // file, line, column and key, never silently ignored).
 #include <algorithm>
@@ -79,6 +79,14 @@ void read_server(table_reader& top, config& c) {
     r.read_uint("log_keep", s.log_keep, 1, 100'000);
     r.read_uint("log_max_age_days", s.log_max_age_days, 0, 36'500);
     r.read_bool("log_rotate_daily", s.log_rotate_daily);
+    // Names are checked against the system's user database at start, not here: a file
+    // checked on another host (sluicectl config check) may name a user made at install.
+    for (auto [key, out] : {std::pair<std::string_view, std::string*>{"user", &s.user}, {"group", &s.group}}) {
+      if (r.read_string(key, *out) && (out->empty() || out->find_first_of(":/\n") != std::string::npos))
+        r.value_error(key, *t->get(key), "must be a user or group name");
+    }
+    r.read_bool("allow_root", s.allow_root);
+    r.read_duration("drain_timeout", s.drain_timeout_s, 0, 3600);
     r.finish();
   }
   std::string q = s.queue_dir;

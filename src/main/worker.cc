@@ -46,6 +46,12 @@ std::string worker::start() {
   return result.get();
 }
 
+void worker::serve() {
+  if (serving_) return;
+  serving_ = true;
+  serve_.set_value();
+}
+
 void worker::notify_completions() {
   if (auto* c = completions_.load(std::memory_order_acquire)) c->send();
 }
@@ -101,11 +107,16 @@ class engine_actions final : public admin::loop_actions {
 }  // namespace
 
 void worker::stop() {
-  stop_requested_.store(true);
+  if (stop_requested_.exchange(true)) {
+    hurry_.store(true);
+    notify_completions();
+    return;
+  }
   if (auto* l = loop_.load(std::memory_order_acquire)) l->stop();
 }
 
 void worker::join() {
+  serve();  // a worker stopped before serving still has to end its thread
   if (thread_.joinable()) thread_.join();
 }
 
@@ -220,6 +231,7 @@ void worker::run(std::promise<std::string>& ready) {
 
   // Every consumer on this loop takes its part of one generation in one callback, so no
   // message is answered at RCPT by one table and categorized here by another.
+  uint32_t drain_ms = 0;  // the generation in force decides how long SIGTERM waits
   auto install = [&](const generation::generation& g) {
     if (auto rs = resolver_settings_for(*g.cfg); rs != dns_settings) {
       dns_settings = std::move(rs);
@@ -230,6 +242,7 @@ void worker::run(std::promise<std::string>& ready) {
         if (retired_resolvers.empty()) resolver_reaper.stop();
       });
     }
+    drain_ms = g.cfg->server.drain_timeout_s * 1000;
     cat->set_routes(g.routes, g.rules);
     engine->set_config(g.cfg, g.send_tls, g.routes);
     rep->set_config(g.cfg);
@@ -238,12 +251,21 @@ void worker::run(std::promise<std::string>& ready) {
     return receiver.install(g.receive);
   };
 
+  // The drain's end: whatever is still open is cut now (421, deliveries deferred).
+  bool stopping = false, cut = false;
+  auto cut_drain = [&] {
+    if (cut) return;
+    cut = true;
+    receiver.shutdown();
+    engine->shutdown(0);
+  };
   // One wake-up for everything addressed to this loop: a new generation (taken first, so
   // what this wake-up categorizes already routes with it), store completions (submissions
   // and categorizations) and the categorizer's incoming rings.
   auto drain_completions = [&] {
     // The async handle outlives run(); after it returns there is nobody to deliver to.
     if (!running_.load(std::memory_order_relaxed)) return;
+    if (hurry_.load() && stopping) cut_drain();
     // A loop that is stopping keeps its generation: a reload must not listen again.
     auto next = stop_requested_.load() ? nullptr : next_generation_.take();
     if (std::string error = next ? install(*next) : ""; !error.empty())
@@ -275,15 +297,18 @@ void worker::run(std::promise<std::string>& ready) {
   completions_owner_ = std::make_unique<net::async_signal>(loop, drain_completions);
 
   net::timer drain_check(loop);
+  net::timer drain_deadline(loop);
   loop.on_stop([&] {
-    receiver.shutdown();
+    stopping = true;
+    receiver.drain();
+    drain_deadline.start(drain_ms, 0, cut_drain);
     if (admin_server) admin_server->close();
     if (metrics_endpoint) metrics_endpoint->close();
     if (pickup) pickup->stop();
     // Ids not yet categorized stay in the submission queue for the next start.
     cat->shutdown();
     // Messages on the wire finish (or are cut off and deferred); nothing new starts.
-    engine->shutdown();
+    engine->shutdown(drain_ms);
     rep->shutdown();
     report_sweep.stop();
     // Sessions with a message in the store finish it before the loop ends: an
@@ -297,6 +322,7 @@ void worker::run(std::promise<std::string>& ready) {
         drop_report.stop();
         resolver_reaper.stop();
         drain_check.stop();
+        drain_deadline.stop();
         loop.halt();
       }
     });
@@ -310,7 +336,11 @@ void worker::run(std::promise<std::string>& ready) {
   loop_.store(&loop, std::memory_order_release);
   completions_.store(completions_owner_.get(), std::memory_order_release);
   ready.set_value(error);
-  if (!error.empty()) return;
+  if (!error.empty()) {
+    ended_.store(true);
+    return;
+  }
+  serve_.get_future().wait();
   if (stop_requested_.load()) loop.stop();
   engine->load_suspensions();
   running_.store(true);
@@ -318,6 +348,7 @@ void worker::run(std::promise<std::string>& ready) {
   if (index_ == 0) rep->sweep(0);
   loop.run();
   running_.store(false);
+  ended_.store(true);
   const auto& ds = engine->stats();
   std::fprintf(stderr,
                "sluiced: worker %u: delivery: %llu recipients delivered, %llu deferred, %llu failed, %llu expired; "

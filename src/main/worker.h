@@ -44,8 +44,11 @@ class worker {
   void serve_admin(admin::server_settings s) { admin_ = std::move(s); }
   // Before start(): this worker also serves the metrics endpoint (worker 0 does).
   void serve_metrics(metrics::http_settings s) { metrics_ = std::move(s); }
-  // Starts the thread; returns "" once it listens on every binding, or the error.
+  // Starts the thread; returns "" once it listens on every binding, or the error. The
+  // loop does not run (connections wait in the kernel's backlog) until serve(): main
+  // drops privileges in between, so nothing is done as root that need not be.
   std::string start();
+  void serve();
   // Any thread: the store has completions for this worker's producer slot, or another
   // loop has pushed ids or delivery items into this worker's rings.
   void notify_completions();
@@ -57,9 +60,14 @@ class worker {
   // admin commands reach a loop: admin::daemon_info::run_on_loop). False, task dropped,
   // when the loop is not running or is stopping.
   bool run_admin_task(admin::loop_task task);
-  // Any thread: stop accepting, let sessions finish, then end the thread.
+  // Any thread: drain (SIGTERM). Stop accepting; transactions under way and deliveries on
+  // the wire get [server] drain_timeout to finish, then are cut (421, deferred); the thread
+  // ends once nothing is in flight. A second call cuts at once, still keeping everything
+  // acknowledged.
   void stop();
   void join();
+  // Any thread: the loop has finished (after stop(), once nothing is in flight).
+  bool ended() const { return ended_.load(); }
 
  private:
   void run(std::promise<std::string>& ready);
@@ -82,6 +90,9 @@ class worker {
   std::atomic<net::loop*> loop_{nullptr};
   std::atomic<net::async_signal*> completions_{nullptr};
   std::atomic<bool> stop_requested_{false};
+  std::atomic<bool> hurry_{false};  // a second stop(): the drain's deadline is now
+  std::promise<void> serve_;
+  bool serving_ = false;  // serve_ is set (main thread only)
   // The main thread posts a generation here and wakes the loop through completions_.
   mailbox<generation::generation> next_generation_;
   std::atomic<bool> running_{false};
@@ -90,6 +101,7 @@ class worker {
   std::mutex admin_tasks_mutex_;
   std::vector<admin::loop_task> admin_tasks_;
   std::atomic<bool> admin_tasks_waiting_{false};
+  std::atomic<bool> ended_{false};
 };
 
 }  // namespace sluice::main

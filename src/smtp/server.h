@@ -148,6 +148,9 @@ class server {
   bool tls_active() const { return tls_active_; }
   // Inside DATA or between BDAT chunks: the caller applies its data timeout then.
   bool receiving_content() const { return state_ == state::data || state_ == state::bdat || bdat_used_; }
+  // From an accepted MAIL until the reply to its end of data (or RSET): what a draining
+  // daemon lets finish.
+  bool in_transaction() const { return mail_given_ || receiving_content() || state_ == state::waiting_submit; }
   bool authenticated() const { return !auth_user_.empty(); }
   const std::string& auth_user() const { return auth_user_; }
   const envelope& current_envelope() const { return env_; }

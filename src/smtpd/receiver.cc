@@ -166,13 +166,17 @@ void receiver::reap() {
   }
 }
 
-void receiver::shutdown() {
+void receiver::stop_accepting(void (session::*each)()) {
   shutting_down_ = true;
   for (auto& [binding, l] : listeners_) l->close();
   std::vector<session*> all;
   for (auto& [ptr, slot] : sessions_) all.push_back(ptr);
-  for (session* s : all) s->shutdown();
+  for (session* s : all) (s->*each)();
 }
+
+void receiver::drain() { stop_accepting(&session::drain); }
+
+void receiver::shutdown() { stop_accepting(&session::shutdown); }
 
 void receiver::log_protocol(const connector_policy& policy, uint64_t session, uint32_t sequence,
                             std::string_view local, std::string_view remote, log::event kind, std::string_view data) {

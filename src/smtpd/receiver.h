@@ -40,8 +40,11 @@ class receiver final : public session_host {
   // both keep their sockets, new ones are opened, dropped ones closed. Returns "" or
   // the first error (the bindings that failed are not listened on).
   std::string install(std::shared_ptr<const connector_policies> next);
+  // SIGTERM: stop accepting; sessions with a transaction under way may finish it (its
+  // reply, then 421), the others get 421 now.
+  void drain();
   // Stop accepting and reading commands: 421 to every session, after the reply to a
-  // message that is already in the store.
+  // message that is already in the store (the drain's deadline, or no drain at all).
   void shutdown();
   // Writes the protocol log batches gathered since the last call (called on a timer;
   // tracking events are the worker's, in its tracking_batch).
@@ -70,6 +73,9 @@ class receiver final : public session_host {
   void reap();
   // Listens on every binding of every connector. Returns "" or the first error.
   std::string listen();
+  // Closes every listener, then calls `each` on every session (a copy of the set: the
+  // call may retire the session).
+  void stop_accepting(void (session::*each)());
 
   net::loop& loop_;
   unsigned worker_index_;

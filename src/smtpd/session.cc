@@ -178,6 +178,11 @@ void session::on_end(stream::end_reason why, std::string_view detail) {
 
 void session::flush() {
   if (finished_) return;
+  // Draining and the transaction has ended (its reply is queued): the 421 follows it.
+  if (draining_ && !server_.in_transaction()) {
+    draining_ = false;
+    server_.shut_down();
+  }
   // Moved, not copied: in plaintext this very string is what the socket write sends.
   if (!server_.output().empty()) stream_.send(server_.take_output());
   if (tls_pending_) begin_tls();
@@ -206,6 +211,12 @@ void session::shutdown() {
   // commands behind it are dropped, so a client that never stops sending cannot hold
   // the drain open.
   server_.shut_down();
+  flush();
+}
+
+void session::drain() {
+  if (finished_) return;
+  draining_ = true;
   flush();
 }
 
@@ -324,6 +335,11 @@ void session::submitted(store::submit_request* request) {
   }
   release_body();
   stream_.release_input();
+  // Draining: commands pipelined behind this message must not open another transaction.
+  if (draining_) {
+    draining_ = false;
+    server_.shut_down();
+  }
   server_.submit_done(r);
   flush();
 }

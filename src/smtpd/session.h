@@ -80,6 +80,9 @@ class session final : public stream::stream_handler, public smtp::server_delegat
   // Graceful shutdown of the daemon: no more commands are read or executed. A message
   // already in the store gets its reply, then 421; any other session gets 421 now.
   void shutdown();
+  // The daemon is draining: a transaction under way may finish (its reply, then 421); a
+  // session between transactions gets 421 now. shutdown() later cuts it at the deadline.
+  void drain();
   uint64_t id() const { return id_; }
   const std::string& connector_name() const;
 
@@ -135,6 +138,7 @@ class session final : public stream::stream_handler, public smtp::server_delegat
   std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
   std::string local_text_, peer_text_, peer_host_;
   bool submit_in_flight_ = false;
+  bool draining_ = false;  // drain(): 421 as soon as no transaction is open
   bool finished_ = false;
 };
 

@@ -157,7 +157,7 @@ Test(blaster_integration, send_to_sluiced_is_acknowledged_with_queue_ids, .timeo
   int port = free_port(), sink_port = free_port();
   {
     std::ofstream cfg(dir + "/sluice.toml");
-    cfg << "[server]\nhostname = \"blaster.sluice.test\"\nworkers = 2\nqueue_dir = \"" << dir
+    cfg << "[server]\nallow_root = true\nhostname = \"blaster.sluice.test\"\nworkers = 2\nqueue_dir = \"" << dir
         << "/queue\"\nlog_dir = \"" << dir << "/log\"\npickup_dir = \"\"\n"
         << "[[accepted_domain]]\nname = \"sluice.test\"\ntype = \"authoritative\"\n"
         << "[[receive_connector]]\nname = \"Blaster\"\ntype = \"enterprise\"\nbindings = [\"127.0.0.1:" << port
