@@ -28,26 +28,34 @@ declare -A srcs=(
   [admin]="$s/admin/protocol.cc"
   [record]="$s/store/record.cc"
   [rules]="$s/rules/rules.cc"
+  [dns_answer]="$s/dns/message.cc $s/dns/mx.cc $s/dns/cache.cc"
+  [dsn]="$s/dsn/dsn.cc $s/dsn/text.cc $s/smtp/header.cc $s/smtp/address.cc $s/smtp/params.cc $s/smtp/base64.cc"
+  [maildir]="$s/delivery/maildir.cc"
 )
+# What a driver links besides its sources (c-ares parses the DNS answers, as in the resolver).
+declare -A libs=([config]="-ltomlplusplus" [dns_answer]="-lcares" [dsn]="-lfmt")
 # How long an input may be: the SMTP server needs room for a DATA body over its 64K limit.
 declare -A maxlen=([smtp_server]=200000 [smtp_client]=65536 [smtp_syntax]=4096 [config]=16384
-                   [pickup]=131072 [admin]=8192 [record]=8192 [rules]=16384)
+                   [pickup]=131072 [admin]=8192 [record]=8192 [rules]=16384
+                   [dns_answer]=4096 [dsn]=131072 [maildir]=4096)
 # Largest single allocation: the server holds at most a 64K message plus a read, and its
 # driver feeds pieces of at most 2 MB, so anything near 32 MB is input held without bound.
 declare -A malloc_mb=([smtp_server]=32)
 
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(smtp_server smtp_client smtp_syntax config pickup admin record rules)
+all=(smtp_server smtp_client smtp_syntax config pickup admin record rules dns_answer dsn maildir)
+[ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 
 for t in "${targets[@]}"; do
   local extra=()
-  [ "$t" = config ] && extra=("${toml[@]}" -ltomlplusplus)
+  [ "$t" = config ] && extra=("${toml[@]}")
   bin="$out/${t}_fuzz"
   # shellcheck disable=SC2086
   if [ ! -x "$bin" ] || [ -n "$(find "$here/${t}_fuzz.cc" "$here/fuzz_util.h" ${srcs[$t]} -newer "$bin" 2>/dev/null | head -1)" ] ||
      [ -n "$(find "$s" -name '*.h' -newer "$bin" | head -1)" ]; then
     echo "== build $t"
-    "$cxx" "${flags[@]}" "${extra[@]:0:2}" "$here/${t}_fuzz.cc" ${srcs[$t]} -o "$bin" "${extra[@]:2}"
+    # shellcheck disable=SC2086
+    "$cxx" "${flags[@]}" "${extra[@]}" "$here/${t}_fuzz.cc" ${srcs[$t]} -o "$bin" ${libs[$t]:-}
   fi
 done
 
