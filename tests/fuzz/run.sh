@@ -24,10 +24,10 @@ declare -A srcs=(
   [smtp_client]="$s/smtp/client.cc $s/smtp/base64.cc $s/smtp/reply.cc $s/smtp/dot_stuff.cc"
   [smtp_syntax]="$s/smtp/address.cc $s/smtp/params.cc $s/smtp/base64.cc $s/smtp/reply.cc"
   [config]="$s/config/*.cc"   # a glob: the loader reads each section in its own file
-  [pickup]="$s/smtpd/pickup_message.cc"
+  [pickup]="$s/smtpd/pickup_message.cc $s/smtp/header.cc"
   [admin]="$s/admin/protocol.cc"
   [record]="$s/store/record.cc"
-  [rules]="$s/rules/rules.cc"
+  [rules]="$s/rules/rules.cc $s/smtp/header.cc"
   [dns_answer]="$s/dns/message.cc $s/dns/mx.cc $s/dns/cache.cc"
   [dsn]="$s/dsn/dsn.cc $s/dsn/text.cc $s/smtp/header.cc $s/smtp/address.cc $s/smtp/params.cc $s/smtp/base64.cc"
   [maildir]="$s/delivery/maildir.cc"
@@ -46,6 +46,9 @@ targets=("$@")
 all=(smtp_server smtp_client smtp_syntax config pickup admin record rules dns_answer dsn maildir)
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 
+# FUZZ_BUILD_JOBS drivers compile at once (default 1: a fuzzing session leaves the other core free).
+jobs="${FUZZ_BUILD_JOBS:-1}"
+running=0
 for t in "${targets[@]}"; do
   local extra=()
   [ "$t" = config ] && extra=("${toml[@]}")
@@ -55,8 +58,17 @@ for t in "${targets[@]}"; do
      [ -n "$(find "$s" -name '*.h' -newer "$bin" | head -1)" ]; then
     echo "== build $t"
     # shellcheck disable=SC2086
-    "$cxx" "${flags[@]}" "${extra[@]}" "$here/${t}_fuzz.cc" ${srcs[$t]} -o "$bin" ${libs[$t]:-}
+    "$cxx" "${flags[@]}" "${extra[@]}" "$here/${t}_fuzz.cc" ${srcs[$t]} -o "$bin" ${libs[$t]:-} &
+    running=$((running + 1))
+    if [ "$running" -ge "$jobs" ]; then
+      wait -n
+      running=$((running - 1))
+    fi
   fi
+done
+while [ "$running" -gt 0 ]; do
+  wait -n
+  running=$((running - 1))
 done
 
 # ASan's default 256 MB quarantine alone would approach -rss_limit_mb over a long run;
