@@ -1,4 +1,4 @@
-// dns_answer_fuzz.cc: libFuzzer driver for DNS answers as c-ares hands them to the resolver (dns/message.h, dns/mx.h).
+// dns_answer_fuzz.cc: libFuzzer driver for DNS answers as c-ares hands them to the resolver (dns/answer.h, dns/mx.h).
 // Untrusted input: the payload is a raw DNS response (abuf/alen), from any name server or a forger.
 #include <arpa/nameser.h>
 #include <ares.h>
@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "dns/answer.h"
 #include "dns/cache.h"
 #include "dns/message.h"
 #include "dns/mx.h"
@@ -32,68 +33,6 @@ int callback_status(std::span<const uint8_t> m) {
     case 5: return ARES_EREFUSED;
     default: return ARES_EBADRESP;
   }
-}
-
-std::string address_text(int family, const void* addr) {
-  char buf[64] = {};
-  FUZZ_CHECK(ares_inet_ntop(family, addr, buf, sizeof buf) != nullptr);
-  return buf;
-}
-std::string address_text(const ares_addrttl& r) { return address_text(AF_INET, &r.ipaddr); }
-std::string address_text(const ares_addr6ttl& r) { return address_text(AF_INET6, &r.ip6addr); }
-
-// The address texts of an A/AAAA answer, as resolver.cc's read_addresses takes them.
-template <typename Record, typename Parse>
-int read_addresses(Parse parse, const uint8_t* abuf, int alen, std::vector<std::string>& out, uint32_t& ttl) {
-  Record records[64];
-  int n = 64;
-  int status = parse(abuf, alen, nullptr, records, &n);
-  FUZZ_CHECK(status != ARES_SUCCESS || (n >= 0 && n <= 64));
-  for (int i = 0; status == ARES_SUCCESS && i < n; ++i) {
-    out.push_back(address_text(records[i]));
-    ttl = std::min<uint32_t>(ttl, static_cast<uint32_t>(std::max(records[i].ttl, 0)));
-  }
-  return status;
-}
-
-// resolver::impl::make_answer, step for step, with its settings' defaults (max 1 day, negative 1 h).
-answer make_answer(int type, int status, std::span<const uint8_t> message) {
-  constexpr uint32_t max_ttl = 86400, negative_ttl_default = 3600;
-  const uint8_t* abuf = message.data();
-  const int alen = static_cast<int>(message.size());
-  answer a;
-  a.error = status;
-  if (status == ARES_SUCCESS) {
-    uint32_t ttl = UINT32_MAX;
-    if (type == ns_t_mx) {
-      ares_mx_reply* mx = nullptr;
-      status = ares_parse_mx_reply(abuf, alen, &mx);
-      for (auto* r = mx; r != nullptr; r = r->next) a.mx.push_back({r->priority, normalize_name(r->host)});
-      if (mx != nullptr) ares_free_data(mx);
-      ttl = answer_ttl(message).value_or(0);
-    } else if (type == ns_t_a) {
-      status = read_addresses<ares_addrttl>(ares_parse_a_reply, abuf, alen, a.addresses, ttl);
-    } else {
-      status = read_addresses<ares_addr6ttl>(ares_parse_aaaa_reply, abuf, alen, a.addresses, ttl);
-    }
-    a.error = status;
-    if (status == ARES_SUCCESS && (!a.mx.empty() || !a.addresses.empty())) {
-      a.kind = answer_kind::records;
-      a.ttl_s = std::min(ttl, max_ttl);
-      return a;
-    }
-    if (status != ARES_ENODATA && status != ARES_SUCCESS) {
-      a.mx.clear();
-      a.addresses.clear();
-      return a;
-    }
-    a.error = ARES_ENODATA;
-  }
-  if (a.error == ARES_ENODATA || a.error == ARES_ENOTFOUND) {
-    a.kind = a.error == ARES_ENODATA ? answer_kind::nodata : answer_kind::nxdomain;
-    a.ttl_s = std::min(negative_ttl(message).value_or(negative_ttl_default), negative_ttl_default);
-  }
-  return a;
 }
 
 bool is_lower_name(const std::string& h) {
@@ -157,7 +96,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (auto ttl = answer_ttl(message)) FUZZ_CHECK(*ttl <= 0x7FFFFFFFu);
   if (auto ttl = negative_ttl(message)) FUZZ_CHECK(*ttl <= 0x7FFFFFFFu);
 
-  answer a = make_answer(type, status, message);
+  // As resolver.cc's answer callback calls it, with the settings' defaults (1 day, 1 hour).
+  answer a = make_answer(type, status, message, 86400, 3600);
   FUZZ_CHECK(a.kind != answer_kind::records || !a.mx.empty() || !a.addresses.empty());
   FUZZ_CHECK(a.kind == answer_kind::records || (a.mx.empty() && a.addresses.empty()));
   FUZZ_CHECK(a.ttl_s <= 86400);
