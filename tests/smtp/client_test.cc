@@ -487,18 +487,14 @@ Test(smtp_client_session, positive_reply_to_data_other_than_354_is_not_delivery)
     client_settings s;
     s.lmtp = lmtp;
     client c(s);
-    c.feed("220 mx ESMTP\r\n");
-    take(c);
-    c.feed("250-mx\r\n250 PIPELINING\r\n");
-    auto ev = drain(c);
-    cr_assert(ev.size() == 1 && ev[0].what == client_event::kind::ready);
+    greet(c, ehlo_pipelining);
     outgoing_message m{"a@x", {"b@y"}, "body\r\n", ""};
     c.send(m);
-    cr_assert_eq(take(c), "MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n");
+    cr_assert_eq(take(c), "MAIL FROM:<a@x> SIZE=6\r\nRCPT TO:<b@y>\r\nDATA\r\n");
     c.feed("250 ok\r\n250 ok\r\n250 go ahead\r\n");
     std::string out = take(c);
     cr_assert_eq(out.find("body"), std::string::npos, "content sent without 354");
-    ev = drain(c);
+    auto ev = drain(c);
     int done = 0;
     for (const auto& e : ev) {
       if (e.what != client_event::kind::message_done) continue;
