@@ -4,7 +4,7 @@
 # Independent of the meson build: it compiles the few src/ files each driver needs, so the
 # normal gcc build and `make test` never depend on clang.
 set -euo pipefail
-# Everything runs inside main so that editing this file during a long run cannot derail it.
+# Everything runs inside main (and exits on its line) so that editing this file during a long run cannot derail it.
 main() {
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -85,4 +85,5 @@ for t in "${targets[@]}"; do
 done
 return "${fails:-0}"
 }
-main "$@"
+# exit on the same line: bash reads no further, so an edit of this file during a run is harmless.
+main "$@"; exit $?
