@@ -20,9 +20,11 @@ run: build
 	./$(BUILD)/src/main/sluiced --config $(CONFIG)
 
 # One Criterion binary holds every unit and integration test; its summary ends the run.
-# The test peers (swaks with TLS and IPv6, openssl, python3) are checked first.
+# The test peers (swaks with TLS and IPv6, openssl, python3) are checked first, then every
+# fuzz driver runs briefly from its seeds (tests/fuzz/ci.sh; skipped without clang).
 test: build
 	@bash tests/check_peers.sh
+	@bash tests/fuzz/ci.sh
 	./$(BUILD)/tests/sluice-tests --jobs $(JOBS)
 
 bench:

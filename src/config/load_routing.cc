@@ -242,6 +242,9 @@ std::string maildir_template_problem(std::string_view t) {
     size_t close = t.find('}', i);
     if (close == std::string_view::npos) return "has a '{' without its '}'";
     std::string_view name = t.substr(i + 1, close - i - 1);
+    // The root anywhere but first could follow a "." or ".." of the template's own ("..{root}"):
+    // found by tests/fuzz/maildir.
+    if (name == "root" && i != 0) return "may name {root} only at its start";
     if (name == "local") has_local = true;
     else if (name != "root" && name != "domain")
       return "unknown placeholder {" + std::string(name) + "} (the placeholders are {root}, {domain} and {local})";

@@ -13,8 +13,8 @@
 namespace sluice::delivery {
 
 // Where one accepted domain's Maildirs are: config::accepted_domain's maildir_root and
-// maildir_path (the loader has checked that the template starts with "{root}/", contains
-// {local}, and has no "." or ".." components).
+// maildir_path (the loader has checked that the template starts with "{root}/" and names
+// {root} nowhere else, contains {local}, and has no "." or ".." components).
 struct maildir_target {
   std::string root;           // absolute, no trailing '/'
   std::string path_template;  // "{root}/{domain}/{local}/Maildir"

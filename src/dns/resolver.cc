@@ -13,8 +13,8 @@
 #include <span>
 #include <unordered_map>
 
+#include "dns/answer.h"
 #include "dns/cache.h"
-#include "dns/message.h"
 
 namespace sluice::dns {
 
@@ -23,7 +23,6 @@ namespace {
 constexpr int type_a = ns_t_a;
 constexpr int type_aaaa = ns_t_aaaa;
 constexpr int type_mx = ns_t_mx;
-constexpr int max_records = 64;  // addresses read from one answer: far more than any limit uses
 
 uint64_t now_ms() {
   using namespace std::chrono;
@@ -50,13 +49,6 @@ std::string describe(int status) {
   }
 }
 
-std::string address_text(int family, const void* addr) {
-  char buf[INET6_ADDRSTRLEN] = {};
-  if (inet_ntop(family, addr, buf, sizeof buf) == nullptr) return {};
-  return buf;
-}
-
-// An SMTP address literal or a bare IP, normalised; empty if `text` is a host name.
 std::string ip_literal(std::string_view text) {
   if (text.size() >= 2 && text.front() == '[' && text.back() == ']') {
     text = text.substr(1, text.size() - 2);
@@ -67,22 +59,6 @@ std::string ip_literal(std::string_view text) {
   if (inet_pton(AF_INET, s.c_str(), buf) == 1) return address_text(AF_INET, buf);
   if (inet_pton(AF_INET6, s.c_str(), buf) == 1) return address_text(AF_INET6, buf);
   return {};
-}
-
-std::string address_text(const ares_addrttl& r) { return address_text(AF_INET, &r.ipaddr); }
-std::string address_text(const ares_addr6ttl& r) { return address_text(AF_INET6, &r.ip6addr); }
-
-// The addresses of an A or AAAA answer in answer order, lowering `ttl` to theirs.
-template <typename Record, typename Parse>
-int read_addresses(Parse parse, const unsigned char* abuf, int alen, std::vector<std::string>& out, uint32_t& ttl) {
-  Record records[max_records];
-  int n = max_records;
-  int status = parse(abuf, alen, nullptr, records, &n);
-  for (int i = 0; status == ARES_SUCCESS && i < n; ++i) {
-    out.push_back(address_text(records[i]));
-    ttl = std::min<uint32_t>(ttl, static_cast<uint32_t>(std::max(records[i].ttl, 0)));
-  }
-  return status;
 }
 
 // What one name's A (and AAAA) questions came to.
@@ -120,7 +96,6 @@ class resolver::impl {
 
   void query(const std::string& name, int type, waiter w);
   static void on_answer(void* arg, int status, int timeouts, unsigned char* abuf, int alen);
-  answer make_answer(int type, int status, const unsigned char* abuf, int alen) const;
   void lookup_addresses(const std::string& name, std::function<void(address_result&&)> done);
   void on_mx(mail_job* job, const answer& a);
   void next_host(mail_job* job);
@@ -259,47 +234,10 @@ void resolver::impl::on_answer(void* arg, int status, int, unsigned char* abuf, 
   impl* self = q->owner;
   if (status == ARES_EDESTRUCTION || self->destroying_) return;
   auto node = self->inflight_.extract(q->key);  // the question is ours now; waiters may ask it anew
-  answer a = self->make_answer(q->type, status, abuf, alen);
+  std::span<const uint8_t> message(abuf, abuf != nullptr && alen > 0 ? static_cast<size_t>(alen) : 0);
+  answer a = make_answer(q->type, status, message, self->settings_.max_ttl_s, self->settings_.negative_ttl_s);
   self->cache_.insert(q->key, a, now_ms());
   for (auto& w : q->waiters) w(a);
-}
-
-answer resolver::impl::make_answer(int type, int status, const unsigned char* abuf, int alen) const {
-  answer a;
-  a.error = status;
-  std::span<const uint8_t> message(abuf, abuf != nullptr && alen > 0 ? static_cast<size_t>(alen) : 0);
-  if (status == ARES_SUCCESS) {
-    uint32_t ttl = UINT32_MAX;
-    if (type == type_mx) {
-      ares_mx_reply* mx = nullptr;
-      status = ares_parse_mx_reply(abuf, alen, &mx);
-      for (auto* r = mx; r != nullptr; r = r->next) a.mx.push_back({r->priority, normalize_name(r->host)});
-      if (mx != nullptr) ares_free_data(mx);
-      ttl = answer_ttl(message).value_or(0);
-    } else if (type == type_a) {
-      status = read_addresses<ares_addrttl>(ares_parse_a_reply, abuf, alen, a.addresses, ttl);
-    } else {
-      status = read_addresses<ares_addr6ttl>(ares_parse_aaaa_reply, abuf, alen, a.addresses, ttl);
-    }
-    a.error = status;
-    if (status == ARES_SUCCESS && (!a.mx.empty() || !a.addresses.empty())) {
-      a.kind = answer_kind::records;
-      a.ttl_s = std::min(ttl, settings_.max_ttl_s);
-      return a;
-    }
-    // An answer with only a CNAME, say, parses as ENODATA: the name exists, no records.
-    if (status != ARES_ENODATA && status != ARES_SUCCESS) {
-      a.mx.clear();
-      a.addresses.clear();
-      return a;  // malformed: failed, never cached
-    }
-    a.error = ARES_ENODATA;
-  }
-  if (a.error == ARES_ENODATA || a.error == ARES_ENOTFOUND) {
-    a.kind = a.error == ARES_ENODATA ? answer_kind::nodata : answer_kind::nxdomain;
-    a.ttl_s = std::min(negative_ttl(message).value_or(settings_.negative_ttl_s), settings_.negative_ttl_s);
-  }
-  return a;
 }
 
 // ---- addresses of one name ----

@@ -554,6 +554,10 @@ void client::on_transaction_reply(const reply& r) {
           ready_emitted_ = true;
           emit(client_event::kind::ready);
         }
+      } else if (r.positive()) {
+        // Only 354 lets the content go; a 250 here would report a message delivered that
+        // was never sent (found by tests/fuzz/smtp_client).
+        return fail("reply " + std::to_string(r.code) + " to DATA instead of 354");
       } else if (!t.failed) {
         t.failed = true;
         // With every RCPT refused the DATA refusal (503/554) says less than the RCPT one.

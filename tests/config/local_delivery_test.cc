@@ -120,6 +120,9 @@ Test(config_local_delivery, maildir_errors) {
       {"{root}/{local}/./Maildir", "'.' or '..' components"},
       {"{root}/{local}/..", "'.' or '..' components"},
       {"{root}/\\t{local}", "control character"},
+      // Found by tests/fuzz/maildir: "..{root}" is no ".." component, yet expands to one.
+      {"{root}/..{root}/{local}", "{root} only at its start"},
+      {"{root}/.{root}/{local}", "{root} only at its start"},
   };
   for (const auto& b : bad) {
     expect_error(domain_with("mailbox = \"maildir\"\nmaildir_root = \"/m\"\nmaildir_path = \"" +

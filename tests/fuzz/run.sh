@@ -4,7 +4,7 @@
 # Independent of the meson build: it compiles the few src/ files each driver needs, so the
 # normal gcc build and `make test` never depend on clang.
 set -euo pipefail
-# Everything runs inside main so that editing this file during a long run cannot derail it.
+# Everything runs inside main (and exits on its line) so that editing this file during a long run cannot derail it.
 main() {
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -23,32 +23,52 @@ declare -A srcs=(
   [smtp_server]="$s/smtp/server.cc $s/smtp/address.cc $s/smtp/params.cc $s/smtp/base64.cc $s/smtp/reply.cc $s/smtp/dot_stuff.cc $s/base/clock.cc"
   [smtp_client]="$s/smtp/client.cc $s/smtp/base64.cc $s/smtp/reply.cc $s/smtp/dot_stuff.cc"
   [smtp_syntax]="$s/smtp/address.cc $s/smtp/params.cc $s/smtp/base64.cc $s/smtp/reply.cc"
-  [config]="$s/config/config.cc $s/config/loader.cc $s/config/ip_range.cc"
-  [pickup]="$s/smtpd/pickup_message.cc"
+  [config]="$s/config/*.cc"   # a glob: the loader reads each section in its own file
+  [pickup]="$s/smtpd/pickup_message.cc $s/smtp/header.cc"
   [admin]="$s/admin/protocol.cc"
   [record]="$s/store/record.cc"
-  [rules]="$s/rules/rules.cc"
+  [rules]="$s/rules/rules.cc $s/smtp/header.cc"
+  [dns_answer]="$s/dns/answer.cc $s/dns/message.cc $s/dns/mx.cc $s/dns/cache.cc"
+  [dsn]="$s/dsn/dsn.cc $s/dsn/text.cc $s/smtp/header.cc $s/smtp/address.cc $s/smtp/params.cc $s/smtp/base64.cc"
+  [maildir]="$s/delivery/maildir.cc"
 )
+# What a driver links besides its sources (c-ares parses the DNS answers, as in the resolver).
+declare -A libs=([config]="-ltomlplusplus" [dns_answer]="-lcares" [dsn]="-lfmt")
 # How long an input may be: the SMTP server needs room for a DATA body over its 64K limit.
 declare -A maxlen=([smtp_server]=200000 [smtp_client]=65536 [smtp_syntax]=4096 [config]=16384
-                   [pickup]=131072 [admin]=8192 [record]=8192 [rules]=16384)
+                   [pickup]=131072 [admin]=8192 [record]=8192 [rules]=16384
+                   [dns_answer]=4096 [dsn]=131072 [maildir]=4096)
 # Largest single allocation: the server holds at most a 64K message plus a read, and its
 # driver feeds pieces of at most 2 MB, so anything near 32 MB is input held without bound.
 declare -A malloc_mb=([smtp_server]=32)
 
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(smtp_server smtp_client smtp_syntax config pickup admin record rules)
+all=(smtp_server smtp_client smtp_syntax config pickup admin record rules dns_answer dsn maildir)
+[ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
 
+# FUZZ_BUILD_JOBS drivers compile at once (default 1: a fuzzing session leaves the other core free).
+jobs="${FUZZ_BUILD_JOBS:-1}"
+running=0
 for t in "${targets[@]}"; do
   local extra=()
-  [ "$t" = config ] && extra=("${toml[@]}" -ltomlplusplus)
+  [ "$t" = config ] && extra=("${toml[@]}")
   bin="$out/${t}_fuzz"
   # shellcheck disable=SC2086
   if [ ! -x "$bin" ] || [ -n "$(find "$here/${t}_fuzz.cc" "$here/fuzz_util.h" ${srcs[$t]} -newer "$bin" 2>/dev/null | head -1)" ] ||
      [ -n "$(find "$s" -name '*.h' -newer "$bin" | head -1)" ]; then
     echo "== build $t"
-    "$cxx" "${flags[@]}" "${extra[@]:0:2}" "$here/${t}_fuzz.cc" ${srcs[$t]} -o "$bin" "${extra[@]:2}"
+    # shellcheck disable=SC2086
+    "$cxx" "${flags[@]}" "${extra[@]}" "$here/${t}_fuzz.cc" ${srcs[$t]} -o "$bin" ${libs[$t]:-} &
+    running=$((running + 1))
+    if [ "$running" -ge "$jobs" ]; then
+      wait -n
+      running=$((running - 1))
+    fi
   fi
+done
+while [ "$running" -gt 0 ]; do
+  wait -n
+  running=$((running - 1))
 done
 
 # ASan's default 256 MB quarantine alone would approach -rss_limit_mb over a long run;
@@ -65,4 +85,5 @@ for t in "${targets[@]}"; do
 done
 return "${fails:-0}"
 }
-main "$@"
+# exit on the same line: bash reads no further, so an edit of this file during a run is harmless.
+main "$@"; exit $?

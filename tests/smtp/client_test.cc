@@ -478,3 +478,31 @@ Test(smtp_client_session, send_after_session_failed_in_same_read_still_completes
   cr_assert_eq(done, 1);
   cr_assert_eq(c.in_flight(), 0u);
 }
+
+// Found by tests/fuzz/smtp_client: a server answering DATA with 250 instead of 354 made the
+// message count as delivered although its content never went out. Only 354 lets the content
+// go; any other positive reply to DATA is a protocol error, and the message is not accepted.
+Test(smtp_client_session, positive_reply_to_data_other_than_354_is_not_delivery) {
+  for (bool lmtp : {false, true}) {
+    client_settings s;
+    s.lmtp = lmtp;
+    client c(s);
+    greet(c, ehlo_pipelining);
+    outgoing_message m{"a@x", {"b@y"}, "body\r\n", ""};
+    c.send(m);
+    cr_assert_eq(take(c), "MAIL FROM:<a@x> SIZE=6\r\nRCPT TO:<b@y>\r\nDATA\r\n");
+    c.feed("250 ok\r\n250 ok\r\n250 go ahead\r\n");
+    std::string out = take(c);
+    cr_assert_eq(out.find("body"), std::string::npos, "content sent without 354");
+    auto ev = drain(c);
+    int done = 0;
+    for (const auto& e : ev) {
+      if (e.what != client_event::kind::message_done) continue;
+      ++done;
+      cr_assert_not(e.result.accepted(), "lmtp=%d: message accepted without its content", lmtp);
+      cr_assert_eq(e.result.accepted_recipients(), 0u);
+    }
+    cr_assert_eq(done, 1);
+    cr_assert(c.is_closed());
+  }
+}
