@@ -28,7 +28,7 @@ declare -A srcs=(
   [admin]="$s/admin/protocol.cc"
   [record]="$s/store/record.cc"
   [rules]="$s/rules/rules.cc $s/smtp/header.cc"
-  [dns_answer]="$s/dns/answer.cc $s/dns/message.cc $s/dns/mx.cc $s/dns/cache.cc"
+  [dns_answer]="$s/dns/answer.cc $s/dns/message.cc $s/dns/mx.cc $s/dns/cache.cc $s/metrics/registry.cc $s/metrics/daemon.cc"
   [dsn]="$s/dsn/dsn.cc $s/dsn/text.cc $s/smtp/header.cc $s/smtp/address.cc $s/smtp/params.cc $s/smtp/base64.cc"
   [maildir]="$s/delivery/maildir.cc"
 )
