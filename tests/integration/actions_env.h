@@ -1,4 +1,4 @@
-// actions_env.h: what the queue and message action tests share: one SMTP submission, tracking lines about a message, sluicectl that must succeed.
+// actions_env.h: what tests of sluicectl against a delivering daemon share: one SMTP submission, tracking lines about a message, sluicectl that must succeed.
 // Untrusted input: none.
 #pragma once
 #include <criterion/criterion.h>

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "assertions.h"
+#include "actions_env.h"
 #include "delivery_env.h"
 
 using namespace sluice::testing;
@@ -18,22 +19,12 @@ namespace {
 const char* zone =
     "mx-host=a.test,mx1.a.test,10\nmx-host=c.test,mx1.a.test,10\nhost-record=mx1.a.test,127.0.0.2\n";
 
-// One message over SMTP; its queue id, or "" with the failing reply in `why`.
+// One message over SMTP, 3 KB (more than one Kbyte in mailq); its queue id, or "" with the
+// failing reply in `why`.
 std::string submit(uint16_t port, const std::string& from, const std::vector<std::string>& rcpts, std::string& why) {
-  smtp_client c(port);
-  c.reply();
-  c.cmd("EHLO client.test");
-  why = c.cmd("MAIL FROM:<" + from + ">");
-  for (const auto& r : rcpts)
-    if (code_of(why) == 250) why = c.cmd("RCPT TO:<" + r + ">");
-  if (code_of(why) == 250) why = c.cmd("DATA");
-  if (code_of(why) != 354) return "";
   std::string body = "Subject: ctl test\r\n\r\n";
-  for (int i = 0; i < 50; ++i) body += std::string(60, 'x') + "\r\n";  // 3 KB: more than one Kbyte
-  c.send_raw(body + ".\r\n");
-  why = c.reply();
-  c.cmd("QUIT");
-  return queue_id_of(why);
+  for (int i = 0; i < 50; ++i) body += std::string(60, 'x') + "\r\n";
+  return submit_to(port, from, rcpts, body, why);
 }
 
 std::vector<std::string> lines(const std::string& text) {
@@ -44,8 +35,6 @@ std::vector<std::string> lines(const std::string& text) {
     if (!line.empty()) out.push_back(line);
   return out;
 }
-
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 // The world every test here looks at: one message delivered (a), one deferred with two
 // recipients (b) and one deferred to another domain (c).
