@@ -125,6 +125,7 @@ void engine::forget(const work& w) {
   // does not keep one entry per domain for ever; the next item for it makes a new one.
   if (--h.items != 0 || h.resolving) return;
   if (h.in_site && h.bound) std::erase(h.bound->hops, &h);
+  if (h.bound) registry_.unbind_hop(h.key);
   hops_.erase(it);
   stats_.hops = hops_.size();
 }
@@ -244,6 +245,7 @@ void engine::resolved(uint64_t hop_id, dns::destination&& d, uint64_t epoch) {
   }
   if (h.bound != &s && h.in_site && h.bound) std::erase(h.bound->hops, &h), h.in_site = false;
   h.bound = &s;
+  registry_.bind_hop(h.key, s.key);
   h.epoch = epoch;
   h.bound_until_ms = now_ms() + (smart ? smart_host_binding_ms : std::max<int64_t>(min_binding_ms, int64_t{d.ttl_s} * 1000));
   if (!h.ready.empty()) {

@@ -44,6 +44,21 @@ std::shared_ptr<shared_site> site_registry::find(const std::string& key) {
   return slot;
 }
 
+void site_registry::bind_hop(const std::string& hop_key, const std::string& site_key) {
+  std::lock_guard lock(mu_);
+  hop_sites_[hop_key] = site_key;
+}
+
+void site_registry::unbind_hop(const std::string& hop_key) {
+  std::lock_guard lock(mu_);
+  hop_sites_.erase(hop_key);
+}
+
+std::unordered_map<std::string, std::string> site_registry::hop_sites() {
+  std::lock_guard lock(mu_);
+  return hop_sites_;
+}
+
 bool failure_streak::failed(int64_t now_ms) {
   ++in_row_;
   if (threshold_ == 0 || in_row_ < threshold_ || suspended(now_ms)) return false;

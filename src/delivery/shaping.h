@@ -65,10 +65,16 @@ class site_registry {
  public:
   std::shared_ptr<shared_site> find(const std::string& key);
   slots& connections() { return all_connections_; }
+  // Which site each next hop rolls up into (hop key -> site key), for the per-site queue
+  // metrics: set by the loop that owns the hop when it binds it, dropped when it forgets it.
+  void bind_hop(const std::string& hop_key, const std::string& site_key);
+  void unbind_hop(const std::string& hop_key);
+  std::unordered_map<std::string, std::string> hop_sites();
 
  private:
   std::mutex mu_;
   std::unordered_map<std::string, std::shared_ptr<shared_site>> sites_;
+  std::unordered_map<std::string, std::string> hop_sites_;
   slots all_connections_;
 };
 

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "delivery/shaping.h"
@@ -40,43 +42,67 @@ int64_t unix_ms() {
       .count();
 }
 
-// Per next hop: depth and oldest age, the deepest max_queues by name, the rest as "other".
-void sample_queues(const store::queue_store& queue, std::vector<metrics::family_snapshot>& out) {
-  struct q {
-    std::string key;
-    uint64_t items;
-    int64_t oldest_ms;
-  };
-  std::vector<q> queues;
-  std::string error;
-  queue.for_each_hop(
-      [&](const store::hop_entry& h) {
-        if (h.record.items > 0) queues.push_back({h.record.key, h.record.items, h.record.oldest_ms});
-        return true;
-      },
-      error);
-  std::sort(queues.begin(), queues.end(), [](const q& a, const q& b) { return a.items != b.items ? a.items > b.items : a.key < b.key; });
+struct queue_sample {
+  std::string key;
+  uint64_t items = 0;
+  int64_t oldest_ms = 0;  // 0: unknown
+};
+
+// Depth and oldest age per `label` value, the deepest max_queues by name, the rest as "other".
+void add_queue_gauges(std::vector<queue_sample> queues, const std::string& prefix, const std::string& label,
+                      const std::string& per, std::vector<metrics::family_snapshot>& out) {
+  std::sort(queues.begin(), queues.end(), [](const queue_sample& a, const queue_sample& b) {
+    return a.items != b.items ? a.items > b.items : a.key < b.key;
+  });
   const int64_t now = unix_ms();
   auto age = [now](int64_t oldest) { return oldest > 0 && oldest < now ? static_cast<double>(now - oldest) / 1000.0 : 0.0; };
-  auto depth = gauge("sluice_queue_depth", "Delivery items queued per next hop (the deepest 50, the rest as \"other\")");
-  auto oldest = gauge("sluice_queue_oldest_age_seconds", "Age of the oldest message queued per next hop");
+  auto depth = gauge(prefix + "_depth", "Delivery items queued per " + per + " (the deepest 50, the rest as \"other\")");
+  auto oldest = gauge(prefix + "_oldest_age_seconds", "Age of the oldest message queued per " + per);
   uint64_t other_items = 0;
   double other_age = 0;
   for (size_t i = 0; i < queues.size(); ++i) {
     if (i < max_queues) {
-      add_value(depth, static_cast<double>(queues[i].items), {{"queue", queues[i].key}});
-      add_value(oldest, age(queues[i].oldest_ms), {{"queue", queues[i].key}});
+      add_value(depth, static_cast<double>(queues[i].items), {{label, queues[i].key}});
+      add_value(oldest, age(queues[i].oldest_ms), {{label, queues[i].key}});
     } else {
       other_items += queues[i].items;
       other_age = std::max(other_age, age(queues[i].oldest_ms));
     }
   }
   if (queues.size() > max_queues) {
-    add_value(depth, static_cast<double>(other_items), {{"queue", "other"}});
-    add_value(oldest, other_age, {{"queue", "other"}});
+    add_value(depth, static_cast<double>(other_items), {{label, "other"}});
+    add_value(oldest, other_age, {{label, "other"}});
   }
   out.push_back(std::move(depth));
   out.push_back(std::move(oldest));
+}
+
+// Per next hop, from the store's hop records; and per site (MX rollup), those summed over
+// the hops each site holds now (a hop not bound to a site yet counts as its own).
+void sample_queues(const store::queue_store& queue, delivery::site_registry& sites,
+                   std::vector<metrics::family_snapshot>& out) {
+  std::vector<queue_sample> hops;
+  std::string error;
+  queue.for_each_hop(
+      [&](const store::hop_entry& h) {
+        if (h.record.items > 0) hops.push_back({h.record.key, h.record.items, h.record.oldest_ms});
+        return true;
+      },
+      error);
+  const auto hop_sites = sites.hop_sites();
+  std::map<std::string, queue_sample> by_site;
+  for (const auto& h : hops) {
+    const auto bound = hop_sites.find(h.key);
+    const std::string& site = bound == hop_sites.end() ? h.key : bound->second;
+    auto& s = by_site[site];
+    s.key = site;
+    s.items += h.items;
+    if (h.oldest_ms > 0 && (s.oldest_ms == 0 || h.oldest_ms < s.oldest_ms)) s.oldest_ms = h.oldest_ms;
+  }
+  std::vector<queue_sample> site_samples;
+  for (auto& [key, s] : by_site) site_samples.push_back(std::move(s));
+  add_queue_gauges(std::move(hops), "sluice_queue", "queue", "next hop", out);
+  add_queue_gauges(std::move(site_samples), "sluice_site_queue", "site", "site (next hops with one MX set)", out);
 }
 
 }  // namespace
@@ -114,7 +140,7 @@ metrics::registry::collector_handle add_daemon_collectors(const store::queue_sto
       add_value(submission, static_cast<double>(s->submission_queued));
       out.push_back(std::move(submission));
     }
-    sample_queues(queue, out);
+    sample_queues(queue, sites, out);
     auto outbound = gauge("sluice_outbound_connections_open", "Delivery connections open (every loop)");
     add_value(outbound, sites.connections().taken());
     out.push_back(std::move(outbound));

@@ -176,3 +176,31 @@ Test(integration_metrics, off_unless_configured, .timeout = 30) {
   cr_assert_neq(r.status, 0, "%s", r.output.c_str());
   EXPECT_HAS(r, "metrics.listen");
 }
+
+// MX rollup in the queue gauges: two domains with one MX host are two next hops and one
+// site; deferred mail for both is counted per next hop and summed per site.
+Test(integration_metrics, queue_depth_per_next_hop_and_per_site, .timeout = 60) {
+  delivery_env env("mx-host=a.test,mx1.a.test,10\nmx-host=c.test,mx1.a.test,10\nhost-record=mx1.a.test,127.0.0.2\n");
+  cr_assert(env.dns.ok(), "%s", env.dns.error().c_str());
+  env.sink("127.0.0.2", {"--fail-4xx", "1", "--fail-at", "rcpt"});
+  const uint16_t port = free_port();
+  env.configure("", "", "[metrics]\nlisten = \"127.0.0.1:" + std::to_string(port) + "\"\n");
+  cr_assert(env.start(), "%s", env.daemon.log().c_str());
+  cr_assert_eq(json_number(env.send("a", 3, {"--domain", "a.test"}).json, "accepted"), 3);
+  cr_assert_eq(json_number(env.send("c", 2, {"--domain", "c.test"}).json, "accepted"), 2);
+
+  const std::string site = "sluice_site_queue_depth site=\"Internet|mx:mx1.a.test\"";
+  scrape s;
+  const bool bound = eventually(
+      [&] {
+        s = run_scrape(port);
+        return s.status == 0 && s.values["text"][site] == 5;
+      },
+      20'000);
+  cr_assert(bound, "%s\n%s", s.output.c_str(), env.daemon.log().c_str());
+  cr_assert_eq(s.values["text"]["sluice_queue_depth queue=\"dns:Internet:a.test\""], 3, "%s", s.output.c_str());
+  cr_assert_eq(s.values["text"]["sluice_queue_depth queue=\"dns:Internet:c.test\""], 2, "%s", s.output.c_str());
+  cr_assert_eq(s.total("text", "sluice_site_queue_depth"), 5, "%s", s.output.c_str());
+  cr_assert_eq(s.types["sluice_site_queue_oldest_age_seconds"], "gauge");
+  cr_assert_gt(s.total("text", "sluice_messages_deferred_total"), 0);
+}
