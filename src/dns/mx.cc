@@ -46,7 +46,9 @@ std::string_view status_name(lookup_status s) noexcept {
 }
 
 std::string normalize_name(std::string_view name) {
-  if (!name.empty() && name.back() == '.') name.remove_suffix(1);
+  // Every trailing dot, so that normalizing twice changes nothing ("mx.example.." from a
+  // label holding a dot must compare equal to itself once normalized).
+  while (!name.empty() && name.back() == '.') name.remove_suffix(1);
   std::string out(name);
   for (char& c : out) c = base::ascii_lower(c);
   return out;

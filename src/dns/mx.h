@@ -53,7 +53,7 @@ mx_plan plan_mx(std::vector<mx_record> records, std::span<const std::string> sel
 // "host:<domain>".
 std::string site_key(std::span<const mx_record> hosts, bool implicit_mx, std::string_view domain);
 
-// Lower-cases ASCII and drops one trailing dot: the form every name is compared in.
+// Lower-cases ASCII and drops the trailing dots: the form every name is compared in.
 std::string normalize_name(std::string_view name);
 
 }  // namespace sluice::dns

@@ -79,7 +79,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$work" "$out/artifacts/$t"
   echo "== run $t for ${secs}s"
   "$out/${t}_fuzz" "$work" "$here/corpus/$t" -max_total_time="$secs" -max_len="${maxlen[$t]}" \
-    -rss_limit_mb=512 -malloc_limit_mb="${malloc_mb[$t]:-512}" -timeout=5 -print_final_stats=1 -artifact_prefix="$out/artifacts/$t/" \
+    -rss_limit_mb=512 -malloc_limit_mb="${malloc_mb[$t]:-512}" -timeout=5 -print_final_stats=1 -artifact_prefix="$out/artifacts/$t/" ${FUZZ_ARGS:-} \
     2>&1 | tee "$out/$t.log" | grep -E '^#[0-9]+.*(DONE|pulse)|ERROR|SUMMARY|stat::|Test unit written' || true
   grep -q 'ERROR\|Test unit written' "$out/$t.log" && { echo "!! $t found a problem: see $out/$t.log"; fails=1; }
 done
