@@ -160,6 +160,19 @@ Test(sluicectl, track_search_reads_rotated_files_in_time_order_and_csv_quoting, 
   cr_assert_geq(all.size(), 4u);
   cr_assert(has(all[0], "00000000000000aa") && has(all[1], "00000000000000bb"), "%s\n%s", all[0].c_str(),
             all[1].c_str());
+  // Loops flush in batches, so one millisecond's events can be in the file out of order:
+  // they come out in the order of a message's life.
+  const std::string same_ms = "2020-01-01T10:00:00.000Z,";
+  w.env.daemon.write_file("order/tracking.csv",
+                          header + same_ms + "DSN,\"00000000000000dd\",\"a@x.test\",\"b@y.test\",\"dsn\",\"\"\n" +
+                              same_ms + "DELIVER,\"00000000000000dd\",\"a@x.test\",\"b@y.test\",\"c\",\"250\"\n" +
+                              same_ms + "ROUTE,\"00000000000000dd\",\"a@x.test\",\"b@y.test\",\"c\",\"\"\n" +
+                              same_ms + "RULE,\"00000000000000dd\",\"a@x.test\",\"\",\"\",\"r\"\n" +
+                              same_ms + "RECEIVE,\"00000000000000dd\",\"a@x.test\",\"b@y.test\",\"c\",\"\"\n");
+  const auto life = lines(w.ctl("track search --log-dir " + w.env.daemon.dir() + "/order").output);
+  cr_assert_eq(life.size(), 5u);
+  const char* order[] = {"RECEIVE", "RULE", "ROUTE", "DELIVER", "DSN"};
+  for (std::size_t i = 0; i < 5; ++i) cr_assert(has(life[i], order[i]), "%zu: %s", i, life[i].c_str());
   // A line that is not well-formed is skipped and reported, never half-parsed.
   w.env.daemon.write_file("log/tracking.20200101-130000-0000.csv",
                           "2020-01-01T13:00:00.000Z,FAIL,\"00000000000000cc\",\"a,b\n");

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common.h"
@@ -36,6 +37,16 @@ struct tracking_line {
   std::string connector, detail;
   std::string file;  // which log file it came from
 };
+
+// Where an event comes in a message's life: arrival, then rules and routing, then what
+// became of each recipient, then the report about it.
+int life_stage(std::string_view event) {
+  if (event == "RECEIVE" || event == "SUBMIT") return 0;
+  if (event == "RULE") return 1;
+  if (event == "ROUTE") return 2;
+  if (event == "DSN") return 4;
+  return 3;
+}
 
 // RFC 4180 fields of one line: quoted ("" inside is one quote) or bare. nullopt for a
 // line that is not well-formed (an unclosed quote, text after a closing quote).
@@ -274,12 +285,16 @@ void track_search(const global_options& g, const search_options& o) {
   if (!o.until.empty()) f.until = parse_time_bound(o.until, "--until", now);
   uint64_t malformed = 0;
   // Each worker loop writes its events in batches, so a file is in time order only to
-  // within a flush or so: lines wait here until one a minute newer is read (equal times
-  // keep their file order), and a message's life comes out in the order it happened.
+  // within a flush or so: lines wait here until one a minute newer is read, and a message's
+  // life comes out in the order it happened. Within one millisecond the file order is the
+  // order in which the loops flushed, not the order of the events (a ROUTE from the
+  // categorizing loop can land before the RECEIVE it follows), so equal times go in the
+  // order of a message's life, then in file order.
   constexpr int64_t reorder_window_ms = 60'000;
-  std::multimap<int64_t, tracking_line> pending;
+  using sort_key = std::pair<int64_t, int>;
+  std::multimap<sort_key, tracking_line> pending;
   auto emit_before = [&](int64_t limit) {
-    while (!pending.empty() && pending.begin()->first < limit) {
+    while (!pending.empty() && pending.begin()->first.first < limit) {
       print_line(pending.begin()->second, g.json);
       pending.erase(pending.begin());
     }
@@ -298,9 +313,9 @@ void track_search(const global_options& g, const search_options& o) {
       }
       if (!f(*l)) continue;
       l->file = path.filename().string();
-      const int64_t t = l->time_ms;
-      pending.emplace(t, std::move(*l));
-      emit_before(pending.rbegin()->first - reorder_window_ms);
+      const sort_key key{l->time_ms, life_stage(l->event)};
+      pending.emplace(key, std::move(*l));
+      emit_before(pending.rbegin()->first.first - reorder_window_ms);
     }
   }
   emit_before(INT64_MAX);
