@@ -1,6 +1,6 @@
 // sink_faults_test.cc: the built blaster sink's fault injection, against real clients:
-// greeting codes, stalled and dropped replies, recipient globs, a recovering destination,
-// ESMTP extensions and SIZE, DSN records, and the session limit and counts.
+// greeting codes, stalled and dropped replies (all or a fraction), recipient globs, a recovering destination (and SIGUSR1),
+// ESMTP extensions and SIZE, DSN records, the session limit and counts, and the connection log.
 // Untrusted input: none (the tests' own input; what the sink sends back is checked, not trusted).
 #include <criterion/criterion.h>
 
@@ -345,4 +345,67 @@ Test(blaster_sink_faults, peak_sessions_counts_over_all_loops, .timeout = 60) {
   std::string got = sink.stop();
   cr_assert_eq(json_num(got, "peak_sessions"), 5, "%s", got.c_str());
   cr_assert_eq(json_num(got, "sessions_total"), 6, "%s", got.c_str());
+}
+
+Test(blaster_sink_faults, drop_fraction_drops_only_some_of_the_times, .timeout = 60) {
+  scratch d;
+  int port = free_port();
+  auto sink = start_sink(d.path, port, {"--threads", "1", "--drop-at", "mail", "--drop-fraction", "0.5"});
+  int dropped = 0, answered = 0;
+  for (int i = 0; i < 40; ++i) {
+    smtp_peer c(port);
+    cr_assert(starts(c.reply(), "220 "));
+    cr_assert(starts(c.command("EHLO client.test"), "250"));
+    const std::string r = c.command("MAIL FROM:<a@client.test>");
+    if (starts(r, "250 ")) {
+      ++answered;
+    } else {
+      cr_assert_eq(r, "", "dropped, not answered: %s", r.c_str());
+      cr_assert(c.wait_closed());
+      ++dropped;
+    }
+  }
+  std::string got = sink.stop();
+  cr_assert(dropped > 0 && answered > 0, "%d dropped, %d answered", dropped, answered);
+  cr_assert_eq(json_num(got, "dropped"), dropped, "%s", got.c_str());
+}
+
+Test(blaster_sink_faults, sigusr1_ends_the_faults_and_the_connection_log_records_each, .timeout = 60) {
+  scratch d;
+  int port = free_port();
+  const std::string log = d.path + "/connections.log";
+  auto sink = start_sink(d.path, port,
+                         {"--threads", "1", "--greeting", "421", "--max-sessions", "1", "--connection-log", log});
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the readiness probe has gone
+  {
+    smtp_peer c(port);
+    cr_assert(starts(c.reply(), "421 "));
+    cr_assert(c.wait_closed());
+  }
+  kill(sink.pid, SIGUSR1);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  {
+    smtp_peer c(port);
+    cr_assert(starts(c.reply(), "220 "), "recovered: greets");
+    smtp_peer busy(port);
+    cr_assert(starts(busy.reply(), "421 4.7.0"), "the session limit is no fault: it stays");
+    open_transaction(c);
+    cr_assert(starts(c.command("DATA"), "354 "));
+    c.send(message);
+    cr_assert(starts(c.reply(), "250 "));
+  }
+  std::string got = sink.stop();
+  cr_assert_eq(json_num(got, "accepted"), 1, "%s", got.c_str());
+  // probe, the 421, the recovered session, the one over the limit: one line each, in order.
+  const std::string lines = slurp(log);
+  std::vector<std::string> kinds;
+  std::istringstream in(lines);
+  for (std::string line; std::getline(in, line);) {
+    const auto tab = line.find('\t');
+    cr_assert(tab != std::string::npos && tab >= 13, "unix ms, tab: %s", line.c_str());
+    kinds.push_back(line.substr(tab + 1));
+  }
+  cr_assert_eq(kinds.size(), 4u, "%s", lines.c_str());
+  cr_assert(kinds[0] == "session" && kinds[1] == "session" && kinds[2] == "session" && kinds[3] == "refused", "%s",
+            lines.c_str());
 }

@@ -29,6 +29,7 @@ class sink_process {
   // Messages recorded so far (lines of the record file).
   std::size_t received() const;
   bool started() const { return pid_ > 0 || !summary_.empty(); }
+  pid_t pid() const { return pid_; }  // e.g. for SIGUSR1: the destination recovers
 
  private:
   pid_t pid_ = -1;

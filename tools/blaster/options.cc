@@ -206,6 +206,8 @@ parsed_args parse_args(int argc, const char* const* argv) {
   sink->add_option("--stall-ms", k_stall_ms, "hold it this long (default: forever)");
   sink->add_option("--drop-at", ko.drop_at, "mail|rcpt|data|dot|after-dot: close the connection there")
       ->check(CLI::IsMember({"mail", "rcpt", "data", "dot", "after-dot"}));
+  sink->add_option("--drop-fraction", ko.drop_fraction, "drop at that fraction of the times the point comes (default 1)")
+      ->check(CLI::Range(0.0, 1.0));
   sink->add_option("--reject-rcpt", ko.reject_rcpt, "550 5.1.1 for recipients matching this glob (repeatable)");
   sink->add_option("--defer-rcpt", ko.defer_rcpt, "451 4.2.1 for recipients matching this glob (repeatable)");
   sink->add_option("--fail-for-ms", k_fail_for, "451 4.3.2 to every MAIL for this long after start");
@@ -220,6 +222,8 @@ parsed_args parse_args(int argc, const char* const* argv) {
   sink->add_flag("--dsn", ko.dsn, "offer DSN; --record gets the DSN parameters as a sixth column");
   sink->add_option("--max-sessions", ko.max_sessions, "refuse connections beyond this many at once with 421")
       ->check(CLI::Range(1u, 1000000u));
+  sink->add_option("--connection-log", ko.connection_log,
+                   "one line per accepted connection: unix time in ms TAB session|refused (written at once)");
 
   // verify
   auto* verify = app.add_subcommand("verify", "compare sent and received logs");
@@ -292,6 +296,7 @@ parsed_args parse_args(int argc, const char* const* argv) {
     ko.fail_for_ms = seconds * 1000.0;
     if (!k_size.empty() && (!parse_u64_suffixed(k_size, ko.max_size) || ko.max_size == 0))
       return error("--size: expected a positive number of bytes, got " + k_size);
+    if (ko.drop_fraction < 1 && ko.drop_at.empty()) return error("--drop-fraction needs --drop-at");
     if (ko.tls_cert.empty() != ko.tls_key.empty()) return error("--tls-cert and --tls-key go together");
     if (!ko.tls_cert.empty() && !ko.tls_cert_name.empty())
       return error("--tls-cert-name names a generated certificate; --tls-cert brings its own");

@@ -53,6 +53,7 @@ struct sink_options {
   std::string stall_at;            // "" | greeting | ehlo | mail | rcpt | data | dot: hold that reply ...
   double stall_ms = -1;            // ... this long; < 0 = until the client gives up
   std::string drop_at;             // "" | mail | rcpt | data | dot | after-dot: close the connection there
+  double drop_fraction = 1;        // ... at this fraction of the times that point comes (drawn each time)
   std::vector<std::string> reject_rcpt;  // globs: 550 5.1.1
   std::vector<std::string> defer_rcpt;   // globs: 451 4.2.1
   double fail_for_ms = 0;          // every MAIL gets 451 4.3.2 for this long after start
@@ -62,6 +63,7 @@ struct sink_options {
   bool eightbitmime = true, smtputf8 = true, pipelining = true;
   bool dsn = false;                // offer DSN; record MAIL/RCPT DSN parameters as a sixth column
   unsigned max_sessions = 0;       // > 0: connections beyond this many at once get 421
+  std::string connection_log;      // one line per accepted connection: unix ms, session | refused
 };
 
 struct verify_options {

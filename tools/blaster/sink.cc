@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -67,6 +68,11 @@ struct sink_config {
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();  // for --fail-for-ms
   // Sessions open at once over every loop, and the most there ever were.
   std::atomic<unsigned> open{0}, peak{0};
+  // Cleared by SIGUSR1 (the main thread): the destination recovers, and every fault option
+  // stops applying from the next decision on. Relaxed: each decision reads it once.
+  std::atomic<bool> faults{true};
+  std::mutex connection_log_mu;
+  std::FILE* connection_log = nullptr;  // --connection-log, written line by line
 };
 
 // The replies --stall-at and --drop-at name.
@@ -209,22 +215,44 @@ class sink_worker {
     if (cfg_.o.max_sessions > 0 && now > cfg_.o.max_sessions) {
       cfg_.open.fetch_sub(1);
       ++stats_.refused_sessions;
+      log_connection("refused");
       sessions_.back()->refuse_busy();
       return;
     }
     ++stats_.sessions;
+    log_connection("session");
     for (unsigned peak = cfg_.peak.load(); now > peak && !cfg_.peak.compare_exchange_weak(peak, now);) {
     }
     sessions_.back()->start();
   }
 
+  bool faulty() const { return cfg_.faults.load(std::memory_order_relaxed); }
+
+  // Whether a --drop-at point that has come is acted on this time (--drop-fraction).
+  bool draw_drop() {
+    if (!faulty()) return false;
+    if (cfg_.o.drop_fraction >= 1) return true;
+    return std::uniform_real_distribution<double>(0.0, 1.0)(rng_) < cfg_.o.drop_fraction;
+  }
+
   // Decides a fault for one injection point: 0 none, 4 or 5.
   int draw_fault() {
-    if (cfg_.o.fail4 <= 0 && cfg_.o.fail5 <= 0) return 0;
+    if (!faulty() || (cfg_.o.fail4 <= 0 && cfg_.o.fail5 <= 0)) return 0;
     double x = std::uniform_real_distribution<double>(0.0, 1.0)(rng_);
     if (x < cfg_.o.fail4) return 4;
     if (x < cfg_.o.fail4 + cfg_.o.fail5) return 5;
     return 0;
+  }
+
+  // Written at once, with the wall clock, so a test can tell when a sender connected
+  // (e.g. none during a suspension) while the sink still runs.
+  void log_connection(const char* what) {
+    if (cfg_.connection_log == nullptr) return;
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch()).count();
+    std::lock_guard lock(cfg_.connection_log_mu);
+    std::fprintf(cfg_.connection_log, "%lld\t%s\n", static_cast<long long>(ms), what);
+    std::fflush(cfg_.connection_log);
   }
 
   void record(const received_record& r) {
@@ -269,7 +297,7 @@ void sink_session::start() {
   counted_ = true;
   lhlo_pending_ = w_.cfg_.o.lmtp;
   stream_.start(*this);
-  if (unsigned code = w_.cfg_.o.greeting; code != 220) {
+  if (unsigned code = w_.cfg_.o.greeting; code != 220 && w_.faulty()) {
     // A busy or closed destination: its one reply, then the close (RFC 5321 3.1).
     std::string text = code < 500 ? fmt::format("{} 4.3.2 {} Service not available, closing transmission channel\r\n",
                                                 code, w_.cfg_.o.hostname)
@@ -337,8 +365,8 @@ void sink_session::on_reply(std::string_view wire) {
   verb_.clear();  // a command has one reply (multi-line ones come as one)
   if (at == reply_point::none || cut_) return;
   const auto& o = w_.cfg_.o;
-  bool drop = at != reply_point::dot && point_named(o.drop_at) == at;
-  if (drop || point_named(o.stall_at) == at) {
+  bool drop = at != reply_point::dot && point_named(o.drop_at) == at && w_.draw_drop();
+  if (drop || (point_named(o.stall_at) == at && w_.faulty())) {
     cut_ = server_.output().size() - wire.size() - 2;
     drop_now_ = drop_now_ || drop;
   }
@@ -365,7 +393,7 @@ void sink_session::feed_plain(std::string_view data) {
 void sink_session::on_end(stream::end_reason, std::string_view) { die(); }
 
 smtp::reply sink_session::check_mail(const smtp::envelope&) {
-  if (w_.cfg_.o.fail_for_ms > 0 &&
+  if (w_.cfg_.o.fail_for_ms > 0 && w_.faulty() &&
       std::chrono::steady_clock::now() - w_.cfg_.start < std::chrono::duration<double, std::milli>(w_.cfg_.o.fail_for_ms)) {
     ++w_.stats_.deferred_mail;
     return {451, "4.3.2", "Not accepting mail yet, try again later"};
@@ -381,6 +409,7 @@ smtp::reply sink_session::check_mail(const smtp::envelope&) {
 }
 
 smtp::reply sink_session::check_recipient(const smtp::envelope&, const smtp::recipient& rcpt) {
+  if (!w_.faulty()) return {250, "2.1.5", "Recipient OK"};
   for (const auto& g : w_.cfg_.o.reject_rcpt) {
     if (glob_match(g, rcpt.address)) {
       ++w_.stats_.rejected_rcpt;
@@ -411,7 +440,7 @@ void sink_session::submit(smtp::envelope& env, std::string& body) {
   if (chk.claimed.empty()) ++st.digest_none;
   else if (chk.ok()) ++st.digest_ok;
   else ++st.digest_bad;
-  if (w_.cfg_.o.drop_at == "dot") {
+  if (w_.cfg_.o.drop_at == "dot" && w_.draw_drop()) {
     // The whole message came, and the connection goes before any reply: a crash
     // before the store had it. Nothing is recorded.
     ++st.dropped;
@@ -441,7 +470,7 @@ void sink_session::submit(smtp::envelope& env, std::string& body) {
     for (const auto& rc : env.recipients) rec.rcpts.push_back(rc.address);
     if (w_.cfg_.o.dsn) rec.dsn = dsn_column(env);
     w_.record(rec);
-    if (w_.cfg_.o.drop_at == "after-dot") {
+    if (w_.cfg_.o.drop_at == "after-dot" && w_.draw_drop()) {
       // Accepted and recorded, but the 250 never leaves: the sender must assume it
       // was lost and send it again (the duplicate a crash after commit makes).
       ++st.dropped;
@@ -564,7 +593,7 @@ void sink_session::send_out(std::string&& out) {
 
 void sink_session::after_write() {
   if (dead_) return;
-  if (need_tls_ && w_.cfg_.o.tls_broken) {
+  if (need_tls_ && w_.cfg_.o.tls_broken && w_.faulty()) {
     need_tls_ = false;
     tls_garbage_ = true;
     return;
@@ -604,7 +633,8 @@ int run_sink(const sink_options& o) {
   cfg.settings.smtputf8 = o.smtputf8;
   cfg.settings.pipelining = o.pipelining;
   cfg.settings.dsn = o.dsn;
-  if (o.starttls && !o.tls_broken) {
+  // --tls-broken gets a real certificate too: a recovered sink (SIGUSR1) does handshake.
+  if (o.starttls) {
     std::string err;
     tls::server_options so;
     if (!o.tls_cert.empty()) {
@@ -643,12 +673,20 @@ int run_sink(const sink_options& o) {
       return 2;
     }
   }
+  if (!o.connection_log.empty()) {
+    cfg.connection_log = std::fopen(o.connection_log.c_str(), "w");
+    if (cfg.connection_log == nullptr) {
+      fmt::print(stderr, "blaster sink: cannot write {}: {}\n", o.connection_log, std::strerror(errno));
+      return 2;
+    }
+  }
 
   // Signals are taken by the main thread alone (sigtimedwait below).
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGUSR1);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -685,19 +723,32 @@ int run_sink(const sink_options& o) {
   fmt::print(stderr, "blaster sink: listening on {} ({} loops{})\n", cfg.where.text(), threads,
              o.lmtp ? ", LMTP" : "");
 
-  timespec ts{};
-  if (o.duration_s > 0) {
-    ts.tv_sec = time_t(o.duration_s);
-    ts.tv_nsec = long((o.duration_s - double(ts.tv_sec)) * 1e9);
-    sigtimedwait(&sigs, nullptr, &ts);
-  } else {
+  // SIGUSR1 (the destination recovers) is taken and the wait goes on; SIGINT, SIGTERM or
+  // the end of --duration stop the sink.
+  const auto until = start + std::chrono::duration<double>(o.duration_s);
+  for (;;) {
     int sig = 0;
-    sigwait(&sigs, &sig);
+    if (o.duration_s > 0) {
+      const double left = std::chrono::duration<double>(until - std::chrono::steady_clock::now()).count();
+      if (left <= 0) break;
+      timespec ts{};
+      ts.tv_sec = time_t(left);
+      ts.tv_nsec = long((left - double(ts.tv_sec)) * 1e9);
+      sig = sigtimedwait(&sigs, nullptr, &ts);
+      if (sig < 0 && errno == EINTR) continue;
+      if (sig < 0) break;  // EAGAIN: the time is up
+    } else if (sigwait(&sigs, &sig) != 0) {
+      break;
+    }
+    if (sig != SIGUSR1) break;
+    cfg.faults.store(false, std::memory_order_relaxed);
+    fmt::print(stderr, "blaster sink: SIGUSR1: faults off, behaving from now on\n");
   }
   double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   for (auto& w : workers) w->loop_.stop();
   for (auto& t : pool) t.join();
   if (cfg.record != nullptr) std::fclose(cfg.record);
+  if (cfg.connection_log != nullptr) std::fclose(cfg.connection_log);
 
   sink_stats all;
   for (auto& w : workers) all.merge(w->stats_);
