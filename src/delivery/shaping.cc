@@ -62,8 +62,10 @@ std::unordered_map<std::string, std::string> site_registry::hop_sites() {
 bool failure_streak::failed(int64_t now_ms) {
   ++in_row_;
   if (threshold_ == 0 || in_row_ < threshold_ || suspended(now_ms)) return false;
+  // The streak is not cleared: when the suspension ends, the first connection is a probe,
+  // and its failure suspends the site again (a site that is still dead gets one connection
+  // per period, not a threshold's worth). Only a success ends the streak.
   suspended_until_ms_ = now_ms + period_ms_;
-  in_row_ = 0;
   return true;
 }
 

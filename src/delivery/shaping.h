@@ -88,7 +88,8 @@ class failure_streak {
     threshold_ = threshold;
     period_ms_ = period_ms;
   }
-  // True when this failure starts a suspension.
+  // True when this failure starts a suspension: the threshold's failure in a row, or the
+  // first one after a suspension has ended (until a success clears the streak).
   bool failed(int64_t now_ms);
   void succeeded() { in_row_ = 0; }
   bool suspended(int64_t now_ms) const { return now_ms < suspended_until_ms_; }

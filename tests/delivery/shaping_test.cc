@@ -69,6 +69,22 @@ Test(failure_streak, a_success_clears_the_streak) {
   cr_assert(s.failed(2));
 }
 
+Test(failure_streak, one_failure_after_a_suspension_suspends_again) {
+  failure_streak s;
+  s.configure(3, 1000);
+  s.failed(0);
+  s.failed(10);
+  cr_assert(s.failed(20));
+  cr_assert_not(s.failed(30), "during the suspension nothing starts another");
+  cr_assert_eq(s.suspended_until_ms(), 1020);
+  cr_assert(s.failed(1500), "the probe after it failed: suspended again at once");
+  cr_assert_eq(s.suspended_until_ms(), 2500);
+  s.succeeded();
+  cr_assert_not(s.failed(3000));
+  cr_assert_not(s.failed(3010));
+  cr_assert(s.failed(3020), "after a success the whole threshold again");
+}
+
 Test(failure_streak, threshold_zero_never_suspends) {
   failure_streak s;
   s.configure(0, 1000);

@@ -57,7 +57,8 @@ uint16_t unused_udp_port() {
 }
 
 servfail_server::servfail_server(uint16_t port) {
-  fd_ = ::socket(AF_INET, SOCK_DGRAM, 0);
+  // CLOEXEC: the daemons the test starts later must not inherit the port and keep it bound.
+  fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   sockaddr_in a = loopback(port);
   if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
     if (fd_ >= 0) ::close(fd_);

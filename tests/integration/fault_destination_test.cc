@@ -102,7 +102,7 @@ ledger account(const delivery_env& env, const std::vector<send_result>& sent) {
       if (f.size() < 5) continue;
       if (address != dsn_host) {
         if (auto it = l.by_id.find(f[0]); it != l.by_id.end()) ++it->second.arrivals;
-      } else if (f[3].empty()) {  // from the null sender: a report, to the sender it is about
+      } else if (f[3] == "-") {  // from the null sender ("-" in records): a report, to the sender it is about
         if (auto it = id_of_sender.find(f[4]); it != id_of_sender.end()) ++l.by_id[it->second].reports;
       }
     }

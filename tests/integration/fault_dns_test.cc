@@ -129,10 +129,11 @@ Test(fault_dns, a_changed_mx_set_takes_over_once_its_ttl_is_out, .timeout = 90) 
   // While that is delivered, the domain moves: the same server, a new zone.
   cr_assert(env.dns.restart("local=/test/\n" + common + "mx-host=a.test,mx2.a.test,10\n"), "%s", env.dns.error().c_str());
   cr_assert(drained(env), "%s\n%s", env.daemon.ctl("queue list").output.c_str(), env.daemon.log().c_str());
-  const std::size_t at_old = old_mx.received();
-  // The old host is retired. Mail sent now may still go by the answer sluiced holds, and
-  // waits; none of it is lost, and once the answer is out of date it goes to the new host.
+  // The old host is retired (its record is complete once it has stopped). Mail sent now may
+  // still go by the answer sluiced holds, and waits; none of it is lost, and once the
+  // answer is out of date it goes to the new host.
   old_mx.stop();
+  const std::size_t at_old = old_mx.received();
   const auto second = env.send("second", 10, {"--domain", "a.test", "--run-id", "second"});
   cr_assert_eq(json_number(second.json, "accepted"), 10, "%s", second.json.c_str());
   cr_assert(drained(env, 30'000), "%s\n%s", env.daemon.ctl("queue list").output.c_str(), env.daemon.log().c_str());
