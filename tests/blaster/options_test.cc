@@ -121,7 +121,8 @@ Test(blaster_options, sink_fault_options) {
   auto a = parse({"sink", "--listen", "127.0.0.1:2526", "--greeting", "421", "--stall-at", "rcpt", "--stall-ms", "250",
                   "--drop-at", "after-dot", "--reject-rcpt", "a*@x", "--reject-rcpt", "b@y", "--defer-rcpt", "c?@z",
                   "--fail-for-ms", "1500", "--tls-cert-name", "mx.test", "--no-8bitmime", "--no-smtputf8",
-                  "--no-pipelining", "--size", "2M", "--dsn", "--max-sessions", "7"});
+                  "--no-pipelining", "--size", "2M", "--dsn", "--max-sessions", "7", "--drop-fraction", "0.25",
+                  "--connection-log", "c.log"});
   cr_assert_eq(a.exit_code, -1, "%s", a.message.c_str());
   const auto& o = a.sink;
   cr_assert_eq(o.greeting, 421u);
@@ -133,10 +134,12 @@ Test(blaster_options, sink_fault_options) {
   cr_assert(!o.eightbitmime && !o.smtputf8 && !o.pipelining && o.dsn);
   cr_assert_eq(o.max_size, 2u << 20);
   cr_assert_eq(o.max_sessions, 7u);
+  cr_assert(o.drop_fraction == 0.25 && o.connection_log == "c.log");
   auto d = parse({"sink", "--listen", "127.0.0.1:2526"});
   cr_assert(d.sink.greeting == 220 && d.sink.stall_at.empty() && d.sink.stall_ms < 0 && d.sink.drop_at.empty());
   cr_assert(d.sink.eightbitmime && d.sink.smtputf8 && d.sink.pipelining && !d.sink.dsn && !d.sink.starttls);
   cr_assert_eq(d.sink.max_sessions, 0u);
+  cr_assert(d.sink.drop_fraction == 1 && d.sink.connection_log.empty());
 }
 
 Test(blaster_options, sink_fault_option_errors) {
@@ -158,6 +161,8 @@ Test(blaster_options, sink_fault_option_errors) {
   cr_assert(bad({"--size", "0"}));
   cr_assert(bad({"--size", "big"}));
   cr_assert(bad({"--max-sessions", "0"}));
+  cr_assert(bad({"--drop-fraction", "0.5"}), "--drop-fraction needs --drop-at");
+  cr_assert(bad({"--drop-at", "dot", "--drop-fraction", "1.5"}));
   cr_assert(!bad({"--tls-broken"}));
 }
 

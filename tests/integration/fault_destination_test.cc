@@ -196,6 +196,15 @@ void fault_then_recover(delivery_env& env, sink_process& faulty, const send_resu
   cr_assert_eq(sum_of(summaries, "digest_bad"), 0);
 }
 
+// fault_then_recover() for ten messages to a.test, whose one MX host has the fault `sink_args`.
+void one_fault(std::vector<std::string> sink_args, const std::string& batch, const char* status,
+               bool copies_from_drops = false) {
+  delivery_env env(zone);
+  auto& faulty = env.sink("127.0.0.2", std::move(sink_args));
+  start(env);
+  fault_then_recover(env, faulty, send_batch(env, batch, 10), 10, status, copies_from_drops);
+}
+
 }  // namespace
 
 Test(fault_destination, permanent_refusals_bounce_to_the_sender_and_the_rest_arrive, .timeout = 60) {
@@ -216,45 +225,25 @@ Test(fault_destination, permanent_refusals_bounce_to_the_sender_and_the_rest_arr
 }
 
 Test(fault_destination, temporary_refusals_keep_the_mail_until_the_destination_recovers, .timeout = 60) {
-  delivery_env env(zone);
-  auto& faulty = env.sink("127.0.0.2", {"--fail-4xx", "1", "--fail-at", "rcpt"});
-  start(env);
-  fault_then_recover(env, faulty, send_batch(env, "t", 10), 10, "4.3.0");
+  one_fault({"--fail-4xx", "1", "--fail-at", "rcpt"}, "t", "4.3.0");
 }
 
-Test(fault_destination, a_421_storm_defers_until_it_passes, .timeout = 60) {
-  delivery_env env(zone);
-  auto& faulty = env.sink("127.0.0.2", {"--greeting", "421"});
-  start(env);
-  fault_then_recover(env, faulty, send_batch(env, "g", 10), 10, "421");
-}
+Test(fault_destination, a_421_storm_defers_until_it_passes, .timeout = 60) { one_fault({"--greeting", "421"}, "g", "421"); }
 
 Test(fault_destination, a_reply_stalled_past_its_timeout_defers, .timeout = 60) {
-  delivery_env env(zone);
-  auto& faulty = env.sink("127.0.0.2", {"--stall-at", "data"});  // the 354 never comes
-  start(env);
-  fault_then_recover(env, faulty, send_batch(env, "st", 10), 10, "4.4.2");
+  one_fault({"--stall-at", "data"}, "st", "4.4.2");  // the 354 never comes
 }
 
 Test(fault_destination, a_connection_dropped_mid_data_defers, .timeout = 60) {
-  delivery_env env(zone);
-  auto& faulty = env.sink("127.0.0.2", {"--drop-at", "data"});
-  start(env);
-  fault_then_recover(env, faulty, send_batch(env, "dd", 10), 10, "4.4.2");
+  one_fault({"--drop-at", "data"}, "dd", "4.4.2");
 }
 
 Test(fault_destination, a_connection_dropped_at_the_final_dot_defers, .timeout = 60) {
-  delivery_env env(zone);
-  auto& faulty = env.sink("127.0.0.2", {"--drop-at", "dot"});
-  start(env);
-  fault_then_recover(env, faulty, send_batch(env, "dot", 10), 10, "4.4.2");
+  one_fault({"--drop-at", "dot"}, "dot", "4.4.2");
 }
 
 Test(fault_destination, a_connection_dropped_after_the_dot_is_retried_and_the_copies_counted, .timeout = 60) {
-  delivery_env env(zone);
-  auto& faulty = env.sink("127.0.0.2", {"--drop-at", "after-dot"});
-  start(env);
-  fault_then_recover(env, faulty, send_batch(env, "ad", 10), 10, "4.4.2", true);
+  one_fault({"--drop-at", "after-dot"}, "ad", "4.4.2", true);
 }
 
 Test(fault_destination, slow_replies_within_the_timeouts_deliver_everything_once, .timeout = 60) {
