@@ -22,15 +22,29 @@ int64_t now_ms() {
   return static_cast<int64_t>(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
 }
 
-// True when the header section (up to the empty line, or all of a body-less message) is
-// longer than `limit` bytes; 0 is no limit. Scans limit + 2 bytes (room for the empty
-// line) at most, however long the message.
+// True when the header section is longer than `limit` bytes (0: no limit). It ends at the
+// empty line, or, as Postfix reads a body nobody separated from its headers, at the first
+// line that is neither a field ("name:") nor the fold of one; a body-less message is all
+// header. Looks at limit + 2 bytes at most (room for the empty line), however long the message.
 bool header_section_exceeds(std::string_view content, uint64_t limit) {
   if (limit == 0 || content.size() <= limit) return false;
-  smtp::header_cursor fields(content.substr(0, limit + 2));
-  while (fields.next()) {
+  const std::string_view head = content.substr(0, limit + 2);
+  for (size_t pos = 0; pos < head.size();) {
+    if (pos > limit) return true;
+    const char first = head[pos];
+    if (first == '\r' || first == '\n') return false;
+    if (first == ' ' || first == '\t') {
+      if (pos == 0) return false;  // a fold of nothing: no header section at all
+    } else {
+      size_t name_end = pos;
+      while (name_end < head.size() && head[name_end] > ' ' && head[name_end] < 0x7f && head[name_end] != ':') ++name_end;
+      if (name_end == pos || name_end == head.size() || head[name_end] != ':') return false;  // the body begins
+    }
+    const size_t lf = head.find('\n', pos);
+    if (lf == std::string_view::npos) return true;  // a field running past the limit
+    pos = lf + 1;
   }
-  return fields.body_offset() > limit;
+  return true;
 }
 
 }  // namespace

@@ -384,7 +384,8 @@ Test(integration_abuse, endless_command_lines_are_refused_and_cut, .timeout = 90
 }
 
 // Twelve 10 MB single header lines and twelve messages of 10 MB of short headers, within the
-// message size limit: all refused, none queued, the daemon no bigger; ordinary headers pass.
+// message size limit: all refused, none queued, the daemon no bigger; ordinary headers pass,
+// and so does a long body that follows its headers without the empty line.
 Test(integration_abuse, huge_headers_are_refused_without_memory_growth, .timeout = 90) {
   sluiced_process d;
   d.write_config(config_with({{"max_message_size = \"1M\"", "max_message_size = \"32M\""}}));
@@ -421,6 +422,11 @@ Test(integration_abuse, huge_headers_are_refused_without_memory_growth, .timeout
   for (int i = 0; i < 500; ++i) ordinary += "X-Ordinary-" + std::to_string(i) + ": " + std::string(100, 'o') + "\r\n";
   std::string r = send_message(d.port(), ordinary + "\r\nbody");
   cr_assert(r.starts_with("250 2.6.0 "), "60 KB of headers: %s", r.c_str());
+  // A body nobody separated from its headers begins at the first line that is no field.
+  std::string unseparated = "Subject: no empty line\r\n";
+  while (unseparated.size() < (256u << 10)) unseparated += "a line of text that is not a header field\r\n";
+  r = send_message(d.port(), unseparated);
+  cr_assert(r.starts_with("250 2.6.0 "), "256 KB without an empty line: %s", r.c_str());
 }
 
 // One transaction with 10,000 pipelined recipients against a limit of 100: the excess gets
