@@ -36,8 +36,10 @@ bool header_section_exceeds(std::string_view content, uint64_t limit) {
     if (first == ' ' || first == '\t') {
       if (pos == 0) return false;  // a fold of nothing: no header section at all
     } else {
+      // field-name = 1*(printable US-ASCII except ":"), then the colon (RFC 5322 3.6.8).
       size_t name_end = pos;
-      while (name_end < head.size() && head[name_end] > ' ' && head[name_end] < 0x7f && head[name_end] != ':') ++name_end;
+      auto name_char = [&](char c) { return c > ' ' && c < 0x7f && c != ':'; };
+      while (name_end < head.size() && name_char(head[name_end])) ++name_end;
       if (name_end == pos || name_end == head.size() || head[name_end] != ':') return false;  // the body begins
     }
     const size_t lf = head.find('\n', pos);
