@@ -36,7 +36,7 @@ class server::session final : public net::connection_handler {
 
   // Answers the complete lines in the buffer, in order, until one is answered later.
   // False when the session has finished (the caller must not touch it again).
-  bool process() {
+  bool process(bool answered_later = false) {
     size_t start = 0;
     while (waiting_ == 0) {
       size_t nl = buffer_.find('\n', start);
@@ -58,7 +58,7 @@ class server::session final : public net::connection_handler {
       owner_.finish(this);
       return false;
     }
-    idle_.again();
+    rearm(start > 0 || answered_later);
     return true;
   }
 
@@ -69,7 +69,7 @@ class server::session final : public net::connection_handler {
   void answered(const response& r) {
     waiting_ = 0;
     conn_->write(encode_response(r));
-    if (process() && waiting_ == 0 && conn_->write_queue_size() <= max_unread_output) resume();
+    if (process(true) && waiting_ == 0 && conn_->write_queue_size() <= max_unread_output) resume();
   }
 
   void on_read_end(int) override { owner_.finish(this); }
@@ -80,6 +80,21 @@ class server::session final : public net::connection_handler {
   void close() { conn_->close(); }
 
  private:
+  // The idle timeout runs from the last answer; a request line, once begun, must be
+  // complete within request_timeout_ms, and its further bytes do not extend that.
+  void rearm(bool answered) {
+    const bool partial = waiting_ == 0 && !buffer_.empty();
+    if (partial && (answered || !partial_)) {
+      idle_.start(request_timeout_ms, 0, [this] {
+        conn_->write(encode_response(response::failure(
+            "request not complete within " + std::to_string(request_timeout_ms / 1000) + " s")));
+        owner_.finish(this);
+      });
+    } else if (!partial && (answered || partial_)) {
+      idle_.start(idle_timeout_ms, 0, [this] { owner_.finish(this); });
+    }
+    partial_ = partial;
+  }
   void pause() {
     if (paused_) return;
     conn_->pause_reading();
@@ -97,6 +112,7 @@ class server::session final : public net::connection_handler {
   net::timer idle_;
   std::string buffer_;
   bool paused_ = false;
+  bool partial_ = false;  // buffer_ holds the start of a request line: its deadline runs
   uint64_t waiting_ = 0;  // the ticket of the request answered later, 0 = none
   std::list<std::unique_ptr<session>>::iterator self_;
 };

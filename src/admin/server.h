@@ -44,6 +44,9 @@ class server {
   // Idle sessions are dropped after this long (a forgotten `socat` must not hold a
   // descriptor forever).
   static constexpr uint64_t idle_timeout_ms = 60'000;
+  // A request line must be complete this long after its first byte: a client that
+  // trickles bytes does not extend it (slowloris), the idle timeout above is not reset by them.
+  static constexpr uint64_t request_timeout_ms = 10'000;
 
   static command_table default_table();
 

@@ -115,8 +115,11 @@ struct permission_set {
 };
 
 struct timeout_settings {
+  // Waiting for a command line, from the reply before it: bytes that do not complete the
+  // line do not extend it, so a client trickling a byte a second cannot hold a session.
   uint32_t command_s = 300;
-  uint32_t data_s = 600;
+  uint32_t data_s = 600;        // silence inside DATA or between BDAT chunks
+  uint32_t content_s = 1200;    // the whole content of one message, DATA or BDAT to its end
   uint32_t connection_s = 1800;
 };
 
@@ -151,6 +154,8 @@ struct receive_connector {
   std::vector<binding> bindings;
   std::vector<ip_range> remote_ranges;
   uint64_t max_message_size = 0;     // default: server.max_message_size
+  // The header section of a message (Exchange's MaxHeaderSize); larger gets 552 5.3.4. 0 = none.
+  uint64_t max_header_size = 128u << 10;
   uint32_t max_recipients = 200;
   uint32_t max_connections = 1000;
   uint32_t max_connections_per_ip = 100;

@@ -197,6 +197,7 @@ void read_receive_connector(table_reader& r, const toml::table& t, const config&
   }
 
   r.read_size("max_message_size", rc.max_message_size);
+  r.read_size("max_header_size", rc.max_header_size);
   r.read_uint("max_recipients", rc.max_recipients, 1, 100'000);
   r.read_uint("max_connections", rc.max_connections, 1, 1'000'000);
   r.read_uint("max_connections_per_ip", rc.max_connections_per_ip, 1, 1'000'000);
@@ -228,6 +229,7 @@ void read_receive_connector(table_reader& r, const toml::table& t, const config&
     table_reader tr(r.ctx(), *tt, r.key_path("timeouts"));
     tr.read_uint("command_s", rc.timeouts.command_s, 1, 86'400);
     tr.read_uint("data_s", rc.timeouts.data_s, 1, 86'400);
+    tr.read_uint("content_s", rc.timeouts.content_s, 1, 7 * 86'400);
     tr.read_uint("connection_s", rc.timeouts.connection_s, 1, 7 * 86'400);
     tr.finish();
   }

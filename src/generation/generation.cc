@@ -93,8 +93,10 @@ std::shared_ptr<const smtpd::connector_policy> make_policy(const config::config&
   p->relay_authenticated = rc.permissions.relay_authenticated;
   p->command_timeout_ms = rc.timeouts.command_s * 1000;
   p->data_timeout_ms = rc.timeouts.data_s * 1000;
+  p->content_timeout_ms = rc.timeouts.content_s * 1000;
   p->connection_timeout_ms = rc.timeouts.connection_s * 1000;
   p->max_received_headers = cfg.server.max_received_headers;
+  p->max_header_size = rc.max_header_size;
   if (rc.tls.starttls != config::starttls_mode::off) {
     p->tls = make_tls_context(cfg, rc, error);
     if (!p->tls) {

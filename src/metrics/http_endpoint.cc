@@ -114,6 +114,8 @@ class http_endpoint::session final : public net::connection_handler {
     if (!answered_) owner_.finish(this);
   }
   void close() { conn_->close(); }
+  // Makes room for a newer connection (http_endpoint::accept).
+  void evict() { respond(error(503)); }
 
  private:
   void respond(const http_response& r) {
@@ -161,9 +163,10 @@ void http_endpoint::close() {
 
 void http_endpoint::accept(std::unique_ptr<net::connection> c) {
   if (sessions_.size() >= settings_.max_connections) {
-    c->write(error(503).serialize());
-    c->close_now();
-    return;
+    // Full of clients that have not finished a request (an answered one is gone at
+    // once): the oldest has had longest to send it and gives way, so slow clients, however
+    // many, cannot keep a scraper out for their whole read timeout.
+    sessions_.front()->evict();
   }
   sessions_.push_back(std::make_unique<session>(*this, std::move(c)));
   sessions_.back()->start(std::prev(sessions_.end()));

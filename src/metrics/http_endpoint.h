@@ -20,7 +20,8 @@ struct http_settings {
   // for at most read_timeout_ms, never the loop.
   uint32_t read_timeout_ms = 10'000;
   size_t max_request = 8192;
-  size_t max_connections = 64;  // beyond it a new connection gets 503 and is closed
+  // Beyond it the oldest unanswered connection gets 503 and is closed to admit the new one.
+  size_t max_connections = 64;
 };
 
 // One listener on one loop. Every connection is served on the loop, concurrently, one

@@ -227,11 +227,12 @@ struct server_commands {
     if (!istarts_with(args, "TO:")) return syntax("Syntax: RCPT TO:<address>");
     if (auto r = parse_path(args.substr(3), path_kind::forward, s.env_.smtputf8, p.path)) return r;
     if (auto r = parse_rcpt_params(p.path.params, extensions(s), p.rcpt)) return r;
-    if (s.env_.recipients.size() >= s.settings_.max_recipients)
-      return reply{452, "4.5.3", "Too many recipients"};
     return std::nullopt;
   }
   static void apply_rcpt(server& s, parsed& p) {
+    // The client's expected case, not an error (see server.h): not counted.
+    if (s.env_.recipients.size() >= s.settings_.max_recipients)
+      return send(s, {452, "4.5.3", "Too many recipients"});
     recipient rc;
     rc.address = std::move(p.path.address);
     rc.notify = p.rcpt.notify;
@@ -536,7 +537,7 @@ struct server_commands {
       if (s.state_ == server::state::auth) {
         auth_fail(s, {500, "5.5.6", "Line too long"});
       } else {
-        send_error(s, {500, "5.5.6", "Line too long"});
+        send_error(s, {500, "5.5.2", "Line too long"});
       }
       return true;
     }

@@ -79,7 +79,6 @@ class server_delegate {
 };
 
 // Decisions worth knowing:
-// Decisions worth knowing:
 // - Commands may end with a bare LF (as Postfix accepts): a telnet or script client
 //   that sends LF is harmless at the command level. The end of DATA, by contrast, is
 //   only CRLF.CRLF; a bare CR or LF anywhere in DATA content makes the message
@@ -89,15 +88,19 @@ class server_delegate {
 //   BODY=BINARYMIME, is refused the same way (550 5.6.0): RFC 5321 text has no NUL,
 //   and a next hop that reads strings up to NUL would see "\0." or ".\0" before the
 //   real end as a forged end of data. Only BINARYMIME (RFC 3030) makes NUL content.
-// - An over-long command line gets "500 5.5.6 Line too long" (RFC 5321 4.5.3.1.10
-//   names 500 for it, RFC 4954 gives 5.5.6 for line length) and the rest of the line
-//   is skipped without being buffered. AUTH lines may be 12288 octets (RFC 4954 4).
+// - An over-long command line gets "500 5.5.2 Line too long" (RFC 5321 4.5.3.1.10
+//   names 500 for it; X.5.6 is registered for SASL exchange lines only, which get
+//   "500 5.5.6") and the rest of the line is skipped without being buffered. AUTH lines
+//   may be 12288 octets (RFC 4954 4).
 // - An over-long text line in DATA is answered at the end of data with
 //   "552 5.6.0 Line too long": 552 is RFC 5321's code for content limits, and a 500
 //   there would read as "command unrecognised" to a client that just sent a message.
 // - Every 4xx/5xx reply produced by the protocol counts towards max_errors (as
 //   Postfix's error limits do); refusals from submit_done() do not, since they are
-//   the server's own trouble rather than client misbehaviour.
+//   the server's own trouble rather than client misbehaviour, and neither does
+//   "452 4.5.3" for recipients past max_recipients: RFC 5321 4.5.3.1.10 has the client
+//   send those in another transaction, and a pipelining client sends them all before
+//   it sees the first 452.
 // - Input arriving while a submit is pending is held in full. The caller is expected
 //   to stop reading while submit is outstanding (one read buffer at most arrives
 //   meanwhile), which bounds it. Input while waiting for TLS is dropped at once,

@@ -34,8 +34,10 @@ struct connector_policy {
   std::shared_ptr<const log::append_file> protocol_log;  // null: logging off
   uint32_t command_timeout_ms = 300000;
   uint32_t data_timeout_ms = 600000;
+  uint32_t content_timeout_ms = 1200000;  // DATA or the BDAT chunks of one message, start to end
   uint32_t connection_timeout_ms = 1800000;
   unsigned max_received_headers = 100;  // mail loop defence (RFC 5321 6.3)
+  uint64_t max_header_size = 128u << 10;  // the client's header section; larger: 552 5.3.4
   // STARTTLS: the server context (null when the connector does not offer TLS).
   std::shared_ptr<const tls::context> tls;
   // AUTH: the credentials (null: no AUTH). Offered only under TLS, or in plaintext to

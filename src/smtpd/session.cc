@@ -22,6 +22,33 @@ int64_t now_ms() {
   return static_cast<int64_t>(duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count());
 }
 
+// True when the header section is longer than `limit` bytes (0: no limit). It ends at the
+// empty line, or, as Postfix reads a body nobody separated from its headers, at the first
+// line that is neither a field ("name:") nor the fold of one; a body-less message is all
+// header. Looks at limit + 2 bytes at most (room for the empty line), however long the message.
+bool header_section_exceeds(std::string_view content, uint64_t limit) {
+  if (limit == 0 || content.size() <= limit) return false;
+  const std::string_view head = content.substr(0, limit + 2);
+  for (size_t pos = 0; pos < head.size();) {
+    if (pos > limit) return true;
+    const char first = head[pos];
+    if (first == '\r' || first == '\n') return false;
+    if (first == ' ' || first == '\t') {
+      if (pos == 0) return false;  // a fold of nothing: no header section at all
+    } else {
+      // field-name = 1*(printable US-ASCII except ":"), then the colon (RFC 5322 3.6.8).
+      size_t name_end = pos;
+      auto name_char = [&](char c) { return c > ' ' && c < 0x7f && c != ':'; };
+      while (name_end < head.size() && name_char(head[name_end])) ++name_end;
+      if (name_end == pos || name_end == head.size() || head[name_end] != ':') return false;  // the body begins
+    }
+    const size_t lf = head.find('\n', pos);
+    if (lf == std::string_view::npos) return true;  // a field running past the limit
+    pos = lf + 1;
+  }
+  return true;
+}
+
 }  // namespace
 
 session::session(session_host& host, std::unique_ptr<net::connection> conn,
@@ -66,16 +93,38 @@ void session::start() {
 }
 
 void session::arm_timer() {
+  using std::chrono::milliseconds;
+  if (submit_in_flight_) {
+    // The store is slow, not the client: wait for it rather than drop an acknowledged
+    // transaction's reply (which then restarts the command deadline).
+    idle_timer_.start(policy_->command_timeout_ms, 0, [this] { arm_timer(); });
+    return;
+  }
+  const auto now = std::chrono::steady_clock::now();
+  auto until = [now](std::chrono::steady_clock::time_point t) {
+    return static_cast<uint32_t>(std::max<int64_t>(std::chrono::duration_cast<milliseconds>(t - now).count(), 0));
+  };
   uint32_t ms = 30000;
-  if (policy_) ms = server_.receiving_content() ? policy_->data_timeout_ms : policy_->command_timeout_ms;
-  idle_timer_.start(ms, 0, [this] {
-    if (submit_in_flight_) {
-      // The store is slow, not the client: wait for it rather than drop an acknowledged
-      // transaction's reply.
-      arm_timer();
-      return;
+  bool content_limit = false;
+  if (policy_ && server_.receiving_content()) {
+    // Any byte of content is progress (data_s bounds silence), but the content as a
+    // whole has its own bound: a trickle of a byte a second would otherwise never end.
+    // begin_content() starts it; a refused BDAT chunk skipped without one starts it here.
+    if (!content_deadline_) content_deadline_ = now + milliseconds(policy_->content_timeout_ms);
+    ms = policy_->data_timeout_ms;
+    if (until(*content_deadline_) < ms) {
+      ms = until(*content_deadline_);
+      content_limit = true;
     }
-    log_event(log::event::info, "timeout");
+  } else if (policy_) {
+    content_deadline_.reset();
+    // Only a reply (every complete command line gets one) restarts the wait for a command.
+    if (replied_) command_deadline_ = now + milliseconds(policy_->command_timeout_ms);
+    ms = until(command_deadline_);
+  }
+  replied_ = false;
+  idle_timer_.start(ms, 0, [this, content_limit] {
+    log_event(log::event::info, content_limit ? "timeout: message content not complete in time" : "timeout");
     server_.timeout();
     flush();
   });
@@ -259,6 +308,7 @@ std::string session::begin_content(const smtp::envelope& env) {
   // Like Postfix, the Received: line is written when content starts (its id and date
   // are those of DATA), so it is the body's first bytes and nothing slides it in later.
   content_id_ = host_.next_queue_id();
+  content_deadline_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(policy_->content_timeout_ms);
   std::string header = received_header(env, content_id_);
   trace_size_ = header.size();
   return header;
@@ -277,6 +327,11 @@ void session::content_released() {
 void session::submit(smtp::envelope& env, std::string& body) {
   // Our own Received: line is not the client's hop count.
   std::string_view client_content = std::string_view(body).substr(std::min(trace_size_, body.size()));
+  if (header_section_exceeds(client_content, policy_->max_header_size)) {
+    log_event(log::event::info, "header section larger than " + std::to_string(policy_->max_header_size) + " bytes");
+    server_.submit_done({552, "5.3.4", "Header size exceeds fixed maximum size"});
+    return;
+  }
   if (smtp::hop_limit_reached(client_content, policy_->max_received_headers)) {
     log_event(log::event::info, "mail loop: too many Received: headers");
     server_.submit_done({554, "5.4.6", "Hop count exceeded - possible mail loop"});
@@ -360,7 +415,10 @@ void session::track_receive(const store::submit_request& request, const std::str
 
 void session::on_command(std::string_view line) { log_event(log::event::received, line); }
 
-void session::on_reply(std::string_view text) { log_event(log::event::sent, text); }
+void session::on_reply(std::string_view text) {
+  replied_ = true;
+  log_event(log::event::sent, text);
+}
 
 void session::log_event(log::event kind, std::string_view data) {
   if (!policy_ || !policy_->protocol_log) return;

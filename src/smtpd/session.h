@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -133,6 +134,13 @@ class session final : public stream::stream_handler, public smtp::server_delegat
   base::queue_id content_id_;  // chosen at DATA/BDAT for the Received: line, used at submit
   size_t trace_size_ = 0;      // that line's length at the front of the body
   net::timer idle_timer_;
+  // The command awaited must be complete by then: each reply sets it, bytes that leave
+  // the line incomplete do not move it (a client trickling a byte a second).
+  std::chrono::steady_clock::time_point command_deadline_{};
+  // Content under way (DATA, or BDAT up to LAST) must be complete by then, however
+  // steadily its bytes trickle in; unset outside content.
+  std::optional<std::chrono::steady_clock::time_point> content_deadline_;
+  bool replied_ = false;  // a reply was queued since the timer was last armed
   uint64_t id_;
   uint32_t log_sequence_ = 0;
   std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();

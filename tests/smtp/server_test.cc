@@ -239,6 +239,21 @@ Test(smtp_server, max_recipients) {
   cr_assert_eq(s.srv.current_envelope().recipients.size(), 2u);
 }
 
+// A pipelining client sends every recipient before it sees a 452: the excess is refused
+// one by one, never counted as errors that would close the session and lose the rest.
+Test(smtp_server, recipients_past_the_limit_are_not_errors) {
+  server_settings st = test_settings();
+  st.max_recipients = 1;
+  st.max_errors = 2;
+  session s(st);
+  EXPECT_OUT(s, "MAIL FROM:<a@b.test>\r\nRCPT TO:<x@d.test>\r\nRCPT TO:<y@d.test>\r\nRCPT TO:<z@d.test>\r\n"
+                "RCPT TO:<w@d.test>\r\n",
+             "250 2.1.0 Sender OK\r\n250 2.1.5 Recipient OK\r\n452 4.5.3 Too many recipients\r\n"
+             "452 4.5.3 Too many recipients\r\n452 4.5.3 Too many recipients\r\n");
+  cr_assert(!s.srv.closing());
+  cr_assert_eq(s.srv.current_envelope().recipients.size(), 1u);
+}
+
 // ---- simple verbs and errors ----
 
 Test(smtp_server, simple_verbs) {
@@ -276,14 +291,14 @@ Test(smtp_server, command_line_too_long) {
   session s(st);
   // 18 characters + CRLF = 20 is fine, 21 is not.
   EXPECT_OUT(s, "NOOP 1234567890123\r\n", "250 2.0.0 Ok\r\n");
-  EXPECT_OUT(s, "NOOP 12345678901234\r\nNOOP\r\n", "500 5.5.6 Line too long\r\n250 2.0.0 Ok\r\n");
+  EXPECT_OUT(s, "NOOP 12345678901234\r\nNOOP\r\n", "500 5.5.2 Line too long\r\n250 2.0.0 Ok\r\n");
   // A long line arriving in pieces is dropped as it comes, never buffered.
   std::string junk(1 << 20, 'x');
   s.feed("NOOP ");
   s.feed(junk);
   s.feed(junk);
   cr_assert_str_eq(s.srv.output().c_str(), "");
-  EXPECT_OUT(s, "tail\r\nNOOP\r\n", "500 5.5.6 Line too long\r\n250 2.0.0 Ok\r\n");
+  EXPECT_OUT(s, "tail\r\nNOOP\r\n", "500 5.5.2 Line too long\r\n250 2.0.0 Ok\r\n");
 }
 
 // ---- DATA ----
