@@ -33,7 +33,7 @@ class next_hop {
                                   address + ":" + std::to_string(port), "--dir", dir_};
     args.insert(args.end(), extra.begin(), extra.end());
     pid_ = sluice_test::spawn_peer(args, dir_ + "/output.log");
-    started_ = pid_ > 0 && wait_listening(address, port);
+    started_ = pid_ > 0 && eventually([&] { return std::filesystem::exists(dir_ + "/ready"); }, 10'000);
   }
   ~next_hop() {
     if (pid_ <= 0) return;
@@ -154,6 +154,17 @@ void expect_nothing_smuggled(const delivery_env& env, const next_hop& hop) {
             "the smuggled transaction is in the tracking log:\n%s", tracking.c_str());
 }
 
+// delivery_env's daemon with a pickup directory scanned every 100 ms.
+void with_pickup(delivery_env& env) {
+  const std::string path = env.daemon.dir() + "/sluice.toml";
+  std::string cfg = slurp_file(path);
+  const std::string anchor = "map_size = \"256M\"\n";
+  cfg.replace(cfg.find(anchor), anchor.size(),
+              anchor + "pickup_dir = \"" + env.daemon.dir() + "/pickup\"\npickup_interval_ms = 100\n");
+  env.daemon.write_file("sluice.toml", cfg);
+  std::filesystem::create_directories(env.daemon.dir() + "/pickup");
+}
+
 // A refusal of smuggling content says why, as the bare LF/CR and NUL refusals do.
 void expect_clear_refusal(const std::string& r, const char* name) {
   cr_assert(r.starts_with("550 5.6.") || r.starts_with("554 5.6."), "%s: refused without a clear reply: %s", name,
@@ -170,6 +181,7 @@ Test(protocol_attack, smuggled_endings_in_data_never_split_a_message, .timeout =
   next_hop hop(env.daemon.dir(), "127.0.0.21", env.sink_port);
   cr_assert(hop.started(), "next hop: %s", hop.output().c_str());
   env.configure();
+  with_pickup(env);
   START(env.daemon);
   std::size_t accepted = 0;
   int i = 0;
@@ -188,6 +200,15 @@ Test(protocol_attack, smuggled_endings_in_data_never_split_a_message, .timeout =
   }
   // The one ending that is plain text (a dot-stuffed line) is a message like any other.
   cr_assert_eq(accepted, 1u);
+  // The pickup directory takes files as they are (bare LF, a NUL): no SMTP framing there,
+  // but what it queues goes out with DATA like the rest.
+  for (const auto& [name, ending] : {std::pair{"lf", "\n.\n"s}, {"nul", "\r\n\0.\r\n"s}}) {
+    const std::string file = "X-Sender: sender@client.test\nX-Receiver: pickup-"s + name +
+                             "@dest.test\nSubject: pickup\n\nhello" + ending + smuggled_transaction + ".\n";
+    env.daemon.write_file("pickup/"s + name + ".part", file);
+    std::filesystem::rename(env.daemon.dir() + "/pickup/" + name + ".part", env.daemon.dir() + "/pickup/" + name + ".eml");
+    ++accepted;
+  }
   await_delivery(env, hop, accepted);
   cr_assert_eq(hop.messages().size(), accepted, "sessions:\n%s", hop.sessions().c_str());
   expect_nothing_smuggled(env, hop);
@@ -323,9 +344,9 @@ std::string tls_connector(const delivery_env& env, const char* policy) {
 
 // One message relayed to dest.test, whose next hop forges replies on its first `attacks`
 // connections (next_hop.py --mode) and behaves afterwards. Nothing read in plaintext after
-// (or in place of) a reply sluiced waits for is believed: every attacked connection
-// defers (its DEFER line naming `defer_text`), and the message is delivered once, by the
-// honest connection, over TLS, with the next hop's real reply.
+// (or in place of) a reply sluiced waits for is believed: the attacked attempts defer
+// (their DEFER lines naming `defer_text`; an attempt may try the host twice), and the
+// message is delivered once, by the honest connection, over TLS, with its real reply.
 void expect_forgery_not_believed(const char* mode, const char* policy, const char* defer_text) {
   pki ca;
   delivery_env env(dest_zone);
@@ -352,7 +373,7 @@ void expect_forgery_not_believed(const char* mode, const char* policy, const cha
   for (std::size_t at = 0; (at = sessions.find("attack="s + mode, at)) != std::string::npos; ++at) ++attacked;
   cr_assert_eq(attacked, 2u, "%s", sessions.c_str());
   const auto defers = env.tracking("DEFER");
-  cr_assert_geq(defers.size(), 2u, "one DEFER per attacked connection:\n%s",
+  cr_assert_geq(defers.size(), 1u, "the attacked attempt is deferred:\n%s",
                 slurp_file(env.daemon.dir() + "/log/tracking.csv").c_str());
   for (const auto& line : defers) cr_assert(line.find(defer_text) != std::string::npos, "%s", line.c_str());
   cr_assert(eventually([&] { return env.tracking("DELIVER").size() == 1; }, 5000));
@@ -379,7 +400,7 @@ Test(protocol_attack, a_forged_reply_to_starttls_under_mandatory_tls_defers, .ti
 // The same under opportunistic TLS: the 220 read after the forged 250 is not taken as the
 // reply to anything sent later.
 Test(protocol_attack, a_forged_reply_to_starttls_under_opportunistic_tls_defers, .timeout = 60) {
-  expect_forgery_not_believed("forged-starttls", "opportunistic", "forged");
+  expect_forgery_not_believed("forged-starttls", "opportunistic", "unexpected reply 220");
 }
 
 // A forged 250 before the greeting: the session ends there, the message waits.

@@ -15,6 +15,7 @@
 # Records in DIR: messages.log ("<n>\t<tls 0|1>\t<MAIL FROM argument>\t<rcpt>,<rcpt>") and
 # <n>.data (the DATA bytes exactly as received, dot-stuffing and terminator included);
 # sessions.log (one line per connection and event). Lines are flushed as they happen.
+# DIR/ready appears once the socket listens.
 import argparse
 import re
 import socket
@@ -198,6 +199,8 @@ def main():
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     lsock.bind((host, int(port)))
     lsock.listen(64)
+    # Ready once listening: a probe connection would count as one of the attacked ones.
+    open(args.dir + "/ready", "w").close()
     accepted = 0
     while True:
         conn, _ = lsock.accept()
