@@ -165,10 +165,17 @@ void with_pickup(delivery_env& env) {
   std::filesystem::create_directories(env.daemon.dir() + "/pickup");
 }
 
-// A refusal of smuggling content says why, as the bare LF/CR and NUL refusals do.
-void expect_clear_refusal(const std::string& r, const char* name) {
-  cr_assert(r.starts_with("550 5.6.") || r.starts_with("554 5.6."), "%s: refused without a clear reply: %s", name,
-            r.c_str());
+// The reply `r` to smuggling content is the only one: a refusal that says why (as the bare
+// LF/CR and NUL refusals do) or one message accepted, never replies to the smuggled
+// commands; then the session ends. True when the message was accepted.
+bool took_one_message(smtp_client& c, const std::string& r, const char* name) {
+  if (code_of(r) != 250)
+    cr_assert(r.starts_with("550 5.6.") || r.starts_with("554 5.6."), "%s: refused without a clear reply: %s", name,
+              r.c_str());
+  const std::string more = c.reply(300);
+  cr_assert(more.empty(), "%s: the smuggled commands were run: %s", name, more.c_str());
+  EXPECT_CODE(c.cmd("QUIT"), 221);
+  return code_of(r) == 250;
 }
 
 }  // namespace
@@ -191,12 +198,7 @@ Test(protocol_attack, smuggled_endings_in_data_never_split_a_message, .timeout =
     EXPECT_CODE(c.cmd("RCPT TO:<rcpt" + std::to_string(i) + "@dest.test>"), 250);
     EXPECT_CODE(c.cmd("DATA"), 354);
     c.send_raw(smuggling_content(e, i++));
-    const std::string r = c.reply();
-    if (code_of(r) == 250) ++accepted;
-    else expect_clear_refusal(r, e.name);
-    const std::string more = c.reply(300);
-    cr_assert(more.empty(), "%s: the smuggled commands were run: %s", e.name, more.c_str());
-    EXPECT_CODE(c.cmd("QUIT"), 221);
+    accepted += took_one_message(c, c.reply(), e.name);
   }
   // The one ending that is plain text (a dot-stuffed line) is a message like any other.
   cr_assert_eq(accepted, 1u);
@@ -251,11 +253,7 @@ Test(protocol_attack, smuggled_endings_in_bdat_are_relayed_harmless, .timeout = 
           c.send_raw("BDAT " + std::to_string(content.size()) + " LAST\r\n" + content);
           r = c.reply();
         }
-        if (code_of(r) == 250) ++accepted;
-        else expect_clear_refusal(r, e.name);
-        const std::string more = c.reply(200);
-        cr_assert(more.empty(), "%s: unexpected reply: %s", e.name, more.c_str());
-        EXPECT_CODE(c.cmd("QUIT"), 221);
+        accepted += took_one_message(c, r, e.name);
       }
     }
   }
