@@ -536,3 +536,26 @@ remote_ranges = ["127.0.0.66"]
   for (const char* name : {"other.example", "a.example", "] other "})
     cr_assert(dns.find(name) == std::string::npos, "sluiced looked up '%s':\n%s", name, dns.c_str());
 }
+
+// RFC 5321 4.5.1: <postmaster> without a domain is taken from anyone, and it means us: the
+// postmaster of the first authoritative domain, routed there, never failed for its missing
+// domain nor sent anywhere else.
+Test(protocol_attack, unqualified_postmaster_stays_here, .timeout = 30) {
+  sluiced_process d;
+  START(d);
+  smtp_client c(d.port(), "127.0.0.66");
+  EXPECT_CODE(c.start_transaction("sender@example.org"), 250);
+  EXPECT_CODE(c.cmd("RCPT TO:<Postmaster>"), 250);
+  EXPECT_CODE(c.cmd("DATA"), 354);
+  EXPECT_CODE(c.cmd("Subject: to the postmaster\r\n\r\nbody\r\n."), 250);
+  EXPECT_CODE(c.cmd("QUIT"), 221);
+  const std::string path = d.dir() + "/log/tracking.csv";
+  cr_assert(eventually([&] { return slurp_file(path).find(",ROUTE,") != std::string::npos; }, 5000), "%s",
+            slurp_file(path).c_str());
+  std::this_thread::sleep_for(300ms);
+  const std::string tracking = slurp_file(path);
+  cr_assert(tracking.find(",ROUTE,") != std::string::npos &&
+                tracking.find("\"postmaster@sluice.test\",\"local:sluice.test\"") != std::string::npos,
+            "%s", tracking.c_str());
+  cr_assert(tracking.find(",FAIL,") == std::string::npos, "%s", tracking.c_str());
+}
