@@ -172,6 +172,7 @@ bool engine::outbound::begin(work w) {
   msg_.size = view_->meta.body_size;
   msg_.eight_bit = env.body == smtp::body_type::eight_bit_mime || env.body == smtp::body_type::binary_mime;
   msg_.smtputf8 = env.smtputf8;
+  msg_.binary = env.body == smtp::body_type::binary_mime;
   msg_.dsn_mail_params = dsn_mail_params(env);
   batch_begin_ = batch_end_ = 0;
   send_batch();

@@ -383,6 +383,7 @@ void smtp_connection::send(const outbound_message& m) {
   out.chunked_content = true;
   out.eight_bit = m.eight_bit;
   out.smtputf8 = m.smtputf8;
+  out.binary = m.binary;
   out.dsn_mail_params = m.dsn_mail_params;
   out.dsn_rcpt_params = m.dsn_rcpt_params;
   slots_.push_back(std::move(s));

@@ -83,6 +83,7 @@ struct outbound_message {
   std::span<const std::string_view> body;       // dot-unstuffed chunks, pinned by the caller until on_message_done
   uint64_t size = 0;                            // bytes of the body (SIZE= is counted from the chunks)
   bool eight_bit = false, smtputf8 = false;
+  bool binary = false;                          // BODY=BINARYMIME: refused with 554 5.6.3 (smtp::outgoing_message)
 };
 
 // Carries messages over one outbound SMTP (or LMTP) connection: the session (smtp::client) on a
@@ -105,7 +106,7 @@ class smtp_connection final : private stream::stream_handler {
     // or its RCPT refusal; an end between two such replies keeps those that came), normalised: a reply code is
     // always set (a lost connection becomes 451 4.4.2, a timeout 451 4.4.2 naming the phase, SIZE 552 5.3.4, ...)
     // and the enhanced code is always set (RFC 3463 default for the class when the server gave none).
-    // A message the peer cannot take (SIZE, 8BITMIME, SMTPUTF8) is answered without a round
+    // A message the peer cannot take (SIZE, 8BITMIME, SMTPUTF8, BINARYMIME) is answered without a round
     // trip: possibly before send() returns.
     virtual void on_message_done(smtp_connection&, std::vector<smtp::reply>&& replies) = 0;
     virtual void on_closed(smtp_connection&, const connection_failure&) = 0;  // the last callback

@@ -428,6 +428,8 @@ bool client::refuse_locally(const outgoing_message& msg) {
   if (caps_.size_offered && caps_.size > 0 && size > caps_.size) {
     why = {552, "5.3.4", "message size " + std::to_string(size) + " exceeds the server's limit of " +
                              std::to_string(caps_.size)};
+  } else if (msg.binary) {
+    why = {554, "5.6.3", "binary content (BODY=BINARYMIME) cannot be sent with DATA"};
   } else if (msg.eight_bit && !caps_.eightbitmime) {
     why = {554, "5.6.3", "8-bit content, and the server does not offer 8BITMIME"};
   } else if (msg.smtputf8 && !caps_.smtputf8) {

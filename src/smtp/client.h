@@ -93,6 +93,10 @@ struct outgoing_message {
   // SMTPUTF8 as they apply.
   bool eight_bit = false;
   bool smtputf8 = false;
+  // BODY=BINARYMIME content (RFC 3030): it may go only with BDAT, which this client does not
+  // send, and DATA would corrupt it (line ends repaired, NUL left out, see dot_stuff). It
+  // ends at once with 554 5.6.3, as a server without BINARYMIME would refuse it.
+  bool binary = false;
   // Sent only when the server offers DSN (RFC 3461): "RET=HDRS ENVID=x", and per
   // recipient by index "NOTIFY=FAILURE ORCPT=rfc822;a@b".
   std::string dsn_mail_params;

@@ -1,5 +1,5 @@
 // data_segments.cc: dot-stuffing and line-end repair by reference: segments into the body chunks plus inserted bytes.
-// Untrusted input: body bytes (only CR, LF and a leading '.' are looked at).
+// Untrusted input: body bytes (only CR, LF, NUL and a leading '.' are looked at).
 #include "smtp/data_segments.h"
 
 namespace sluice::smtp {
@@ -37,10 +37,18 @@ class builder {
         emit(dot);
         run = i;  // the body's own dot follows the inserted one
       }
+      const bool at_start = line_start_;
       line_start_ = false;
       size_t j = i;
-      while (j < c.size() && c[j] != '\r' && c[j] != '\n') ++j;
+      while (j < c.size() && c[j] != '\r' && c[j] != '\n' && c[j] != '\0') ++j;
       if (j == c.size()) break;
+      if (c[j] == '\0') {  // left out, the line going on (see dot_stuff)
+        emit(c.substr(run, j - run));
+        run = j + 1;
+        line_start_ = at_start && j == i;
+        i = j + 1;
+        continue;
+      }
       if (c[j] == '\n') {  // a bare LF: its CR is missing
         emit(c.substr(run, j - run));
         emit(cr);

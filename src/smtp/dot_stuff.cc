@@ -11,12 +11,18 @@ void dot_stuff(std::string_view body, std::string& out) {
     if (line_start && body[i] == '.') out.push_back('.');
     // Copy the run of ordinary bytes in one append.
     size_t j = i;
-    while (j < n && body[j] != '\r' && body[j] != '\n') ++j;
+    while (j < n && body[j] != '\r' && body[j] != '\n' && body[j] != '\0') ++j;
     out.append(body.substr(i, j - i));
     if (j == n) {
       line_start = false;
       i = j;
       break;
+    }
+    if (body[j] == '\0') {
+      // Left out, the line going on: a '.' behind it at a line start is still doubled.
+      if (j > i) line_start = false;
+      i = j + 1;
+      continue;
     }
     if (body[j] == '\r' && j + 1 < n && body[j + 1] == '\n') ++j;
     out.append("\r\n");

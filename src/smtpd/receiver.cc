@@ -145,6 +145,13 @@ smtp::reply receiver::check_recipient(const connector_policy& policy, bool authe
   }
 }
 
+std::string receiver::postmaster_address() {
+  if (!policies_ || !policies_->routes) return {};
+  for (const auto& d : policies_->routes->accepted_domains())
+    if (d.kind == route::domain_kind::authoritative && !d.name.starts_with("*.")) return "postmaster@" + d.name;
+  return {};
+}
+
 auth::failure_limiter& receiver::auth_limiter(const connector_policy& policy) {
   auto& slot = limiters_[&policy];
   if (!slot) slot = auth_limiters_->for_connector(policy.name, static_cast<int>(policy.auth_max_failures));

@@ -63,6 +63,7 @@ class receiver final : public session_host {
   void track(const log::tracking_record& record) override;
   void retire(session* s) override;
   in_flight_budget* content_budget() override { return budget_; }
+  std::string postmaster_address() override;
 
  private:
   struct session_slot {

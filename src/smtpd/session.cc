@@ -337,6 +337,12 @@ void session::submit(smtp::envelope& env, std::string& body) {
     server_.submit_done({554, "5.4.6", "Hop count exceeded - possible mail loop"});
     return;
   }
+  // <postmaster> is the one recipient the parser lets through without a domain: it is
+  // ours, and routed as it stands it would fail (5.1.3) with a DSN to a sender anyone
+  // may forge.
+  for (smtp::recipient& r : env.recipients)
+    if (r.address.find('@') == std::string::npos)
+      if (std::string ours = host_.postmaster_address(); !ours.empty()) r.address = std::move(ours);
   store::submit_request& req = *request_;
   req.id = content_id_;
   req.envelope = std::move(env);

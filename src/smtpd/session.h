@@ -61,6 +61,9 @@ class session_host {
   virtual auth::failure_limiter& auth_limiter(const connector_policy& policy) = 0;
   // The session is finished and may be destroyed once the current callback returns.
   virtual void retire(session* s) = 0;
+  // RFC 5321 4.5.1: what <postmaster> without a domain stands for, "postmaster@" and the
+  // first authoritative accepted domain; "" when there is none (it is then left as it came).
+  virtual std::string postmaster_address() { return {}; }
   // The daemon-wide budget for message bytes held in memory; it outlives every session.
   // Null: no limit (tools and tests that do not exercise it).
   virtual in_flight_budget* content_budget() { return nullptr; }

@@ -101,6 +101,22 @@ Test(smtp_client_ext, eight_bit_and_smtputf8_need_the_extension) {
   cr_assert_str_eq(out.c_str(), "MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nRCPT TO:<c@y>\r\nDATA\r\n");
 }
 
+// BINARYMIME goes only with BDAT (RFC 3030), which the client does not send: even to a server
+// offering everything, such a message ends without a command.
+Test(smtp_client_ext, binary_content_is_never_sent_with_data) {
+  client_settings s;
+  client c(s);
+  greet(c, ehlo_all);
+  outgoing_message mb = message();
+  mb.binary = mb.eight_bit = true;
+  c.send(mb);
+  auto ev = drain(c);
+  cr_assert_eq(ev.size(), 2u);
+  cr_assert_eq(ev[0].result.final.code, 554);
+  cr_assert_str_eq(ev[0].result.recipients[0].enhanced.c_str(), "5.6.3");
+  cr_assert(c.output().empty(), "%s", c.output().c_str());
+}
+
 Test(smtp_client_ext, local_refusal_behind_a_pipelined_message_keeps_send_order) {
   client_settings s;
   s.pipeline_next_message = true;

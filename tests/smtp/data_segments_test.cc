@@ -70,6 +70,10 @@ Test(smtp_data_segments, edge_cases_match_dot_stuff) {
   check({".", ".", "\r\n"}, "two dots, each its own chunk");
   check({"a\r\nb\r\n", ".", "\r\n"}, "dot chunk between CRLFs");
   check({"Subject: t\r\n\r\n..hi\r\n.\r\n"}, "dots already doubled stay the body's own");
+  using namespace std::literals;
+  check({"a\r\n\0.\r\n.\0\r\n"sv}, "NUL before and after a line-start dot");
+  check({"a\r\n\0"sv, "\0."sv, "x\0"sv}, "NULs across chunks at a line start");
+  check({"x\r"sv, "\0\n\0"sv}, "NUL between CR and LF");
 }
 
 Test(smtp_data_segments, clean_body_is_its_chunks_plus_the_terminator) {

@@ -33,6 +33,14 @@ Test(smtp_dot_stuff, normalises_bare_line_ends_so_no_smuggling) {
   cr_assert_str_eq(s.c_str(), "a\r\n..\r\nb\r\n..\r\nc\r\n.\r\n");
 }
 
+// A NUL would be a forged end of data for a hop that reads C strings: it never goes out,
+// and the dot behind it is doubled as a line-start dot.
+Test(smtp_dot_stuff, leaves_out_nul_so_no_smuggling) {
+  using namespace std::literals;
+  std::string s = stuffed("a\r\n\0.\r\nb\r\n.\0\r\nc\0d\0"s);
+  cr_assert(s == "a\r\n..\r\nb\r\n..\r\ncd\r\n.\r\n", "%s", s.c_str());
+}
+
 Test(smtp_dot_stuff, appends_to_existing_output) {
   std::string out = "DATA\r\n";
   dot_stuff(".x", out);
