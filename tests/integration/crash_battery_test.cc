@@ -263,6 +263,11 @@ std::vector<report_file> reports_in(const std::string& maildir) {
   return out;
 }
 
+// The end of a long text (the daemon's stderr over many restarts).
+std::string tail_of(const std::string& text, std::size_t n = 4000) {
+  return text.size() <= n ? text : text.substr(text.size() - n);
+}
+
 // (blaster id, recipient) -> what happened to it.
 using pair_key = std::pair<std::string, std::string>;
 
@@ -294,7 +299,7 @@ void battery(int kills, int rate) {
     std::this_thread::sleep_for(std::chrono::milliseconds(uptime_ms(rng)));
     marks.push_back({started, wall_ms()});
     env.daemon.kill9();
-    cr_assert(env.start(), "restart %d of %d: %s", k + 1, kills, env.daemon.log().c_str());
+    cr_assert(env.start(), "restart %d of %d: ...%s", k + 1, kills, tail_of(env.daemon.log()).c_str());
     started = wall_ms();
   }
   ::kill(load, SIGTERM);
@@ -304,8 +309,8 @@ void battery(int kills, int rate) {
 
   // Drained: no message left, not even one holding pending reports; DSNs are messages too.
   auto left = [&] { return json_number(env.daemon.ctl("queue list --json").output, "messages"); };
-  cr_assert(eventually([&] { return left() == 0; }, 120'000), "%lld messages left after the battery\n%s\n%s", left(),
-            env.daemon.ctl("queue list").output.c_str(), env.daemon.log().c_str());
+  cr_assert(eventually([&] { return left() == 0; }, 120'000), "%lld messages left after the battery\n%s\n...%s", left(),
+            env.daemon.ctl("queue list").output.c_str(), tail_of(env.daemon.log()).c_str());
   for (auto& [address, s] : env.sinks) s->stop();
   arrivals.finish();
   env.daemon.stop();  // the last tracking lines reach the file
