@@ -142,19 +142,7 @@ pid_t start_load(const delivery_env& env, const std::string& sent, const std::st
                                 "--sessions", "6", "--rate", std::to_string(rate), "--duration", "1h", "--size",
                                 "1k-6k", "--rcpts", "2", "--to", "u{n}.{r}@{domain}", "--domain", "a.test:3,b.test:2",
                                 "--from", "sender@home.test", "--timeout", "5s", "--record", sent};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-  const pid_t parent = ::getpid();
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    sluice_test::end_with_parent(parent);
-    std::FILE* f = std::fopen(out.c_str(), "w");
-    if (f == nullptr || ::dup2(::fileno(f), 1) < 0 || ::dup2(::fileno(f), 2) < 0) std::_Exit(126);
-    ::execv(argv[0], argv.data());
-    std::_Exit(127);
-  }
-  return pid;
+  return sluice_test::spawn_peer(std::move(args), out);
 }
 
 // Waits for `pid` up to `limit`; false if it is still running.
@@ -222,43 +210,28 @@ struct report_file {
   int64_t mtime_ms = 0;
 };
 
-std::string json_string(const std::string& json, const std::string& key) {
-  const std::string needle = "\"" + key + "\": \"";
-  const std::size_t at = json.find(needle);
-  if (at == std::string::npos) return "";
-  const std::size_t start = at + needle.size();
-  return json.substr(start, json.find('"', start) - start);
-}
-
-std::vector<std::string> json_list(const std::string& json, const std::string& key) {
-  std::vector<std::string> out;
-  std::size_t at = json.find("\"" + key + "\": [");
-  if (at == std::string::npos) return out;
-  at = json.find('[', at) + 1;
-  const std::size_t end = json.find(']', at);
-  for (std::size_t open; (open = json.find('"', at)) != std::string::npos && open < end;) {
-    const std::size_t close = json.find('"', open + 1);
-    out.push_back(json.substr(open + 1, close - open - 1));
-    at = close + 1;
-  }
-  return out;
-}
-
-std::vector<report_file> reports_in(const std::string& maildir) {
-  const auto r = run("python3 " + source_root() + "/tests/integration/clients/maildir_reports.py " + maildir);
+std::vector<report_file> reports_in(const std::string& maildir, const std::string& work_dir) {
+  // maildir_reports.py's JSON, one tab-separated line per file: Message-ID, X-Blaster-Id,
+  // then the final recipients, actions and statuses (each ','-joined), and the file name.
+  const std::string fields =
+      "import json, sys\n"
+      "for line in sys.stdin:\n"
+      "  r = json.loads(line)\n"
+      "  print('\\t'.join([r['message_id'], r['returned_headers'].get('x-blaster-id', ''), ','.join(r['finals']),\n"
+      "                   ','.join(r['actions']), ','.join(r['statuses']), r['file']]))\n";
+  const std::string script = work_dir + "/report_fields.py";
+  std::ofstream(script) << fields;
+  const auto r = run("python3 " + source_root() + "/tests/integration/clients/maildir_reports.py " + maildir +
+                     " | python3 " + script);
   std::vector<report_file> out;
   for (const auto& line : split(r.output, '\n')) {
-    if (line.empty() || line.front() != '{') continue;
-    report_file f;
-    f.message_id = json_string(line, "message_id");
-    f.original = json_string(line, "x-blaster-id");
-    f.finals = json_list(line, "finals");
-    f.actions = json_list(line, "actions");
-    f.statuses = json_list(line, "statuses");
+    const auto f = split(line, '\t');
+    if (f.size() < 6) continue;
+    report_file rf{f[0], f[1], split(f[2], ','), split(f[3], ','), split(f[4], ','), 0};
     struct stat st {};
-    if (::stat((maildir + "/new/" + json_string(line, "file")).c_str(), &st) == 0)
-      f.mtime_ms = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1'000'000;
-    out.push_back(std::move(f));
+    if (::stat((maildir + "/new/" + f[5]).c_str(), &st) == 0)
+      rf.mtime_ms = static_cast<int64_t>(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1'000'000;
+    out.push_back(std::move(rf));
   }
   return out;
 }
@@ -369,7 +342,7 @@ void battery(int kills, int rate) {
   // DSNs: each refused acknowledged pair in exactly one report; copies of one report are
   // duplicates (its Maildir delivery was in flight at a kill).
   std::map<std::string, std::vector<const report_file*>> by_report;
-  const auto reports = reports_in(box);
+  const auto reports = reports_in(box, env.daemon.dir());
   for (const auto& r : reports) by_report[r.message_id].push_back(&r);
   std::map<pair_key, std::set<std::string>> reported;
   std::size_t dsn_duplicates = 0, dsn_unexplained = 0;
