@@ -174,7 +174,7 @@ void append_file::failed(std::string_view lines, int error) const {
   dropped_here_ += n;
   if (failing_) return;
   failing_ = true;
-  // Once per failure, not per line: a full disk would otherwise fill stderr's disk too.
+  // Once per outage, not per line: a full disk would otherwise fill the disk stderr goes to.
   std::fprintf(stderr, "sluiced: log: cannot write %s: %s; its lines are dropped until it can be (mail is not affected)\n",
                path_.c_str(), std::strerror(error));
 }
