@@ -10,10 +10,12 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <filesystem>
 #include <mutex>
+#include <utility>
 #include <vector>
 
 #include "base/clock.h"
@@ -115,6 +117,7 @@ void append_file::reopen_if_moved() const {
   // Another generation's object (or the administrator) rotated it, or it is gone.
   if (fd_ >= 0) ::close(fd_);
   fd_ = open_log(path_, header_);
+  if (fd_ < 0) open_errno_ = errno;
 }
 
 void append_file::rotate() const {
@@ -137,6 +140,7 @@ void append_file::rotate() const {
   }
   if (fd_ >= 0) ::close(fd_);
   fd_ = open_log(path_, header_);
+  if (fd_ < 0) open_errno_ = errno;
   remove_old();
 }
 
@@ -164,6 +168,17 @@ void append_file::remove_old() const {
   }
 }
 
+void append_file::failed(std::string_view lines, int error) const {
+  const auto n = static_cast<uint64_t>(std::count(lines.begin(), lines.end(), '\n'));
+  count_dropped(lines);
+  dropped_here_ += n;
+  if (failing_) return;
+  failing_ = true;
+  // Once per outage, not per line: a full disk would otherwise fill the disk stderr goes to.
+  std::fprintf(stderr, "sluiced: log: cannot write %s: %s; its lines are dropped until it can be (mail is not affected)\n",
+               path_.c_str(), std::strerror(error));
+}
+
 void append_file::append(std::string_view lines) const {
   std::lock_guard lock(files_mutex);
   reopen_if_moved();
@@ -173,13 +188,25 @@ void append_file::append(std::string_view lines) const {
     rotate();  // days in UTC: Unix time has no leap seconds, so every day is 86400 s
   while (!lines.empty()) {
     if (fd_ < 0) {
-      count_dropped(lines);
+      failed(lines, open_errno_);
       return;
+    }
+    struct stat st {};
+    const bool known = ::fstat(fd_, &st) == 0;
+    const bool regular = known && S_ISREG(st.st_mode);
+    uint64_t size = known ? static_cast<uint64_t>(st.st_size) : 0;
+    // A file opened while the disk was full lost its header then: it goes first now.
+    if (regular && size == 0 && !header_.empty()) {
+      if (!write_all(fd_, header_)) {
+        const int error = errno;
+        (void)!::ftruncate(fd_, 0);
+        failed(lines, error);
+        return;
+      }
+      size = header_.size();
     }
     std::string_view chunk = lines;
     if (policy_.max_size != 0) {
-      struct stat st {};
-      uint64_t size = ::fstat(fd_, &st) == 0 ? static_cast<uint64_t>(st.st_size) : 0;
       uint64_t room = size < policy_.max_size ? policy_.max_size - size : 0;
       if (chunk.size() > room) {
         // The whole lines that still fit; none: rotate, unless the file holds nothing
@@ -197,10 +224,19 @@ void append_file::append(std::string_view lines) const {
       }
     }
     if (!write_all(fd_, chunk)) {
-      count_dropped(lines);  // a partial line may have gone out; the rest is lost, counted
+      const int error = errno;
+      // What went out of this chunk is cut back (we are this file's only writer, under
+      // the mutex), so the line after the outage does not start inside a torn one.
+      if (regular) (void)!::ftruncate(fd_, static_cast<off_t>(size));
+      failed(lines, error);
       return;
     }
     lines.remove_prefix(chunk.size());
+  }
+  if (failing_) {
+    failing_ = false;
+    std::fprintf(stderr, "sluiced: log: writing %s again (%llu lines were dropped)\n", path_.c_str(),
+                 static_cast<unsigned long long>(std::exchange(dropped_here_, 0)));
   }
 }
 

@@ -52,7 +52,10 @@ class append_file {
   // <stem>.<YYYYMMDD-HHMMSS-NNNN><ext> when they would take it past max_size (or, when
   // daily, when it was last written on an earlier UTC day), and
   // deleting rotated files past keep/max_age_days. Lines that cannot be written are
-  // dropped and counted in dropped_lines().
+  // dropped and counted in dropped_lines(); a write that went out in part is cut back, so
+  // the file only ever holds whole lines. The first failure after a success is said once
+  // on stderr (with the file and the reason), and so is the first success after failures:
+  // every append tries again, so the log resumes by itself when the disk has room.
   void append(std::string_view lines) const;
 
   struct private_tag {};
@@ -64,7 +67,13 @@ class append_file {
   void rotate() const;
   void remove_old() const;
 
-  mutable int fd_;  // guarded by the file-wide mutex in protocol_log.cc; -1 = reopen on next append
+  void failed(std::string_view lines, int error) const;
+
+  // Guarded by the file-wide mutex in protocol_log.cc.
+  mutable int fd_;  // -1 = reopen on next append
+  mutable int open_errno_ = 0;           // why the last open failed
+  mutable bool failing_ = false;         // the last append dropped lines
+  mutable uint64_t dropped_here_ = 0;    // lines dropped since failing_ was set
   std::string path_;
   std::string header_;
   rotation policy_;

@@ -1,7 +1,6 @@
 // worker.cc: the body of a worker thread.
 #include "main/worker.h"
 
-#include <chrono>
 #include <cstdio>
 #include <utility>
 
@@ -213,21 +212,7 @@ void worker::run(std::promise<std::string>& ready) {
   };
   net::timer log_flush(loop);
   log_flush.start(200, 200, flush_logs);
-  // Worker 0 tells the operator about dropped log lines: at once the first time, then at
-  // most once a minute, so a full disk is visible without flooding stderr further.
-  uint64_t dropped_reported = 0;
-  auto last_report = std::chrono::steady_clock::time_point{};
-  net::timer drop_report(loop);
-  if (index_ == 0)
-    drop_report.start(1000, 1000, [&] {
-      const uint64_t dropped = log::dropped_lines();
-      const auto now = std::chrono::steady_clock::now();
-      if (dropped == dropped_reported || (dropped_reported != 0 && now - last_report < std::chrono::minutes(1))) return;
-      std::fprintf(stderr, "sluiced: log write failed: %llu log lines dropped since start (mail is not affected)\n",
-                   static_cast<unsigned long long>(dropped));
-      dropped_reported = dropped;
-      last_report = now;
-    });
+  // A log that cannot be written says so itself, once per outage (log::append_file).
 
   // Every consumer on this loop takes its part of one generation in one callback, so no
   // message is answered at RCPT by one table and categorized here by another.
@@ -319,7 +304,6 @@ void worker::run(std::promise<std::string>& ready) {
           rep->idle()) {
         flush_logs();
         log_flush.stop();
-        drop_report.stop();
         resolver_reaper.stop();
         drain_check.stop();
         drain_deadline.stop();

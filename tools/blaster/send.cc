@@ -1,6 +1,7 @@
 // send.cc: blaster send: sessions on one libuv loop per thread driving the smtp::client state machine.
 // Untrusted input: replies from the target server (parsed by smtp::client).
 #include <fmt/format.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <array>
@@ -90,6 +91,9 @@ struct run_config {
   uint64_t measure_from_ns = 0;  // end of the warm-up
   std::mutex record_mu;
   std::FILE* record = nullptr;
+  // Set by the main thread at SIGINT/SIGTERM; each loop's sweep timer sees it and stops
+  // taking messages, as at the end of --duration, so the sent log is complete.
+  std::atomic<bool> stop_requested{false};
 };
 
 class worker;
@@ -157,6 +161,7 @@ class worker {
     }
     if (rate_ > 0) tick_.start(1, 1, [this] { open_loop_tick(); });
     sweep_.start(250, 250, [this] {
+      if (!stopping_ && cfg_.stop_requested.load(std::memory_order_relaxed)) stop_taking();
       uint64_t now = now_ns();
       for (auto& s : sessions_) s->check_timeout(now);
     });
@@ -567,6 +572,14 @@ int run_send(send_options o) {
     }
   }
 
+  // Signals go to the main thread alone (sigtimedwait in the wait below): the loops'
+  // threads inherit the blocked mask.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
   unsigned threads = std::max(1u, std::min(o.threads, o.sessions));
   auto live = std::make_unique<live_counters[]>(threads);
   std::vector<std::unique_ptr<worker>> workers(threads);
@@ -591,9 +604,10 @@ int run_send(send_options o) {
     bool all = true;
     for (unsigned i = 0; i < threads; ++i) all = all && live[i].finished.load();
     if (all) break;
-    // Short sleeps: the end of the run is noticed quickly (rates are computed from the
+    // Short waits: the end of the run is noticed quickly (rates are computed from the
     // loops' own timestamps, not from this loop).
-    std::this_thread::sleep_for(std::chrono::milliseconds(progress ? 200 : 20));
+    const timespec wait{0, (progress ? 200 : 20) * 1'000'000L};
+    if (sigtimedwait(&stop_signals, nullptr, &wait) > 0) cfg.stop_requested.store(true);
     if (progress) {
       uint64_t done = 0, errors = 0, accepted = 0;
       for (unsigned i = 0; i < threads; ++i) {
