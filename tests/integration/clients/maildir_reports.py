@@ -5,6 +5,7 @@ import email
 import email.policy
 import json
 import os
+import re
 import sys
 
 
@@ -68,9 +69,16 @@ def parse(path):
     return out
 
 
+def delivery_order(name):
+    # Maildir names start "SECONDS.M<microseconds>P..." with the microseconds unpadded, so
+    # the names themselves do not sort in time order within a second.
+    m = re.match(r"(\d+)\.M(\d+)", name)
+    return (int(m.group(1)), int(m.group(2)), name) if m else (0, 0, name)
+
+
 def main():
     new = os.path.join(sys.argv[1], "new")
-    names = sorted(os.listdir(new)) if os.path.isdir(new) else []
+    names = sorted(os.listdir(new), key=delivery_order) if os.path.isdir(new) else []
     # One line per message, keys sorted, so a test can take them apart line by line.
     for n in names:
         print(json.dumps(parse(os.path.join(new, n)), sort_keys=True))
