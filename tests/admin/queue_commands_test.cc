@@ -182,7 +182,7 @@ Test(admin_queue, a_daemon_without_loops_refuses) {
 // milliseconds, so a huge --for overflowed (undefined behaviour) or wrapped into the past.
 Test(admin_queue, a_for_too_long_to_count_in_milliseconds_is_refused) {
   fixture f;
-  for (const char* line : {"queue suspend a.test --for 9223372036854776s", "queue suspend a.test --for 18446744073709551615s",
+  for (const char* line : {"queue suspend a.test --for 9223372036854776s", "queue suspend a.test --for 10000000000000000000s",
                            "message bounce --domain a.test --for 106751991168d", "queue suspend a.test --for 3651d"}) {
     response r = f.run(line);
     cr_assert(!r.ok && f.has(r, "longer than ten years"), "%s: %s", line, r.error.c_str());

@@ -87,11 +87,12 @@ Test(toml_guard, valid_toml_like_the_hazards_is_handed_to_toml) {
     }
   }
   // And a real configuration with non-ASCII text where TOML allows it still loads.
-  auto r = load_string(head + "# \xC3\xA9t\xC3\xA9\n[[receive_connector]]\nname = \"d\xC3\xA9faut\"\n"
-                              "bindings = [\"127.0.0.1:2525\"]\nbanner = \"\"\"\\\n  h\xC3\xA9llo\"\"\"\n",
+  auto r = load_string(head + "# \xC3\xA9t\xC3\xA9\n[[receive_connector]]\nname = \"d\xC3\xA9" "faut\"\n"
+                              "type = \"internet\"\nbindings = [\"127.0.0.1:2525\"]\nbanner = \"\"\"\\\n  hello\"\"\"\n",
                        "ok.toml", "/nonexistent");
   cr_assert(r.ok(), "%s", r.error_text().c_str());
-  cr_assert(r.value->receive_connectors.at(0).banner == "h\xC3\xA9llo", "%s", r.value->receive_connectors.at(0).banner.c_str());
+  cr_assert(r.value->receive_connectors.at(0).name == "d\xC3\xA9" "faut");
+  cr_assert(r.value->receive_connectors.at(0).banner == "hello", "%s", r.value->receive_connectors.at(0).banner.c_str());
 }
 
 Test(toml_guard, the_editor_refuses_a_hazard_before_toml_sees_it) {
