@@ -2,8 +2,8 @@
 // Untrusted input: the TOML text; one pass, bounded by its length, nothing allocated but the message.
 //
 // It needs only what tells structure from text: strings (four kinds), comments, the brackets of
-// arrays and inline tables (a "[" first on a line outside them is a table header) and the
-// headers' own brackets. It may stop early, saying "safe", only where toml++ certainly reports an
+// arrays and inline tables (a "[" first on a line outside them is a table header), the headers'
+// own brackets, and where a value starts (a number-like one is read ahead whole, quotes and all). It may stop early, saying "safe", only where toml++ certainly reports an
 // error first (toml++ stops at its first error, so nothing after it can reach the hazards); where
 // it is unsure it goes on, which can only refuse text that is invalid TOML anyway.
 #include "config/load_guard.h"
@@ -170,25 +170,61 @@ step header(cursor& c, int& brackets, toml_hazard& found) {
   return step::go_on;
 }
 
+// A value that starts with a digit or a sign: toml++ first reads ahead to the next terminator to
+// guess its type, asking of every character (a quote or an "=" too) whether it is whitespace; a
+// date may go on after a space with its time. Valid TOML has only ASCII there, so the scan may
+// stop at fewer terminators than toml++ does: it then only refuses more invalid text.
+step number_like(cursor& c, toml_hazard& found) {
+  const auto terminator = [&] { return c.eof() || c.is(' ') || c.is('\t') || c.is('\n') || c.is(']') || c.is('}') ||
+                                       c.is(',') || c.is('#'); };
+  for (int part = 0; part < 2; ++part) {
+    int length = 0;
+    for (; !terminator(); ++length) {
+      size_t len = 0;
+      if (unsafe_code_point(c.code_point(&len))) {
+        found = hazard(c, describe(c) + " in a value: TOML has non-ASCII text only in strings and comments "
+                                        "(toml++ 3.3 cannot read it safely here)");
+        return step::unsafe;
+      }
+      c.next();
+    }
+    if (length != 10 || !c.is(' ') || !(c.at(1) >= '0' && c.at(1) <= '9')) break;
+    c.next();  // 1979-05-27 07:32:00
+  }
+  return step::go_on;
+}
+
 }  // namespace
 
 std::optional<toml_hazard> find_toml_hazard(std::string_view text) {
   cursor c(text);
   if (c.starts("\xEF\xBB\xBF")) c.next();  // toml++ skips a BOM
   toml_hazard found;
-  int depth = 0;     // open arrays and inline tables
-  int brackets = 0;  // inside a table header: how many "]" end it
+  std::string open;         // the arrays ('[') and inline tables ('{') around this point
+  int brackets = 0;         // inside a table header: how many "]" end it
   bool line_start = true;
+  bool value_next = false;  // after "=", or "[" or "," in an array: a value starts at the next character
   while (!c.eof()) {
     if (line_start) {
       line_start = false;
       c.skip_blanks();
-      if (depth == 0 && c.is('[')) {
+      if (open.empty() && c.is('[')) {
         step s = header(c, brackets, found);
         if (s == step::unsafe) return found;
         if (s == step::safe) return std::nullopt;
       }
       continue;
+    }
+    if (value_next && !c.is('\n') && !c.is('#')) {
+      if (c.is(' ') || c.is('\t')) {
+        c.next();
+        continue;
+      }
+      value_next = false;
+      if ((c.at(0) >= '0' && c.at(0) <= '9') || c.is('+') || c.is('-')) {
+        if (number_like(c, found) == step::unsafe) return found;
+        continue;
+      }
     }
     if (c.is('\n')) {
       if (brackets != 0) return std::nullopt;  // toml++: a header without its "]"
@@ -202,7 +238,11 @@ std::optional<toml_hazard> find_toml_hazard(std::string_view text) {
       if (s == step::safe) return std::nullopt;
     } else if (c.is('[') || c.is('{')) {
       if (brackets != 0) return std::nullopt;  // toml++: not a key
-      ++depth;
+      open += c.at(0);
+      value_next = c.is('[');
+      c.next();
+    } else if (c.is('=') || (c.is(',') && !open.empty() && open.back() == '[')) {
+      value_next = true;
       c.next();
     } else if (brackets != 0 && c.is(']')) {
       c.next();
@@ -210,8 +250,8 @@ std::optional<toml_hazard> find_toml_hazard(std::string_view text) {
       if (brackets == 2) c.next();
       brackets = 0;
     } else if (c.is(']') || c.is('}')) {
-      if (depth == 0) return std::nullopt;  // toml++: closes nothing
-      --depth;
+      if (open.empty()) return std::nullopt;  // toml++: closes nothing
+      open.pop_back();
       c.next();
     } else {
       size_t len = 0;

@@ -37,6 +37,9 @@ const hazard_case hazards[] = {
     {"\xEF\xBB\xBE = 1\n", 3, "(U+FEFE) outside a string or comment"},
     {"max_message_size = 1 \xC3\xA9\n", 3, "(U+00E9) outside a string or comment"},
     {"[a] \xE3\x80\x81\n", 3, "(U+3001) outside a string or comment"},
+    // A value that starts like a number is read ahead to its end, quotes included.
+    {"max_message_size = 1ma\x01\"x=2mt\xC3\xA9\"\n", 3, "(U+00E9) in a value"},
+    {"d = [ 1979-05-27 07\"\xC3\xA9\" ]\n", 3, "(U+00E9) in a value"},
     // Valid TOML, but toml++ 3.3 reaches __builtin_unreachable() on the "é".
     {"banner = \"\"\"x \\\n   \xC3\xA9t\xC3\xA9\"\"\"\n", 4, "begins a line continued by a line-ending backslash"},
     {"banner = \"\"\"x \\\xC3\xA9\"\"\"\n", 3, "after a backslash is not an escape"},
@@ -50,6 +53,7 @@ const char* const valid[] = {
     "a = \"\"\"x \\\n   y\xC3\xA9 \\\n\n  \\u00E9\"\"\"\nb = \"\"\"\\\\\xC3\xA9\"\"\"\n",
     "\xEF\xBB\xBF[server] # BOM\n[ \"quoted\" . 'key' ]\n[[ t ]]\n[\t\"\xC3\xA9\"\t]\n",
     "a = \"\"\"\"\"\"\nb = \"\"\"x\"\"\"\"\"\n[c]\n",
+    "-1=\"\xC3\xA9\"\nd = 1979-05-27 07:32:00Z # \xC3\xA9\ne = [1,\"\xC3\xA9\", -2,\n# \xC3\xA9\n+3]\nf = { x = 1, y = \"\xC3\xA9\" }\n",
 };
 
 bool run_command(const std::string& cmd, std::string& output, int& status) {
