@@ -3,9 +3,10 @@
 //
 // It needs only what tells structure from text: strings (four kinds), comments, the brackets of
 // arrays and inline tables (a "[" first on a line outside them is a table header), the headers'
-// own brackets, and where a value starts (a number-like one is read ahead whole, quotes and all). It may stop early, saying "safe", only where toml++ certainly reports an
-// error first (toml++ stops at its first error, so nothing after it can reach the hazards); where
-// it is unsure it goes on, which can only refuse text that is invalid TOML anyway.
+// own brackets, and where a value starts (a number-like one is read ahead whole, quotes and all).
+// It may stop early, saying "safe", only where toml++ certainly reports an error first (toml++
+// stops at its first error, so nothing after it can reach the hazards); where it is unsure it
+// goes on, which can only refuse text that is invalid TOML anyway.
 #include "config/load_guard.h"
 
 #include <algorithm>

@@ -178,8 +178,9 @@ Test(admin_queue, a_daemon_without_loops_refuses) {
   cr_assert(!r.ok && f.has(r, "offers no queue or message actions"));
 }
 
-// Seen while writing the admin_commands fuzz driver (and crashing it under UBSan): until_of() multiplied the seconds into int64
-// milliseconds, so a huge --for overflowed (undefined behaviour) or wrapped into the past.
+// Seen while writing the admin_commands fuzz driver (its loops check that until_ms is ahead):
+// until_of() multiplied the seconds into int64 milliseconds, so a huge --for overflowed
+// (undefined behaviour) or wrapped into the past.
 Test(admin_queue, a_for_too_long_to_count_in_milliseconds_is_refused) {
   fixture f;
   for (const char* line : {"queue suspend a.test --for 9223372036854776s", "queue suspend a.test --for 10000000000000000000s",

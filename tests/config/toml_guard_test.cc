@@ -53,7 +53,8 @@ const char* const valid[] = {
     "a = \"\"\"x \\\n   y\xC3\xA9 \\\n\n  \\u00E9\"\"\"\nb = \"\"\"\\\\\xC3\xA9\"\"\"\n",
     "\xEF\xBB\xBF[server] # BOM\n[ \"quoted\" . 'key' ]\n[[ t ]]\n[\t\"\xC3\xA9\"\t]\n",
     "a = \"\"\"\"\"\"\nb = \"\"\"x\"\"\"\"\"\n[c]\n",
-    "-1=\"\xC3\xA9\"\nd = 1979-05-27 07:32:00Z # \xC3\xA9\ne = [1,\"\xC3\xA9\", -2,\n# \xC3\xA9\n+3]\nf = { x = 1, y = \"\xC3\xA9\" }\n",
+    "-1=\"\xC3\xA9\"\nd = 1979-05-27 07:32:00Z # \xC3\xA9\n"
+    "e = [1,\"\xC3\xA9\", -2,\n# \xC3\xA9\n+3]\nf = { x = 1, y = \"\xC3\xA9\" }\n",
 };
 
 bool run_command(const std::string& cmd, std::string& output, int& status) {
