@@ -13,9 +13,10 @@ namespace sluice::config {
 //  - a table header whose first character after "[" or "[[" (and blanks) is not a key, "]" or
 //    the end: "[#x]", "[[[", "[=", "[" at the end of a line;
 //  - a code point in U+00A1..U+0499, U+2C5E..U+3057 (but U+3000) or U+FB26..U+FEFE where toml++
-//    asks whether it is whitespace: outside strings and comments (never valid TOML), right after
-//    a backslash in a """ string, or first on a line continued by a line-ending backslash in one
-//    (valid TOML: "é" there is undefined behaviour, not text).
+//    asks whether it is whitespace: outside strings and comments (never valid TOML; this
+//    includes a value that starts like a number, which toml++ reads ahead to its end, quotes and
+//    all), right after a backslash in a """ string, or first on a line continued by a
+//    line-ending backslash in one (valid TOML: "é" there is undefined behaviour, not text).
 // Every other text is what toml++ reads safely, with its own errors for invalid TOML.
 struct toml_hazard {
   int line = 0;    // 1-based
