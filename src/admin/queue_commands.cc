@@ -144,10 +144,15 @@ std::function<response(uint64_t)> moved(std::string first) {
   };
 }
 
+// Longer is no use to anyone, and it keeps until_of() far from overflowing int64 milliseconds
+// ("--for 9223372036854776s" was undefined behaviour there, and a larger one wrapped into the past).
+constexpr uint64_t max_for_seconds = 3650ull * 86400;
+
 std::string check_for(const arguments& a) {
   if (const std::string* d = a.option("for")) {
     auto s = config::parse_duration(*d);
     if (!s || *s == 0) return "--for: '" + *d + "' is not a duration (30s, 5m, 2h, 1d)";
+    if (*s > max_for_seconds) return "--for: '" + *d + "' is longer than ten years (3650d)";
   }
   return "";
 }

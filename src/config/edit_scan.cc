@@ -2,6 +2,8 @@
 // Untrusted input: the TOML text; the scanner runs before toml++ and refuses shapes it cannot follow.
 #include "config/edit_scan.h"
 
+#include "config/load_guard.h"
+
 namespace sluice::config::edit::detail {
 
 std::optional<scan> scan_text(std::string_view text, std::string& error) {
@@ -46,8 +48,11 @@ std::optional<scan> scan_text(std::string_view text, std::string& error) {
     line += static_cast<int>(std::count(text.begin() + static_cast<long>(st.begin), text.begin() + static_cast<long>(st.end), '\n'));
     s.stmts.push_back(std::move(st));
   }
-  // toml++ only after the scanner: toml++ 3.3 asserts (aborts, or without assertions has
-  // undefined behaviour) on headers such as "[#" or "[[[", which the scanner refuses.
+  // toml++ only after the scanner and the guard: toml++ 3.3 asserts (aborts, or without
+  // assertions has undefined behaviour) on headers such as "[#" or "[[[", which the scanner
+  // refuses too, and on some non-ASCII text (config/load_guard.h).
+  if (auto h = find_toml_hazard(text))
+    return error = "line " + std::to_string(h->line) + ": " + h->message + "; edit this file by hand", std::nullopt;
   try {
     s.doc = toml::parse(text);
   } catch (const toml::parse_error& e) {

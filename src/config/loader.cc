@@ -10,6 +10,7 @@
 #include <limits>
 #include <sstream>
 
+#include "config/load_guard.h"
 #include "config/reader.h"
 
 namespace sluice::config {
@@ -345,6 +346,12 @@ using namespace detail;
 load_result parse_document(std::string_view text, context& ctx) {
   load_result result;
   toml::table doc;
+  // Text toml++ 3.3 cannot be handed (issue 13) is refused here, with its line, as an error of its own.
+  if (auto h = find_toml_hazard(text)) {
+    ctx.error_at(ctx.file, h->line, h->column, "", std::move(h->message));
+    result.errors = std::move(ctx.errors);
+    return result;
+  }
   try {
     doc = toml::parse(text, ctx.file);
   } catch (const toml::parse_error& e) {

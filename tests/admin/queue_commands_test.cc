@@ -177,3 +177,19 @@ Test(admin_queue, a_daemon_without_loops_refuses) {
   response r = f.run("message hold " + id);
   cr_assert(!r.ok && f.has(r, "offers no queue or message actions"));
 }
+
+// Seen while writing the admin_commands fuzz driver (its loops check that until_ms is ahead):
+// until_of() multiplied the seconds into int64 milliseconds, so a huge --for overflowed
+// (undefined behaviour) or wrapped into the past.
+Test(admin_queue, a_for_too_long_to_count_in_milliseconds_is_refused) {
+  fixture f;
+  for (const char* line : {"queue suspend a.test --for 9223372036854776s", "queue suspend a.test --for 10000000000000000000s",
+                           "message bounce --domain a.test --for 106751991168d", "queue suspend a.test --for 3651d"}) {
+    response r = f.run(line);
+    cr_assert(!r.ok && f.has(r, "longer than ten years"), "%s: %s", line, r.error.c_str());
+  }
+  cr_assert(f.loops[0].calls.empty() && f.loops[1].calls.empty(), "nothing was asked of the loops");
+  response r = f.run("queue suspend a.test --for 3650d");
+  cr_assert(r.ok, "%s", r.error.c_str());
+  cr_assert(f.has(r, "until: " + std::to_string(1'000'000 + 3650LL * 86400 * 1000)));
+}

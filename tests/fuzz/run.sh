@@ -16,16 +16,20 @@ mkdir -p "$out"
 
 flags=(-std=c++20 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=undefined -I"$root/src" -I"$here")
-toml=(-DTOML_HEADER_ONLY=0 -DTOML_SHARED_LIB=1)
+# toml++ is built from its headers with its assertions aborting (toml_impl.cc) rather than linked:
+# the packaged library has them compiled out, and a broken one is undefined behaviour there.
+toml=(-DTOML_HEADER_ONLY=0 '-DTOML_ASSERT(expr)=((expr) ? static_cast<void>(0) : __builtin_abort())')
 
 s=$root/src
 declare -A srcs=(
   [smtp_server]="$s/smtp/server.cc $s/smtp/address.cc $s/smtp/params.cc $s/smtp/base64.cc $s/smtp/reply.cc $s/smtp/dot_stuff.cc $s/base/clock.cc"
   [smtp_client]="$s/smtp/client.cc $s/smtp/base64.cc $s/smtp/reply.cc $s/smtp/dot_stuff.cc"
   [smtp_syntax]="$s/smtp/address.cc $s/smtp/params.cc $s/smtp/base64.cc $s/smtp/reply.cc"
-  [config]="$s/config/*.cc"   # a glob: the loader reads each section in its own file
+  [config]="$s/config/*.cc $out/toml_impl.o"   # a glob: the loader reads each section in its own file
+  [config_edit]="$s/config/edit.cc $s/config/edit_scan.cc $s/config/load_guard.cc $out/toml_impl.o"
   [pickup]="$s/smtpd/pickup_message.cc $s/smtp/header.cc"
   [admin]="$s/admin/protocol.cc"
+  [admin_commands]="$s/admin/protocol.cc $s/admin/commands.cc $s/admin/queue_commands.cc $s/admin/metrics_commands.cc $s/base/queue_id.cc $s/config/*.cc $s/route/table.cc $s/route/explain.cc $s/route/group.cc $s/generation/route_config.cc $s/metrics/registry.cc $s/metrics/exposition.cc $s/metrics/daemon.cc $out/toml_impl.o"
   [record]="$s/store/record.cc"
   [rules]="$s/rules/rules.cc $s/smtp/header.cc"
   [dns_answer]="$s/dns/answer.cc $s/dns/message.cc $s/dns/mx.cc $s/dns/cache.cc $s/metrics/registry.cc $s/metrics/daemon.cc"
@@ -33,25 +37,33 @@ declare -A srcs=(
   [maildir]="$s/delivery/maildir.cc"
 )
 # What a driver links besides its sources (c-ares parses the DNS answers, as in the resolver).
-declare -A libs=([config]="-ltomlplusplus" [dns_answer]="-lcares" [dsn]="-lfmt")
+declare -A libs=([dns_answer]="-lcares" [dsn]="-lfmt")
 # How long an input may be: the SMTP server needs room for a DATA body over its 64K limit.
-declare -A maxlen=([smtp_server]=200000 [smtp_client]=65536 [smtp_syntax]=4096 [config]=16384
-                   [pickup]=131072 [admin]=8192 [record]=8192 [rules]=16384
+declare -A maxlen=([smtp_server]=200000 [smtp_client]=65536 [smtp_syntax]=4096 [config]=16384 [config_edit]=16384
+                   [pickup]=131072 [admin]=8192 [admin_commands]=8192 [record]=8192 [rules]=16384
                    [dns_answer]=4096 [dsn]=131072 [maildir]=4096)
 # Largest single allocation: the server holds at most a 64K message plus a read, and its
 # driver feeds pieces of at most 2 MB, so anything near 32 MB is input held without bound.
 declare -A malloc_mb=([smtp_server]=32)
 
 targets=("$@")
-all=(smtp_server smtp_client smtp_syntax config pickup admin record rules dns_answer dsn maildir)
+all=(smtp_server smtp_client smtp_syntax config config_edit pickup admin admin_commands record rules dns_answer dsn maildir)
 [ ${#targets[@]} -eq 0 ] && targets=("${all[@]}")
+
+# toml++'s parser is compiled once for the drivers that link it (it is the slowest unit to build).
+toml_obj="$out/toml_impl.o"
+if [[ " ${targets[*]} " =~ \ (config|config_edit|admin_commands)\  ]] &&
+   { [ ! -f "$toml_obj" ] || [ "$here/toml_impl.cc" -nt "$toml_obj" ] || [ "$0" -nt "$toml_obj" ]; }; then
+  echo "== build toml_impl.o"
+  "$cxx" "${flags[@]}" "${toml[@]}" -c "$here/toml_impl.cc" -o "$toml_obj"
+fi
 
 # FUZZ_BUILD_JOBS drivers compile at once (default 1: a fuzzing session leaves the other core free).
 jobs="${FUZZ_BUILD_JOBS:-1}"
 running=0
 for t in "${targets[@]}"; do
   local extra=()
-  [ "$t" = config ] && extra=("${toml[@]}")
+  case "$t" in config | config_edit | admin_commands) extra=("${toml[@]}") ;; esac
   bin="$out/${t}_fuzz"
   # shellcheck disable=SC2086
   if [ ! -x "$bin" ] || [ -n "$(find "$here/${t}_fuzz.cc" "$here/fuzz_util.h" ${srcs[$t]} -newer "$bin" 2>/dev/null | head -1)" ] ||

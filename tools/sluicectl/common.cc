@@ -6,8 +6,12 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <optional>
 #include <toml++/toml.h>
+
+#include "config/load_guard.h"
 
 namespace sluice::ctl {
 
@@ -18,7 +22,13 @@ namespace {
 std::optional<std::string> server_key(const std::string& config_file, const char* key) {
   toml::table config;
   try {
-    config = toml::parse_file(config_file);
+    std::ifstream in(config_file, std::ios::binary);
+    if (!in) throw command_error{fmt::format("cannot read config {}: cannot open the file", config_file)};
+    const std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    // Text toml++ 3.3 cannot be handed safely is refused first (issue 13).
+    if (auto h = config::find_toml_hazard(text))
+      throw command_error{fmt::format("cannot read config {}:{}: {}", config_file, h->line, h->message)};
+    config = toml::parse(text, config_file);
   } catch (const toml::parse_error& e) {
     throw command_error{fmt::format("cannot read config {}: {}", config_file, std::string(e.description()))};
   }
