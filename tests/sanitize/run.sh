@@ -31,6 +31,13 @@ asan_skipped_suites=(
   integration_reload_ctl integration_systemd integration_tls_client delivery_peer
   reload_delivery sluicectl queue_actions message_actions
 )
+# Tests that measure the process rather than check behaviour, whose bounds do not hold under
+# ASan: resident memory (ASan's shadow and quarantine), rates and timings (instrumented code).
+asan_skipped_tests=(
+  integration_budget/\* integration_receive/client_that_never_reads_replies_cannot_grow_memory
+  integration_hostile/stalled_readers_cannot_exhaust_descriptors
+  blaster_integration/open_loop_rate_is_held blaster_sink_faults/fail_for_ms_defers_mail_then_recovers
+)
 
 # setup DIR OPTION...: configures DIR once (a second run reuses it and rebuilds what changed).
 setup() {
@@ -76,7 +83,7 @@ run_asan() {
   local built=$((SECONDS - t0)) out="$dir/sanitizer-reports"
   rm -rf "$out" && mkdir -p "$out"
   local skip
-  skip=$(IFS='|'; echo "${asan_skipped_suites[*]}")
+  skip=$(IFS='|'; echo "${asan_skipped_suites[*]/%//*}|${asan_skipped_tests[*]}")
   # log_path: each process writes its report to a file of its own (the daemon's standard error
   # is a log file inside a test's temporary directory), which is read back below.
   # verify_asan_link_order=0: durability_test.cc preloads its shim in front of the runtime.
@@ -85,7 +92,7 @@ run_asan() {
   export LSAN_OPTIONS="suppressions=$here/lsan.supp:print_suppressions=0"
   local log="$dir/sanitize-asan.log"
   echo "sanitize asan: running unit and chosen integration tests (log: $log)"
-  "$dir/tests/sluice-tests" --jobs "$jobs" --filter "!(@($skip)/*)" 2>&1 | tee "$log"
+  "$dir/tests/sluice-tests" --jobs "$jobs" --filter "!(@($skip))" 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
   unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
   local report_count=0
