@@ -21,11 +21,14 @@ run: build
 
 # One Criterion binary holds every unit and integration test; its summary ends the run.
 # The test peers (swaks with TLS and IPv6, openssl, python3) are checked first, then every
-# fuzz driver runs briefly from its seeds (tests/fuzz/ci.sh; skipped without clang).
+# fuzz driver runs briefly from its seeds (tests/fuzz/ci.sh; skipped without clang). Last,
+# the unit tests and a chosen set of integration suites run again under ASan+UBSan (build-asan)
+# and the ring, store-lane and categorizer drivers under TSan (build-tsan): tests/sanitize/.
 test: build
 	@bash tests/check_peers.sh
 	@bash tests/fuzz/ci.sh
 	./$(BUILD)/tests/sluice-tests --jobs $(JOBS)
+	@SANITIZE_JOBS=$(JOBS) bash tests/sanitize/run.sh all
 
 bench:
 	@bash third_party/install.sh --bench

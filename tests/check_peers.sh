@@ -67,6 +67,16 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 else
   need systemd "systemd-analyze for the unit file test"
 fi
+# tests/sanitize/run.sh builds build-asan (ASan+UBSan) and build-tsan (TSan) with g++: their
+# runtimes come with gcc's development files; a probe link finds one missing before a long build.
+probe=$(mktemp -d)
+printf 'int main() { return 0; }\n' >"$probe/p.cc"
+for san in address,undefined:libasan8 thread:libtsan2; do
+  # shellcheck disable=SC2086  # CXX may be a launcher and a compiler
+  ${CXX:-g++} -fsanitize="${san%%:*}" "$probe/p.cc" -o "$probe/p" >/dev/null 2>&1 && "$probe/p" ||
+    need "${san#*:}" "g++ -fsanitize=${san%%:*} for the sanitizer runs (tests/sanitize)"
+done
+rm -rf "$probe"
 
 if [ ${#missing[@]} -ne 0 ]; then
   echo "sluice tests: missing test peers:" >&2

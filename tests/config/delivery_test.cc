@@ -117,7 +117,7 @@ quit = "1s"
   cr_assert_eq(t.quit_s, 1u);
   auto end = load_ok("[delivery]\nreconnect = \"end\"\n");
   cr_assert(end->delivery.reconnect == reconnect_policy::end);
-  cr_assert_str_eq(std::string(to_string(reconnect_policy::end)).c_str(), "end");
+  cr_assert_eq(std::string(to_string(reconnect_policy::end)), "end");
 }
 
 Test(config_delivery, durations_take_every_unit_or_plain_seconds) {

@@ -183,9 +183,9 @@ Test(config_edit, values_are_escaped_toml) {
   document quotes = parse_ok("[[a]]\nname = \"\"\"say \"hi\"\"\"\"\"\nb = '''it''''' # c\n");
   cr_assert(quotes.set("a", 0, "b", value::integer(2), error), "%s", error.c_str());
   expect_text(quotes, "[[a]]\nname = \"\"\"say \"hi\"\"\"\"\"\nb = 2 # c\n");
-  cr_assert_str_eq(value::integer(-5).toml().c_str(), "-5");
-  cr_assert_str_eq(value::boolean(false).toml().c_str(), "false");
-  cr_assert_str_eq(value::strings({}).toml().c_str(), "[]");
+  cr_assert_eq(value::integer(-5).toml(), "-5");
+  cr_assert_eq(value::boolean(false).toml(), "false");
+  cr_assert_eq(value::strings({}).toml(), "[]");
 }
 
 Test(config_edit, append_goes_after_the_last_block_of_its_kind) {

@@ -29,7 +29,7 @@ Test(config_local_delivery, absent_means_no_mailbox) {
   cr_assert_str_eq(d.maildir_path.c_str(), "{root}/{domain}/{local}/Maildir");
   cr_assert(d.lmtp_target.empty() && d.lmtp_socket.empty());
   cr_assert_eq(d.lmtp_port, 0);
-  cr_assert_str_eq(std::string(to_string(mailbox_kind::none)).c_str(), "none");
+  cr_assert_eq(std::string(to_string(mailbox_kind::none)), "none");
 }
 
 Test(config_local_delivery, maildir_with_the_default_template) {
@@ -44,7 +44,7 @@ maildir_root = "/var/mail//vhosts/"
   cr_assert(d.mailbox == mailbox_kind::maildir);
   cr_assert_str_eq(d.maildir_root.c_str(), "/var/mail/vhosts");  // normalized, no trailing '/'
   cr_assert_str_eq(d.maildir_path.c_str(), "{root}/{domain}/{local}/Maildir");
-  cr_assert_str_eq(std::string(to_string(d.mailbox)).c_str(), "maildir");
+  cr_assert_eq(std::string(to_string(d.mailbox)), "maildir");
 }
 
 Test(config_local_delivery, maildir_with_a_template_of_its_own) {
@@ -74,7 +74,7 @@ Test(config_local_delivery, lmtp_targets) {
     cr_assert_str_eq(d.lmtp_target.c_str(), tc.text);
     cr_assert_str_eq(d.lmtp_socket.c_str(), tc.socket, "%s", tc.text);
     cr_assert_eq(d.lmtp_port, tc.port, "%s", tc.text);
-    cr_assert_str_eq(d.lmtp_address.to_string().c_str(), tc.address, "%s", tc.text);
+    cr_assert_eq(d.lmtp_address.to_string(), std::string(tc.address), "%s", tc.text);
   }
 }
 
@@ -157,8 +157,8 @@ Test(config_dsn, defaults) {
   cr_assert_eq(d.return_content_limit, 50000u);
   cr_assert_str_eq(d.reporting_mta.c_str(), "mx.example.org");  // server.hostname
   // An empty [dsn], and an explicit "", resolve the same way.
-  cr_assert_str_eq(load_ok("[server]\nhostname = \"a.example\"\n[dsn]\nreporting_mta = \"\"\n")->dsn.reporting_mta.c_str(),
-                   "a.example");
+  cr_assert_eq(load_ok("[server]\nhostname = \"a.example\"\n[dsn]\nreporting_mta = \"\"\n")->dsn.reporting_mta,
+               "a.example");
 }
 
 Test(config_dsn, every_key_is_read) {

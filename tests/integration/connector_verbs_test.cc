@@ -93,7 +93,7 @@ Test(integration_connector_verbs, receive_connector_new_set_remove_on_a_running_
   sluiced_process& d = daemon.d;
   const uint16_t hq = free_port();
   const std::string binding = "127.0.0.1:" + std::to_string(hq);
-  cr_assert_str_eq(ehlo_on(hq).c_str(), "", "nothing listens on %u yet", hq);
+  cr_assert_eq(ehlo_on(hq), "", "nothing listens on %u yet", hq);
 
   auto r = verb_ok(d, "receive-connector new --name \"Receive from HQ\" --usage internal --bindings " + binding +
                           " --remote-ip-ranges \"127.0.0.0(255.0.0.0)\" --permission-groups exchange-servers");

@@ -129,4 +129,8 @@ Test(store_lane, a_full_kind_does_not_block_another, .timeout = 60) {
       accepted, [&](submit_request** out, std::size_t max) { return s.take_completed(0, out, max); });
   cr_assert_eq(all.size(), accepted);
   cr_assert(s.submit(0, &subs.back()), "room again after completions were taken");
+  // The writer borrows the request until it is taken back: subs must outlive that.
+  auto last = take_n<submit_request>(
+      1, [&](submit_request** out, std::size_t max) { return s.take_completed(0, out, max); });
+  cr_assert_eq(last.size(), 1u);
 }

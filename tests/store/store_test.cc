@@ -164,6 +164,8 @@ Test(store_commit, submit_refuses_beyond_lane_capacity_and_bad_producer) {
     if (n == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   cr_assert(s.submit(0, &many.back()), "room again after completions were taken");
+  // The writer borrows the request until it is taken back: `many` must outlive that.
+  while (s.take_completed(0, out, 64) == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
 Test(store_full, map_full_gives_storage_full_and_store_stays_usable, .timeout = 60) {
