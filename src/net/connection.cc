@@ -70,7 +70,7 @@ bool endpoint::parse(std::string_view text, endpoint& out) {
   return false;
 }
 
-struct connection::state {
+struct connection::state final : closing_handles {
   // A TCP or a Unix-domain stream; the handle's own `type` field, common to both,
   // says which. Its `data` points back to this state.
   union handle {
@@ -89,6 +89,9 @@ struct connection::state {
   std::function<void()> socket_closed;
 
   state() { std::memset(&h, 0, sizeof h); }
+  // A loop torn down while this state waits for its shutdown: closed abortively here, so
+  // on_closed still frees it (the loop would close the handles without a callback).
+  void close_for_teardown() override;
   uv_stream_t* stream() { return reinterpret_cast<uv_stream_t*>(&h); }
   uv_handle_t* handle() { return reinterpret_cast<uv_handle_t*>(&h); }
 };
@@ -174,6 +177,7 @@ void begin_close(state* s) {
     return;
   }
   shutdown.release();
+  loop::of(s->handle()->loop)->track(s);
   // A peer that never reads (zero window) would hold the shutdown, and the descriptor,
   // for ever: past the deadline the queued writes are given up.
   uv_timer_init(s->handle()->loop, &s->close_deadline);
@@ -191,6 +195,8 @@ void fill_endpoints(uv_tcp_t* tcp, endpoint& local, endpoint& peer) {
 }
 
 }  // namespace
+
+void connection::state::close_for_teardown() { finish_close(this, true); }
 
 connection::connection(state* s) : state_(s) {
   if (s->handle()->type == UV_TCP) {

@@ -21,8 +21,23 @@ H* alloc_handle() {
 }
 }  // namespace
 
+closing_handles::~closing_handles() {
+  if (tracked_by_ == nullptr) return;
+  if (prev_ != nullptr) prev_->next_ = next_; else tracked_by_->closing_ = next_;
+  if (next_ != nullptr) next_->prev_ = prev_;
+}
+
+void loop::track(closing_handles* c) {
+  if (c->tracked_by_ != nullptr) return;
+  c->tracked_by_ = this;
+  c->next_ = closing_;
+  if (closing_ != nullptr) closing_->prev_ = c;
+  closing_ = c;
+}
+
 loop::loop() {
   uv_loop_init(&loop_);
+  loop_.data = this;
   stop_async_ = alloc_handle<uv_async_t>();
   uv_async_init(&loop_, stop_async_, [](uv_async_t* a) {
     auto* self = static_cast<loop*>(a->data);
@@ -40,6 +55,8 @@ loop::loop() {
 
 loop::~loop() {
   close_and_free(reinterpret_cast<uv_handle_t*>(stop_async_));
+  // Their close callbacks free them during the runs below (and untrack them).
+  for (closing_handles* c = closing_; c != nullptr; c = c->next_) c->close_for_teardown();
   uv_walk(&loop_, [](uv_handle_t* h, void*) { if (!uv_is_closing(h)) uv_close(h, nullptr); }, nullptr);
   while (uv_run(&loop_, UV_RUN_DEFAULT) != 0) {
   }

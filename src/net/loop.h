@@ -12,6 +12,27 @@ namespace sluice::net {
 void close_and_free(uv_handle_t* handle);
 
 // One uv_loop_t. Created and run on the same thread; stop() may be called from any thread.
+class loop;
+
+// An owner of handles whose close outlives the object that asked for it (a connection
+// waiting for its last writes after its owner is gone). Its memory is freed by its own
+// close callbacks, so the loop's destructor must not close those handles blindly: it asks
+// every tracked owner to close them itself first. Loop thread only.
+class closing_handles {
+ public:
+  virtual void close_for_teardown() = 0;
+
+ protected:
+  closing_handles() = default;
+  ~closing_handles();  // untracks
+
+ private:
+  friend class loop;
+  loop* tracked_by_ = nullptr;
+  closing_handles* prev_ = nullptr;
+  closing_handles* next_ = nullptr;
+};
+
 class loop {
  public:
   loop();
@@ -26,8 +47,14 @@ class loop {
   void stop();
   void on_stop(std::function<void()> fn) { on_stop_ = std::move(fn); }
   void halt() { uv_stop(&loop_); }  // loop thread only
+  // The net::loop a uv_loop_t belongs to (every loop in sluice is one).
+  static loop* of(uv_loop_t* l) { return static_cast<loop*>(l->data); }
+  // Loop thread only; `c` is untracked by its own destructor.
+  void track(closing_handles* c);
 
  private:
+  friend class closing_handles;
+  closing_handles* closing_ = nullptr;
   uv_loop_t loop_{};
   uv_async_t* stop_async_ = nullptr;  // freed by close_and_free
   std::function<void()> on_stop_;

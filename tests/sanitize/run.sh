@@ -30,6 +30,7 @@ asan_skipped_suites=(
   integration_logauth integration_metrics integration_privileges integration_reload
   integration_reload_ctl integration_systemd integration_tls_client delivery_peer
   reload_delivery sluicectl queue_actions message_actions
+  crash_battery store_full fault_destination fault_dns integration_abuse
 )
 # Tests that measure the process rather than check behaviour, whose bounds do not hold under
 # ASan: resident memory (ASan's shadow and quarantine), rates and timings (instrumented code).
