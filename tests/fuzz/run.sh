@@ -86,13 +86,27 @@ done
 # ASan's default 256 MB quarantine alone would approach -rss_limit_mb over a long run;
 # a smaller one keeps the limit a test of the code's memory, not the sanitizer's.
 export ASAN_OPTIONS="${ASAN_OPTIONS:-quarantine_size_mb=32}"
+# FUZZ_RUN_JOBS drivers run at once (each is one process on one core); each writes its own log,
+# and the logs are summarised in target order once they are all done.
+run_jobs="${FUZZ_RUN_JOBS:-1}"
+running=0
 for t in "${targets[@]}"; do
   local work="$out/corpus/$t"   # grows as the fuzzer finds inputs; the seeds stay untouched
   mkdir -p "$work" "$out/artifacts/$t"
   echo "== run $t for ${secs}s"
   "$out/${t}_fuzz" "$work" "$here/corpus/$t" -max_total_time="$secs" -max_len="${maxlen[$t]}" \
     -rss_limit_mb=512 -malloc_limit_mb="${malloc_mb[$t]:-512}" -timeout=5 -print_final_stats=1 -artifact_prefix="$out/artifacts/$t/" ${FUZZ_ARGS:-} \
-    2>&1 | tee "$out/$t.log" | grep -E '^#[0-9]+.*(DONE|pulse)|ERROR|SUMMARY|stat::|Test unit written' || true
+    >"$out/$t.log" 2>&1 &
+  running=$((running + 1))
+  if [ "$running" -ge "$run_jobs" ]; then
+    wait -n || true
+    running=$((running - 1))
+  fi
+done
+wait || true
+for t in "${targets[@]}"; do
+  echo "== $t"
+  grep -E '^#[0-9]+.*(DONE|pulse)|ERROR|SUMMARY|stat::|Test unit written' "$out/$t.log" || true
   grep -q 'ERROR\|Test unit written' "$out/$t.log" && { echo "!! $t found a problem: see $out/$t.log"; fails=1; }
 done
 return "${fails:-0}"

@@ -410,7 +410,7 @@ Test(crash_battery, twenty_kills_lose_nothing_acknowledged_and_report_each_refus
   battery(20, 150);
 }
 
-// The long battery for the README's figures: SLUICE_CRASH_KILLS=200 build/tests/integration/test-integration
+// The long battery for the README's figures: SLUICE_CRASH_KILLS=200 build/tests/sluice-tests
 // --filter 'crash_battery/long_run'.
 Test(crash_battery, long_run, .timeout = 7200) {
   const char* n = std::getenv("SLUICE_CRASH_KILLS");
