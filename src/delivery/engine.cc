@@ -19,8 +19,12 @@ namespace {
 
 // How often waiting items, suspensions, rate limits and idle connections are looked at.
 constexpr uint64_t tick_ms = 100;
-// The shortest time a hop stays bound to the site of a DNS answer (TTL 0 answers).
-constexpr int64_t min_binding_ms = 10'000;
+// A hop stays bound to the site of a DNS answer for the answer's TTL (its smallest, MX
+// and address records together), so a domain that moves its MX is followed as soon as
+// its zone says, as Postfix's lookup per delivery would. The floor only stops TTL 0
+// answers from costing a lookup per message of a burst; it is kept short because an
+// administrator who lowers a TTL to one second before a move expects that second.
+constexpr int64_t min_binding_ms = 1'000;
 constexpr int64_t smart_host_binding_ms = 60'000;
 
 }  // namespace

@@ -126,6 +126,7 @@ struct server_commands {
     s.bdat_used_ = false;
     s.bdat_last_ = false;
     s.bdat_remaining_ = 0;
+    s.pending_cr_ = false;
     s.chunk_fault_.reset();
   }
 
@@ -299,6 +300,7 @@ struct server_commands {
   static void apply_bdat(server& s, parsed& p) {
     if (!s.bdat_used_) {
       s.bdat_used_ = true;
+      s.pending_cr_ = false;
       // The chunk's octets must be read either way; the refusal comes after them.
       if (!start_content(s)) data_fault(s, no_resources(), false);
     }
@@ -564,9 +566,9 @@ struct server_commands {
     if (!make_room(s, n)) return data_fault(s, no_resources(), false);
     s.body_.append(p, n);
   }
-  static void bare_fault(server& s) {
-    data_fault(s, {550, "5.6.11", "Bare LF or CR in message not allowed"}, true);
-  }
+  static reply bare_line_end() { return {550, "5.6.11", "Bare LF or CR in message not allowed"}; }
+  static bool is_bare_line_end(const reply& r) { return r.code == 550 && r.enhanced == "5.6.11"; }
+  static void bare_fault(server& s) { data_fault(s, bare_line_end(), true); }
   // Same class as a bare CR/LF: a permanent refusal that outranks a size fault.
   static void nul_fault(server& s) {
     data_fault(s, {550, "5.6.0", "NUL character in message not allowed"}, true);
@@ -645,15 +647,36 @@ struct server_commands {
     s.in_pos_ = s.in_.size();
     return false;
   }
+  // True when every CR and LF in `octets` belongs to a CRLF, `pending_cr` carrying a CR
+  // that ends one piece over to the next (BDAT chunks split lines anywhere). Two memchr
+  // passes rather than a byte loop: this runs over every octet of every BDAT message.
+  static bool line_ends_clean(std::string_view octets, bool& pending_cr) {
+    if (octets.empty()) return true;
+    const char* const begin = octets.data();
+    const char* const end = begin + octets.size();
+    if (pending_cr && *begin != '\n') return false;
+    for (const char* lf = begin; (lf = static_cast<const char*>(std::memchr(lf, '\n', size_t(end - lf)))); ++lf) {
+      const bool after_cr = lf == begin ? pending_cr : lf[-1] == '\r';
+      if (!after_cr) return false;
+    }
+    for (const char* cr = begin; (cr = static_cast<const char*>(std::memchr(cr, '\r', size_t(end - cr)))); ++cr) {
+      if (cr + 1 == end) break;  // decided by the next piece, or bare at the end of the message
+      if (cr[1] != '\n') return false;
+    }
+    pending_cr = end[-1] == '\r';
+    return true;
+  }
   // BDAT chunk octets: false when more input is needed.
   static bool step_bdat(server& s) {
     size_t avail = s.in_.size() - s.in_pos_;
     size_t take = size_t(std::min<uint64_t>(avail, s.bdat_remaining_));
+    // Only BINARYMIME content may hold any octet (RFC 3030 3); the rest is RFC 5321 text
+    // whatever framing carried it, held to the rules DATA content is held to.
+    const bool text = !s.chunk_fault_ && s.env_.body != body_type::binary_mime;
     if (take > 0) {
       std::string_view octets(s.in_.data() + s.in_pos_, take);
-      if (!s.chunk_fault_ && s.env_.body != body_type::binary_mime &&
-          octets.find('\0') != std::string_view::npos)
-        nul_fault(s);
+      if (text && octets.find('\0') != std::string_view::npos) nul_fault(s);
+      if (text && !is_bare_line_end(s.data_fault_) && !line_ends_clean(octets, s.pending_cr_)) bare_fault(s);
       if (!s.chunk_fault_ && !s.data_bad_) {
         if (content_size(s) + take > s.settings_.max_message_size) data_fault(s, size_exceeded(), false);
         else if (!make_room(s, take)) data_fault(s, no_resources(), false);
@@ -664,10 +687,18 @@ struct server_commands {
     }
     if (s.bdat_remaining_ > 0) return false;
     s.state_ = server::state::command;
+    if (text && s.bdat_last_ && s.pending_cr_) bare_fault(s);  // the message ends in a lone CR
     if (s.chunk_fault_) {
       reply r = std::move(*s.chunk_fault_);
       s.chunk_fault_.reset();
       send_error(s, r);
+      return true;
+    }
+    if (s.data_bad_ && !s.bdat_last_ && !s.fault_counted_ && is_bare_line_end(s.data_fault_)) {
+      // As for DATA, a bare CR or LF is answered once, at the message's end: its chunks
+      // are read (and dropped) to their announced sizes until BDAT LAST, so the session
+      // stays in step with a pipelining client.
+      send(s, {250, "2.0.0", std::to_string(s.bdat_chunk_size_) + " octets received"});
       return true;
     }
     if (s.data_bad_) {

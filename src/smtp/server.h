@@ -84,6 +84,12 @@ class server_delegate {
 //   only CRLF.CRLF; a bare CR or LF anywhere in DATA content makes the message
 //   refused at its real end (550 5.6.11), which defeats SMTP smuggling through
 //   "\n.\n" / "\r.\r" style terminators that other hops might honour.
+// - BDAT content is held to the same rule unless the transaction is BODY=BINARYMIME:
+//   7BIT and 8BITMIME content is RFC 5321 text whatever carries it, and relayed with
+//   DATA it would be a smuggling payload again. A CR ending one chunk pairs with an LF
+//   starting the next. The refusal is the same 550 5.6.11, after the octets of BDAT
+//   LAST (earlier chunks are read to their announced size and get their 250 as usual),
+//   so that, as for DATA, the message gets one verdict at its end.
 // - A NUL octet in DATA content, or in BDAT chunks of a transaction that is not
 //   BODY=BINARYMIME, is refused the same way (550 5.6.0): RFC 5321 text has no NUL,
 //   and a next hop that reads strings up to NUL would see "\0." or ".\0" before the

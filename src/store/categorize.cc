@@ -151,6 +151,6 @@ void finish_categorize(write_op& op, int rc, uint8_t code) {
 // Never held back by the free-page reserve: deleting the submission entry is what lets
 // a full queue drain.
 const write_handler categorize_handler = {apply_categorize, finish_categorize, nullptr,
-                                          retry_policy::halving};
+                                          retry_policy::halving, reserve_use::none, false};
 
 }  // namespace sluice::store

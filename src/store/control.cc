@@ -223,6 +223,7 @@ void finish_control(write_op& op, int rc, uint8_t code) {
 }  // namespace
 
 // One by one: an administrator's request is small, and one that fails must fail alone.
-const write_handler control_handler = {apply_control, finish_control, nullptr, retry_policy::one_by_one};
+const write_handler control_handler = {apply_control, finish_control, nullptr, retry_policy::one_by_one,
+                                       reserve_use::none, false};
 
 }  // namespace sluice::store

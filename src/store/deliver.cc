@@ -204,6 +204,7 @@ void finish_deliver(write_op& op, int rc, uint8_t code) {
 
 // Never held back by the free-page reserve: recording deliveries deletes items and
 // messages, which is what drains a full store.
-const write_handler deliver_handler = {apply_deliver, finish_deliver, nullptr, retry_policy::halving};
+const write_handler deliver_handler = {apply_deliver, finish_deliver, nullptr, retry_policy::halving,
+                                       reserve_use::none, false};
 
 }  // namespace sluice::store

@@ -64,6 +64,7 @@ bool queue_store::open(store_options options, std::string& error) {
   }
   options_ = std::move(options);
   if (options_.producers == 0) options_.producers = 1;
+  largest_message_pages_.store(0, std::memory_order_relaxed);
   const bool ro = options_.read_only;
   std::error_code ec;
   if (ro) {

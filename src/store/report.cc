@@ -136,6 +136,7 @@ uint64_t report_pages(const write_op& op, std::size_t chunk_size) {
 }  // namespace
 
 // One by one, as submit: a duplicate DSN id or a huge DSN fails alone.
-const write_handler report_handler = {apply_report, finish_report, report_pages, retry_policy::one_by_one};
+const write_handler report_handler = {apply_report, finish_report, report_pages, retry_policy::one_by_one,
+                                      reserve_use::upper_half, true};
 
 }  // namespace sluice::store

@@ -207,6 +207,7 @@ uint64_t reroute_pages(const write_op& op, std::size_t) {
 
 }  // namespace
 
-const write_handler reroute_handler = {apply_reroute, finish_reroute, reroute_pages, retry_policy::halving};
+const write_handler reroute_handler = {apply_reroute, finish_reroute, reroute_pages, retry_policy::halving,
+                                       reserve_use::keep_all, false};
 
 }  // namespace sluice::store

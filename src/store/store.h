@@ -32,7 +32,9 @@ enum class submit_status : uint8_t {
   pending,       // not yet written (the value between submit() and take_completed())
   ok,            // durable: the commit holding it returned, reply 250
   storage_full,  // MDB_MAP_FULL even on its own: reply 452 4.3.1 Insufficient system storage
-  too_large,     // bigger than the map could hold even empty: reply 552 5.3.4, never retried
+  too_large,     // bigger than even an empty map could hold twice (stored, and rewritten by
+                 // header edits when it is categorized) beside the free-page reserve's fixed
+                 // part: reply 552 5.3.4, never retried
   failed,        // any other storage error: reply 451 4.3.0
 };
 
@@ -531,6 +533,10 @@ class queue_store {
   bool remove(base::queue_id id, std::string& error);
 
   std::size_t chunk_size() const { return chunk_size_; }
+  // Any thread. The free-page reserve now, in pages (writer.cc): new mail is held back
+  // (storage_full) rather than leave fewer pages free than this to the writes that drain
+  // the store, which are never held back.
+  uint64_t reserved_pages() const;
   // The highest queue id ever committed to this store (0 for a new one), read at open():
   // queue id generators start above it, so a clock that stepped back across a restart
   // cannot issue an id again (base::queue_id_generator::raise_floor).
@@ -553,7 +559,7 @@ class queue_store {
   void commit(const std::vector<write_op*>& batch);
   int write_ops(write_op* const* ops, std::size_t n, std::vector<uint8_t>& codes);
   void retry_alone(write_op* const* ops, std::size_t n, std::vector<uint8_t>& codes);
-  void hold_back(std::vector<write_op*>& ops) const;
+  void hold_back(std::vector<write_op*>& ops);
   // message_view.cc: open_delivery (with_item) and open_message (without).
   std::unique_ptr<message_view> open_view(uint64_t hop_id, base::queue_id id, bool with_item,
                                           std::string& error) const;
@@ -568,6 +574,9 @@ class queue_store {
   // Bumped after every post and by close(); the writer futex-waits on it when idle.
   std::atomic<uint64_t> wake_seq_{0};
   std::atomic<bool> stopping_{false};
+  // Pages of the largest message (submission or DSN) admitted since open(): part of the
+  // free-page reserve (writer.cc). Written by the writer thread, read by reserved_pages().
+  std::atomic<uint64_t> largest_message_pages_{0};
   // Views alive (message_view decrements it when it ends its transaction); mutable
   // because opening a view is a read.
   mutable std::atomic<std::size_t> open_views_{0};

@@ -93,6 +93,6 @@ uint64_t submit_pages(const write_op& op, std::size_t chunk_size) {
 uint64_t message_pages(std::size_t body_size, std::size_t chunk_size) { return (body_size / chunk_size + 1) / 2 + 3; }
 
 const write_handler submit_handler = {apply_submit, finish_submit, submit_pages,
-                                      retry_policy::one_by_one};
+                                      retry_policy::one_by_one, reserve_use::keep_all, true};
 
 }  // namespace sluice::store

@@ -2,7 +2,11 @@
 // Untrusted input: values read back from the LMDB file (sizes are checked before use).
 #include "store/txn.h"
 
+#include <pthread.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <unordered_set>
 #include <vector>
@@ -239,6 +243,52 @@ int put_ordered(MDB_txn* txn, MDB_dbi dbi, MDB_val* k, MDB_val* v, unsigned flag
   int rc = mdb_put(txn, dbi, k, v, flags | MDB_APPEND);
   if (rc == MDB_KEYEXIST) rc = mdb_put(txn, dbi, k, v, flags);
   return rc;
+}
+
+namespace {
+
+struct oldest_reader {
+  uint64_t txnid;              // lowered to every other live reader's snapshot
+  long self_pid;               // the calling thread's own slot (the caller's read
+  unsigned long long self_tid; // transaction) is not one of them
+};
+
+// mdb_reader_list's callback: one line per reader slot, "pid thread txnid" with "-" for
+// a slot whose transaction has ended; the header and "(no active readers)" have no txnid.
+int lower_to_reader(const char* line, void* ctx) {
+  auto& o = *static_cast<oldest_reader*>(ctx);
+  long pid = 0;
+  unsigned long long tid = 0, txnid = 0;
+  if (std::sscanf(line, "%ld %llx %llu", &pid, &tid, &txnid) != 3) return 0;
+  if (pid == o.self_pid && tid == o.self_tid) return 0;
+  o.txnid = std::min<uint64_t>(o.txnid, txnid);
+  return 0;
+}
+
+}  // namespace
+
+uint64_t reusable_free_pages(MDB_env* env, MDB_txn* txn) {
+  // The next write transaction has id newest+1; LMDB reuses the freelist records keyed
+  // below its id - 1 lowered to the oldest reader's snapshot. The record of the newest
+  // commit itself counts here when no reader pins it: it is reusable from the commit after
+  // next on, and the reserve's fixed part covers that lag (writer.cc). Counting it out
+  // would refuse mail for good in an idle store whose last commit freed the space.
+  oldest_reader o{mdb_txn_id(txn) + 1, static_cast<long>(::getpid()),
+                  static_cast<unsigned long long>(::pthread_self())};
+  if (mdb_reader_list(env, lower_to_reader, &o) < 0) return 0;
+  uint64_t pages = 0;
+  cursor_guard cur;
+  if (cur.open(txn, 0) == 0) {
+    MDB_val k, v;
+    while (mdb_cursor_get(cur.get(), &k, &v, MDB_NEXT) == 0) {
+      if (k.mv_size != sizeof(std::size_t) || v.mv_size < sizeof(std::size_t)) continue;
+      std::size_t freed_by = 0;
+      std::memcpy(&freed_by, k.mv_data, sizeof freed_by);
+      if (freed_by >= o.txnid) break;  // keys are in txnid order
+      pages += *static_cast<const std::size_t*>(v.mv_data);
+    }
+  }
+  return pages;
 }
 
 uint64_t freelist_pages(MDB_txn* txn) {

@@ -142,5 +142,10 @@ int put_ordered(MDB_txn* txn, MDB_dbi dbi, MDB_val* k, MDB_val* v, unsigned flag
 // Pages on LMDB's freelist as `txn` sees it: database 0, each value an ID list whose
 // first word is its length in pages (the same walk as `mdb_stat -f`).
 uint64_t freelist_pages(MDB_txn* txn);
+// Of those, the pages later writes may take: LMDB reuses no page freed after the snapshot
+// of a live reader (mdb_page_alloc), so those a long reader (a message_view writing a body
+// to a socket) still sees are not counted. `txn` is the calling thread's read transaction
+// on the newest snapshot (its own reader slot is skipped); readers are found in the lock table.
+uint64_t reusable_free_pages(MDB_env* env, MDB_txn* txn);
 
 }  // namespace sluice::store

@@ -32,6 +32,15 @@ enum class retry_policy : uint8_t {
                // persists: one fsync per request would stall the writer for seconds
 };
 
+// How far into the free-page reserve (writer.cc) a kind that is held back by it may go.
+enum class reserve_use : uint8_t {
+  none,        // never held back (reserve_pages is null): it frees space and drains the store
+  keep_all,    // new mail or moved mail: it leaves the whole reserve to the writes that drain
+  upper_half,  // a DSN that takes its original's report entries (and often the original) with
+               // it: it may use half of the reserve's fixed part, so a store full of mail that
+               // waits only for its reports still drains
+};
+
 // One kind's part of the group commit; writer.cc holds one per write_kind and calls them
 // on the writer thread. A new operation is one of these in a file of its own.
 struct write_handler {
@@ -49,6 +58,10 @@ struct write_handler {
   // drain (categorize deletes the submission entry).
   uint64_t (*reserve_pages)(const write_op& op, std::size_t chunk_size);
   retry_policy retry;
+  reserve_use reserve;
+  // Its reserve_pages are a new message's (submit, a report's DSN): the largest such admitted
+  // raises the reserve by as much, since categorizing it may rewrite its whole body.
+  bool adds_message;
 };
 
 // The code finish() gets with MDB_MAP_FULL for a request that could not fit even in an

@@ -23,12 +23,27 @@ const write_handler* const handlers[write_kinds] = {&submit_handler, &categorize
 
 const write_handler& handler_of(const write_op& op) { return *handlers[index_of(op.kind())]; }
 
+// The free-page reserve. LMDB copies every page it writes, so even a deletion needs free
+// pages, and a map filled to its last page could not remove a message to make room: new
+// mail is held back (storage_full, 452 4.3.1) while only the reserve is left, and the
+// writes that drain the store (categorizations, delivery outcomes, removals, reports that
+// only drop entries) may always use it. Its fixed part is a sixty-fourth of the map and at
+// least drain_floor_pages (512 KiB of 4 KiB pages). The floor is measured, not derived: in
+// tests/store/reserve_test.cc's flood into a 1 MiB map, with views held across commits as
+// deliveries hold them (LMDB reuses no page freed after a live reader's snapshot, nor what
+// the last commit freed, so every drain transaction meanwhile takes fresh pages), 64 and 96
+// pages left categorizations and delivery outcomes without room and 128 did not. On top of
+// it come the pages of the largest message admitted since the store opened: categorizing a
+// message whose headers a rule edits writes its whole body anew before the old one is freed.
+constexpr uint64_t drain_floor_pages = 128;
+
+uint64_t fixed_reserve(uint64_t total_pages) { return std::max<uint64_t>(drain_floor_pages, total_pages / 64); }
+
 // The map as the reserve arithmetic sees it, in pages.
 struct map_pages {
   uint64_t total = 0;       // the map size
   uint64_t high_water = 0;  // the highest page the file has used, + 1
   uint64_t page_size = 0;
-  uint64_t reserve = 0;     // kept free for deletions: 1/64 of the map, at least 32
 };
 
 map_pages pages_of(MDB_env* env) {
@@ -40,24 +55,18 @@ map_pages pages_of(MDB_env* env) {
   p.page_size = st.ms_psize;
   p.total = info.me_mapsize / st.ms_psize;
   p.high_water = info.me_last_pgno + 1;
-  p.reserve = std::max<uint64_t>(32, p.total / 64);
   return p;
 }
 
-// Pages a batch of `requests` held-back requests may still use before touching the
-// reserve, or UINT64_MAX when the file's high-water mark is far enough from the map's
-// end that the answer cannot matter (the common case, which costs no transaction).
-// Otherwise the freelist is walked in a short read transaction, because freed pages
-// below the high-water mark are reusable.
-uint64_t free_page_budget(MDB_env* env, const map_pages& map, std::size_t requests) {
-  // Generous slack: up to 64 pages per request plus 32 MiB for one large message.
-  const uint64_t slack = map.reserve + 64 * (requests + 1) + (uint64_t{32} << 20) / map.page_size;
-  if (map.high_water + slack < map.total) return UINT64_MAX;
+// Pages the writes to come can allocate: those past the high-water mark and the freed ones
+// LMDB will reuse (not those a live reader still sees), or UINT64_MAX when the high-water mark is more than `wanted` pages from the map's
+// end, so the answer cannot matter (the common case, which costs no transaction).
+uint64_t free_pages_now(MDB_env* env, const map_pages& map, uint64_t wanted) {
+  if (map.high_water < map.total && wanted < map.total - map.high_water) return UINT64_MAX;
   txn_guard txn;
   if (txn.begin(env, MDB_RDONLY) != 0) return UINT64_MAX;  // let LMDB decide
-  const uint64_t free_pages = freelist_pages(txn.get());
-  const uint64_t in_use = map.high_water > free_pages ? map.high_water - free_pages : 0;
-  return in_use + map.reserve >= map.total ? 0 : map.total - map.reserve - in_use;
+  const uint64_t past_end = map.total > map.high_water ? map.total - map.high_water : 0;
+  return past_end + reusable_free_pages(env, txn.get());
 }
 
 }  // namespace
@@ -165,39 +174,60 @@ void queue_store::commit(const std::vector<write_op*>& batch) {
 }
 
 // Finishes and removes from `ops` the requests that must not be tried: those larger than
-// the map could hold even empty (too_large_for_map: a permanent failure), and those
-// that would eat into a reserve of free pages kept for deletions (LMDB copies pages on
-// write, so a map filled to the last page cannot even remove a message to make room;
-// they get storage_full). Kinds without a reserve_pages step (categorizations, delivery
-// outcomes) are not held back: they are what lets the queue drain.
-void queue_store::hold_back(std::vector<write_op*>& ops) const {
-  const std::size_t checked = static_cast<std::size_t>(
-      std::count_if(ops.begin(), ops.end(), [](const write_op* op) { return handler_of(*op).reserve_pages; }));
+// the map could hold even empty, with their own rewrite and the reserve's fixed part
+// (too_large_for_map: a permanent failure), and those that would eat into the free-page
+// reserve (storage_full; see drain_floor_pages). Kinds without a reserve_pages step
+// (categorizations, delivery outcomes, control) are never held back: they let the queue drain.
+void queue_store::hold_back(std::vector<write_op*>& ops) {
+  uint64_t wanted = 0;
+  std::size_t checked = 0;
+  const std::size_t chunk = std::max<std::size_t>(chunk_size_, 1);
+  for (const write_op* op : ops)
+    if (const write_handler& h = handler_of(*op); h.reserve_pages) {
+      wanted += h.reserve_pages(*op, chunk);
+      ++checked;
+    }
   if (checked == 0) return;
   const map_pages map = pages_of(env_);
-  const uint64_t capacity = map.total > map.reserve ? map.total - map.reserve : 0;
-  const std::size_t chunk = std::max<std::size_t>(chunk_size_, 1);
-  uint64_t budget = free_page_budget(env_, map, checked);
+  const uint64_t fixed = fixed_reserve(map.total);
+  const uint64_t capacity = map.total > fixed ? map.total - fixed : 0;
+  // The largest message of the batch that could ever fit counts from the start: a
+  // request admitted before it must leave room to rewrite it too.
+  uint64_t largest = largest_message_pages_.load(std::memory_order_relaxed);
+  for (const write_op* op : ops)
+    if (const write_handler& h = handler_of(*op); h.reserve_pages && h.adds_message)
+      if (const uint64_t need = h.reserve_pages(*op, chunk); 2 * need <= capacity) largest = std::max(largest, need);
+  uint64_t available = free_pages_now(env_, map, wanted + fixed + largest + 64 * (checked + 1));
   // Compacted in place: this runs for every commit, and usually drops nothing.
   std::size_t kept = 0;
   for (auto* op : ops) {
     const write_handler& h = handler_of(*op);
     if (h.reserve_pages) {
       const uint64_t need = h.reserve_pages(*op, chunk);
-      if (need > capacity) {
+      if ((h.adds_message ? 2 * need : need) > capacity) {
         h.finish(*op, MDB_MAP_FULL, too_large_for_map);
         continue;
       }
-      if (need > budget) {
-        h.finish(*op, MDB_MAP_FULL, 0);
-        op->error = "queue store is full (keeping free pages in reserve)";
-        continue;
+      const uint64_t keep = (h.reserve == reserve_use::upper_half ? fixed / 2 : fixed) + largest;
+      if (available != UINT64_MAX) {
+        if (need + keep > available) {
+          h.finish(*op, MDB_MAP_FULL, 0);
+          op->error = "queue store is full (keeping free pages in reserve)";
+          continue;
+        }
+        available -= need;
       }
-      if (budget != UINT64_MAX) budget -= need;
+      if (h.adds_message && need > largest_message_pages_.load(std::memory_order_relaxed))
+        largest_message_pages_.store(need, std::memory_order_relaxed);
     }
     ops[kept++] = op;
   }
   ops.resize(kept);
+}
+
+uint64_t queue_store::reserved_pages() const {
+  if (env_ == nullptr) return 0;
+  return fixed_reserve(pages_of(env_).total) + largest_message_pages_.load(std::memory_order_relaxed);
 }
 
 // Retries ops[0..n), all of one kind, without the rest of their batch.

@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "actions_env.h"
 #include "delivery_env.h"
 
 using namespace sluice::testing;
@@ -149,4 +150,50 @@ Test(fault_dns, a_changed_mx_set_takes_over_once_its_ttl_is_out, .timeout = 90) 
   expect_arrived_once(env, {first, second, third}, 40);
   cr_assert_eq(count_lines(old_mx.record_file()), at_old);
   cr_assert_eq(count_lines(new_mx.record_file()), 40u - at_old, "%zu at the old host", at_old);
+}
+
+// A hop follows its domain's answer for as long as the answer's TTL, with a floor of one
+// second (issue 13: it was ten): an MX moved under a TTL of 1 s is used by the first
+// attempt after that second. The old MX defers everything, so the message stays on its hop
+// (and the hop stays bound) until an attempt goes to the new one; attempts are made only
+// when the test asks (sluicectl message retry), retries being ten minutes apart.
+Test(fault_dns, a_moved_mx_with_a_one_second_ttl_is_used_by_the_next_attempt_after_it, .timeout = 60) {
+  using namespace std::chrono_literals;
+  const std::string hosts = "local-ttl=1\nhost-record=mx1.a.test,127.0.0.2\nhost-record=mx2.a.test,127.0.0.3\n";
+  delivery_env env(hosts + "mx-host=a.test,mx1.a.test,10\n");
+  cr_assert(env.dns.ok(), "%s", env.dns.error().c_str());
+  auto& old_mx = env.sink("127.0.0.2", {"--defer-rcpt", "*@a.test"});
+  auto& new_mx = env.sink("127.0.0.3");
+  env.configure("", "failures_before_suspend = 10000\n");
+  const std::string path = env.daemon.dir() + "/sluice.toml";
+  std::string config = slurp_file(path);
+  const std::string quick = "retry_first = 1\nretry_max = 2\n";
+  cr_assert(config.find(quick) != std::string::npos, "%s", config.c_str());
+  config.replace(config.find(quick), quick.size(), "retry_first = 600\nretry_max = 600\n");
+  env.daemon.write_file("sluice.toml", config);
+  START(env.daemon);
+  const std::string tracking = env.daemon.dir() + "/log/tracking.csv";
+
+  std::string why;
+  const std::string id =
+      submit_to(env.daemon.port(), "sender@client.test", {"x@a.test"}, "Subject: moved\r\n\r\nhello\r\n", why);
+  cr_assert(!id.empty(), "%s", why.c_str());
+  cr_assert(eventually([&] { return lines_about(env, "DEFER", id) == 1; }, 20'000), "%s\n%s",
+            slurp_file(tracking).c_str(), env.daemon.log().c_str());
+  cr_assert(has(env.tracking("DEFER").back(), "mx1.a.test[127.0.0.2]"), "%s", slurp_file(tracking).c_str());
+
+  // The domain moves. The answer sluiced holds was taken before the first attempt: once the
+  // restarted server answers and a second more has passed, it is out of date.
+  cr_assert(env.dns.restart("local=/test/\n" + hosts + "mx-host=a.test,mx2.a.test,10\n"), "%s", env.dns.error().c_str());
+  std::this_thread::sleep_for(1500ms);
+  const auto retried = ctl_ok(env, "message retry " + id + " --json");
+  cr_assert_eq(json_number(retried.output, "items"), 1, "%s", retried.output.c_str());
+  cr_assert(eventually([&] { return lines_about(env, "DELIVER", id) + lines_about(env, "DEFER", id) >= 2; }, 10'000),
+            "%s\n%s", slurp_file(tracking).c_str(), env.daemon.log().c_str());
+  cr_assert_eq(lines_about(env, "DEFER", id), 1u, "the attempt after the TTL went to the old MX:\n%s",
+               slurp_file(tracking).c_str());
+  cr_assert_eq(lines_about(env, "DELIVER", id), 1u, "%s", slurp_file(tracking).c_str());
+  cr_assert(has(env.tracking("DELIVER").back(), "mx2.a.test[127.0.0.3]"), "%s", slurp_file(tracking).c_str());
+  cr_assert(eventually([&] { return new_mx.received() == 1; }, 5000), "the new MX recorded %zu", new_mx.received());
+  cr_assert_eq(old_mx.received(), 0u);
 }

@@ -272,6 +272,69 @@ Test(protocol_attack, smuggled_endings_in_bdat_are_relayed_harmless, .timeout = 
     cr_assert(line.find("5.6.3") != std::string::npos, "only binary content may fail: %s", line.c_str());
 }
 
+// BDAT content that is not BODY=BINARYMIME is text, held to DATA's rule (issue 13): every
+// forged ending with a bare CR or LF, sent in one chunk or split inside the ending, gets
+// DATA's 550 5.6.11 after BDAT LAST (a chunk before it gets its 250 as usual), nothing of
+// it is queued, and the session stays in step: the next transaction on it is taken and
+// delivered.
+Test(protocol_attack, bare_line_ends_in_bdat_get_the_refusal_data_gets, .timeout = 90) {
+  delivery_env env(dest_zone);
+  auto& sink = env.sink("127.0.0.21");
+  env.configure();
+  START(env.daemon);
+  auto bare_line_end = [](const std::string& b) {
+    for (std::size_t i = 0; i < b.size(); ++i) {
+      if (b[i] == '\r' && (i + 1 == b.size() || b[i + 1] != '\n')) return true;
+      if (b[i] == '\n' && (i == 0 || b[i - 1] != '\r')) return true;
+    }
+    return false;
+  };
+  std::size_t refused = 0, taken = 0;
+  int i = 0;
+  for (const char* body : {"", " BODY=7BIT", " BODY=8BITMIME"}) {
+    for (const auto& e : endings()) {
+      if (!bare_line_end(e.bytes) || e.bytes.find('\0') != std::string::npos) continue;
+      for (bool split : {false, true}) {
+        const std::string content = smuggling_content(e, i);
+        smtp_client c(env.daemon.port());
+        EXPECT_CODE(c.reply(), 220);
+        EXPECT_CODE(c.cmd("EHLO client.example"), 250);
+        EXPECT_CODE(c.cmd("MAIL FROM:<sender@client.test>"s + body), 250);
+        EXPECT_CODE(c.cmd("RCPT TO:<bare" + std::to_string(i) + "@dest.test>"), 250);
+        if (split) {
+          const std::size_t cut = content.find(e.bytes) + 1;
+          c.send_raw("BDAT " + std::to_string(cut) + "\r\n" + content.substr(0, cut));
+          const std::string first = c.reply();
+          cr_assert_eq(first, "250 2.0.0 " + std::to_string(cut) + " octets received\r\n", "%s%s, split: %s", e.name,
+                       body, first.c_str());
+          c.send_raw("BDAT " + std::to_string(content.size() - cut) + " LAST\r\n" + content.substr(cut));
+        } else {
+          c.send_raw("BDAT " + std::to_string(content.size()) + " LAST\r\n" + content);
+        }
+        const std::string r = c.reply();
+        cr_assert_eq(r, "550 5.6.11 Bare LF or CR in message not allowed\r\n"s, "%s%s%s: %s", e.name, body,
+                     split ? ", split" : "", r.c_str());
+        ++refused;
+        // In step: the smuggled commands were data, and the next transaction is understood.
+        EXPECT_CODE(c.cmd("MAIL FROM:<sender@client.test>"s + body), 250);
+        EXPECT_CODE(c.cmd("RCPT TO:<clean" + std::to_string(i++) + "@dest.test>"), 250);
+        const std::string clean = "Subject: clean\r\n\r\nclean\r\n";
+        c.send_raw("BDAT " + std::to_string(clean.size()) + " LAST\r\n" + clean);
+        EXPECT_CODE(c.reply(), 250);
+        ++taken;
+        EXPECT_CODE(c.cmd("QUIT"), 221);
+      }
+    }
+  }
+  cr_assert_geq(refused, 30u, "%zu refused", refused);
+  cr_assert(eventually([&] { return env.queued_items() == 0 && sink.received() == taken; }, 30'000),
+            "%zu of %zu delivered; queue: %s", sink.received(), taken, env.daemon.ctl("queue list").output.c_str());
+  const std::string tracking = slurp_file(env.daemon.dir() + "/log/tracking.csv");
+  cr_assert(tracking.find("bare") == std::string::npos && tracking.find(smuggled_sender) == std::string::npos,
+            "a refused message was queued:\n%s", tracking.c_str());
+  cr_assert_eq(env.tracked_recipients("DELIVER"), taken);
+}
+
 namespace {
 
 // The default test daemon with STARTTLS offered on its Internet connector.

@@ -458,6 +458,83 @@ Test(smtp_server, bdat_nul_refused_unless_binarymime) {
   cr_assert_eq(bin.d.bodies[0], "\0.\n"s);
 }
 
+// BDAT content that is not BINARYMIME is text, held to DATA's rule on line ends (issue 13):
+// a bare LF or CR anywhere, a CR that ends one chunk without an LF starting the next
+// included, refuses the message with DATA's reply after BDAT LAST. The chunks before it
+// are read to their sizes and answered as usual, and the session goes on in step.
+Test(smtp_server, bdat_bare_line_ends_refused_at_last_unless_binarymime) {
+  const char* bare = "550 5.6.11 Bare LF or CR in message not allowed\r\n";
+  struct transcript {
+    const char* name;
+    std::vector<std::string> chunks;  // the last one is sent with LAST
+  };
+  const std::vector<transcript> faulty = {
+      {"bare LF", {"ab\r\n", "x\ny", "ok"}},
+      {"bare CR", {"ab\r\n", "x\ry", "ok"}},
+      {"forged LF.LF ending", {"hi\n.\nMAIL FROM:<e@v.test>\r\n"}},
+      {"CR ending a chunk, no LF after it", {"ab\r", "cd\r\n"}},
+      {"LF starting a chunk, no CR before it", {"ab", "\ncd\r\n"}},
+      {"lone CR ending the message", {"ab\r\n", "cd\r"}},
+      {"bare LF in the first chunk only", {"a\nb", "cd\r\n", "ef\r\n"}},
+  };
+  for (const char* body : {"", " BODY=7BIT", " BODY=8BITMIME"}) {
+    for (const auto& t : faulty) {
+      session s;
+      s.run(std::string("EHLO c\r\nMAIL FROM:<a@b.test>") + body + "\r\nRCPT TO:<c@d.test>\r\n");
+      std::string want;
+      for (std::size_t i = 0; i < t.chunks.size(); ++i) {
+        const bool last = i + 1 == t.chunks.size();
+        const std::string& chunk = t.chunks[i];
+        const std::string got = s.run("BDAT " + std::to_string(chunk.size()) + (last ? " LAST" : "") + "\r\n" + chunk);
+        want = last ? bare : "250 2.0.0 " + std::to_string(chunk.size()) + " octets received\r\n";
+        cr_assert_str_eq(got.c_str(), want.c_str(), "%s, body%s, chunk %zu: %s", t.name, body, i,
+                         escaped(got).c_str());
+      }
+      cr_assert_eq(s.d.bodies.size(), 0u, "%s, body%s: nothing is submitted", t.name, body);
+      // The chunks were read to their sizes: the next transaction is understood.
+      EXPECT_OUT(s, "MAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nBDAT 4 LAST\r\nok\r\n",
+                 (std::string("250 2.1.0 Sender OK\r\n250 2.1.5 Recipient OK\r\n") + queued).c_str());
+      cr_assert_eq(s.d.bodies[0], "ok\r\n");
+    }
+  }
+  // The same octets are data in BINARYMIME, taken as they are.
+  session bin;
+  bin.run("EHLO c\r\nMAIL FROM:<a@b.test> BODY=BINARYMIME\r\nRCPT TO:<c@d.test>\r\n");
+  EXPECT_OUT(bin, "BDAT 4\r\na\nb\r", "250 2.0.0 4 octets received\r\n");
+  EXPECT_OUT(bin, "BDAT 3 LAST\r\nc\rd", queued);
+  cr_assert_eq(bin.d.bodies[0], "a\nb\rc\rd");
+}
+
+Test(smtp_server, bdat_crlf_split_between_chunks_is_a_line_end) {
+  session s;
+  s.run("EHLO c\r\nMAIL FROM:<a@b.test> BODY=8BITMIME\r\nRCPT TO:<c@d.test>\r\n");
+  EXPECT_OUT(s, "BDAT 3\r\nab\r", "250 2.0.0 3 octets received\r\n");
+  EXPECT_OUT(s, "BDAT 0\r\n", "250 2.0.0 0 octets received\r\n");  // an empty chunk between them
+  EXPECT_OUT(s, "BDAT 5 LAST\r\n\ncd\r\n", queued);
+  cr_assert_eq(s.d.bodies[0], "ab\r\ncd\r\n");
+}
+
+// Pipelined, split at every byte: one refusal after LAST however the chunks arrive, the
+// bare-line-end refusal counted once towards max_errors.
+Test(smtp_server, bdat_bare_lf_pipelined_split_invariant) {
+  server_settings st = test_settings();
+  const std::string input =
+      "EHLO c\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nBDAT 3\r\na\r\rBDAT 4\r\n\nb\r\nBDAT 2 LAST\r\nc\n"
+      "MAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nBDAT 3\r\nab\rBDAT 3 LAST\r\n\nc\n";
+  outcome o = check_split_invariance(st, input);
+  const std::string want = ehlo_reply() +
+                           "250 2.1.0 Sender OK\r\n250 2.1.5 Recipient OK\r\n250 2.0.0 3 octets received\r\n"
+                           "250 2.0.0 4 octets received\r\n550 5.6.11 Bare LF or CR in message not allowed\r\n"
+                           "250 2.1.0 Sender OK\r\n250 2.1.5 Recipient OK\r\n250 2.0.0 3 octets received\r\n"
+                           "550 5.6.11 Bare LF or CR in message not allowed\r\n";
+  cr_assert_str_eq(o.output.c_str(), want.c_str(), "%s", escaped(o.output).c_str());
+  cr_assert(o.bodies.empty());
+  st.max_errors = 2;
+  outcome limited = run_split(st, input, {});
+  cr_assert(limited.output.ends_with("550 5.6.11 Bare LF or CR in message not allowed\r\n421 4.7.0 mx.test Error: too many errors\r\n"),
+            "%s", escaped(limited.output).c_str());
+}
+
 Test(smtp_server, bdat_zero_last_and_data_after_bdat) {
   session s;
   s.run("MAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\n");
