@@ -250,11 +250,11 @@ Test(integration_connector_verbs, receive_connector_limits_and_timeouts_take_eff
   auto r = verb_ok(d, "receive-connector new --name Hardened --usage internet --bindings 127.0.0.1:" + std::to_string(port) +
                           " --max-header-size 2K --max-protocol-errors 3 --helo-required true"
                           " --connection-inactivity-timeout 00:00:02 --connection-timeout 1m --data-timeout 20s"
-                          " --content-timeout 0.00:05:00");
+                          " --content-timeout 0.00:05:00 --starttls offered");
   EXPECT_HAS(r, "sluiced reloaded it");
   const std::string file = file_of(d);
-  for (const char* key : {"max_header_size = \"2K\"", "max_errors = 3", "helo_required = true", "command_s = 2",
-                          "connection_s = 60", "data_s = 20", "content_s = 300"})
+  for (const char* key : {"max_header_size = \"2K\"", "max_errors = 3", "starttls = \"offered\"", "helo_required = true",
+                          "command_s = 2", "connection_s = 60", "data_s = 20", "content_s = 300"})
     cr_assert(file.find(key) != std::string::npos, "%s missing:\n%s", key, file.c_str());
   r = verb_ok(d, "receive-connector get --name Hardened");
   EXPECT_HAS(r, "2048");
@@ -264,7 +264,9 @@ Test(integration_connector_verbs, receive_connector_limits_and_timeouts_take_eff
     smtp_client c(port);
     EXPECT_CODE(c.reply(), 220);
     EXPECT_CODE(c.cmd("MAIL FROM:<a@client.test>"), 503);  // helo_required (error 1 of 3)
-    EXPECT_CODE(c.cmd("EHLO client.test"), 250);
+    const std::string ehlo = c.cmd("EHLO client.test");
+    EXPECT_CODE(ehlo, 250);
+    cr_assert(ehlo.find("STARTTLS") != std::string::npos, "tls.starttls = offered: %s", ehlo.c_str());
     EXPECT_CODE(c.cmd("MAIL FROM:<a@client.test>"), 250);
     EXPECT_CODE(c.cmd("RCPT TO:<b@relay.test>"), 250);
     EXPECT_CODE(c.cmd("DATA"), 354);

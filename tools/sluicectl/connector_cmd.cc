@@ -76,6 +76,7 @@ const group_spec receive_group{
      {"--banner", "banner", conv::text, "banner: the whole 220 greeting text (\"\" = host name and sluice's greeting)"},
      {"--protocol-logging", "protocol_log", conv::boolean, "protocol_log: true or false"},
      {"--require-tls", "", conv::boolean, "tls.starttls: true = \"required\", false = \"offered\""},
+     {"--starttls", "tls.starttls", conv::text, "tls.starttls: off, offered or required (off: no STARTTLS at all)"},
      {"--max-protocol-errors", "max_errors", conv::number, "max_errors: error replies before the session ends (421 4.7.0)"},
      {"--helo-required", "helo_required", conv::boolean, "helo_required: true = MAIL needs HELO/EHLO first"},
      {"--connection-timeout", "timeouts.connection_s", conv::seconds,
