@@ -170,6 +170,13 @@ Test(admin_queue, message_commands_reach_every_loop_and_answer_once_all_have) {
   r = f.run("message remove " + id);
   cr_assert(!r.ok && f.loops[1].calls.back() == "end_removal " + id, "not found: the loops are given it back");
   f.loops[0].stored = {"", true, 2, 5};
+  // An attempt that outlasted the daemon's wait is said to be still running, with or without --dsn.
+  f.loops[1].unfinished = true;
+  r = f.run("message remove " + id);
+  cr_assert(r.ok && f.has(r, "an attempt still in progress was not waited for"), "%s", r.lines[0].c_str());
+  r = f.run("message remove " + id + " --dsn");
+  cr_assert(r.ok && f.has(r, "removed with a DSN: " + id + "; an attempt still in progress was not waited for"));
+  f.loops[1].unfinished = false;
 
   f.loops[0].stored = {"disk on fire", true, 0, 0};
   r = f.run("message hold " + id);
