@@ -133,11 +133,19 @@ class loop_actions {
   // In memory only, after another loop committed a release / a removal: how many items.
   virtual uint64_t unpark(base::queue_id id) = 0;
   virtual uint64_t drop_message(base::queue_id id) = 0;
-  // message remove: without a DSN, a REMOVE tracking event naming `uid` and the control
-  // operation deleting the message (`done` once committed); with one (fail_message), every
-  // recipient this loop holds fails so that the sender is sent a failure DSN, and how many
-  // items failed now.
-  virtual void remove_message(base::queue_id id, int64_t uid, action_done done) = 0;
+  // message remove, first on every loop: no attempt of the message starts there any more,
+  // and `done` runs once, on that loop, when no attempt of it is in progress there (at once
+  // when none is), with how many recipients those attempts delivered; `unfinished` when one
+  // was still on the wire after the daemon's longest wait (delivery::engine::removal_wait_ms).
+  virtual void settle_removal(base::queue_id id, bool dsn, std::function<void(uint64_t delivered, bool unfinished)> done) = 0;
+  // The removal failed: what settle_removal kept back goes back to work.
+  virtual void end_removal(base::queue_id id) = 0;
+  // Then without a DSN, on one loop: the control operation deleting the message (`done` once
+  // committed) and a REMOVE tracking event naming `uid` for the recipients it still had queued
+  // (`delivered`: what the attempts in progress delivered); every loop then drop_message.
+  // With one (fail_message, every loop): every recipient this loop holds fails so that the
+  // sender is sent a failure DSN, and how many items failed now.
+  virtual void remove_message(base::queue_id id, int64_t uid, uint64_t delivered, action_done done) = 0;
   virtual uint64_t fail_message(base::queue_id id, int64_t uid) = 0;
   // message bounce: this loop's recipients for `domain` fail (DSN), and with `until_ms`
   // ahead so does what it attempts for the domain until then; how many items failed now.

@@ -232,30 +232,97 @@ void message_commands(command_table& t) {
                    }));
 }
 
+// Asks every loop in `workers` to settle a removal (loop_actions::settle_removal) and calls
+// `then` once all have: what their attempts in progress delivered, and whether one of them was
+// still unfinished. Any thread.
+void settle_on(const std::function<bool(unsigned, loop_task)>& run, const std::vector<unsigned>& workers,
+               base::queue_id id, bool dsn, std::function<void(uint64_t, bool)> then) {
+  struct gather {
+    std::mutex mutex;
+    std::size_t left = 0;
+    uint64_t sum = 0;
+    bool unfinished = false;
+    std::function<void(uint64_t, bool)> then;
+    void add(uint64_t n, bool still_running) {
+      std::unique_lock lock(mutex);
+      sum += n;
+      unfinished = unfinished || still_running;
+      if (--left != 0) return;
+      lock.unlock();
+      then(sum, unfinished);
+    }
+  };
+  auto g = std::make_shared<gather>();
+  g->left = workers.size();
+  g->then = std::move(then);
+  for (unsigned w : workers) {
+    auto task = [g, id, dsn](loop_actions& a) {
+      a.settle_removal(id, dsn, [g](uint64_t n, bool still_running) { g->add(n, still_running); });
+    };
+    if (!run(w, task)) g->add(0, false);
+  }
+}
+
+// What became of a message removed while an attempt was delivering it.
+std::string delivered_note(uint64_t delivered, bool unfinished) {
+  std::string note;
+  if (delivered != 0)
+    note = "; an attempt in progress delivered it to " + std::to_string(delivered) + " recipient" +
+           (delivered == 1 ? "" : "s");
+  if (unfinished)
+    note += "; an attempt still in progress was not waited for: a delivery it makes is tracked as DELIVER";
+  return note;
+}
+
 void remove_command(command_table& t) {
   command remove = id_command(
       {"message", "remove"}, "<queue id> [--dsn]",
-      "delete a message from the queue; with --dsn its sender gets a failure report instead",
+      "delete a message from the queue; with --dsn its sender gets a failure report instead. An attempt in progress "
+      "is let finish first: what it delivered is said, the rest is removed",
       [](base::queue_id id, const arguments& a, const context& ctx, response&) {
         const int64_t uid = ctx.peer_uid;
         const auto loops = every_loop(ctx);
-        if (a.has("dsn")) {
-          // Each loop fails what it holds, as an attempt's outcome: the reporter makes the DSN.
-          on_loops(ctx, loops, [id, uid](loop_actions& l) { return l.fail_message(id, uid); },
-                   moved("removed with a DSN: " + id.text()));
-          return;
-        }
         const auto run = ctx.daemon.run_on_loop;
+        const bool dsn = a.has("dsn");
         reply_fn reply = ctx.defer();
-        auto task = [=](loop_actions& l) {
-          l.remove_message(id, uid, [=](const action_result& res) {
-            reply(outcome_response(res, "removed: " + id.text(), "no message " + id.text() + " in the queue"), {});
-            if (!res.error.empty() || !res.found) return;
-            // Gone from the store: every loop forgets what it still held of it.
-            for (unsigned w : loops) run(w, [id](loop_actions& x) { x.drop_message(id); });
-          });
-        };
-        if (!run(0, task)) reply(response::failure("the daemon is stopping"), {});
+        // Both ways alike: first no loop has an attempt of it in progress (each lets its own
+        // finish and says what it delivered), then what is left goes.
+        settle_on(run, loops, id, dsn, [=](uint64_t delivered, bool unfinished) {
+          const std::string note = delivered_note(delivered, unfinished);
+          auto give_back = [=] {
+            for (unsigned w : loops) run(w, [id](loop_actions& x) { x.end_removal(id); });
+          };
+          if (dsn) {
+            // Each loop fails what it holds, as an attempt's outcome: the reporter makes the DSN.
+            gather_on(run, loops, [id, uid](loop_actions& l) { return l.fail_message(id, uid); },
+                      moved("removed with a DSN: " + id.text() + note), reply);
+            return;
+          }
+          auto task = [=](loop_actions& l) {
+            l.remove_message(id, uid, delivered, [=](const action_result& res) {
+              if (!res.error.empty() || (!res.found && delivered == 0)) {
+                give_back();
+                reply(outcome_response(res, "removed: " + id.text(), "no message " + id.text() + " in the queue"), {});
+                return;
+              }
+              // Gone from the store (or delivered whole): every loop forgets what it still held of it.
+              for (unsigned w : loops) run(w, [id](loop_actions& x) { x.drop_message(id); });
+              if (!res.found) {
+                response r;
+                r.add("removed: " + id.text() + note + "; nothing of it was left in the queue");
+                r.add("items: 0");
+                r.add("recipients: 0");
+                reply(r, {});
+                return;
+              }
+              reply(outcome_response(res, "removed: " + id.text() + note, ""), {});
+            });
+          };
+          if (!run(0, task)) {
+            give_back();
+            reply(response::failure("the daemon is stopping"), {});
+          }
+        });
       });
   remove.options = {{"dsn", false}};
   t.add(std::move(remove));

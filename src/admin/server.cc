@@ -12,22 +12,20 @@
 
 namespace sluice::admin {
 
-// One client connection. Requests are answered in order as their lines complete.
-class server::session final : public net::connection_handler {
+// One client connection. Requests are answered in order as their lines complete. The idle
+// clock runs from the last answer; a request line, once begun, must be complete within
+// request_timeout_ms, and its further bytes do not extend that (net::timed_session).
+class server::session final : public net::timed_session {
  public:
   static constexpr size_t max_unread_output = 1u << 20;
 
   session(server& owner, std::unique_ptr<net::connection> c)
-      : owner_(owner), conn_(std::move(c)), idle_(owner.loop_) {}
-
-  void start(std::list<std::unique_ptr<session>>::iterator self) {
-    self_ = self;
-    idle_.start(idle_timeout_ms, 0, [this] { owner_.finish(this); });
-    conn_->start_reading(this);
+      : timed_session(owner.loop_, std::move(c), {request_timeout_ms, idle_timeout_ms}), owner_(owner) {
+    request_state(false, true);  // the idle clock runs until a request begins
   }
-  std::list<std::unique_ptr<session>>::iterator self() const { return self_; }
+
   // Checked at accept (server::accept): root or the daemon's own user.
-  int64_t peer_uid() const { return static_cast<int64_t>(conn_->credentials().uid); }
+  int64_t peer_uid() const { return static_cast<int64_t>(conn().credentials().uid); }
 
   void on_read(std::string_view data) override {
     buffer_.append(data);
@@ -44,21 +42,21 @@ class server::session final : public net::connection_handler {
       std::string_view line(buffer_.data() + start, nl - start);
       start = nl + 1;
       std::optional<response> now = owner_.answer(line, *this);
-      if (now) conn_->write(encode_response(*now));
+      if (now) conn().write(encode_response(*now));
     }
     buffer_.erase(0, start);
     // A client that sends requests without reading the answers stops being read
     // until it catches up, so its responses cannot pile up in memory; one whose
     // request is being answered later is not read on either.
-    if (waiting_ != 0 || conn_->write_queue_size() > max_unread_output) pause();
+    if (waiting_ != 0 || conn().write_queue_size() > max_unread_output) pause();
     if (waiting_ == 0 && buffer_.size() > max_request_line + 1) {
       // No line end within the limit: answer once and hang up rather than buffer on.
-      conn_->write(encode_response(
+      conn().write(encode_response(
           response::failure("request longer than " + std::to_string(max_request_line) + " bytes")));
-      owner_.finish(this);
+      owner_.sessions_.finish(*this);
       return false;
     }
-    rearm(start > 0 || answered_later);
+    request_state(waiting_ == 0 && !buffer_.empty(), start > 0 || answered_later);
     return true;
   }
 
@@ -68,53 +66,37 @@ class server::session final : public net::connection_handler {
   // Loop thread: the later answer has come; the requests held behind it go on.
   void answered(const response& r) {
     waiting_ = 0;
-    conn_->write(encode_response(r));
-    if (process(true) && waiting_ == 0 && conn_->write_queue_size() <= max_unread_output) resume();
+    conn().write(encode_response(r));
+    if (process(true) && waiting_ == 0 && conn().write_queue_size() <= max_unread_output) resume();
   }
 
-  void on_read_end(int) override { owner_.finish(this); }
+  void on_read_end(int) override { owner_.sessions_.finish(*this); }
   void on_drained() override {
     if (waiting_ == 0) resume();
   }
 
-  void close() { conn_->close(); }
-
  private:
-  // The idle timeout runs from the last answer; a request line, once begun, must be
-  // complete within request_timeout_ms, and its further bytes do not extend that.
-  void rearm(bool answered) {
-    const bool partial = waiting_ == 0 && !buffer_.empty();
-    if (partial && (answered || !partial_)) {
-      idle_.start(request_timeout_ms, 0, [this] {
-        conn_->write(encode_response(response::failure(
-            "request not complete within " + std::to_string(request_timeout_ms / 1000) + " s")));
-        owner_.finish(this);
-      });
-    } else if (!partial && (answered || partial_)) {
-      idle_.start(idle_timeout_ms, 0, [this] { owner_.finish(this); });
-    }
-    partial_ = partial;
+  void on_request_timeout() override {
+    conn().write(encode_response(
+        response::failure("request not complete within " + std::to_string(request_timeout_ms / 1000) + " s")));
+    owner_.sessions_.finish(*this);
   }
+  void on_idle_timeout() override { owner_.sessions_.finish(*this); }
   void pause() {
     if (paused_) return;
-    conn_->pause_reading();
+    conn().pause_reading();
     paused_ = true;
   }
   void resume() {
     if (!paused_) return;
     paused_ = false;
-    conn_->resume_reading();
+    conn().resume_reading();
   }
 
- private:
   server& owner_;
-  std::unique_ptr<net::connection> conn_;
-  net::timer idle_;
   std::string buffer_;
   bool paused_ = false;
-  bool partial_ = false;  // buffer_ holds the start of a request line: its deadline runs
   uint64_t waiting_ = 0;  // the ticket of the request answered later, 0 = none
-  std::list<std::unique_ptr<session>>::iterator self_;
 };
 
 command_table server::default_table() { return default_commands(); }
@@ -125,7 +107,7 @@ server::server(net::loop& l, std::string socket_path, daemon_info info, command_
       info_(std::move(info)),
       commands_(std::move(commands)),
       listener_(l, [this](std::unique_ptr<net::connection> c) { accept(std::move(c)); }),
-      reap_(l),
+      sessions_(l),
       inbox_(std::make_shared<inbox>()),
       inbox_wake_(l, [this] { deliver_later_answers(); }) {
   inbox_->wake = &inbox_wake_;
@@ -145,9 +127,7 @@ std::string server::listen() {
 
 void server::close() {
   listener_.close();
-  for (auto& s : sessions_) s->close();
-  sessions_.clear();
-  finished_.clear();
+  sessions_.close_all();
 }
 
 void server::accept(std::unique_ptr<net::connection> c) {
@@ -159,16 +139,7 @@ void server::accept(std::unique_ptr<net::connection> c) {
     c->close();
     return;
   }
-  sessions_.push_back(std::make_unique<session>(*this, std::move(c)));
-  sessions_.back()->start(std::prev(sessions_.end()));
-}
-
-void server::finish(session* s) {
-  s->close();
-  auto it = s->self();
-  finished_.push_back(std::move(*it));
-  sessions_.erase(it);
-  reap_.start(0, 0, [this] { finished_.clear(); });
+  sessions_.admit(std::make_unique<session>(*this, std::move(c)));
 }
 
 std::optional<response> server::answer(std::string_view line, session& s) {
@@ -212,9 +183,8 @@ void server::deliver_later_answers() {
       continue;
     }
     // The client may have gone (or timed out) meanwhile: then nobody is told.
-    auto it = std::find_if(sessions_.begin(), sessions_.end(),
-                           [t = a.ticket](const auto& s) { return s->waiting_for() == t; });
-    if (it != sessions_.end()) (*it)->answered(a.reply);
+    if (session* s = sessions_.find([t = a.ticket](const session& x) { return x.waiting_for() == t; }))
+      s->answered(a.reply);
   }
 }
 

@@ -1,7 +1,6 @@
 // server.h: the admin socket server: serves the command table on one worker loop.
 // Untrusted input: request bytes from local clients of the admin socket.
 #pragma once
-#include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -10,6 +9,7 @@
 
 #include "admin/protocol.h"
 #include "net/loop.h"
+#include "net/session.h"
 #include "net/unix_listener.h"
 
 namespace sluice::admin {
@@ -54,7 +54,6 @@ class server {
   class session;
   friend class session;
   void accept(std::unique_ptr<net::connection> c);
-  void finish(session* s);  // removes s; s must not be used afterwards
   // The response to send now, or none when the command answers later (then `s` waits).
   std::optional<response> answer(std::string_view line, session& s);
   // Loop thread: hands answers that came back from other threads to their sessions.
@@ -79,11 +78,9 @@ class server {
   daemon_info info_;
   command_table commands_;
   net::unix_listener listener_;
-  std::list<std::unique_ptr<session>> sessions_;
-  // Finished sessions wait here until reap_ runs: a session ends inside its own
-  // callbacks (a read, its idle timer), which must not destroy the objects they run in.
-  std::vector<std::unique_ptr<session>> finished_;
-  net::timer reap_;
+  // No cap: only root and the daemon's user get in (server::accept), each session bounded
+  // in time by its clocks.
+  net::session_set<session> sessions_;
   uint64_t next_ticket_ = 1;
   std::vector<later_answer> held_;  // come back, waiting for a newer snapshot than state_
   std::shared_ptr<inbox> inbox_;

@@ -4,6 +4,9 @@
 #include "config/edit.h"
 
 #include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <system_error>
 
 #include "config/edit_scan.h"
 
@@ -150,6 +153,15 @@ value value::string(std::string_view s) {
 }
 
 value value::integer(int64_t i) { return value(std::to_string(i)); }
+value value::number(double d) {
+  // Shortest text that reads back as the same double; a TOML float needs a '.' or an exponent.
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d);
+  std::string text(buf, ec == std::errc() ? end : buf);
+  if (text.empty() || !std::isfinite(d)) text = "0";
+  if (text.find_first_of(".e") == std::string::npos) text += ".0";
+  return value(text);
+}
 value value::boolean(bool b) { return value(b ? "true" : "false"); }
 
 value value::strings(const std::vector<std::string>& items) {

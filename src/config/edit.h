@@ -17,6 +17,8 @@ class value {
  public:
   static value string(std::string_view s);  // basic string, escaped
   static value integer(int64_t i);
+  // A finite, non-negative decimal written as a TOML float ("0.5", "2.0"); whole numbers too.
+  static value number(double d);
   static value boolean(bool b);
   static value strings(const std::vector<std::string>& items);  // ["a", "b"]
   const std::string& toml() const { return text_; }

@@ -3,6 +3,8 @@
 #include <cctype>
 #include <climits>
 #include <cstdio>
+#include <set>
+#include <utility>
 
 #include "delivery/outbound.h"
 
@@ -114,6 +116,13 @@ void engine::unpark_hop(const std::string& key) {
 
 void engine::tick_actions(int64_t now) {
   std::erase_if(failing_, [now](const auto& e) { return e.second.until_ms <= now; });
+  // Removals whose attempts have outlasted removal_wait_ms go on without them.
+  std::vector<std::function<void()>> overdue;
+  for (auto& [id, r] : removing_) {
+    if (r.waiting.empty() || r.wait_until_ms > now) continue;
+    for (auto& fn : std::exchange(r.waiting, {})) overdue.push_back([fn, n = r.delivered] { fn(n, true); });
+  }
+  for (auto& fn : overdue) fn();  // they may end the removal: not while iterating removing_
   std::erase_if(bounces_, [now](const auto& e) { return e.second <= now; });
   std::vector<std::string> ended;
   for (const auto& [key, until] : suspended_)
@@ -155,21 +164,81 @@ std::vector<engine::work> engine::take_message(base::queue_id id) {
 }
 
 uint64_t engine::drop_message(base::queue_id id) {
+  removing_.erase(id.value);
   const std::vector<work> gone = take_message(id);
   for (const auto& w : gone) forget(w);
   return gone.size();
 }
 
+bool engine::attempting(uint64_t id) const {
+  auto it = attempting_.lower_bound({id, 0});
+  return it != attempting_.end() && it->first == id;
+}
+
+void engine::attempt_ended(const work& w, uint64_t delivered) {
+  if (attempting_.erase({w.id.value, w.hop_id}) == 0) return;  // not an attempt: an admin's or a bounce's failure
+  auto r = removing_.find(w.id.value);
+  if (r == removing_.end()) return;
+  r->second.delivered += delivered;
+  if (attempting(w.id.value)) return;
+  // The callbacks may end the removal (erase the entry) when they run on this loop.
+  auto waiting = std::exchange(r->second.waiting, {});
+  const uint64_t total = r->second.delivered;
+  for (auto& fn : waiting) fn(total, false);
+}
+
+void engine::settle_removal(base::queue_id id, bool dsn, std::function<void(uint64_t, bool)> done) {
+  auto [it, fresh] = removing_.try_emplace(id.value);
+  removal& r = it->second;
+  if (fresh) r.wait_until_ms = now_ms() + removal_wait_ms;
+  r.dsn = r.dsn || dsn;
+  if (!attempting(id.value)) return done(r.delivered, false);
+  r.waiting.push_back(std::move(done));
+}
+
+void engine::end_removal(base::queue_id id) {
+  removing_.erase(id.value);
+  unpark(id);  // an item the administrator holds is parked again when it is opened
+}
+
 smtp::reply engine::removed_reply() { return {550, "5.0.0", "message removed by the administrator"}; }
 
-void engine::remove_message(base::queue_id id, int64_t uid, action_done done) {
+void engine::remove_message(base::queue_id id, int64_t uid, uint64_t delivered, action_done done) {
+  // Who is removed: the recipients still queued in its items, or, before it has been
+  // categorized (no items yet, nothing delivered), all of them. Copied: the tracking line is
+  // written once the removal has committed, and no read transaction waits for that.
+  struct removed_recipients {
+    std::string id, sender;
+    std::vector<std::string> addresses;
+  };
+  auto who = std::make_shared<removed_recipients>();
   std::string error;
   if (auto view = store_.open_message(id, error)) {
-    std::vector<uint32_t> all(view->envelope.recipients.size());
-    for (uint32_t i = 0; i < all.size(); ++i) all[i] = i;
-    track(log::tracking_event::remove, *view, all, "", "removed by uid " + std::to_string(uid) + ", no DSN");
+    who->id = id.text();
+    who->sender = view->envelope.mail_from;
+    std::set<uint32_t> queued;
+    if (auto items = store_.items_of(id, error))
+      for (const auto& it : *items) queued.insert(it.item.recipients.begin(), it.item.recipients.end());
+    const auto& all = view->envelope.recipients;
+    if (queued.empty() && delivered == 0)
+      for (uint32_t i = 0; i < all.size(); ++i) queued.insert(i);
+    for (uint32_t i : queued)
+      if (i < all.size()) who->addresses.push_back(all[i].address);
   }
-  control(store::control_action::remove, id, "", 0, std::move(done));
+  control(store::control_action::remove, id, "", 0, [this, who, uid, done = std::move(done)](const action_outcome& out) {
+    if (out.found && out.error.empty() && !who->addresses.empty() && tracker_) {
+      std::vector<std::string_view> addresses(who->addresses.begin(), who->addresses.end());
+      const std::string detail = "removed by uid " + std::to_string(uid) + ", no DSN";
+      log::tracking_record r;
+      r.event = log::tracking_event::remove;
+      r.queue_id = who->id;
+      r.sender = who->sender;
+      r.recipients = addresses;
+      r.detail = detail;
+      tracker_(r);
+    }
+    done(out);
+  });
 }
 
 void engine::fail_recipients(const work& w, const store::message_view& view, const std::vector<uint32_t>& rcpts,
@@ -253,8 +322,10 @@ uint64_t engine::bounce_domain(const std::string& domain, int64_t until_ms, int6
 void engine::cancel_bounce(const std::string& domain) { bounces_.erase(domain); }
 
 uint64_t engine::fail_message(base::queue_id id, int64_t uid) {
-  // Whatever of it waits anywhere here fails now; what is on the wire is caught by completed().
+  // Whatever of it waits anywhere here fails now (settle_removal has seen its attempts end);
+  // an item a connection has already taken fails when it is opened (open_item).
   const std::vector<work> now = take_message(id);
+  removing_.erase(id.value);
   failing_[id.value] = {uid, now_ms() + 15 * 60'000};
   for (const auto& w : now) fail_item(w, uid);
   return now.size();

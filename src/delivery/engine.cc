@@ -426,13 +426,20 @@ std::unique_ptr<store::message_view> engine::open_item(const work& w) {
   if (!view) {
     if (!error.empty()) std::fprintf(stderr, "sluiced: delivery: reading %s: %s\n", w.id.text().c_str(), error.c_str());
     forget(w);  // already gone (delivered, or removed): nothing to record
-  } else if (view->item.held) {
+  } else if (view->item.held || removing_.count(w.id.value)) {
     // Held by the administrator: parked here until released (the stored flag is the truth,
     // so an item held while it waited, or recovered held at start, is caught the same way).
+    // Being removed: parked until the removal takes it (or gives it back, end_removal).
     held_.insert_or_assign({w.id.value, w.hop_id}, w);
     view.reset();
-  } else if (!bounces_.empty() && bounce_at_attempt(w, *view)) {
-    view.reset();  // failed by a bounce rule: the outcome is on its way to the store
+  } else if (auto f = failing_.find(w.id.value); f != failing_.end()) {
+    view.reset();
+    fail_item(w, f->second.uid);  // removed with a DSN after a connection had taken it
+  } else {
+    // From here until its outcome commits, the item's attempt is in progress (a bounce
+    // rule's failure too: it ends the same way).
+    attempting_.insert({w.id.value, w.hop_id});
+    if (!bounces_.empty() && bounce_at_attempt(w, *view)) view.reset();  // its outcome is on its way to the store
   }
   return view;
 }
@@ -499,6 +506,7 @@ void engine::reroute(const work& w, const smtp::reply& r) {
 void engine::rerouted(store::reroute_request& done) {
   std::unique_ptr<pending_reroute> owned(static_cast<pending_reroute*>(&done));
   if (done.result == store::reroute_status::ok || done.result == store::reroute_status::not_found) {
+    attempt_ended(owned->old, 0);
     if (done.result == store::reroute_status::ok)
       for (const auto& item : done.items)
         forward_(hop_item{item.hop_id, done.id, static_cast<uint32_t>(item.recipients.size()), owned->old.received_at_ms, 0,
@@ -596,7 +604,7 @@ void engine::tick() {
     auto it = hops_.find(w.hop_id);
     if (it != hops_.end()) make_ready(*it->second, std::move(w));
   }
-  if (!suspended_.empty() || !failing_.empty() || !bounces_.empty()) tick_actions(now);
+  if (!suspended_.empty() || !failing_.empty() || !bounces_.empty() || !removing_.empty()) tick_actions(now);
   for (auto& [key, s] : sites_) {
     // Idle connections past their time are closed; the rest wait for work.
     for (std::size_t i = 0; i < s->idle.size();) {

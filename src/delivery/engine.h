@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -118,16 +119,34 @@ class engine {
   // committed the release); how many.
   uint64_t unpark(base::queue_id id);
   // In memory only: this loop forgets its items of `id` that are not on the wire (another
-  // loop committed the removal); how many.
+  // loop committed the removal) and ends its part of the removal (settle_removal); how many.
   uint64_t drop_message(base::queue_id id);
-  // `message remove` without a DSN: a REMOVE tracking event naming `uid`, then the control
-  // operation that deletes the message and everything of it (then this loop's memory).
-  void remove_message(base::queue_id id, int64_t uid, action_done done);
-  // `message remove --dsn`: every recipient of `id` this loop holds fails with
-  // removed_reply(), recorded as an attempt's outcome is (so the reporter sends the sender
-  // one failure DSN), with a REMOVE tracking event naming `uid`. An item on the wire is
-  // left to its attempt and what remains of it fails when that outcome commits. How many
-  // items failed now.
+  // `message remove`, with or without --dsn, first step on every loop: from now on no attempt
+  // of `id` starts on this loop (an item that comes up is parked until the removal ends), and
+  // `done` runs on this loop, once, when no attempt of it is in progress here any more (at once
+  // when none is), with the recipients those attempts delivered. An attempt is in progress
+  // from the moment its item is opened until its outcome has committed, so what it delivered
+  // is known and durable before anything is removed. While the removal is pending, an
+  // attempt's deferrals are not tracked as DEFER (the removal tracks those recipients) and,
+  // without --dsn, its outcome does not wake the reporter (the removal deletes the entries).
+  // An attempt ends within its timeouts, so `done` does too.
+  // An attempt that has not ended after removal_wait_ms (a destination stalling its final
+  // reply for minutes) is not waited for any longer: `done` is told it is still unfinished,
+  // and what it delivers later is tracked as DELIVER (its outcome then finds the item gone).
+  void settle_removal(base::queue_id id, bool dsn, std::function<void(uint64_t delivered, bool unfinished)> done);
+  static constexpr int64_t removal_wait_ms = 45'000;
+  // The removal was refused by the store: the items parked for it go back to work.
+  void end_removal(base::queue_id id);
+  // `message remove` without a DSN, after settle_removal on every loop: the control operation
+  // that deletes the message and everything of it (then this loop's memory), and once it has
+  // committed a REMOVE tracking event naming `uid` for the recipients it still had queued
+  // (all of them when it was not yet categorized and no attempt delivered any).
+  void remove_message(base::queue_id id, int64_t uid, uint64_t delivered, action_done done);
+  // `message remove --dsn`, after settle_removal on every loop: every recipient of `id` this
+  // loop holds fails with removed_reply(), recorded as an attempt's outcome is (so the
+  // reporter sends the sender one failure DSN), with a REMOVE tracking event naming `uid`,
+  // and this loop's part of the removal ends. An item a connection had already taken (it was
+  // not in a queue) fails when it comes up. How many items failed now.
   uint64_t fail_message(base::queue_id id, int64_t uid);
   // 5.0.0: RFC 3463 3.1, X.0.0 is for a failure none of the subject codes describes; an
   // administrator's removal is neither the destination's (X.3.x), the mailbox's nor the
@@ -277,6 +296,21 @@ class engine {
   };
   std::unordered_map<uint64_t, failing> failing_;
   void fail_item(const work& w, int64_t uid);
+  // Items with an attempt in progress on this loop, by (queue id, hop id): from open_item
+  // until the outcome has committed (completed) or the item was moved (rerouted).
+  std::set<std::pair<uint64_t, uint64_t>> attempting_;
+  bool attempting(uint64_t id) const;
+  // The item's attempt has ended (outcome committed): a removal waiting for it may go on.
+  void attempt_ended(const work& w, uint64_t delivered);
+  // Messages being removed (settle_removal), by queue id, until drop_message,
+  // fail_message or end_removal.
+  struct removal {
+    bool dsn = false;
+    uint64_t delivered = 0;  // by the attempts that were in progress
+    int64_t wait_until_ms = 0;
+    std::vector<std::function<void(uint64_t, bool)>> waiting;
+  };
+  std::unordered_map<uint64_t, removal> removing_;
   // Bounce rules by lower-case domain, until when (unix ms).
   std::unordered_map<std::string, int64_t> bounces_;
   // The recipients of an item about to be attempted that a bounce rule fails: failed now

@@ -76,7 +76,8 @@ void engine::record(const work& w, const store::message_view& view, attempt_resu
     ++stats_.messages_delivered;
     track(log::tracking_event::deliver, view, delivered, hop_key, where + deliver_text + tls);
   }
-  if (!deferred.empty())
+  // Being removed: those recipients are not retried; the removal tracks them.
+  if (!deferred.empty() && !removing_.count(w.id.value))
     track(log::tracking_event::defer, view, deferred, hop_key,
           fmt::format("{}{}; next attempt in {} s", where, defer_text, (req->next_attempt_ms - now + 999) / 1000));
   if (!failed.empty()) track(log::tracking_event::fail, view, failed, hop_key, where + fail_text);
@@ -137,20 +138,36 @@ void engine::add_reports(const store::message_view& view, const attempt_result& 
 
 void engine::completed(store::deliver_request& req) {
   std::unique_ptr<pending_deliver> owned(static_cast<pending_deliver*>(&req));
+  const auto removal = removing_.find(req.id.value);
+  const bool removing = removal != removing_.end();
   switch (req.result) {
-    case store::deliver_status::ok:
-      if (notify_reports_ && (!req.failed.empty() || !req.reports.empty())) notify_reports_(req.id);
+    case store::deliver_status::ok: {
+      // Removed without a DSN: the removal deletes these entries, nobody is told.
+      const bool silent = removing && !removal->second.dsn;
+      if (notify_reports_ && !silent && (!req.failed.empty() || !req.reports.empty())) notify_reports_(req.id);
+      const work next = owned->next;
       if (req.remaining == 0) {
-        forget(owned->next);
-        return;
+        forget(next);
+      } else if (auto f = failing_.find(req.id.value); f != failing_.end()) {
+        // Being removed with a DSN: what is left fails now.
+        work rest = next;
+        rest.recipients = req.remaining;
+        fail_item(rest, f->second.uid);
+      } else if (removing) {
+        // Parked for the removal, which takes it next (or gives it back, end_removal).
+        work rest = next;
+        rest.recipients = req.remaining;
+        held_.insert_or_assign({rest.id.value, rest.hop_id}, rest);
+      } else {
+        owned->next.recipients = req.remaining;
+        waiting_.emplace(req.next_attempt_ms, owned->next);
       }
-      owned->next.recipients = req.remaining;
-      // Being removed with a DSN while this attempt was on the wire: what is left fails now.
-      if (auto f = failing_.find(req.id.value); f != failing_.end()) return fail_item(owned->next, f->second.uid);
-      waiting_.emplace(req.next_attempt_ms, owned->next);
+      attempt_ended(next, req.delivered.size());
       return;
+    }
     case store::deliver_status::not_found:
       forget(owned->next);
+      attempt_ended(owned->next, req.delivered.size());
       return;
     default:
       // The outcome is not durable yet: nothing may be forgotten or retried until it is.

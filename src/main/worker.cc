@@ -85,8 +85,12 @@ class engine_actions final : public admin::loop_actions {
   }
   uint64_t unpark(base::queue_id id) override { return e_.unpark(id); }
   uint64_t drop_message(base::queue_id id) override { return e_.drop_message(id); }
-  void remove_message(base::queue_id id, int64_t uid, admin::action_done done) override {
-    e_.remove_message(id, uid, adapt(std::move(done)));
+  void settle_removal(base::queue_id id, bool dsn, std::function<void(uint64_t, bool)> done) override {
+    e_.settle_removal(id, dsn, std::move(done));
+  }
+  void end_removal(base::queue_id id) override { e_.end_removal(id); }
+  void remove_message(base::queue_id id, int64_t uid, uint64_t delivered, admin::action_done done) override {
+    e_.remove_message(id, uid, delivered, adapt(std::move(done)));
   }
   uint64_t fail_message(base::queue_id id, int64_t uid) override { return e_.fail_message(id, uid); }
   uint64_t bounce_domain(const std::string& domain, int64_t until_ms, int64_t uid) override {

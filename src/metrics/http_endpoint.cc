@@ -86,19 +86,14 @@ http_response answer_request(std::string_view head, const http_endpoint::render_
 }
 
 // One client: reads one request head within the deadline and the size cap, answers, closes.
-class http_endpoint::session final : public net::connection_handler {
+// The request clock starts with the connection and covers the whole request, not each read:
+// trickling a byte every few seconds does not extend it (net::timed_session).
+class http_endpoint::session final : public net::timed_session {
  public:
   session(http_endpoint& owner, std::unique_ptr<net::connection> c)
-      : owner_(owner), conn_(std::move(c)), deadline_(owner.loop_) {}
-
-  void start(std::list<std::unique_ptr<session>>::iterator self) {
-    self_ = self;
-    // The deadline covers the whole request, not each read: trickling a byte every few
-    // seconds does not extend it.
-    deadline_.start(owner_.settings_.read_timeout_ms, 0, [this] { respond(error(408)); });
-    conn_->start_reading(this);
+      : timed_session(owner.loop_, std::move(c), {owner.settings_.read_timeout_ms, 0}), owner_(owner) {
+    request_begun();
   }
-  std::list<std::unique_ptr<session>>::iterator self() const { return self_; }
 
   void on_read(std::string_view data) override {
     if (answered_) return;
@@ -111,32 +106,29 @@ class http_endpoint::session final : public net::connection_handler {
     respond(answer_request(std::string_view(buffer_).substr(0, end), owner_.render_));
   }
   void on_read_end(int) override {
-    if (!answered_) owner_.finish(this);
+    if (!answered_) owner_.sessions_.finish(*this);
   }
-  void close() { conn_->close(); }
   // Makes room for a newer connection (http_endpoint::accept).
   void evict() { respond(error(503)); }
 
  private:
+  void on_request_timeout() override { respond(error(408)); }
   void respond(const http_response& r) {
     if (answered_) return;
     answered_ = true;
-    deadline_.stop();
+    stop_clock();
     buffer_.clear();
     buffer_.shrink_to_fit();
-    conn_->pause_reading();
-    conn_->write(r.serialize());
+    conn().pause_reading();
+    conn().write(r.serialize());
     // The connection closes once the response has reached the kernel (close() waits for
     // queued writes, bounded by its own deadline for a client that does not read).
-    owner_.finish(this);
+    owner_.sessions_.finish(*this);
   }
 
   http_endpoint& owner_;
-  std::unique_ptr<net::connection> conn_;
-  net::timer deadline_;
   std::string buffer_;
   bool answered_ = false;
-  std::list<std::unique_ptr<session>>::iterator self_;
 };
 
 http_endpoint::http_endpoint(net::loop& l, http_settings s, render_fn render)
@@ -144,7 +136,7 @@ http_endpoint::http_endpoint(net::loop& l, http_settings s, render_fn render)
       settings_(std::move(s)),
       render_(std::move(render)),
       listener_(l, [this](std::unique_ptr<net::connection> c) { accept(std::move(c)); }),
-      reap_(l) {}
+      sessions_(l, settings_.max_connections) {}
 
 http_endpoint::~http_endpoint() { close(); }
 
@@ -156,28 +148,14 @@ std::string http_endpoint::listen() {
 
 void http_endpoint::close() {
   listener_.close();
-  for (auto& s : sessions_) s->close();
-  sessions_.clear();
-  finished_.clear();
+  sessions_.close_all();
 }
 
 void http_endpoint::accept(std::unique_ptr<net::connection> c) {
-  if (sessions_.size() >= settings_.max_connections) {
-    // Full of clients that have not finished a request (an answered one is gone at
-    // once): the oldest has had longest to send it and gives way, so slow clients, however
-    // many, cannot keep a scraper out for their whole read timeout.
-    sessions_.front()->evict();
-  }
-  sessions_.push_back(std::make_unique<session>(*this, std::move(c)));
-  sessions_.back()->start(std::prev(sessions_.end()));
-}
-
-void http_endpoint::finish(session* s) {
-  s->close();
-  auto it = s->self();
-  finished_.push_back(std::move(*it));
-  sessions_.erase(it);
-  reap_.start(0, 0, [this] { finished_.clear(); });
+  // Full of clients that have not finished a request (an answered one is gone at once): the
+  // oldest has had longest to send it and gives way, so slow clients, however many, cannot
+  // keep a scraper out for their whole read timeout.
+  sessions_.admit(std::make_unique<session>(*this, std::move(c)), [](session& oldest) { oldest.evict(); });
 }
 
 }  // namespace sluice::metrics

@@ -3,13 +3,13 @@
 #pragma once
 #include <cstdint>
 #include <functional>
-#include <list>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "net/connection.h"
 #include "net/loop.h"
+#include "net/session.h"
 
 namespace sluice::metrics {
 
@@ -49,16 +49,13 @@ class http_endpoint {
  private:
   class session;
   void accept(std::unique_ptr<net::connection> c);
-  void finish(session* s);
 
   net::loop& loop_;
   http_settings settings_;
   render_fn render_;
   net::listener listener_;
-  std::list<std::unique_ptr<session>> sessions_;
-  // A session ends inside its own callbacks, so it is destroyed on the next loop turn.
-  std::vector<std::unique_ptr<session>> finished_;
-  net::timer reap_;
+  // Capped at max_connections, the oldest evicted (503) for a newcomer.
+  net::session_set<session> sessions_;
 };
 
 // The response for one complete request head (exposed for tests): status line, headers, body.

@@ -20,6 +20,8 @@ struct fake_loop final : loop_actions {
   unsigned index = 0;
   std::vector<std::string> calls;
   uint64_t moved = 0;
+  uint64_t delivered = 0;  // by attempts in progress when a removal came (settle_removal)
+  bool unfinished = false;  // one of them still on the wire after the daemon's wait
   action_result stored;
 
   uint64_t retry_hop(const std::string& key) override {
@@ -43,8 +45,13 @@ struct fake_loop final : loop_actions {
     calls.push_back("drop " + id.text());
     return 0;
   }
-  void remove_message(base::queue_id id, int64_t uid, action_done done) override {
-    calls.push_back("remove " + id.text() + " uid " + std::to_string(uid));
+  void settle_removal(base::queue_id id, bool dsn, std::function<void(uint64_t, bool)> done) override {
+    calls.push_back("settle " + id.text() + (dsn ? " dsn" : ""));
+    done(delivered, unfinished);
+  }
+  void end_removal(base::queue_id id) override { calls.push_back("end_removal " + id.text()); }
+  void remove_message(base::queue_id id, int64_t uid, uint64_t delivered_before, action_done done) override {
+    calls.push_back("remove " + id.text() + " uid " + std::to_string(uid) + " delivered " + std::to_string(delivered_before));
     done(stored);
   }
   uint64_t fail_message(base::queue_id id, int64_t uid) override {
@@ -142,11 +149,34 @@ Test(admin_queue, message_commands_reach_every_loop_and_answer_once_all_have) {
 
   r = f.run("message remove " + id);
   cr_assert(r.ok, "%s", r.error.c_str());
-  cr_assert(f.loops[0].calls[f.loops[0].calls.size() - 2] == "remove " + id + " uid 1234", "with the peer's uid");
+  cr_assert(f.loops[0].calls[f.loops[0].calls.size() - 3] == "settle " + id, "every loop settles first");
+  cr_assert(f.loops[0].calls[f.loops[0].calls.size() - 2] == "remove " + id + " uid 1234 delivered 0", "with the peer's uid");
   cr_assert(f.loops[1].calls.back() == "drop " + id);
+  cr_assert(f.has(r, "removed: " + id) && !f.has(r, "delivered"), "%s", r.lines.empty() ? "" : r.lines[0].c_str());
   r = f.run("message remove " + id + " --dsn");
   cr_assert(r.ok && f.has(r, "items: 3"));
+  cr_assert(f.loops[1].calls[f.loops[1].calls.size() - 2] == "settle " + id + " dsn");
   cr_assert(f.loops[1].calls.back() == "fail " + id + " uid 1234");
+
+  // Attempts in progress on both loops delivered 1 recipient each before the removal.
+  f.loops[0].delivered = f.loops[1].delivered = 1;
+  r = f.run("message remove " + id);
+  cr_assert(r.ok && f.has(r, "removed: " + id + "; an attempt in progress delivered it to 2 recipients"));
+  cr_assert(f.loops[0].calls[f.loops[0].calls.size() - 2] == "remove " + id + " uid 1234 delivered 2");
+  f.loops[0].stored = {"", false, 0, 0};  // and nothing was left
+  r = f.run("message remove " + id);
+  cr_assert(r.ok && f.has(r, "nothing of it was left in the queue") && f.has(r, "recipients: 0"));
+  f.loops[0].delivered = f.loops[1].delivered = 0;
+  r = f.run("message remove " + id);
+  cr_assert(!r.ok && f.loops[1].calls.back() == "end_removal " + id, "not found: the loops are given it back");
+  f.loops[0].stored = {"", true, 2, 5};
+  // An attempt that outlasted the daemon's wait is said to be still running, with or without --dsn.
+  f.loops[1].unfinished = true;
+  r = f.run("message remove " + id);
+  cr_assert(r.ok && f.has(r, "an attempt still in progress was not waited for"), "%s", r.lines[0].c_str());
+  r = f.run("message remove " + id + " --dsn");
+  cr_assert(r.ok && f.has(r, "removed with a DSN: " + id + "; an attempt still in progress was not waited for"));
+  f.loops[1].unfinished = false;
 
   f.loops[0].stored = {"disk on fire", true, 0, 0};
   r = f.run("message hold " + id);

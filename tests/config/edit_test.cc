@@ -388,3 +388,15 @@ Test(config_edit, the_shipped_file_edits_and_still_loads) {
     cr_assert(at != std::string::npos, "comment lost: %s", line.c_str());
   }
 }
+
+Test(config_edit, numbers_are_written_as_toml_floats_that_read_back_the_same) {
+  cr_assert_eq(value::number(0.5).toml(), "0.5");
+  cr_assert_eq(value::number(2).toml(), "2.0", "a whole number is still a float: %s", value::number(2).toml().c_str());
+  cr_assert_eq(value::number(1e-5).toml(), "1e-05");
+  cr_assert_eq(value::number(1e21).toml(), "1e+21");
+  // Set into a document, it is checked as parsed TOML like every edit.
+  document d = parse_ok(sample);
+  std::string error;
+  cr_assert(d.set("send_connector", 0, "connection_rate", value::number(0.25), error), "%s", error.c_str());
+  cr_assert(d.text().find("connection_rate = 0.25\n") != std::string::npos, "%s", d.text().c_str());
+}

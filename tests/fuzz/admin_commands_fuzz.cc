@@ -106,7 +106,13 @@ struct fake_loop final : loop_actions {
   }
   uint64_t unpark(base::queue_id id) override { return on_message(id); }
   uint64_t drop_message(base::queue_id id) override { return on_message(id); }
-  void remove_message(base::queue_id id, int64_t uid, action_done done) override {
+  void settle_removal(base::queue_id id, bool, std::function<void(uint64_t, bool)> done) override {
+    ++calls;
+    check_id(id);
+    done(moved, false);
+  }
+  void end_removal(base::queue_id id) override { on_message(id); }
+  void remove_message(base::queue_id id, int64_t uid, uint64_t, action_done done) override {
     ++calls;
     check_id(id);
     FUZZ_CHECK(uid == 1000);

@@ -13,6 +13,7 @@
 
 #include "assertions.h"
 #include "harness.h"
+#include "peers.h"
 
 using namespace sluice::testing;
 
@@ -238,4 +239,116 @@ Test(integration_connector_verbs, a_change_the_daemon_refuses_is_undone) {
   cr_assert(file_of(d) == before, "the file was not restored:\n%s", file_of(d).c_str());
   EXPECT_HAS(verb_ok(d, "receive-connector get"), "Relay");
   cr_assert(verb(d, "receive-connector get --name Blocked").status == 1);
+}
+
+// The receive connector keys the hardening work added, each through its option, each then
+// holding for a real client of the new connector.
+Test(integration_connector_verbs, receive_connector_limits_and_timeouts_take_effect, .timeout = 60) {
+  running_daemon daemon;
+  sluiced_process& d = daemon.d;
+  const uint16_t port = free_port();
+  auto r = verb_ok(d, "receive-connector new --name Hardened --usage internet --bindings 127.0.0.1:" + std::to_string(port) +
+                          " --max-header-size 2K --max-protocol-errors 3 --helo-required true"
+                          " --connection-inactivity-timeout 00:00:02 --connection-timeout 1m --data-timeout 20s"
+                          " --content-timeout 0.00:05:00 --starttls offered");
+  EXPECT_HAS(r, "sluiced reloaded it");
+  const std::string file = file_of(d);
+  for (const char* key : {"max_header_size = \"2K\"", "max_errors = 3", "starttls = \"offered\"", "helo_required = true",
+                          "command_s = 2", "connection_s = 60", "data_s = 20", "content_s = 300"})
+    cr_assert(file.find(key) != std::string::npos, "%s missing:\n%s", key, file.c_str());
+  r = verb_ok(d, "receive-connector get --name Hardened");
+  EXPECT_HAS(r, "2048");
+  EXPECT_HAS(r, "connection_inactivity_timeout:");
+
+  {
+    smtp_client c(port);
+    EXPECT_CODE(c.reply(), 220);
+    EXPECT_CODE(c.cmd("MAIL FROM:<a@client.test>"), 503);  // helo_required (error 1 of 3)
+    const std::string ehlo = c.cmd("EHLO client.test");
+    EXPECT_CODE(ehlo, 250);
+    cr_assert(ehlo.find("STARTTLS") != std::string::npos, "tls.starttls = offered: %s", ehlo.c_str());
+    EXPECT_CODE(c.cmd("MAIL FROM:<a@client.test>"), 250);
+    EXPECT_CODE(c.cmd("RCPT TO:<b@relay.test>"), 250);
+    EXPECT_CODE(c.cmd("DATA"), 354);
+    std::string header = "Subject: big\r\n";
+    for (int i = 0; i < 5; ++i) header += "X-Big-" + std::to_string(i) + ": " + std::string(700, 'a') + "\r\n";
+    c.send_raw(header + "\r\nbody\r\n.\r\n");  // 3.5 KiB of header in lines of 700 octets
+    const std::string too_big = c.reply();
+    cr_assert(too_big.starts_with("552 5.3.4"), "a header section over 2 KiB: %s", too_big.c_str());
+  }
+  {
+    smtp_client c(port);
+    EXPECT_CODE(c.reply(), 220);
+    EXPECT_CODE(c.cmd("FOO"), 500);
+    EXPECT_CODE(c.cmd("BAR"), 500);
+    EXPECT_CODE(c.cmd("BAZ"), 500);
+    const std::string closing = c.reply();
+    cr_assert(closing.starts_with("421 4.7.0"), "the third error ends the session: %s", closing.c_str());
+    cr_assert(c.closed_by_peer());
+  }
+  {
+    smtp_client c(port);
+    EXPECT_CODE(c.reply(), 220);
+    const std::string idle = c.reply(6000);  // nothing sent: the 2 s command timeout
+    cr_assert(idle.starts_with("421 4.4.2"), "%s", idle.c_str());
+  }
+  // The daemon's loader judges the values: a limit it does not take leaves the file alone.
+  const std::string before = file_of(d);
+  r = verb_refused(d, "receive-connector set --name Hardened --max-protocol-errors 0");
+  EXPECT_HAS(r, "max_errors");
+  EXPECT_HAS(r, "was not changed");
+  r = verb_refused(d, "receive-connector set --name Hardened --connection-timeout 25:61:00");
+  EXPECT_HAS(r, "is not a duration");
+  cr_assert(file_of(d) == before);
+  // set changes only that key.
+  verb_ok(d, "receive-connector set --name Hardened --max-header-size 65536");
+  cr_assert(file_of(d).find("max_header_size = 65536") != std::string::npos, "%s", file_of(d).c_str());
+}
+
+// The send connector's limits and security keys, and an accepted domain's maildir_path.
+Test(integration_connector_verbs, send_connector_limits_and_maildir_path_take_effect, .timeout = 60) {
+  running_daemon daemon;
+  sluiced_process& d = daemon.d;
+  const uint16_t sink_port = free_port();
+  sink_process sink(d.dir(), "limits", "127.0.0.1", sink_port);
+  auto r = verb_ok(d, "send-connector new --name Limits --address-spaces limits.test --smart-hosts 127.0.0.1:" +
+                          std::to_string(sink_port) +
+                          " --max-recipients-per-message 1 --max-connections 2 --max-messages-per-connection 10"
+                          " --connection-rate 0.5 --message-rate 100 --failures-before-suspend 3 --suspend 00:10:00");
+  EXPECT_HAS(r, "sluiced reloaded it");
+  const std::string file = file_of(d);
+  for (const char* key : {"max_recipients_per_message = 1", "max_connections = 2", "max_messages_per_connection = 10",
+                          "connection_rate = 0.5", "message_rate = 100", "failures_before_suspend = 3", "suspend = 600"})
+    cr_assert(file.find(key) != std::string::npos, "%s missing:\n%s", key, file.c_str());
+
+  // One message to two recipients reaches the sink as two transactions (one RCPT each).
+  smtp_client c(d.port(), "127.0.0.2");
+  EXPECT_CODE(c.reply(), 220);
+  EXPECT_CODE(c.cmd("EHLO client.test"), 250);
+  EXPECT_CODE(c.cmd("MAIL FROM:<a@client.test>"), 250);
+  EXPECT_CODE(c.cmd("RCPT TO:<one@limits.test>"), 250);
+  EXPECT_CODE(c.cmd("RCPT TO:<two@limits.test>"), 250);
+  EXPECT_CODE(c.cmd("DATA"), 354);
+  c.send_raw("Subject: split\r\n\r\nhi\r\n.\r\n");
+  EXPECT_CODE(c.reply(), 250);
+  cr_assert(within(15'000, [&] { return sink.received() == 2; }), "sink received %zu:\n%s", sink.received(),
+            d.log().c_str());
+
+  // TLS and AUTH keys are checked by the loader as sluiced would: a partner name without tls = partner is refused.
+  const std::string before = file_of(d);
+  r = verb_refused(d, "send-connector set --name Limits --tls-domain partner.limits.test");
+  EXPECT_HAS(r, "tls_verify_name");
+  r = verb_refused(d, "send-connector set --name Limits --connection-rate fast");
+  EXPECT_HAS(r, "is not a rate");
+  cr_assert(file_of(d) == before);
+  verb_ok(d, "send-connector set --name Limits --tls partner --tls-domain partner.limits.test");
+  EXPECT_HAS(verb_ok(d, "send-connector get --name Limits"), "partner.limits.test");
+
+  // maildir_path: a template the loader takes, and one that could leave maildir_root it refuses.
+  d.write_file("box-recipients.txt", "u@box.test\n");
+  verb_ok(d, "accepted-domain new --domain-name box.test --domain-type authoritative --recipients box-recipients.txt"
+             " --mailbox maildir --maildir-root " + d.dir() + "/mail --maildir-path \"{root}/{domain}/{local}\"");
+  EXPECT_HAS(verb_ok(d, "accepted-domain get --name box.test"), "{root}/{domain}/{local}");
+  r = verb_refused(d, "accepted-domain set --name box.test --maildir-path \"/tmp/{local}\"");
+  EXPECT_HAS(r, "maildir_path");
 }

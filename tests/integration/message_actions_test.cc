@@ -226,3 +226,86 @@ Test(message_actions, bounce_fails_queued_and_arriving_mail_for_a_domain_and_not
   cr_assert_eq(reports_to_sender(env).size(), 2u);
   cr_assert_neq(env.daemon.ctl("message bounce --cancel a.test").status, 0, "no rule left to cancel");
 }
+
+namespace {
+
+// sluiced with the home domain, relaying to a sink that defers slow*@* and holds its reply to
+// the final dot for 4 s (the test configuration gives up after 5): an attempt stays on the wire that long.
+sink_process& start_with_stalling_sink(delivery_env& env) {
+  auto& sink = env.sink("127.0.0.2", {"--defer-rcpt", "slow*@*", "--stall-at", "dot", "--stall-ms", "4000"});
+  configure_home(env);
+  START(env.daemon);
+  return sink;
+}
+
+// True while sluiced has a connection open to the sink on 127.0.0.2 (ss sees it established).
+bool on_the_wire() { return !run("ss -Htn state established dst 127.0.0.2").output.empty(); }
+
+// A message for ok@a.test (the sink takes it) and slow@a.test (deferred), once its first
+// attempt has sent the final dot and waits for the stalled reply.
+std::string on_the_wire_from_home(delivery_env& env) {
+  std::string why;
+  const std::string id = submit_from_home(env.daemon.port(), {"ok@a.test", "slow@a.test"}, why);
+  cr_assert(!id.empty(), "%s", why.c_str());
+  cr_assert(eventually(on_the_wire, 20'000), "no attempt started: %s", env.daemon.log().c_str());
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));  // RCPTs, DATA and the body are sent by now
+  cr_assert(on_the_wire(), "the attempt is still waiting for the sink's reply");
+  cr_assert_eq(lines_about(env, "DELIVER", id), 0u, "not delivered yet");
+  return id;
+}
+
+}  // namespace
+
+Test(message_actions, remove_during_an_attempt_says_what_it_delivered_and_removes_the_rest, .timeout = 120) {
+  delivery_env env(zone);
+  auto& sink = start_with_stalling_sink(env);
+  const std::string id = on_the_wire_from_home(env);
+  const auto removed = ctl_ok(env, "message remove " + id);
+  // The command waited for the attempt: it says the sink got it for one recipient, and that the other was removed.
+  cr_assert(has(removed.output, "removed: " + id + "; an attempt in progress delivered it to 1 recipient\n"), "%s",
+            removed.output.c_str());
+  cr_assert(has(removed.output, "recipients: 1"), "%s", removed.output.c_str());
+  cr_assert_eq(sink.received(), 1u);
+  // Nothing of it is left in the store.
+  const auto list = ctl_ok(env, "queue list --json").output;
+  cr_assert(json_number(list, "messages") == 0 && json_number(list, "delivery_items") == 0 &&
+                json_number(list, "recipients") == 0,
+            "%s", list.c_str());
+  cr_assert_neq(env.daemon.ctl("message show " + id).status, 0);
+  // The tracking log: delivered to ok@, removed for slow@, and no DEFER promising a retry.
+  cr_assert(eventually([&] { return lines_about(env, "REMOVE", id) == 1 && lines_about(env, "DELIVER", id) == 1; }, 5000),
+            "%s", env.daemon.log().c_str());
+  const auto remove_lines = env.tracking("REMOVE");
+  cr_assert(has(remove_lines[0], "slow@a.test") && !has(remove_lines[0], "ok@a.test") && has(remove_lines[0], "no DSN"),
+            "%s", remove_lines[0].c_str());
+  cr_assert(has(env.tracking("DELIVER")[0], "ok@a.test"));
+  cr_assert_eq(lines_about(env, "DEFER", id), 0u, "%s", env.tracking("DEFER").empty() ? "" : env.tracking("DEFER")[0].c_str());
+  // No DSN, and nothing comes back.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  cr_assert(reports_to_sender(env).empty());
+  cr_assert_eq(sink.received(), 1u);
+  cr_assert_eq(lines_about(env, "DEFER", id), 0u);
+}
+
+Test(message_actions, remove_with_dsn_during_an_attempt_reports_only_what_was_not_delivered, .timeout = 120) {
+  delivery_env env(zone);
+  auto& sink = start_with_stalling_sink(env);
+  const std::string id = on_the_wire_from_home(env);
+  const auto removed = ctl_ok(env, "message remove " + id + " --dsn");
+  cr_assert(has(removed.output, "removed with a DSN: " + id + "; an attempt in progress delivered it to 1 recipient\n"),
+            "%s", removed.output.c_str());
+  cr_assert(has(removed.output, "items: 1"), "the rest failed at once: %s", removed.output.c_str());
+  cr_assert(eventually([&] { return reports_to_sender(env).size() >= 1; }, 20'000), "%s", env.daemon.log().c_str());
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  const auto reports = reports_to_sender(env);
+  cr_assert_eq(reports.size(), 1u, "exactly one report: %zu", reports.size());
+  cr_assert(has(reports[0], "\"finals\": [\"slow@a.test\"]") && has(reports[0], "\"actions\": [\"failed\"]") &&
+                has(reports[0], "5.0.0"),
+            "only the recipient that was not delivered: %s", reports[0].c_str());
+  cr_assert(eventually([&] { return env.queued_items() == 0; }, 10'000), "%s", ctl_ok(env, "queue list").output.c_str());
+  const auto remove_lines = env.tracking("REMOVE");
+  cr_assert(remove_lines.size() == 1 && has(remove_lines[0], "slow@a.test") && !has(remove_lines[0], "ok@a.test"), "%zu",
+            remove_lines.size());
+  cr_assert_eq(lines_about(env, "DEFER", id), 0u);
+  cr_assert_eq(sink.received(), 1u);
+}

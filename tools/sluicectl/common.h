@@ -56,8 +56,9 @@ int64_t now_ms();
 void open_store(store::queue_store& s, const global_options& g);  // queue_cmd.cc
 // Sends `words` to the running sluiced's admin socket (beside the queue directory) and prints the
 // answer: its lines as terminal text, or with --json one object of its "name: value" lines
-// (numbers as numbers). Throws command_error when the daemon refuses or cannot be reached.
-void ask_daemon(const global_options& g, const std::vector<std::string>& words);  // message_cmd.cc
+// (numbers as numbers). Throws command_error when the daemon refuses or cannot be reached, or
+// gives no answer within timeout_ms.
+void ask_daemon(const global_options& g, const std::vector<std::string>& words, int timeout_ms = 10'000);  // message_cmd.cc
 
 // One registration function per command group, each in its own file.
 void add_queue_commands(CLI::App& app, global_options& g);

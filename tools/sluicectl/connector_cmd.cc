@@ -11,6 +11,8 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -35,7 +37,9 @@ namespace fs = std::filesystem;
 using config::edit::value;
 
 // How an option's text becomes the key's value.
-enum class conv { text, list, size, number, boolean };
+// seconds: an integer, a number with a unit (30s, 5m, 1h, 2d) or an Exchange time span
+// ([d.]hh:mm:ss), written as whole seconds; rate: per second, a decimal allowed.
+enum class conv { text, list, size, number, boolean, seconds, rate };
 
 struct option_spec {
   const char* flag;  // "--max-message-size"
@@ -64,14 +68,39 @@ const group_spec receive_group{
       "(anonymous + relay: hosts trusted by their remote range), partners (anonymous + tls.require_client_certificate); "
       "every permission not named is written false"},
      {"--max-message-size", "max_message_size", conv::size, "max_message_size: bytes or 10MB, 512K"},
+     {"--max-header-size", "max_header_size", conv::size,
+      "max_header_size: bytes or 128K; a header section past it gets 552 5.3.4"},
      {"--max-recipients-per-message", "max_recipients", conv::number, "max_recipients"},
      {"--max-inbound-connection", "max_connections", conv::number, "max_connections"},
      {"--max-inbound-connection-per-source", "max_connections_per_ip", conv::number, "max_connections_per_ip"},
      {"--banner", "banner", conv::text, "banner: the whole 220 greeting text (\"\" = host name and sluice's greeting)"},
      {"--protocol-logging", "protocol_log", conv::boolean, "protocol_log: true or false"},
      {"--require-tls", "", conv::boolean, "tls.starttls: true = \"required\", false = \"offered\""},
+     {"--starttls", "tls.starttls", conv::text, "tls.starttls: off, offered or required (off: no STARTTLS at all)"},
+     {"--max-protocol-errors", "max_errors", conv::number, "max_errors: error replies before the session ends (421 4.7.0)"},
+     {"--helo-required", "helo_required", conv::boolean, "helo_required: true = MAIL needs HELO/EHLO first"},
+     {"--connection-timeout", "timeouts.connection_s", conv::seconds,
+      "timeouts.connection_s: the longest a session lives; seconds, 30m or 00:30:00"},
+     {"--connection-inactivity-timeout", "timeouts.command_s", conv::seconds,
+      "timeouts.command_s: a command line must be complete this long after the reply before it"},
+     {"--data-timeout", "timeouts.data_s", conv::seconds, "timeouts.data_s: the longest silence within a message's content"},
+     {"--content-timeout", "timeouts.content_s", conv::seconds,
+      "timeouts.content_s: a message's whole content (DATA, or BDAT to LAST) must arrive within this"},
+     {"--auth-required", "permissions.auth_required", conv::boolean,
+      "permissions.auth_required: true = MAIL needs AUTH first (after --permission-groups, which writes it false)"},
      {"--auth-mechanism", "auth.mechanisms", conv::list, "auth.mechanisms: PLAIN,LOGIN"},
-     {"--auth-credentials", "auth.credentials", conv::text, "auth.credentials: the user:crypt-hash file"}}};
+     {"--auth-credentials", "auth.credentials", conv::text, "auth.credentials: the user:crypt-hash file"},
+     {"--auth-allow-plaintext-on-loopback", "auth.allow_plaintext_on_loopback", conv::boolean,
+      "auth.allow_plaintext_on_loopback: true = AUTH without TLS from 127.0.0.0/8 and ::1"},
+     {"--auth-max-failures-per-ip", "auth.max_failures_per_ip", conv::number,
+      "auth.max_failures_per_ip: AUTH failures from one address before it is refused for a while"},
+     {"--tls-certificate", "tls.certificate", conv::text, "tls.certificate: PEM file, or auto (generated)"},
+     {"--tls-key", "tls.key", conv::text, "tls.key: PEM file, or auto (with tls.certificate = auto)"},
+     {"--tls-min-version", "tls.min_version", conv::text, "tls.min_version: 1.2 or 1.3"},
+     {"--tls-ciphers", "tls.ciphers", conv::text, "tls.ciphers: an OpenSSL cipher list for TLS 1.2"},
+     {"--require-client-certificate", "tls.require_client_certificate", conv::boolean,
+      "tls.require_client_certificate: true = a client must present a certificate tls.client_ca verifies"},
+     {"--tls-client-ca", "tls.client_ca", conv::text, "tls.client_ca: PEM file of the CAs client certificates are checked with"}}};
 
 const group_spec send_group{
     "send-connector", "send_connector", "send connector",
@@ -86,7 +115,21 @@ const group_spec send_group{
      {"--fqdn", "helo", conv::text, "helo: the name sent in EHLO"},
      {"--port", "port", conv::number, "port: the port of the next hop (default 25)"},
      {"--require-tls", "", conv::boolean, "tls: true = \"mandatory\", false = \"opportunistic\""},
-     {"--tls", "tls", conv::text, "tls: none, opportunistic, mandatory or partner"}}};
+     {"--tls", "tls", conv::text, "tls: none, opportunistic, mandatory or partner"},
+     {"--tls-domain", "tls_verify_name", conv::text,
+      "tls_verify_name: the name the next hop's certificate must carry (tls = partner)"},
+     {"--tls-ca", "tls_ca", conv::text, "tls_ca: PEM file of the CAs the next hop's certificate is checked with"},
+     {"--auth-credentials", "auth_credentials", conv::text,
+      "auth_credentials: the smart host's user:password file (not readable by others)"},
+     {"--max-connections", "max_connections", conv::number, "max_connections: to one destination at once"},
+     {"--max-messages-per-connection", "max_messages_per_connection", conv::number, "max_messages_per_connection"},
+     {"--max-recipients-per-message", "max_recipients_per_message", conv::number,
+      "max_recipients_per_message: RCPTs in one transaction; more go in further ones"},
+     {"--connection-rate", "connection_rate", conv::rate, "connection_rate: new connections per second (0 = unlimited)"},
+     {"--message-rate", "message_rate", conv::rate, "message_rate: messages per second (0 = unlimited)"},
+     {"--failures-before-suspend", "failures_before_suspend", conv::number,
+      "failures_before_suspend: failed connections in a row before the destination is suspended"},
+     {"--suspend", "suspend", conv::seconds, "suspend: how long a destination is suspended; seconds, 10m or 00:10:00"}}};
 
 const group_spec domain_group{
     "accepted-domain", "accepted_domain", "accepted domain",
@@ -94,6 +137,8 @@ const group_spec domain_group{
      {"--recipients", "recipients", conv::text, "recipients: the file listing the valid addresses"},
      {"--mailbox", "mailbox", conv::text, "mailbox: maildir or lmtp (local delivery)"},
      {"--maildir-root", "maildir_root", conv::text, "maildir_root: absolute directory of the Maildirs"},
+     {"--maildir-path", "maildir_path", conv::text,
+      "maildir_path: where a recipient's Maildir is, e.g. {root}/{domain}/{local}/Maildir"},
      {"--lmtp", "lmtp", conv::text, "lmtp: IP:port, [IPv6]:port or a Unix socket path"}}};
 
 std::string lower(std::string s) {
@@ -122,14 +167,63 @@ bool parse_bool(const std::string& flag, const std::string& text) {
   throw command_error{fmt::format("{}: '{}' is not true or false", flag, terminal_text(text))};
 }
 
+bool all_digits(std::string_view t, std::size_t max = 18) {
+  return !t.empty() && t.size() <= max && t.find_first_not_of("0123456789") == std::string_view::npos;
+}
+
+// Whole seconds of "90", "30s", "5m", "1h", "2d" or an Exchange time span "[d.]hh:mm:ss".
+std::optional<int64_t> parse_seconds(std::string_view t) {
+  if (all_digits(t)) return std::stoll(std::string(t));
+  if (t.size() >= 2 && all_digits(t.substr(0, t.size() - 1), 12)) {
+    const int64_t n = std::stoll(std::string(t.substr(0, t.size() - 1)));
+    switch (t.back()) {
+      case 's': return n;
+      case 'm': return n * 60;
+      case 'h': return n * 3600;
+      case 'd': return n * 86'400;
+    }
+    return std::nullopt;
+  }
+  int64_t days = 0;
+  if (size_t dot = t.find('.'); dot != std::string_view::npos && dot < t.find(':')) {
+    if (!all_digits(t.substr(0, dot), 6)) return std::nullopt;
+    days = std::stoll(std::string(t.substr(0, dot)));
+    t.remove_prefix(dot + 1);
+  }
+  // hh:mm:ss, each part two digits at most, minutes and seconds below 60.
+  if (t.size() < 5 || t.size() > 8) return std::nullopt;
+  int64_t parts[3];
+  for (int i = 0; i < 3; ++i) {
+    const size_t colon = i < 2 ? t.find(':') : t.size();
+    if (colon == std::string_view::npos || !all_digits(t.substr(0, colon), 2)) return std::nullopt;
+    parts[i] = std::stoll(std::string(t.substr(0, colon)));
+    t.remove_prefix(std::min(t.size(), colon + 1));
+  }
+  if (parts[1] > 59 || parts[2] > 59) return std::nullopt;
+  return ((days * 24 + parts[0]) * 60 + parts[1]) * 60 + parts[2];
+}
+
 value convert(const option_spec& o, const std::string& text) {
   switch (o.how) {
+    case conv::seconds:
+      if (auto s = parse_seconds(text)) return value::integer(*s);
+      throw command_error{fmt::format("{}: '{}' is not a duration (seconds, 30s, 5m, 1h, 2d or hh:mm:ss)", o.flag,
+                                      terminal_text(text))};
+    case conv::rate: {
+      if (all_digits(text)) return value::integer(std::stoll(text));
+      char* end = nullptr;
+      const double v = text.empty() ? -1 : std::strtod(text.c_str(), &end);
+      // Decimal notation only: strtod would also take "inf", "nan" and hexadecimal floats.
+      const bool decimal = text.find_first_not_of("0123456789.") == std::string::npos;
+      if (!decimal || end != text.c_str() + text.size() || !(v >= 0) || !std::isfinite(v))
+        throw command_error{fmt::format("{}: '{}' is not a rate (per second, e.g. 10 or 0.5)", o.flag, terminal_text(text))};
+      return value::number(v);
+    }
     case conv::list: return value::strings(split_list(text));
     case conv::boolean: return value::boolean(parse_bool(o.flag, text));
     case conv::number:
     case conv::size: {
-      bool digits = !text.empty() && text.size() <= 18 && text.find_first_not_of("0123456789") == std::string::npos;
-      if (digits) return value::integer(std::stoll(text));
+      if (all_digits(text)) return value::integer(std::stoll(text));
       if (o.how == conv::size) return value::string(text);  // "10MB": the loader reads sizes
       throw command_error{fmt::format("{}: '{}' is not a number", o.flag, terminal_text(text))};
     }
@@ -159,7 +253,11 @@ bool given(const request& r, std::string_view flag) {
 // The keys the options of `r` write (nullopt: removed), in the order of the group's options.
 std::vector<key_edit> edits_of(const group_spec& gs, const request& r) {
   std::vector<key_edit> out;
-  auto put = [&](std::string key, value v) { out.push_back({std::move(key), std::move(v)}); };
+  // A key two options write (--permission-groups and --auth-required) takes the later one.
+  auto put = [&](std::string key, value v) {
+    std::erase_if(out, [&key](const key_edit& e) { return e.key == key; });
+    out.push_back({std::move(key), std::move(v)});
+  };
   for (size_t i = 0; i < r.options.size(); ++i) {
     const option_spec& o = *r.options[i].first;
     if (r.options[i].second->count() == 0) continue;
@@ -454,7 +552,12 @@ std::vector<row> describe(const config::receive_connector& rc) {
   return {{"name", {rc.name}}, {"usage", {std::string(config::to_string(rc.type))}}, {"bindings", b},
           {"remote_ip_ranges", ranges}, {"permissions", perms}, {"max_message_size", {std::to_string(rc.max_message_size)}},
           {"max_recipients", {std::to_string(rc.max_recipients)}}, {"starttls", {std::string(config::to_string(rc.tls.starttls))}},
-          {"banner", {rc.banner}}, {"protocol_log", {rc.protocol_log ? "true" : "false"}}};
+          {"banner", {rc.banner}}, {"protocol_log", {rc.protocol_log ? "true" : "false"}},
+          {"max_header_size", {std::to_string(rc.max_header_size)}}, {"max_protocol_errors", {std::to_string(rc.max_errors)}},
+          {"helo_required", {rc.helo_required ? "true" : "false"}},
+          {"connection_timeout", {std::to_string(rc.timeouts.connection_s)}},
+          {"connection_inactivity_timeout", {std::to_string(rc.timeouts.command_s)}},
+          {"data_timeout", {std::to_string(rc.timeouts.data_s)}}, {"content_timeout", {std::to_string(rc.timeouts.content_s)}}};
 }
 
 std::vector<row> describe(const config::send_connector& sc) {
@@ -465,13 +568,15 @@ std::vector<row> describe(const config::send_connector& sc) {
   return {{"name", {sc.name}}, {"enabled", {sc.enabled ? "true" : "false"}}, {"address_spaces", spaces},
           {"routing", {sc.routing == route::routing_method::dns ? "dns" : "smarthost"}}, {"smart_hosts", hosts},
           {"source", sc.source_servers}, {"max_message_size", {std::to_string(sc.max_message_size)}},
-          {"tls", {tls_names[static_cast<int>(sc.tls)]}}, {"port", {std::to_string(sc.port)}}, {"fqdn", {sc.helo}}};
+          {"tls", {tls_names[static_cast<int>(sc.tls)]}}, {"port", {std::to_string(sc.port)}}, {"fqdn", {sc.helo}},
+          {"tls_domain", {sc.tls_verify_name}}};
 }
 
 std::vector<row> describe(const config::accepted_domain& d) {
   static const char* types[] = {"authoritative", "internal-relay", "external-relay"};
   return {{"name", {d.name}}, {"domain_type", {types[static_cast<int>(d.type)]}},
-          {"recipients", {d.recipients_file}}, {"mailbox", {std::string(config::to_string(d.mailbox))}}};
+          {"recipients", {d.recipients_file}}, {"mailbox", {std::string(config::to_string(d.mailbox))}},
+          {"maildir_path", {d.maildir_path}}};
 }
 
 const std::set<std::string> list_fields = {"bindings", "remote_ip_ranges", "permissions", "address_spaces", "smart_hosts", "source"};
@@ -507,7 +612,10 @@ void run_get(const global_options& g, const group_spec& gs, const request& r) {
   }
   for (size_t i = 0; i < all.size(); ++i) {
     if (i) fmt::print("\n");
-    for (const auto& [field, v] : all[i]) fmt::print("{:<18} {}\n", field + ":", terminal_text(joined(v, ", ")));
+    std::size_t width = 18;
+    for (const auto& [field, v] : all[i]) width = std::max(width, field.size() + 1);
+    for (const auto& [field, v] : all[i])
+      fmt::print("{:<{}} {}\n", field + ":", width, terminal_text(joined(v, ", ")));
   }
 }
 
@@ -516,7 +624,7 @@ void add_group(CLI::App& app, global_options& g, const group_spec& gs) {
   // Exchange options without a sluice key are not offered rather than silently ignored.
   if (std::string_view(gs.table) == "receive_connector")
     about += ". No --fqdn or --enabled: a receive connector greets with [server] hostname (or --banner) and is "
-             "disabled by removing it";
+             "disabled by removing it. tls.sni entries (a list of tables) are edited in the file";
   auto* group = app.add_subcommand(gs.command, about);
   group->require_subcommand(1);
   for (const std::string verb : {"get", "new", "set", "remove"}) {

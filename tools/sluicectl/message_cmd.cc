@@ -184,9 +184,9 @@ void bounce_list(const global_options& g) {
 
 }  // namespace
 
-void ask_daemon(const global_options& g, const std::vector<std::string>& words) {
+void ask_daemon(const global_options& g, const std::vector<std::string>& words, int timeout_ms) {
   const std::string path = admin::socket_path_for(resolve_queue_dir(g));
-  admin::call_result r = admin::call(path, words);
+  admin::call_result r = admin::call(path, words, timeout_ms);
   if (r.status != admin::call_status::ok) throw command_error{r.error};
   const admin::response& a = r.reply;
   if (g.json) {
@@ -240,14 +240,17 @@ void add_message_commands(CLI::App& app, global_options& g) {
   }
   auto dsn = std::make_shared<bool>(false);
   auto* remove = message->add_subcommand(
-      "remove", "delete the message from the queue (logged with your uid); with --dsn its sender gets a failure report");
+      "remove", "delete the message from the queue (logged with your uid); with --dsn its sender gets a failure report. "
+                "An attempt in progress is let finish first (up to 45 s): what it delivered is said, the rest removed");
   remove->fallthrough();
   remove->add_option("id", *id, "queue id (16 hex digits)")->required();
   remove->add_flag("--dsn", *dsn, "fail the queued recipients with 550 5.0.0, so the sender is told");
   remove->callback([&g, id, dsn] {
     std::vector<std::string> words{"message", "remove", parse_id(*id).text()};
     if (*dsn) words.push_back("--dsn");
-    ask_daemon(g, words);
+    // sluiced first lets an attempt in progress finish, for up to 45 s
+    // (delivery::engine::removal_wait_ms): the answer may take that long.
+    ask_daemon(g, words, 60'000);
   });
 
   struct bounce_options {
