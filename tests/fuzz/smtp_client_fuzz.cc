@@ -42,6 +42,15 @@ size_t count_ends_of_data(std::string_view out) {
   return n;
 }
 
+// The size in the BDAT command that output() ends with when a chunk is due.
+uint64_t announced_size(std::string_view out) {
+  size_t cmd = out.rfind("BDAT ");
+  FUZZ_CHECK(cmd != out.npos && out.ends_with("\r\n"));
+  uint64_t n = 0;
+  for (size_t i = cmd + 5; i < out.size() && out[i] >= '0' && out[i] <= '9'; ++i) n = n * 10 + uint64_t(out[i] - '0');
+  return n;
+}
+
 // The length of the next line of the input, its LF included (or of the rest).
 size_t next_line_length(const input_stream& in) {
   input_stream copy = in;
@@ -87,6 +96,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   bool content_pending = false;
   bool due_bdat = false;                     // the content due is a BDAT chunk: due_octets
   std::vector<std::string_view> due_octets;
+  uint64_t due_announced = 0;                // the size in its BDAT command
   std::string fed;           // every server byte so far
   std::string clear_out;     // everything the client wrote before TLS
   std::string all_out;       // everything the client wrote
@@ -173,7 +183,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         case client_event::kind::content_due:
           FUZZ_CHECK(chunked && ev.message != nullptr && ev.message->chunked_content);
           FUZZ_CHECK(!content_pending);
-          if (ev.bdat) due_octets.assign(ev.segments.begin(), ev.segments.end());
+          if (ev.bdat) {
+            due_octets.assign(ev.segments.begin(), ev.segments.end());
+            due_announced = announced_size(c.output());
+          }
           due_bdat = ev.bdat;
           content_pending = true;
           break;
@@ -190,13 +203,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (!due_bdat) {
         c.mutable_output().append("Subject: x\r\n\r\n..line\r\n.\r\n");  // the chunks, as the caller writes them
       } else {
-        // The command is in output() already, and exactly its size follows.
-        const std::string& out = c.output();
-        const size_t cmd = out.rfind("BDAT ");
-        FUZZ_CHECK(cmd != out.npos);
+        // Exactly the size its command announced follows.
         size_t octets = 0;
         for (std::string_view v : due_octets) octets += v.size();
-        FUZZ_CHECK(std::stoull(out.substr(cmd + 5)) == octets);
+        FUZZ_CHECK(due_announced == octets);
         for (std::string_view v : due_octets) c.mutable_output().append(v);
       }
       content_pending = false;
@@ -206,6 +216,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (ev.what == client_event::kind::content_due) {
           FUZZ_CHECK(ev.bdat);
           due_octets.assign(ev.segments.begin(), ev.segments.end());
+          due_announced = announced_size(c.output());
           due_bdat = true;
           content_pending = true;
         }

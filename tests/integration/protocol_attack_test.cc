@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -216,6 +217,58 @@ Test(protocol_attack, smuggled_endings_in_bdat_are_relayed_harmless, .timeout = 
   expect_nothing_smuggled(env, hop);
   for (const auto& line : env.tracking("FAIL"))
     cr_assert(line.find("5.6.3") != std::string::npos, "only binary content may fail: %s", line.c_str());
+}
+
+// The same payloads to a next hop offering CHUNKING and BINARYMIME: sluiced relays them with
+// BDAT, where the length ends a chunk. Binary content arrives exactly as it was taken (its
+// forged endings are data, and the hop sees one message); text content arrives with its line
+// ends repaired (no bare CR or LF, no NUL), so a hop relaying it on with DATA finds no other end.
+Test(protocol_attack, smuggled_endings_in_bdat_relayed_with_bdat, .timeout = 90) {
+  delivery_env env(dest_zone);
+  next_hop hop(env.daemon.dir(), "127.0.0.21", env.sink_port, {"--chunking"});
+  cr_assert(hop.started(), "next hop: %s", hop.output().c_str());
+  env.configure();
+  START(env.daemon);
+  std::map<std::string, std::string> binary_sent;  // recipient -> content
+  std::size_t accepted = 0;
+  int i = 0;
+  for (const char* body : {"", " BODY=BINARYMIME"}) {
+    for (const auto& e : endings()) {
+      const std::string content = smuggling_content(e, i);
+      const std::string rcpt = "rcpt" + std::to_string(i++) + "@dest.test";
+      smtp_client c(env.daemon.port());
+      EXPECT_CODE(c.reply(), 220);
+      EXPECT_CODE(c.cmd("EHLO client.example"), 250);
+      EXPECT_CODE(c.cmd("MAIL FROM:<sender@client.test>"s + body), 250);
+      EXPECT_CODE(c.cmd("RCPT TO:<" + rcpt + ">"), 250);
+      c.send_raw("BDAT " + std::to_string(content.size()) + " LAST\r\n" + content);
+      if (took_one_message(c, c.reply(), e.name)) {
+        ++accepted;
+        if (*body) binary_sent["<" + rcpt + ">"] = content;
+      }
+    }
+  }
+  cr_assert_eq(binary_sent.size(), endings().size(), "every binary payload is taken");
+  await_delivery(env, hop, accepted);
+  const auto taken = hop.messages();
+  cr_assert_eq(taken.size(), accepted, "one message at the hop per message taken; sessions:\n%s",
+               hop.sessions().c_str());
+  cr_assert_eq(env.tracked_recipients("FAIL"), 0u);
+  for (const auto& m : taken) {
+    cr_assert(m.from.starts_with("<sender@client.test>"), "next hop got MAIL FROM:%s", m.from.c_str());
+    auto sent = binary_sent.find(m.rcpts);
+    if (sent != binary_sent.end()) {
+      cr_assert(m.data.ends_with(sent->second), "binary content changed on the way: %s", visible(m.data).c_str());
+      continue;
+    }
+    for (std::size_t k = 0; k < m.data.size(); ++k) {
+      const char ch = m.data[k];
+      cr_assert(ch != '\0', "NUL at %zu: %s", k, visible(m.data).c_str());
+      cr_assert(ch != '\r' || (k + 1 < m.data.size() && m.data[k + 1] == '\n'), "bare CR at %zu: %s", k,
+                visible(m.data).c_str());
+      cr_assert(ch != '\n' || (k > 0 && m.data[k - 1] == '\r'), "bare LF at %zu: %s", k, visible(m.data).c_str());
+    }
+  }
 }
 
 namespace {
