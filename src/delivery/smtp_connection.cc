@@ -211,8 +211,8 @@ void smtp_connection::handle(smtp::client_event& ev) {
       }
       flush();  // DATA (or "BDAT n") and everything before it precede the content
       writing_->segments.clear();
-      if (ev.bdat)  // the chunk's octets as the client planned them (its span is the client's)
-        writing_->segments.assign(ev.segments.begin(), ev.segments.end());
+      if (ev.bdat)  // the chunk's octets as the client planned them
+        writing_->segments = std::move(ev.segments);
       else
         smtp::data_segments(writing_->out.chunks, writing_->segments);
       next_segment_ = 0;

@@ -461,7 +461,8 @@ void client::send_chunks(transaction& t) {
       ev.message = t.msg;
       ev.bdat = true;
       ev.chunk = i;
-      ev.segments = t.plan.chunk(i);
+      const auto octets = t.plan.chunk(i);
+      ev.segments.assign(octets.begin(), octets.end());
       return;  // content_written() goes on
     }
     for (std::string_view seg : t.plan.chunk(i)) out_.append(seg);

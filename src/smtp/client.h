@@ -160,10 +160,12 @@ struct client_event {
   waiting_for at = waiting_for::none;
   const outgoing_message* message = nullptr;  // content_due: whose content
   // content_due for a BDAT chunk: which one (from 0), and its octets. The segments point into
-  // the message's chunks and static storage (the span itself into the client: copy it).
+  // the message's chunks and static storage, so they stay valid until the message's
+  // message_done. The event holds its own list: the transaction may be gone (a reply parsed in
+  // the same feed() ended the session) by the time the caller handles the event.
   bool bdat = false;
   size_t chunk = 0;
-  std::span<const std::string_view> segments;
+  std::vector<std::string_view> segments;
 };
 
 class client {

@@ -355,3 +355,28 @@ Test(smtp_client_bdat, lmtp_keeps_data) {
   c.send(m);
   cr_assert(take(c).ends_with("DATA\r\n"));
 }
+
+// Found by tests/fuzz/smtp_client: the reply that makes a chunk due and a reply that ends the
+// session in one read. The content_due event is still handled first, after the transaction is
+// gone: its segments are the event's own, pointing only into the message's chunks.
+Test(smtp_client_bdat, chunk_due_event_outlives_its_transaction) {
+  client_settings s;
+  client c(s);
+  greet(c, ehlo_chunking);
+  const std::string body(70'000, 'q');
+  const std::string_view parts[] = {body};
+  outgoing_message m = message("");
+  m.binary = m.eight_bit = true;
+  m.chunks = parts;
+  m.chunked_content = true;
+  c.send(m);
+  take(c);
+  c.feed("250 ok\r\n250 ok\r\n250 ok\r\nnot a reply\r\n");
+  auto ev = drain(c);
+  cr_assert_eq(ev.size(), 3u);
+  cr_assert(ev[0].what == client_event::kind::content_due);
+  cr_assert(ev[1].what == client_event::kind::message_done);
+  cr_assert(ev[2].what == client_event::kind::protocol_error);
+  std::vector<std::string> filler(64, std::string(48, 'f'));  // reuse what the transaction freed
+  cr_assert_eq(joined(ev[0].segments), body);
+}
