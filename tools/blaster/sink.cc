@@ -632,6 +632,7 @@ int run_sink(const sink_options& o) {
   cfg.settings.eightbitmime = o.eightbitmime;
   cfg.settings.smtputf8 = o.smtputf8;
   cfg.settings.pipelining = o.pipelining;
+  cfg.settings.chunking = o.chunking;
   cfg.settings.dsn = o.dsn;
   // --tls-broken gets a real certificate too: a recovered sink (SIGUSR1) does handshake.
   if (o.starttls) {
