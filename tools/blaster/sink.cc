@@ -36,7 +36,9 @@ struct sink_stats {
   uint64_t injected_mail = 0, injected_rcpt = 0, rcpts = 0, bytes = 0;
   uint64_t digest_ok = 0, digest_bad = 0, digest_none = 0;
   uint64_t sessions = 0, refused_sessions = 0, rejected_rcpt = 0, deferred_rcpt = 0, deferred_mail = 0, dropped = 0;
+  uint64_t bdat_chunks = 0;  // BDAT commands answered (--chunking)
   void merge(const sink_stats& o) {
+    bdat_chunks += o.bdat_chunks;
     sessions += o.sessions;
     refused_sessions += o.refused_sessions;
     rejected_rcpt += o.rejected_rcpt;
@@ -361,6 +363,8 @@ void sink_session::on_reply(std::string_view wire) {
     at = reply_point::rcpt;
   } else if (verb_ == "DATA") {
     at = reply_point::data;
+  } else if (verb_ == "BDAT") {
+    ++w_.stats_.bdat_chunks;
   }
   verb_.clear();  // a command has one reply (multi-line ones come as one)
   if (at == reply_point::none || cut_) return;
@@ -758,11 +762,12 @@ int run_sink(const sink_options& o) {
         "{{\"listen\":\"{}\",\"connections\":{},\"messages\":{},\"accepted\":{},\"refused_4xx\":{},\"refused_5xx\":{},"
         "\"injected_mail\":{},\"injected_rcpt\":{},\"rcpts\":{},\"bytes\":{},\"digest_ok\":{},\"digest_bad\":{},"
         "\"digest_none\":{},\"sessions_total\":{},\"peak_sessions\":{},\"refused_sessions\":{},"
-        "\"rejected_rcpt\":{},\"deferred_rcpt\":{},\"deferred_mail\":{},\"dropped\":{},\"elapsed_s\":{:.3f}}}\n",
+        "\"rejected_rcpt\":{},\"deferred_rcpt\":{},\"deferred_mail\":{},\"dropped\":{},\"bdat_chunks\":{},"
+        "\"elapsed_s\":{:.3f}}}\n",
         o.listen, all.connections, all.messages, all.accepted, all.refused_4xx, all.refused_5xx, all.injected_mail,
         all.injected_rcpt, all.rcpts, all.bytes, all.digest_ok, all.digest_bad, all.digest_none, all.sessions,
         cfg.peak.load(), all.refused_sessions, all.rejected_rcpt, all.deferred_rcpt, all.deferred_mail, all.dropped,
-        elapsed);
+        all.bdat_chunks, elapsed);
   } else {
     fmt::print("blaster sink: {} connections, {} messages: {} accepted, {} refused 4xx, {} refused 5xx\n",
                all.connections, all.messages, all.accepted, all.refused_4xx, all.refused_5xx);
