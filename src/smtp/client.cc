@@ -431,8 +431,8 @@ void client::send(const outgoing_message& msg) {
       out_ += "DATA\r\n";
       t.pending.push_back(expect::data);
     } else if (t.plan.total() <= bdat_behind_rcpt_max) {
-      // Small content rides behind the RCPTs (RFC 3030 4.2): the server discards a chunk
-      // whose transaction failed, and waiting for the RCPT replies would cost a round trip.
+      // Small content rides behind the RCPTs (RFC 3030 with PIPELINING): the server discards
+      // a chunk whose transaction failed, and waiting for the RCPT replies costs a round trip.
       start_bdat(t);
     }
     // Larger content waits for the RCPT replies, so it is not sent to nobody.
@@ -688,11 +688,6 @@ void client::on_transaction_reply(const reply& r) {
   }
   if (!t.pending.empty()) return;
   if (t.bdat && content_due_) return;  // a chunk is being written: its reply is still to come
-  if (quit_after_content_ && !content_pending()) {
-    // quit() came while chunks were still to go; none will now.
-    quit_after_content_ = false;
-    quit();
-  }
   if (settings_.lmtp && t.lmtp_seen > 0 && !t.failed) {
     const reply* first_ok = nullptr;
     const reply* first_bad = nullptr;
@@ -713,6 +708,11 @@ void client::on_transaction_reply(const reply& r) {
   // Messages refused locally behind this one have their turn now.
   while (!txns_.empty() && txns_.front().local) finish_front();
   if (!txns_.empty()) return;
+  if (quit_after_content_) {
+    // quit() came while BDAT chunks were still to go; none will now (refused, or nobody took them).
+    quit_after_content_ = false;
+    quit();
+  }
   if (need_rset && !quit_pending_) {  // a QUIT already sent ends the transaction anyway
     out_ += "RSET\r\n";
     state_ = state::rset;

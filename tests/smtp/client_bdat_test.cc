@@ -380,3 +380,24 @@ Test(smtp_client_bdat, chunk_due_event_outlives_its_transaction) {
   std::vector<std::string> filler(64, std::string(48, 'f'));  // reuse what the transaction freed
   cr_assert_eq(joined(ev[0].segments), body);
 }
+
+// QUIT asked for while a large message waits for its RCPT replies, and nobody takes it: no
+// chunk is sent, and QUIT goes instead of RSET.
+Test(smtp_client_bdat, quit_while_waiting_for_rcpts_that_all_fail) {
+  client_settings s;
+  client c(s);
+  greet(c, ehlo_chunking);
+  const std::string body(70'000, 'w');
+  outgoing_message m = message(body);
+  c.send(m);
+  take(c);
+  c.quit();
+  cr_assert(c.output().empty());
+  c.feed("250 ok\r\n550 no\r\n550 no\r\n");
+  cr_assert_eq(take(c), "QUIT\r\n");
+  c.feed("221 bye\r\n");
+  auto ev = drain(c);
+  cr_assert_eq(ev.size(), 2u);
+  cr_assert_eq(ev[0].result.recipients[0].code, 550);
+  cr_assert(ev[1].what == client_event::kind::closed);
+}
