@@ -146,7 +146,11 @@ class sink_session final : public stream::stream_handler, public smtp::server_de
   smtp::reply check_recipient(const smtp::envelope& env, const smtp::recipient& rcpt) override;
   void submit(smtp::envelope& env, std::string& body) override;
   void start_tls() override { need_tls_ = true; }
-  void on_command(std::string_view line) override { verb_ = upper(line.substr(0, line.find(' '))); }
+  void on_command(std::string_view line) override {
+    verb_ = upper(line.substr(0, line.find(' ')));
+    bdat_commands_ += verb_ == "BDAT";  // counted at its reply (a LAST's comes by the submit path)
+  }
+  uint64_t bdat_commands_ = 0;
   void on_reply(std::string_view wire) override;
 
   // A connection over --max-sessions: 421 and close, never counted as a session.
@@ -349,6 +353,8 @@ void sink_session::on_input(std::string_view plaintext) {
 // Called as the server appends a reply: the reply begins wire.size() + 2 bytes before
 // the end of its output, which flush() takes whole, so the offset stays valid until then.
 void sink_session::on_reply(std::string_view wire) {
+  w_.stats_.bdat_chunks += bdat_commands_;
+  bdat_commands_ = 0;
   reply_point at = reply_point::none;
   if (dot_next_) {
     dot_next_ = false;
@@ -363,8 +369,6 @@ void sink_session::on_reply(std::string_view wire) {
     at = reply_point::rcpt;
   } else if (verb_ == "DATA") {
     at = reply_point::data;
-  } else if (verb_ == "BDAT") {
-    ++w_.stats_.bdat_chunks;
   }
   verb_.clear();  // a command has one reply (multi-line ones come as one)
   if (at == reply_point::none || cut_) return;
