@@ -228,6 +228,9 @@ struct delivery_settings {                    // [delivery]
   uint64_t expire_after_s = 5 * 86400;        // message lifetime ("5d", "120h", "3600s" or a number of seconds)
   uint32_t tls_broken_remember_s = 3600;      // opportunistic: a host whose handshake failed is tried in plaintext
   reconnect_policy reconnect = reconnect_policy::next_host;
+  // BDAT (RFC 3030) to next hops offering CHUNKING; false: DATA everywhere (BINARYMIME mail
+  // then fails 5.6.3). A send connector's own `chunking` wins.
+  bool chunking = true;
   std::string helo;                           // EHLO name; default server.hostname
   delivery_limits limits;                     // [delivery] keys of the same names
   delivery_timeouts timeouts;                 // [delivery.timeouts]
@@ -287,6 +290,7 @@ struct send_connector {
   std::string auth_credentials;      // resolved path of a "user:password" file; smarthost only
   std::string auth_user, auth_password;  // read from auth_credentials by the loader
   std::string helo;                  // "" = delivery.helo
+  std::optional<bool> chunking;      // unset = delivery.chunking
   int line = 0;
 };
 

@@ -126,6 +126,7 @@ void read_delivery(table_reader& top, config& c) {
   r.read_enum("reconnect", d.reconnect, {{"next_host", reconnect_policy::next_host},
                                          {"same_host", reconnect_policy::same_host},
                                          {"end", reconnect_policy::end}});
+  r.read_bool("chunking", d.chunking);
   if (r.read_string("helo", d.helo)) {
     if (!is_hostname(d.helo)) {
       r.value_error("helo", *t->get("helo"), squote(d.helo) + " is not a valid host name" + idn_hint(d.helo));

@@ -226,6 +226,8 @@ void read_send_security(table_reader& r, const toml::table& t, send_connector& s
     }
     sc.helo = lower(sc.helo);
   }
+  bool chunking = true;
+  if (r.read_bool("chunking", chunking)) sc.chunking = chunking;
 }
 
 // Why a maildir_path template is refused, or "" when it is usable. It must keep every

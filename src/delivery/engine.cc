@@ -409,6 +409,7 @@ connection_settings engine::settings_for(const site& s, const std::string& host_
     c.tls_ctx = tls_->unverified;
   }
   c.tls_name = sc && !sc->tls_verify_name.empty() ? sc->tls_verify_name : host_name;
+  c.chunking = sc && sc->chunking ? *sc->chunking : d.chunking;
   if (sc && s.smart_host) {
     c.auth_user = sc->auth_user;
     c.auth_password = sc->auth_password;

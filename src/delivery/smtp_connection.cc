@@ -23,6 +23,7 @@ std::string phase_text(smtp::waiting_for w, bool lmtp) {
       if (lmtp) return "waiting for the reply to LHLO";
       break;
     case smtp::waiting_for::content: return "writing the message content";
+    case smtp::waiting_for::bdat: return "waiting for the reply to a BDAT chunk";
     default: break;
   }
   return std::string("waiting for the reply to ") + smtp::waiting_for_name(w);
@@ -52,6 +53,7 @@ smtp_connection::smtp_connection(net::loop& l, connection_settings settings, han
   client_settings_.helo = settings_.helo.empty() ? "localhost" : settings_.helo;
   client_settings_.pipelining = settings_.pipelining;
   client_settings_.pipeline_next_message = settings_.pipelining;
+  client_settings_.chunking = settings_.chunking;
   // Mandatory TLS without a context still asks for STARTTLS: the missing context then
   // ends the session as tls_unavailable before any MAIL, as a missing STARTTLS would.
   client_settings_.starttls = settings_.tls == tls_policy::mandatory || settings_.tls == tls_policy::partner;
@@ -207,9 +209,12 @@ void smtp_connection::handle(smtp::client_event& ev) {
       if (writing_ == nullptr) {
         return finish(connection_end::dropped, {0, "", ""}, "internal error: content due for an unknown message");
       }
-      flush();  // DATA and everything before it precede the content
+      flush();  // DATA (or "BDAT n") and everything before it precede the content
       writing_->segments.clear();
-      smtp::data_segments(writing_->out.chunks, writing_->segments);
+      if (ev.bdat)  // the chunk's octets as the client planned them
+        writing_->segments = std::move(ev.segments);
+      else
+        smtp::data_segments(writing_->out.chunks, writing_->segments);
       next_segment_ = 0;
       timer_.start(settings_.timeouts.data_block_ms, 0, [this] { on_timeout(); });
       armed_for_ = smtp::waiting_for::content;
@@ -298,7 +303,8 @@ uint32_t smtp_connection::timeout_for(smtp::waiting_for w) const {
     case smtp::waiting_for::mail: return t.mail_ms;
     case smtp::waiting_for::rcpt: return t.rcpt_ms;
     case smtp::waiting_for::data: return t.data_ms;
-    case smtp::waiting_for::content: return t.data_block_ms;
+    case smtp::waiting_for::content:
+    case smtp::waiting_for::bdat: return t.data_block_ms;
     case smtp::waiting_for::final_dot: return t.final_dot_ms;
     case smtp::waiting_for::rset: return t.rset_ms;
     case smtp::waiting_for::quit: return t.quit_ms;

@@ -47,6 +47,10 @@ struct connection_settings {
   // else auth_failed without sending them.
   std::string auth_user, auth_password;
   bool pipelining = true;                       // RFC 2920, and the next MAIL behind the end of data
+  // BDAT (RFC 3030) when the peer offers CHUNKING (SMTP only; LMTP stays on DATA). Off: DATA,
+  // and BINARYMIME content fails 5.6.3. Each BDAT reply gets timeouts.data_block_ms, the
+  // reply to the LAST chunk final_dot_ms.
+  bool chunking = true;
   // LMTP (RFC 2033) to a mailbox server over a Unix socket or loopback: LHLO, never
   // STARTTLS or AUTH (tls, tls_ctx, skip_tls and the credentials are ignored), and after
   // the final dot one reply per accepted recipient, each its own outcome.
@@ -83,13 +87,14 @@ struct outbound_message {
   std::span<const std::string_view> body;       // dot-unstuffed chunks, pinned by the caller until on_message_done
   uint64_t size = 0;                            // bytes of the body (SIZE= is counted from the chunks)
   bool eight_bit = false, smtputf8 = false;
-  bool binary = false;                          // BODY=BINARYMIME: refused with 554 5.6.3 (smtp::outgoing_message)
+  bool binary = false;                          // BODY=BINARYMIME: BDAT only, else 554 5.6.3 (smtp::outgoing_message)
 };
 
 // Carries messages over one outbound SMTP (or LMTP) connection: the session (smtp::client) on a
 // plain-or-TLS stream, the policy decisions around it (STARTTLS, AUTH), one timer for
 // the phase the session waits in, and the body written straight from the caller's
-// chunks (smtp::data_segments + byte_stream::send_borrowed: no body byte is copied).
+// chunks (smtp::data_segments for DATA, smtp::plan_bdat for BDAT, + byte_stream::send_borrowed:
+// no body byte is copied).
 //
 // Loop thread only. Ownership: the connection borrows the handler, and each message
 // (envelope and body chunks) from send() until that message's on_message_done; it owns
@@ -136,14 +141,15 @@ class smtp_connection final : private stream::stream_handler {
   std::string remote_mta() const;                // "mx1.example[127.0.0.2]:25", "unix:/run/dovecot/lmtp"
   std::string tls_summary() const;               // "TLSv1.3 TLS_AES_256_GCM_SHA384 verified|unverified" or ""
   uint64_t messages_sent() const;                // messages handed over by send() on this connection
-  uint64_t body_bytes_borrowed() const;          // zero-copy counter (tests): DATA bytes sent from the chunks
+  uint64_t body_bytes_borrowed() const;          // zero-copy counter (tests): DATA/BDAT bytes sent from the chunks
   // Additions: what the session waits for now, and the stream's counters (tests).
   smtp::waiting_for waiting() const;
   stream::byte_stream::send_stats stream_stats() const;
 
  private:
   // One message from send() to on_message_done: the client points at `out`, the
-  // segments point into the caller's chunks.
+  // segments (the DATA transmission, or the BDAT chunk being written) point into the
+  // caller's chunks.
   struct slot {
     smtp::outgoing_message out;
     std::vector<std::string_view> segments;

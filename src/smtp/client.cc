@@ -1,4 +1,4 @@
-// client.cc: the SMTP/LMTP client state machine (RFC 5321, RFC 2920 pipelining, RFC 2033 LMTP).
+// client.cc: the SMTP/LMTP client state machine (RFC 5321, RFC 2920 pipelining, RFC 3030 BDAT, RFC 2033 LMTP).
 // Untrusted input: replies from the remote server, parsed by reply_parser.
 #include "smtp/client.h"
 
@@ -121,6 +121,7 @@ capabilities capabilities::parse(std::string_view text) {
     if (key == "PIPELINING") c.pipelining = true;
     else if (key == "STARTTLS") c.starttls = true;
     else if (key == "CHUNKING") c.chunking = true;
+    else if (key == "BINARYMIME") c.binarymime = true;
     else if (key == "8BITMIME") c.eightbitmime = true;
     else if (key == "SMTPUTF8") c.smtputf8 = true;
     else if (key == "DSN") c.dsn = true;
@@ -163,6 +164,7 @@ const char* waiting_for_name(waiting_for w) {
     case waiting_for::rcpt: return "RCPT TO";
     case waiting_for::data: return "DATA";
     case waiting_for::content: return "message content";
+    case waiting_for::bdat: return "BDAT";
     case waiting_for::final_dot: return "end of data";
     case waiting_for::rset: return "RSET";
     case waiting_for::quit: return "QUIT";
@@ -348,8 +350,10 @@ void client::on_reply(const reply& r) {
 }
 
 bool client::can_pipeline_next() const {
+  // Not behind BDAT: were its last chunk refused, the transaction would still be open (RFC
+  // 3030 wants RSET then) and a MAIL already sent would be refused as nested.
   return settings_.pipeline_next_message && pipelined_ && state_ == state::transaction && txns_.size() == 1 &&
-         txns_.front().content_sent && !content_due_ && !quit_pending_;
+         txns_.front().content_sent && !txns_.front().bdat && !content_due_ && !quit_pending_;
 }
 
 waiting_for client::waiting() const {
@@ -369,8 +373,10 @@ waiting_for client::waiting() const {
           case expect::mail: return waiting_for::mail;
           case expect::rcpt: return waiting_for::rcpt;
           case expect::data: return waiting_for::data;
+          case expect::bdat: return waiting_for::bdat;
           case expect::content:
-          case expect::lmtp_content: return waiting_for::final_dot;
+          case expect::lmtp_content:
+          case expect::bdat_last: return waiting_for::final_dot;
         }
       }
       return waiting_for::none;
@@ -410,14 +416,79 @@ void client::send(const outgoing_message& msg) {
 
   compose_mail(msg);
   t.pending.push_back(expect::mail);
+  t.bdat = use_bdat();
+  if (t.bdat) {
+    const std::string_view whole[1] = {msg.content};
+    plan_bdat(msg.chunked_content ? msg.chunks : std::span<const std::string_view>(whole), msg.binary,
+              settings_.bdat_chunk_size, t.plan);
+  }
   if (pipelined_) {
     for (size_t i = 0; i < msg.recipients.size(); ++i) {
       append_rcpt(msg, i);
       t.pending.push_back(expect::rcpt);
     }
-    out_ += "DATA\r\n";
-    t.pending.push_back(expect::data);
+    if (!t.bdat) {
+      out_ += "DATA\r\n";
+      t.pending.push_back(expect::data);
+    } else if (t.plan.total() <= bdat_behind_rcpt_max) {
+      // Small content rides behind the RCPTs (RFC 3030 with PIPELINING): the server discards
+      // a chunk whose transaction failed, and waiting for the RCPT replies costs a round trip.
+      start_bdat(t);
+    }
+    // Larger content waits for the RCPT replies, so it is not sent to nobody.
   }
+}
+
+bool client::use_bdat() const { return settings_.chunking && !settings_.lmtp && caps_.chunking; }
+
+void client::start_bdat(transaction& t) {
+  t.bdat_started = true;
+  send_chunks(t);
+}
+
+// Sends BDAT chunks from t.next_chunk: with PIPELINING all of them (each behind the one
+// before), else one, whose reply sends the next. Chunked content goes through content_due.
+void client::send_chunks(transaction& t) {
+  while (!content_due_ && !t.failed && t.next_chunk < t.plan.chunks()) {
+    const size_t i = t.next_chunk++;
+    out_ += "BDAT ";
+    out_ += std::to_string(t.plan.chunk_size[i]);
+    out_ += i + 1 == t.plan.chunks() ? " LAST\r\n" : "\r\n";
+    if (t.msg->chunked_content) {
+      content_due_ = true;
+      emit(client_event::kind::content_due);
+      client_event& ev = events_.back();
+      ev.message = t.msg;
+      ev.bdat = true;
+      ev.chunk = i;
+      const auto octets = t.plan.chunk(i);
+      ev.segments.assign(octets.begin(), octets.end());
+      return;  // content_written() goes on
+    }
+    for (std::string_view seg : t.plan.chunk(i)) out_.append(seg);
+    chunk_written(t);
+    if (!pipelined_) return;
+  }
+}
+
+// The chunk before t.next_chunk is out: its reply is expected.
+void client::chunk_written(transaction& t) {
+  const bool last = t.next_chunk == t.plan.chunks();
+  t.pending.push_back(last ? expect::bdat_last : expect::bdat);
+  if (!last) return;
+  t.content_sent = true;
+  if (quit_after_content_ && !content_due_) {  // quit() came while chunks were still to go
+    quit_after_content_ = false;
+    quit();
+  }
+}
+
+// Content of the newest transaction is still to be written (QUIT must wait behind it).
+bool client::content_pending() const {
+  if (content_due_) return true;
+  if (txns_.empty()) return false;
+  const transaction& t = txns_.back();
+  return t.bdat && !t.local && !t.failed && !t.content_sent;
 }
 
 // A message the server cannot take is not offered at all: the refusal a server would
@@ -428,9 +499,13 @@ bool client::refuse_locally(const outgoing_message& msg) {
   if (caps_.size_offered && caps_.size > 0 && size > caps_.size) {
     why = {552, "5.3.4", "message size " + std::to_string(size) + " exceeds the server's limit of " +
                              std::to_string(caps_.size)};
-  } else if (msg.binary) {
-    why = {554, "5.6.3", "binary content (BODY=BINARYMIME) cannot be sent with DATA"};
-  } else if (msg.eight_bit && !caps_.eightbitmime) {
+  } else if (msg.binary && !(use_bdat() && caps_.binarymime)) {
+    why = {554, "5.6.3",
+           settings_.lmtp ? "binary content (BODY=BINARYMIME) cannot be sent with DATA, and LMTP here sends no BDAT"
+           : !settings_.chunking
+               ? "binary content (BODY=BINARYMIME) cannot be sent with DATA, and BDAT is turned off for this server"
+               : "binary content (BODY=BINARYMIME) needs BDAT, and the server does not offer CHUNKING and BINARYMIME"};
+  } else if (msg.eight_bit && !msg.binary && !caps_.eightbitmime) {
     why = {554, "5.6.3", "8-bit content, and the server does not offer 8BITMIME"};
   } else if (msg.smtputf8 && !caps_.smtputf8) {
     why = {553, "5.6.7", "internationalised message, and the server does not offer SMTPUTF8"};
@@ -458,7 +533,9 @@ void client::compose_mail(const outgoing_message& msg) {
     out_ += " SIZE=";
     out_ += std::to_string(msg.content_size());
   }
-  if (msg.eight_bit) out_ += " BODY=8BITMIME";  // refuse_locally() saw 8BITMIME offered
+  // refuse_locally() saw BINARYMIME (with BDAT) or 8BITMIME offered.
+  if (msg.binary) out_ += " BODY=BINARYMIME";
+  else if (msg.eight_bit) out_ += " BODY=8BITMIME";
   if (msg.smtputf8) out_ += " SMTPUTF8";
   if (caps_.dsn && !msg.dsn_mail_params.empty()) {
     out_ += ' ';
@@ -491,6 +568,7 @@ void client::send_next_lockstep(transaction& t) {
     append_rcpt(*t.msg, t.next_rcpt++);
     t.pending.push_back(expect::rcpt);
   } else if (t.rcpt_accepted > 0) {
+    if (t.bdat) return start_bdat(t);
     out_ += "DATA\r\n";
     t.pending.push_back(expect::data);
   }
@@ -498,9 +576,11 @@ void client::send_next_lockstep(transaction& t) {
 
 // Replies arrive in command order, so each belongs to the oldest transaction in flight.
 void client::on_transaction_reply(const reply& r) {
+  // The content is not out yet, so nothing can be its reply. (While a BDAT chunk is being
+  // written, replies to what went before it may come.)
+  if (content_due_ && (txns_.empty() || !txns_.front().bdat || txns_.front().pending.empty()))
+    return fail("reply " + std::to_string(r.code) + " before the content was sent");
   if (txns_.empty() || txns_.front().pending.empty()) return fail("unexpected reply " + std::to_string(r.code));
-  // The content is not out yet, so nothing can be its reply.
-  if (content_due_) return fail("reply " + std::to_string(r.code) + " before the content was sent");
   transaction& t = txns_.front();
   expect e = t.pending.front();
   t.pending.pop_front();
@@ -524,9 +604,37 @@ void client::on_transaction_reply(const reply& r) {
         // After a refused MAIL the 503s to pipelined RCPTs say less than the refusal.
         t.result.recipients[idx] = t.mail_ok ? r : t.result.final;
       }
-      if (!pipelined_) send_next_lockstep(t);
+      if (!pipelined_) {
+        send_next_lockstep(t);
+      } else if (t.bdat && !t.bdat_started && t.rcpt_replies == t.msg->recipients.size() && t.mail_ok &&
+                 t.rcpt_accepted > 0) {
+        start_bdat(t);  // larger content: now that a recipient is known to take it
+      }
       break;
     }
+    case expect::bdat:
+      if (r.code >= 200 && r.code < 300) {
+        if (!pipelined_) send_chunks(t);
+      } else if (r.code < 400) {
+        return fail("reply " + std::to_string(r.code) + " to BDAT");
+      } else {
+        // RFC 3030 2: no further chunk goes after a refused one, and the transaction is
+        // reset. The refusal is every accepted recipient's result.
+        t.bdat_failed = true;
+        if (!t.failed) {
+          t.failed = true;
+          if (t.rcpt_accepted > 0) t.result.final = r;
+        }
+      }
+      break;
+    case expect::bdat_last:
+      if (r.code >= 300 && r.code < 400) return fail("reply " + std::to_string(r.code) + " to BDAT LAST");
+      if (!r.positive()) t.bdat_failed = true;
+      if (!t.failed && t.rcpt_accepted > 0) {
+        t.result.final = r;
+        for (size_t idx : t.accepted_index) t.result.recipients[idx] = r;
+      }
+      break;
     case expect::data:
       if (r.code == 354) {
         t.content_sent = true;
@@ -579,6 +687,7 @@ void client::on_transaction_reply(const reply& r) {
     }
   }
   if (!t.pending.empty()) return;
+  if (t.bdat && content_due_) return;  // a chunk is being written: its reply is still to come
   if (settings_.lmtp && t.lmtp_seen > 0 && !t.failed) {
     const reply* first_ok = nullptr;
     const reply* first_bad = nullptr;
@@ -593,12 +702,18 @@ void client::on_transaction_reply(const reply& r) {
   // opened by an accepted MAIL must be reset before the next one. (A second
   // transaction only exists once the first has sent its content, so no RSET can be
   // needed while another transaction is in flight.)
-  bool need_rset = !t.content_sent && t.mail_ok;
+  // After BDAT the LAST reply closes it too, unless a chunk was refused (RFC 3030 wants RSET).
+  bool need_rset = t.mail_ok && (!t.content_sent || t.bdat_failed);
   finish_front();
   // Messages refused locally behind this one have their turn now.
   while (!txns_.empty() && txns_.front().local) finish_front();
   if (!txns_.empty()) return;
-  if (need_rset) {
+  if (quit_after_content_) {
+    // quit() came while BDAT chunks were still to go; none will now (refused, or nobody took them).
+    quit_after_content_ = false;
+    quit();
+  }
+  if (need_rset && !quit_pending_) {  // a QUIT already sent ends the transaction anyway
     out_ += "RSET\r\n";
     state_ = state::rset;
   } else if (quit_pending_) {
@@ -663,7 +778,7 @@ void client::give_up(waiting_for at, std::string detail) {
 
 void client::quit() {
   if (state_ == state::closed || state_ == state::quit || quit_pending_) return;
-  if (content_due_) {  // the caller is writing content: QUIT must follow it
+  if (content_pending()) {  // content is still to go (being written, or BDAT chunks): QUIT follows it
     quit_after_content_ = true;
     return;
   }
@@ -686,7 +801,12 @@ void client::tls_started() {
 void client::content_written() {
   if (!content_due_) return;
   content_due_ = false;
-  if (quit_after_content_) {
+  if (!txns_.empty() && txns_.back().bdat_started) {
+    transaction& t = txns_.back();
+    chunk_written(t);
+    if (pipelined_) send_chunks(t);
+  }
+  if (quit_after_content_ && !content_pending()) {
     quit_after_content_ = false;
     quit();
   } else if (can_pipeline_next() && !ready_emitted_) {

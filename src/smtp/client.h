@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "smtp/data_segments.h"
 #include "smtp/reply.h"
 
 namespace sluice::smtp {
@@ -45,7 +46,8 @@ struct capabilities {
   bool esmtp = false;
   bool pipelining = false;
   bool starttls = false;
-  bool chunking = false;
+  bool chunking = false;             // RFC 3030 BDAT
+  bool binarymime = false;           // RFC 3030 BODY=BINARYMIME (only meaningful with CHUNKING)
   bool eightbitmime = false;
   bool smtputf8 = false;
   bool dsn = false;
@@ -61,7 +63,12 @@ struct client_settings {
   std::string helo = "localhost";    // EHLO/LHLO argument
   bool lmtp = false;                 // LHLO, and one reply per accepted recipient after DATA
   bool pipelining = true;            // use PIPELINING when the server offers it
-  bool pipeline_next_message = false;  // next MAIL right after the end of data (RFC 2920 3.1)
+  bool pipeline_next_message = false;  // next MAIL right after the end of data (RFC 2920 3.1; DATA only)
+  // BDAT (RFC 3030) instead of DATA when the server offers CHUNKING; off for peers whose
+  // CHUNKING is broken. Never over LMTP, which stays on DATA. A BDAT transaction needs the
+  // reply to its last chunk before the next MAIL (a failed chunk must be followed by RSET).
+  bool chunking = true;
+  uint64_t bdat_chunk_size = 1024 * 1024;  // octets per BDAT chunk (the last one may be shorter)
   bool starttls = false;             // require STARTTLS before any message
   // STARTTLS when the server offers it; plaintext when it does not, or refuses it.
   bool starttls_if_offered = false;
@@ -93,9 +100,11 @@ struct outgoing_message {
   // SMTPUTF8 as they apply.
   bool eight_bit = false;
   bool smtputf8 = false;
-  // BODY=BINARYMIME content (RFC 3030): it may go only with BDAT, which this client does not
-  // send, and DATA would corrupt it (line ends repaired, NUL left out, see dot_stuff). It
-  // ends at once with 554 5.6.3, as a server without BINARYMIME would refuse it.
+  // BODY=BINARYMIME content (RFC 3030): it goes only with BDAT, as it is, to a server offering
+  // CHUNKING and BINARYMIME (and with chunking on in the settings); DATA would corrupt it (line
+  // ends repaired, NUL left out, see dot_stuff). Elsewhere it ends at once with 554 5.6.3, as a
+  // server without BINARYMIME would refuse it. Other content sent with BDAT has its line ends
+  // repaired as for DATA (smtp::plan_bdat).
   bool binary = false;
   // Sent only when the server offers DSN (RFC 3461): "RET=HDRS ENVID=x", and per
   // recipient by index "NOTIFY=FAILURE ORCPT=rfc822;a@b".
@@ -107,15 +116,16 @@ struct outgoing_message {
 
 // Which reply the client waits for now, so the caller can apply the RFC 5321 4.5.3.2
 // timeout of that command. `content` is the caller writing chunked content (between
-// content_due and content_written()); `final_dot` the reply to the end of data.
+// content_due and content_written()); `bdat` the reply to a BDAT chunk that is not the last
+// (the data-block timeout applies); `final_dot` the reply to the end of data or to BDAT LAST.
 enum class waiting_for : uint8_t {
-  none, greeting, helo, starttls, auth, mail, rcpt, data, content, final_dot, rset, quit
+  none, greeting, helo, starttls, auth, mail, rcpt, data, content, bdat, final_dot, rset, quit
 };
-const char* waiting_for_name(waiting_for w);  // "greeting", "EHLO", "DATA", "end of data" ...
+const char* waiting_for_name(waiting_for w);  // "greeting", "EHLO", "DATA", "BDAT", "end of data" ...
 
 struct message_result {
-  // SMTP: the end-of-data reply, or the reply that stopped the transaction (MAIL, DATA,
-  // the last RCPT refusal when none was accepted). LMTP: the first positive per-
+  // SMTP: the end-of-data (or BDAT LAST) reply, or the reply that stopped the transaction
+  // (MAIL, DATA, a refused BDAT chunk, the last RCPT refusal when none was accepted). LMTP: the first positive per-
   // recipient reply if any, else the first refusal. code 0: the session ended first.
   reply final;
   // One entry per recipient, in order: the RCPT refusal, or the final delivery reply
@@ -135,9 +145,10 @@ struct client_event {
     // settings require (STARTTLS, an AUTH mechanism, TLS for AUTH), and QUIT is queued.
     closed,
     protocol_error,  // unparseable or unexpected reply; `detail` explains; the caller closes
-    // Chunked content is due (354 came, a recipient was accepted): flush output(),
-    // write the transmission of `message`'s chunks (smtp/data_segments.h), then call
-    // content_written().
+    // Chunked content is due: flush output(), write it, then call content_written().
+    // DATA (354 came, a recipient was accepted): the transmission of `message`'s chunks
+    // (smtp::data_segments). BDAT: output() ends with the command "BDAT n [LAST]", and
+    // `segments` are exactly its n octets (one content_due per chunk).
     content_due,
   };
   kind what;
@@ -148,11 +159,22 @@ struct client_event {
   // caller can tell a refused greeting, EHLO, STARTTLS or AUTH from a later end.
   waiting_for at = waiting_for::none;
   const outgoing_message* message = nullptr;  // content_due: whose content
+  // content_due for a BDAT chunk: which one (from 0), and its octets. The segments point into
+  // the message's chunks and static storage, so they stay valid until the message's
+  // message_done. The event holds its own list: the transaction may be gone (a reply parsed in
+  // the same feed() ended the session) by the time the caller handles the event.
+  bool bdat = false;
+  size_t chunk = 0;
+  std::vector<std::string_view> segments;
 };
 
 class client {
  public:
   explicit client(const client_settings& settings);
+
+  // With PIPELINING, BDAT content up to this size goes right behind the RCPTs; larger
+  // content waits for their replies, so that it is not sent when nobody takes it.
+  static constexpr uint64_t bdat_behind_rcpt_max = 64 * 1024;
 
   // Consume server bytes; complete replies advance the session and queue events.
   void feed(std::string_view bytes);
@@ -176,7 +198,9 @@ class client {
   // TLS is now active: the session restarts with EHLO (RFC 3207 4.2).
   void tls_started();
   // The chunked content announced by content_due has been written: the client goes on
-  // as if it had put that content in output() itself.
+  // as if it had put that content in output() itself (with BDAT and PIPELINING the next
+  // chunk's content_due may follow at once). A server reply may come in while the caller
+  // writes a BDAT chunk: it answers an earlier chunk (or MAIL, RCPT), never this one.
   void content_written();
   // The connection dropped: the message in flight (if any) ends with code 0 and a
   // closed event is queued.
@@ -200,7 +224,7 @@ class client {
     quit, closed
   };
   // In a transaction, which reply comes next.
-  enum class expect : uint8_t { mail, rcpt, data, content, lmtp_content };
+  enum class expect : uint8_t { mail, rcpt, data, content, lmtp_content, bdat, bdat_last };
 
   void on_reply(const reply& r);
   void on_transaction_reply(const reply& r);
@@ -212,6 +236,11 @@ class client {
   void become_ready();
   struct transaction;
   void send_next_lockstep(transaction& t);
+  bool use_bdat() const;
+  void start_bdat(transaction& t);
+  void send_chunks(transaction& t);
+  void chunk_written(transaction& t);
+  bool content_pending() const;
   void append_rcpt(const outgoing_message& msg, size_t i);
   void finish_front();
   void abort_transactions(const reply& why);
@@ -243,6 +272,12 @@ class client {
     bool failed = false;           // the transaction cannot deliver any more
     bool content_sent = false;     // 354 came and the content (or a lone dot) went out
     bool local = false;            // refused before any command; waits only for its turn
+    // BDAT (RFC 3030): the content as chunks; content_sent once LAST is written.
+    bool bdat = false;
+    bool bdat_started = false;
+    bool bdat_failed = false;      // a chunk was refused: RSET before the next transaction
+    size_t next_chunk = 0;         // the next chunk to send
+    bdat_plan plan;
     message_result result;
   };
   std::deque<transaction> txns_;   // in flight, oldest first; two at most
@@ -250,7 +285,7 @@ class client {
   bool ready_emitted_ = false;     // a ready event not yet answered by send()
   bool quit_pending_ = false;      // QUIT queued behind replies still expected
   bool content_due_ = false;       // content_due emitted, content_written() not yet called
-  bool quit_after_content_ = false;  // quit() came while the caller was writing content
+  bool quit_after_content_ = false;  // quit() came while content (DATA, or BDAT chunks) was still to go
   uint64_t messages_done_ = 0;
   uint64_t replies_seen_ = 0;
 };

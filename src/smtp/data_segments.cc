@@ -1,6 +1,8 @@
-// data_segments.cc: dot-stuffing and line-end repair by reference: segments into the body chunks plus inserted bytes.
+// data_segments.cc: dot-stuffing and line-end repair by reference (DATA), BDAT chunking: segments into the body chunks plus inserted bytes.
 // Untrusted input: body bytes (only CR, LF, NUL and a leading '.' are looked at).
 #include "smtp/data_segments.h"
+
+#include <algorithm>
 
 namespace sluice::smtp {
 
@@ -16,7 +18,8 @@ constexpr std::string_view end_of_data = ".\r\n";
 
 class builder {
  public:
-  explicit builder(std::vector<std::string_view>& out) : out_(out) {}
+  // stuffing: DATA (dots doubled, ".\r\n" at the end); otherwise only line ends repaired.
+  builder(std::vector<std::string_view>& out, bool stuffing) : out_(out), stuffing_(stuffing) {}
 
   void chunk(std::string_view c) {
     if (c.empty()) return;  // an empty chunk changes nothing, not even a pending CR
@@ -32,7 +35,7 @@ class builder {
     }
     size_t run = 0;  // start of the bytes of `c` not yet emitted
     while (i < c.size()) {
-      if (line_start_ && c[i] == '.') {
+      if (stuffing_ && line_start_ && c[i] == '.') {
         emit(c.substr(run, i - run));
         emit(dot);
         run = i;  // the body's own dot follows the inserted one
@@ -77,7 +80,7 @@ class builder {
     } else if (!line_start_) {
       emit(crlf);
     }
-    emit(end_of_data);
+    if (stuffing_) emit(end_of_data);
     return total_;
   }
 
@@ -89,6 +92,7 @@ class builder {
   }
 
   std::vector<std::string_view>& out_;
+  const bool stuffing_;
   size_t total_ = 0;
   bool line_start_ = true;
   bool pending_cr_ = false;
@@ -97,9 +101,57 @@ class builder {
 }  // namespace
 
 size_t data_segments(std::span<const std::string_view> chunks, std::vector<std::string_view>& out) {
-  builder b(out);
+  builder b(out, true);
   for (std::string_view c : chunks) b.chunk(c);
   return b.finish();
+}
+
+std::span<const std::string_view> bdat_plan::chunk(size_t i) const {
+  const size_t first = i == 0 ? 0 : chunk_end[i - 1];
+  return std::span<const std::string_view>(segments).subspan(first, chunk_end[i] - first);
+}
+
+uint64_t bdat_plan::total() const {
+  uint64_t n = 0;
+  for (uint64_t s : chunk_size) n += s;
+  return n;
+}
+
+void plan_bdat(std::span<const std::string_view> body, bool binary, uint64_t max_chunk, bdat_plan& out) {
+  out.segments.clear();
+  out.chunk_end.clear();
+  out.chunk_size.clear();
+  if (max_chunk == 0) max_chunk = 1;
+  std::vector<std::string_view> content;
+  if (binary) {
+    for (std::string_view c : body)
+      if (!c.empty()) content.push_back(c);
+  } else {
+    builder b(content, false);
+    for (std::string_view c : body) b.chunk(c);
+    b.finish();
+  }
+  // Cut the content at every max_chunk octets, splitting a segment where a cut falls in it.
+  uint64_t in_chunk = 0;
+  for (std::string_view s : content) {
+    while (!s.empty()) {
+      const size_t take = size_t(std::min<uint64_t>(s.size(), max_chunk - in_chunk));
+      out.segments.push_back(s.substr(0, take));
+      s.remove_prefix(take);
+      in_chunk += take;
+      if (in_chunk == max_chunk) {
+        out.chunk_end.push_back(out.segments.size());
+        out.chunk_size.push_back(in_chunk);
+        in_chunk = 0;
+      }
+    }
+  }
+  // The last chunk: what is left (when the content fills its chunks exactly, the last full
+  // one is the LAST), or for empty content one of 0 octets ("BDAT 0 LAST").
+  if (in_chunk > 0 || out.chunk_size.empty()) {
+    out.chunk_end.push_back(out.segments.size());
+    out.chunk_size.push_back(in_chunk);
+  }
 }
 
 }  // namespace sluice::smtp

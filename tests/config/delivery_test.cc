@@ -310,6 +310,7 @@ Test(config_delivery, shipped_commented_sections_are_the_defaults) {
   cr_assert_eq(d.expire_after_s, defaults.expire_after_s);
   cr_assert_eq(d.tls_broken_remember_s, defaults.tls_broken_remember_s);
   cr_assert(d.reconnect == defaults.reconnect);
+  cr_assert(d.chunking == defaults.chunking);
   const delivery_limits &l = d.limits, &dl = defaults.limits;
   cr_assert(l.max_connections == dl.max_connections && l.max_messages_per_connection == dl.max_messages_per_connection &&
             l.max_recipients_per_message == dl.max_recipients_per_message && l.connection_rate == dl.connection_rate &&

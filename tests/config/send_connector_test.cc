@@ -144,3 +144,16 @@ Test(config_send_connector, limit_errors) {
   expect_error(smarthost("max_recipients_per_mesage = 5\n"), 6, "send_connector[0].max_recipients_per_mesage",
                "did you mean 'max_recipients_per_message'?");
 }
+
+// chunking: BDAT on by default; [delivery] turns it off everywhere, a connector for itself.
+Test(config_send_connector, chunking_key) {
+  auto c = load_ok(smarthost(""));
+  cr_assert(c->delivery.chunking);
+  cr_assert(!c->send_connectors.at(0).chunking.has_value(), "unset: [delivery] decides");
+  auto off = load_ok(smarthost("chunking = false\n") + "[delivery]\nchunking = true\n");
+  cr_assert(off->delivery.chunking);
+  cr_assert(off->send_connectors.at(0).chunking == false);
+  auto all_off = load_ok(smarthost("") + "[delivery]\nchunking = false\n");
+  cr_assert(!all_off->delivery.chunking);
+  sluice::config::test::expect_error(smarthost("chunking = \"no\"\n"), 6, "send_connector[0].chunking", "boolean");
+}

@@ -33,10 +33,16 @@ struct script_server {
   bool broken_tls = false;                         // answer STARTTLS, then the ClientHello with garbage
   std::string after_starttls;                      // bytes sent in clear right behind the 220 to STARTTLS
   std::function<bool(session&, const std::string& line, std::string& out)> reply;
+  // CHUNKING and BINARYMIME offered (RFC 3030): BDAT n [LAST] takes exactly n octets, then
+  // `chunk_reply` answers (chunk index in the transaction from 0, LAST?; "" = stall), by
+  // default 250 for a chunk and final_reply (or drop_after_dot) for LAST.
+  bool chunking = false;
+  std::function<std::string(size_t chunk, bool last)> chunk_reply;
 
   // What the server saw, over all sessions.
   std::vector<std::string> commands;  // command lines without CRLF, in order
   std::vector<std::string> data;      // each DATA transmission as received, ".\r\n" included
+  std::vector<std::string> bdat;      // each BDAT transaction's octets joined, at its LAST
   int connections = 0;
 
   struct session final : stream::stream_handler {
@@ -49,6 +55,11 @@ struct script_server {
     int rcpts_ok = 0;  // recipients accepted in this transaction
     bool mail_ok = false;
     bool garbage_next = false;
+    uint64_t bdat_left = 0;  // octets of the current chunk still to come
+    bool bdat_last = false, in_bdat = false;
+    bool bdat_refused = false;  // a chunk of this transaction was refused: 503 until RSET
+    size_t chunks = 0;       // chunks in this transaction
+    std::string octets;      // this transaction's chunks so far
 
     session(script_server& s, std::unique_ptr<net::connection> c)
         : srv(s), stream(std::make_unique<stream::byte_stream>(std::move(c))) {}
@@ -63,6 +74,39 @@ struct script_server {
       in.append(d);
       for (;;) {
         if (ended) return;
+        if (in_bdat) {
+          const size_t take = size_t(std::min<uint64_t>(bdat_left, in.size()));
+          octets.append(in, 0, take);
+          in.erase(0, take);
+          bdat_left -= take;
+          if (bdat_left > 0) return;
+          in_bdat = false;
+          const size_t chunk = chunks++;
+          std::string r = srv.chunk_reply ? srv.chunk_reply(chunk, bdat_last) : std::string("-");
+          if (bdat_refused) {
+            send("503 5.5.1 a chunk was refused: RSET\r\n");
+            continue;
+          }
+          if (r != "-" && !r.empty() && r[0] != '2') {
+            bdat_refused = true;
+            send(r);
+            continue;
+          }
+          if (bdat_last) {
+            srv.bdat.push_back(std::move(octets));
+            octets.clear();
+            chunks = 0;
+            mail_ok = false;
+            if (r == "-" && srv.drop_after_dot) {
+              ended = true;
+              stream->close();
+              return;
+            }
+          }
+          if (r == "-") r = bdat_last ? srv.final_reply : "250 2.0.0 chunk ok\r\n";
+          send(r);
+          continue;
+        }
         if (in_data) {
           // The end of data: CRLF.CRLF, or a lone ".\r\n" when the content is empty.
           size_t end = in.rfind(".\r\n", 0) == 0 ? 0 : in.find("\r\n.\r\n");
@@ -91,7 +135,7 @@ struct script_server {
       srv.commands.push_back(line);
       std::string verb = line.substr(0, 4);
       for (auto& c : verb) c = char(std::toupper(static_cast<unsigned char>(c)));
-      if (verb == "MAIL" || verb == "RSET") rcpts_ok = 0, mail_ok = false;
+      if (verb == "MAIL" || verb == "RSET") rcpts_ok = 0, mail_ok = false, chunks = 0, octets.clear(), bdat_refused = false;
       std::string out;
       if (srv.reply && srv.reply(*this, line, out)) {
         if (verb == "RCPT" && out.rfind('2', 0) == 0) ++rcpts_ok;
@@ -99,7 +143,18 @@ struct script_server {
         return send(out);
       }
       if ((verb == "RCPT" || verb == "DATA") && !mail_ok) return send("503 5.5.1 MAIL first\r\n");
-      if (verb == "EHLO") return send(tls && !srv.ehlo_tls.empty() ? srv.ehlo_tls : srv.ehlo);
+      if (verb == "EHLO") {
+        std::string e = tls && !srv.ehlo_tls.empty() ? srv.ehlo_tls : srv.ehlo;
+        if (srv.chunking) e.insert(e.find("\r\n") + 2, "250-CHUNKING\r\n250-BINARYMIME\r\n");
+        return send(e);
+      }
+      if (verb == "BDAT" && srv.chunking) {
+        const size_t sp = line.find(' ', 5);
+        bdat_left = std::stoull(line.substr(5, sp == std::string::npos ? std::string::npos : sp - 5));
+        bdat_last = sp != std::string::npos && line.substr(sp + 1) == "LAST";
+        in_bdat = true;
+        return;
+      }
       if (verb == "HELO") return send("250 mx.test\r\n");
       if (verb == "MAIL") {
         mail_ok = true;

@@ -23,7 +23,7 @@ toml=(-DTOML_HEADER_ONLY=0 '-DTOML_ASSERT(expr)=((expr) ? static_cast<void>(0) :
 s=$root/src
 declare -A srcs=(
   [smtp_server]="$s/smtp/server.cc $s/smtp/address.cc $s/smtp/params.cc $s/smtp/base64.cc $s/smtp/reply.cc $s/smtp/dot_stuff.cc $s/base/clock.cc"
-  [smtp_client]="$s/smtp/client.cc $s/smtp/base64.cc $s/smtp/reply.cc $s/smtp/dot_stuff.cc"
+  [smtp_client]="$s/smtp/client.cc $s/smtp/base64.cc $s/smtp/reply.cc $s/smtp/dot_stuff.cc $s/smtp/data_segments.cc"
   [smtp_syntax]="$s/smtp/address.cc $s/smtp/params.cc $s/smtp/base64.cc $s/smtp/reply.cc"
   [config]="$s/config/*.cc $out/toml_impl.o"   # a glob: the loader reads each section in its own file
   [config_edit]="$s/config/edit.cc $s/config/edit_scan.cc $s/config/load_guard.cc $out/toml_impl.o"

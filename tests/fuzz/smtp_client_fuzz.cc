@@ -2,11 +2,14 @@
 // Untrusted input: the payload is server bytes (greeting, EHLO reply, per-command replies).
 // Covers LMTP (a reply per accepted recipient after the dot) and STARTTLS: replies pipelined
 // behind the 220 go-ahead, or sent before the handshake, are an injection and never believed.
+// And BDAT (RFC 3030) whenever the server offers CHUNKING: chunks of 1 to 16 octets, BINARYMIME
+// content, replies to chunks (refusals, 354s, replies before a chunk is out) anywhere.
 #include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "smtp/client.h"
 #include "fuzz_util.h"
@@ -31,10 +34,20 @@ std::string_view last_whole_line(std::string_view fed) {
   return nl == fed.npos ? fed : fed.substr(nl + 1);
 }
 
-// How many times the client ended data ("." alone on a line).
+// How many times the client ended data ("." alone on a line, or a BDAT LAST command).
 size_t count_ends_of_data(std::string_view out) {
   size_t n = 0;
   for (size_t at = out.find("\r\n.\r\n"); at != out.npos; at = out.find("\r\n.\r\n", at + 3)) ++n;
+  for (size_t at = out.find(" LAST\r\n"); at != out.npos; at = out.find(" LAST\r\n", at + 1)) ++n;
+  return n;
+}
+
+// The size in the BDAT command that output() ends with when a chunk is due.
+uint64_t announced_size(std::string_view out) {
+  size_t cmd = out.rfind("BDAT ");
+  FUZZ_CHECK(cmd != out.npos && out.ends_with("\r\n"));
+  uint64_t n = 0;
+  for (size_t i = cmd + 5; i < out.size() && out[i] >= '0' && out[i] <= '9'; ++i) n = n * 10 + uint64_t(out[i] - '0');
   return n;
 }
 
@@ -71,6 +84,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   s.auth_needs_tls = flags & 32;
   const bool late_tls = flags & 64;
   const bool chunked = flags & 128;
+  s.bdat_chunk_size = 1 + (seed & 15);
   static const std::string_view chunk_parts[] = {"Subject: x\r\n", "\r\n", ".line\r\n"};
   // The client keeps pointers to messages until message_done; a deque never moves them.
   std::deque<outgoing_message> msgs;
@@ -80,6 +94,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   bool quit_sent = false;
   bool tls_pending = false;  // need_tls seen, tls_started() not called yet
   bool content_pending = false;
+  bool due_bdat = false;                     // the content due is a BDAT chunk: due_octets
+  std::vector<std::string_view> due_octets;
+  uint64_t due_announced = 0;                // the size in its BDAT command
   std::string fed;           // every server byte so far
   std::string clear_out;     // everything the client wrote before TLS
   std::string all_out;       // everything the client wrote
@@ -91,6 +108,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // A message is accepted only for recipients that were: LMTP's final reply is the first
     // positive per-recipient one, SMTP's end-of-data reply applies to every accepted one.
     if (ev.result.accepted()) FUZZ_CHECK(ev.result.accepted_recipients() > 0);
+    // BINARYMIME only ever goes with BDAT, to a server that offers both.
+    if (m.binary && ev.result.accepted()) FUZZ_CHECK(c.caps().chunking && c.caps().binarymime && !s.lmtp);
     auto first_ok = std::find_if(ev.result.recipients.begin(), ev.result.recipients.end(),
                                  [](const reply& r) { return r.positive(); });
     const int final_code = ev.result.final.code;
@@ -138,6 +157,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
               m.chunked_content = true;
             }
             if (b.next()) m.mail_params = "BODY=8BITMIME";
+            else if (b.next()) m.binary = m.eight_bit = true;
             if (b.next()) m.rcpt_params = {"NOTIFY=FAILURE"};
             c.send(m);
             ++sent;
@@ -155,25 +175,51 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           // clear, so the client may only go on when the read ended with the 220's last line.
           if (!c.is_closed()) {
             std::string_view line = last_whole_line(fed);
-            FUZZ_CHECK(line.size() >= 4 && line.substr(0, 3) == "220" && line[3] != '-');
+            FUZZ_CHECK(line.size() >= 3 && line.substr(0, 3) == "220" && (line.size() == 3 || line[3] != '-'));  // "220" alone is a whole reply
           }
           tls_pending = true;
           break;
         }
         case client_event::kind::content_due:
           FUZZ_CHECK(chunked && ev.message != nullptr && ev.message->chunked_content);
+          FUZZ_CHECK(!content_pending);
+          if (ev.bdat) {
+            due_octets.assign(ev.segments.begin(), ev.segments.end());
+            due_announced = announced_size(c.output());
+          }
+          due_bdat = ev.bdat;
           content_pending = true;
           break;
         default:
           break;
       }
     }
-    if (content_pending && b.pick(4) != 0) {
-      c.mutable_output().append("Subject: x\r\n\r\n..line\r\n.\r\n");  // the chunks, as the caller writes them
-      c.content_written();
+    // The caller writes what is due (with PIPELINING the next BDAT chunk may be due at once).
+    while (content_pending && b.pick(4) != 0) {
+      if (c.is_closed()) {  // ended under the caller: nothing more is written
+        content_pending = false;
+        break;
+      }
+      if (!due_bdat) {
+        c.mutable_output().append("Subject: x\r\n\r\n..line\r\n.\r\n");  // the chunks, as the caller writes them
+      } else {
+        // Exactly the size its command announced follows.
+        size_t octets = 0;
+        for (std::string_view v : due_octets) octets += v.size();
+        FUZZ_CHECK(due_announced == octets);
+        for (std::string_view v : due_octets) c.mutable_output().append(v);
+      }
       content_pending = false;
+      c.content_written();
       while (c.next_event(ev)) {
         if (ev.what == client_event::kind::message_done) on_done(ev);
+        if (ev.what == client_event::kind::content_due) {
+          FUZZ_CHECK(ev.bdat);
+          due_octets.assign(ev.segments.begin(), ev.segments.end());
+          due_announced = announced_size(c.output());
+          due_bdat = true;
+          content_pending = true;
+        }
       }
     }
     if (!c.tls_active()) clear_out.append(c.output());

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -14,67 +15,13 @@
 #include "assertions.h"
 #include "child.h"
 #include "delivery_env.h"
+#include "next_hop.h"
 #include "pki.h"
 
 using namespace sluice::testing;
 using namespace std::literals;
 
 namespace {
-
-// clients/next_hop.py on address:port: a next hop that honours every line end a careless
-// MTA honours (so a forged end of data would split a message there into two), optionally
-// malicious, recording each message it takes with its exact DATA bytes.
-class next_hop {
- public:
-  next_hop(const std::string& dir, const std::string& address, uint16_t port, std::vector<std::string> extra = {})
-      : dir_(dir + "/hop-" + address) {
-    std::filesystem::create_directories(dir_);
-    std::vector<std::string> args{"python3", source_root() + "/tests/integration/clients/next_hop.py", "--listen",
-                                  address + ":" + std::to_string(port), "--dir", dir_};
-    args.insert(args.end(), extra.begin(), extra.end());
-    pid_ = sluice_test::spawn_peer(args, dir_ + "/output.log");
-    started_ = pid_ > 0 && eventually([&] { return std::filesystem::exists(dir_ + "/ready"); }, 10'000);
-  }
-  ~next_hop() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    int status;
-    ::waitpid(pid_, &status, 0);
-  }
-  next_hop(const next_hop&) = delete;
-  next_hop& operator=(const next_hop&) = delete;
-
-  bool started() const { return started_; }
-  std::string output() const { return slurp_file(dir_ + "/output.log"); }
-  std::string sessions() const { return slurp_file(dir_ + "/sessions.log"); }
-
-  struct message {
-    bool tls = false;
-    std::string from, rcpts, data;  // MAIL FROM argument, RCPT TO arguments joined by ',', DATA as received
-  };
-  std::vector<message> messages() const {
-    std::vector<message> out;
-    std::istringstream in(slurp_file(dir_ + "/messages.log"));
-    std::string line;
-    while (std::getline(in, line)) {
-      std::istringstream fields(line);
-      std::string n, tls;
-      message m;
-      if (!std::getline(fields, n, '\t') || !std::getline(fields, tls, '\t') || !std::getline(fields, m.from, '\t') ||
-          !std::getline(fields, m.rcpts))
-        continue;
-      m.tls = tls == "1";
-      m.data = slurp_file(dir_ + "/" + n + ".data");
-      out.push_back(std::move(m));
-    }
-    return out;
-  }
-
- private:
-  std::string dir_;
-  pid_t pid_ = -1;
-  bool started_ = false;
-};
 
 // Control bytes made visible, for assertion messages.
 std::string visible(std::string_view s) {
@@ -333,6 +280,56 @@ Test(protocol_attack, bare_line_ends_in_bdat_get_the_refusal_data_gets, .timeout
   cr_assert(tracking.find("bare") == std::string::npos && tracking.find(smuggled_sender) == std::string::npos,
             "a refused message was queued:\n%s", tracking.c_str());
   cr_assert_eq(env.tracked_recipients("DELIVER"), taken);
+// The same payloads to a next hop offering CHUNKING and BINARYMIME: sluiced relays them with
+// BDAT, where the length ends a chunk. Binary content arrives exactly as it was taken (its
+// forged endings are data, and the hop sees one message); text content arrives with its line
+// ends repaired (no bare CR or LF, no NUL), so a hop relaying it on with DATA finds no other end.
+Test(protocol_attack, smuggled_endings_in_bdat_relayed_with_bdat, .timeout = 90) {
+  delivery_env env(dest_zone);
+  next_hop hop(env.daemon.dir(), "127.0.0.21", env.sink_port, {"--chunking"});
+  cr_assert(hop.started(), "next hop: %s", hop.output().c_str());
+  env.configure();
+  START(env.daemon);
+  std::map<std::string, std::string> binary_sent;  // recipient -> content
+  std::size_t accepted = 0;
+  int i = 0;
+  for (const char* body : {"", " BODY=BINARYMIME"}) {
+    for (const auto& e : endings()) {
+      const std::string content = smuggling_content(e, i);
+      const std::string rcpt = "rcpt" + std::to_string(i++) + "@dest.test";
+      smtp_client c(env.daemon.port());
+      EXPECT_CODE(c.reply(), 220);
+      EXPECT_CODE(c.cmd("EHLO client.example"), 250);
+      EXPECT_CODE(c.cmd("MAIL FROM:<sender@client.test>"s + body), 250);
+      EXPECT_CODE(c.cmd("RCPT TO:<" + rcpt + ">"), 250);
+      c.send_raw("BDAT " + std::to_string(content.size()) + " LAST\r\n" + content);
+      if (took_one_message(c, c.reply(), e.name)) {
+        ++accepted;
+        if (*body) binary_sent["<" + rcpt + ">"] = content;
+      }
+    }
+  }
+  cr_assert_eq(binary_sent.size(), endings().size(), "every binary payload is taken");
+  await_delivery(env, hop, accepted);
+  const auto taken = hop.messages();
+  cr_assert_eq(taken.size(), accepted, "one message at the hop per message taken; sessions:\n%s",
+               hop.sessions().c_str());
+  cr_assert_eq(env.tracked_recipients("FAIL"), 0u);
+  for (const auto& m : taken) {
+    cr_assert(m.from.starts_with("<sender@client.test>"), "next hop got MAIL FROM:%s", m.from.c_str());
+    auto sent = binary_sent.find(m.rcpts);
+    if (sent != binary_sent.end()) {
+      cr_assert(m.data.ends_with(sent->second), "binary content changed on the way: %s", visible(m.data).c_str());
+      continue;
+    }
+    for (std::size_t k = 0; k < m.data.size(); ++k) {
+      const char ch = m.data[k];
+      cr_assert(ch != '\0', "NUL at %zu: %s", k, visible(m.data).c_str());
+      cr_assert(ch != '\r' || (k + 1 < m.data.size() && m.data[k + 1] == '\n'), "bare CR at %zu: %s", k,
+                visible(m.data).c_str());
+      cr_assert(ch != '\n' || (k > 0 && m.data[k - 1] == '\r'), "bare LF at %zu: %s", k, visible(m.data).c_str());
+    }
+  }
 }
 
 namespace {

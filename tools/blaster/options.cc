@@ -157,6 +157,7 @@ parsed_args parse_args(int argc, const char* const* argv) {
   send->add_flag("--reuse", s_reuse, "many messages per connection (default)");
   send->add_flag("--one-per-connection", one_per_connection, "one message per connection");
   send->add_flag("--starttls", so.starttls, "require STARTTLS");
+  send->add_flag("--bdat", so.bdat, "send with BDAT when the server offers CHUNKING (default DATA)");
   send->add_option("--auth", s_auth, "AUTH PLAIN user:pass");
   send->add_option("--rate", so.rate, "open loop at this many msg/s (0: closed loop)")->check(CLI::NonNegativeNumber);
   send->add_option("--threads", so.threads, "event loops (default: cores)")
@@ -218,6 +219,7 @@ parsed_args parse_args(int argc, const char* const* argv) {
   sink->add_flag("--no-8bitmime", k_no_8bit, "do not offer 8BITMIME");
   sink->add_flag("--no-smtputf8", k_no_utf8, "do not offer SMTPUTF8");
   sink->add_flag("--no-pipelining", k_no_pipelining, "do not offer PIPELINING");
+  sink->add_flag("--chunking", ko.chunking, "offer CHUNKING and BINARYMIME (BDAT, RFC 3030)");
   sink->add_option("--size", k_size, "announce SIZE N (k/M/G suffixes) and refuse larger with 552");
   sink->add_flag("--dsn", ko.dsn, "offer DSN; --record gets the DSN parameters as a sixth column");
   sink->add_option("--max-sessions", ko.max_sessions, "refuse connections beyond this many at once with 421")

@@ -17,6 +17,7 @@ struct send_options {
   double duration_s = 0;
   message_spec spec;                       // size, recipients, patterns, domains
   bool pipelining = true;
+  bool bdat = false;                       // BDAT when offered (smtp::client_settings::chunking); else DATA
   bool reuse = true;                       // many messages per connection
   bool starttls = false;
   std::string auth_user, auth_password;
@@ -61,6 +62,9 @@ struct sink_options {
   std::string tls_cert, tls_key;   // PEM files instead of a generated certificate
   bool tls_broken = false;         // STARTTLS answered 220, then garbage instead of a ServerHello
   bool eightbitmime = true, smtputf8 = true, pipelining = true;
+  // Offer CHUNKING and BINARYMIME (RFC 3030 BDAT). Off by default: --stall-at/--drop-at name
+  // DATA's replies, and a relay offered CHUNKING would send BDAT instead.
+  bool chunking = false;
   bool dsn = false;                // offer DSN; record MAIL/RCPT DSN parameters as a sixth column
   unsigned max_sessions = 0;       // > 0: connections beyond this many at once get 421
   std::string connection_log;      // one line per accepted connection: unix ms, session | refused

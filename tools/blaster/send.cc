@@ -547,6 +547,7 @@ int run_send(send_options o) {
   cfg.client.lmtp = o.lmtp;
   cfg.client.pipelining = o.pipelining;
   cfg.client.pipeline_next_message = o.pipelining;
+  cfg.client.chunking = o.bdat;  // DATA unless asked: the next MAIL rides behind DATA's dot, never behind BDAT
   cfg.client.starttls = o.starttls;
   cfg.client.auth_user = o.auth_user;
   cfg.client.auth_password = o.auth_password;

@@ -36,7 +36,9 @@ struct sink_stats {
   uint64_t injected_mail = 0, injected_rcpt = 0, rcpts = 0, bytes = 0;
   uint64_t digest_ok = 0, digest_bad = 0, digest_none = 0;
   uint64_t sessions = 0, refused_sessions = 0, rejected_rcpt = 0, deferred_rcpt = 0, deferred_mail = 0, dropped = 0;
+  uint64_t bdat_chunks = 0;  // BDAT commands answered (--chunking)
   void merge(const sink_stats& o) {
+    bdat_chunks += o.bdat_chunks;
     sessions += o.sessions;
     refused_sessions += o.refused_sessions;
     rejected_rcpt += o.rejected_rcpt;
@@ -144,7 +146,11 @@ class sink_session final : public stream::stream_handler, public smtp::server_de
   smtp::reply check_recipient(const smtp::envelope& env, const smtp::recipient& rcpt) override;
   void submit(smtp::envelope& env, std::string& body) override;
   void start_tls() override { need_tls_ = true; }
-  void on_command(std::string_view line) override { verb_ = upper(line.substr(0, line.find(' '))); }
+  void on_command(std::string_view line) override {
+    verb_ = upper(line.substr(0, line.find(' ')));
+    bdat_commands_ += verb_ == "BDAT";  // counted at its reply (a LAST's comes by the submit path)
+  }
+  uint64_t bdat_commands_ = 0;
   void on_reply(std::string_view wire) override;
 
   // A connection over --max-sessions: 421 and close, never counted as a session.
@@ -347,6 +353,8 @@ void sink_session::on_input(std::string_view plaintext) {
 // Called as the server appends a reply: the reply begins wire.size() + 2 bytes before
 // the end of its output, which flush() takes whole, so the offset stays valid until then.
 void sink_session::on_reply(std::string_view wire) {
+  w_.stats_.bdat_chunks += bdat_commands_;
+  bdat_commands_ = 0;
   reply_point at = reply_point::none;
   if (dot_next_) {
     dot_next_ = false;
@@ -632,6 +640,7 @@ int run_sink(const sink_options& o) {
   cfg.settings.eightbitmime = o.eightbitmime;
   cfg.settings.smtputf8 = o.smtputf8;
   cfg.settings.pipelining = o.pipelining;
+  cfg.settings.chunking = o.chunking;
   cfg.settings.dsn = o.dsn;
   // --tls-broken gets a real certificate too: a recovered sink (SIGUSR1) does handshake.
   if (o.starttls) {
@@ -757,11 +766,12 @@ int run_sink(const sink_options& o) {
         "{{\"listen\":\"{}\",\"connections\":{},\"messages\":{},\"accepted\":{},\"refused_4xx\":{},\"refused_5xx\":{},"
         "\"injected_mail\":{},\"injected_rcpt\":{},\"rcpts\":{},\"bytes\":{},\"digest_ok\":{},\"digest_bad\":{},"
         "\"digest_none\":{},\"sessions_total\":{},\"peak_sessions\":{},\"refused_sessions\":{},"
-        "\"rejected_rcpt\":{},\"deferred_rcpt\":{},\"deferred_mail\":{},\"dropped\":{},\"elapsed_s\":{:.3f}}}\n",
+        "\"rejected_rcpt\":{},\"deferred_rcpt\":{},\"deferred_mail\":{},\"dropped\":{},\"bdat_chunks\":{},"
+        "\"elapsed_s\":{:.3f}}}\n",
         o.listen, all.connections, all.messages, all.accepted, all.refused_4xx, all.refused_5xx, all.injected_mail,
         all.injected_rcpt, all.rcpts, all.bytes, all.digest_ok, all.digest_bad, all.digest_none, all.sessions,
         cfg.peak.load(), all.refused_sessions, all.rejected_rcpt, all.deferred_rcpt, all.deferred_mail, all.dropped,
-        elapsed);
+        all.bdat_chunks, elapsed);
   } else {
     fmt::print("blaster sink: {} connections, {} messages: {} accepted, {} refused 4xx, {} refused 5xx\n",
                all.connections, all.messages, all.accepted, all.refused_4xx, all.refused_5xx);

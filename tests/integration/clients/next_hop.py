@@ -3,6 +3,7 @@
 # Untrusted input: the SMTP client's bytes (sluiced delivering); parsed leniently on purpose.
 #
 # Usage: next_hop.py --listen HOST:PORT --dir DIR [--cert PEM --key PEM] [--mode MODE] [--attacks N]
+#                    [--chunking] [--bdat-refuse K] [--bdat-drop-at-last]
 # Modes (the first N connections act them out, later ones behave; N defaults to all):
 #   lenient          no attack: a receiver that honours every line end a careless MTA honours
 #                    (LF, CR, CRLF, NUL), so a forged end of data would split the message here
@@ -12,9 +13,14 @@
 #                    could make the client report delivery
 #   forged-greeting  a forged "250" before its 220 greeting, in one write
 #   forged-starttls  answers STARTTLS with a forged "250" and then its 220, in one write
+# --chunking offers CHUNKING and BINARYMIME (RFC 3030): BDAT n [LAST] takes exactly n octets.
+# In the connections that attack, --bdat-refuse K answers the K-th chunk of each transaction
+# with 554 (and later chunks of it with 503, until RSET); --bdat-drop-at-last hangs up once the
+# LAST chunk is in, without a reply (so the message is not recorded).
 # Records in DIR: messages.log ("<n>\t<tls 0|1>\t<MAIL FROM argument>\t<rcpt>,<rcpt>") and
-# <n>.data (the DATA bytes exactly as received, dot-stuffing and terminator included);
-# sessions.log (one line per connection and event). Lines are flushed as they happen.
+# <n>.data (the DATA bytes exactly as received, dot-stuffing and terminator included, or the
+# BDAT chunks' octets joined); sessions.log (one line per connection and event: "bdat <n>
+# [last]" per chunk, "rset"). Lines are flushed as they happen.
 # DIR/ready appears once the socket listens.
 import argparse
 import re
@@ -84,6 +90,12 @@ class session:
         line, _, self.buf = self.buf.partition(b"\n")
         return line.rstrip(b"\r").decode("latin-1")
 
+    def octets(self, n):
+        while len(self.buf) < n:
+            self.fill()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
     def data(self):
         # Data up to the first lenient end; the rest stays buffered as the next commands.
         while True:
@@ -105,11 +117,14 @@ class session:
             greeting = b"250 2.0.0 forged before the greeting\r\n" + greeting
         self.send(greeting)
         mail, rcpts = None, []
+        chunks, refused = [], False
         while True:
             cmd = self.line()
             verb = cmd[:4].upper()
             if verb in ("EHLO", "HELO"):
                 caps = ["nexthop.test", "PIPELINING", "8BITMIME", "SMTPUTF8"]
+                if self.args.chunking:
+                    caps += ["CHUNKING", "BINARYMIME"]
                 if self.args.cert and not self.tls:
                     caps.append("STARTTLS")
                 self.send("".join(f"250{'-' if i + 1 < len(caps) else ' '}{c}\r\n"
@@ -158,8 +173,35 @@ class session:
                 n = self.rec.message(self.tls, mail, rcpts, self.data())
                 self.send(b"250 2.0.0 queued as %d\r\n" % n)
                 mail, rcpts = None, []
+            elif verb == "BDAT" and self.args.chunking:
+                words = cmd.split()
+                if len(words) not in (2, 3) or not words[1].isdigit() or (len(words) == 3 and words[2].upper() != "LAST"):
+                    self.send(b"501 5.5.4 syntax: BDAT size [LAST]\r\n")
+                    continue
+                size, last = int(words[1]), len(words) == 3
+                octets = self.octets(size)  # read even when refused (RFC 3030 2)
+                self.rec.session(self.n, "bdat %d%s" % (size, " last" if last else ""))
+                chunks.append(octets)
+                if last and self.attacking and self.args.bdat_drop_at_last:
+                    self.rec.session(self.n, "dropped at last")
+                    return
+                if mail is None or not rcpts:
+                    self.send(b"503 5.5.1 no valid recipients\r\n")
+                elif refused:
+                    self.send(b"503 5.5.1 transaction failed earlier: RSET\r\n")
+                elif self.attacking and self.args.bdat_refuse == len(chunks):
+                    refused = True
+                    self.send(b"554 5.6.0 chunk %d refused\r\n" % len(chunks))
+                elif last:
+                    n = self.rec.message(self.tls, mail, rcpts, b"".join(chunks))
+                    self.send(b"250 2.0.0 queued as %d\r\n" % n)
+                else:
+                    self.send(b"250 2.0.0 %d octets\r\n" % size)
+                if last and not refused:
+                    mail, rcpts, chunks = None, [], []
             elif verb == "RSET":
-                mail, rcpts = None, []
+                mail, rcpts, chunks, refused = None, [], [], False
+                self.rec.session(self.n, "rset")
                 self.send(b"250 2.0.0 ok\r\n")
             elif verb == "NOOP":
                 self.send(b"250 2.0.0 ok\r\n")
@@ -192,6 +234,9 @@ def main():
     p.add_argument("--mode", default="lenient",
                    choices=["lenient", "starttls-inject", "forged-greeting", "forged-starttls"])
     p.add_argument("--attacks", type=int, default=-1, help="connections that attack (-1: all)")
+    p.add_argument("--chunking", action="store_true", help="offer CHUNKING and BINARYMIME")
+    p.add_argument("--bdat-refuse", type=int, default=0, help="refuse the K-th BDAT chunk (attacking connections)")
+    p.add_argument("--bdat-drop-at-last", action="store_true", help="hang up after the LAST chunk (attacking)")
     args = p.parse_args()
     host, port = args.listen.rsplit(":", 1)
     rec = recorder(args.dir)
