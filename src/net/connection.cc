@@ -181,6 +181,9 @@ void begin_close(state* s) {
   // A peer that never reads (zero window) would hold the shutdown, and the descriptor,
   // for ever: past the deadline the queued writes are given up.
   uv_timer_init(s->handle()->loop, &s->close_deadline);
+  // From now, not from the start of the loop turn: the writes before the close may have
+  // taken a while (a busy machine), and the deadline is the close's own.
+  uv_update_time(s->handle()->loop);
   s->close_deadline.data = s;
   ++s->open_handles;
   uv_timer_start(&s->close_deadline, [](uv_timer_t* t) { finish_close(static_cast<state*>(t->data), true); },
