@@ -181,6 +181,9 @@ void begin_close(state* s) {
   // A peer that never reads (zero window) would hold the shutdown, and the descriptor,
   // for ever: past the deadline the queued writes are given up.
   uv_timer_init(s->handle()->loop, &s->close_deadline);
+  // From now, not from the start of the loop turn: the writes before the close may have
+  // taken a while (a busy machine), and the deadline is the close's own.
+  uv_update_time(s->handle()->loop);
   s->close_deadline.data = s;
   ++s->open_handles;
   uv_timer_start(&s->close_deadline, [](uv_timer_t* t) { finish_close(static_cast<state*>(t->data), true); },
@@ -242,29 +245,76 @@ void connection::resume_reading() {
   if (state_ != nullptr && !state_->closing) uv_read_start(state_->stream(), on_alloc, on_read);
 }
 
-void connection::write(std::string&& data) {
-  if (state_ == nullptr || state_->closing || data.empty()) return;
+namespace {
+
+// Writes what the kernel takes at once, without a request: on loopback and on most
+// connections that is everything, and then no write request is allocated, no callback
+// waits for the next loop turn and libuv does not re-arm the descriptor (its write
+// completion re-registers the socket with epoll: one epoll_ctl per write). Only when
+// nothing is queued, so bytes keep their order. Returns the bytes written (0 on EAGAIN
+// or any error: the queued write that follows reports the error as before).
+size_t try_write_now(state* s, uv_buf_t* bufs, unsigned nbufs) {
+  if (s->queued_bytes != 0) return 0;
+  const int n = uv_try_write(s->stream(), bufs, nbufs);
+  return n > 0 ? static_cast<size_t>(n) : 0;
+}
+
+// Drops the first `n` bytes of bufs[0..nbufs): the part try_write_now already sent.
+// Returns the index of the first buffer with bytes left (nbufs when none are).
+unsigned skip_written(uv_buf_t* bufs, unsigned nbufs, size_t n) {
+  unsigned i = 0;
+  while (i < nbufs && n >= bufs[i].len) n -= bufs[i++].len;
+  if (i < nbufs) {
+    bufs[i].base += n;
+    bufs[i].len -= n;
+  }
+  return i;
+}
+
+// Queues bufs[0..nbufs) (borrowed bytes try_write_now left) under a request.
+void queue_write(state* s, uv_buf_t* bufs, unsigned nbufs, size_t size) {
   auto req = std::make_unique<write_request>();
-  req->owned = std::move(data);
-  req->size = req->owned.size();
-  uv_buf_t buf = uv_buf_init(req->owned.data(), static_cast<unsigned>(req->owned.size()));
+  req->size = size;
   req->req.data = req.get();
-  if (uv_write(&req->req, state_->stream(), &buf, 1, on_written) == 0) {
-    state_->queued_bytes += req->size;
+  if (uv_write(&req->req, s->stream(), bufs, nbufs, on_written) == 0) {
+    s->queued_bytes += size;
     req.release();
   }
 }
 
-void connection::write_borrowed(const char* data, size_t size) {
-  if (state_ == nullptr || state_->closing || size == 0) return;
+// Queues what is left of `data` past its first `sent` bytes, the request owning the string.
+void queue_write(state* s, std::string&& data, size_t sent) {
   auto req = std::make_unique<write_request>();
-  req->size = size;
-  uv_buf_t buf = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(size));
+  req->owned = std::move(data);
+  req->size = req->owned.size() - sent;
+  uv_buf_t rest = uv_buf_init(req->owned.data() + sent, static_cast<unsigned>(req->size));
   req->req.data = req.get();
-  if (uv_write(&req->req, state_->stream(), &buf, 1, on_written) == 0) {
-    state_->queued_bytes += size;
+  if (uv_write(&req->req, s->stream(), &rest, 1, on_written) == 0) {
+    s->queued_bytes += req->size;
     req.release();
   }
+}
+
+}  // namespace
+
+void connection::write(std::string&& data) {
+  if (state_ == nullptr || state_->closing || data.empty()) return;
+  uv_buf_t buf = uv_buf_init(data.data(), static_cast<unsigned>(data.size()));
+  const size_t sent = try_write_now(state_, &buf, 1);
+  if (sent == data.size()) {
+    data.clear();  // taken, as if moved: the caller keeps only the capacity
+    return;
+  }
+  queue_write(state_, std::move(data), sent);
+}
+
+void connection::write_borrowed(const char* data, size_t size) {
+  if (state_ == nullptr || state_->closing || size == 0) return;
+  uv_buf_t buf = uv_buf_init(const_cast<char*>(data), static_cast<unsigned>(size));
+  const size_t sent = try_write_now(state_, &buf, 1);
+  if (sent == size) return;
+  skip_written(&buf, 1, sent);
+  queue_write(state_, &buf, 1, size - sent);
 }
 
 void connection::write_borrowed(std::span<const std::string_view> pieces) {
@@ -278,13 +328,10 @@ void connection::write_borrowed(std::span<const std::string_view> pieces) {
     size += p.size();
   }
   if (bufs.empty()) return;
-  auto req = std::make_unique<write_request>();
-  req->size = size;
-  req->req.data = req.get();
-  if (uv_write(&req->req, state_->stream(), bufs.data(), static_cast<unsigned>(bufs.size()), on_written) == 0) {
-    state_->queued_bytes += size;
-    req.release();
-  }
+  const size_t sent = try_write_now(state_, bufs.data(), static_cast<unsigned>(bufs.size()));
+  if (sent == size) return;
+  const unsigned first = skip_written(bufs.data(), static_cast<unsigned>(bufs.size()), sent);
+  queue_write(state_, bufs.data() + first, static_cast<unsigned>(bufs.size()) - first, size - sent);
 }
 
 size_t connection::write_queue_size() const { return state_ == nullptr ? 0 : state_->queued_bytes; }

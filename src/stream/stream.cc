@@ -134,7 +134,10 @@ void byte_stream::release_input() {
 size_t byte_stream::queued_output() const { return conn_->write_queue_size(); }
 
 void byte_stream::update_reading() {
-  if (closed_) return;
+  // Inside a read callback no further read can come before it returns, so the socket's
+  // read state is settled once, afterwards: a hold taken and released by the same input
+  // (a sink answering at once) then costs no epoll_ctl pair.
+  if (closed_ || in_read_) return;
   bool want = holds_ == 0 && !output_blocked_;
   if (want == reading_) return;
   reading_ = want;
@@ -158,11 +161,13 @@ void byte_stream::close() {
 
 void byte_stream::on_read(std::string_view data) {
   if (closed_) return;
-  if (!tls_) {
-    handler_->on_input(data);
-    return;
-  }
-  read_tls(data);
+  destruction_watch watch(destroyed_);
+  in_read_ = true;
+  if (!tls_) handler_->on_input(data);
+  else read_tls(data);
+  if (watch.destroyed()) return;
+  in_read_ = false;
+  update_reading();
 }
 
 void byte_stream::read_tls(std::string_view ciphertext) {

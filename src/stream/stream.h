@@ -147,6 +147,7 @@ class byte_stream final : private net::connection_handler {
   unsigned holds_ = 0;
   bool output_blocked_ = false;
   bool reading_ = false;
+  bool in_read_ = false;  // on_read is running: update_reading() waits for its end
   bool secured_reported_ = false;
   bool closed_ = false;
   bool borrowed_queued_ = false;  // plaintext borrowed writes may still be in libuv's queue

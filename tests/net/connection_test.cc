@@ -213,3 +213,77 @@ Test(net_endpoint, parse_and_format) {
   cr_assert(!endpoint::parse("10.1.2.3:70000", e));
   cr_assert(!endpoint::parse("host.example:25", e));
 }
+
+namespace {
+
+// The server side of a write test: what the connection reported, and when it drained.
+struct drain_counter : connection_handler {
+  int drained = 0;
+  void on_read(std::string_view) override {}
+  void on_read_end(int) override {}
+  void on_drained() override { ++drained; }
+};
+
+}  // namespace
+
+// What the kernel takes goes out during write() itself: nothing stays queued, so no
+// request waits for the next loop turn. What it cannot take (a peer that does not read)
+// is queued behind, in order, with the bytes written after it.
+Test(net_connection, writes_go_out_at_once_and_the_rest_queues_in_order) {
+  loop l;
+  drain_counter server;
+  std::unique_ptr<connection> conn;
+  listener lis(l, [&](std::unique_ptr<connection> c) {
+    conn = std::move(c);
+    conn->start_reading(&server);
+    l.halt();
+  });
+  endpoint where;
+  cr_assert(endpoint::parse("127.0.0.1:0", where));
+  cr_assert_eq(lis.listen(where), 0);
+  int fd = stalled_client(lis.bound());
+  sluice::net::timer guard(l);
+  guard.start(3000, 0, [&] { l.halt(); });
+  l.run();
+  cr_assert(conn != nullptr, "accepted");
+
+  std::string first = "250 2.0.0 small reply\r\n";
+  conn->write(std::string(first));
+  cr_assert_eq(conn->write_queue_size(), 0u, "a short write is in the kernel when write() returns");
+
+  // Far more than the kernel's buffers hold while the client does not read.
+  std::string big(8 << 20, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = char('a' + i % 23);
+  const std::string_view pieces[] = {std::string_view(big).substr(0, 1 << 20), std::string_view(big).substr(1 << 20)};
+  conn->write_borrowed(pieces);
+  const size_t queued = conn->write_queue_size();
+  cr_assert_gt(queued, 0u, "the kernel cannot take 8 MiB at once");
+  cr_assert_lt(queued, big.size(), "what the kernel took at once is not counted as queued (%zu)", queued);
+  const std::string last = "tail\r\n";
+  conn->write(std::string(last));
+  cr_assert_eq(conn->write_queue_size(), queued + last.size(), "queued behind the rest, not written past it");
+
+  std::string received;
+  std::thread reader([&] {
+    char buf[65536];
+    const size_t want = first.size() + big.size() + last.size();
+    while (received.size() < want) {
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      received.append(buf, size_t(n));
+    }
+  });
+  sluice::net::timer check(l);
+  check.start(10, 10, [&] {
+    if (conn->write_queue_size() == 0) l.halt();
+  });
+  guard.start(10000, 0, [&] { l.halt(); });
+  l.run();
+  reader.join();
+  cr_assert_eq(conn->write_queue_size(), 0u);
+  cr_assert_eq(server.drained, 1, "drained once, when the queued part had gone");
+  cr_assert(received == first + big + last, "every byte, in order (%zu of %zu)", received.size(),
+            first.size() + big.size() + last.size());
+  conn.reset();
+  ::close(fd);
+}

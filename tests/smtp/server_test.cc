@@ -569,3 +569,88 @@ Test(smtp_server, bdat_size_limit_across_chunks) {
   EXPECT_OUT(s, "MAIL FROM:<a@b.test>\r\nRCPT TO:<c@d.test>\r\nBDAT 10 LAST\r\n1234567890",
              (std::string("250 2.1.0 Sender OK\r\n250 2.1.5 Recipient OK\r\n") + queued).c_str());
 }
+
+// ---- the content buffer ----
+
+namespace {
+
+// Records what the server asks of the memory budget, refusing any single request over
+// `refuse_over` bytes; it also stamps a trace line, as smtpd does.
+struct budget_delegate final : server_delegate {
+  std::vector<size_t> reservations;
+  size_t refuse_over = SIZE_MAX;
+  std::vector<std::string> bodies;
+  reply check_recipient(const envelope&, const recipient&) override { return {250, "", ""}; }
+  void submit(envelope&, std::string& body) override { bodies.push_back(std::move(body)); }
+  std::string begin_content(const envelope&) override { return "Received: from test by mx.test; now\r\n"; }
+  bool reserve_content(size_t bytes) override {
+    if (bytes > refuse_over) return false;
+    reservations.push_back(bytes);
+    return true;
+  }
+};
+
+std::string lines_of(size_t bytes) {
+  std::string out;
+  for (size_t i = 0; out.size() < bytes; ++i) out += "line " + std::to_string(i) + " of the message body\r\n";
+  return out;
+}
+
+std::string transcript(std::string_view mail_params, const std::string& content) {
+  return "EHLO c.test\r\nMAIL FROM:<a@c.test>" + std::string(mail_params) + "\r\nRCPT TO:<b@mx.test>\r\nDATA\r\n" +
+         content + ".\r\n";
+}
+
+}  // namespace
+
+// A 2 KB message takes its room once, when content starts: before, the buffer grew by
+// halves from the trace line (six buffers, each copied into the next).
+Test(smtp_server, small_message_reserves_its_room_once) {
+  budget_delegate d;
+  server_settings settings = test_settings();
+  server srv(settings, d);
+  const std::string content = lines_of(2048);
+  srv.feed(transcript("", content));
+  cr_assert_eq(d.bodies.size(), 1u);
+  cr_assert(d.bodies[0] == "Received: from test by mx.test; now\r\n" + content);
+  cr_assert_eq(d.reservations.size(), 1u, "asked the budget %zu times", d.reservations.size());
+  cr_assert_geq(d.reservations[0], 8192u);
+}
+
+// SIZE= sizes the first room, but a claim never takes more than 64 KiB before its bytes
+// come; past that the buffer grows with what really arrives.
+Test(smtp_server, declared_size_sizes_the_room_up_to_one_granule) {
+  budget_delegate d;
+  server_settings settings = test_settings();
+  server srv(settings, d);
+  const std::string trace = "Received: from test by mx.test; now\r\n";
+  const std::string small = lines_of(20000);
+  srv.feed(transcript(" SIZE=" + std::to_string(small.size()), small));
+  cr_assert_eq(d.bodies.size(), 1u);
+  cr_assert_eq(d.reservations.size(), 1u, "the declared size fits in the first room");
+  cr_assert_eq(d.reservations[0], trace.size() + small.size());
+  srv.submit_done({250, "2.6.0", "queued"});
+
+  d.reservations.clear();
+  const std::string large = lines_of(300000);
+  srv.feed(transcript(" SIZE=" + std::to_string(large.size()), large));
+  cr_assert_eq(d.bodies.size(), 2u);
+  cr_assert(d.bodies[1] == trace + large);
+  cr_assert_eq(d.reservations[0], trace.size() + 64 * 1024, "first room %zu", d.reservations[0]);
+  cr_assert_gt(d.reservations.size(), 1u, "the rest is taken as it comes");
+}
+
+// A budget that cannot give the first room still takes the message, growing it as before.
+Test(smtp_server, content_starts_within_a_tight_budget) {
+  budget_delegate d;
+  d.refuse_over = 4096;
+  server_settings settings = test_settings();
+  server srv(settings, d);
+  const std::string content = lines_of(2048);
+  std::string out;
+  srv.feed(transcript("", content));
+  out = srv.output();
+  cr_assert_eq(d.bodies.size(), 1u, "output: %s", out.c_str());
+  cr_assert(d.bodies[0] == "Received: from test by mx.test; now\r\n" + content);
+  cr_assert_gt(d.reservations.size(), 1u);
+}
