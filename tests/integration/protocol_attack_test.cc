@@ -280,6 +280,8 @@ Test(protocol_attack, bare_line_ends_in_bdat_get_the_refusal_data_gets, .timeout
   cr_assert(tracking.find("bare") == std::string::npos && tracking.find(smuggled_sender) == std::string::npos,
             "a refused message was queued:\n%s", tracking.c_str());
   cr_assert_eq(env.tracked_recipients("DELIVER"), taken);
+}
+
 // The same payloads to a next hop offering CHUNKING and BINARYMIME: sluiced relays them with
 // BDAT, where the length ends a chunk. Binary content arrives exactly as it was taken (its
 // forged endings are data, and the hop sees one message); text content arrives with its line

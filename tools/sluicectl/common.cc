@@ -15,6 +15,10 @@
 
 namespace sluice::ctl {
 
+bool all_digits(std::string_view text, std::size_t max_length) {
+  return !text.empty() && text.size() <= max_length && text.find_first_not_of("0123456789") == std::string_view::npos;
+}
+
 namespace {
 
 // One [server] key of the config file, straight from the file (the rest of the

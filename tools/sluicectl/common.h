@@ -29,6 +29,9 @@ struct global_options {
   bool json = false;        // --json
 };
 
+// True when `text` is 1 to `max_length` ASCII digits.
+bool all_digits(std::string_view text, std::size_t max_length = std::string_view::npos);
+
 // Raised by commands for a clean "sluicectl: <message>" and exit status 1.
 struct command_error {
   std::string message;

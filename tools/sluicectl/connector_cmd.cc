@@ -167,13 +167,9 @@ bool parse_bool(const std::string& flag, const std::string& text) {
   throw command_error{fmt::format("{}: '{}' is not true or false", flag, terminal_text(text))};
 }
 
-bool all_digits(std::string_view t, std::size_t max = 18) {
-  return !t.empty() && t.size() <= max && t.find_first_not_of("0123456789") == std::string_view::npos;
-}
-
 // Whole seconds of "90", "30s", "5m", "1h", "2d" or an Exchange time span "[d.]hh:mm:ss".
 std::optional<int64_t> parse_seconds(std::string_view t) {
-  if (all_digits(t)) return std::stoll(std::string(t));
+  if (all_digits(t, 18)) return std::stoll(std::string(t));
   if (t.size() >= 2 && all_digits(t.substr(0, t.size() - 1), 12)) {
     const int64_t n = std::stoll(std::string(t.substr(0, t.size() - 1)));
     switch (t.back()) {
@@ -210,7 +206,7 @@ value convert(const option_spec& o, const std::string& text) {
       throw command_error{fmt::format("{}: '{}' is not a duration (seconds, 30s, 5m, 1h, 2d or hh:mm:ss)", o.flag,
                                       terminal_text(text))};
     case conv::rate: {
-      if (all_digits(text)) return value::integer(std::stoll(text));
+      if (all_digits(text, 18)) return value::integer(std::stoll(text));
       char* end = nullptr;
       const double v = text.empty() ? -1 : std::strtod(text.c_str(), &end);
       // Decimal notation only: strtod would also take "inf", "nan" and hexadecimal floats.
@@ -223,7 +219,7 @@ value convert(const option_spec& o, const std::string& text) {
     case conv::boolean: return value::boolean(parse_bool(o.flag, text));
     case conv::number:
     case conv::size: {
-      if (all_digits(text)) return value::integer(std::stoll(text));
+      if (all_digits(text, 18)) return value::integer(std::stoll(text));
       if (o.how == conv::size) return value::string(text);  // "10MB": the loader reads sizes
       throw command_error{fmt::format("{}: '{}' is not a number", o.flag, terminal_text(text))};
     }

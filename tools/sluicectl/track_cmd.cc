@@ -84,10 +84,6 @@ std::optional<std::vector<std::string>> split_csv(std::string_view line) {
   }
 }
 
-bool all_digits(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
-}
-
 int number(std::string_view s) {
   int v = 0;
   for (char c : s) v = v * 10 + (c - '0');
