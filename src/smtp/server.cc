@@ -91,24 +91,11 @@ struct server_commands {
   }
   static reply no_resources() { return {452, "4.3.1", "Insufficient system resources"}; }
   // The body starts with the delegate's trace header; false if even that is over budget.
-  // Room for the content is made once, up front: SIZE= if given, else 8 KiB, within
-  // 8..64 KiB (64 KiB: the budget's granule, so a client's claim cannot make a session
-  // hold more budget than one granule before its bytes come). Left to grow from the
-  // trace line by halves, a 2 KB message moved through six buffers.
-  static constexpr uint64_t first_room_min = 8 * 1024, first_room_max = 64 * 1024;
   static bool start_content(server& s) {
     drop_content(s);
     std::string trace = s.delegate_.begin_content(s.env_);
-    const uint64_t hint = std::clamp<uint64_t>(s.env_.declared_size.value_or(0), first_room_min, first_room_max);
-    const size_t room = trace.size() + size_t(std::min<uint64_t>(hint, s.settings_.max_message_size));
-    if (s.delegate_.reserve_content(room)) {
-      s.body_.reserve(room);
-      s.body_.append(trace);
-    } else {
-      // Near the budget's end: just the trace line, and the content grows as it comes.
-      if (!s.delegate_.reserve_content(trace.size())) return false;
-      s.body_ = std::move(trace);
-    }
+    if (!s.delegate_.reserve_content(trace.size())) return false;
+    s.body_ = std::move(trace);
     s.trace_size_ = s.body_.size();
     return true;
   }
