@@ -23,6 +23,7 @@
 #                    no pipelining) instead of blaster: no time to 250 and no
 #                    per-message verify (lost = accepted - delivered); smart host only
 #   KEEP_WORK=1 keeps the work directory (configs, logs, queues) for a post-mortem.
+#   SINK_ARGS="--chunking" passes options to every blaster sink (CHUNKING: BDAT delivery).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
@@ -182,7 +183,7 @@ run_one() {  # RUN: sluice | postfix | rollup
     domain_list=$(dns_domains "$domains")
   fi
   for a in "${sinks[@]}"; do
-    "$blaster" sink --listen "$a:$sink_port" --record "$d/received-$a.log" --json \
+    "$blaster" sink ${SINK_ARGS:-} --listen "$a:$sink_port" --record "$d/received-$a.log" --json \
       > "$d/sink-$a.json" 2> "$d/sink-$a.err" &
     BENCH_PIDS+=($!)
   done
