@@ -14,7 +14,7 @@ out="${FUZZ_BUILD:-$root/build-fuzz}"
 cxx="${CXX_FUZZ:-$(command -v clang++-14 || command -v clang++)}"
 mkdir -p "$out"
 
-flags=(-std=c++20 -g -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
+flags=(-std=c++20 -gline-tables-only -O1 -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined
        -fno-sanitize-recover=undefined -I"$root/src" -I"$here")
 # toml++ is built from its headers with its assertions aborting (toml_impl.cc) rather than linked:
 # the packaged library has them compiled out, and a broken one is undefined behaviour there.
@@ -58,30 +58,48 @@ if [[ " ${targets[*]} " =~ \ (config|config_edit|admin_commands)\  ]] &&
   "$cxx" "${flags[@]}" "${toml[@]}" -c "$here/toml_impl.cc" -o "$toml_obj"
 fi
 
-# FUZZ_BUILD_JOBS drivers compile at once (default 1: a fuzzing session leaves the other core free).
+# FUZZ_BUILD_JOBS compiles at once (default 1: a fuzzing session leaves the other core free).
 jobs="${FUZZ_BUILD_JOBS:-1}"
-running=0
+# Each src/ file is compiled once into obj/ and linked into every driver that names it (the
+# SMTP and configuration files serve several). Every object gets the toml++ definitions: only
+# src/config includes toml++, and each driver linking it links toml_impl.o too. An object or a
+# driver is rebuilt when its source, or any header under src/ or here, is newer.
+headers_newer_than() { [ -n "$(find "$s" "$here" -name '*.h' -newer "$1" | head -1)" ]; }
+stale() { [ ! -e "$2" ] || [ "$1" -nt "$2" ] || [ "$0" -nt "$2" ] || headers_newer_than "$2"; }
+object_of() { local rel=${1#"$s"/}; echo "$out/obj/${rel//\//_}.o"; }
+mkdir -p "$out/obj"
+declare -A wanted=()
 for t in "${targets[@]}"; do
-  local extra=()
-  case "$t" in config | config_edit | admin_commands) extra=("${toml[@]}") ;; esac
-  bin="$out/${t}_fuzz"
   # shellcheck disable=SC2086
-  if [ ! -x "$bin" ] || [ -n "$(find "$here/${t}_fuzz.cc" "$here/fuzz_util.h" ${srcs[$t]} -newer "$bin" 2>/dev/null | head -1)" ] ||
-     [ -n "$(find "$s" -name '*.h' -newer "$bin" | head -1)" ]; then
+  for f in ${srcs[$t]}; do [[ $f == *.cc ]] && wanted[$f]=1; done
+done
+compile_object() { echo "== compile ${1#"$s"/}"; "$cxx" "${flags[@]}" "${toml[@]}" -c "$1" -o "$(object_of "$1")"; }
+running=0
+pending() {  # waits for one compile when JOBS are running; fails if it did
+  running=$((running + 1))
+  if [ "$running" -ge "$jobs" ]; then wait -n || failed=1; running=$((running - 1)); fi
+}
+failed=0
+for f in "${!wanted[@]}"; do
+  stale "$f" "$(object_of "$f")" || continue
+  compile_object "$f" &
+  pending
+done
+while [ "$running" -gt 0 ]; do wait -n || failed=1; running=$((running - 1)); done
+[ "$failed" -eq 0 ] || { echo "fuzz: an object did not compile" >&2; return 1; }
+for t in "${targets[@]}"; do
+  local bin="$out/${t}_fuzz" objs=() f
+  # shellcheck disable=SC2086
+  for f in ${srcs[$t]}; do if [[ $f == *.cc ]]; then objs+=("$(object_of "$f")"); else objs+=("$f"); fi; done
+  if stale "$here/${t}_fuzz.cc" "$bin" || [ -n "$(find "${objs[@]}" -newer "$bin" 2>/dev/null | head -1)" ]; then
     echo "== build $t"
     # shellcheck disable=SC2086
-    "$cxx" "${flags[@]}" "${extra[@]}" "$here/${t}_fuzz.cc" ${srcs[$t]} -o "$bin" ${libs[$t]:-} &
-    running=$((running + 1))
-    if [ "$running" -ge "$jobs" ]; then
-      wait -n
-      running=$((running - 1))
-    fi
+    "$cxx" "${flags[@]}" "${toml[@]}" "$here/${t}_fuzz.cc" "${objs[@]}" -o "$bin" ${libs[$t]:-} &
+    pending
   fi
 done
-while [ "$running" -gt 0 ]; do
-  wait -n
-  running=$((running - 1))
-done
+while [ "$running" -gt 0 ]; do wait -n || failed=1; running=$((running - 1)); done
+[ "$failed" -eq 0 ] || { echo "fuzz: a driver did not build" >&2; return 1; }
 
 # ASan's default 256 MB quarantine alone would approach -rss_limit_mb over a long run;
 # a smaller one keeps the limit a test of the code's memory, not the sanitizer's.
