@@ -120,10 +120,10 @@ Test(delivery_retry, a_dead_site_is_suspended_after_repeated_failures, .timeout 
 Test(delivery_retry, a_reload_applies_to_mail_already_queued, .timeout = 60) {
   delivery_env env(one_mx);
   auto& sink = env.sink("127.0.0.2");  // on sink_port; the connector first points elsewhere
-  const uint16_t dead_port = free_port();
+  const refusing_port dead;
   // The site is not suspended while the test waits for the reload (that is another test).
   const std::string keys = "failures_before_suspend = 10000\n";
-  env.configure(internet_on(dead_port), keys);
+  env.configure(internet_on(dead.port()), keys);
   cr_assert(env.start(), "%s", env.daemon.log().c_str());
   const auto sent = env.send("s", 10, {"--domain", "a.test"});
   cr_assert_eq(json_number(sent.json, "accepted"), 10, "%s", sent.json.c_str());

@@ -41,6 +41,20 @@ uint16_t free_port() {
   return ntohs(a.sin_port);
 }
 
+refusing_port::refusing_port() : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_ANY);
+  socklen_t len = sizeof a;
+  if (fd_ >= 0 && ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+      ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+    port_ = ntohs(a.sin_port);
+}
+
+refusing_port::~refusing_port() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
 command_result run(const std::string& shell_command) {
   command_result r;
   std::string cmd = shell_command + " 2>&1";

@@ -17,6 +17,22 @@ std::string sluicectl_path();
 // A free TCP port on 127.0.0.1 (bound once with port 0, then released).
 uint16_t free_port();
 
+// A port where every loopback address refuses connections for as long as this lives: bound on
+// 0.0.0.0 without SO_REUSEADDR and never listening, so no other test's listener can take it
+// (a port from free_port() may be reused by a parallel test, which would then answer).
+class refusing_port {
+ public:
+  refusing_port();
+  ~refusing_port();
+  refusing_port(const refusing_port&) = delete;
+  refusing_port& operator=(const refusing_port&) = delete;
+  uint16_t port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+};
+
 struct command_result {
   int status = -1;      // exit status, or 128+signal
   std::string output;   // stdout and stderr together
