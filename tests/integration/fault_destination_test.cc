@@ -183,7 +183,10 @@ void fault_then_recover(delivery_env& env, sink_process& faulty, const send_resu
   cr_assert_eq(env.tracking("FAIL").size(), 0u, "%s", first_of(env.tracking("FAIL")).c_str());
 
   ::kill(faulty.pid(), SIGUSR1);
-  l = await(env, all, [&](const ledger& x) { return x.arrived == messages && env.queued_items() == 0; }, 30'000);
+  // The ledger's own queued count too: it is read before queued_items(), and an attempt may
+  // commit in between, so without it the ledger returned could still count a deferral.
+  l = await(env, all, [&](const ledger& x) { return x.arrived == messages && x.queued == 0 && env.queued_items() == 0; },
+            30'000);
   cr_assert(l.arrived == messages && l.queued == 0, "recovered: %s\n%s", l.text().c_str(),
             env.daemon.ctl("queue list").output.c_str());
   const auto summaries = stop_all(env);
