@@ -169,6 +169,9 @@ void mail_flows_with_full_logs(delivery_env& env, const std::function<void()>& f
             slurp_file(tracking).c_str(), env.daemon.log().c_str());
   said = env.daemon.log();
   cr_assert(said.find("writing " + tracking + " again") != std::string::npos, "%s", said.c_str());
+  // The protocol log is written by its own batches, which may come after the tracking log's.
+  cr_assert(eventually([&] { return slurp_file(protocol).rfind("date-time,", 0) == 0; }, 10'000),
+            "%s has no header after space returned:\n%s", protocol.c_str(), env.daemon.log().c_str());
   // Whole lines only: a write cut short by the full device was cut back, not left torn.
   for (const auto& [file, fields] : {std::pair{tracking, 7u}, std::pair{protocol, 8u}}) {
     const std::string text = slurp_file(file);
