@@ -121,6 +121,7 @@ Test(delivery_retry, a_reload_applies_to_mail_already_queued, .timeout = 60) {
   delivery_env env(one_mx);
   auto& sink = env.sink("127.0.0.2");  // on sink_port; the connector first points elsewhere
   const refusing_port dead;
+  cr_assert_neq(dead.port(), 0, "no port could be held for the dead next hop");
   // The site is not suspended while the test waits for the reload (that is another test).
   const std::string keys = "failures_before_suspend = 10000\n";
   env.configure(internet_on(dead.port()), keys);
