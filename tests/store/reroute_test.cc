@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -262,15 +263,18 @@ namespace {
 
 // A store whose writer can be held between two commits: it calls notify after each commit
 // and before it collects again, so requests posted while it is held there all go into the
-// next transaction.
+// next transaction. The writer hands out a commit's replies before it notifies, so a test
+// that needs to know which commit held a request asks `on_commit`, which runs on the
+// writer thread at each notify (after the commit's results were set, before the gate).
 struct gated_store {
   gated_store() {
     store::store_options opts;
     opts.dir = tmp.sub("q");
     opts.map_size = std::size_t{256} << 20;
     opts.notify = [this](unsigned) {
-      commits.fetch_add(1);
+      const int commit = commits.fetch_add(1) + 1;
       std::unique_lock lock(mu);
+      if (on_commit) on_commit(commit);
       cv.wait(lock, [this] { return open; });
     };
     std::string error;
@@ -280,9 +284,11 @@ struct gated_store {
     release();
     s.close();
   }
-  // Holds the writer after the commit of a message submitted here; returns the commits
-  // counted before it, and the submitted request for take_completed.
-  int hold() {
+  // Holds the writer at its next notify, once a message submitted here (the filler, for
+  // take_filler) is posted. If the writer still owed the notify of an earlier commit, it
+  // is held there and the filler goes into the next transaction with what is posted
+  // while held: either way, requests posted before release() share one commit.
+  void hold() {
     {
       std::lock_guard lock(mu);
       open = false;
@@ -291,7 +297,6 @@ struct gated_store {
     filler = store_test::make_request(gen.next(), 10);
     cr_assert(s.submit(0, &filler));
     while (commits.load() == before) std::this_thread::yield();
-    return before;
   }
   void release() {
     {
@@ -315,6 +320,7 @@ struct gated_store {
   std::mutex mu;
   std::condition_variable cv;
   bool open = true;
+  std::function<void(int commit)> on_commit;  // guarded by mu
   std::atomic<int> commits{0};
   queue_store s;
   base::queue_id_generator gen{0};
@@ -331,16 +337,36 @@ Test(store_reroute, a_reroute_and_a_deliver_of_one_message_in_one_batch, .timeou
   const uint64_t a = cat.items[0].hop_id, b = cat.items[1].hop_id;
   cr_assert_eq(refs_of(s, id), 2u);
 
-  const int before = g.hold();
+  g.hold();
   deliver_request d = outcome(a, id, {0, 1});
   reroute_request r = reroute_of(b, id, {{"smarthost:C", {2}, 0}});
+  int deliver_commit = 0, reroute_commit = 0;  // guarded by g.mu
+  {
+    std::lock_guard lock(g.mu);
+    g.on_commit = [&](int commit) {
+      if (deliver_commit == 0 && d.result != deliver_status::pending) deliver_commit = commit;
+      if (reroute_commit == 0 && r.result != reroute_status::pending) reroute_commit = commit;
+    };
+  }
   cr_assert(s.deliver(0, &d));
   cr_assert(s.reroute(0, &r));
   g.release();
   g.take_filler();
   g.take(&queue_store::take_delivered, 1);
   g.take(&queue_store::take_rerouted, 1);
-  cr_assert_eq(g.commits.load(), before + 2, "the deliver and the reroute shared one commit");
+  // Their replies came before the writer's notify for the commit that held them.
+  for (bool seen = false; !seen; std::this_thread::yield()) {
+    std::lock_guard lock(g.mu);
+    seen = deliver_commit != 0 && reroute_commit != 0;
+  }
+  int delivered_in = 0, rerouted_in = 0;
+  {
+    std::lock_guard lock(g.mu);
+    g.on_commit = nullptr;
+    delivered_in = deliver_commit;
+    rerouted_in = reroute_commit;
+  }
+  cr_assert_eq(delivered_in, rerouted_in, "the deliver and the reroute shared one commit");
   cr_assert_eq(d.result, deliver_status::ok, "%s", d.error.c_str());
   cr_assert_eq(r.result, reroute_status::ok, "%s", r.error.c_str());
   cr_assert_not(d.message_removed, "the reroute's new item still refers to it");
