@@ -355,16 +355,16 @@ Test(store_reroute, a_reroute_and_a_deliver_of_one_message_in_one_batch, .timeou
   g.take(&queue_store::take_delivered, 1);
   g.take(&queue_store::take_rerouted, 1);
   // Their replies came before the writer's notify for the commit that held them.
-  for (bool seen = false; !seen; std::this_thread::yield()) {
-    std::lock_guard lock(g.mu);
-    seen = deliver_commit != 0 && reroute_commit != 0;
-  }
   int delivered_in = 0, rerouted_in = 0;
-  {
+  while (delivered_in == 0 || rerouted_in == 0) {
+    std::this_thread::yield();
     std::lock_guard lock(g.mu);
-    g.on_commit = nullptr;
     delivered_in = deliver_commit;
     rerouted_in = reroute_commit;
+  }
+  {
+    std::lock_guard lock(g.mu);
+    g.on_commit = nullptr;  // it refers to d and r, which g outlives
   }
   cr_assert_eq(delivered_in, rerouted_in, "the deliver and the reroute shared one commit");
   cr_assert_eq(d.result, deliver_status::ok, "%s", d.error.c_str());
