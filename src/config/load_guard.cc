@@ -222,6 +222,9 @@ std::optional<toml_hazard> find_toml_hazard(std::string_view text) {
         continue;
       }
       value_next = false;
+      if (c.is('}') && !open.empty() && open.back() == '[')
+        return hazard(c, "'}' where an array's next value or its \"]\" belongs "
+                         "(toml++ 3.3 cannot read it safely here)");
       if ((c.at(0) >= '0' && c.at(0) <= '9') || c.is('+') || c.is('-')) {
         if (number_like(c, found) == step::unsafe) return found;
         continue;

@@ -12,6 +12,7 @@ namespace sluice::config {
 // error. Found by tests/fuzz (config, config_edit) with the assertions made to abort:
 //  - a table header whose first character after "[" or "[[" (and blanks) is not a key, "]" or
 //    the end: "[#x]", "[[[", "[=", "[" at the end of a line;
+//  - "}" where an array expects a value: "[}", "[1, }", "[\n}";
 //  - a code point in U+00A1..U+0499, U+2C5E..U+3057 (but U+3000) or U+FB26..U+FEFE where toml++
 //    asks whether it is whitespace: outside strings and comments (never valid TOML; this
 //    includes a value that starts like a number, which toml++ reads ahead to its end, quotes and

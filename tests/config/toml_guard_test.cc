@@ -40,6 +40,8 @@ const hazard_case hazards[] = {
     // A value that starts like a number is read ahead to its end, quotes included.
     {"max_message_size = 1ma\x01\"x=2mt\xC3\xA9\"\n", 3, "(U+00E9) in a value"},
     {"d = [ 1979-05-27 07\"\xC3\xA9\" ]\n", 3, "(U+00E9) in a value"},
+    {"bindings = [}\n", 3, "'}' where an array's next value"},
+    {"a = { b = [1, } }\n", 3, "'}' where an array's next value"},
     // Valid TOML, but toml++ 3.3 reaches __builtin_unreachable() on the "é".
     {"banner = \"\"\"x \\\n   \xC3\xA9t\xC3\xA9\"\"\"\n", 4, "begins a line continued by a line-ending backslash"},
     {"banner = \"\"\"x \\\xC3\xA9\"\"\"\n", 3, "after a backslash is not an escape"},
